@@ -1,0 +1,33 @@
+# enjournal: `make demo` runs the platform with a demo population, `make test` runs the tests.
+# Both create the virtual environment in .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench definitions clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/enjournal demo --data ./data
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check enjournal tests bench scripts
+	$(BIN)/ruff format --check enjournal tests bench scripts
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+definitions: $(STAMP)
+	$(BIN)/python scripts/build_definitions.py
+
+clean:
+	rm -rf $(VENV) .cache data
