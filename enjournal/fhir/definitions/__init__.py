@@ -1,0 +1,71 @@
+"""The official FHIR R4 definitions enjournal runs on, as compact tables.
+
+The tables are derived by ``scripts/build_definitions.py`` from the HL7 package named in their
+``source`` field; nothing here is written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class Component:
+    code: str
+    type: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    code: str
+    type: str  # number | date | string | token | reference | composite | quantity | uri | special
+    expression: str | None
+    url: str
+    target: tuple[str, ...] = ()
+    modifier: tuple[str, ...] = ()
+    comparator: tuple[str, ...] = ()
+    component: tuple[Component, ...] = ()
+
+
+def _load(name: str) -> dict:
+    return json.loads(resources.files(__package__).joinpath(name).read_text("utf-8"))
+
+
+@cache
+def _search_table() -> dict:
+    return _load("search.json")
+
+
+@cache
+def resource_types() -> frozenset[str]:
+    return frozenset(_search_table()["resourceTypes"])
+
+
+@cache
+def search_parameters(resource_type: str) -> dict[str, SearchParam]:
+    """All search parameters of ``resource_type``, including the common Resource ones."""
+    table = _search_table()["searchParameters"]
+    merged = {**table["Resource"], **table.get(resource_type, {})}
+    return {
+        code: SearchParam(
+            code=code,
+            type=raw["type"],
+            expression=raw.get("expression"),
+            url=raw["url"],
+            target=tuple(raw.get("target", ())),
+            modifier=tuple(raw.get("modifier", ())),
+            comparator=tuple(raw.get("comparator", ())),
+            component=tuple(Component(**c) for c in raw.get("component", ())),
+        )
+        for code, raw in merged.items()
+    }
+
+
+@cache
+def patient_compartment() -> dict[str, tuple[str, ...]]:
+    """Resource type -> the search parameters that place a resource in a Patient's compartment."""
+    return {t: tuple(p) for t, p in _search_table()["compartments"]["Patient"].items()}
