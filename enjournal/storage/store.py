@@ -1,0 +1,340 @@
+"""The resource store: FHIR's persistence semantics on top of a SQL backend.
+
+``Store.transaction()`` is the unit of work.  Everything inside one ``async with`` block –
+resource rows, their version history and their search index rows – commits together or not
+at all (see http://hl7.org/fhir/R4/http.html for the interactions served from here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+
+from enjournal.fhir.datetime import format_instant
+from enjournal.fhir.errors import Gone, NotFound, PreconditionFailed
+from enjournal.storage.base import Connection, SearchResult, StoredResource
+from enjournal.storage.schema import INDEX_COLUMNS
+
+Indexer = Callable[[dict], dict[str, list[tuple]]]
+
+_INSERT_INDEX = {
+    table: f"INSERT INTO {table} (rid, type, {', '.join(cols)}) "
+    f"VALUES (?, ?, {', '.join('?' for _ in cols)})"
+    for table, cols in INDEX_COLUMNS.items()
+}
+
+
+def _default_indexer(resource: dict) -> dict[str, list[tuple]]:
+    from enjournal.fhir.indexing import index_resource
+
+    return index_resource(resource)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Transaction:
+    """FHIR storage operations on one open database transaction."""
+
+    def __init__(self, conn: Connection, indexer: Indexer, write: bool):
+        self.conn = conn
+        self.indexer = indexer
+        self.write = write
+        self._clock_ms = 0
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    async def read(self, type_: str, id_: str) -> StoredResource:
+        """The current version; NotFound if it never existed, Gone if deleted."""
+        row = await self.conn.fetchrow(
+            "SELECT rid, version, last_updated, deleted, content FROM resources "
+            "WHERE type = ? AND id = ?",
+            type_,
+            id_,
+        )
+        if row is None:
+            raise NotFound(f"{type_}/{id_} is not known")
+        if row[3]:
+            raise Gone(f"{type_}/{id_} was deleted")
+        return StoredResource(row[0], type_, id_, row[1], row[2], bytes(row[4]))
+
+    async def exists(self, type_: str, id_: str) -> bool:
+        row = await self.conn.fetchrow(
+            "SELECT deleted FROM resources WHERE type = ? AND id = ?", type_, id_
+        )
+        return row is not None and not row[0]
+
+    async def vread(self, type_: str, id_: str, version: int) -> StoredResource:
+        row = await self.conn.fetchrow(
+            "SELECT rid, last_updated, method, content FROM resource_versions "
+            "WHERE type = ? AND id = ? AND version = ?",
+            type_,
+            id_,
+            version,
+        )
+        if row is None:
+            raise NotFound(f"{type_}/{id_} has no version {version}")
+        if row[3] is None:
+            raise Gone(f"version {version} of {type_}/{id_} is a deletion")
+        return StoredResource(row[0], type_, id_, version, row[1], bytes(row[3]), row[2])
+
+    async def history(
+        self,
+        type_: str | None = None,
+        id_: str | None = None,
+        *,
+        since_ms: int | None = None,
+        before_seq: int | None = None,
+        count: int = 20,
+    ) -> tuple[list[StoredResource], int | None]:
+        """Versions newest first, and the cursor (a sequence number) for the next page."""
+        where, args = [], []
+        if type_ is not None:
+            where.append("type = ?")
+            args.append(type_)
+        if id_ is not None:
+            where.append("id = ?")
+            args.append(id_)
+        if since_ms is not None:
+            where.append("last_updated >= ?")
+            args.append(since_ms)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self.conn.fetch(
+            "SELECT seq, rid, type, id, version, last_updated, method, content "
+            f"FROM resource_versions {clause} ORDER BY seq DESC LIMIT ?",
+            *args,
+            count + 1,
+        )
+        entries = [
+            StoredResource(r[1], r[2], r[3], r[4], r[5], None if r[7] is None else bytes(r[7]), r[6])
+            for r in rows[:count]
+        ]
+        cursor = rows[count - 1][0] if len(rows) > count else None
+        return entries, cursor
+
+    async def search(self, query: Any) -> SearchResult:
+        from enjournal.storage.search_sql import run_search
+
+        return await run_search(self.conn, query)
+
+    # ---- writes --------------------------------------------------------------------------
+
+    async def create(self, resource: dict, *, id_: str | None = None) -> StoredResource:
+        """Store a new resource with a server-assigned id (or ``id_``, for update-as-create)."""
+        type_ = resource["resourceType"]
+        id_ = id_ or new_id()
+        now = self._now()
+        content = self._stamp(resource, id_, 1, now)
+        row = await self.conn.fetchrow(
+            "INSERT INTO resources (type, id, version, last_updated, deleted, content) "
+            "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING RETURNING rid",
+            type_,
+            id_,
+            now,
+            False,
+            content,
+        )
+        if row is None:
+            # The id exists (perhaps deleted, or created concurrently): this is an update.
+            return await self.update(resource, id_)
+        stored = StoredResource(row[0], type_, id_, 1, now, content, "POST")
+        await self._append_version(stored)
+        await self._write_index(stored.rid, type_, resource, replace=False)
+        return stored
+
+    async def update(
+        self, resource: dict, id_: str, *, if_match: int | None = None
+    ) -> StoredResource:
+        """Store a new version; creates the resource when the id is new (update-as-create)."""
+        type_ = resource["resourceType"]
+        current = await self._lock(type_, id_)
+        if current is None:
+            if if_match is not None:
+                raise PreconditionFailed(f"{type_}/{id_} does not exist (If-Match given)")
+            return await self.create(resource, id_=id_)
+        rid, version, last_updated, _deleted = current
+        if if_match is not None and if_match != version:
+            raise PreconditionFailed(
+                f"{type_}/{id_} is at version {version}, not {if_match}"
+            )
+        now = max(self._now(), last_updated + 1)
+        content = self._stamp(resource, id_, version + 1, now)
+        await self.conn.execute(
+            "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, content = ? "
+            "WHERE rid = ?",
+            version + 1,
+            now,
+            False,
+            content,
+            rid,
+        )
+        stored = StoredResource(rid, type_, id_, version + 1, now, content, "PUT")
+        await self._append_version(stored)
+        await self._write_index(rid, type_, resource, replace=True)
+        return stored
+
+    async def delete(self, type_: str, id_: str, *, if_match: int | None = None) -> int | None:
+        """Delete; returns the deletion's version, or None if there was nothing to delete."""
+        current = await self._lock(type_, id_)
+        if current is None or current[3]:
+            return None
+        rid, version, last_updated, _ = current
+        if if_match is not None and if_match != version:
+            raise PreconditionFailed(f"{type_}/{id_} is at version {version}, not {if_match}")
+        now = max(self._now(), last_updated + 1)
+        await self.conn.execute(
+            "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, content = NULL "
+            "WHERE rid = ?",
+            version + 1,
+            now,
+            True,
+            rid,
+        )
+        await self._append_version(StoredResource(rid, type_, id_, version + 1, now, None, "DELETE"))
+        await self._delete_index(rid)
+        return version + 1
+
+    async def lock_criteria(self, type_: str, criteria: str) -> None:
+        """Serialise conditional operations on the same criteria across workers."""
+        if self.conn.dialect == "postgres":
+            digest = hashlib.blake2b(f"{type_}?{criteria}".encode(), digest_size=8).digest()
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(?)", int.from_bytes(digest, "big", signed=True)
+            )
+        # SQLite: the single writer lock already serialises every write transaction.
+
+    # ---- internals -----------------------------------------------------------------------
+
+    async def _lock(self, type_: str, id_: str) -> tuple | None:
+        lock = " FOR UPDATE" if self.conn.dialect == "postgres" else ""
+        return await self.conn.fetchrow(
+            "SELECT rid, version, last_updated, deleted FROM resources "
+            f"WHERE type = ? AND id = ?{lock}",
+            type_,
+            id_,
+        )
+
+    def _now(self) -> int:
+        now = int(time.time() * 1000)
+        self._clock_ms = max(now, self._clock_ms + 1)
+        return self._clock_ms
+
+    @staticmethod
+    def _stamp(resource: dict, id_: str, version: int, now: int) -> bytes:
+        resource["id"] = id_
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = format_instant(now)
+        resource["meta"] = meta
+        return orjson.dumps(resource)
+
+    async def _append_version(self, stored: StoredResource) -> None:
+        await self.conn.execute(
+            "INSERT INTO resource_versions (rid, type, id, version, last_updated, method, content) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            stored.rid,
+            stored.type,
+            stored.id,
+            stored.version,
+            stored.last_updated,
+            stored.method,
+            stored.content,
+        )
+
+    async def _write_index(self, rid: int, type_: str, resource: dict, *, replace: bool) -> None:
+        if replace:
+            await self._delete_index(rid)
+        for table, rows in self.indexer(resource).items():
+            if rows:
+                await self.conn.executemany(
+                    _INSERT_INDEX[table], [(rid, type_, *row) for row in rows]
+                )
+
+    async def _delete_index(self, rid: int) -> None:
+        for table in INDEX_COLUMNS:
+            await self.conn.execute(f"DELETE FROM {table} WHERE rid = ?", rid)
+
+
+class Store:
+    """The store a server holds: opens transactions on its backend."""
+
+    def __init__(self, backend: Any, indexer: Indexer | None = None):
+        self.backend = backend
+        self.indexer = indexer or _default_indexer
+
+    @property
+    def dialect(self) -> str:
+        return self.backend.dialect
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
+        async with self.backend.transaction(write=write) as conn:
+            yield Transaction(conn, self.indexer, write)
+
+    async def migrate(self) -> list[int]:
+        return await self.backend.migrate()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    # Conveniences for callers that need one operation in its own transaction.
+    async def read(self, type_: str, id_: str) -> StoredResource:
+        async with self.transaction(write=False) as tx:
+            return await tx.read(type_, id_)
+
+    async def create(self, resource: dict) -> StoredResource:
+        async with self.transaction() as tx:
+            return await tx.create(resource)
+
+    async def update(self, resource: dict, id_: str, **kw: Any) -> StoredResource:
+        async with self.transaction() as tx:
+            return await tx.update(resource, id_, **kw)
+
+    async def delete(self, type_: str, id_: str) -> int | None:
+        async with self.transaction() as tx:
+            return await tx.delete(type_, id_)
+
+    async def search(self, query: Any) -> SearchResult:
+        async with self.transaction(write=False) as tx:
+            return await tx.search(query)
+
+
+async def open_store(url: str, *, migrate: bool = True, pool_size: int = 10) -> Store:
+    """Open the store a database URL names: ``sqlite:///PATH``, ``sqlite://`` (in memory) or
+    ``postgresql://...``."""
+    if url.startswith("sqlite:"):
+        from enjournal.storage.sqlite import SqliteBackend
+
+        backend: Any = SqliteBackend(sqlite_path(url))
+    elif url.startswith(("postgresql:", "postgres:")):
+        from enjournal.storage.postgres import PostgresBackend
+
+        backend = PostgresBackend(url, max_size=pool_size)
+        await backend.open()
+    else:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://")
+    store = Store(backend)
+    if migrate:
+        await store.migrate()
+    return store
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///data/db.sqlite`` -> ``data/db.sqlite``; ``sqlite:////abs`` -> ``/abs``;
+    ``sqlite://`` or ``sqlite:///:memory:`` -> in memory."""
+    path = url.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
+    return path or ":memory:"
+
+
+def loads(content: bytes) -> dict:
+    return orjson.loads(content)

@@ -1,0 +1,49 @@
+"""Shared fixtures: a store on each backend (embedded SQLite and the real PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import asyncpg
+import pytest
+
+from enjournal.storage import open_store
+
+PG_DSN = os.environ.get("ENJOURNAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _pg_schema() -> str:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+    return schema
+
+
+async def _drop_schema(schema: str) -> None:
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request, tmp_path):
+    """A database URL for an empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/test.sqlite"
+        return
+    schema = await _pg_schema()
+    yield f"{PG_DSN}?search_path={schema}"
+    await _drop_schema(schema)
+
+
+@pytest.fixture
+async def store(store_url):
+    store = await open_store(store_url)
+    yield store
+    await store.close()
