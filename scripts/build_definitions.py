@@ -111,6 +111,22 @@ def search_parameters(bundle: dict, types: list[str]) -> dict:
     return table
 
 
+def summary_elements(resources_bundle: dict) -> dict[str, list[str]]:
+    """Resource type -> its top-level elements marked isSummary (for ``_summary=true``)."""
+    table = {}
+    for entry in resources_bundle["entry"]:
+        sd = entry["resource"]
+        if sd["resourceType"] != "StructureDefinition" or sd["kind"] != "resource":
+            continue
+        names = []
+        for element in sd["snapshot"]["element"]:
+            path = element["path"].split(".")
+            if len(path) == 2 and element.get("isSummary"):
+                names.append(path[1].replace("[x]", ""))
+        table[sd["type"]] = names
+    return table
+
+
 def patient_compartment(package: Path) -> dict:
     definition = json.loads((package / "CompartmentDefinition-patient.json").read_text())
     return {r["code"]: r["param"] for r in definition["resource"] if r.get("param")}
@@ -120,12 +136,15 @@ def main() -> None:
     package = Path(sys.argv[1]) if len(sys.argv) > 1 else fetch_package()
     resources = json.loads((package / "Bundle-resources.json").read_text())
     types = resource_types(resources)
-    params = search_parameters(json.loads((package / "Bundle-searchParams.json").read_text()), types)
+    params = search_parameters(
+        json.loads((package / "Bundle-searchParams.json").read_text()), types
+    )
     out = {
         "source": SOURCE,
         "resourceTypes": types,
         "searchParameters": params,
         "compartments": {"Patient": patient_compartment(package)},
+        "summaryElements": summary_elements(resources),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "search.json").write_text(json.dumps(out, indent=0, sort_keys=True) + "\n")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_definitions import OUT, SOURCE, fetch_package  # noqa: E402
+from build_definitions import OUT, SOURCE, fetch_package
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -255,7 +255,11 @@ def main() -> None:
     terminology = Terminology(
         [
             r
-            for name in ("Bundle-valuesets.json", "Bundle-v3-valuesets.json", "Bundle-v2-valuesets.json")
+            for name in (
+                "Bundle-valuesets.json",
+                "Bundle-v3-valuesets.json",
+                "Bundle-v2-valuesets.json",
+            )
             for r in bundle_resources(package, name)
         ]
     )

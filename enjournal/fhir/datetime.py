@@ -61,8 +61,10 @@ def date_range(value: str) -> tuple[int, int]:
 
 
 def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000) if moment.microsecond == 0 else (
-        int(moment.replace(microsecond=0).timestamp()) * 1000 + moment.microsecond // 1000
+    return (
+        int(moment.timestamp() * 1000)
+        if moment.microsecond == 0
+        else (int(moment.replace(microsecond=0).timestamp()) * 1000 + moment.microsecond // 1000)
     )
 
 

@@ -1,7 +1,7 @@
 """The storage interface: what the FHIR server needs from a database, and nothing more.
 
-Backends (``sqlite``, ``postgres``) implement ``Connection`` – a thin, dialect-neutral wrapper
-over a driver connection – and the shared logic in ``enjournal.storage.store`` does the rest.
+Backends (``sqlite``, ``postgres``) implement ``Connection``: a thin, dialect-neutral wrapper
+over a driver connection: and the shared logic in ``enjournal.storage.store`` does the rest.
 SQL is written once with ``?`` placeholders; the PostgreSQL adapter rewrites them to ``$n``.
 """
 

@@ -1,7 +1,7 @@
 """The resource store: FHIR's persistence semantics on top of a SQL backend.
 
-``Store.transaction()`` is the unit of work.  Everything inside one ``async with`` block –
-resource rows, their version history and their search index rows – commits together or not
+``Store.transaction()`` is the unit of work.  Everything inside one ``async with`` block -
+resource rows, their version history and their search index rows: commits together or not
 at all (see http://hl7.org/fhir/R4/http.html for the interactions served from here).
 """
 
@@ -116,7 +116,9 @@ class Transaction:
             count + 1,
         )
         entries = [
-            StoredResource(r[1], r[2], r[3], r[4], r[5], None if r[7] is None else bytes(r[7]), r[6])
+            StoredResource(
+                r[1], r[2], r[3], r[4], r[5], None if r[7] is None else bytes(r[7]), r[6]
+            )
             for r in rows[:count]
         ]
         cursor = rows[count - 1][0] if len(rows) > count else None
@@ -164,9 +166,7 @@ class Transaction:
             return await self.create(resource, id_=id_)
         rid, version, last_updated, _deleted = current
         if if_match is not None and if_match != version:
-            raise PreconditionFailed(
-                f"{type_}/{id_} is at version {version}, not {if_match}"
-            )
+            raise PreconditionFailed(f"{type_}/{id_} is at version {version}, not {if_match}")
         now = max(self._now(), last_updated + 1)
         content = self._stamp(resource, id_, version + 1, now)
         await self.conn.execute(
@@ -200,7 +200,9 @@ class Transaction:
             True,
             rid,
         )
-        await self._append_version(StoredResource(rid, type_, id_, version + 1, now, None, "DELETE"))
+        await self._append_version(
+            StoredResource(rid, type_, id_, version + 1, now, None, "DELETE")
+        )
         await self._delete_index(rid)
         return version + 1
 

@@ -69,3 +69,9 @@ def search_parameters(resource_type: str) -> dict[str, SearchParam]:
 def patient_compartment() -> dict[str, tuple[str, ...]]:
     """Resource type -> the search parameters that place a resource in a Patient's compartment."""
     return {t: tuple(p) for t, p in _search_table()["compartments"]["Patient"].items()}
+
+
+@cache
+def summary_elements(resource_type: str) -> frozenset[str]:
+    """Top-level elements of ``resource_type`` that ``_summary=true`` keeps (isSummary)."""
+    return frozenset(_search_table()["summaryElements"].get(resource_type, ()))

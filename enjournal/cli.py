@@ -1,0 +1,103 @@
+"""The ``enjournal`` command: serve, migrate, import, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+DEFAULT_DB = "sqlite:///data/enjournal.sqlite"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="enjournal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the FHIR server")
+    _database_option(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _database_option(migrate)
+
+    load = sub.add_parser("import", help="load Bundles (JSON) and NDJSON files")
+    _database_option(load)
+    load.add_argument("paths", nargs="+", help="files or directories")
+
+    demo = sub.add_parser("demo", help="generate a demo population, load it and serve it")
+    demo.add_argument("--data", default="./data", help="folder for the database and bundles")
+    demo.add_argument("--patients", type=int, default=200)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--no-serve", action="store_true", help="generate and load only")
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("ENJOURNAL_DATABASE_URL", DEFAULT_DB),
+        help="sqlite:///PATH or postgresql://... (default: $ENJOURNAL_DATABASE_URL or %(default)s)",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    os.environ["ENJOURNAL_DATABASE_URL"] = args.database
+    # Migrate once here, so several workers do not race to create the schema.
+    asyncio.run(_migrate_only(args.database))
+    uvicorn.run(
+        "enjournal.server.main:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+async def _migrate_only(url: str) -> list[int]:
+    from enjournal.storage import open_store
+
+    store = await open_store(url, migrate=False)
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    applied = asyncio.run(_migrate_only(args.database))
+    print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from enjournal.importer import run_import
+
+    return asyncio.run(run_import(args.database, args.paths))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from enjournal.demo.command import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS = {"serve": _serve, "migrate": _migrate, "import": _import, "demo": _demo}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""batch and transaction Bundles: http://hl7.org/fhir/R4/http.html#transaction.
+
+A transaction runs in one database transaction: all entries succeed or none is stored.
+Entries are processed in the order the spec prescribes (DELETE, POST, PUT/PATCH, GET/HEAD);
+``urn:uuid:`` full URLs and conditional references (``Patient?identifier=...``) are resolved
+to real ids before any resource is written.  A batch runs each entry on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import orjson
+
+from enjournal.fhir.datetime import format_instant
+from enjournal.fhir.errors import FhirError, Invalid, NotFound, PreconditionFailed
+from enjournal.rest.interactions.common import known_type, validate_for_write
+from enjournal.rest.interactions.conditional import matches
+from enjournal.rest.message import FhirRequest, FhirResponse, error_response, outcome
+from enjournal.storage import Store, StoredResource, Transaction
+from enjournal.storage.store import new_id
+
+Dispatch = Callable[[FhirRequest, Transaction], Awaitable[FhirResponse]]
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_CONDITIONAL_REF = re.compile(r"^[A-Z][A-Za-z]+\?.+")
+
+
+async def process_bundle(request: FhirRequest, store: Store, dispatch: Dispatch) -> FhirResponse:
+    bundle = request.resource()
+    if bundle["resourceType"] != "Bundle":
+        raise Invalid("POST to the base needs a batch or transaction Bundle")
+    kind = bundle.get("type")
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise Invalid("Bundle.entry must be an array", expression="Bundle.entry")
+    for n, entry in enumerate(entries):
+        _check_entry(entry, n)
+    if kind == "transaction":
+        async with store.transaction() as tx:
+            responses = await _transaction(request, tx, entries, dispatch)
+        return _response_bundle("transaction-response", responses)
+    if kind == "batch":
+        responses = [await _batch_entry(request, store, entry, dispatch) for entry in entries]
+        return _response_bundle("batch-response", responses)
+    raise Invalid(
+        f"Bundle.type must be batch or transaction, not {kind!r}", expression="Bundle.type"
+    )
+
+
+def _check_entry(entry: object, n: int) -> None:
+    where = f"Bundle.entry[{n}]"
+    if not isinstance(entry, dict) or not isinstance(entry.get("request"), dict):
+        raise Invalid(f"{where} needs a request", expression=f"{where}.request")
+    method, url = entry["request"].get("method"), entry["request"].get("url")
+    if method not in ORDER:
+        raise Invalid(
+            f"{where}.request.method {method!r} is not supported",
+            expression=f"{where}.request.method",
+        )
+    if not isinstance(url, str) or not url:
+        raise Invalid(f"{where}.request.url is missing", expression=f"{where}.request.url")
+    if method in ("POST", "PUT") and not isinstance(entry.get("resource"), dict):
+        raise Invalid(f"{where} needs a resource for {method}", expression=f"{where}.resource")
+
+
+def _entry_request(outer: FhirRequest, entry: dict, body: bytes = b"") -> FhirRequest:
+    req = entry["request"]
+    parts = urlsplit(req["url"])
+    path = [p for p in parts.path.split("/") if p]
+    from urllib.parse import parse_qsl
+
+    headers = {"prefer": outer.header("prefer") or ""}
+    for field_name, header in (
+        ("ifMatch", "if-match"),
+        ("ifNoneExist", "if-none-exist"),
+        ("ifNoneMatch", "if-none-match"),
+        ("ifModifiedSince", "if-modified-since"),
+    ):
+        if req.get(field_name):
+            headers[header] = req[field_name]
+    if req["method"] == "PATCH":
+        headers["content-type"] = "application/json-patch+json"
+    return FhirRequest(
+        req["method"],
+        path,
+        parse_qsl(parts.query, keep_blank_values=True),
+        headers,
+        body,
+        outer.base_url,
+    )
+
+
+async def _batch_entry(outer, store, entry, dispatch) -> dict:
+    try:
+        body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
+        if entry["request"]["method"] == "PATCH":
+            body = _patch_body(entry)
+        request = _entry_request(outer, entry, body)
+        write = request.method not in ("GET", "HEAD")
+        async with store.transaction(write=write) as tx:
+            response = await dispatch(request, tx)
+    except FhirError as error:
+        response = error_response(error)
+    return _response_entry(response)
+
+
+async def _transaction(outer, tx: Transaction, entries: list[dict], dispatch) -> list[dict]:
+    ids = await _allocate_ids(tx, entries)
+    responses: list[dict | None] = [None] * len(entries)
+    for n in sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"]]):
+        entry = entries[n]
+        try:
+            response = await _transaction_entry(outer, tx, entry, ids, dispatch)
+        except FhirError as error:
+            for issue in error.issues:
+                issue.diagnostics = f"Bundle.entry[{n}]: {issue.diagnostics}"
+            raise
+        responses[n] = _response_entry(response)
+    return [r for r in responses if r is not None]
+
+
+async def _allocate_ids(tx: Transaction, entries: list[dict]) -> dict[str, str]:
+    """fullUrl -> "Type/id" for every entry that creates or names a resource."""
+    ids: dict[str, str] = {}
+    for n, entry in enumerate(entries):
+        full_url = entry.get("fullUrl")
+        req = entry["request"]
+        resource = entry.get("resource") or {}
+        type_ = resource.get("resourceType")
+        if req["method"] == "POST":
+            type_ = known_type(req["url"].split("?")[0].strip("/"))
+            target = None
+            if req.get("ifNoneExist"):
+                found = await matches(tx, type_, req["ifNoneExist"], limit=2)
+                if len(found) > 1:
+                    raise PreconditionFailed(
+                        f"Bundle.entry[{n}]: ifNoneExist matched several {type_} resources"
+                    )
+                if found:
+                    target = found[0].id
+                    entry["_existing"] = found[0]
+            entry["_id"] = target or new_id()
+            if full_url:
+                ids[full_url] = f"{type_}/{entry['_id']}"
+        elif req["method"] == "PUT" and full_url and type_:
+            path = req["url"].split("?")[0].strip("/").split("/")
+            if len(path) == 2:
+                ids[full_url] = f"{path[0]}/{path[1]}"
+            elif "?" in req["url"]:
+                found = await matches(tx, type_, req["url"].split("?", 1)[1], limit=2)
+                if len(found) > 1:
+                    raise PreconditionFailed(
+                        f"Bundle.entry[{n}]: conditional update matched several resources"
+                    )
+                entry["_id"] = found[0].id if found else resource.get("id") or new_id()
+                ids[full_url] = f"{type_}/{entry['_id']}"
+    return ids
+
+
+async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
+    method = entry["request"]["method"]
+    if method in ("POST", "PUT"):
+        await _resolve_references(tx, entry["resource"], ids)
+    if method == "POST":
+        existing: StoredResource | None = entry.get("_existing")
+        if existing is not None:
+            return FhirResponse(200, None, _location(outer, existing), existing)
+        resource = entry["resource"]
+        type_ = known_type(entry["request"]["url"].split("?")[0].strip("/"))
+        if resource.get("resourceType") != type_:
+            raise Invalid(f"the resource is a {resource.get('resourceType')}, the url says {type_}")
+        resource.pop("id", None)
+        validate_for_write(resource)
+        stored = await tx.create(resource, id_=entry["_id"])
+        return FhirResponse(201, None, _location(outer, stored), stored)
+    if method == "PUT" and "_id" in entry:
+        resource = entry["resource"]
+        resource["id"] = entry["_id"]
+        validate_for_write(resource)
+        stored = await tx.update(resource, entry["_id"])
+        return FhirResponse(
+            201 if stored.version == 1 else 200, None, _location(outer, stored), stored
+        )
+    body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
+    if method == "PATCH":
+        body = _patch_body(entry)
+    return await dispatch(_entry_request(outer, entry, body), tx)
+
+
+def _patch_body(entry: dict) -> bytes:
+    resource = entry.get("resource") or {}
+    if resource.get("resourceType") == "Binary" and resource.get("data"):
+        import base64
+
+        return base64.b64decode(resource["data"])
+    raise Invalid("a PATCH entry needs a Binary resource holding the JSON Patch document")
+
+
+async def _resolve_references(tx: Transaction, node: object, ids: dict[str, str]) -> None:
+    """Rewrite references to other entries (urn:uuid, fullUrl) and conditional references."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                node[key] = await _target(tx, value, ids)
+            elif isinstance(value, (dict, list)):
+                await _resolve_references(tx, value, ids)
+    elif isinstance(node, list):
+        for item in node:
+            await _resolve_references(tx, item, ids)
+
+
+async def _target(tx: Transaction, reference: str, ids: dict[str, str]) -> str:
+    if reference in ids:
+        return ids[reference]
+    if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
+        raise NotFound(f"the reference {reference} names no entry in the transaction")
+    if _CONDITIONAL_REF.match(reference):
+        type_, criteria = reference.split("?", 1)
+        found = await matches(tx, known_type(type_), criteria, limit=2)
+        if len(found) != 1:
+            raise PreconditionFailed(
+                f"the conditional reference {reference} matched {len(found)} resources, not one"
+            )
+        ids[reference] = f"{type_}/{found[0].id}"
+        return ids[reference]
+    return reference
+
+
+def _location(outer: FhirRequest, stored: StoredResource) -> dict[str, str]:
+    return {
+        "Location": f"{stored.type}/{stored.id}/_history/{stored.version}",
+        "ETag": f'W/"{stored.version}"',
+    }
+
+
+_REASONS = {200: "200 OK", 201: "201 Created", 204: "204 No Content", 304: "304 Not Modified"}
+
+
+def _response_entry(response: FhirResponse) -> dict:
+    out: dict = {"status": _REASONS.get(response.status, str(response.status))}
+    if "Location" in response.headers:
+        out["location"] = response.headers["Location"]
+    if "ETag" in response.headers:
+        out["etag"] = response.headers["ETag"]
+    if response.stored is not None:
+        out["lastModified"] = format_instant(response.stored.last_updated)
+    entry: dict = {"response": out}
+    if response.body and response.status >= 400:
+        out["outcome"] = orjson.loads(response.body)
+    elif response.body and response.status < 300:
+        entry["resource"] = orjson.loads(response.body)
+    if response.stored is not None:
+        entry["fullUrl"] = f"{response.stored.type}/{response.stored.id}"
+    return entry
+
+
+def _response_bundle(kind: str, entries: list[dict]) -> FhirResponse:
+    return FhirResponse.of({"resourceType": "Bundle", "type": kind, "entry": entries})
+
+
+__all__ = ["outcome", "process_bundle"]

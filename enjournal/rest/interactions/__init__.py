@@ -1,0 +1,1 @@
+"""One FHIR interaction per module; each module's docstring links its spec section."""

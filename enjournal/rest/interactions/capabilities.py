@@ -1,0 +1,98 @@
+"""capabilities: http://hl7.org/fhir/R4/http.html#capabilities.
+
+The CapabilityStatement is generated from what the router and the definitions really
+support, so it cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import orjson
+
+from enjournal.fhir.definitions import resource_types, search_parameters
+from enjournal.rest.message import FhirRequest, FhirResponse
+
+INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+SEARCH_TYPES = {"number", "date", "string", "token", "reference", "composite", "quantity", "uri"}
+
+
+@cache
+def _statement_bytes(base_url: str) -> bytes:
+    from enjournal import __version__
+
+    resources = []
+    for type_ in sorted(resource_types()):
+        params = [
+            {"name": code, "definition": p.url, "type": p.type}
+            for code, p in sorted(search_parameters(type_).items())
+            if p.type in SEARCH_TYPES and (p.expression or code == "_id")
+        ]
+        entry = {
+            "type": type_,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
+            "interaction": [{"code": c} for c in INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "full-support",
+            "conditionalUpdate": True,
+            "conditionalDelete": "multiple",
+            "referencePolicy": ["literal", "logical"],
+            "searchInclude": ["*"],
+            "searchRevInclude": ["*"],
+            "searchParam": params,
+        }
+        if type_ == "Patient":
+            entry["operation"] = [
+                {
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                }
+            ]
+        resources.append(entry)
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-26",
+        "kind": "instance",
+        "software": {"name": "enjournal", "version": __version__},
+        "implementation": {"description": "enjournal FHIR server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "search-system"},
+                    {"code": "history-system"},
+                ],
+                "operation": [
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    }
+                ],
+            }
+        ],
+    }
+    return orjson.dumps(statement)
+
+
+async def capabilities(request: FhirRequest, tx) -> FhirResponse:
+    return FhirResponse(200, _statement_bytes(request.base_url))

@@ -1,0 +1,37 @@
+"""Patient $everything: http://hl7.org/fhir/R4/patient-operation-everything.html.
+
+The patient, every resource in the patient's compartment, and the resources those refer to
+(practitioners, organisations, medications), paged like a search.
+"""
+
+from __future__ import annotations
+
+from enjournal.rest.message import FhirRequest, FhirResponse
+from enjournal.storage import Transaction
+
+
+async def everything(request: FhirRequest, tx: Transaction) -> FhirResponse:
+    from enjournal.fhir.search import parse_search
+    from enjournal.rest.interactions.search import _link, bundle_bytes
+
+    id_ = request.path[1]
+    await tx.read("Patient", id_)
+    params = [(k, v) for k, v in request.params if k in ("_count", "_cursor", "_since", "_type")]
+    query = parse_search(None, [*params, ("_include", "*")], strict=False)
+    query.compartment = ("Patient", id_)
+    result = await tx.search(query)
+    base = f"{request.base_url}/Patient/{id_}/$everything"
+    links = {"self": _link(base, params)}
+    if result.next_cursor:
+        kept = [(k, v) for k, v in params if k != "_cursor"]
+        links["next"] = _link(base, [*kept, ("_cursor", result.next_cursor)])
+    body = bundle_bytes(
+        "searchset",
+        request.base_url,
+        [r.content for r in result.matches],
+        [(r, r.content) for r in result.included],
+        total=result.total,
+        links=links,
+        stored=result.matches,
+    )
+    return FhirResponse(200, body)

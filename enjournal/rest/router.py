@@ -1,0 +1,105 @@
+"""The FHIR router: which interaction serves a request, and its error policy.
+
+Routes are matched on the method and the shape of the path after the FHIR base.  Each
+interaction runs inside one store transaction (read-only for GET), so everything a request
+writes commits together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from enjournal.fhir.errors import FhirError, MethodNotAllowed, NotFound
+from enjournal.rest.bundle import process_bundle
+from enjournal.rest.interactions import (
+    capabilities,
+    create,
+    delete,
+    everything,
+    history,
+    patch,
+    read,
+    search,
+    update,
+    validate,
+)
+from enjournal.rest.message import FhirRequest, FhirResponse, error_response
+from enjournal.storage import Store, Transaction
+
+log = logging.getLogger("enjournal.rest")
+Interaction = Callable[[FhirRequest, Transaction], Awaitable[FhirResponse]]
+
+
+def route(request: FhirRequest) -> Interaction:
+    """Pick the interaction for ``request``; NotFound / MethodNotAllowed otherwise."""
+    m, p = request.method, request.path
+    n = len(p)
+    table: dict[str, Interaction] = {}
+    if n == 0:
+        table = {"GET": search.search_system, "POST": _bundle_marker}
+    elif n == 1 and p[0] == "metadata":
+        table = {"GET": capabilities.capabilities}
+    elif n == 1 and p[0] == "_history":
+        table = {"GET": history.history}
+    elif n == 1 and not p[0].startswith(("$", "_")):
+        table = {
+            "GET": search.search_type,
+            "POST": create.create,
+            "PUT": update.conditional_update,
+            "DELETE": delete.conditional_delete,
+            "PATCH": patch.patch,
+        }
+    elif n == 2 and p[1] == "_search":
+        table = {"POST": search.search_type}
+    elif n == 2 and p[1] == "_history":
+        table = {"GET": history.history}
+    elif n == 2 and p[1] == "$validate":
+        table = {"POST": validate.validate}
+    elif n == 2 and not p[1].startswith(("$", "_")):
+        table = {
+            "GET": read.read,
+            "HEAD": read.read,
+            "PUT": update.update,
+            "DELETE": delete.delete,
+            "PATCH": patch.patch,
+        }
+    elif n == 3 and p[0] == "Patient" and p[2] == "$everything":
+        table = {"GET": everything.everything}
+    elif n == 3 and p[2] == "_history":
+        table = {"GET": history.history}
+    elif n == 3 and p[0] == "Patient" and not p[2].startswith(("$", "_")):
+        table = {"GET": search.search_compartment}
+    elif n == 4 and p[2] == "_history":
+        table = {"GET": read.vread}
+    if not table:
+        raise NotFound(f"no FHIR interaction at /{'/'.join(p)}")
+    if m not in table:
+        raise MethodNotAllowed(f"{m} is not allowed on /{'/'.join(p)}")
+    return table[m]
+
+
+async def _bundle_marker(request: FhirRequest, tx: Transaction) -> FhirResponse:
+    raise AssertionError("bundles are dispatched by handle()")
+
+
+READ_ONLY = {"GET", "HEAD"}
+READ_ONLY_PATHS = (["_search"], ["$validate"])
+
+
+async def dispatch(request: FhirRequest, tx: Transaction) -> FhirResponse:
+    """Run one request inside an open transaction (used by bundles)."""
+    return await route(request)(request, tx)
+
+
+async def handle(request: FhirRequest, store: Store) -> FhirResponse:
+    """Serve one request; every FhirError becomes an OperationOutcome with its status."""
+    try:
+        interaction = route(request)
+        if interaction is _bundle_marker:
+            return await process_bundle(request, store, dispatch)
+        write = request.method not in READ_ONLY and request.path[-1:] not in READ_ONLY_PATHS
+        async with store.transaction(write=write) as tx:
+            return await interaction(request, tx)
+    except FhirError as error:
+        return error_response(error)

@@ -1,0 +1,211 @@
+"""The ASGI application: HTTP in, ``FhirRequest`` to the router, ``FhirResponse`` out.
+
+Routes: ``/fhir/...`` (the FHIR API), ``/health`` (liveness and database check) and
+``/metrics`` (Prometheus).  The store opens in the lifespan and closes on shutdown, after
+uvicorn has let running requests finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from enjournal.fhir.errors import Invalid
+from enjournal.rest.message import FhirRequest, FhirResponse, error_response
+from enjournal.rest.router import handle
+from enjournal.server.observability import Metrics, request_id
+from enjournal.server.settings import Settings
+from enjournal.storage import Store, open_store
+
+log = logging.getLogger("enjournal.server")
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """Build the app; pass ``store`` to share one already open (tests), else it opens its own."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        own = store is None
+        app.state.store = store or await open_store(
+            settings.database_url, pool_size=settings.pool_size
+        )
+        log.info("store open", extra={"fields": {"dialect": app.state.store.dialect}})
+        yield
+        if own:
+            await app.state.store.close()
+        log.info("store closed")
+
+    async def fhir(request: Request) -> Response:
+        body = await _read_body(request, settings.max_body_bytes)
+        if isinstance(body, FhirResponse):
+            return _to_http(body)
+        base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
+        path = [p for p in request.path_params["path"].split("/") if p]
+        fhir_request = FhirRequest(
+            request.method,
+            path,
+            list(request.query_params.multi_items()),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+            base,
+        )
+        response = await handle(fhir_request, request.app.state.store)
+        if request.method == "HEAD":
+            response.body = None
+        return _to_http(response)
+
+    async def health(request: Request) -> Response:
+        try:
+            async with request.app.state.store.transaction(write=False) as tx:
+                await tx.conn.fetchrow("SELECT 1")
+        except Exception:  # the health check reports, it does not crash
+            log.exception("health check failed")
+            return JSONResponse({"status": "fail", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "pass", "database": request.app.state.store.dialect})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        stats = request.app.state.store.backend.pool_stats()
+        metrics.pool_size.set(stats["size"])
+        metrics.pool_idle.set(stats["idle"])
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
+    routes = [
+        Route("/health", health),
+        Route("/metrics", metrics_endpoint),
+        Route("/fhir{path:path}", fhir, methods=methods),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return RequestContext(app, metrics)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | FhirResponse:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> FhirResponse:
+    response = error_response(Invalid(f"the request body is larger than {limit} bytes"))
+    response.status = 413
+    return response
+
+
+def _to_http(response: FhirResponse) -> Response:
+    headers = {**SECURITY_HEADERS, **response.headers}
+    if response.body is None:
+        return Response(status_code=response.status, headers=headers)
+    return Response(response.body, response.status, headers, media_type=FHIR_JSON)
+
+
+class RequestContext:
+    """ASGI middleware: request id, access log line and metrics for every HTTP request."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+        self.state = app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming[:64] if incoming and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        started_response = False
+
+        async def tracking_send(message):
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_id(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            # Never a stack trace to the client: log it, answer with a plain OperationOutcome.
+            log.exception("unhandled error")
+            if not started_response:
+                await _internal_error(send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = _route_label(scope["path"])
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                    }
+                },
+            )
+            request_id.reset(token)
+
+
+async def _internal_error(send) -> None:
+    body = (
+        b'{"resourceType":"OperationOutcome","issue":[{"severity":"fatal",'
+        b'"code":"exception","diagnostics":"internal server error"}]}'
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", FHIR_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _route_label(path: str) -> str:
+    """A low-cardinality label: /fhir/Patient/123 -> /fhir/{type}/{id}."""
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] != "fhir":
+        return path
+    shape = ["fhir"]
+    for n, part in enumerate(parts[1:]):
+        if part.startswith(("$", "_")) or part == "metadata":
+            shape.append(part)
+        else:
+            shape.append("{type}" if n == 0 else "{id}")
+    return "/" + "/".join(shape)

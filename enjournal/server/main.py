@@ -1,0 +1,13 @@
+"""The app factory uvicorn imports in each worker process (settings from the environment)."""
+
+from __future__ import annotations
+
+from enjournal.server.app import create_app
+from enjournal.server.observability import configure_logging
+from enjournal.server.settings import Settings
+
+
+def app_from_env():
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)
