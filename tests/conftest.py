@@ -47,3 +47,17 @@ async def store(store_url):
     store = await open_store(store_url)
     yield store
     await store.close()
+
+
+@pytest.fixture
+async def client(store):
+    """An HTTP client talking to the app in-process, on each backend."""
+    import httpx
+
+    from enjournal.server.app import create_app
+    from enjournal.server.settings import Settings
+
+    app = create_app(Settings(database_url="unused"), store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http

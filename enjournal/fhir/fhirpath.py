@@ -255,33 +255,67 @@ def _resource_type(value: Any) -> str:
 
 # --------------------------------------------------------------------------- compiler
 
-def _member(name: str) -> Step:
+def _member(name: str, only: str | None = None) -> Step:
+    """Child ``name`` of each item; with ``only``, just the children of that type (``as``)."""
     plans: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def make_plan(tp: str) -> tuple[tuple[str, str], ...]:
+        plan = _plan(tp, name)
+        if only is not None:
+            plan = tuple(
+                (k, t) for k, t in plan if t in _DYNAMIC or t == "?" or is_type(t, only)
+            )
+        plans[tp] = plan
+        return plan
 
     def step(items: list[Item], root: Item) -> list[Item]:
         out: list[Item] = []
         for value, tp in items:
             if type(value) is not dict:
                 continue
-            plan = plans.get(tp)
-            if plan is None:
-                plan = plans[tp] = _plan(tp, name)
+            plan = plans.get(tp) or make_plan(tp)
             for key, ctp in plan:
                 v = value.get(key)
                 if v is None:
                     continue
-                if ctp in _DYNAMIC:
-                    if type(v) is list:
-                        out.extend((x, _resource_type(x)) for x in v if x is not None)
-                    else:
-                        out.append((v, _resource_type(v)))
+                if ctp in _DYNAMIC or ctp == "?":
+                    found = [
+                        (x, _resource_type(x) if ctp != "?" else "?")
+                        for x in (v if type(v) is list else (v,))
+                        if x is not None
+                    ]
+                    if only is not None:
+                        found = [f for f in found if f[1] == "?" or is_type(f[1], only)]
+                    out.extend(found)
                 elif type(v) is list:
-                    out.extend((x, ctp) for x in v if x is not None)
+                    out.extend([(x, ctp) for x in v if x is not None])
                 else:
                     out.append((v, ctp))
         return out
 
     return step
+
+
+def _member_of(base: tuple | None, name: str, only: str | None = None) -> Step:
+    step = _member(name, only)
+    if base is None:
+        return step
+    _check_base(base)
+    if base[0] == "member" and base[1] is None and base[2][0].isupper():
+        # `Type.name`: the type test on the focus, fused with the step
+        type_name = _type_name(base[2])
+        if not _is_type_name(type_name):
+            raise Unsupported(f"unknown type {type_name}")
+
+        def typed_step(items: list[Item], root: Item) -> list[Item]:
+            for item in items:
+                if item[1] != type_name and not is_type(item[1], type_name):
+                    return step([i for i in items if is_type(i[1], type_name)], root)
+            return step(items, root)
+
+        return typed_step
+    inner = _compile(base)
+    return lambda items, root: step(inner(items, root), root)
 
 
 def _type_filter(name: str) -> Callable[[list[Item]], list[Item]]:
@@ -342,12 +376,7 @@ def _compile(node: tuple) -> Step:  # noqa: C901 - one dispatch over the node ki
                 raise Unsupported(f"unknown type {name}")
             filt = _type_filter(name)
             return lambda items, root: filt(items)
-        step = _member(name)
-        if base is None:
-            return step
-        _check_base(base)
-        inner = _compile(base)
-        return lambda items, root: step(inner(items, root), root)
+        return _member_of(base, name)
     if kind == "index":
         inner = _compile(node[1])
         n = node[2]
@@ -368,6 +397,8 @@ def _compile(node: tuple) -> Step:  # noqa: C901 - one dispatch over the node ki
             ]
 
         return union
+    if kind == "as" and node[1][0] == "member" and not node[1][2][0].isupper():
+        return _member_of(node[1][1], node[1][2], _type_name(node[2]))
     if kind in ("as", "is"):
         inner = _compile(node[1])
         filt = _type_filter(node[2])
@@ -428,6 +459,8 @@ def _compile_call(node: tuple) -> Step:
     if name in ("as", "ofType", "is"):
         if len(args) != 1 or args[0][0] != "member" or args[0][1] is not None:
             raise Unsupported(f"{name} argument")
+        if name != "is" and base is not None and base[0] == "member" and not base[2][0].isupper():
+            return _member_of(base[1], base[2], _type_name(args[0][2]))
         filt = _type_filter(args[0][2])
         if name == "is":
             return lambda items, root: _is_result(inner(items, root), filt)
@@ -435,7 +468,49 @@ def _compile_call(node: tuple) -> Step:
     if name == "where":
         if len(args) != 1:
             raise Unsupported("where arguments")
-        pred = _compile(args[0])
+        arg = args[0]
+        if (
+            arg[0] == "is"
+            and arg[1][0] == "call"
+            and arg[1][1] is None
+            and arg[1][2] == "resolve"
+            and not arg[1][3]
+        ):
+            target = _type_name(arg[2])
+
+            def where_resolves(items: list[Item], root: Item) -> list[Item]:
+                out = []
+                for value, tp in inner(items, root):
+                    found = _reference_type(value, tp, root)
+                    if found is not None and (found == target or is_type(found, target)):
+                        out.append((value, tp))
+                return out
+
+            return where_resolves
+        if (
+            arg[0] == "eq"
+            and arg[1][0] == "member"
+            and arg[1][1] is None
+            and not arg[1][2][0].isupper()
+            and arg[2][0] == "lit"
+        ):
+            field, literal, negate = arg[1][2], arg[2][1], arg[3]
+
+            def where_equals(items: list[Item], root: Item) -> list[Item]:
+                out = []
+                for value, tp in inner(items, root):
+                    if type(value) is not dict:
+                        continue
+                    found = [value[k] for k, _ in _plan(tp, field) if value.get(k) is not None]
+                    if len(found) != 1:
+                        continue  # empty (or ambiguous): the comparison is not true
+                    v = found[0]
+                    if (v == literal or v == [literal]) != negate:
+                        out.append((value, tp))
+                return out
+
+            return where_equals
+        pred = _compile(arg)
 
         def where(items: list[Item], root: Item) -> list[Item]:
             return [item for item in inner(items, root) if _truth(pred([item], root)) is True]

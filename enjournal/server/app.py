@@ -92,6 +92,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         Route("/fhir{path:path}", fhir, methods=methods),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    if store is not None:
+        app.state.store = store  # usable without running the lifespan (tests)
     return RequestContext(app, metrics)
 
 

@@ -1,0 +1,58 @@
+"""``enjournal demo``: generate a synthetic Norwegian population, load it, serve it.
+
+Everything lives under ``--data``: the generated Bundles in ``bundles/`` and the embedded
+SQLite database ``enjournal.sqlite``.  Running it again with the same seed and size reuses
+what is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from enjournal.demo.population import write_bundles
+    from enjournal.importer import run_import
+
+    console = Console(stderr=True)
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    database = data / "enjournal.sqlite"
+    url = f"sqlite:///{database}"
+    stamp = data / "demo.json"
+    wanted = {"patients": args.patients, "seed": args.seed}
+    if not stamp.exists() or json.loads(stamp.read_text()) != wanted:
+        for leftover in [database, Path(f"{database}-wal"), Path(f"{database}-shm")]:
+            leftover.unlink(missing_ok=True)
+        bundles = data / "bundles"
+        for old in bundles.glob("*.json"):
+            old.unlink()
+        console.print(f"generating {args.patients} patients (seed {args.seed}) in {bundles}")
+        write_bundles(bundles, args.patients, args.seed)
+        status = asyncio.run(run_import(url, [str(bundles)], console))
+        if status != 0:
+            console.print("[red]the demo population did not load; see the summary above[/red]")
+            return status
+        stamp.write_text(json.dumps(wanted))
+    else:
+        console.print(f"reusing the demo population in {data}")
+    if args.no_serve:
+        return 0
+    base = f"http://{args.host}:{args.port}"
+    console.print(
+        f"\n[bold]enjournal is running[/bold] with a demo population of {args.patients}.\n"
+        f"  FHIR API:   {base}/fhir  (try {base}/fhir/Patient?_count=5)\n"
+        f"  metadata:   {base}/fhir/metadata\n"
+        f"  health:     {base}/health     metrics: {base}/metrics\n"
+        "Stop with Ctrl-C.\n"
+    )
+    from enjournal.cli import main
+
+    os.environ["ENJOURNAL_DATABASE_URL"] = url
+    return main(["serve", "--database", url, "--host", args.host, "--port", str(args.port)])

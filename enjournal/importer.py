@@ -1,0 +1,161 @@
+"""``enjournal import``: load Bundles and NDJSON files, each file all-or-nothing.
+
+Transaction and batch Bundles go through the same code as ``POST /fhir``; collection Bundles,
+single resources and NDJSON lines are stored as updates (when they carry an id) or creates.
+Each file is one database transaction, so a bad file is reported, skipped, and leaves nothing
+half-written, even if the process is killed mid-file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from enjournal.fhir.errors import FhirError, Invalid
+from enjournal.rest.interactions.common import known_type, validate_for_write
+from enjournal.rest.message import FhirRequest
+from enjournal.rest.router import handle
+from enjournal.storage import Store, Transaction, open_store
+
+
+@dataclass
+class FileResult:
+    path: Path
+    resources: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def expand(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".json", ".ndjson"))
+        else:
+            files.append(path)
+    return files
+
+
+async def import_file(store: Store, path: Path) -> FileResult:
+    result = FileResult(path)
+    started = time.perf_counter()
+    try:
+        if path.suffix == ".ndjson":
+            result.resources = await _import_ndjson(store, path)
+        else:
+            result.resources = await _import_json(store, path)
+    except FhirError as error:
+        result.error = "; ".join(issue.diagnostics for issue in error.issues)[:500]
+    except OSError as error:
+        result.error = f"cannot read the file: {error.strerror}"
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def _import_json(store: Store, path: Path) -> int:
+    body = path.read_bytes()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise Invalid(f"not valid JSON: {error}") from None
+    if not isinstance(data, dict) or "resourceType" not in data:
+        raise Invalid("not a FHIR resource (no resourceType)")
+    if data["resourceType"] == "Bundle" and data.get("type") in ("transaction", "batch"):
+        response = await handle(FhirRequest("POST", [], body=body), store)
+        if response.status >= 400:
+            issues = orjson.loads(response.body).get("issue", [])
+            raise Invalid("; ".join(i.get("diagnostics", "") for i in issues) or "rejected")
+        entries = orjson.loads(response.body).get("entry", [])
+        failed = [e for e in entries if not e["response"]["status"].startswith("2")]
+        if failed:  # a batch: report the entries that did not go in
+            raise Invalid(f"{len(failed)} of {len(entries)} batch entries failed")
+        return len(entries)
+    if data["resourceType"] == "Bundle":
+        resources = [e["resource"] for e in data.get("entry", []) if "resource" in e]
+    else:
+        resources = [data]
+    async with store.transaction() as tx:
+        for resource in resources:
+            await _put(tx, resource)
+    return len(resources)
+
+
+async def _import_ndjson(store: Store, path: Path) -> int:
+    count = 0
+    async with store.transaction() as tx:
+        with path.open("rb") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    resource = orjson.loads(line)
+                except orjson.JSONDecodeError as error:
+                    raise Invalid(f"line {number}: not valid JSON: {error}") from None
+                try:
+                    await _put(tx, resource)
+                except FhirError as error:
+                    raise Invalid(f"line {number}: {error.issues[0].diagnostics}") from None
+                count += 1
+    return count
+
+
+async def _put(tx: Transaction, resource: object) -> None:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise Invalid("not a FHIR resource (no resourceType)")
+    known_type(resource["resourceType"])
+    validate_for_write(resource)
+    if resource.get("id"):
+        await tx.update(resource, resource["id"])
+    else:
+        await tx.create(resource)
+
+
+async def run_import(database_url: str, paths: list[str], console: Console | None = None) -> int:
+    """Import ``paths``; print a per-file summary; exit status 1 if any file failed."""
+    console = console or Console(stderr=True)
+    files = expand(paths)
+    if not files:
+        console.print("[red]no .json or .ndjson files found[/red]")
+        return 1
+    store = await open_store(database_url)
+    results: list[FileResult] = []
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} files"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("importing", total=len(files))
+            for path in files:
+                results.append(await import_file(store, path))
+                progress.advance(task)
+    finally:
+        await store.close()
+    console.print(summary_table(results))
+    return 1 if any(r.error for r in results) else 0
+
+
+def summary_table(results: list[FileResult]) -> Table:
+    table = Table(title="import summary")
+    for column in ("file", "resources", "seconds", "result"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            str(r.path),
+            str(r.resources),
+            f"{r.seconds:.2f}",
+            f"[red]skipped: {r.error}[/red]" if r.error else "[green]loaded[/green]",
+        )
+    total = sum(r.resources for r in results if not r.error)
+    seconds = sum(r.seconds for r in results) or 1e-9
+    table.caption = f"{total} resources loaded, {total / seconds:.0f} resources/s"
+    return table
