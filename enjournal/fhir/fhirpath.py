@@ -495,13 +495,17 @@ def _compile_call(node: tuple) -> Step:
             and arg[2][0] == "lit"
         ):
             field, literal, negate = arg[1][2], arg[2][1], arg[3]
+            plans: dict[str, tuple[str, ...]] = {}
 
             def where_equals(items: list[Item], root: Item) -> list[Item]:
                 out = []
                 for value, tp in inner(items, root):
                     if type(value) is not dict:
                         continue
-                    found = [value[k] for k, _ in _plan(tp, field) if value.get(k) is not None]
+                    plan = plans.get(tp)
+                    if plan is None:
+                        plan = plans[tp] = tuple(k for k, _ in _plan(tp, field))
+                    found = [value[k] for k in plan if value.get(k) is not None]
                     if len(found) != 1:
                         continue  # empty (or ambiguous): the comparison is not true
                     v = found[0]

@@ -142,13 +142,28 @@ def _strings(value: Any, kind: str) -> list[str]:
     return []
 
 
+def _memo(rows: Rows, value: Any, what: str, compute: Callable[[], list]) -> list:
+    """Per-resource memo of what a (dict) value yields: several parameters share elements."""
+    memo = rows["_memo"]
+    key = (id(value), what)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = compute()
+    return found
+
+
 def _index_string(code: str, value: Any, tp: str, rows: Rows) -> None:
-    if type(value) is str and tp != "xhtml":
-        rows["idx_string"][(code, normalize(value), value)] = None
+    if type(value) is str:
+        if tp != "xhtml":
+            rows["idx_string"][(code, normalize(value), value)] = None
         return
     table = rows["idx_string"]
-    for s in _strings(value, _typed(value, tp)):
-        table[(code, normalize(s), s)] = None
+    pairs = _memo(
+        rows, value, "string",
+        lambda: [(normalize(s), s) for s in _strings(value, _typed(value, tp))],
+    )
+    for norm, exact in pairs:
+        table[(code, norm, exact)] = None
 
 
 # --------------------------------------------------------------------------- token
@@ -197,7 +212,11 @@ def _index_token(code: str, value: Any, tp: str, rows: Rows) -> None:
     if type(value) is str:
         table[(code, None, value, None)] = None
         return
-    for system, token, text in _tokens(value, _typed(value, tp)):
+    if type(value) is dict:
+        found = _memo(rows, value, "token", lambda: _tokens(value, _typed(value, tp)))
+    else:
+        found = _tokens(value, _typed(value, tp))
+    for system, token, text in found:
         table[(code, system, token, text)] = None
 
 
@@ -376,7 +395,11 @@ def _composite(components: tuple[tuple[int, str, CompiledPath], ...]) -> Callabl
         for comp, ctype, path in components:
             before = len(found)
             for v, t in path.evaluate(value, tp, resource):
-                for system, token, low, high, text in _component_rows(ctype, v, t):
+                if type(v) is dict:
+                    parts = _memo(rows, v, "c" + ctype, lambda v=v, t=t: _component_rows(ctype, v, t))
+                else:
+                    parts = _component_rows(ctype, v, t)
+                for system, token, low, high, text in parts:
                     found.append((code, grp, comp, system, token, low, high, text))
             if len(found) == before:
                 return  # a group missing a component can never match a composite search
@@ -425,8 +448,11 @@ def _check(resource_type: str, expression: str, components: tuple = ()) -> Check
     return frozenset(any_keys), all_of
 
 
+Param = tuple[str, str, CompiledPath, Any, Check]
+
+
 @cache
-def compiled_parameters(resource_type: str) -> tuple[tuple[str, str, CompiledPath, Any, Check], ...]:
+def compiled_parameters(resource_type: str) -> tuple[Param, ...]:
     """``(code, type, path, indexer, check)`` for each indexed search parameter of the type."""
     out = []
     for code, param in search_parameters(resource_type).items():
@@ -445,16 +471,46 @@ def compiled_parameters(resource_type: str) -> tuple[tuple[str, str, CompiledPat
     return tuple(out)
 
 
+@cache
+def _dispatch(resource_type: str) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
+    """Top-level key -> the parameters (by position) that may have values when it is present,
+    and the parameters to try whatever the resource holds."""
+    params = compiled_parameters(resource_type)
+    by_key: dict[str, list[int]] = {}
+    always: list[int] = []
+    for i, (_, _, _, _, check) in enumerate(params):
+        if check is None:
+            always.append(i)
+            continue
+        keys, all_of = check
+        for key in keys:
+            by_key.setdefault(key, []).append(i)
+        if all_of is not None:
+            # evaluated when one key of the first set is present; the rest is checked there
+            for key in all_of[0]:
+                by_key.setdefault(key, []).append(i)
+    return {k: tuple(v) for k, v in by_key.items()}, tuple(always)
+
+
 def index_resource(resource: dict) -> dict[str, list[tuple]]:
     """The index rows of ``resource``: table name -> deduplicated rows (column order of
     ``INDEX_COLUMNS`` without ``rid`` and ``type``).  Every table is present, maybe empty."""
     rows: Rows = {table: {} for table in INDEX_COLUMNS}
+    rows["_memo"] = {}
     resource_type = resource.get("resourceType")
     if not resource_type:
         raise ValueError("resource without resourceType")
-    for code, ptype, path, indexer, check in compiled_parameters(resource_type):
-        if check is not None and check[0].isdisjoint(resource) and (
-            check[1] is None or any(k.isdisjoint(resource) for k in check[1])
+    params = compiled_parameters(resource_type)
+    by_key, always = _dispatch(resource_type)
+    selected = set(always)
+    for key in resource:
+        found = by_key.get(key)
+        if found:
+            selected.update(found)
+    for i in sorted(selected):
+        code, ptype, path, indexer, check = params[i]
+        if check is not None and check[1] is not None and check[0].isdisjoint(resource) and any(
+            k.isdisjoint(resource) for k in check[1]
         ):
             continue
         items = path(resource)
@@ -470,6 +526,7 @@ def index_resource(resource: dict) -> dict[str, list[tuple]]:
             for value, _tp in items:
                 if type(value) is str:
                     rows["idx_reference"][(code, None, None, value)] = None
+    del rows["_memo"]
     return {table: list(found) for table, found in rows.items()}
 
 

@@ -158,7 +158,7 @@ CASES = [
     ("Observation", "date=gt2023-12-30", ["o1", "o2", "o3"]),
     ("Observation", "date=2024-01-02T10:00:00Z", ["o1"]),
     ("Observation", "date=2024-01-02T11:00:00+01:00", ["o1"]),
-    ("Observation", "date:missing=true&code=1234", ["o6"]),
+    ("Observation", "date:missing=true&code=1234", ["o6", "o7"]),
     ("Patient", "_lastUpdated=gt2000&_id=p1", ["p1"]),
     ("Patient", "_lastUpdated=lt2000", []),
     # number (probability: r1 0.5, r2 0.25)
@@ -287,9 +287,9 @@ async def test_sort_two_keys_missing_last(data):
     r = await run(data, "Patient", q("_sort=-gender,birthdate"))
     assert [m.id for m in r.matches] == ["p2", "p1", "p5", "p3"]
     r = await run(data, "Observation", q("code=1234&_sort=-date"))
-    assert [m.id for m in r.matches] == ["o2", "o1", "o6"]
+    assert [m.id for m in r.matches] == ["o2", "o1", "o6", "o7"]
     r = await run(data, "Observation", q("code=1234&_sort=date"))
-    assert [m.id for m in r.matches] == ["o1", "o2", "o6"]
+    assert [m.id for m in r.matches] == ["o1", "o2", "o6", "o7"]
     r = await run(data, "Patient", q("_sort=-_id"))
     assert [m.id for m in r.matches] == ["p5", "p3", "p2", "p1"]
     r = await run(data, "Patient", q("_sort=family"))

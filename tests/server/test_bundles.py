@@ -1,0 +1,158 @@
+"""batch and transaction Bundles (http.html#transaction), on both backends."""
+
+from __future__ import annotations
+
+
+def entry(method, url, resource=None, full_url=None, **request):
+    e = {"request": {"method": method, "url": url, **request}}
+    if resource is not None:
+        e["resource"] = resource
+    if full_url:
+        e["fullUrl"] = full_url
+    return e
+
+
+def bundle(kind, *entries):
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
+
+
+def observation(subject_ref, value=7.2):
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+        "subject": {"reference": subject_ref},
+        "valueQuantity": {
+            "value": value,
+            "unit": "%",
+            "system": "http://unitsofmeasure.org",
+            "code": "%",
+        },
+    }
+
+
+async def test_transaction_resolves_urn_uuid_references(client):
+    patient = {"resourceType": "Patient", "name": [{"family": "Hansen"}]}
+    r = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry("POST", "Observation", observation("urn:uuid:p1")),
+            entry("POST", "Patient", patient, "urn:uuid:p1"),
+        ),
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "201 Created"]
+    obs_location = body["entry"][0]["response"]["location"]
+    patient_location = body["entry"][1]["response"]["location"]
+    obs = (await client.get("/fhir/" + obs_location.split("/_history")[0])).json()
+    assert obs["subject"]["reference"] == patient_location.split("/_history")[0]
+
+
+async def test_transaction_is_all_or_nothing(client):
+    good = {"resourceType": "Patient", "id": "tx-good"}
+    bad = {"resourceType": "Patient", "gender": "not-a-gender"}
+    r = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry("PUT", "Patient/tx-good", good),
+            entry("POST", "Patient", bad),
+        ),
+    )
+    assert r.status_code == 422
+    assert "Bundle.entry[1]" in r.json()["issue"][0]["diagnostics"]
+    assert (await client.get("/fhir/Patient/tx-good")).status_code == 404
+
+
+async def test_transaction_conditional_create_and_reference(client):
+    ident = {"system": FNR, "value": "02013299997"}
+    patient = {"resourceType": "Patient", "identifier": [ident]}
+    first = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry(
+                "POST",
+                "Patient",
+                patient,
+                "urn:uuid:a",
+                ifNoneExist=f"identifier={FNR}|02013299997",
+            ),
+        ),
+    )
+    assert first.json()["entry"][0]["response"]["status"] == "201 Created"
+    second = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry(
+                "POST",
+                "Patient",
+                patient,
+                "urn:uuid:a",
+                ifNoneExist=f"identifier={FNR}|02013299997",
+            ),
+            entry("POST", "Observation", observation("urn:uuid:a")),
+            entry("POST", "Observation", observation(f"Patient?identifier={FNR}|02013299997")),
+        ),
+    )
+    assert second.status_code == 200, second.text
+    entries = second.json()["entry"]
+    assert entries[0]["response"]["status"] == "200 OK"
+    pid = entries[0]["response"]["location"].split("/")[1]
+    search = (await client.get(f"/fhir/Observation?subject=Patient/{pid}")).json()
+    assert search["total"] == 2
+    patients = (await client.get(f"/fhir/Patient?identifier={FNR}|02013299997")).json()
+    assert patients["total"] == 1
+
+
+async def test_transaction_processing_order_delete_before_create(client):
+    await client.put("/fhir/Patient/old", json={"resourceType": "Patient", "id": "old"})
+    r = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry("GET", "Patient?_id=old"),
+            entry("POST", "Patient", {"resourceType": "Patient"}),
+            entry("DELETE", "Patient/old"),
+        ),
+    )
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    # GET runs last, after the DELETE: it no longer finds the deleted patient.
+    assert statuses == ["200 OK", "201 Created", "200 OK"]
+    assert r.json()["entry"][0]["resource"]["total"] == 0
+
+
+async def test_batch_entries_fail_independently(client):
+    r = await client.post(
+        "/fhir",
+        json=bundle(
+            "batch",
+            entry("POST", "Patient", {"resourceType": "Patient"}),
+            entry("POST", "Patient", {"resourceType": "Patient", "gender": "x"}),
+            entry("GET", "Patient/nope"),
+        ),
+    )
+    assert r.status_code == 200
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses[0] == "201 Created" and statuses[1] == "422" and statuses[2] == "404"
+    assert r.json()["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+
+
+async def test_bad_bundles_are_rejected(client):
+    assert (await client.post("/fhir", json={"resourceType": "Patient"})).status_code == 400
+    assert (await client.post("/fhir", json=bundle("collection"))).status_code == 400
+    r = await client.post("/fhir", json=bundle("transaction", {"resource": {}}))
+    assert r.status_code == 400
+    r = await client.post(
+        "/fhir",
+        json=bundle("transaction", entry("POST", "Observation", observation("urn:uuid:missing"))),
+    )
+    assert r.status_code == 404
