@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/enjournal demo --data ./data
 
-test: $(STAMP)
+EXAMPLES := .cache/hl7.fhir.r4.examples-4.0.1/package/Bundle-searchParams.json
+
+$(EXAMPLES):
+	$(PYTHON) scripts/fetch_examples.py
+
+test: $(STAMP) $(EXAMPLES)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
