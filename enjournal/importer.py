@@ -59,7 +59,37 @@ async def import_file(store: Store, path: Path) -> FileResult:
     return result
 
 
-async def _import_json(store: Store, path: Path) -> int:
+# Shared resources that exports like Synthea's repeat in every patient's Bundle.
+SHARED_TYPES = {"Organization", "Practitioner", "Location", "Medication", "PractitionerRole"}
+
+
+def add_identity_conditions(bundle: dict) -> bool:
+    """Turn plain POSTs of shared resources into conditional creates on their identifier,
+    so loading many Bundles that repeat one GP or hospital stores it once.  Returns whether
+    anything changed."""
+    changed = False
+    for entry in bundle.get("entry") or []:
+        request, resource = entry.get("request") or {}, entry.get("resource") or {}
+        if request.get("method") != "POST" or request.get("ifNoneExist"):
+            continue
+        if resource.get("resourceType") not in SHARED_TYPES:
+            continue
+        for identifier in resource.get("identifier") or []:
+            if identifier.get("system") and identifier.get("value"):
+                system, value = identifier["system"], identifier["value"]
+                request["ifNoneExist"] = f"identifier={_escape(system)}|{_escape(value)}"
+                changed = True
+                break
+    return changed
+
+
+def _escape(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,"), safe=":/")
+
+
+async def _import_json(store: Store, path: Path, dedupe: bool = True) -> int:
     body = path.read_bytes()
     try:
         data = orjson.loads(body)
@@ -68,6 +98,8 @@ async def _import_json(store: Store, path: Path) -> int:
     if not isinstance(data, dict) or "resourceType" not in data:
         raise Invalid("not a FHIR resource (no resourceType)")
     if data["resourceType"] == "Bundle" and data.get("type") in ("transaction", "batch"):
+        if dedupe and data["type"] == "transaction" and add_identity_conditions(data):
+            body = orjson.dumps(data)
         response = await handle(FhirRequest("POST", [], body=body), store)
         if response.status >= 400:
             issues = orjson.loads(response.body).get("issue", [])

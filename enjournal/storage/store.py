@@ -23,11 +23,15 @@ from enjournal.storage.schema import INDEX_COLUMNS
 
 Indexer = Callable[[dict], dict[str, list[tuple]]]
 
-_INSERT_INDEX = {
+_INSERT = {
     table: f"INSERT INTO {table} (rid, type, {', '.join(cols)}) "
     f"VALUES (?, ?, {', '.join('?' for _ in cols)})"
     for table, cols in INDEX_COLUMNS.items()
 }
+_INSERT["resource_versions"] = (
+    "INSERT INTO resource_versions (rid, type, id, version, last_updated, method, content) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _default_indexer(resource: dict) -> dict[str, list[tuple]]:
@@ -48,6 +52,22 @@ class Transaction:
         self.indexer = indexer
         self.write = write
         self._clock_ms = 0
+        # Version and index rows wait here and go to the database in one executemany per
+        # table: before any read in this transaction, and before commit.
+        self._pending: dict[str, list[tuple]] = {}
+        self._pending_deletes: list[int] = []
+
+    async def flush(self) -> None:
+        """Write the pending version and index rows (the store calls this before commit)."""
+        if self._pending_deletes:
+            rids, self._pending_deletes = self._pending_deletes, []
+            for table in INDEX_COLUMNS:
+                await self.conn.executemany(
+                    f"DELETE FROM {table} WHERE rid = ?", [(rid,) for rid in rids]
+                )
+        pending, self._pending = self._pending, {}
+        for table, rows in pending.items():
+            await self.conn.executemany(_INSERT[table], rows)
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -72,6 +92,7 @@ class Transaction:
         return row is not None and not row[0]
 
     async def vread(self, type_: str, id_: str, version: int) -> StoredResource:
+        await self.flush()
         row = await self.conn.fetchrow(
             "SELECT rid, last_updated, method, content FROM resource_versions "
             "WHERE type = ? AND id = ? AND version = ?",
@@ -95,6 +116,7 @@ class Transaction:
         count: int = 20,
     ) -> tuple[list[StoredResource], int | None]:
         """Versions newest first, and the cursor (a sequence number) for the next page."""
+        await self.flush()
         where, args = [], []
         if type_ is not None:
             where.append("type = ?")
@@ -127,6 +149,7 @@ class Transaction:
     async def search(self, query: Any) -> SearchResult:
         from enjournal.storage.search_sql import run_search
 
+        await self.flush()
         return await run_search(self.conn, query)
 
     # ---- writes --------------------------------------------------------------------------
@@ -241,16 +264,16 @@ class Transaction:
         return orjson.dumps(resource)
 
     async def _append_version(self, stored: StoredResource) -> None:
-        await self.conn.execute(
-            "INSERT INTO resource_versions (rid, type, id, version, last_updated, method, content) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            stored.rid,
-            stored.type,
-            stored.id,
-            stored.version,
-            stored.last_updated,
-            stored.method,
-            stored.content,
+        self._pending.setdefault("resource_versions", []).append(
+            (
+                stored.rid,
+                stored.type,
+                stored.id,
+                stored.version,
+                stored.last_updated,
+                stored.method,
+                stored.content,
+            )
         )
 
     async def _write_index(self, rid: int, type_: str, resource: dict, *, replace: bool) -> None:
@@ -258,13 +281,12 @@ class Transaction:
             await self._delete_index(rid)
         for table, rows in self.indexer(resource).items():
             if rows:
-                await self.conn.executemany(
-                    _INSERT_INDEX[table], [(rid, type_, *row) for row in rows]
-                )
+                self._pending.setdefault(table, []).extend((rid, type_, *row) for row in rows)
 
     async def _delete_index(self, rid: int) -> None:
-        for table in INDEX_COLUMNS:
-            await self.conn.execute(f"DELETE FROM {table} WHERE rid = ?", rid)
+        # Flush first: rows for this rid may be pending from earlier in the transaction.
+        await self.flush()
+        self._pending_deletes.append(rid)
 
 
 class Store:
@@ -281,7 +303,9 @@ class Store:
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
         async with self.backend.transaction(write=write) as conn:
-            yield Transaction(conn, self.indexer, write)
+            tx = Transaction(conn, self.indexer, write)
+            yield tx
+            await tx.flush()
 
     async def migrate(self) -> list[int]:
         return await self.backend.migrate()
