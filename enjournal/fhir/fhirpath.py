@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from enjournal.fhir.element_types import (
@@ -83,6 +83,7 @@ def _tokenize(expression: str) -> list[tuple[str, Any]]:
 
 
 # --------------------------------------------------------------------------- parser
+
 
 class _Parser:
     """Recursive descent over FHIRPath precedence: or < and < = != < | < is/as < postfix."""
@@ -196,8 +197,11 @@ class _Parser:
             return ("lit", value, "string")
         if kind == "num":
             self.next()
-            return ("lit", int(value), "integer") if "." not in value else (
-                "lit", Decimal(value), "decimal")
+            return (
+                ("lit", int(value), "integer")
+                if "." not in value
+                else ("lit", Decimal(value), "decimal")
+            )
         if kind == "var":
             self.next()
             return ("var", value[1:])
@@ -210,6 +214,7 @@ class _Parser:
 
 
 # --------------------------------------------------------------------------- types
+
 
 def _type_name(name: str) -> str:
     if name in _SYSTEM_TYPES:
@@ -229,11 +234,15 @@ def is_type(type_code: str, name: str) -> bool:
 
 
 def _is_type_name(name: str) -> bool:
-    return name in base_types() or name in _SYSTEM_TYPES or name in _DYNAMIC or name in (
-        "Element", "BackboneElement")
+    return (
+        name in base_types()
+        or name in _SYSTEM_TYPES
+        or name in _DYNAMIC
+        or name in ("Element", "BackboneElement")
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plan(type_code: str, name: str) -> tuple[tuple[str, str], ...]:
     """JSON keys to read for child ``name`` of a value of ``type_code``, with their types."""
     info = children().get(type_code, {}).get(name)
@@ -255,6 +264,7 @@ def _resource_type(value: Any) -> str:
 
 # --------------------------------------------------------------------------- compiler
 
+
 def _member(name: str, only: str | None = None) -> Step:
     """Child ``name`` of each item; with ``only``, just the children of that type (``as``)."""
     plans: dict[str, tuple[tuple[str, str], ...]] = {}
@@ -262,9 +272,7 @@ def _member(name: str, only: str | None = None) -> Step:
     def make_plan(tp: str) -> tuple[tuple[str, str], ...]:
         plan = _plan(tp, name)
         if only is not None:
-            plan = tuple(
-                (k, t) for k, t in plan if t in _DYNAMIC or t == "?" or is_type(t, only)
-            )
+            plan = tuple((k, t) for k, t in plan if t in _DYNAMIC or t == "?" or is_type(t, only))
         plans[tp] = plan
         return plan
 
@@ -337,6 +345,8 @@ def _reference_type(value: Any, tp: str, root: Item) -> str | None:
         ref = value
     else:
         return None
+    if type(ref) is not str:
+        return None
     if ref.startswith("#"):
         for contained in root[0].get("contained", ()) if type(root[0]) is dict else ():
             if contained.get("id") == ref[1:]:
@@ -358,7 +368,7 @@ def _truth(items: list[Item]) -> bool | None:
     return True  # FHIRPath: a non-empty collection is true in a boolean context
 
 
-def _compile(node: tuple) -> Step:  # noqa: C901 - one dispatch over the node kinds
+def _compile(node: tuple) -> Step:
     kind = node[0]
     if kind == "lit":
         lit = [(node[1], node[2])]
@@ -534,8 +544,9 @@ def _compile_call(node: tuple) -> Step:
     if name == "exists":
         if args:
             pred = _compile(args[0])
-            return lambda items, root: [(
-                any(_truth(pred([i], root)) is True for i in inner(items, root)), "boolean")]
+            return lambda items, root: [
+                (any(_truth(pred([i], root)) is True for i in inner(items, root)), "boolean")
+            ]
         return lambda items, root: [(bool(inner(items, root)), "boolean")]
     if name == "empty" and not args:
         return lambda items, root: [(not inner(items, root), "boolean")]
@@ -554,6 +565,7 @@ def _compile_call(node: tuple) -> Step:
 
 
 # --------------------------------------------------------------------------- static analysis
+
 
 def _root_keys(node: tuple | None, type_code: str) -> frozenset[str] | None:
     """JSON keys of the focus (of ``type_code``) that ``node`` reads first; None if the
@@ -578,16 +590,19 @@ def _root_keys(node: tuple | None, type_code: str) -> frozenset[str] | None:
         if left is None or right is None:
             return None
         return left | right
-    if kind == "as" or kind == "call" and node[2] in ("as", "ofType") and len(node[3]) == 1:
+    if kind == "as" or (kind == "call" and node[2] in ("as", "ofType") and len(node[3]) == 1):
         base = node[1]
         keys = _root_keys(base, type_code)
         target = _type_name(node[2] if kind == "as" else node[3][0][2])
-        if keys and base[0] == "member" and (
-            base[1] is None or base[1][0] == "member" and base[1][1] is None
+        if (
+            keys
+            and base[0] == "member"
+            and (base[1] is None or (base[1][0] == "member" and base[1][1] is None))
         ):
             # a choice element read from the focus: only the keys of matching types
             return frozenset(
-                key for key, ctp in _plan(type_code, base[2])
+                key
+                for key, ctp in _plan(type_code, base[2])
                 if key in keys and (is_type(ctp, target) or ctp in _DYNAMIC)
             )
         return keys
@@ -688,12 +703,19 @@ def infer_type(value: Any) -> str:
         return "HumanName"
     if keys & {"line", "city", "postalCode", "country", "district", "state"}:
         return "Address"
-    if "value" in keys and keys & {"unit", "code", "comparator"} or keys == {"value"}:
+    if ("value" in keys and keys & {"unit", "code", "comparator"}) or keys == {"value"}:
         return "Quantity"
     if "code" in keys or "display" in keys:
         return "Coding"
     if "system" in keys and value.get("system") in (
-        "phone", "fax", "email", "pager", "url", "sms", "other"):
+        "phone",
+        "fax",
+        "email",
+        "pager",
+        "url",
+        "sms",
+        "other",
+    ):
         return "ContactPoint"
     if "value" in keys or "system" in keys:
         return "Identifier"

@@ -144,7 +144,9 @@ def _strings(value: Any, kind: str) -> list[str]:
 
 def _memo(rows: Rows, value: Any, what: str, compute: Callable[[], list]) -> list:
     """Per-resource memo of what a (dict) value yields: several parameters share elements."""
-    memo = rows["_memo"]
+    memo = rows.get("_memo")
+    if memo is None:
+        return compute()
     key = (id(value), what)
     found = memo.get(key)
     if found is None:
@@ -159,7 +161,9 @@ def _index_string(code: str, value: Any, tp: str, rows: Rows) -> None:
         return
     table = rows["idx_string"]
     pairs = _memo(
-        rows, value, "string",
+        rows,
+        value,
+        "string",
         lambda: [(normalize(s), s) for s in _strings(value, _typed(value, tp))],
     )
     for norm, exact in pairs:
@@ -167,6 +171,7 @@ def _index_string(code: str, value: Any, tp: str, rows: Rows) -> None:
 
 
 # --------------------------------------------------------------------------- token
+
 
 def _opt_norm(value: Any) -> str | None:
     return normalize(value) if isinstance(value, str) and value else None
@@ -177,8 +182,12 @@ def _tokens(value: Any, kind: str) -> list[tuple[str | None, str | None, str | N
         out = [
             (c.get("system"), c.get("code"), _opt_norm(c.get("display")))
             for c in value.get("coding", ())
-            if type(c) is dict and (c.get("code") is not None or c.get("system") is not None
-                                    or c.get("display") is not None)
+            if type(c) is dict
+            and (
+                c.get("code") is not None
+                or c.get("system") is not None
+                or c.get("display") is not None
+            )
         ]
         text = value.get("text")
         if isinstance(text, str) and text:
@@ -222,6 +231,7 @@ def _index_token(code: str, value: Any, tp: str, rows: Rows) -> None:
 
 # --------------------------------------------------------------------------- reference
 
+
 @lru_cache(maxsize=65536)
 def parse_reference(ref: str) -> tuple[str | None, str | None, str | None] | None:
     """``(target_type, target_id, url)`` for a Reference.reference; None for ``#contained``."""
@@ -258,12 +268,12 @@ def _index_reference(code: str, value: Any, tp: str, rows: Rows) -> None:
         if value.startswith("#"):
             return
         table[(code, None, None, value.split("|", 1)[0])] = None
-    elif kind == "resource" and type(value) is dict:
-        if value.get("id"):
-            table[(code, value["resourceType"], value["id"], None)] = None
+    elif kind == "resource" and type(value) is dict and value.get("id"):
+        table[(code, value["resourceType"], value["id"], None)] = None
 
 
 # --------------------------------------------------------------------------- date
+
 
 def _index_date(code: str, value: Any, tp: str, rows: Rows) -> None:
     table = rows["idx_date"]
@@ -288,6 +298,7 @@ def _index_date(code: str, value: Any, tp: str, rows: Rows) -> None:
 
 
 # --------------------------------------------------------------------------- number/quantity
+
 
 def _range_bounds(value: dict) -> tuple[dict, float, float, float] | None:
     low, high = value.get("low"), value.get("high")
@@ -354,12 +365,14 @@ def _index_quantity(code: str, value: Any, tp: str, rows: Rows) -> None:
 
 # --------------------------------------------------------------------------- uri
 
+
 def _index_uri(code: str, value: Any, tp: str, rows: Rows) -> None:
     if type(value) is str:
         rows["idx_uri"][(code, value)] = None
 
 
 # --------------------------------------------------------------------------- composite
+
 
 def _component_rows(ctype: str, value: Any, tp: str) -> list[tuple]:
     """``(system, code, low, high, text)`` for one component value."""
@@ -391,20 +404,28 @@ def _component_rows(ctype: str, value: Any, tp: str) -> list[tuple]:
 
 def _composite(components: tuple[tuple[int, str, CompiledPath], ...]) -> Callable:
     def index(code: str, value: Any, tp: str, rows: Rows, resource: dict, grp: int) -> None:
-        found: list[tuple] = []
-        for comp, ctype, path in components:
-            before = len(found)
-            for v, t in path.evaluate(value, tp, resource):
+        values = []
+        for _, _, path in components:
+            found = path.evaluate(value, tp, resource)
+            if not found:
+                return  # a group missing a component can never match a composite search
+            values.append(found)
+        out: list[tuple] = []
+        for (comp, ctype, _), items in zip(components, values, strict=True):
+            before = len(out)
+            for v, t in items:
                 if type(v) is dict:
-                    parts = _memo(rows, v, "c" + ctype, lambda v=v, t=t: _component_rows(ctype, v, t))
+                    parts = _memo(
+                        rows, v, "c" + ctype, lambda c=ctype, v=v, t=t: _component_rows(c, v, t)
+                    )
                 else:
                     parts = _component_rows(ctype, v, t)
                 for system, token, low, high, text in parts:
-                    found.append((code, grp, comp, system, token, low, high, text))
-            if len(found) == before:
-                return  # a group missing a component can never match a composite search
+                    out.append((code, grp, comp, system, token, low, high, text))
+            if len(out) == before:
+                return
         table = rows["idx_composite"]
-        for row in found:
+        for row in out:
             table[row] = None
 
     return index
@@ -509,23 +530,37 @@ def index_resource(resource: dict) -> dict[str, list[tuple]]:
             selected.update(found)
     for i in sorted(selected):
         code, ptype, path, indexer, check = params[i]
-        if check is not None and check[1] is not None and check[0].isdisjoint(resource) and any(
-            k.isdisjoint(resource) for k in check[1]
+        if (
+            check is not None
+            and check[1] is not None
+            and check[0].isdisjoint(resource)
+            and any(k.isdisjoint(resource) for k in check[1])
         ):
             continue
-        items = path(resource)
+        try:
+            items = path(resource)
+        except (TypeError, AttributeError, ValueError):
+            continue
         if not items:
             continue
+        # The resource is validated before it is indexed; a malformed value that got this far
+        # is skipped rather than failing the write.
         if ptype == "composite":
             for grp, (value, tp) in enumerate(items):
-                indexer(code, value, tp, rows, resource, grp)
+                try:
+                    indexer(code, value, tp, rows, resource, grp)
+                except (TypeError, AttributeError, ValueError):
+                    continue
             continue
         for value, tp in items:
-            indexer(code, value, tp, rows)
+            try:
+                indexer(code, value, tp, rows)
+            except (TypeError, AttributeError, ValueError):
+                continue
         if code == "_profile":
             for value, _tp in items:
                 if type(value) is str:
-                    rows["idx_reference"][(code, None, None, value)] = None
+                    rows["idx_reference"][(code, None, None, value.split("|", 1)[0])] = None
     del rows["_memo"]
     return {table: list(found) for table, found in rows.items()}
 

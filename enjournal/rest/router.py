@@ -99,6 +99,8 @@ async def handle(request: FhirRequest, store: Store) -> FhirResponse:
         if interaction is _bundle_marker:
             return await process_bundle(request, store, dispatch)
         write = request.method not in READ_ONLY and request.path[-1:] not in READ_ONLY_PATHS
+        # The first page of a sorted search stores its ordered result for paging.
+        write = write or (request.param("_sort") is not None and request.param("_cursor") is None)
         async with store.transaction(write=write) as tx:
             return await interaction(request, tx)
     except FhirError as error:

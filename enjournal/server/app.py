@@ -91,7 +91,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/fhir{path:path}", fhir, methods=methods),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error_response}
+    )
     if store is not None:
         app.state.store = store  # usable without running the lifespan (tests)
     return RequestContext(app, metrics)
@@ -181,11 +183,18 @@ class RequestContext:
             request_id.reset(token)
 
 
+_INTERNAL_ERROR = (
+    b'{"resourceType":"OperationOutcome","issue":[{"severity":"fatal",'
+    b'"code":"exception","diagnostics":"internal server error"}]}'
+)
+
+
+async def _internal_error_response(request: Request, error: Exception) -> Response:
+    return Response(_INTERNAL_ERROR, 500, SECURITY_HEADERS, media_type=FHIR_JSON)
+
+
 async def _internal_error(send) -> None:
-    body = (
-        b'{"resourceType":"OperationOutcome","issue":[{"severity":"fatal",'
-        b'"code":"exception","diagnostics":"internal server error"}]}'
-    )
+    body = _INTERNAL_ERROR
     await send(
         {
             "type": "http.response.start",

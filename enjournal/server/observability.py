@@ -16,6 +16,17 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_make_record = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args, **kwargs) -> logging.LogRecord:
+    # Stamp the id when the record is made: a handler may format it later, elsewhere.
+    record = _make_record(*args, **kwargs)
+    record.request_id = request_id.get()
+    return record
+
+
+logging.setLogRecordFactory(_record_with_request_id)
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,7 +37,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": request_id.get(),
+            "request_id": getattr(record, "request_id", "-"),
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:

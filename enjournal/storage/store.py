@@ -331,7 +331,7 @@ class Store:
             return await tx.delete(type_, id_)
 
     async def search(self, query: Any) -> SearchResult:
-        async with self.transaction(write=False) as tx:
+        async with self.transaction(write=query.needs_write) as tx:
             return await tx.search(query)
 
 

@@ -17,8 +17,7 @@ async def everything(request: FhirRequest, tx: Transaction) -> FhirResponse:
     id_ = request.path[1]
     await tx.read("Patient", id_)
     params = [(k, v) for k, v in request.params if k in ("_count", "_cursor", "_since", "_type")]
-    query = parse_search(None, [*params, ("_include", "*")], strict=False)
-    query.compartment = ("Patient", id_)
+    query = parse_search(None, [*params, ("_include", "*")], compartment=("Patient", id_))
     result = await tx.search(query)
     base = f"{request.base_url}/Patient/{id_}/$everything"
     links = {"self": _link(base, params)}

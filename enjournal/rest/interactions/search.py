@@ -72,8 +72,9 @@ async def _search(request, tx, type_, link_base, compartment) -> FhirResponse:
         )
     warnings = None
     if query.ignored:
-        names = ", ".join(sorted({name for name, _ in query.ignored}))
-        warnings = outcome([_warning(f"ignored unknown or unsupported parameters: {names}")])
+        warnings = outcome(
+            [_warning(f"ignored parameter {name}: {why}") for name, _, why in query.ignored]
+        )
     if query.summary == "count":
         return FhirResponse(
             200,

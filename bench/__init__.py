@@ -1,0 +1,1 @@
+"""The enjournal benchmark: ``make bench`` or ``python -m bench --help``."""
