@@ -149,8 +149,15 @@ async def _put(tx: Transaction, resource: object) -> None:
         await tx.create(resource)
 
 
-async def run_import(database_url: str, paths: list[str], console: Console | None = None) -> int:
-    """Import ``paths``; print a per-file summary; exit status 1 if any file failed."""
+async def run_import(
+    database_url: str,
+    paths: list[str],
+    console: Console | None = None,
+    *,
+    brief: bool = False,
+) -> int:
+    """Import ``paths``; print a per-file summary (``brief``: only failed files and totals);
+    exit status 1 if any file failed."""
     console = console or Console(stderr=True)
     files = expand(paths)
     if not files:
@@ -172,15 +179,17 @@ async def run_import(database_url: str, paths: list[str], console: Console | Non
                 progress.advance(task)
     finally:
         await store.close()
-    console.print(summary_table(results))
+    shown = [r for r in results if r.error] if brief else results
+    table = summary_table(results, shown)
+    console.print(table if shown else table.caption)
     return 1 if any(r.error for r in results) else 0
 
 
-def summary_table(results: list[FileResult]) -> Table:
+def summary_table(results: list[FileResult], shown: list[FileResult]) -> Table:
     table = Table(title="import summary")
     for column in ("file", "resources", "seconds", "result"):
         table.add_column(column)
-    for r in results:
+    for r in shown:
         table.add_row(
             str(r.path),
             str(r.resources),
@@ -189,5 +198,9 @@ def summary_table(results: list[FileResult]) -> Table:
         )
     total = sum(r.resources for r in results if not r.error)
     seconds = sum(r.seconds for r in results) or 1e-9
-    table.caption = f"{total} resources loaded, {total / seconds:.0f} resources/s"
+    failed = sum(1 for r in results if r.error)
+    table.caption = (
+        f"{len(results) - failed} of {len(results)} files loaded, {total} resources, "
+        f"{total / seconds:.0f} resources/s"
+    )
     return table

@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
             old.unlink()
         console.print(f"generating {args.patients} patients (seed {args.seed}) in {bundles}")
         write_bundles(bundles, args.patients, args.seed)
-        status = asyncio.run(run_import(url, [str(bundles)], console))
+        status = asyncio.run(run_import(url, [str(bundles)], console, brief=True))
         if status != 0:
             console.print("[red]the demo population did not load; see the summary above[/red]")
             return status

@@ -462,9 +462,8 @@ class _Parser:
     def _include(self, value: str, *, reverse: bool, iterate: bool) -> None:
         name = "_revinclude" if reverse else "_include"
         if value == "*":
+            # On a system-wide search (rtype None) this follows references of every match.
             source = None if reverse else self.rtype
-            if source is None and not reverse and not self.query.types:
-                raise _Skip("_include=* needs a resource type")
             self.query.includes.append(Include(source, None, None, reverse, iterate))
             return
         parts = value.split(":")
