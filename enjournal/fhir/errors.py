@@ -3,12 +3,14 @@
     FhirError
      ├── Invalid             400  invalid      (malformed request or resource)
      │    └── Unprocessable  422  processing   (well-formed but breaks a rule or profile)
+     ├── Unauthorized        401  login        (no valid access token)
      ├── Forbidden           403  forbidden
      ├── NotFound            404  not-found
      ├── NotSupported        400/405 not-supported
      ├── Conflict            409  conflict
      ├── Gone                410  deleted
      ├── PreconditionFailed  412  conflict     (stale If-Match, conditional matched several)
+     ├── TooManyRequests     429  throttled
      └── Busy                503  transient
 
 Services and stores raise these; only the HTTP layer turns them into an OperationOutcome
@@ -54,6 +56,16 @@ class Invalid(FhirError):
 class Unprocessable(Invalid):
     status = 422
     code = "processing"
+
+
+class Unauthorized(FhirError):
+    status = 401
+    code = "login"
+
+
+class TooManyRequests(FhirError):
+    status = 429
+    code = "throttled"
 
 
 class Forbidden(FhirError):
