@@ -90,6 +90,7 @@ def _entry_request(outer: FhirRequest, entry: dict, body: bytes = b"") -> FhirRe
         headers,
         body,
         outer.base_url,
+        guard=outer.guard,
     )
 
 
@@ -167,6 +168,8 @@ async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
     if method == "POST":
         existing: StoredResource | None = entry.get("_existing")
         if existing is not None:
+            if outer.guard:
+                await outer.guard.check_stored(tx, existing, "r", "read")
             return FhirResponse(200, None, _location(outer, existing), existing)
         resource = entry["resource"]
         type_ = known_type(entry["request"]["url"].split("?")[0].strip("/"))
@@ -174,12 +177,18 @@ async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
             raise Invalid(f"the resource is a {resource.get('resourceType')}, the url says {type_}")
         resource.pop("id", None)
         validate_for_write(resource)
+        if outer.guard:
+            await outer.guard.check_write(tx, resource, "c", "create")
         stored = await tx.create(resource, id_=entry["_id"])
         return FhirResponse(201, None, _location(outer, stored), stored)
     if method == "PUT" and "_id" in entry:
         resource = entry["resource"]
         resource["id"] = entry["_id"]
         validate_for_write(resource)
+        if outer.guard:
+            from enjournal.rest.interactions.update import guard_update
+
+            await guard_update(outer.guard, tx, resource["resourceType"], entry["_id"], resource)
         stored = await tx.update(resource, entry["_id"])
         return FhirResponse(
             201 if stored.version == 1 else 200, None, _location(outer, stored), stored

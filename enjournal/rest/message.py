@@ -20,6 +20,9 @@ class FhirRequest:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names
     body: bytes = b""
     base_url: str = "http://localhost/fhir"
+    # The access guard of an authenticated request (enjournal.security.guard.Guard), or
+    # None when the server runs without security (tests of the FHIR core, benchmarks).
+    guard: Any = None
     _json: Any = None
 
     def header(self, name: str, default: str | None = None) -> str | None:

@@ -13,6 +13,8 @@ async def create(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_ = known_type(request.path[0])
     resource = checked_resource(request, type_)
     resource.pop("id", None)  # the server assigns ids on create
+    if request.guard:
+        await request.guard.check_write(tx, resource, "c", "create")
     criteria = request.header("if-none-exist")
     if criteria:
         await tx.lock_criteria(type_, criteria)
@@ -20,6 +22,8 @@ async def create(request: FhirRequest, tx: Transaction) -> FhirResponse:
         if len(found) > 1:
             raise PreconditionFailed(f"If-None-Exist matched several {type_} resources")
         if found:
+            if request.guard:
+                await request.guard.check_stored(tx, found[0], "r", "read")
             headers = version_headers(found[0], request.base_url, location=True)
             return FhirResponse(
                 200,

@@ -16,6 +16,8 @@ MAX_CONDITIONAL_DELETES = 100
 
 async def delete(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_, id_ = known_type(request.path[0]), request.path[1]
+    if request.guard and await tx.exists(type_, id_):
+        await request.guard.check_stored(tx, await tx.read(type_, id_), "d", "delete")
     version = await tx.delete(type_, id_, if_match=parse_etag(request.header("if-match")))
     return _deleted(version, f"{type_}/{id_}")
 
@@ -29,6 +31,9 @@ async def conditional_delete(request: FhirRequest, tx: Transaction) -> FhirRespo
     found = await matches(tx, type_, criteria, limit=MAX_CONDITIONAL_DELETES + 1)
     if len(found) > MAX_CONDITIONAL_DELETES:
         raise Invalid(f"the criteria match more than {MAX_CONDITIONAL_DELETES} resources")
+    for stored in found:
+        if request.guard:
+            await request.guard.check_stored(tx, stored, "d", "delete")
     for stored in found:
         await tx.delete(type_, stored.id)
     return _deleted(None, f"{len(found)} {type_} resource(s)")

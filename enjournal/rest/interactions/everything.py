@@ -15,10 +15,16 @@ async def everything(request: FhirRequest, tx: Transaction) -> FhirResponse:
     from enjournal.rest.interactions.search import _link, bundle_bytes
 
     id_ = request.path[1]
-    await tx.read("Patient", id_)
+    patient = await tx.read("Patient", id_)
+    if request.guard:
+        await request.guard.check_stored(tx, patient, "r", "everything")
     params = [(k, v) for k, v in request.params if k in ("_count", "_cursor", "_since", "_type")]
     query = parse_search(None, [*params, ("_include", "*")], compartment=("Patient", id_))
     result = await tx.search(query)
+    if request.guard:
+        from enjournal.rest.interactions.search import guarded
+
+        result = await guarded(request.guard, tx, result, "everything")
     base = f"{request.base_url}/Patient/{id_}/$everything"
     links = {"self": _link(base, params)}
     if result.next_cursor:

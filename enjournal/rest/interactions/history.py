@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import orjson
 
 from enjournal.fhir.datetime import date_range, format_instant
-from enjournal.fhir.errors import Invalid
+from enjournal.fhir.errors import Invalid, NotFound
 from enjournal.rest.interactions.common import known_type
 from enjournal.rest.message import FhirRequest, FhirResponse
 from enjournal.storage import StoredResource, Transaction
@@ -24,6 +24,11 @@ async def history(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_ = known_type(path[0]) if path[0] != "_history" else None
     id_ = path[1] if len(path) == 3 else None
     since, cursor, count = _options(request)
+    if request.guard:
+        if id_ is None:
+            request.guard.check_bulk("history-type" if type_ else "history-system")
+        else:
+            await _check_instance(request, tx, type_, id_)
     entries, next_seq = await tx.history(type_, id_, since_ms=since, before_seq=cursor, count=count)
     base = "/".join([request.base_url, *path])
     kept = [(k, v) for k, v in request.params if k in ("_since", "_count")]
@@ -33,6 +38,15 @@ async def history(request: FhirRequest, tx: Transaction) -> FhirResponse:
     head = orjson.dumps({"resourceType": "Bundle", "type": "history", "link": links})
     body = head[:-1] + b',"entry":[' + b",".join(_entry(request, e) for e in entries) + b"]}"
     return FhirResponse(200, body)
+
+
+async def _check_instance(request: FhirRequest, tx: Transaction, type_: str, id_: str) -> None:
+    """Decide on the newest version that has content (a deletion has none)."""
+    entries, _ = await tx.history(type_, id_, count=50)
+    latest = next((e for e in entries if e.content is not None), None)
+    if latest is None:
+        raise NotFound(f"{type_}/{id_} is not known")
+    await request.guard.check_content(tx, orjson.loads(latest.content), "history-instance")
 
 
 def _url(base: str, params: list[tuple[str, str]]) -> str:

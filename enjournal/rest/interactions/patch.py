@@ -44,5 +44,8 @@ async def patch(request: FhirRequest, tx: Transaction) -> FhirResponse:
     if patched.get("resourceType") != type_ or patched.get("id") != id_:
         raise Unprocessable("a patch may not change resourceType or id")
     validate_for_write(patched)
+    if request.guard:
+        await request.guard.check_stored(tx, current, "u", "patch")
+        await request.guard.check_write(tx, patched, "u", "patch")
     stored = await tx.update(patched, id_, if_match=current.version)
     return stored_response(request, stored, 200)

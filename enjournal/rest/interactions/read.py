@@ -17,6 +17,8 @@ from enjournal.storage import Transaction
 async def read(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_, id_ = known_type(request.path[0]), request.path[1]
     stored = await tx.read(type_, id_)
+    if request.guard:
+        await request.guard.check_stored(tx, stored, "r", "read")
     headers = version_headers(stored, request.base_url, location=False)
     if _not_modified(request, stored.version, stored.last_updated):
         return FhirResponse(304, None, headers, stored)
@@ -28,6 +30,8 @@ async def vread(request: FhirRequest, tx: Transaction) -> FhirResponse:
     if not version.isdigit():
         raise Invalid(f"version {version!r} is not a number")
     stored = await tx.vread(type_, id_, int(version))
+    if request.guard:
+        await request.guard.check_stored(tx, stored, "r", "vread")
     headers = version_headers(stored, request.base_url, location=False)
     return FhirResponse(200, shaped_content(request, stored.content), headers, stored)
 

@@ -49,7 +49,9 @@ async def search_compartment(request: FhirRequest, tx: Transaction) -> FhirRespo
     if compartment != "Patient":
         raise Invalid(f"only the Patient compartment is supported, not {compartment}")
     known_type(type_)
-    await tx.read("Patient", id_)  # 404/410 for an unknown patient
+    patient = await tx.read("Patient", id_)  # 404/410 for an unknown patient
+    if request.guard:
+        await request.guard.check_stored(tx, patient, "r", "search-compartment")
     link = f"{request.base_url}/Patient/{id_}/{type_}"
     return await _search(request, tx, type_, link, ("Patient", id_))
 
@@ -57,19 +59,20 @@ async def search_compartment(request: FhirRequest, tx: Transaction) -> FhirRespo
 async def _search(request, tx, type_, link_base, compartment) -> FhirResponse:
     from enjournal.fhir.search import parse_search
 
-    query = parse_search(type_, search_params(request), strict=strict_handling(request))
-    if compartment is not None:
-        query.compartment = compartment
+    query = parse_search(
+        type_, search_params(request), strict=strict_handling(request), compartment=compartment
+    )
+    if request.guard:
+        await request.guard.scope_search(tx, query)
     result = await tx.search(query)
+    if request.guard:
+        result = await guarded(request.guard, tx, result, "search-type")
+    applied = query.canonical_params(cursor=False)
     links = {"self": _link(link_base, query.canonical_params())}
     if result.next_cursor:
-        links["next"] = _link(
-            link_base, [*query.canonical_params(), ("_cursor", result.next_cursor)]
-        )
+        links["next"] = _link(link_base, [*applied, ("_cursor", result.next_cursor)])
     if result.previous_cursor:
-        links["previous"] = _link(
-            link_base, [*query.canonical_params(), ("_cursor", result.previous_cursor)]
-        )
+        links["previous"] = _link(link_base, [*applied, ("_cursor", result.previous_cursor)])
     warnings = None
     if query.ignored:
         warnings = outcome(
@@ -91,6 +94,17 @@ async def _search(request, tx, type_, link_base, compartment) -> FhirResponse:
         warnings=warnings,
     )
     return FhirResponse(200, body)
+
+
+async def guarded(guard, tx: Transaction, result, interaction: str):
+    """Drop matches and included resources the caller may not read; a total that counted
+    them would reveal that they exist, so it goes too."""
+    matches = await guard.filter(tx, result.matches, interaction)
+    included = await guard.filter(tx, result.included, interaction)
+    if len(matches) != len(result.matches):
+        result.total = None
+    result.matches, result.included = matches, included
+    return result
 
 
 def _warning(message: str):

@@ -12,9 +12,21 @@ from enjournal.storage import Transaction
 async def update(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_, id_ = known_type(request.path[0]), request.path[1]
     resource = checked_resource(request, type_, id_)
+    if request.guard:
+        await guard_update(request.guard, tx, type_, id_, resource)
     if_match = parse_etag(request.header("if-match"))
     stored = await tx.update(resource, id_, if_match=if_match)
     return stored_response(request, stored, 201 if stored.version == 1 else 200, location=True)
+
+
+async def guard_update(guard, tx: Transaction, type_: str, id_: str, resource: dict) -> None:
+    """Both the current version (whose record it is now) and the new content are checked,
+    so nobody can move a resource into or out of a record they cannot reach."""
+    if await tx.exists(type_, id_):
+        await guard.check_stored(tx, await tx.read(type_, id_), "u", "update")
+        await guard.check_write(tx, resource, "u", "update")
+    else:
+        await guard.check_write(tx, resource, "c", "create")
 
 
 async def conditional_update(request: FhirRequest, tx: Transaction) -> FhirResponse:
@@ -27,6 +39,12 @@ async def conditional_update(request: FhirRequest, tx: Transaction) -> FhirRespo
     found = await matches(tx, type_, criteria, limit=2)
     if len(found) > 1:
         raise PreconditionFailed(f"the criteria matched several {type_} resources")
+    if request.guard:
+        target = found[0].id if len(found) == 1 else resource.get("id")
+        if target:
+            await guard_update(request.guard, tx, type_, target, {**resource, "id": target})
+        else:
+            await request.guard.check_write(tx, resource, "c", "create")
     if found:
         if resource.get("id") not in (None, found[0].id):
             raise Invalid("the resource id does not match the resource the criteria found")

@@ -1,0 +1,467 @@
+"""The guard: applies the access policy to one request and collects its audit events.
+
+The REST interactions call the guard at each point where health data is touched: a resource
+read (``check_stored``), a resource about to be written (``check_write``), a search before it
+runs (``scope_search``) and its results after (``filter``).  The guard gathers the facts the
+policy needs (whose record a resource is in, the caller's care relationship, the patient's
+Consents) with small indexed queries, cached for the request, and records an AuditEvent for
+every decision.  The router appends the events in the same transaction as a write, or
+through the group-committing audit writer for reads.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from enjournal.fhir.definitions import patient_compartment
+from enjournal.fhir.errors import Forbidden, Invalid, NotFound
+from enjournal.fhir.norwegian_ids import OID_DNR as DNR
+from enjournal.fhir.norwegian_ids import OID_FNR as FNR
+from enjournal.fhir.norwegian_ids import OID_HPR as HPR
+from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
+from enjournal.security.policy import Decision, PatientFacts, decide
+from enjournal.security.principal import Principal
+from enjournal.storage import StoredResource, Transaction
+
+# (resource type, its patient param, its param naming the caregiver, caregiver types)
+CARE_LINKS = (
+    ("Encounter", "patient", "service-provider", ("Organization",), "encounter"),
+    ("Encounter", "patient", "participant", ("Practitioner", "PractitionerRole"), "encounter"),
+    ("EpisodeOfCare", "patient", "organization", ("Organization",), "episode of care"),
+    ("EpisodeOfCare", "patient", "care-manager", ("Practitioner",), "episode of care"),
+    (
+        "ServiceRequest",
+        "patient",
+        "performer",
+        ("Organization", "Practitioner", "PractitionerRole"),
+        "referral",
+    ),
+)
+PARENT_ROLES = frozenset(
+    {"MTH", "FTH", "PRN", "NMTH", "NFTH", "GUARD", "MOTHER", "FATHER", "parent", "guardian"}
+)
+ACTIONS = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}
+
+
+class Guard:
+    """One request's access checks and audit trail."""
+
+    def __init__(
+        self,
+        principal: Principal,
+        *,
+        emergency_reason: str | None = None,
+        request_id: str | None = None,
+        today=None,
+    ):
+        self.principal = principal
+        self.emergency_reason = emergency_reason
+        self.request_id = request_id
+        self.events: list[dict] = []
+        self._facts: dict[str, PatientFacts] = {}
+        self._caller_refs: set[tuple[str, str]] | None = None
+        self._own: set[str] | None = None
+        self._today = today
+
+    # ---- entry points used by the interactions -------------------------------------------
+
+    async def check_stored(
+        self, tx: Transaction, stored: StoredResource, action: str, interaction: str
+    ) -> Decision:
+        """May the caller do ``action`` on this stored resource?  A refused read looks like
+        a missing resource, so it reveals nothing."""
+        patients = await self._patients_of(tx, stored.rid, stored.type, stored.id)
+        decision = await self._decide(
+            tx, action, stored.type, patients, f"{stored.type}/{stored.id}"
+        )
+        self._record(action, interaction, decision, patients, [f"{stored.type}/{stored.id}"])
+        if not decision.allowed:
+            if action in ("r", "s"):
+                raise NotFound(f"{stored.type}/{stored.id} is not known")
+            raise Forbidden(decision.reason)
+        return decision
+
+    async def check_content(self, tx: Transaction, resource: dict, interaction: str) -> Decision:
+        """May the caller read this resource content (e.g. an old version in history)?"""
+        try:
+            return await self.check_write(tx, resource, "r", interaction)
+        except Forbidden:
+            raise NotFound(
+                f"{resource['resourceType']}/{resource.get('id')} is not known"
+            ) from None
+
+    def check_bulk(self, interaction: str) -> None:
+        """History across many patients is for system clients (and their scopes) only."""
+        if self.principal.kind != "system":
+            raise Forbidden(f"{interaction} across patients is open to system clients only")
+
+    async def check_write(
+        self, tx: Transaction, resource: dict, action: str, interaction: str
+    ) -> Decision:
+        """May the caller write ``resource`` (its new content)?"""
+        type_ = resource["resourceType"]
+        patients = self._patients_in_content(resource)
+        ref = f"{type_}/{resource.get('id', '')}"
+        if type_ == "Patient" and action == "c" and self.principal.kind != "citizen":
+            patients = None  # registering a new patient: no relation exists yet
+        decision = await self._decide(tx, action, type_, patients, ref)
+        self._record(action, interaction, decision, patients or [], [ref])
+        if not decision.allowed:
+            raise Forbidden(decision.reason)
+        return decision
+
+    async def scope_search(self, tx: Transaction, query, interaction: str = "search-type") -> None:
+        """Narrow or refuse a search before it runs, so nothing outside the caller's reach
+        is ever fetched.  Results are still filtered afterwards (``filter``)."""
+        type_ = query.resource_type
+        in_compartment = type_ is None or type_ in patient_compartment() or type_ == "Patient"
+        if not in_compartment or self.principal.kind == "system":
+            return
+        patient = query.compartment[1] if query.compartment else _patient_criterion(query)
+        if self.principal.kind == "citizen":
+            own = await self._own_and_children(tx)
+            if patient is None:
+                if len(own) != 1:
+                    raise Forbidden("name the patient (yourself or a child in your care)")
+                query.compartment = ("Patient", next(iter(own)))
+                patient = query.compartment[1]
+            if patient is not None and patient not in own:
+                self._record(
+                    "s", interaction, Decision(False, reason="not own record"), [patient], []
+                )
+                raise Forbidden("you may only search your own record or your child's")
+            return
+        if type_ == "Patient" and patient is None:
+            return  # finding a patient: results are filtered to those the caller may see
+        if patient is None:
+            raise Forbidden(
+                f"searching {type_ or 'all types'} needs one patient: use "
+                "Patient/[id]/[type] or a patient/subject parameter"
+            )
+        decision = await self._decide(tx, "s", type_ or "Patient", [patient], None)
+        if not decision.allowed:
+            self._record("s", interaction, decision, [patient], [])
+            raise Forbidden(
+                "no access to this patient's record (no care relationship, or the patient "
+                "does not exist); state an emergency reason if this is an emergency"
+            )
+
+    async def filter(
+        self, tx: Transaction, resources: list[StoredResource], interaction: str
+    ) -> list[StoredResource]:
+        """Drop what the caller may not read; audit what is returned, per patient."""
+        kept: list[StoredResource] = []
+        by_patient: dict[str | None, list[str]] = {}
+        decisions: dict[str | None, Decision] = {}
+        for stored in resources:
+            patients = await self._patients_of(tx, stored.rid, stored.type, stored.id)
+            ref = f"{stored.type}/{stored.id}"
+            decision = await self._decide(tx, "r", stored.type, patients, ref)
+            if decision.allowed:
+                kept.append(stored)
+                key = patients[0] if patients else None
+                by_patient.setdefault(key, []).append(ref)
+                decisions[key] = decision
+        for patient, refs in by_patient.items():
+            self._record("s", interaction, decisions[patient], [patient] if patient else [], refs)
+        return kept
+
+    # ---- facts --------------------------------------------------------------------------
+
+    async def _decide(self, tx, action, type_, patients, ref) -> Decision:
+        if patients is None:
+            return decide(self.principal, action, type_, None)
+        if not patients:
+            # Patient data that names no patient: personnel and systems only.
+            facts = PatientFacts("", care_relationship="unattached record")
+            if self.principal.kind == "citizen":
+                facts.care_relationship = None
+            return decide(
+                self.principal, action, type_, facts, emergency_reason=self.emergency_reason
+            )
+        last = Decision(False, reason="no patient")
+        for patient in patients:
+            facts = await self._facts_for(tx, patient)
+            blocked = ref is not None and ref in getattr(facts, "blocked_refs", ())
+            if blocked:
+                facts = PatientFacts(patient, blocked_by_consent=True)
+            last = decide(
+                self.principal, action, type_, facts, emergency_reason=self.emergency_reason
+            )
+            if not last.allowed:
+                return last
+        return last
+
+    async def _facts_for(self, tx: Transaction, patient: str) -> PatientFacts:
+        if patient in self._facts:
+            return self._facts[patient]
+        facts = PatientFacts(patient)
+        if self.principal.kind == "citizen":
+            own = await self._own_and_children(tx)
+            facts.own_record = patient in (self._own or set())
+            facts.child_in_care = patient in own and not facts.own_record
+        elif self.principal.kind == "personnel":
+            facts.care_relationship = await self._care_relationship(tx, patient)
+            await self._consents(tx, facts)
+        self._facts[patient] = facts
+        return facts
+
+    async def _patients_of(self, tx, rid: int, type_: str, id_: str) -> list[str] | None:
+        if type_ == "Patient":
+            return [id_]
+        params = patient_compartment().get(type_)
+        if not params:
+            return None
+        marks = ", ".join("?" for _ in params)
+        rows = await tx.conn.fetch(
+            "SELECT DISTINCT target_id FROM idx_reference WHERE rid = ? AND "
+            f"target_type = 'Patient' AND param IN ({marks})",
+            rid,
+            *params,
+        )
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def _patients_in_content(resource: dict) -> list[str] | None:
+        from enjournal.fhir.indexing import index_resource
+
+        type_ = resource["resourceType"]
+        if type_ == "Patient":
+            return [resource["id"]] if resource.get("id") else None
+        params = patient_compartment().get(type_)
+        if not params:
+            return None
+        rows = index_resource(resource).get("idx_reference", [])
+        return sorted({r[2] for r in rows if r[0] in params and r[1] == "Patient" and r[2]})
+
+    async def _ids_by_identifier(
+        self, tx, type_: str, systems: tuple[str, ...], value
+    ) -> list[str]:
+        if not value:
+            return []
+        marks = ", ".join("?" for _ in systems)
+        rows = await tx.conn.fetch(
+            "SELECT r.id FROM idx_token t JOIN resources r ON r.rid = t.rid "
+            "WHERE t.type = ? AND t.param = 'identifier' AND t.code = ? "
+            f"AND t.system IN ({marks}) AND NOT r.deleted",
+            type_,
+            value,
+            *systems,
+        )
+        return [r[0] for r in rows]
+
+    async def _caller(self, tx) -> set[tuple[str, str]]:
+        """The caller's own Practitioner, PractitionerRole and Organization resources."""
+        if self._caller_refs is None:
+            refs: set[tuple[str, str]] = set()
+            for pid in await self._ids_by_identifier(
+                tx, "Practitioner", (HPR,), self.principal.hpr
+            ):
+                refs.add(("Practitioner", pid))
+            for oid in await self._ids_by_identifier(
+                tx, "Organization", (ORGNR,), self.principal.org_nr
+            ):
+                refs.add(("Organization", oid))
+            practitioners = [i for t, i in refs if t == "Practitioner"]
+            if practitioners:
+                marks = ", ".join("?" for _ in practitioners)
+                rows = await tx.conn.fetch(
+                    "SELECT r.id FROM idx_reference f JOIN resources r ON r.rid = f.rid "
+                    "WHERE f.type = 'PractitionerRole' AND f.param = 'practitioner' "
+                    f"AND f.target_type = 'Practitioner' AND f.target_id IN ({marks}) "
+                    "AND NOT r.deleted",
+                    *practitioners,
+                )
+                refs.update(("PractitionerRole", r[0]) for r in rows)
+            self._caller_refs = refs
+        return self._caller_refs
+
+    async def _care_relationship(self, tx, patient: str) -> str | None:
+        caller = await self._caller(tx)
+        if not caller:
+            return None
+        row = await tx.conn.fetchrow(
+            "SELECT rid FROM resources WHERE type = 'Patient' AND id = ? AND NOT deleted", patient
+        )
+        if row is None:
+            return None
+        for target_type, target_id in caller:
+            hit = await tx.conn.fetchrow(
+                "SELECT 1 FROM idx_reference WHERE rid = ? AND param = 'general-practitioner' "
+                "AND target_type = ? AND target_id = ?",
+                row[0],
+                target_type,
+                target_id,
+            )
+            if hit:
+                return "gp-list"
+        for type_, patient_param, link_param, link_types, label in CARE_LINKS:
+            targets = [i for t, i in caller if t in link_types]
+            if not targets:
+                continue
+            marks = ", ".join("?" for _ in targets)
+            hit = await tx.conn.fetchrow(
+                "SELECT 1 FROM idx_reference a JOIN idx_reference b ON b.rid = a.rid "
+                "WHERE a.target_id = ? AND a.target_type = 'Patient' AND a.type = ? "
+                f"AND a.param = ? AND b.param = ? AND b.target_id IN ({marks}) LIMIT 1",
+                patient,
+                type_,
+                patient_param,
+                link_param,
+                *targets,
+            )
+            if hit:
+                return label
+        return None
+
+    async def _consents(self, tx, facts: PatientFacts) -> None:
+        rows = await tx.conn.fetch(
+            "SELECT r.content FROM resources r WHERE r.type = 'Consent' AND NOT r.deleted "
+            "AND r.rid IN (SELECT rid FROM idx_reference WHERE target_id = ? AND "
+            "target_type = 'Patient' AND type = 'Consent' AND param = 'patient')",
+            facts.patient_id,
+        )
+        caller = {f"{t}/{i}" for t, i in await self._caller(tx)}
+        blocked_refs: set[str] = set()
+        for (content,) in rows:
+            consent = orjson.loads(content)
+            provision = consent.get("provision") or {}
+            if consent.get("status") != "active" or provision.get("type") != "deny":
+                continue
+            actors = {
+                (a.get("reference") or {}).get("reference") for a in provision.get("actor", [])
+            }
+            data = [(d.get("reference") or {}).get("reference") for d in provision.get("data", [])]
+            if actors and not (actors & caller):
+                continue
+            if data:
+                blocked_refs.update(d for d in data if d)
+            elif actors:
+                facts.blocked_by_consent = True
+            else:
+                facts.restricted_by_consent = True
+        facts.blocked_refs = frozenset(blocked_refs)  # type: ignore[attr-defined]
+
+    async def _own_and_children(self, tx) -> set[str]:
+        """Citizen: their own Patient ids, plus children under 12 at the same address."""
+        if self._own is not None:
+            return self._own | self._children
+        self._own = set(
+            await self._ids_by_identifier(tx, "Patient", (FNR, DNR), self.principal.pid)
+        )
+        self._children: set[str] = set()
+        rows = await tx.conn.fetch(
+            "SELECT r.content FROM idx_token t JOIN resources r ON r.rid = t.rid "
+            "WHERE t.type = 'RelatedPerson' AND t.param = 'identifier' AND t.code = ? "
+            "AND NOT r.deleted",
+            self.principal.pid or "",
+        )
+        own_addresses = await self._addresses(tx, self._own)
+        for (content,) in rows:
+            related = orjson.loads(content)
+            roles = {
+                c.get("code") for r in related.get("relationship", []) for c in r.get("coding", [])
+            }
+            child = ((related.get("patient") or {}).get("reference") or "").removeprefix("Patient/")
+            if not child or not (roles & PARENT_ROLES) or related.get("active") is False:
+                continue
+            child_row = await tx.conn.fetchrow(
+                "SELECT content FROM resources WHERE type = 'Patient' AND id = ? AND NOT deleted",
+                child,
+            )
+            if child_row is None:
+                continue
+            patient = orjson.loads(child_row[0])
+            if _age(patient.get("birthDate"), self._today) is None:
+                continue
+            if _age(patient.get("birthDate"), self._today) >= 12:
+                continue
+            if own_addresses & _address_keys(patient):
+                self._children.add(child)
+        return self._own | self._children
+
+    async def _addresses(self, tx, ids: set[str]) -> set[str]:
+        keys: set[str] = set()
+        for id_ in ids:
+            row = await tx.conn.fetchrow(
+                "SELECT content FROM resources WHERE type = 'Patient' AND id = ?", id_
+            )
+            if row is not None:
+                keys |= _address_keys(orjson.loads(row[0]))
+        return keys
+
+    # ---- audit --------------------------------------------------------------------------
+
+    def _record(self, action, interaction, decision, patients, refs) -> None:
+        from enjournal.security.audit import audit_event
+
+        for patient in patients or [None]:
+            self.events.append(
+                audit_event(
+                    self.principal,
+                    action=ACTIONS.get(action, "E"),
+                    subtype=interaction,
+                    outcome="0" if decision.allowed else "4",
+                    patient_id=patient,
+                    entities=refs,
+                    purpose=decision.purpose,
+                    emergency_reason=self.emergency_reason if decision.emergency else None,
+                    request_id=self.request_id,
+                    query=None,
+                )
+            )
+
+
+def _patient_criterion(query) -> str | None:
+    """The one patient a search names through a compartment parameter, if any."""
+    from enjournal.fhir.search.query import Criterion, ReferenceValue, TokenValue
+
+    params = set(patient_compartment().get(query.resource_type or "", ()))
+    for term in query.criteria:
+        if not isinstance(term, Criterion) or len(term.values) != 1:
+            continue
+        value = term.values[0]
+        if query.resource_type == "Patient" and term.name == "_id" and not term.modifier:
+            if isinstance(value, TokenValue) and value.code:
+                return value.code
+        if (
+            term.name in params
+            and term.modifier in (None, "Patient")
+            and isinstance(value, ReferenceValue)
+            and value.id
+            and value.type in (None, "Patient")
+        ):
+            return value.id
+    return None
+
+
+def _age(birth_date: str | None, today=None) -> int | None:
+    from datetime import date
+
+    if not birth_date or len(birth_date) < 10:
+        return None
+    today = today or date.today()
+    born = date.fromisoformat(birth_date[:10])
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _address_keys(patient: dict) -> set[str]:
+    keys = set()
+    for address in patient.get("address", []):
+        if address.get("use") == "old" or address.get("period", {}).get("end"):
+            continue
+        line = " ".join(address.get("line", [])).strip().casefold()
+        if line and address.get("postalCode"):
+            keys.add(f"{line}|{address['postalCode']}")
+    return keys
+
+
+def emergency_reason_from(headers: dict[str, str]) -> str | None:
+    """``nhn-access-basis: AKUTT`` with ``nhn-access-reason: <why>`` asks for emergency access."""
+    basis = (headers.get("nhn-access-basis") or "").strip().upper()
+    if basis != "AKUTT":
+        return None
+    reason = (headers.get("nhn-access-reason") or "").strip()
+    if not reason:
+        raise Invalid("emergency access (nhn-access-basis: AKUTT) needs nhn-access-reason")
+    return reason[:500]

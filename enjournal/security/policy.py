@@ -1,0 +1,121 @@
+"""The access policy: who may read and write whose health data, as rules in one place.
+
+Each rule is a small function over facts gathered by ``enjournal.security.guard``; none of
+them touches the database, so the whole policy reads (and tests) as a table.
+
+1. A system client acts within its SMART ``system/`` scopes; a register's client reads
+   only through export operations.
+2. A citizen reads their own record and that of a child in their care under 12 who lives at
+   the same address (domain brief 2.3); a citizen writes only their own Consents.
+3. Health personnel reach a patient's data only with an active care relationship (the
+   patient is on their GP list, has an encounter or episode of care at their organisation,
+   or was referred there) or by emergency access with a stated reason, which is allowed,
+   flagged and audited.
+4. Roles limit resource types: a pharmacist sees prescriptions and dispensations (and who
+   the patient is), not the whole record.
+5. A patient's Consent is honoured: a denial that names the caller (practitioner or
+   organisation) holds even in an emergency; a general restriction yields only to
+   emergency access.
+Resources outside any patient's compartment (organisations, practitioners, medications,
+terminology) are readable by any authenticated caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enjournal.security.principal import Principal
+from enjournal.security.scopes import allows
+
+# Volven 9060 profession codes whose holders work at a pharmacy.
+PHARMACY_PROFESSIONS = frozenset({"FA", "AT"})  # farmasøyt, apotektekniker
+PHARMACY_TYPES = frozenset({"Patient", "MedicationRequest", "MedicationDispense", "Medication"})
+CHILD_AGE_LIMIT = 12
+
+# FHIR v3 ActReason purposes of use, as written to the audit log.
+TREAT, EMERGENCY, PATIENT_REQUEST, SYSTEM = "TREAT", "ETREAT", "PATRQT", "HOPERAT"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    purpose: str = TREAT
+    emergency: bool = False
+    reason: str = ""  # why (for the audit log and for a refusal's message)
+
+
+@dataclass
+class PatientFacts:
+    """What the guard found out about the caller's relation to one patient."""
+
+    patient_id: str
+    own_record: bool = False  # citizen: this is the caller
+    child_in_care: bool = False  # citizen: a child under 12 at the caller's address
+    care_relationship: str | None = None  # personnel: "gp-list", "encounter", "referral"...
+    blocked_by_consent: bool = False  # a Consent denies this caller by name
+    restricted_by_consent: bool = False  # a Consent restricts the record generally
+
+
+def decide(
+    principal: Principal,
+    action: str,  # c r u d s (SMART)
+    resource_type: str,
+    facts: PatientFacts | None,  # None: the resource is in no patient's compartment
+    *,
+    emergency_reason: str | None = None,
+) -> Decision:
+    if not allows(principal.scopes, resource_type, action):
+        return Decision(
+            False, reason=f"the token's scopes do not allow {action} on {resource_type}"
+        )
+    if facts is None:
+        return _shared_data(principal, action, resource_type)
+    if principal.kind == "system":
+        return _system(principal, action, resource_type)
+    if principal.kind == "citizen":
+        return _citizen(action, resource_type, facts)
+    return _personnel(principal, action, resource_type, facts, emergency_reason)
+
+
+def _shared_data(principal: Principal, action: str, resource_type: str) -> Decision:
+    if action in ("r", "s"):
+        return Decision(True, SYSTEM if principal.kind == "system" else TREAT)
+    if principal.kind == "citizen":
+        return Decision(False, reason="citizens cannot change shared data")
+    return Decision(True, SYSTEM if principal.kind == "system" else TREAT)
+
+
+def _system(principal: Principal, action: str, resource_type: str) -> Decision:
+    if "register" in principal.scopes or any(s.startswith("register/") for s in principal.scopes):
+        return Decision(False, reason="a register's client reads only through export operations")
+    return Decision(True, SYSTEM)
+
+
+def _citizen(action: str, resource_type: str, facts: PatientFacts) -> Decision:
+    if not (facts.own_record or facts.child_in_care):
+        return Decision(False, PATIENT_REQUEST, reason="not the caller's record")
+    if action in ("r", "s"):
+        return Decision(True, PATIENT_REQUEST)
+    if resource_type == "Consent" and facts.own_record:
+        return Decision(True, PATIENT_REQUEST)
+    return Decision(False, PATIENT_REQUEST, reason="citizens cannot change clinical data")
+
+
+def _personnel(
+    principal: Principal,
+    action: str,
+    resource_type: str,
+    facts: PatientFacts,
+    emergency_reason: str | None,
+) -> Decision:
+    if principal.profession in PHARMACY_PROFESSIONS and resource_type not in PHARMACY_TYPES:
+        return Decision(False, reason=f"a pharmacist's role does not cover {resource_type}")
+    if facts.blocked_by_consent:
+        return Decision(False, reason="the patient has blocked this health worker or organisation")
+    if facts.care_relationship and not facts.restricted_by_consent:
+        return Decision(True, TREAT, reason=f"care relationship: {facts.care_relationship}")
+    if emergency_reason:
+        return Decision(True, EMERGENCY, emergency=True, reason=emergency_reason)
+    if facts.restricted_by_consent:
+        return Decision(False, reason="the patient has restricted access; emergency access only")
+    return Decision(False, reason="no care relationship with this patient")
