@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.errors import FhirError, Invalid
 from enjournal.rest.interactions.common import known_type, validate_for_write
 from enjournal.rest.message import FhirRequest
@@ -92,14 +93,14 @@ def _escape(value: str) -> str:
 async def _import_json(store: Store, path: Path, dedupe: bool = True) -> int:
     body = path.read_bytes()
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
+        data = jsonio.loads(body)
+    except jsonio.JsonError as error:
         raise Invalid(f"not valid JSON: {error}") from None
     if not isinstance(data, dict) or "resourceType" not in data:
         raise Invalid("not a FHIR resource (no resourceType)")
     if data["resourceType"] == "Bundle" and data.get("type") in ("transaction", "batch"):
         if dedupe and data["type"] == "transaction" and add_identity_conditions(data):
-            body = orjson.dumps(data)
+            body = jsonio.dumps(data)
         response = await handle(FhirRequest("POST", [], body=body), store)
         if response.status >= 400:
             issues = orjson.loads(response.body).get("issue", [])
@@ -127,8 +128,8 @@ async def _import_ndjson(store: Store, path: Path) -> int:
                 if not line.strip():
                     continue
                 try:
-                    resource = orjson.loads(line)
-                except orjson.JSONDecodeError as error:
+                    resource = jsonio.loads(line)
+                except jsonio.JsonError as error:
                     raise Invalid(f"line {number}: not valid JSON: {error}") from None
                 try:
                     await _put(tx, resource)

@@ -211,7 +211,7 @@ def _tokens(value: Any, kind: str) -> list[tuple[str | None, str | None, str | N
         return [(None, "true" if value else "false", None)]
     if type(value) is str:
         return [(None, value, None)]
-    if type(value) in (int, float):
+    if type(value) in (int, float, Decimal):
         return [(None, str(value), None)]
     return []
 

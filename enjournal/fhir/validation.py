@@ -34,6 +34,7 @@ import json
 import math
 import re
 import time
+from decimal import Decimal
 from functools import cache
 from importlib import resources as _resources
 
@@ -86,7 +87,7 @@ def _value_set(url: str) -> _ValueSet | None:
 
 # --------------------------------------------------------------------------- primitives
 
-_JSON_NAME = {bool: "boolean", int: "number", float: "number", str: "string"}
+_JSON_NAME = {bool: "boolean", int: "number", float: "number", Decimal: "number", str: "string"}
 
 
 def _json_kind(value) -> str:
@@ -132,7 +133,7 @@ def _make_primitive_checker(name: str, regex: str | None):
     if name == "decimal":
 
         def check_decimal(v):
-            if type(v) is int or (type(v) is float and math.isfinite(v)):
+            if type(v) is int or (type(v) in (float, Decimal) and math.isfinite(v)):
                 return None
             return f"must be a JSON number (decimal), not {_json_kind(v)}"
 

@@ -12,14 +12,13 @@ import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-import orjson
-
+from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import FhirError, Invalid, NotFound, PreconditionFailed
 from enjournal.rest.interactions.common import known_type, validate_for_write
 from enjournal.rest.interactions.conditional import matches
 from enjournal.rest.message import FhirRequest, FhirResponse, error_response, outcome
-from enjournal.storage import Store, StoredResource, Transaction
+from enjournal.storage import StoredResource, Transaction
 from enjournal.storage.store import new_id
 
 Dispatch = Callable[[FhirRequest, Transaction], Awaitable[FhirResponse]]
@@ -28,7 +27,9 @@ ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _CONDITIONAL_REF = re.compile(r"^[A-Z][A-Za-z]+\?.+")
 
 
-async def process_bundle(request: FhirRequest, store: Store, dispatch: Dispatch) -> FhirResponse:
+async def process_bundle(request: FhirRequest, store, dispatch: Dispatch) -> FhirResponse:
+    """``store`` is anything with ``transaction(write=...)``: the Store, or the router's Unit
+    (which also appends audit events inside the transaction)."""
     bundle = request.resource()
     if bundle["resourceType"] != "Bundle":
         raise Invalid("POST to the base needs a batch or transaction Bundle")
@@ -39,7 +40,7 @@ async def process_bundle(request: FhirRequest, store: Store, dispatch: Dispatch)
     for n, entry in enumerate(entries):
         _check_entry(entry, n)
     if kind == "transaction":
-        async with store.transaction() as tx:
+        async with store.transaction(write=True) as tx:
             responses = await _transaction(request, tx, entries, dispatch)
         return _response_bundle("transaction-response", responses)
     if kind == "batch":
@@ -96,7 +97,7 @@ def _entry_request(outer: FhirRequest, entry: dict, body: bytes = b"") -> FhirRe
 
 async def _batch_entry(outer, store, entry, dispatch) -> dict:
     try:
-        body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
+        body = jsonio.dumps(entry["resource"]) if "resource" in entry else b""
         if entry["request"]["method"] == "PATCH":
             body = _patch_body(entry)
         request = _entry_request(outer, entry, body)
@@ -193,7 +194,7 @@ async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
         return FhirResponse(
             201 if stored.version == 1 else 200, None, _location(outer, stored), stored
         )
-    body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
+    body = jsonio.dumps(entry["resource"]) if "resource" in entry else b""
     if method == "PATCH":
         body = _patch_body(entry)
     return await dispatch(_entry_request(outer, entry, body), tx)
@@ -258,9 +259,9 @@ def _response_entry(response: FhirResponse) -> dict:
         out["lastModified"] = format_instant(response.stored.last_updated)
     entry: dict = {"response": out}
     if response.body and response.status >= 400:
-        out["outcome"] = orjson.loads(response.body)
+        out["outcome"] = jsonio.loads(response.body)
     elif response.body and response.status < 300:
-        entry["resource"] = orjson.loads(response.body)
+        entry["resource"] = jsonio.loads(response.body)
     if response.stored is not None:
         entry["fullUrl"] = f"{response.stored.type}/{response.stored.id}"
     return entry

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.errors import FhirError, Invalid, Issue
 from enjournal.storage.base import StoredResource
 
@@ -34,8 +35,8 @@ class FhirRequest:
             if not self.body:
                 raise Invalid("the request needs a body")
             try:
-                self._json = orjson.loads(self.body)
-            except orjson.JSONDecodeError as error:
+                self._json = jsonio.loads(self.body)
+            except jsonio.JsonError as error:
                 raise Invalid(f"the body is not valid JSON: {error}") from None
         return self._json
 

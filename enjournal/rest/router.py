@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from enjournal.fhir.errors import FhirError, MethodNotAllowed, NotFound
 from enjournal.rest.bundle import process_bundle
@@ -92,16 +93,49 @@ async def dispatch(request: FhirRequest, tx: Transaction) -> FhirResponse:
     return await route(request)(request, tx)
 
 
-async def handle(request: FhirRequest, store: Store) -> FhirResponse:
-    """Serve one request; every FhirError becomes an OperationOutcome with its status."""
+class Unit:
+    """Opens store transactions for one request.  With a guard, the audit events a write
+    produced are appended inside its transaction, so the write and its trace commit
+    together; events of reads and refusals go to the audit writer afterwards."""
+
+    def __init__(self, store: Store, guard, audit):
+        self.store, self.guard, self.audit = store, guard, audit
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool):
+        async with self.store.transaction(write=write) as tx:
+            yield tx
+            if write and self.guard is not None and self.guard.events:
+                from enjournal.security.audit import append
+
+                await append(tx.conn, self.guard.take_events())
+
+    async def record_rest(self) -> None:
+        if self.guard is not None and self.guard.events and self.audit is not None:
+            await self.audit.record(self.guard.take_events())
+
+
+async def handle(request: FhirRequest, store: Store, audit=None) -> FhirResponse:
+    """Serve one request; every FhirError becomes an OperationOutcome with its status.
+
+    ``audit`` (an ``enjournal.security.audit.AuditWriter``) receives the audit events of
+    reads and refused requests when the request carries a guard."""
+    unit = Unit(store, request.guard, audit)
+    try:
+        return await _handle(request, unit)
+    finally:
+        await unit.record_rest()
+
+
+async def _handle(request: FhirRequest, unit: Unit) -> FhirResponse:
     try:
         interaction = route(request)
         if interaction is _bundle_marker:
-            return await process_bundle(request, store, dispatch)
+            return await process_bundle(request, unit, dispatch)
         write = request.method not in READ_ONLY and request.path[-1:] not in READ_ONLY_PATHS
         # The first page of a sorted search stores its ordered result for paging.
         write = write or (request.param("_sort") is not None and request.param("_cursor") is None)
-        async with store.transaction(write=write) as tx:
+        async with unit.transaction(write=write) as tx:
             return await interaction(request, tx)
     except FhirError as error:
         return error_response(error)

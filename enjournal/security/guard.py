@@ -11,8 +11,7 @@ through the group-committing audit writer for reads.
 
 from __future__ import annotations
 
-import orjson
-
+from enjournal.fhir import jsonio
 from enjournal.fhir.definitions import patient_compartment
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound
 from enjournal.fhir.norwegian_ids import OID_DNR as DNR
@@ -324,7 +323,7 @@ class Guard:
         caller = {f"{t}/{i}" for t, i in await self._caller(tx)}
         blocked_refs: set[str] = set()
         for (content,) in rows:
-            consent = orjson.loads(content)
+            consent = jsonio.loads(content)
             provision = consent.get("provision") or {}
             if consent.get("status") != "active" or provision.get("type") != "deny":
                 continue
@@ -358,7 +357,7 @@ class Guard:
         )
         own_addresses = await self._addresses(tx, self._own)
         for (content,) in rows:
-            related = orjson.loads(content)
+            related = jsonio.loads(content)
             roles = {
                 c.get("code") for r in related.get("relationship", []) for c in r.get("coding", [])
             }
@@ -371,7 +370,7 @@ class Guard:
             )
             if child_row is None:
                 continue
-            patient = orjson.loads(child_row[0])
+            patient = jsonio.loads(child_row[0])
             if _age(patient.get("birthDate"), self._today) is None:
                 continue
             if _age(patient.get("birthDate"), self._today) >= 12:
@@ -387,7 +386,7 @@ class Guard:
                 "SELECT content FROM resources WHERE type = 'Patient' AND id = ?", id_
             )
             if row is not None:
-                keys |= _address_keys(orjson.loads(row[0]))
+                keys |= _address_keys(jsonio.loads(row[0]))
         return keys
 
     # ---- audit --------------------------------------------------------------------------
@@ -421,9 +420,14 @@ def _patient_criterion(query) -> str | None:
         if not isinstance(term, Criterion) or len(term.values) != 1:
             continue
         value = term.values[0]
-        if query.resource_type == "Patient" and term.name == "_id" and not term.modifier:
-            if isinstance(value, TokenValue) and value.code:
-                return value.code
+        if (
+            query.resource_type == "Patient"
+            and term.name == "_id"
+            and not term.modifier
+            and isinstance(value, TokenValue)
+            and value.code
+        ):
+            return value.code
         if (
             term.name in params
             and term.modifier in (None, "Patient")

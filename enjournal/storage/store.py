@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import Gone, NotFound, PreconditionFailed
 from enjournal.storage.base import Connection, SearchResult, StoredResource
@@ -261,7 +262,7 @@ class Transaction:
         meta["versionId"] = str(version)
         meta["lastUpdated"] = format_instant(now)
         resource["meta"] = meta
-        return orjson.dumps(resource)
+        return jsonio.dumps(resource)
 
     async def _append_version(self, stored: StoredResource) -> None:
         self._pending.setdefault("resource_versions", []).append(

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import date_range, format_instant
 from enjournal.fhir.errors import Invalid, NotFound
 from enjournal.rest.interactions.common import known_type
@@ -46,7 +47,7 @@ async def _check_instance(request: FhirRequest, tx: Transaction, type_: str, id_
     latest = next((e for e in entries if e.content is not None), None)
     if latest is None:
         raise NotFound(f"{type_}/{id_} is not known")
-    await request.guard.check_content(tx, orjson.loads(latest.content), "history-instance")
+    await request.guard.check_content(tx, jsonio.loads(latest.content), "history-instance")
 
 
 def _url(base: str, params: list[tuple[str, str]]) -> str:

@@ -7,8 +7,8 @@ store what a PUT could not.
 from __future__ import annotations
 
 import jsonpatch
-import orjson
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid, NotSupported, PreconditionFailed, Unprocessable
 from enjournal.rest.interactions.common import known_type, stored_response, validate_for_write
 from enjournal.rest.interactions.conditional import matches
@@ -38,7 +38,7 @@ async def patch(request: FhirRequest, tx: Transaction) -> FhirResponse:
     if if_match is not None and if_match != current.version:
         raise PreconditionFailed(f"{type_}/{id_} is at version {current.version}, not {if_match}")
     try:
-        patched = jsonpatch.apply_patch(orjson.loads(current.content), operations)
+        patched = jsonpatch.apply_patch(jsonio.loads(current.content), operations)
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as error:
         raise Unprocessable(f"the patch cannot be applied: {error}") from None
     if patched.get("resourceType") != type_ or patched.get("id") != id_:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid
 from enjournal.fhir.summary import apply_elements, apply_summary
 from enjournal.rest.interactions.common import known_type
@@ -120,12 +121,12 @@ def _link(base: str, params: list[tuple[str, str]]) -> str:
 def shaped(query, content: bytes) -> bytes:
     if query.summary in (None, "false") and not query.elements:
         return content
-    resource = orjson.loads(content)
+    resource = jsonio.loads(content)
     if query.elements:
         resource = apply_elements(resource, query.elements)
     elif query.summary:
         resource = apply_summary(resource, query.summary)
-    return orjson.dumps(resource)
+    return jsonio.dumps(resource)
 
 
 def shaped_content(request: FhirRequest, content: bytes) -> bytes:
@@ -134,14 +135,14 @@ def shaped_content(request: FhirRequest, content: bytes) -> bytes:
     elements = request.param("_elements")
     if summary is None and elements is None:
         return content
-    resource = orjson.loads(content)
+    resource = jsonio.loads(content)
     if elements:
         resource = apply_elements(resource, [e.strip() for e in elements.split(",")])
     elif summary in ("true", "text", "data", "false"):
         resource = apply_summary(resource, summary)
     else:
         raise Invalid(f"_summary must be true, text, data or false, not {summary!r}")
-    return orjson.dumps(resource)
+    return jsonio.dumps(resource)
 
 
 def bundle_bytes(
