@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--public-url", help="where clients reach the server (default: from host/port)"
+    )
 
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     _database_option(migrate)
@@ -34,6 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--no-serve", action="store_true", help="generate and load only")
+
+    token = sub.add_parser("token", help="print an access token for a demo user")
+    token.add_argument(
+        "--as",
+        dest="who",
+        required=True,
+        choices=["gp", "nurse", "pharmacist", "citizen", "system"],
+    )
+    token.add_argument("--patient", help="SMART patient context (a Patient id)")
+    token.add_argument("--data", default="./data", help="the demo's data folder")
+    token.add_argument(
+        "--public-url", default=os.environ.get("ENJOURNAL_PUBLIC_URL", "http://127.0.0.1:8080")
+    )
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the audit log's hash chain")
+    _database_option(verify)
 
     args = parser.parse_args(argv)
     try:
@@ -54,6 +75,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     os.environ["ENJOURNAL_DATABASE_URL"] = args.database
+    os.environ.setdefault(
+        "ENJOURNAL_PUBLIC_URL", args.public_url or f"http://{args.host}:{args.port}"
+    )
     # Migrate once here, so several workers do not race to create the schema.
     asyncio.run(_migrate_only(args.database))
     uvicorn.run(
@@ -97,7 +121,26 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-COMMANDS = {"serve": _serve, "migrate": _migrate, "import": _import, "demo": _demo}
+def _token(args: argparse.Namespace) -> int:
+    from enjournal.demo.tokens import print_token
+
+    return print_token(args)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from enjournal.security.audit import verify_command
+
+    return asyncio.run(verify_command(args.database))
+
+
+COMMANDS = {
+    "serve": _serve,
+    "migrate": _migrate,
+    "import": _import,
+    "demo": _demo,
+    "token": _token,
+    "audit": _audit,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

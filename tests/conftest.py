@@ -51,13 +51,14 @@ async def store(store_url):
 
 @pytest.fixture
 async def client(store):
-    """An HTTP client talking to the app in-process, on each backend."""
+    """An HTTP client talking to the app in-process, on each backend, with security off:
+    these tests are about the FHIR core (tests/security covers the secured server)."""
     import httpx
 
     from enjournal.server.app import create_app
     from enjournal.server.settings import Settings
 
-    app = create_app(Settings(database_url="unused"), store)
+    app = create_app(Settings(database_url="unused", auth=False), store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http

@@ -45,14 +45,30 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     base = f"http://{args.host}:{args.port}"
+    venv = ".venv/bin/" if Path(".venv/bin/enjournal").exists() else ""
+    token = f"{venv}enjournal token --data {data}"
     console.print(
-        f"\n[bold]enjournal is running[/bold] with a demo population of {args.patients}.\n"
-        f"  FHIR API:   {base}/fhir  (try {base}/fhir/Patient?_count=5)\n"
-        f"  metadata:   {base}/fhir/metadata\n"
+        f"\n[bold]enjournal is running[/bold] with a demo population of {args.patients}, "
+        "security on.\n"
+        f"  FHIR API:   {base}/fhir   metadata: {base}/fhir/metadata\n"
+        f"  login:      {base}/oidc (embedded OpenID Connect provider for the demo users)\n"
         f"  health:     {base}/health     metrics: {base}/metrics\n"
+        "Tokens for the demo users (valid an hour):\n"
+        f"  GP:         TOKEN=$({token} --as gp)\n"
+        f"  nurse:      TOKEN=$({token} --as nurse)\n"
+        f"  pharmacist: TOKEN=$({token} --as pharmacist)\n"
+        f"  citizen:    TOKEN=$({token} --as citizen)\n"
+        f'then: curl -H "Authorization: Bearer $TOKEN" "{base}/fhir/Patient?_count=5"\n'
         "Stop with Ctrl-C.\n"
     )
     from enjournal.cli import main
 
     os.environ["ENJOURNAL_DATABASE_URL"] = url
+    os.environ["ENJOURNAL_PUBLIC_URL"] = base
+    os.environ.setdefault("ENJOURNAL_AUTH", "on")
+    os.environ["ENJOURNAL_OIDC_PROVIDER"] = "on"
+    os.environ["ENJOURNAL_OIDC_KEY_FILE"] = str(data / "oidc-signing-key.json")
+    from enjournal.security.keys import load_or_create
+
+    load_or_create(data / "oidc-signing-key.json")  # now, so `enjournal token` works at once
     return main(["serve", "--database", url, "--host", args.host, "--port", str(args.port)])

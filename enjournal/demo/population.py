@@ -46,8 +46,29 @@ ADDRESS_OFFICIAL = "http://hl7.no/fhir/StructureDefinition/no-basis-address-offi
 #: Patients per GP list (fastlegeliste); the national average is a little over 1,000.
 PATIENTS_PER_GP = 1_100
 #: Share of the population per 5-year age band 0-4 ... 100-104 (SSB 2024, rounded).
-AGE_BANDS = (5.3, 5.8, 6.2, 6.2, 6.3, 6.9, 7.0, 6.8, 6.6, 6.6, 6.9, 6.6, 6.0, 5.3, 5.0, 4.0,
-             2.5, 1.3, 0.6, 0.15, 0.01)
+AGE_BANDS = (
+    5.3,
+    5.8,
+    6.2,
+    6.2,
+    6.3,
+    6.9,
+    7.0,
+    6.8,
+    6.6,
+    6.6,
+    6.9,
+    6.6,
+    6.0,
+    5.3,
+    5.0,
+    4.0,
+    2.5,
+    1.3,
+    0.6,
+    0.15,
+    0.01,
+)
 #: Mean resources per patient ~= _FIXED + _PER_SCALE * visit scale (measured, 2,000 patients).
 _FIXED_RESOURCES = 7.7
 _RESOURCES_PER_SCALE = 52.5
@@ -216,14 +237,30 @@ def _build_world(patients: int, seed: int) -> _World:
     world = _World()
     out = world.resources
 
-    def organization(oid: str, name: str, *, kind: dict, text: str, address: dict | None,
-                     part_of: str | None = None, resh: bool = False) -> str:
-        identifiers = [_ident(ids.OID_ORGNR, numbers.orgnr()),
-                       _ident(ids.OID_HER_ID, numbers.her_id())]
+    def organization(
+        oid: str,
+        name: str,
+        *,
+        kind: dict,
+        text: str,
+        address: dict | None,
+        part_of: str | None = None,
+        resh: bool = False,
+    ) -> str:
+        identifiers = [
+            _ident(ids.OID_ORGNR, numbers.orgnr()),
+            _ident(ids.OID_HER_ID, numbers.her_id()),
+        ]
         if resh:
             identifiers.append(_ident(ids.OID_RESH, numbers.resh()))
-        org: dict = {"resourceType": "Organization", "id": oid, "identifier": identifiers,
-                     "active": True, "type": [{"coding": [kind], "text": text}], "name": name}
+        org: dict = {
+            "resourceType": "Organization",
+            "id": oid,
+            "identifier": identifiers,
+            "active": True,
+            "type": [{"coding": [kind], "text": text}],
+            "name": name,
+        }
         if address:
             org["address"] = [address]
         if part_of:
@@ -231,25 +268,44 @@ def _build_world(patients: int, seed: int) -> _World:
         out.append(org)
         return f"Organization/{oid}"
 
-    def practitioner(pid: str, org_ref: str, *, category: tuple[str, str], role: tuple[str, str],
-                     role_text: str, specialty: tuple[str, str] | None) -> _Staff:
+    def practitioner(
+        pid: str,
+        org_ref: str,
+        *,
+        category: tuple[str, str],
+        role: tuple[str, str],
+        role_text: str,
+        specialty: tuple[str, str] | None,
+    ) -> _Staff:
         female = rng.random() < (0.5 if category[0] == "LE" else 0.88)
         family, given = _person_name(rng, female)
         display = " ".join([*given, family])
-        out.append({
-            "resourceType": "Practitioner", "id": pid,
-            "identifier": [_ident(ids.OID_HPR, numbers.hpr()),
-                           _ident(ids.OID_HER_ID, numbers.her_id())],
-            "active": True,
-            "name": [{"use": "official", "family": family, "given": given}],
-            "gender": "female" if female else "male",
-            "qualification": [{"code": _cc(codes.VOLVEN_HPR_CATEGORY, *category)}],
-        })
+        out.append(
+            {
+                "resourceType": "Practitioner",
+                "id": pid,
+                "identifier": [
+                    _ident(ids.OID_HPR, numbers.hpr()),
+                    _ident(ids.OID_HER_ID, numbers.her_id()),
+                ],
+                "active": True,
+                "name": [{"use": "official", "family": family, "given": given}],
+                "gender": "female" if female else "male",
+                "qualification": [{"code": _cc(codes.VOLVEN_HPR_CATEGORY, *category)}],
+            }
+        )
         role_res: dict = {
-            "resourceType": "PractitionerRole", "id": f"{pid}-role", "active": True,
-            "practitioner": _ref(f"Practitioner/{pid}", display), "organization": _ref(org_ref),
-            "code": [{"coding": [{"system": ROLE_SYSTEM, "code": role[0], "display": role[1]}],
-                      "text": role_text}],
+            "resourceType": "PractitionerRole",
+            "id": f"{pid}-role",
+            "active": True,
+            "practitioner": _ref(f"Practitioner/{pid}", display),
+            "organization": _ref(org_ref),
+            "code": [
+                {
+                    "coding": [{"system": ROLE_SYSTEM, "code": role[0], "display": role[1]}],
+                    "text": role_text,
+                }
+            ],
         }
         if specialty:
             role_res["specialty"] = [_cc(codes.VOLVEN_SPECIALITY, *specialty)]
@@ -261,33 +317,63 @@ def _build_world(patients: int, seed: int) -> _World:
     doctor_role, nurse_role = ("doctor", "Doctor"), ("nurse", "Nurse")
 
     region_refs = {
-        key: organization(f"rhf-{key}", name, kind=_PROVIDER, text="Regionalt helseforetak",
-                          address=None)
+        key: organization(
+            f"rhf-{key}", name, kind=_PROVIDER, text="Regionalt helseforetak", address=None
+        )
         for key, name in places.REGIONS.items()
     }
     for trust in places.HEALTH_TRUSTS:
         m = places.BY_CODE[trust.municipality]
         trust_ref = organization(
-            f"hf-{trust.key}", trust.name, kind=_PROVIDER, text="Helseforetak",
-            address=_address(f"{trust.hospital}", m), part_of=region_refs[trust.region], resh=True,
+            f"hf-{trust.key}",
+            trust.name,
+            kind=_PROVIDER,
+            text="Helseforetak",
+            address=_address(f"{trust.hospital}", m),
+            part_of=region_refs[trust.region],
+            resh=True,
         )
         departments = world.departments[trust.key] = {}
         for dept_key, dept_name in places.DEPARTMENTS:
             oid = f"hf-{trust.key}-{dept_key}"
-            dept_ref = organization(oid, f"{trust.name}, {dept_name}", kind=_PROVIDER,
-                                    text="Avdeling", address=None, part_of=trust_ref, resh=True)
+            dept_ref = organization(
+                oid,
+                f"{trust.name}, {dept_name}",
+                kind=_PROVIDER,
+                text="Avdeling",
+                address=None,
+                part_of=trust_ref,
+                resh=True,
+            )
             doctors = [
-                practitioner(f"{oid}-lege-{i}", dept_ref, category=doctor, role=doctor_role,
-                             role_text="Sykehuslege", specialty=None)
+                practitioner(
+                    f"{oid}-lege-{i}",
+                    dept_ref,
+                    category=doctor,
+                    role=doctor_role,
+                    role_text="Sykehuslege",
+                    specialty=None,
+                )
                 for i in (1, 2)
             ]
-            ward_nurse = practitioner(f"{oid}-sykepleier-1", dept_ref, category=nurse,
-                                      role=nurse_role, role_text="Sykepleier", specialty=None)
+            ward_nurse = practitioner(
+                f"{oid}-sykepleier-1",
+                dept_ref,
+                category=nurse,
+                role=nurse_role,
+                role_text="Sykepleier",
+                specialty=None,
+            )
             departments[dept_key] = (dept_ref, doctors, ward_nurse)
 
     for m in places.MUNICIPALITIES:
-        organization(f"kommune-{m.code}", f"{m.name} kommune", kind=_GOVERNMENT, text="Kommune",
-                     address=_address("Rådhuset", m))
+        organization(
+            f"kommune-{m.code}",
+            f"{m.name} kommune",
+            kind=_GOVERNMENT,
+            text="Kommune",
+            address=_address("Rådhuset", m),
+        )
 
     gp_total = max(10, math.ceil(patients / PATIENTS_PER_GP))
     per_municipality = _allocate(gp_total, [m.population for m in places.MUNICIPALITIES])
@@ -300,41 +386,66 @@ def _build_world(patients: int, seed: int) -> _World:
             office_no += 1
             street = rng.choice(places.STREETS)
             oid = f"legekontor-{office_no:04d}"
-            ref = organization(oid, f"{street} legekontor, {m.name}", kind=_PROVIDER,
-                               text="Legekontor",
-                               address=_address(f"{street} {rng.randint(1, 60)}", m))
+            ref = organization(
+                oid,
+                f"{street} legekontor, {m.name}",
+                kind=_PROVIDER,
+                text="Legekontor",
+                address=_address(f"{street} {rng.randint(1, 60)}", m),
+            )
             office = _GpOffice(ref, m)
             for i in range(size):
-                staff = practitioner(f"{oid}-fastlege-{i + 1}", ref, category=doctor,
-                                     role=doctor_role, role_text="Fastlege",
-                                     specialty=general_practice)
+                staff = practitioner(
+                    f"{oid}-fastlege-{i + 1}",
+                    ref,
+                    category=doctor,
+                    role=doctor_role,
+                    role_text="Fastlege",
+                    specialty=general_practice,
+                )
                 office.gps.append(staff)
                 pair = (office, staff)
                 world.all_gps.append(pair)
                 world.gp_by_municipality.setdefault(m.code, []).append(pair)
                 world.gp_by_trust.setdefault(m.trust, []).append(pair)
                 world.gp_by_region.setdefault(trust_region[m.trust], []).append(pair)
-            office.nurse = practitioner(f"{oid}-sykepleier-1", ref, category=nurse,
-                                        role=nurse_role, role_text="Sykepleier", specialty=None)
+            office.nurse = practitioner(
+                f"{oid}-sykepleier-1",
+                ref,
+                category=nurse,
+                role=nurse_role,
+                role_text="Sykepleier",
+                specialty=None,
+            )
             world.offices.append(office)
 
-    pharmacies = _allocate(max(2, math.ceil(patients / 5_000)),
-                           [m.population for m in places.MUNICIPALITIES])
+    pharmacies = _allocate(
+        max(2, math.ceil(patients / 5_000)), [m.population for m in places.MUNICIPALITIES]
+    )
     pharmacy_no = 0
     for m, count in zip(places.MUNICIPALITIES, pharmacies, strict=True):
         for _ in range(count):
             pharmacy_no += 1
             street = rng.choice(places.STREETS)
-            organization(f"apotek-{pharmacy_no:04d}", f"{street} apotek, {m.name}",
-                         kind=_PROVIDER, text="Apotek",
-                         address=_address(f"{street} {rng.randint(1, 60)}", m))
+            organization(
+                f"apotek-{pharmacy_no:04d}",
+                f"{street} apotek, {m.name}",
+                kind=_PROVIDER,
+                text="Apotek",
+                address=_address(f"{street} {rng.randint(1, 60)}", m),
+            )
 
     for key, med in codes.MEDICATIONS.items():
-        out.append({
-            "resourceType": "Medication", "id": _medication_id(key),
-            "code": {"coding": [{"system": codes.ATC, "code": med.atc, "display": med.name}],
-                     "text": med.text},
-        })
+        out.append(
+            {
+                "resourceType": "Medication",
+                "id": _medication_id(key),
+                "code": {
+                    "coding": [{"system": codes.ATC, "code": med.atc, "display": med.name}],
+                    "text": med.text,
+                },
+            }
+        )
     return world
 
 
@@ -388,8 +499,13 @@ class _Patient:
 
     def add(self, resource: dict) -> str:
         url = self.uuid()
-        self.entries.append({"fullUrl": url, "resource": resource,
-                             "request": {"method": "POST", "url": resource["resourceType"]}})
+        self.entries.append(
+            {
+                "fullUrl": url,
+                "resource": resource,
+                "request": {"method": "POST", "url": resource["resourceType"]},
+            }
+        )
         return url
 
     # demographics
@@ -403,8 +519,9 @@ class _Patient:
         p_female = 0.5 if self.age < 75 else 0.56 if self.age < 85 else 0.66
         self.female = rng.random() < p_female
         self.sex = "female" if self.female else "male"
-        self.municipality = rng.choices(places.MUNICIPALITIES,
-                                        weights=[m.population for m in places.MUNICIPALITIES])[0]
+        self.municipality = rng.choices(
+            places.MUNICIPALITIES, weights=[m.population for m in places.MUNICIPALITIES]
+        )[0]
         self.office, self.gp = self._pick_gp()
         self.trust = self.municipality.trust
         self.physiology()
@@ -418,12 +535,26 @@ class _Patient:
         family, given = _person_name(rng, self.female)
         patient: dict = {
             "resourceType": "Patient",
-            "extension": [{
-                "url": CITIZENSHIP,
-                "extension": [{"url": "code", "valueCodeableConcept": {"coding": [{
-                    "system": "urn:iso:std:iso:3166",
-                    "code": rng.choice(("PL", "LT", "SE", "DE")) if dnr else "NO"}]}}],
-            }],
+            "extension": [
+                {
+                    "url": CITIZENSHIP,
+                    "extension": [
+                        {
+                            "url": "code",
+                            "valueCodeableConcept": {
+                                "coding": [
+                                    {
+                                        "system": "urn:iso:std:iso:3166",
+                                        "code": rng.choice(("PL", "LT", "SE", "DE"))
+                                        if dnr
+                                        else "NO",
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                }
+            ],
             "identifier": [_ident(ids.OID_DNR if dnr else ids.OID_FNR, number)],
             "active": True,
             "name": [{"use": "official", "family": family, "given": given}],
@@ -432,8 +563,9 @@ class _Patient:
             "address": [self._home_address()],
         }
         if self.age >= 18:
-            status = rng.choices(("U", "M", "D", "W"),
-                                 weights=(40, 45, 10, 5 if self.age < 70 else 30))[0]
+            status = rng.choices(
+                ("U", "M", "D", "W"), weights=(40, 45, 10, 5 if self.age < 70 else 30)
+            )[0]
             display = {"U": "unmarried", "M": "Married", "D": "Divorced", "W": "Widowed"}[status]
             patient["maritalStatus"] = _cc(MARITAL, status, display)
         patient["generalPractitioner"] = [_ref(self.gp.ref, self.gp.name)]
@@ -449,8 +581,12 @@ class _Patient:
 
     def _pick_gp(self) -> tuple[_GpOffice, _Staff]:
         w, m = self.world, self.municipality
-        pool = (w.gp_by_municipality.get(m.code) or w.gp_by_trust.get(m.trust)
-                or w.gp_by_region.get(_TRUST_REGION[m.trust]) or w.all_gps)
+        pool = (
+            w.gp_by_municipality.get(m.code)
+            or w.gp_by_trust.get(m.trust)
+            or w.gp_by_region.get(_TRUST_REGION[m.trust])
+            or w.all_gps
+        )
         return self.rng.choice(pool)
 
     def _home_address(self) -> dict:
@@ -460,8 +596,19 @@ class _Patient:
             line += self.rng.choice("ABCD")
         address = _address(line, m, use="home")
         address["extension"] = [
-            {"url": PROPERTY_INFO, "extension": [{"url": "municipality", "valueCoding": {
-                "system": ids.OID_KOMMUNENUMMER, "code": m.code, "display": m.name}}]},
+            {
+                "url": PROPERTY_INFO,
+                "extension": [
+                    {
+                        "url": "municipality",
+                        "valueCoding": {
+                            "system": ids.OID_KOMMUNENUMMER,
+                            "code": m.code,
+                            "display": m.name,
+                        },
+                    }
+                ],
+            },
             {"url": ADDRESS_OFFICIAL, "valueBoolean": True},
         ]
         return address
@@ -512,10 +659,13 @@ class _Patient:
             "clinicalStatus": _CLINICAL["active"],
             "verificationStatus": _CONFIRMED,
             "category": _PROBLEM,
-            "code": {"coding": [
-                {"system": codes.ICPC2, "code": c.icpc2[0], "display": c.icpc2[1]},
-                {"system": codes.ICD10, "code": c.icd10[0], "display": c.icd10[1]},
-            ], "text": c.icd10[1]},
+            "code": {
+                "coding": [
+                    {"system": codes.ICPC2, "code": c.icpc2[0], "display": c.icpc2[1]},
+                    {"system": codes.ICD10, "code": c.icd10[0], "display": c.icd10[1]},
+                ],
+                "text": c.icd10[1],
+            },
             "subject": self.subject,
             "onsetDateTime": self.clock.date(onset),
             "recordedDate": self.clock.date(max(onset, self.window_start)),
@@ -528,16 +678,18 @@ class _Patient:
             encounter[1]["diagnosis"] = [{"condition": {"reference": cond_ref}, "rank": 1}]
             self._vitals(encounter, onset, c.labs)
         if c.visits_per_year >= 1.0:
-            state["episode"] = self.add({
-                "resourceType": "EpisodeOfCare",
-                "status": "active",
-                "type": [{"text": f"Oppfølging hos fastlege: {c.icpc2[1]}"}],
-                "diagnosis": [{"condition": {"reference": cond_ref}, "rank": 1}],
-                "patient": self.subject,
-                "managingOrganization": _ref(self.office.ref),
-                "period": {"start": self.clock.date(onset)},
-                "careManager": _ref(self.gp.ref, self.gp.name),
-            })
+            state["episode"] = self.add(
+                {
+                    "resourceType": "EpisodeOfCare",
+                    "status": "active",
+                    "type": [{"text": f"Oppfølging hos fastlege: {c.icpc2[1]}"}],
+                    "diagnosis": [{"condition": {"reference": cond_ref}, "rank": 1}],
+                    "patient": self.subject,
+                    "managingOrganization": _ref(self.office.ref),
+                    "period": {"start": self.clock.date(onset)},
+                    "careManager": _ref(self.gp.ref, self.gp.name),
+                }
+            )
             if encounter:
                 encounter[1]["episodeOfCare"] = [{"reference": state["episode"]}]
         # medicines: first line usually, more lines sometimes, started over the years
@@ -548,14 +700,22 @@ class _Patient:
                     break
                 continue
             # the list shows the current prescription chain, not decades of history
-            start = max(onset if i == 0 else self.ri(onset, self.today - 1),
-                        self.window_start - 365)
+            start = max(
+                onset if i == 0 else self.ri(onset, self.today - 1), self.window_start - 365
+            )
             state["prescriptions"][med] = self._prescribe(
-                med, start, cond_ref, encounter if start == onset else None, self.gp)
+                med, start, cond_ref, encounter if start == onset else None, self.gp
+            )
 
-    def _prescribe(self, med: str, day: int, reason: str | None,
-                   encounter: tuple[str, dict] | None, requester: _Staff,
-                   status: str = "active") -> dict:
+    def _prescribe(
+        self,
+        med: str,
+        day: int,
+        reason: str | None,
+        encounter: tuple[str, dict] | None,
+        requester: _Staff,
+        status: str = "active",
+    ) -> dict:
         m = codes.MEDICATIONS[med]
         request: dict = {
             "resourceType": "MedicationRequest",
@@ -574,8 +734,9 @@ class _Patient:
         self.add(request)
         return request
 
-    def _gp_encounter(self, day: int, reason: str | None,
-                      episode: str | None = None) -> tuple[str, dict]:
+    def _gp_encounter(
+        self, day: int, reason: str | None, episode: str | None = None
+    ) -> tuple[str, dict]:
         rng = self.rng
         start = self.ri(8 * 60, 15 * 60 + 30)
         virtual = rng.random() < 0.15
@@ -586,8 +747,10 @@ class _Patient:
             "type": [{"text": "E-konsultasjon" if virtual else "Konsultasjon hos fastlege"}],
             "subject": self.subject,
             "participant": [{"individual": _ref(self.gp.ref, self.gp.name)}],
-            "period": {"start": self.clock.at(day, start),
-                       "end": self.clock.at(day, start + rng.choice((15, 20, 20, 30)))},
+            "period": {
+                "start": self.clock.at(day, start),
+                "end": self.clock.at(day, start + rng.choice((15, 20, 20, 30))),
+            },
             "serviceProvider": _ref(self.office.ref),
         }
         if reason:
@@ -597,43 +760,63 @@ class _Patient:
         return self.add(encounter), encounter
 
     # observations
-    def _observation(self, kind: str, day: int, encounter: str | None, value: float,
-                     performer: _Staff) -> None:
+    def _observation(
+        self, kind: str, day: int, encounter: str | None, value: float, performer: _Staff
+    ) -> None:
         k = codes.OBSERVATIONS[kind]
         obs = {
             "resourceType": "Observation",
             "status": "final",
             "category": _OBS_CATEGORIES[k.category],
-            "code": {"coding": [{"system": codes.LOINC, "code": k.loinc, "display": k.display}],
-                     "text": k.display},
+            "code": {
+                "coding": [{"system": codes.LOINC, "code": k.loinc, "display": k.display}],
+                "text": k.display,
+            },
             "subject": self.subject,
             "effectiveDateTime": self.clock.at(day, self.ri(480, 960)),
             "performer": [_ref(performer.ref, performer.name)],
-            "valueQuantity": {"value": round(value, k.decimals) if k.decimals else round(value),
-                              "unit": k.unit, "system": codes.UCUM, "code": k.unit},
+            "valueQuantity": {
+                "value": round(value, k.decimals) if k.decimals else round(value),
+                "unit": k.unit,
+                "system": codes.UCUM,
+                "code": k.unit,
+            },
         }
         if encounter:
             obs["encounter"] = {"reference": encounter}
         self.add(obs)
 
-    def _blood_pressure(self, day: int, encounter: str | None, performer: _Staff,
-                        extra: float = 0.0) -> None:
+    def _blood_pressure(
+        self, day: int, encounter: str | None, performer: _Staff, extra: float = 0.0
+    ) -> None:
         systolic = round(self.systolic + extra + self.rng.gauss(0, 7))
         diastolic = round(systolic * 0.6 + self.rng.gauss(6, 4))
         components = []
-        for (code, display), value in ((codes.BP_SYSTOLIC, systolic),
-                                       (codes.BP_DIASTOLIC, diastolic)):
-            components.append({
-                "code": {"coding": [{"system": codes.LOINC, "code": code, "display": display}]},
-                "valueQuantity": {"value": value, "unit": "mmHg", "system": codes.UCUM,
-                                  "code": "mm[Hg]"},
-            })
+        for (code, display), value in (
+            (codes.BP_SYSTOLIC, systolic),
+            (codes.BP_DIASTOLIC, diastolic),
+        ):
+            components.append(
+                {
+                    "code": {"coding": [{"system": codes.LOINC, "code": code, "display": display}]},
+                    "valueQuantity": {
+                        "value": value,
+                        "unit": "mmHg",
+                        "system": codes.UCUM,
+                        "code": "mm[Hg]",
+                    },
+                }
+            )
         obs = {
             "resourceType": "Observation",
             "status": "final",
             "category": _OBS_CATEGORIES["vital-signs"],
-            "code": {"coding": [{"system": codes.LOINC, "code": codes.BP_PANEL[0],
-                                 "display": codes.BP_PANEL[1]}], "text": "Blodtrykk"},
+            "code": {
+                "coding": [
+                    {"system": codes.LOINC, "code": codes.BP_PANEL[0], "display": codes.BP_PANEL[1]}
+                ],
+                "text": "Blodtrykk",
+            },
             "subject": self.subject,
             "effectiveDateTime": self.clock.at(day, self.ri(480, 960)),
             "performer": [_ref(performer.ref, performer.name)],
@@ -646,8 +829,12 @@ class _Patient:
     def _value(self, kind: str, acute: bool = False) -> float:
         g, ch, female = self.rng.gauss, self.chronic, self.female
         if kind == "heart_rate":
-            return self.pulse + g(0, 6) + (25 if "atrial_fibrillation" in ch else 0) + (
-                20 if acute else 0)
+            return (
+                self.pulse
+                + g(0, 6)
+                + (25 if "atrial_fibrillation" in ch else 0)
+                + (20 if acute else 0)
+            )
         if kind == "resp_rate":
             return g(22 if acute else 15, 3)
         if kind == "temperature":
@@ -673,8 +860,9 @@ class _Patient:
             return max(1.0, g(2.2 if treated else 3.9 if "hyperlipidemia" in ch else 3.1, 0.5))
         if kind == "creatinine":
             base = 70 if female else 85
-            return max(35, g(base + (25 if "heart_failure" in ch else 0) + max(self.age - 60, 0),
-                             12))
+            return max(
+                35, g(base + (25 if "heart_failure" in ch else 0) + max(self.age - 60, 0), 12)
+            )
         if kind == "hemoglobin":
             return g(13.3 if female else 14.6, 1.0) - (1.0 if "heart_failure" in ch else 0)
         if kind == "crp":
@@ -686,8 +874,14 @@ class _Patient:
     def _medicines(self) -> set[str]:
         return {m for s in self.chronic.values() for m in s.get("prescriptions", {})}
 
-    def _vitals(self, encounter: tuple[str, dict], day: int, labs: tuple[str, ...],
-                acute: bool = False, performer: _Staff | None = None) -> None:
+    def _vitals(
+        self,
+        encounter: tuple[str, dict],
+        day: int,
+        labs: tuple[str, ...],
+        acute: bool = False,
+        performer: _Staff | None = None,
+    ) -> None:
         performer = performer or self.gp
         ref = encounter[0]
         if self.age >= 16 and (not acute or self.rng.random() < 0.5):
@@ -701,14 +895,28 @@ class _Patient:
     # visits
     def gp_visits(self) -> None:
         age = self.age
-        base = (2.5 if age < 6 else 1.0 if age < 18 else 2.2 if self.female and age < 45
-                else 1.6 if age < 45 else 2.6 if age < 67 else 4.0)
+        base = (
+            2.5
+            if age < 6
+            else 1.0
+            if age < 18
+            else 2.2
+            if self.female and age < 45
+            else 1.6
+            if age < 45
+            else 2.6
+            if age < 67
+            else 4.0
+        )
         start = max(self.window_start, self.birth + 14)
         years = (self.today - start) / 365.0
         if years <= 0:
             return
-        acute_pool = [a for a in codes.ACUTE
-                      if a.min_age <= age <= a.max_age and (a.sex is None or a.sex == self.sex)]
+        acute_pool = [
+            a
+            for a in codes.ACUTE
+            if a.min_age <= age <= a.max_age and (a.sex is None or a.sex == self.sex)
+        ]
         weights = [a.weight for a in acute_pool]
         for _ in range(self._poisson(base * years * self.opts.visit_scale)):
             self._acute_visit(self.ri(start, self.today - 1), acute_pool, weights)
@@ -718,9 +926,10 @@ class _Patient:
             if first >= self.today:
                 continue
             span = (self.today - first) / 365.0
-            visits = sorted(self.ri(first, self.today - 1)
-                            for _ in range(self._poisson(c.visits_per_year * span
-                                                         * self.opts.visit_scale)))
+            visits = sorted(
+                self.ri(first, self.today - 1)
+                for _ in range(self._poisson(c.visits_per_year * span * self.opts.visit_scale))
+            )
             for day in visits:
                 self._follow_up(c, state, day)
 
@@ -752,8 +961,10 @@ class _Patient:
             "clinicalStatus": _CLINICAL["resolved" if resolved < self.today else "active"],
             "verificationStatus": _CONFIRMED,
             "category": _ENC_DIAGNOSIS,
-            "code": {"coding": [{"system": codes.ICPC2, "code": a.icpc2[0],
-                                 "display": a.icpc2[1]}], "text": a.icpc2[1]},
+            "code": {
+                "coding": [{"system": codes.ICPC2, "code": a.icpc2[0], "display": a.icpc2[1]}],
+                "text": a.icpc2[1],
+            },
             "subject": self.subject,
             "encounter": {"reference": encounter[0]},
             "onsetDateTime": self.clock.date(day - self.ri(0, 4)),
@@ -766,11 +977,16 @@ class _Patient:
         encounter[1]["diagnosis"] = [{"condition": {"reference": cond_ref}, "rank": 1}]
         for kind in a.labs:
             if rng.random() < 0.7:
-                self._observation(kind, day, encounter[0], self._value(kind, acute=True),
-                                  self.gp)
+                self._observation(kind, day, encounter[0], self._value(kind, acute=True), self.gp)
         if a.medication and rng.random() < 0.6:
-            self._prescribe(a.medication, day, cond_ref, encounter, self.gp,
-                            status="completed" if resolved < self.today else "active")
+            self._prescribe(
+                a.medication,
+                day,
+                cond_ref,
+                encounter,
+                self.gp,
+                status="completed" if resolved < self.today else "active",
+            )
 
     def _follow_up(self, c: codes.Chronic, state: dict, day: int) -> None:
         encounter = self._gp_encounter(day, state["condition"], state.get("episode"))
@@ -783,7 +999,8 @@ class _Patient:
             if day - authored > 300 and day > authored:
                 request["status"] = "completed"
                 state["prescriptions"][med] = self._prescribe(
-                    med, day, state["condition"], encounter, self.gp)
+                    med, day, state["condition"], encounter, self.gp
+                )
 
     def hospital_stays(self) -> None:
         rng, age = self.rng, self.age
@@ -815,9 +1032,15 @@ class _Patient:
     def _hospital_stay(self, reason: codes.Code, state: dict | None, day: int) -> None:
         rng = self.rng
         code = reason[0]
-        dept = ("barn" if self.age < 16 else
-                "kir" if code[0] in "SK" or code.startswith("M17") else
-                "akutt" if code.startswith("R07") else "med")
+        dept = (
+            "barn"
+            if self.age < 16
+            else "kir"
+            if code[0] in "SK" or code.startswith("M17")
+            else "akutt"
+            if code.startswith("R07")
+            else "med"
+        )
         dept_ref, doctors, ward_nurse = self.world.departments[self.trust][dept]
         doctor = rng.choice(doctors)
         inpatient = rng.random() < 0.75
@@ -858,8 +1081,10 @@ class _Patient:
             "clinicalStatus": _CLINICAL["resolved" if resolved else "active"],
             "verificationStatus": _CONFIRMED,
             "category": _ENC_DIAGNOSIS,
-            "code": {"coding": [{"system": codes.ICD10, "code": code, "display": reason[1]}],
-                     "text": reason[1]},
+            "code": {
+                "coding": [{"system": codes.ICD10, "code": code, "display": reason[1]}],
+                "text": reason[1],
+            },
             "subject": self.subject,
             "encounter": {"reference": enc_ref},
             "onsetDateTime": self.clock.date(day),
@@ -878,12 +1103,14 @@ class _Patient:
         if self.age >= 12:
             self._blood_pressure(day, enc_ref, ward_nurse)
         for kind in ("crp", "hemoglobin", "creatinine"):
-            self._observation(kind, day, enc_ref, self._value(kind, acute and kind == "crp"),
-                              doctor)
+            self._observation(
+                kind, day, enc_ref, self._value(kind, acute and kind == "crp"), doctor
+            )
         if code in ("J18.9", "N39.0"):
             med = "phenoxymethylpenicillin" if code == "J18.9" else "pivmecillinam"
-            self._prescribe(med, end_day, cond_ref, (enc_ref, encounter), doctor,
-                            status="completed")
+            self._prescribe(
+                med, end_day, cond_ref, (enc_ref, encounter), doctor, status="completed"
+            )
 
     def allergies(self) -> None:
         rng = self.rng
@@ -895,8 +1122,11 @@ class _Patient:
             code: dict = {"text": text}
             if atc:
                 code["coding"] = [{"system": codes.ATC, "code": atc, "display": text}]
-            recorded = self.ri(max(self.birth + 180, self.window_start - 3650),
-                                   self.today - 1) if self.today - self.birth > 200 else None
+            recorded = (
+                self.ri(max(self.birth + 180, self.window_start - 3650), self.today - 1)
+                if self.today - self.birth > 200
+                else None
+            )
             if recorded is None:
                 continue
             allergy = {
@@ -910,8 +1140,12 @@ class _Patient:
                 "patient": self.subject,
                 "recordedDate": self.clock.date(recorded),
                 "recorder": _ref(self.gp.ref, self.gp.name),
-                "reaction": [{"manifestation": [{"text": reaction}],
-                              "severity": "severe" if criticality == "high" else "mild"}],
+                "reaction": [
+                    {
+                        "manifestation": [{"text": reaction}],
+                        "severity": "severe" if criticality == "high" else "mild",
+                    }
+                ],
             }
             self.add(allergy)
 
@@ -926,8 +1160,9 @@ class _Patient:
                 if vaccine == "hpv" and not (self.female or birth_year >= 2006):
                     continue
                 given.append((vaccine, day, self.office.nurse or self.gp))
-        flu_group = self.age >= 65 or bool({"copd", "diabetes2", "heart_failure", "asthma",
-                                           "ihd"} & self.chronic.keys())
+        flu_group = self.age >= 65 or bool(
+            {"copd", "diabetes2", "heart_failure", "asthma", "ihd"} & self.chronic.keys()
+        )
         first_year = date.fromordinal(self.window_start).year
         for year in range(first_year, self.opts.as_of.year):
             autumn = date(year, 10, 15).toordinal()
@@ -935,8 +1170,7 @@ class _Patient:
                 continue
             age_then = (autumn - self.birth) / 365.25
             if flu_group and age_then >= 18 and rng.random() < 0.6:
-                given.append(("influenza", autumn + self.ri(0, 45), self.office.nurse
-                              or self.gp))
+                given.append(("influenza", autumn + self.ri(0, 45), self.office.nurse or self.gp))
             if year == 2021 and age_then >= 18 and rng.random() < 0.85:
                 spring = date(year, 3, 1).toordinal() + self.ri(0, 120)
                 given.append(("covid19", spring, self.gp))
@@ -947,17 +1181,21 @@ class _Patient:
             if day >= self.today:
                 continue
             v = codes.VACCINES[vaccine]
-            self.add({
-                "resourceType": "Immunization",
-                "status": "completed",
-                "vaccineCode": {"coding": [{"system": codes.ATC, "code": v.atc,
-                                            "display": v.display}], "text": v.display},
-                "patient": self.subject,
-                "occurrenceDateTime": self.clock.at(day, self.ri(480, 930)),
-                "primarySource": True,
-                "lotNumber": f"{rng.choice('ABCDEFGHKLMNPRSTUVWXYZ')}{self.ri(1000, 99999)}",
-                "performer": [{"actor": _ref(performer.ref, performer.name)}],
-            })
+            self.add(
+                {
+                    "resourceType": "Immunization",
+                    "status": "completed",
+                    "vaccineCode": {
+                        "coding": [{"system": codes.ATC, "code": v.atc, "display": v.display}],
+                        "text": v.display,
+                    },
+                    "patient": self.subject,
+                    "occurrenceDateTime": self.clock.at(day, self.ri(480, 930)),
+                    "primarySource": True,
+                    "lotNumber": f"{rng.choice('ABCDEFGHKLMNPRSTUVWXYZ')}{self.ri(1000, 99999)}",
+                    "performer": [{"actor": _ref(performer.ref, performer.name)}],
+                }
+            )
 
 
 # --- public API ----------------------------------------------------------------------------

@@ -35,9 +35,16 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Starlette:
-    """Build the app; pass ``store`` to share one already open (tests), else it opens its own."""
+def create_app(settings: Settings, store: Store | None = None, security=None) -> Starlette:
+    """Build the app; pass ``store`` to share one already open (tests), else it opens its own.
+
+    With ``settings.auth`` on, ``security`` (an ``enjournal.security.setup.Security``) is
+    built from the settings unless given."""
     metrics = Metrics()
+    if settings.auth and security is None:
+        from enjournal.security.setup import build_security
+
+        security = build_security(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -46,7 +53,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             settings.database_url, pool_size=settings.pool_size
         )
         log.info("store open", extra={"fields": {"dialect": app.state.store.dialect}})
+        if security is not None:
+            await security.start(app.state.store)
         yield
+        if security is not None:
+            await security.stop()
         if own:
             await app.state.store.close()
         log.info("store closed")
@@ -55,7 +66,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         body = await _read_body(request, settings.max_body_bytes)
         if isinstance(body, FhirResponse):
             return _to_http(body)
-        base = settings.base_url or str(request.base_url).rstrip("/") + "/fhir"
+        base = settings.fhir_base
         path = [p for p in request.path_params["path"].split("/") if p]
         fhir_request = FhirRequest(
             request.method,
@@ -65,7 +76,13 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             body,
             base,
         )
-        response = await handle(fhir_request, request.app.state.store)
+        principal = request.scope.get("state", {}).get("principal")
+        if principal is not None:
+            fhir_request.guard = _guard(principal, fhir_request, request)
+            if isinstance(fhir_request.guard, FhirResponse):
+                return _to_http(fhir_request.guard)
+        audit = security.audit if security is not None else None
+        response = await handle(fhir_request, request.app.state.store, audit)
         if request.method == "HEAD":
             response.body = None
         return _to_http(response)
@@ -89,6 +106,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     routes = [
         Route("/health", health),
         Route("/metrics", metrics_endpoint),
+        *_security_routes(settings, security),
         Route("/fhir{path:path}", fhir, methods=methods),
     ]
     app = Starlette(
@@ -96,7 +114,39 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     )
     if store is not None:
         app.state.store = store  # usable without running the lifespan (tests)
-    return RequestContext(app, metrics)
+    app.state.security = security
+    outer: object = app
+    if security is not None:
+        from enjournal.security.ratelimit import RateLimitMiddleware
+        from enjournal.server.auth import AuthMiddleware
+
+        outer = AuthMiddleware(RateLimitMiddleware(app, security.limiter), security.verifier)
+    return RequestContext(outer, metrics)
+
+
+def _guard(principal, fhir_request: FhirRequest, request: Request):
+    from enjournal.security.guard import Guard, emergency_reason_from
+
+    try:
+        reason = emergency_reason_from(fhir_request.headers)
+    except Invalid as error:
+        return error_response(error)
+    return Guard(principal, emergency_reason=reason, request_id=request_id.get())
+
+
+def _security_routes(settings: Settings, security) -> list:
+    if security is None or security.provider is None:
+        return []
+    from starlette.routing import Mount
+
+    from enjournal.security.smart import smart_configuration_route
+
+    issuer = security.provider.issuer
+    return [
+        Mount("/oidc", app=security.provider.router),
+        smart_configuration_route(issuer, path="/fhir/.well-known/smart-configuration"),
+        smart_configuration_route(issuer),
+    ]
 
 
 async def _read_body(request: Request, limit: int) -> bytes | FhirResponse:

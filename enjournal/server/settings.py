@@ -1,28 +1,52 @@
-"""Server settings, from the command line or ``ENJOURNAL_*`` environment variables."""
+"""Server settings, from the command line or ``ENJOURNAL_*`` environment variables.
+
+Security is on unless ``ENJOURNAL_AUTH=off`` says otherwise (for tests of the FHIR core and
+for benchmarks that measure the cost of security).  With it on, tokens must come from a
+trusted issuer: a real HelseID / ID-porten / Keycloak (``ENJOURNAL_TRUSTED_ISSUERS``, a JSON
+list of ``{"issuer", "audience", "jwks_url", "kind"}``) or the embedded demo provider
+(``ENJOURNAL_OIDC_PROVIDER=on``).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///data/enjournal.sqlite"
-    base_url: str | None = None  # public base of the FHIR API; derived from requests if None
+    public_url: str = "http://127.0.0.1:8080"  # where clients reach this server
+    base_url: str | None = None  # public base of the FHIR API; public_url + /fhir if None
     max_body_bytes: int = 20 * 1024 * 1024
     pool_size: int = 10
     log_level: str = "INFO"
+    auth: bool = True
+    trusted_issuers: str | None = None
+    oidc_provider: bool = False
+    oidc_key_file: str = "data/oidc-signing-key.json"
+    audience: str = "enjournal"
+    redis_url: str | None = None  # rate limits shared by all workers; in-process if unset
+    demo_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/callback",)
+
+    @property
+    def fhir_base(self) -> str:
+        return self.base_url or f"{self.public_url.rstrip('/')}/fhir"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
-        values: dict[str, object] = {
-            "database_url": env.get("ENJOURNAL_DATABASE_URL", cls.database_url),
-            "base_url": env.get("ENJOURNAL_BASE_URL") or None,
-            "max_body_bytes": int(env.get("ENJOURNAL_MAX_BODY_BYTES", cls.max_body_bytes)),
-            "pool_size": int(env.get("ENJOURNAL_POOL_SIZE", cls.pool_size)),
-            "log_level": env.get("ENJOURNAL_LOG_LEVEL", cls.log_level),
-        }
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"ENJOURNAL_{f.name.upper()}")
+            if raw is None or f.name == "demo_redirect_uris":
+                continue
+            if f.type in ("bool",):
+                values[f.name] = raw.strip().lower() in ("1", "on", "true", "yes")
+            elif f.type in ("int",):
+                values[f.name] = int(raw)
+            else:
+                values[f.name] = (
+                    raw or None if f.name in ("base_url", "trusted_issuers", "redis_url") else raw
+                )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -47,7 +47,12 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0, *, wait: bool = True) -> ServerProcess:
-        env = {**os.environ, "ENJOURNAL_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "ENJOURNAL_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            "ENJOURNAL_AUTH": os.environ.get("ENJOURNAL_AUTH", "off"),
+        }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [

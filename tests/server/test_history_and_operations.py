@@ -87,7 +87,7 @@ async def test_oversized_body_is_refused(store):
     from enjournal.server.app import create_app
     from enjournal.server.settings import Settings
 
-    app = create_app(Settings(database_url="unused", max_body_bytes=100), store)
+    app = create_app(Settings(database_url="unused", max_body_bytes=100, auth=False), store)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as http:

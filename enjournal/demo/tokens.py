@@ -1,0 +1,64 @@
+"""``enjournal token --as gp|nurse|pharmacist|citizen|system``: a token for a demo user.
+
+Signed with the embedded provider's key in the demo's data folder, so the running demo
+server accepts it.  For scripts and tests; the demo server must run with the same data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from enjournal.demo.users import SCOPES, demo_users
+from enjournal.security.keys import load_or_create
+from enjournal.security.provider import Client, issue_system_token, issue_token
+from enjournal.storage import open_store
+
+LIFETIME = 3600  # an hour: these tokens are for scripts against the demo
+SYSTEM_CLIENT = Client(
+    "enjournal-demo-integration", scopes=[SCOPES["system"]], name="Demo integration"
+)
+
+
+def print_token(args: argparse.Namespace) -> int:
+    data = Path(args.data)
+    key_file = data / "oidc-signing-key.json"
+    database = data / "enjournal.sqlite"
+    if not key_file.exists() or not database.exists():
+        print(f"no demo in {data}: run `make demo` (or `enjournal demo`) first", file=sys.stderr)
+        return 2
+    key = load_or_create(key_file)
+    issuer = f"{args.public_url.rstrip('/')}/oidc"
+    if args.who == "system":
+        print(
+            issue_system_token(
+                SYSTEM_CLIENT, key=key, issuer=issuer, scopes=SCOPES["system"], lifetime=LIFETIME
+            )
+        )
+        return 0
+    users = {u.name: u for u in asyncio.run(_users(f"sqlite:///{database}"))}
+    user = users.get(args.who)
+    if user is None:
+        print(f"the demo population has no {args.who} user", file=sys.stderr)
+        return 2
+    print(
+        issue_token(
+            user,
+            key=key,
+            issuer=issuer,
+            scopes=SCOPES[args.who],
+            patient=args.patient,
+            lifetime=LIFETIME,
+        )
+    )
+    return 0
+
+
+async def _users(url: str):
+    store = await open_store(url, migrate=False)
+    try:
+        return await demo_users(store)
+    finally:
+        await store.close()

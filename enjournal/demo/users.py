@@ -1,0 +1,107 @@
+"""The demo's users, taken from the loaded demo population, so their tokens meet real data.
+
+- gp:         the first GP (fastlege) of the first legekontor; the patients on her list are
+              hers to read (care relationship: GP list).
+- nurse:      a nurse at the same legekontor (care relationship through the office's
+              encounters).
+- pharmacist: a pharmacist at the first pharmacy (sees prescriptions and dispensations only).
+- citizen:    a patient on the GP's list, logging in as themself.
+- system:     an integration client with ``system/*.rs`` (client credentials).
+"""
+
+from __future__ import annotations
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.norwegian_ids import OID_FNR, OID_HER_ID, OID_HPR, OID_ORGNR
+from enjournal.security.provider import DemoUser
+from enjournal.storage import Store
+
+GP_SCOPES = "openid fhirUser user/*.cruds"
+CITIZEN_SCOPES = "openid fhirUser patient/*.rs"
+SYSTEM_SCOPES = "system/*.rs"
+SCOPES = {
+    "gp": GP_SCOPES,
+    "nurse": GP_SCOPES,
+    "pharmacist": "openid user/*.rs",
+    "citizen": CITIZEN_SCOPES,
+    "system": SYSTEM_SCOPES,
+}
+
+
+def _identifier(resource: dict, system: str) -> str | None:
+    return next(
+        (i.get("value") for i in resource.get("identifier", []) if i.get("system") == system), None
+    )
+
+
+async def _get(tx, type_: str, id_: str) -> dict | None:
+    if not await tx.exists(type_, id_):
+        return None
+    return jsonio.loads((await tx.read(type_, id_)).content)
+
+
+async def demo_users(store: Store) -> list[DemoUser]:
+    """The demo users; empty when the database holds no demo population."""
+    users: list[DemoUser] = []
+    async with store.transaction(write=False) as tx:
+        office = await _get(tx, "Organization", "legekontor-0001")
+        gp = await _get(tx, "Practitioner", "legekontor-0001-fastlege-1")
+        if office is None or gp is None:
+            return users
+        office_nr, office_her = _identifier(office, OID_ORGNR), _identifier(office, OID_HER_ID)
+        users.append(_personnel("gp", gp, "LE", office_nr, office_her))
+        nurse = await _get(tx, "Practitioner", "legekontor-0001-sykepleier-1")
+        if nurse is not None:
+            users.append(_personnel("nurse", nurse, "SP", office_nr, office_her))
+        pharmacy = await _get(tx, "Organization", "apotek-0001")
+        if pharmacy is not None:
+            users.append(
+                DemoUser(
+                    name="pharmacist",
+                    kind="personnel",
+                    display_name="Farmasøyt Demo",
+                    hpr=_pharmacist_hpr(_identifier(pharmacy, OID_ORGNR) or "0"),
+                    profession="FA",
+                    org_nr=_identifier(pharmacy, OID_ORGNR),
+                    her_id=_identifier(pharmacy, OID_HER_ID),
+                )
+            )
+        rows = await tx.conn.fetch(
+            "SELECT r.id, r.content FROM idx_reference f JOIN resources r ON r.rid = f.rid "
+            "WHERE f.target_id = ? AND f.target_type = 'Practitioner' AND f.type = 'Patient' "
+            "AND f.param = 'general-practitioner' AND NOT r.deleted ORDER BY r.rid LIMIT 1",
+            gp["id"],
+        )
+        if rows:
+            patient = jsonio.loads(rows[0][1])
+            name = patient["name"][0]
+            users.append(
+                DemoUser(
+                    name="citizen",
+                    kind="citizen",
+                    display_name=" ".join([*name.get("given", []), name.get("family", "")]),
+                    pid=_identifier(patient, OID_FNR),
+                    patient=rows[0][0],
+                    fhir_user=f"Patient/{rows[0][0]}",
+                )
+            )
+    return users
+
+
+def _personnel(handle: str, practitioner: dict, profession: str, org_nr, her_id) -> DemoUser:
+    name = practitioner["name"][0]
+    return DemoUser(
+        name=handle,
+        kind="personnel",
+        display_name=" ".join([*name.get("given", []), name.get("family", "")]),
+        hpr=_identifier(practitioner, OID_HPR),
+        profession=profession,
+        org_nr=org_nr,
+        her_id=her_id,
+        fhir_user=f"Practitioner/{practitioner['id']}",
+    )
+
+
+def _pharmacist_hpr(seed: str) -> str:
+    # Deterministic per demo population, nine digits like a real HPR number.
+    return str(900000000 + int(seed) % 99999999)[:9]
