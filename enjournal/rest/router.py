@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from enjournal.fhir.errors import FhirError, MethodNotAllowed, NotFound
 from enjournal.rest.bundle import process_bundle
 from enjournal.rest.interactions import (
+    access_log,
     capabilities,
     create,
     delete,
@@ -67,6 +68,8 @@ def route(request: FhirRequest) -> Interaction:
         }
     elif n == 3 and p[0] == "Patient" and p[2] == "$everything":
         table = {"GET": everything.everything}
+    elif n == 3 and p[0] == "Patient" and p[2] == "$access-log":
+        table = {"GET": access_log.access_log}
     elif n == 3 and p[2] == "_history":
         table = {"GET": history.history}
     elif n == 3 and p[0] == "Patient" and not p[2].startswith(("$", "_")):

@@ -18,7 +18,7 @@ from enjournal.fhir.norwegian_ids import OID_DNR as DNR
 from enjournal.fhir.norwegian_ids import OID_FNR as FNR
 from enjournal.fhir.norwegian_ids import OID_HPR as HPR
 from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
-from enjournal.security.policy import Decision, PatientFacts, decide
+from enjournal.security.policy import PHARMACY_PROFESSIONS, Decision, PatientFacts, decide
 from enjournal.security.principal import Principal
 from enjournal.storage import StoredResource, Transaction
 
@@ -61,6 +61,11 @@ class Guard:
         self._caller_refs: set[tuple[str, str]] | None = None
         self._own: set[str] | None = None
         self._today = today
+
+    def take_events(self) -> list[dict]:
+        """The audit events so far, handed over once (the router appends them)."""
+        events, self.events = self.events, []
+        return events
 
     # ---- entry points used by the interactions -------------------------------------------
 
@@ -131,6 +136,8 @@ class Guard:
                 raise Forbidden("you may only search your own record or your child's")
             return
         if type_ == "Patient" and patient is None:
+            if self.principal.profession in PHARMACY_PROFESSIONS and not _names_identifier(query):
+                raise Forbidden("a pharmacy looks patients up by national identity number")
             return  # finding a patient: results are filtered to those the caller may see
         if patient is None:
             raise Forbidden(
@@ -199,6 +206,11 @@ class Guard:
             own = await self._own_and_children(tx)
             facts.own_record = patient in (self._own or set())
             facts.child_in_care = patient in own and not facts.own_record
+        elif self.principal.profession in PHARMACY_PROFESSIONS:
+            # e-resept: any pharmacy may dispense to anyone who presents; the role rule limits
+            # what it sees to prescriptions and dispensations.
+            facts.care_relationship = "pharmacy dispensing"
+            await self._consents(tx, facts)
         elif self.principal.kind == "personnel":
             facts.care_relationship = await self._care_relationship(tx, patient)
             await self._consents(tx, facts)
@@ -437,6 +449,20 @@ def _patient_criterion(query) -> str | None:
         ):
             return value.id
     return None
+
+
+def _names_identifier(query) -> bool:
+    from enjournal.fhir.search.query import Criterion, TokenValue
+
+    return any(
+        isinstance(t, Criterion)
+        and t.name == "identifier"
+        and len(t.values) == 1
+        and isinstance(t.values[0], TokenValue)
+        and t.values[0].system
+        and t.values[0].code
+        for t in query.criteria
+    )
 
 
 def _age(birth_date: str | None, today=None) -> int | None:

@@ -166,6 +166,107 @@ CREATE INDEX idx_composite_rid ON idx_composite (rid);
 CREATE TABLE search_pages (id TEXT PRIMARY KEY, created BIGINT NOT NULL, rids BYTEA NOT NULL);
 """
 
+
+# ---- Migration 2: the tamper-evident audit log -------------------------------------------
+#
+# ``audit_log`` is append-only: rows are written by ``enjournal.security.audit.append`` in the
+# caller's transaction and never changed.  Each row's ``hash`` is
+# ``sha256(prev_hash || seq as 8 bytes big-endian || event)``, chaining every event to the one
+# before it; ``audit_head`` (one row) holds the last seq and hash, and appends lock it, so
+# appends are serialised and truncating the tail is detectable.  The columns other than
+# ``event``, ``prev_hash`` and ``hash`` are derived from the event for the queries below, and
+# ``verify`` re-derives them to catch edits.
+#
+# The triggers reject UPDATE and DELETE on audit_log (and TRUNCATE on PostgreSQL), and a
+# backwards move or deletion of the head row.  They stop mistakes and ordinary application
+# bugs, not a database administrator: anyone who may drop or disable a trigger can still edit
+# the table.  That is what the hash chain is for: ``enjournal audit verify`` finds the edit.
+# Rewriting the whole chain from some point to the end is only caught by comparing the head
+# hash with a copy kept elsewhere (verify prints it so it can be anchored).
+#
+# SQLite trigger bodies contain ';': the SQLite migration runner splits scripts into complete
+# statements with sqlite3.complete_statement, so they stay whole.
+
+_AUDIT_SQLITE = """
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    recorded INTEGER NOT NULL,
+    patient_id TEXT,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    purpose TEXT,
+    emergency INTEGER NOT NULL DEFAULT 0,
+    event BLOB NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE INDEX audit_log_patient ON audit_log (patient_id, seq);
+CREATE INDEX audit_log_recorded ON audit_log (recorded);
+CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, zeroblob(32));
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE rejected'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only: DELETE rejected'); END;
+CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head
+BEGIN SELECT RAISE(ABORT, 'audit_head cannot be deleted'); END;
+CREATE TRIGGER audit_head_forward BEFORE UPDATE ON audit_head WHEN NEW.seq < OLD.seq
+BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward'); END;
+"""
+
+_AUDIT_POSTGRES = """
+CREATE TABLE audit_log (
+    seq BIGINT PRIMARY KEY,
+    recorded BIGINT NOT NULL,
+    patient_id TEXT,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    purpose TEXT,
+    emergency BOOLEAN NOT NULL DEFAULT FALSE,
+    event BYTEA NOT NULL,
+    prev_hash BYTEA NOT NULL,
+    hash BYTEA NOT NULL
+);
+CREATE INDEX audit_log_patient ON audit_log (patient_id, seq);
+CREATE INDEX audit_log_recorded ON audit_log (recorded);
+CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    hash BYTEA NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only: % rejected', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+CREATE FUNCTION audit_head_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'UPDATE' OR NEW.seq < OLD.seq THEN
+        RAISE EXCEPTION 'audit_head only moves forward: % rejected', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER audit_head_forward BEFORE UPDATE OR DELETE ON audit_head
+    FOR EACH ROW EXECUTE FUNCTION audit_head_forward();
+CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, versions and search indexes", _TABLES_SQLITE, _TABLES_POSTGRES),
+    Migration(2, "tamper-evident audit log", _AUDIT_SQLITE, _AUDIT_POSTGRES),
 ]

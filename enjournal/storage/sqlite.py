@@ -136,4 +136,15 @@ class SqliteBackend:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration script into statements; a trigger body (``BEGIN ...; END``) stays
+    whole, because a piece is only cut off once ``sqlite3.complete_statement`` accepts it."""
+    statements, current = [], ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n\t;"):
+                statements.append(current.strip().removesuffix(";").strip())
+            current = ""
+    if current.strip(" \n\t;"):
+        statements.append(current.strip().removesuffix(";").strip())
+    return statements

@@ -1,0 +1,63 @@
+"""Patient $access-log: who has read or changed this patient's record (newest first).
+
+The answer to the citizen's question "who has looked at my record": a searchset Bundle of
+the AuditEvents about the patient from the tamper-evident audit log, each naming the
+reader (HPR number, name, profession), their organisation, when, the purpose (treatment,
+emergency with its reason) and whether anything was changed.  Only the patient themself
+(or a parent, for a child in their care) may ask; the caller's own look-ups are left out.
+Paged with ``_count`` and ``_cursor``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from enjournal.fhir.errors import Forbidden, Invalid
+from enjournal.rest.message import FhirRequest, FhirResponse
+from enjournal.storage import Transaction
+
+DEFAULT_COUNT, MAX_COUNT = 50, 500
+
+
+async def access_log(request: FhirRequest, tx: Transaction) -> FhirResponse:
+    id_ = request.path[1]
+    patient = await tx.read("Patient", id_)
+    guard = request.guard
+    if guard is None or guard.principal.kind != "citizen":
+        raise Forbidden("the access log is for the patient (or a parent) to read")
+    await guard.check_stored(tx, patient, "r", "access-log")
+    guard.events.clear()  # reading one's own log is not itself logged as record access
+    count, cursor = _paging(request)
+    sql = "SELECT seq, event, actor FROM audit_log WHERE patient_id = ?"
+    args: list = [id_]
+    if cursor is not None:
+        sql += " AND seq < ?"
+        args.append(cursor)
+    rows = await tx.conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count + 1)
+    pid = guard.principal.pid
+    own = {f"fnr:{pid}", f"dnr:{pid}"}
+    entries = [bytes(r[1]) for r in rows[:count] if r[2] not in own]
+    base = f"{request.base_url}/Patient/{id_}/$access-log"
+    links = [{"relation": "self", "url": base}]
+    if len(rows) > count:
+        next_params = urlencode({"_count": count, "_cursor": rows[count - 1][0]})
+        links.append({"relation": "next", "url": f"{base}?{next_params}"})
+    from enjournal.fhir import jsonio
+
+    head = jsonio.dumps({"resourceType": "Bundle", "type": "searchset", "link": links})
+    body = (
+        head[:-1]
+        + b',"entry":['
+        + b",".join(b'{"resource":' + e + b',"search":{"mode":"match"}}' for e in entries)
+        + b"]}"
+    )
+    return FhirResponse(200, body)
+
+
+def _paging(request: FhirRequest) -> tuple[int, int | None]:
+    count, cursor = request.param("_count"), request.param("_cursor")
+    if count is not None and not count.isdigit():
+        raise Invalid("_count must be a whole number")
+    if cursor is not None and not cursor.isdigit():
+        raise Invalid("bad _cursor")
+    return min(int(count or DEFAULT_COUNT), MAX_COUNT) or 1, int(cursor) if cursor else None
