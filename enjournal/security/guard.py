@@ -296,16 +296,28 @@ class Guard:
         )
         if row is None:
             return None
-        for target_type, target_id in caller:
+        gps = await tx.conn.fetch(
+            "SELECT target_type, target_id FROM idx_reference WHERE rid = ? "
+            "AND param = 'general-practitioner'",
+            row[0],
+        )
+        gps = {(r[0], r[1]) for r in gps}
+        if gps & caller:
+            return "gp-list"
+        offices = [i for t, i in caller if t == "Organization"]
+        gp_practitioners = [i for t, i in gps if t == "Practitioner"]
+        if offices and gp_practitioners:
+            # The patient's GP works at the caller's office (the office's nurses and locums).
             hit = await tx.conn.fetchrow(
-                "SELECT 1 FROM idx_reference WHERE rid = ? AND param = 'general-practitioner' "
-                "AND target_type = ? AND target_id = ?",
-                row[0],
-                target_type,
-                target_id,
+                "SELECT 1 FROM idx_reference a JOIN idx_reference b ON b.rid = a.rid "
+                "WHERE a.type = 'PractitionerRole' AND a.param = 'practitioner' "
+                f"AND a.target_id IN ({_marks(gp_practitioners)}) "
+                f"AND b.param = 'organization' AND b.target_id IN ({_marks(offices)}) LIMIT 1",
+                *gp_practitioners,
+                *offices,
             )
             if hit:
-                return "gp-list"
+                return "gp-list (same office)"
         for type_, patient_param, link_param, link_types, label in CARE_LINKS:
             targets = [i for t, i in caller if t in link_types]
             if not targets:
@@ -427,7 +439,7 @@ def _patient_criterion(query) -> str | None:
     """The one patient a search names through a compartment parameter, if any."""
     from enjournal.fhir.search.query import Criterion, ReferenceValue, TokenValue
 
-    params = set(patient_compartment().get(query.resource_type or "", ()))
+    params = {*patient_compartment().get(query.resource_type or "", ()), "patient", "subject"}
     for term in query.criteria:
         if not isinstance(term, Criterion) or len(term.values) != 1:
             continue
@@ -449,6 +461,10 @@ def _patient_criterion(query) -> str | None:
         ):
             return value.id
     return None
+
+
+def _marks(values: list) -> str:
+    return ", ".join("?" for _ in values)
 
 
 def _names_identifier(query) -> bool:
