@@ -11,6 +11,8 @@ through the group-committing audit writer for reads.
 
 from __future__ import annotations
 
+import time
+
 from enjournal.fhir import jsonio
 from enjournal.fhir.definitions import patient_compartment
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound
@@ -42,6 +44,31 @@ PARENT_ROLES = frozenset(
 ACTIONS = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}
 
 
+class FactsCache:
+    """Facts that change rarely, shared by the requests of one worker for a short time:
+    who the caller is in the data (their Practitioner/Organization resources) and their
+    care relationship with a patient.  A new relationship is seen within ``ttl`` seconds;
+    Consents are never cached, so a patient's restriction applies at once."""
+
+    def __init__(self, ttl: float = 30.0, max_entries: int = 50_000):
+        self.ttl, self.max_entries = ttl, max_entries
+        self._data: dict[tuple, tuple[float, object]] = {}
+
+    def get(self, key: tuple):
+        hit = self._data.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return _MISSING
+        return hit[1]
+
+    def put(self, key: tuple, value) -> None:
+        if len(self._data) >= self.max_entries:
+            self._data.clear()  # crude but bounded; entries are cheap to recompute
+        self._data[key] = (time.monotonic() + self.ttl, value)
+
+
+_MISSING = object()
+
+
 class Guard:
     """One request's access checks and audit trail."""
 
@@ -52,6 +79,7 @@ class Guard:
         emergency_reason: str | None = None,
         request_id: str | None = None,
         today=None,
+        cache: FactsCache | None = None,
     ):
         self.principal = principal
         self.emergency_reason = emergency_reason
@@ -61,6 +89,7 @@ class Guard:
         self._caller_refs: set[tuple[str, str]] | None = None
         self._own: set[str] | None = None
         self._today = today
+        self._cache = cache or FactsCache(ttl=0)
 
     def take_events(self) -> list[dict]:
         """The audit events so far, handed over once (the router appends them)."""
@@ -263,6 +292,11 @@ class Guard:
 
     async def _caller(self, tx) -> set[tuple[str, str]]:
         """The caller's own Practitioner, PractitionerRole and Organization resources."""
+        key = ("caller", self.principal.hpr, self.principal.org_nr)
+        if self._caller_refs is None:
+            cached = self._cache.get(key)
+            if cached is not _MISSING:
+                self._caller_refs = cached
         if self._caller_refs is None:
             refs: set[tuple[str, str]] = set()
             for pid in await self._ids_by_identifier(
@@ -285,9 +319,19 @@ class Guard:
                 )
                 refs.update(("PractitionerRole", r[0]) for r in rows)
             self._caller_refs = refs
+            self._cache.put(key, refs)
         return self._caller_refs
 
     async def _care_relationship(self, tx, patient: str) -> str | None:
+        key = ("care", self.principal.hpr, self.principal.org_nr, patient)
+        cached = self._cache.get(key)
+        if cached is not _MISSING:
+            return cached
+        found = await self._find_care_relationship(tx, patient)
+        self._cache.put(key, found)
+        return found
+
+    async def _find_care_relationship(self, tx, patient: str) -> str | None:
         caller = await self._caller(tx)
         if not caller:
             return None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from enjournal.security.audit import AuditWriter
+from enjournal.security.guard import FactsCache
 from enjournal.security.keys import load_or_create
 from enjournal.security.provider import Client, Provider, ProviderConfig
 from enjournal.security.ratelimit import limiter_from_url
@@ -26,6 +27,7 @@ class Security:
     limiter: Any = None
     audit: AuditWriter | None = None
     issuers: list[IssuerConfig] = field(default_factory=list)
+    facts: FactsCache = field(default_factory=FactsCache)
 
     async def start(self, store) -> None:
         self.audit = AuditWriter(store)

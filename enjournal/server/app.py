@@ -78,7 +78,7 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
         )
         principal = request.scope.get("state", {}).get("principal")
         if principal is not None:
-            fhir_request.guard = _guard(principal, fhir_request, request)
+            fhir_request.guard = _guard(principal, fhir_request, request, security)
             if isinstance(fhir_request.guard, FhirResponse):
                 return _to_http(fhir_request.guard)
         audit = security.audit if security is not None else None
@@ -124,14 +124,16 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
     return RequestContext(outer, metrics)
 
 
-def _guard(principal, fhir_request: FhirRequest, request: Request):
+def _guard(principal, fhir_request: FhirRequest, request: Request, security):
     from enjournal.security.guard import Guard, emergency_reason_from
 
     try:
         reason = emergency_reason_from(fhir_request.headers)
     except Invalid as error:
         return error_response(error)
-    return Guard(principal, emergency_reason=reason, request_id=request_id.get())
+    return Guard(
+        principal, emergency_reason=reason, request_id=request_id.get(), cache=security.facts
+    )
 
 
 def _security_routes(settings: Settings, security) -> list:
