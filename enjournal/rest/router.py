@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from enjournal.fhir.errors import FhirError, MethodNotAllowed, NotFound
+from enjournal.rest import operations
 from enjournal.rest.bundle import process_bundle
 from enjournal.rest.interactions import (
     access_log,
@@ -77,10 +78,43 @@ def route(request: FhirRequest) -> Interaction:
     elif n == 4 and p[2] == "_history":
         table = {"GET": read.vread}
     if not table:
+        table = _operation_table(p)
+    if not table:
         raise NotFound(f"no FHIR interaction at /{'/'.join(p)}")
     if m not in table:
         raise MethodNotAllowed(f"{m} is not allowed on /{'/'.join(p)}")
     return table[m]
+
+
+def _operation_table(p: list[str]) -> dict[str, Interaction]:
+    """Registered operations: /$op, /Type/$op, /Type/id/$op."""
+    op = _operation_for(p)
+    return {method: op.handler for method in op.methods} if op is not None else {}
+
+
+def writes(request: FhirRequest) -> bool:
+    """Whether the request needs a write transaction."""
+    p = request.path
+    op = _operation_for(p)
+    if op is not None:
+        return op.writes
+    if request.method in READ_ONLY or p[-1:] in READ_ONLY_PATHS:
+        # The first page of a sorted search stores its ordered result for paging.
+        return request.param("_sort") is not None and request.param("_cursor") is None
+    return True
+
+
+def _operation_for(p: list[str]):
+    if not p or not p[-1].startswith("$"):
+        return None
+    name = p[-1][1:]
+    if len(p) == 1:
+        return operations.find(None, name, False)
+    if len(p) == 2:
+        return operations.find(p[0], name, False)
+    if len(p) == 3:
+        return operations.find(p[0], name, True)
+    return None
 
 
 async def _bundle_marker(request: FhirRequest, tx: Transaction) -> FhirResponse:
@@ -135,9 +169,7 @@ async def _handle(request: FhirRequest, unit: Unit) -> FhirResponse:
         interaction = route(request)
         if interaction is _bundle_marker:
             return await process_bundle(request, unit, dispatch)
-        write = request.method not in READ_ONLY and request.path[-1:] not in READ_ONLY_PATHS
-        # The first page of a sorted search stores its ordered result for paging.
-        write = write or (request.param("_sort") is not None and request.param("_cursor") is None)
+        write = writes(request)
         async with unit.transaction(write=write) as tx:
             return await interaction(request, tx)
     except FhirError as error:

@@ -1,0 +1,73 @@
+"""The registry of FHIR operations (``$name``): http://hl7.org/fhir/R4/operations.html.
+
+Services add their operations here (``register``) instead of editing the router, so the
+router stays small and the CapabilityStatement lists what is really registered.  An
+operation is served at the system (``/$name``), type (``/Type/$name``) or instance
+(``/Type/id/$name``) level, by GET and/or POST, inside one store transaction (a write
+transaction when ``writes`` is set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from enjournal.fhir.errors import Invalid
+
+Handler = Callable[..., Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # without the $
+    resource_type: str | None  # None: system level
+    instance: bool  # served at /Type/id/$name (else /Type/$name or /$name)
+    handler: Handler  # async (request, tx) -> FhirResponse
+    methods: tuple[str, ...] = ("GET", "POST")
+    writes: bool = False
+    definition: str | None = None  # canonical URL of its OperationDefinition
+
+
+_OPERATIONS: dict[tuple[str | None, str, bool], Operation] = {}
+
+
+def register(operation: Operation) -> Operation:
+    key = (operation.resource_type, operation.name, operation.instance)
+    _OPERATIONS[key] = operation
+    return operation
+
+
+def find(resource_type: str | None, name: str, instance: bool) -> Operation | None:
+    return _OPERATIONS.get((resource_type, name, instance))
+
+
+def all_operations() -> list[Operation]:
+    return list(_OPERATIONS.values())
+
+
+def parameters(request, names: tuple[str, ...] = ()) -> dict[str, object]:
+    """An operation's input: query parameters for GET, a Parameters resource for POST
+    (``valueX`` or ``resource`` parts), as one dict name -> value (lists when repeated)."""
+    out: dict[str, object] = {}
+
+    def put(name: str, value: object) -> None:
+        if name in out:
+            existing = out[name]
+            out[name] = [*existing, value] if isinstance(existing, list) else [existing, value]
+        else:
+            out[name] = value
+
+    for name, value in request.params:
+        put(name, value)
+    if request.method == "POST" and request.body:
+        body = request.json()
+        if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+            raise Invalid("POST to an operation needs a Parameters resource")
+        for part in body.get("parameter", []):
+            value = part.get("resource")
+            if value is None:
+                value = next((v for k, v in part.items() if k.startswith("value")), None)
+            if value is None and "part" in part:
+                value = part["part"]
+            put(part.get("name", ""), value)
+    return out
