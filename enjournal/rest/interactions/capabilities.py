@@ -11,6 +11,7 @@ from functools import cache
 import orjson
 
 from enjournal.fhir.definitions import resource_types, search_parameters
+from enjournal.rest import operations
 from enjournal.rest.message import FhirRequest, FhirResponse
 
 INTERACTIONS = [
@@ -54,13 +55,31 @@ def _statement_bytes(base_url: str) -> bytes:
             "searchRevInclude": ["*"],
             "searchParam": params,
         }
+        ops = [
+            {
+                "name": op.name,
+                "definition": op.definition or f"{base_url}/OperationDefinition/{type_}-{op.name}",
+            }
+            for op in operations.all_operations()
+            if op.resource_type == type_
+        ]
         if type_ == "Patient":
-            entry["operation"] = [
+            ops.append(
                 {
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
                 }
-            ]
+            )
+            ops.append(
+                {
+                    "name": "access-log",
+                    "definition": f"{base_url}/OperationDefinition/Patient-access-log",
+                }
+            )
+        if ops:
+            entry["operation"] = sorted(
+                {o["name"]: o for o in ops}.values(), key=lambda o: o["name"]
+            )
         resources.append(entry)
     statement = {
         "resourceType": "CapabilityStatement",
