@@ -74,6 +74,8 @@ def _database_option(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    if args.workers > 1:
+        _keep_nodelay_with_workers()
     os.environ["ENJOURNAL_DATABASE_URL"] = args.database
     os.environ.setdefault(
         "ENJOURNAL_PUBLIC_URL", args.public_url or f"http://{args.host}:{args.port}"
@@ -91,6 +93,26 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=20,
     )
     return 0
+
+
+def _keep_nodelay_with_workers() -> None:
+    """With ``--workers`` uvicorn binds the listening socket itself as ``socket(family)``,
+    whose ``proto`` is 0, and asyncio then leaves TCP_NODELAY off on accepted connections:
+    a response sent in two segments waits ~40 ms for the client's delayed ACK.  Re-create the
+    socket object from its file descriptor so the kernel reports the real protocol."""
+    import socket
+
+    import uvicorn.config
+
+    bind = uvicorn.config.Config.bind_socket
+
+    def bind_tcp(self):
+        sock = bind(self)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            return socket.socket(fileno=sock.detach())
+        return sock
+
+    uvicorn.config.Config.bind_socket = bind_tcp
 
 
 async def _migrate_only(url: str) -> list[int]:

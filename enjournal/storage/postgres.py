@@ -108,8 +108,10 @@ class PostgresBackend:
                 async with raw.transaction():
                     yield PostgresConnection(raw)
             else:
-                async with raw.transaction(readonly=True, isolation="repeatable_read"):
-                    yield PostgresConnection(raw)
+                # Reads run without BEGIN/COMMIT, two round trips fewer per request.  Each
+                # statement sees the latest committed state; a search's page and its
+                # includes may see two such states, never a half-written one.
+                yield PostgresConnection(raw)
 
     def pool_stats(self) -> dict[str, int]:
         if self.pool is None:
