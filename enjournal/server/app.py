@@ -120,7 +120,22 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
         from enjournal.security.ratelimit import RateLimitMiddleware
         from enjournal.server.auth import AuthMiddleware
 
-        outer = AuthMiddleware(RateLimitMiddleware(app, security.limiter), security.verifier)
+        inner = RateLimitMiddleware(
+            app,
+            security.limiter,
+            per_user=settings.rate_limit("user"),
+            per_client=settings.rate_limit("client"),
+            per_ip=None,
+        )
+        authenticated = AuthMiddleware(inner, security.verifier)
+        # Per IP before authentication, so guessing tokens is throttled too.
+        outer = RateLimitMiddleware(
+            authenticated,
+            security.limiter,
+            per_user=None,
+            per_client=None,
+            per_ip=settings.rate_limit("ip"),
+        )
     return RequestContext(outer, metrics)
 
 

@@ -27,7 +27,20 @@ class Settings:
     oidc_key_file: str = "data/oidc-signing-key.json"
     audience: str = "enjournal"
     redis_url: str | None = None  # rate limits shared by all workers; in-process if unset
+    # Rate limits as "requests per second/burst"; "off" disables one.  Per IP applies before
+    # authentication (all callers behind one NAT share it: keep it generous).
+    rate_limit_user: str = "20/100"
+    rate_limit_client: str = "200/1000"
+    rate_limit_ip: str = "500/1000"
     demo_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/callback",)
+
+    def rate_limit(self, which: str) -> tuple[float, int] | None:
+        """``rate_limit_user`` etc. as (rate, burst), or None when "off"."""
+        raw = getattr(self, f"rate_limit_{which}").strip().lower()
+        if raw in ("off", "none", ""):
+            return None
+        rate, _, burst = raw.partition("/")
+        return float(rate), int(burst or float(rate) * 5)
 
     @property
     def fhir_base(self) -> str:
