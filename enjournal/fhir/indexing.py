@@ -566,3 +566,19 @@ def index_resource(resource: dict) -> dict[str, list[tuple]]:
 
 
 __all__ = ["compiled_parameters", "index_resource", "parse_reference"]
+
+
+def referenced_patients(resource: dict, codes: frozenset[str]) -> list[str]:
+    """Ids of the Patients that the reference parameters ``codes`` of ``resource`` point at:
+    whose compartment the resource is in, found without indexing the whole resource."""
+    rows: Rows = {table: {} for table in INDEX_COLUMNS}
+    rows["_memo"] = {}
+    for code, ptype, path, indexer, _check in compiled_parameters(resource["resourceType"]):
+        if code not in codes or ptype != "reference":
+            continue
+        try:
+            for value, tp in path(resource):
+                indexer(code, value, tp, rows)
+        except (TypeError, AttributeError, ValueError):
+            continue
+    return sorted({row[2] for row in rows["idx_reference"] if row[1] == "Patient" and row[2]})

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 
+import orjson
+
 from enjournal.fhir import jsonio
 from enjournal.fhir.definitions import patient_compartment
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound
@@ -103,7 +105,7 @@ class Guard:
     ) -> Decision:
         """May the caller do ``action`` on this stored resource?  A refused read looks like
         a missing resource, so it reveals nothing."""
-        patients = await self._patients_of(tx, stored.rid, stored.type, stored.id)
+        patients = self._patients_of_stored(stored)
         decision = await self._decide(
             tx, action, stored.type, patients, f"{stored.type}/{stored.id}"
         )
@@ -189,7 +191,7 @@ class Guard:
         by_patient: dict[str | None, list[str]] = {}
         decisions: dict[str | None, Decision] = {}
         for stored in resources:
-            patients = await self._patients_of(tx, stored.rid, stored.type, stored.id)
+            patients = self._patients_of_stored(stored)
             ref = f"{stored.type}/{stored.id}"
             decision = await self._decide(tx, "r", stored.type, patients, ref)
             if decision.allowed:
@@ -246,24 +248,18 @@ class Guard:
         self._facts[patient] = facts
         return facts
 
-    async def _patients_of(self, tx, rid: int, type_: str, id_: str) -> list[str] | None:
-        if type_ == "Patient":
-            return [id_]
-        params = patient_compartment().get(type_)
-        if not params:
+    def _patients_of_stored(self, stored: StoredResource) -> list[str] | None:
+        """Whose compartment a stored resource is in, read from its content (no query)."""
+        if stored.type == "Patient":
+            return [stored.id]
+        if stored.type not in patient_compartment():
             return None
-        marks = ", ".join("?" for _ in params)
-        rows = await tx.conn.fetch(
-            "SELECT DISTINCT target_id FROM idx_reference WHERE rid = ? AND "
-            f"target_type = 'Patient' AND param IN ({marks})",
-            rid,
-            *params,
-        )
-        return [r[0] for r in rows]
+        # orjson: only references are read here, so exact decimals do not matter.
+        return self._patients_in_content(orjson.loads(stored.content))
 
     @staticmethod
     def _patients_in_content(resource: dict) -> list[str] | None:
-        from enjournal.fhir.indexing import index_resource
+        from enjournal.fhir.indexing import referenced_patients
 
         type_ = resource["resourceType"]
         if type_ == "Patient":
@@ -271,8 +267,7 @@ class Guard:
         params = patient_compartment().get(type_)
         if not params:
             return None
-        rows = index_resource(resource).get("idx_reference", [])
-        return sorted({r[2] for r in rows if r[0] in params and r[1] == "Patient" and r[2]})
+        return referenced_patients(resource, frozenset(params))
 
     async def _ids_by_identifier(
         self, tx, type_: str, systems: tuple[str, ...], value

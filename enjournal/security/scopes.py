@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 Context = Literal["patient", "user", "system"]
@@ -92,7 +93,15 @@ def split(scopes: str | Iterable[str] | None) -> list[str]:
 
 
 def parse_scopes(scopes: str | Iterable[str] | None) -> list[Scope]:
+    if isinstance(scopes, frozenset | tuple | str):
+        return list(_parse_cached(scopes))
     return [s for s in (parse_scope(t) for t in split(scopes)) if s is not None]
+
+
+@lru_cache(maxsize=1024)
+def _parse_cached(scopes: frozenset | tuple | str) -> tuple[Scope, ...]:
+    # A token's scopes are parsed on every request it makes: remember them.
+    return tuple(s for s in (parse_scope(t) for t in split(scopes)) if s is not None)
 
 
 def granting_contexts(

@@ -142,6 +142,9 @@ class _Keys:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+VERIFIED_CACHE_SIZE = 20_000
+
+
 class TokenVerifier:
     """Verifies access tokens from the configured issuers; see the module docstring."""
 
@@ -159,6 +162,9 @@ class TokenVerifier:
         self._own_http = http is None
         self._clock = clock
         self._keys: dict[str, _Keys] = {}
+        # Verified tokens -> (Principal, expiry): a client sends the same token many times,
+        # and checking an ES256/RS256 signature is most of what authentication costs.
+        self._verified: dict[str, tuple[Principal, float]] = {}
         for cfg in self.issuers.values():
             if cfg.jwks is not None:
                 self._keys[cfg.issuer] = _Keys(to_keyset(cfg.jwks), fetched=float("inf"))
@@ -171,9 +177,16 @@ class TokenVerifier:
             self._http = None
 
     async def verify(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] > self._clock():
+            return hit[0]
         claims = await self.verify_claims(token)
         cfg = self.issuers[claims["iss"]]
-        return principal_from_claims(claims, cfg.kind)
+        principal = principal_from_claims(claims, cfg.kind)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # bounded; re-verifying is only a little slower
+        self._verified[token] = (principal, float(claims["exp"]) + cfg.leeway)
+        return principal
 
     async def verify_claims(self, token: str) -> dict[str, Any]:
         """The verified claims of ``token`` (signature, issuer, audience and times checked)."""
