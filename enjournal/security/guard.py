@@ -48,27 +48,35 @@ ACTIONS = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}
 
 class FactsCache:
     """Facts that change rarely, shared by the requests of one worker for a short time:
-    who the caller is in the data (their Practitioner/Organization resources) and their
-    care relationship with a patient.  A new relationship is seen within ``ttl`` seconds;
-    Consents are never cached, so a patient's restriction applies at once."""
+    who the caller is in the data (their Practitioner/Organization resources), their care
+    relationship with a patient (seen within ``ttl`` seconds), and a patient's Consents
+    (re-read every ``CONSENT_TTL`` seconds, and at once by the worker that stored one)."""
 
     def __init__(self, ttl: float = 30.0, max_entries: int = 50_000):
         self.ttl, self.max_entries = ttl, max_entries
         self._data: dict[tuple, tuple[float, object]] = {}
 
-    def get(self, key: tuple):
+    def get(self, key: tuple, ttl: float | None = None):
+        """The cached value, if stored less than ``ttl`` (default: the cache's) seconds ago."""
         hit = self._data.get(key)
-        if hit is None or hit[0] < time.monotonic():
+        limit = self.ttl if ttl is None else min(ttl, self.ttl)
+        if hit is None or hit[0] + limit < time.monotonic():
             return _MISSING
         return hit[1]
 
     def put(self, key: tuple, value) -> None:
         if len(self._data) >= self.max_entries:
             self._data.clear()  # crude but bounded; entries are cheap to recompute
-        self._data[key] = (time.monotonic() + self.ttl, value)
+        self._data[key] = (time.monotonic(), value)
+
+    def forget(self, key: tuple) -> None:
+        self._data.pop(key, None)
 
 
 _MISSING = object()
+# A patient's Consents are re-read at least this often (seconds) by every worker; the worker
+# that stores a Consent forgets its copy at once.
+CONSENT_TTL = 2.0
 
 
 class Guard:
@@ -136,6 +144,9 @@ class Guard:
         """May the caller write ``resource`` (its new content)?"""
         type_ = resource["resourceType"]
         patients = self._patients_in_content(resource)
+        if type_ == "Consent":
+            for patient in patients or ():
+                self._cache.forget(("consents", patient))
         ref = f"{type_}/{resource.get('id', '')}"
         if type_ == "Patient" and action == "c" and self.principal.kind != "citizen":
             patients = None  # registering a new patient: no relation exists yet
@@ -377,12 +388,16 @@ class Guard:
         return None
 
     async def _consents(self, tx, facts: PatientFacts) -> None:
-        rows = await tx.conn.fetch(
-            "SELECT r.content FROM resources r WHERE r.type = 'Consent' AND NOT r.deleted "
-            "AND r.rid IN (SELECT rid FROM idx_reference WHERE target_id = ? AND "
-            "target_type = 'Patient' AND type = 'Consent' AND param = 'patient')",
-            facts.patient_id,
-        )
+        key = ("consents", facts.patient_id)
+        rows = self._cache.get(key, ttl=CONSENT_TTL)
+        if rows is _MISSING:
+            rows = await tx.conn.fetch(
+                "SELECT r.content FROM resources r WHERE r.type = 'Consent' AND NOT r.deleted "
+                "AND r.rid IN (SELECT rid FROM idx_reference WHERE target_id = ? AND "
+                "target_type = 'Patient' AND type = 'Consent' AND param = 'patient')",
+                facts.patient_id,
+            )
+            self._cache.put(key, rows)
         caller = {f"{t}/{i}" for t, i in await self._caller(tx)}
         blocked_refs: set[str] = set()
         for (content,) in rows:
