@@ -160,6 +160,12 @@ async def amain(opts: argparse.Namespace) -> dict:
                     "ENJOURNAL_BENCH_AUTH": "on",
                     "ENJOURNAL_OIDC_PROVIDER": "on",
                     "ENJOURNAL_OIDC_KEY_FILE": str(key_file),
+                    # One demo GP drives all the load: lift the limits so the rate limiter
+                    # is still consulted on every request but never refuses.
+                    "ENJOURNAL_RATE_LIMIT_USER": "1000000/1000000",
+                    "ENJOURNAL_RATE_LIMIT_CLIENT": "1000000/1000000",
+                    "ENJOURNAL_RATE_LIMIT_IP": "1000000/1000000",
+                    "ENJOURNAL_AUDIT_READS_SYNCHRONOUS": "on" if opts.durable_audit else "off",
                 }
             )
             secured = Server(url, opts.workers, work, "on")
@@ -207,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--durable-audit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for read audit events to reach the disk (the server's default)",
+    )
     asyncio.run(amain(parser.parse_args(argv)))
     return 0
 

@@ -449,8 +449,20 @@ class AuditWriter:
     one write transaction, so many concurrent reads cost one commit, not one each.
     """
 
-    def __init__(self, store: Any, *, max_batch: int = 256, max_queue: int = 10_000):
+    def __init__(
+        self,
+        store: Any,
+        *,
+        max_batch: int = 256,
+        max_queue: int = 10_000,
+        synchronous: bool = True,
+    ):
         self.store = store
+        # False: on PostgreSQL, commit batches with synchronous_commit off.  A read then
+        # waits for its events to be committed but not flushed to disk: a crash of the
+        # database server (not of enjournal) can lose the last fraction of a second of read
+        # events.  Writes' events are always in the write's own, synchronous transaction.
+        self.synchronous = synchronous
         self.max_batch = max_batch
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task | None = None
@@ -513,6 +525,8 @@ class AuditWriter:
         for attempt in range(3):
             try:
                 async with self.store.transaction(write=True) as tx:
+                    if not self.synchronous and tx.conn.dialect == "postgres":
+                        await tx.conn.execute("SET LOCAL synchronous_commit TO OFF")
                     await _append_prepared(tx.conn, prepared)
                 error = None
                 break

@@ -28,9 +28,10 @@ class Security:
     audit: AuditWriter | None = None
     issuers: list[IssuerConfig] = field(default_factory=list)
     facts: FactsCache = field(default_factory=FactsCache)
+    audit_reads_synchronous: bool = True
 
     async def start(self, store) -> None:
-        self.audit = AuditWriter(store)
+        self.audit = AuditWriter(store, synchronous=self.audit_reads_synchronous)
         await self.audit.start()
         if self.provider is not None:
             from enjournal.demo.users import demo_users
@@ -93,4 +94,5 @@ def build_security(settings) -> Security:
         provider=provider,
         limiter=limiter_from_url(settings.redis_url),
         issuers=issuers,
+        audit_reads_synchronous=settings.audit_reads_synchronous,
     )

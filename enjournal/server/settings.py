@@ -32,6 +32,9 @@ class Settings:
     rate_limit_user: str = "20/100"
     rate_limit_client: str = "200/1000"
     rate_limit_ip: str = "500/1000"
+    # Off: read audit events are committed without waiting for the disk flush (PostgreSQL
+    # synchronous_commit off); a database server crash may lose the last moment of them.
+    audit_reads_synchronous: bool = True
     demo_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/callback",)
 
     def rate_limit(self, which: str) -> tuple[float, int] | None:
