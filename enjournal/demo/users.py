@@ -61,7 +61,7 @@ async def demo_users(store: Store) -> list[DemoUser]:
                     kind="personnel",
                     display_name="Farmasøyt Demo",
                     hpr=_pharmacist_hpr(_identifier(pharmacy, OID_ORGNR) or "0"),
-                    profession="FA",
+                    profession="FA1",
                     org_nr=_identifier(pharmacy, OID_ORGNR),
                     her_id=_identifier(pharmacy, OID_HER_ID),
                 )

@@ -28,7 +28,8 @@ from enjournal.security.principal import Principal
 from enjournal.security.scopes import allows
 
 # Volven 9060 profession codes whose holders work at a pharmacy.
-PHARMACY_PROFESSIONS = frozenset({"FA", "AT"})  # farmasøyt, apotektekniker
+# farmasøyt (FA, and FA1/FA2 provisor-/reseptarfarmasøyt), apotektekniker (AT)
+PHARMACY_PROFESSIONS = frozenset({"FA", "FA1", "FA2", "AT"})
 PHARMACY_TYPES = frozenset({"Patient", "MedicationRequest", "MedicationDispense", "Medication"})
 CHILD_AGE_LIMIT = 12
 
