@@ -48,10 +48,11 @@ def new_id() -> str:
 class Transaction:
     """FHIR storage operations on one open database transaction."""
 
-    def __init__(self, conn: Connection, indexer: Indexer, write: bool):
+    def __init__(self, conn: Connection, indexer: Indexer, write: bool, checks=()):
         self.conn = conn
         self.indexer = indexer
         self.write = write
+        self.checks = checks
         self._clock_ms = 0
         # Version and index rows wait here and go to the database in one executemany per
         # table: before any read in this transaction, and before commit.
@@ -158,6 +159,8 @@ class Transaction:
     async def create(self, resource: dict, *, id_: str | None = None) -> StoredResource:
         """Store a new resource with a server-assigned id (or ``id_``, for update-as-create)."""
         type_ = resource["resourceType"]
+        for check in self.checks:
+            await check(self, resource)
         id_ = id_ or new_id()
         now = self._now()
         content = self._stamp(resource, id_, 1, now)
@@ -188,6 +191,8 @@ class Transaction:
             if if_match is not None:
                 raise PreconditionFailed(f"{type_}/{id_} does not exist (If-Match given)")
             return await self.create(resource, id_=id_)
+        for check in self.checks:
+            await check(self, resource)
         rid, version, last_updated, _deleted = current
         if if_match is not None and if_match != version:
             raise PreconditionFailed(f"{type_}/{id_} is at version {version}, not {if_match}")
@@ -296,6 +301,10 @@ class Store:
     def __init__(self, backend: Any, indexer: Indexer | None = None):
         self.backend = backend
         self.indexer = indexer or _default_indexer
+        # Async checks run on every resource before it is written, inside the write's
+        # transaction (e.g. the terminology service's check of codes): each raises a
+        # FhirError to refuse.  The composition root (app, importer) installs them.
+        self.checks: list = []
 
     @property
     def dialect(self) -> str:
@@ -304,7 +313,7 @@ class Store:
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
         async with self.backend.transaction(write=write) as conn:
-            tx = Transaction(conn, self.indexer, write)
+            tx = Transaction(conn, self.indexer, write, self.checks)
             yield tx
             await tx.flush()
 
