@@ -156,6 +156,7 @@ async def run_import(
     console: Console | None = None,
     *,
     brief: bool = False,
+    check_codes: bool = True,
 ) -> int:
     """Import ``paths``; print a per-file summary (``brief``: only failed files and totals);
     exit status 1 if any file failed."""
@@ -165,6 +166,10 @@ async def run_import(
         console.print("[red]no .json or .ndjson files found[/red]")
         return 1
     store = await open_store(database_url)
+    if check_codes:
+        from enjournal.terminology.checks import CodeCheck
+
+        store.checks.append(CodeCheck())
     results: list[FileResult] = []
     try:
         with Progress(

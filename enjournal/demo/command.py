@@ -16,6 +16,17 @@ from pathlib import Path
 from rich.console import Console
 
 
+async def _load_code_lists(url: str) -> int:
+    from enjournal.storage import open_store
+    from enjournal.terminology.command import load_shipped
+
+    store = await open_store(url)
+    try:
+        return await load_shipped(store)
+    finally:
+        await store.close()
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from enjournal.demo.population import write_bundles
     from enjournal.importer import run_import
@@ -33,6 +44,8 @@ def run_demo(args: argparse.Namespace) -> int:
         bundles = data / "bundles"
         for old in bundles.glob("*.json"):
             old.unlink()
+        concepts = asyncio.run(_load_code_lists(url))
+        console.print(f"loaded the shipped code lists ({concepts} concepts)")
         console.print(f"generating {args.patients} patients (seed {args.seed}) in {bundles}")
         write_bundles(bundles, args.patients, args.seed)
         status = asyncio.run(run_import(url, [str(bundles)], console, brief=True))

@@ -41,6 +41,9 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
     With ``settings.auth`` on, ``security`` (an ``enjournal.security.setup.Security``) is
     built from the settings unless given."""
     metrics = Metrics()
+    from enjournal.terminology.operations import register_all
+
+    register_all()
     if settings.auth and security is None:
         from enjournal.security.setup import build_security
 
@@ -53,6 +56,10 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
             settings.database_url, pool_size=settings.pool_size
         )
         log.info("store open", extra={"fields": {"dialect": app.state.store.dialect}})
+        if own and settings.terminology_check:
+            from enjournal.terminology.checks import CodeCheck
+
+            app.state.store.checks.append(CodeCheck())
         if security is not None:
             await security.start(app.state.store)
         yield

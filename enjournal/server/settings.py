@@ -35,6 +35,8 @@ class Settings:
     # Off: read audit events are committed without waiting for the disk flush (PostgreSQL
     # synchronous_commit off); a database server crash may lose the last moment of them.
     audit_reads_synchronous: bool = True
+    # Refuse codes missing from complete code systems the server holds, and bad UCUM units.
+    terminology_check: bool = True
     demo_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/callback",)
 
     def rate_limit(self, which: str) -> tuple[float, int] | None:

@@ -367,8 +367,8 @@ BEGIN
     SELECT n.nspname INTO trgm_schema FROM pg_extension e
         JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm';
     IF trgm_schema IS NOT NULL THEN
-        EXECUTE format('CREATE INDEX tx_concepts_trgm ON tx_concepts USING gin (norm %I.gin_trgm_ops)',
-            trgm_schema);
+        EXECUTE format('CREATE INDEX tx_concepts_trgm ON tx_concepts '
+            'USING gin (norm %I.gin_trgm_ops)', trgm_schema);
     END IF;
 END
 $$;

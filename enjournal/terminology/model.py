@@ -37,5 +37,8 @@ class CodeSystemDraft:
     copyright: str | None = None
     language: str | None = None
     hierarchy_meaning: str | None = "is-a"
+    # FHIR CodeSystem.content: "complete", or "fragment" for an extract (a code missing
+    # from a fragment may still exist, so write validation does not refuse it).
+    content: str = "complete"
     properties: list[tuple[str, str]] = field(default_factory=list)  # (code, FHIR type)
     concepts: Iterable[Concept] = ()

@@ -103,6 +103,7 @@ def draft_from_resource(
         copyright=res.get("copyright"),
         language=res.get("language"),
         hierarchy_meaning=res.get("hierarchyMeaning") or "is-a",
+        content="fragment" if res.get("content") == "fragment" else "complete",
         properties=props,
         concepts=_concepts(concepts, f"{where}.concept"),
     )
