@@ -13,7 +13,9 @@ them touches the database, so the whole policy reads (and tests) as a table.
    flagged and audited.
 4. Roles limit resource types: a pharmacist sees prescriptions and dispensations (and who
    the patient is), not the whole record.
-5. A patient's Consent is honoured: a denial that names the caller (practitioner or
+5. SMART scopes bound everything; a personnel token whose access comes only from
+   ``patient/`` scopes reaches only the patient it was launched for.
+6. A patient's Consent is honoured: a denial that names the caller (practitioner or
    organisation) holds even in an emergency; a general restriction yields only to
    emergency access.
 Resources outside any patient's compartment (organisations, practitioners, medications,
@@ -25,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enjournal.security.principal import Principal
-from enjournal.security.scopes import allows
+from enjournal.security.scopes import grant
 
 # Volven 9060 profession codes whose holders work at a pharmacy.
 # farmasøyt (FA, and FA1/FA2 provisor-/reseptarfarmasøyt), apotektekniker (AT)
@@ -65,10 +67,19 @@ def decide(
     *,
     emergency_reason: str | None = None,
 ) -> Decision:
-    if not allows(principal.scopes, resource_type, action):
+    context = grant(principal.scopes, resource_type, action)
+    if context is None:
         return Decision(
             False, reason=f"the token's scopes do not allow {action} on {resource_type}"
         )
+    if (
+        context == "patient"
+        and facts is not None
+        and principal.kind != "citizen"
+        and facts.patient_id != principal.patient
+    ):
+        # SMART: patient/ scopes reach only the patient the app was launched for.
+        return Decision(False, reason="the token's patient/ scopes cover only its launch patient")
     if facts is None:
         return _shared_data(principal, action, resource_type)
     if principal.kind == "system":

@@ -360,3 +360,17 @@ async def test_every_access_is_audited_and_the_chain_holds(secured):
     assert ("hpr:1000001", "0") in [(r[0], r[1]) for r in rows]
     assert any(r[0].startswith("fnr:") and r[1] != "0" for r in rows)
     assert result.ok, result
+
+
+async def test_patient_scopes_reach_only_the_launch_patient(secured):
+    from tests.security.conftest import USERS
+
+    token = secured.provider.issue_token(USERS["gp"], scopes="patient/*.rs", patient="kari")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (
+        await secured.http.get("/fhir/Observation/kari-obs", headers=headers)
+    ).status_code == 200
+    # lise is on the GP's list too, but this app was launched for kari only.
+    assert (
+        await secured.http.get("/fhir/Observation/lise-obs", headers=headers)
+    ).status_code == 404
