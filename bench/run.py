@@ -42,9 +42,9 @@ RESULTS = Path(__file__).parent / "results"
 DEFAULT_ADMIN = os.environ.get(
     "ENJOURNAL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-#: Mean resources per patient bundle, measured on the demo population (about 64 with the
+#: Mean resources per patient bundle, measured on the demo population (about 60 with the
 #: shared resources spread over the patients); only used to pick the number of patients.
-RESOURCES_PER_PATIENT = 64
+RESOURCES_PER_PATIENT = 60
 
 
 def log(message: str) -> None:
@@ -177,7 +177,13 @@ class Server:
         self.peak_rss_kb: list[int] = []
 
     async def __aenter__(self) -> Server:
-        env = {**os.environ, "ENJOURNAL_LOG_LEVEL": os.environ.get("ENJOURNAL_LOG_LEVEL", "INFO")}
+        env = {
+            **os.environ,
+            "ENJOURNAL_LOG_LEVEL": os.environ.get("ENJOURNAL_LOG_LEVEL", "INFO"),
+            # the FHIR core without the security layer (token checks, rate limits, audit);
+            # set ENJOURNAL_BENCH_AUTH to measure with it (and configure its issuers)
+            "ENJOURNAL_AUTH": os.environ.get("ENJOURNAL_BENCH_AUTH", "off"),
+        }
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -489,7 +495,10 @@ def search_path(name: str, params: list[tuple[str, str]]) -> str:
 
 
 async def run_searches(
-    port: int, params: dict[str, list[list[tuple[str, str]]]], requests: int
+    port: int,
+    params: dict[str, list[list[tuple[str, str]]]],
+    requests: int,
+    max_seconds: float = 20.0,
 ) -> dict:
     """Each search on its own, one request at a time (latency, not throughput)."""
     out = {}
@@ -505,6 +514,8 @@ async def run_searches(
             latencies, hits, totals, errors = [], 0, [], 0
             t_start = time.perf_counter()
             for i in range(requests):
+                if i >= 20 and time.perf_counter() - t_start > max_seconds:
+                    break  # slow searches at large sizes: enough samples for p50/p95
                 path = paths[i % len(paths)]
                 t0 = time.perf_counter()
                 status, body = await conn.request("GET", path)
@@ -516,11 +527,12 @@ async def run_searches(
                 total = bundle.get("total", len(bundle.get("entry") or []))
                 totals.append(total)
                 hits += total > 0
+            requests_done = len(latencies)
             summary = latency_summary(latencies, time.perf_counter() - t_start)
             summary.update(
                 example=paths[0],
                 parameter_sets=len(paths),
-                hit_rate=round(hits / requests, 3),
+                hit_rate=round(hits / requests_done, 3),
                 mean_matches=round(sum(totals) / len(totals), 1) if totals else 0,
                 errors=errors,
             )
@@ -533,10 +545,22 @@ async def run_searches(
 # --- 5. EXPLAIN --------------------------------------------------------------------------
 
 
-async def explain_searches(url: str, params: dict[str, list[list[tuple[str, str]]]]) -> dict:
-    """EXPLAIN (ANALYZE, BUFFERS) of each statement the store runs for one search of each kind:
-    the search runs for real through a connection that records its SQL, then every recorded
-    statement is explained (in a transaction that is rolled back)."""
+async def explain_searches(
+    url: str,
+    params: dict[str, list[list[tuple[str, str]]]],
+    *,
+    generic: bool = False,
+    which: int = 0,
+) -> dict:
+    """EXPLAIN (ANALYZE, BUFFERS) of each statement the store runs for one search of each kind
+    (parameter set number ``which``): the search runs for real through a connection that
+    records its SQL, then every recorded statement is explained (in a transaction that is
+    rolled back).
+
+    ``generic``: explain the *generic* plan, the one PostgreSQL switches to for a prepared
+    statement after five executions when it does not estimate it costlier than the custom
+    ones.  asyncpg prepares (and caches) every statement, so the server runs generic plans
+    once a search shape has been seen a few times."""
     from enjournal.fhir.search import parse_search
     from enjournal.storage.postgres import PostgresConnection, _numbered
     from enjournal.storage.search_sql import run_search
@@ -561,15 +585,29 @@ async def explain_searches(url: str, params: dict[str, list[list[tuple[str, str]
             if not sets:
                 continue
             rtype = SEARCHES[name].split("?")[0]
-            query = parse_search(rtype, sets[0])
+            if which >= len(sets):
+                continue
+            query = parse_search(rtype, sets[which])
             conn = Recording(raw)
             tr = raw.transaction()
             await tr.start()
             try:
                 await run_search(conn, query)
                 plans = []
-                for sql, args in conn.statements:
-                    rows = await raw.fetch("EXPLAIN (ANALYZE, BUFFERS) " + _numbered(sql), *args)
+                if generic:
+                    await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                for n, (sql, args) in enumerate(conn.statements):
+                    if generic:
+                        await raw.execute(f"PREPARE bench_q{n} AS {_numbered(sql)}")
+                        literals = ", ".join(_literal(a) for a in args)
+                        rows = await raw.fetch(
+                            f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_q{n}({literals})"
+                        )
+                        await raw.execute(f"DEALLOCATE bench_q{n}")
+                    else:
+                        rows = await raw.fetch(
+                            "EXPLAIN (ANALYZE, BUFFERS) " + _numbered(sql), *args
+                        )
                     plans.append(
                         {
                             "sql": _numbered(sql),
@@ -595,6 +633,47 @@ KEY_WORDS = (
     "Execution Time",
     "Rows Removed",
 )
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+EXTENDED_STATISTICS = {
+    "idx_token": "type, param, code",
+    "idx_string": "type, param, norm",
+    "idx_reference": "type, param, target_type",
+    "idx_date": "type, param",
+}
+
+
+async def create_extended_statistics(url: str) -> None:
+    """Multi-column statistics on the index tables' leading columns, which are strongly
+    correlated (a ``param`` belongs to few ``type``s, a ``code`` to one ``param``)."""
+    conn = await asyncpg.connect(url)
+    try:
+        for table, columns in EXTENDED_STATISTICS.items():
+            await conn.execute(
+                f"CREATE STATISTICS IF NOT EXISTS bench_{table}_stats "
+                f"(ndistinct, dependencies, mcv) ON {columns} FROM {table}"
+            )
+            await conn.execute(f"ANALYZE {table}")
+    finally:
+        await conn.close()
+
+
+def execution_ms(plans: list[dict]) -> float:
+    """The summed ``Execution Time`` of a search's statements."""
+    total = 0.0
+    for p in plans:
+        for line in p["plan"]:
+            if line.startswith("Execution Time:"):
+                total += float(line.split()[2])
+    return total
 
 
 def plan_key_lines(plan: list[str]) -> list[str]:
@@ -762,6 +841,18 @@ async def bench_size(target: int, opts: argparse.Namespace, dbs: Databases, work
             for p in plans:
                 for line in plan_key_lines(p["plan"]):
                     log(f"    {line}")
+    # experiment: do multi-column statistics on the index tables change the plans?
+    mark("explain_extended_stats")
+    try:
+        await create_extended_statistics(srv_url)
+        result["explain_extended_stats"] = await explain_searches(srv_url, params)
+        log("  execution times without / with extended statistics:")
+        for name, plans in result["explain"].items():
+            after = result["explain_extended_stats"].get(name, [])
+            log(f"    {name:30s} {execution_ms(plans):8.2f} ms / {execution_ms(after):8.2f} ms")
+    except Exception as error:  # an experiment must not lose the run
+        result["explain_extended_stats"] = {"error": repr(error)}
+        log(f"  extended statistics experiment failed: {error!r}")
     mark("end")
     result["load_average"] = loads
     await dbs.drop(copy_url)

@@ -80,10 +80,7 @@ def search_parameters(bundle: dict, types: list[str]) -> dict:
     for sp in by_url.values():
         for base in sp["base"]:
             expression = sp.get("expression")
-            if base in ("Resource", "DomainResource"):
-                target_type = "Resource"
-            else:
-                target_type = base
+            target_type = "Resource" if base in ("Resource", "DomainResource") else base
             if expression and target_type != "Resource":
                 parts = [p for p in split_union(expression) if root_type(p) == base]
                 expression = " | ".join(parts) if parts else None

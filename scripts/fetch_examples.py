@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_definitions import fetch_package  # noqa: E402
+from build_definitions import fetch_package
 
 if __name__ == "__main__":
     print(fetch_package())

@@ -65,6 +65,10 @@ class _translate_errors:
         return False
 
 
+async def _no_reset(connection: asyncpg.Connection) -> None:
+    return None
+
+
 class PostgresBackend:
     dialect = "postgres"
 
@@ -75,7 +79,17 @@ class PostgresBackend:
 
     async def open(self) -> None:
         self.pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._min, max_size=self._max, statement_cache_size=1024
+            self.dsn,
+            min_size=self._min,
+            max_size=self._max,
+            statement_cache_size=1024,
+            # Search SQL is prepared and cached; a generic plan ignores which criterion is
+            # selective (the patient reference) and can be 100x slower, so always plan for
+            # the actual values.  See docs/performance.md.
+            server_settings={"plan_cache_mode": "force_custom_plan"},
+            # enjournal never changes session state outside a transaction, so the reset
+            # asyncpg runs on every release (a round trip) is not needed.
+            reset=_no_reset,
         )
 
     async def migrate(self) -> list[int]:

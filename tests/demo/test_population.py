@@ -63,8 +63,7 @@ def test_bundle_shape():
         assert types.count("Patient") == 1
         for entry in bundle["entry"]:
             assert entry["fullUrl"].startswith("urn:uuid:")
-            assert entry["request"] == {"method": "POST",
-                                        "url": entry["resource"]["resourceType"]}
+            assert entry["request"] == {"method": "POST", "url": entry["resource"]["resourceType"]}
             assert "id" not in entry["resource"]
 
 
@@ -76,8 +75,7 @@ def test_every_resource_is_structurally_valid_fhir_r4():
 
 def test_references_resolve():
     shared, *patients = population()
-    shared_ids = {f"{e['resource']['resourceType']}/{e['resource']['id']}"
-                  for e in shared["entry"]}
+    shared_ids = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in shared["entry"]}
     assert len(shared_ids) == len(shared["entry"])
     for ref in references(shared):
         assert ref in shared_ids, ref
@@ -98,8 +96,9 @@ def test_every_person_number_is_valid_unique_and_matches_the_patient():
     numbers = []
     kinds = Counter()
     for bundle in population()[1:]:
-        patient = next(e["resource"] for e in bundle["entry"]
-                       if e["resource"]["resourceType"] == "Patient")
+        patient = next(
+            e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+        )
         (identifier,) = patient["identifier"]
         system, value = identifier["system"], identifier["value"]
         assert system in (ids.OID_FNR, ids.OID_DNR)
@@ -139,10 +138,19 @@ def test_shared_resources_cover_the_kinds_of_organisation():
     shared = population()[0]
     counts = Counter(e["resource"]["resourceType"] for e in shared["entry"])
     assert counts.keys() == {"Organization", "Practitioner", "PractitionerRole", "Medication"}
-    org_kinds = Counter(e["resource"]["type"][0]["text"] for e in shared["entry"]
-                        if e["resource"]["resourceType"] == "Organization")
-    for kind in ("Regionalt helseforetak", "Helseforetak", "Avdeling", "Kommune",
-                 "Legekontor", "Apotek"):
+    org_kinds = Counter(
+        e["resource"]["type"][0]["text"]
+        for e in shared["entry"]
+        if e["resource"]["resourceType"] == "Organization"
+    )
+    for kind in (
+        "Regionalt helseforetak",
+        "Helseforetak",
+        "Avdeling",
+        "Kommune",
+        "Legekontor",
+        "Apotek",
+    ):
         assert org_kinds[kind] > 0, kind
     assert counts["Medication"] == len(codes.MEDICATIONS)
 
@@ -153,8 +161,16 @@ def test_resource_counts_and_types():
     mean = sum(per_patient) / len(per_patient)
     assert 40 <= mean <= 80, mean
     types = Counter(e["resource"]["resourceType"] for b in patients for e in b["entry"])
-    for rtype in ("Patient", "Encounter", "EpisodeOfCare", "Condition", "Observation",
-                  "MedicationRequest", "AllergyIntolerance", "Immunization"):
+    for rtype in (
+        "Patient",
+        "Encounter",
+        "EpisodeOfCare",
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "AllergyIntolerance",
+        "Immunization",
+    ):
         assert types[rtype] > 0, rtype
     assert types["Observation"] > types["Patient"] * 5
 
@@ -180,8 +196,7 @@ def test_patients_look_norwegian():
 
 def test_age_and_sex_distribution_is_plausible():
     patients = [b["entry"][0]["resource"] for b in population(1000, 3)[1:]]
-    ages = [(date(2025, 1, 1) - date.fromisoformat(p["birthDate"])).days / 365.25
-            for p in patients]
+    ages = [(date(2025, 1, 1) - date.fromisoformat(p["birthDate"])).days / 365.25 for p in patients]
     females = sum(p["gender"] == "female" for p in patients)
     assert 430 <= females <= 570
     assert 0.12 < sum(a < 15 for a in ages) / len(ages) < 0.25
@@ -203,7 +218,9 @@ def test_codes_and_units():
                 if r["code"]["coding"][0]["code"] == "85354-9":
                     assert category == "vital-signs" and "valueQuantity" not in r
                     assert [c["code"]["coding"][0]["code"] for c in r["component"]] == [
-                        "8480-6", "8462-4"]
+                        "8480-6",
+                        "8462-4",
+                    ]
                     assert r["component"][0]["valueQuantity"]["code"] == "mm[Hg]"
                 else:
                     assert r["valueQuantity"]["system"] == codes.UCUM
@@ -219,12 +236,17 @@ def test_diabetics_have_hba1c():
     checked = 0
     for bundle in population(400, 5)[1:]:
         resources = [e["resource"] for e in bundle["entry"]]
-        diabetic = any(c["system"] == codes.ICD10 and c["code"] == "E11.9"
-                       for r in resources if r["resourceType"] == "Condition"
-                       for c in r["code"]["coding"])
-        hba1c = [r["valueQuantity"]["value"] for r in resources
-                 if r["resourceType"] == "Observation"
-                 and r["code"]["coding"][0]["code"] == "4548-4"]
+        diabetic = any(
+            c["system"] == codes.ICD10 and c["code"] == "E11.9"
+            for r in resources
+            if r["resourceType"] == "Condition"
+            for c in r["code"]["coding"]
+        )
+        hba1c = [
+            r["valueQuantity"]["value"]
+            for r in resources
+            if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "4548-4"
+        ]
         if diabetic and len([r for r in resources if r["resourceType"] == "Encounter"]) > 8:
             checked += 1
             assert hba1c, "a diabetic with many visits has no HbA1c"

@@ -40,8 +40,12 @@ def test_worked_examples_from_the_2032_rule():
 
 
 def test_relaxed_k1_accepts_up_to_four_values_but_k2_is_strict():
-    valid = [v for v in (f"301082999{k1}" for k1 in range(10))
-             for k2 in range(10) if ids.is_valid_fnr(v + str(k2))]
+    valid = [
+        v
+        for v in (f"301082999{k1}" for k1 in range(10))
+        for k2 in range(10)
+        if ids.is_valid_fnr(v + str(k2))
+    ]
     assert 1 <= len(valid) <= 4
     assert not ids.is_valid_fnr("30108299938")
     assert not ids.is_valid_fnr("02013299998")
@@ -117,7 +121,9 @@ def test_fh_numbers():
 def test_birth_date_and_sex_for_2032_numbers_is_gender_neutral():
     assert ids.birth_date_and_sex("02013299997") == (date(2032, 1, 2), None)
     assert ids.birth_date_and_sex("30108299939", today=date(2033, 1, 1)) == (
-        date(1982, 10, 30), None)
+        date(1982, 10, 30),
+        None,
+    )
     assert ids.birth_date_and_sex("15076500566") is None
 
 
@@ -200,8 +206,17 @@ def test_identifier_problem_messages():
 
 
 def test_systems_are_urn_oids_with_alternatives():
-    for system in (ids.OID_FNR, ids.OID_DNR, ids.OID_FH, ids.OID_HPR, ids.OID_DUF,
-                   ids.OID_ORGNR, ids.OID_RESH, ids.OID_HER_ID, ids.OID_KOMMUNENUMMER):
+    for system in (
+        ids.OID_FNR,
+        ids.OID_DNR,
+        ids.OID_FH,
+        ids.OID_HPR,
+        ids.OID_DUF,
+        ids.OID_ORGNR,
+        ids.OID_RESH,
+        ids.OID_HER_ID,
+        ids.OID_KOMMUNENUMMER,
+    ):
         assert system.startswith("urn:oid:2.16.578.1.12.4.1.")
     assert ids.canonical_system(ids.URI_HER_ID) == ids.OID_HER_ID
     assert ids.canonical_system(ids.OID_FNR) == ids.OID_FNR

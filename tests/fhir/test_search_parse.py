@@ -33,8 +33,9 @@ def one(rtype: str, name: str, value: str):
 
 def test_string_and_modifiers():
     c = one("Patient", "family", "Nordmann")
-    assert c == Criterion("family", "string", "idx_string", "family", None,
-                          (StringValue("Nordmann"),))
+    assert c == Criterion(
+        "family", "string", "idx_string", "family", None, (StringValue("Nordmann"),)
+    )
     assert one("Patient", "name:exact", "Kari").modifier == "exact"
     assert one("Patient", "name:contains", "ar").modifier == "contains"
 
@@ -63,10 +64,16 @@ def test_token_forms():
 
 
 def test_missing_for_each_type():
-    for rtype, name in [("Patient", "name"), ("Patient", "gender"), ("Patient", "birthdate"),
-                        ("Observation", "subject"), ("Observation", "value-quantity"),
-                        ("RiskAssessment", "probability"), ("ValueSet", "url"),
-                        ("Observation", "code-value-quantity")]:
+    for rtype, name in [
+        ("Patient", "name"),
+        ("Patient", "gender"),
+        ("Patient", "birthdate"),
+        ("Observation", "subject"),
+        ("Observation", "value-quantity"),
+        ("RiskAssessment", "probability"),
+        ("ValueSet", "url"),
+        ("Observation", "code-value-quantity"),
+    ]:
         c = one(rtype, f"{name}:missing", "true")
         assert (c.modifier, c.missing, c.values) == ("missing", True, ())
     assert one("Patient", "gender:missing", "false").missing is False
@@ -86,7 +93,9 @@ def test_unsupported_and_unknown_modifiers():
 
 
 def test_reference_forms():
-    c = one("Observation", "subject", "Patient/1,2,http://ex.org/fhir/Patient/3,Patient/4/_history/2")
+    c = one(
+        "Observation", "subject", "Patient/1,2,http://ex.org/fhir/Patient/3,Patient/4/_history/2"
+    )
     assert c.values == (
         ReferenceValue("Patient", "1"),
         ReferenceValue(None, "2"),
@@ -96,7 +105,9 @@ def test_reference_forms():
     assert one("Observation", "subject:Patient", "7").values == (ReferenceValue("Patient", "7"),)
     c = one("Observation", "subject:identifier", "sys|123")
     assert (c.table, c.index_param, c.values) == (
-        "idx_token", "subject:identifier", (TokenValue("sys", "123"),)
+        "idx_token",
+        "subject:identifier",
+        (TokenValue("sys", "123"),),
     )
     with pytest.raises(Invalid):
         one("Observation", "subject", "Medication/1")  # not an allowed target
@@ -112,8 +123,10 @@ def test_date_prefixes_and_errors():
     ap = one("Patient", "birthdate", "ap2024-03").values[0]
     assert ap.prefix == "ap" and ap.low < low and ap.high > high
     # A '+' in a time zone that arrived URL-decoded as a space.
-    assert one("Observation", "date", "2024-01-02T10:00:00 01:00").values[0].low == date_range(
-        "2024-01-02T09:00:00Z")[0]
+    assert (
+        one("Observation", "date", "2024-01-02T10:00:00 01:00").values[0].low
+        == date_range("2024-01-02T09:00:00Z")[0]
+    )
     for bad in ("notadate", "2024-13", "xx2024", "2024-02-30"):
         with pytest.raises(Invalid):
             one("Patient", "birthdate", bad)
@@ -145,23 +158,31 @@ def test_composite():
     c = one("Observation", "code-value-quantity", "http://loinc.org|8480-6$gt100|http://u|mm")
     assert c.values == (
         CompositeValue(
-            (TokenValue("http://loinc.org", "8480-6"),
-             QuantityValue("gt", 99.5, 100.5, 100.0, "http://u", "mm")), ("token", "quantity")
+            (
+                TokenValue("http://loinc.org", "8480-6"),
+                QuantityValue("gt", 99.5, 100.5, 100.0, "http://u", "mm"),
+            ),
+            ("token", "quantity"),
         ),
     )
     c = one("Observation", "code-value-quantity", r"a\$b$1")
     assert c.values[0].parts[0] == TokenValue(None, "a$b")
     c = one("Observation", "code-value-quantity", "1234$5")
-    assert c.values[0].parts == (TokenValue(None, "1234"),
-                                 QuantityValue("eq", 4.5, 5.5, 5.0, None, None))
+    assert c.values[0].parts == (
+        TokenValue(None, "1234"),
+        QuantityValue("eq", 4.5, 5.5, 5.0, None, None),
+    )
     with pytest.raises(Invalid):
         one("Observation", "code-value-quantity", "1234")
 
 
 def test_chaining():
     c = one("Observation", "subject:Patient.name", "peter")
-    assert c == Chain("subject", "Patient", Criterion("name", "string", "idx_string", "name",
-                                                      None, (StringValue("peter"),)))
+    assert c == Chain(
+        "subject",
+        "Patient",
+        Criterion("name", "string", "idx_string", "name", None, (StringValue("peter"),)),
+    )
     # patient -> Patient|Group; only Patient has 'name': unambiguous.
     assert one("Observation", "patient.name", "x").target_type == "Patient"
     # subject -> Group|Device|Patient|Location: 'name' is on Patient and Location.
@@ -179,8 +200,11 @@ def test_chaining():
 
 def test_reverse_chaining():
     c = one("Patient", "_has:Observation:patient:code", "1234")
-    assert c == Has("Observation", "patient", Criterion(
-        "code", "token", "idx_token", "code", None, (TokenValue(None, "1234"),)))
+    assert c == Has(
+        "Observation",
+        "patient",
+        Criterion("code", "token", "idx_token", "code", None, (TokenValue(None, "1234"),)),
+    )
     c = one("Patient", "_has:Observation:patient:_has:AuditEvent:entity:agent", "Practitioner/1")
     assert isinstance(c.criterion, Has) and c.criterion.source_type == "AuditEvent"
     with pytest.raises(Invalid):
@@ -202,19 +226,37 @@ def test_common_parameters():
 
 
 def test_result_parameters():
-    query = parse_search("Observation", [
-        ("_sort", "-date,code,_id,-_lastUpdated"), ("_count", "5000"), ("_summary", "data"),
-        ("_elements", "code,subject"), ("_total", "accurate"), ("_cursor", "abc"),
-        ("_format", "json"), ("_pretty", "true"),
-        ("_include", "Observation:subject:Patient"), ("_revinclude", "Provenance:target"),
-        ("_include:iterate", "Patient:organization"), ("_include", "*"),
-    ], strict=True)
-    assert query.sort == [SortKey("date", "date", True), SortKey("code", "token", False),
-                          SortKey("_id", "_id", False), SortKey("_lastUpdated", "_lastUpdated",
-                                                                True)]
+    query = parse_search(
+        "Observation",
+        [
+            ("_sort", "-date,code,_id,-_lastUpdated"),
+            ("_count", "5000"),
+            ("_summary", "data"),
+            ("_elements", "code,subject"),
+            ("_total", "accurate"),
+            ("_cursor", "abc"),
+            ("_format", "json"),
+            ("_pretty", "true"),
+            ("_include", "Observation:subject:Patient"),
+            ("_revinclude", "Provenance:target"),
+            ("_include:iterate", "Patient:organization"),
+            ("_include", "*"),
+        ],
+        strict=True,
+    )
+    assert query.sort == [
+        SortKey("date", "date", True),
+        SortKey("code", "token", False),
+        SortKey("_id", "_id", False),
+        SortKey("_lastUpdated", "_lastUpdated", True),
+    ]
     assert query.count == 1000
     assert (query.summary, query.elements, query.total, query.cursor) == (
-        "data", ("code", "subject"), "accurate", "abc")
+        "data",
+        ("code", "subject"),
+        "accurate",
+        "abc",
+    )
     assert query.includes == [
         Include("Observation", "subject", "Patient"),
         Include("Provenance", "target", None, reverse=True),
@@ -226,16 +268,22 @@ def test_result_parameters():
     assert ("_cursor", "abc") in query.canonical_params()
     assert ("_cursor", "abc") not in query.canonical_params(cursor=False)
     assert all(n not in ("_format", "_pretty") for n, _ in query.canonical_params())
-    for name, value in [("_count", "x"), ("_summary", "maybe"), ("_total", "some"),
-                        ("_include", "Observation"), ("_include", "Observation:code"),
-                        ("_include:bogus", "Observation:subject")]:
+    for name, value in [
+        ("_count", "x"),
+        ("_summary", "maybe"),
+        ("_total", "some"),
+        ("_include", "Observation"),
+        ("_include", "Observation:code"),
+        ("_include:bogus", "Observation:subject"),
+    ]:
         with pytest.raises(Invalid):
             parse_search("Observation", [(name, value)])
 
 
 def test_strict_and_lenient_unknowns():
-    query = parse_search("Patient", [("foo", "1"), ("name", "x"), ("_text", "y"),
-                                     ("_sort", "bogus")])
+    query = parse_search(
+        "Patient", [("foo", "1"), ("name", "x"), ("_text", "y"), ("_sort", "bogus")]
+    )
     assert [i[0] for i in query.ignored] == ["foo", "_text", "_sort"]
     assert query.canonical_params() == [("name", "x")]
     for name in ("foo", "_text", "_content", "_list", "_filter", "_sort"):

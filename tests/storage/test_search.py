@@ -28,53 +28,141 @@ def qty(value, code="mg"):
 
 RESOURCES = [
     {"resourceType": "Organization", "id": "org1", "name": "Helse Bergen"},
-    {"resourceType": "Organization", "id": "org2", "name": "Haukeland",
-     "partOf": {"reference": "Organization/org1"}},
+    {
+        "resourceType": "Organization",
+        "id": "org2",
+        "name": "Haukeland",
+        "partOf": {"reference": "Organization/org1"},
+    },
     {"resourceType": "Practitioner", "id": "pr1", "name": [{"family": "Lege"}]},
-    {"resourceType": "Patient", "id": "p1", "name": [{"family": "Nordmann", "given": ["Kari"]}],
-     "birthDate": "1980-05-01", "gender": "female",
-     "identifier": [{"system": "sys1", "value": "111"}],
-     "managingOrganization": {"reference": "Organization/org2"},
-     "generalPractitioner": [{"reference": "Practitioner/pr1"}],
-     "meta": {"tag": [{"system": "http://t", "code": "a"}]}},
-    {"resourceType": "Patient", "id": "p2", "name": [{"family": "Hansen", "given": ["Ola"]}],
-     "birthDate": "1990", "gender": "male", "identifier": [{"system": "sys1", "value": "222"}]},
-    {"resourceType": "Patient", "id": "p3", "name": [{"family": "Østby", "given": ["Émile"]}],
-     "birthDate": "1975-12-24"},
-    {"resourceType": "Patient", "id": "p5", "name": [{"family": "Berg"}], "gender": "female",
-     "birthDate": "2000-01-01"},
-    obs("1234", "Patient/p1", effectiveDateTime="2024-01-02T10:00:00Z", valueQuantity=qty(5.4),
-        performer=[{"reference": "Practitioner/pr1"}], id="o1"),
-    obs("1234", "Patient/p1", effectiveDateTime="2024-03-05", valueQuantity=qty(7),
-        status="preliminary", id="o2"),
-    obs("9999", "Patient/p2", effectivePeriod={"start": "2023-01-01", "end": "2023-12-31"},
-        valueQuantity=qty(100, "mmol/L"), id="o3",
+    {
+        "resourceType": "Patient",
+        "id": "p1",
+        "name": [{"family": "Nordmann", "given": ["Kari"]}],
+        "birthDate": "1980-05-01",
+        "gender": "female",
+        "identifier": [{"system": "sys1", "value": "111"}],
+        "managingOrganization": {"reference": "Organization/org2"},
+        "generalPractitioner": [{"reference": "Practitioner/pr1"}],
+        "meta": {"tag": [{"system": "http://t", "code": "a"}]},
+    },
+    {
+        "resourceType": "Patient",
+        "id": "p2",
+        "name": [{"family": "Hansen", "given": ["Ola"]}],
+        "birthDate": "1990",
+        "gender": "male",
+        "identifier": [{"system": "sys1", "value": "222"}],
+    },
+    {
+        "resourceType": "Patient",
+        "id": "p3",
+        "name": [{"family": "Østby", "given": ["Émile"]}],
+        "birthDate": "1975-12-24",
+    },
+    {
+        "resourceType": "Patient",
+        "id": "p5",
+        "name": [{"family": "Berg"}],
+        "gender": "female",
+        "birthDate": "2000-01-01",
+    },
+    obs(
+        "1234",
+        "Patient/p1",
+        effectiveDateTime="2024-01-02T10:00:00Z",
+        valueQuantity=qty(5.4),
+        performer=[{"reference": "Practitioner/pr1"}],
+        id="o1",
+    ),
+    obs(
+        "1234",
+        "Patient/p1",
+        effectiveDateTime="2024-03-05",
+        valueQuantity=qty(7),
+        status="preliminary",
+        id="o2",
+    ),
+    obs(
+        "9999",
+        "Patient/p2",
+        effectivePeriod={"start": "2023-01-01", "end": "2023-12-31"},
+        valueQuantity=qty(100, "mmol/L"),
+        id="o3",
         component=[
             {"code": {"coding": [{"system": "x", "code": "c1"}]}, "valueQuantity": qty(10)},
             {"code": {"coding": [{"system": "x", "code": "c2"}]}, "valueQuantity": qty(20)},
-        ]),
-    obs("abc", "Patient/p3", system="http://snomed.info/sct",
-        code_extra={"text": "Blood pressure"}, id="o4"),
-    {"resourceType": "Observation", "id": "o5", "status": "final",
-     "code": {"text": "unknown"}, "subject": {"identifier": {"system": "sys1", "value": "111"}}},
+        ],
+    ),
+    obs(
+        "abc",
+        "Patient/p3",
+        system="http://snomed.info/sct",
+        code_extra={"text": "Blood pressure"},
+        id="o4",
+    ),
+    {
+        "resourceType": "Observation",
+        "id": "o5",
+        "status": "final",
+        "code": {"text": "unknown"},
+        "subject": {"identifier": {"system": "sys1", "value": "111"}},
+    },
     obs("1234", "http://other.org/fhir/Patient/x", id="o6"),
-    {"resourceType": "Medication", "id": "m1",
-     "code": {"coding": [{"system": "x", "code": "med"}]}},
-    {"resourceType": "MedicationRequest", "id": "mr1", "status": "active", "intent": "order",
-     "subject": {"reference": "Patient/p1"}, "medicationReference": {"reference": "Medication/m1"}},
-    {"resourceType": "MedicationRequest", "id": "mr2", "status": "stopped", "intent": "order",
-     "subject": {"reference": "Patient/p2"}, "medicationReference": {"reference": "Medication/m1"}},
-    {"resourceType": "RiskAssessment", "id": "r1", "status": "final",
-     "subject": {"reference": "Patient/p1"}, "prediction": [{"probabilityDecimal": 0.5}]},
-    {"resourceType": "RiskAssessment", "id": "r2", "status": "final",
-     "subject": {"reference": "Patient/p2"}, "prediction": [{"probabilityDecimal": 0.25}]},
-    {"resourceType": "ValueSet", "id": "vs1", "status": "active",
-     "url": "http://example.org/fhir/ValueSet/a"},
-    {"resourceType": "ValueSet", "id": "vs2", "status": "active",
-     "url": "http://example.org/fhir/ValueSet/b/c"},
-    {"resourceType": "Provenance", "id": "prov1", "recorded": "2024-01-02T10:00:00Z",
-     "target": [{"reference": "Observation/o1"}],
-     "agent": [{"who": {"reference": "Practitioner/pr1"}}]},
+    {
+        "resourceType": "Medication",
+        "id": "m1",
+        "code": {"coding": [{"system": "x", "code": "med"}]},
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "id": "mr1",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": "Medication/m1"},
+    },
+    {
+        "resourceType": "MedicationRequest",
+        "id": "mr2",
+        "status": "stopped",
+        "intent": "order",
+        "subject": {"reference": "Patient/p2"},
+        "medicationReference": {"reference": "Medication/m1"},
+    },
+    {
+        "resourceType": "RiskAssessment",
+        "id": "r1",
+        "status": "final",
+        "subject": {"reference": "Patient/p1"},
+        "prediction": [{"probabilityDecimal": 0.5}],
+    },
+    {
+        "resourceType": "RiskAssessment",
+        "id": "r2",
+        "status": "final",
+        "subject": {"reference": "Patient/p2"},
+        "prediction": [{"probabilityDecimal": 0.25}],
+    },
+    {
+        "resourceType": "ValueSet",
+        "id": "vs1",
+        "status": "active",
+        "url": "http://example.org/fhir/ValueSet/a",
+    },
+    {
+        "resourceType": "ValueSet",
+        "id": "vs2",
+        "status": "active",
+        "url": "http://example.org/fhir/ValueSet/b/c",
+    },
+    {
+        "resourceType": "Provenance",
+        "id": "prov1",
+        "recorded": "2024-01-02T10:00:00Z",
+        "target": [{"reference": "Observation/o1"}],
+        "agent": [{"who": {"reference": "Practitioner/pr1"}}],
+    },
 ]
 
 
@@ -84,8 +172,9 @@ async def data(store):
         res = dict(res)
         await store.update(res, res.pop("id"))
     # A deleted patient that matches many searches, and an observation pointing at it.
-    await store.update({"resourceType": "Patient", "name": [{"family": "Nordmann"}],
-                        "gender": "female"}, "p4")
+    await store.update(
+        {"resourceType": "Patient", "name": [{"family": "Nordmann"}], "gender": "female"}, "p4"
+    )
     await store.update(obs("1234", "Patient/p4"), "o7")
     await store.delete("Patient", "p4")
     return store
@@ -249,8 +338,11 @@ async def test_patient_compartment(data):
 
 
 async def test_include_and_revinclude(data):
-    r = await run(data, "MedicationRequest",
-                  q("patient=p1&status=active&_include=MedicationRequest:medication"))
+    r = await run(
+        data,
+        "MedicationRequest",
+        q("patient=p1&status=active&_include=MedicationRequest:medication"),
+    )
     assert [m.id for m in r.matches] == ["mr1"]
     assert [m.id for m in r.included] == ["m1"]
     # Both requests refer to m1: included once.
@@ -265,22 +357,35 @@ async def test_include_and_revinclude(data):
     # A deleted target is not included; a match is never repeated as included.
     r = await run(data, "Observation", q("_id=o7&_include=Observation:subject"))
     assert r.included == []
-    r = await run(data, "Patient", q("_id=p1,org2&_include=Patient:general-practitioner"
-                                     "&_revinclude=Observation:subject"))
+    r = await run(
+        data,
+        "Patient",
+        q("_id=p1,org2&_include=Patient:general-practitioner&_revinclude=Observation:subject"),
+    )
     assert sorted(i.id for i in r.included) == ["o1", "o2", "pr1"]
 
 
 async def test_include_iterate(data):
-    r = await run(data, "Observation", q(
-        "_id=o1&_include=Observation:subject&_include:iterate=Patient:organization"
-        "&_include:iterate=Organization:partof"))
+    r = await run(
+        data,
+        "Observation",
+        q(
+            "_id=o1&_include=Observation:subject&_include:iterate=Patient:organization"
+            "&_include:iterate=Organization:partof"
+        ),
+    )
     assert sorted(i.id for i in r.included) == ["org1", "org2", "p1"]
     # Without :iterate, the Patient include does not apply to included patients.
     r = await run(data, "Observation", q("_id=o1&_include=Observation:subject"))
     assert [i.id for i in r.included] == ["p1"]
-    r = await run(data, "Patient", q(
-        "_id=p2&_revinclude=MedicationRequest:subject"
-        "&_include:iterate=MedicationRequest:medication"))
+    r = await run(
+        data,
+        "Patient",
+        q(
+            "_id=p2&_revinclude=MedicationRequest:subject"
+            "&_include:iterate=MedicationRequest:medication"
+        ),
+    )
     assert sorted(i.id for i in r.included) == ["m1", "mr2"]
 
 
