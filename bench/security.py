@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import subprocess
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import machine
+from bench.common import save_report, start_report
 from bench.httpclient import Connection
 from bench.run import Databases, Server, latency_summary
 
@@ -135,15 +134,7 @@ def merge(rounds: list[dict]) -> dict:
 
 
 async def amain(opts: argparse.Namespace) -> dict:
-    import asyncpg
-
-    conn = await asyncpg.connect(opts.admin_url)
-    try:
-        pg_version = await conn.fetchval("SHOW server_version")
-    finally:
-        await conn.close()
-    report: dict = {"machine": machine.describe(pg_version, {}), "options": vars(opts)}
-    print(json.dumps(report["machine"]), flush=True)
+    report = await start_report(opts.admin_url, vars(opts))
     dbs = Databases(opts.admin_url, keep=False)
     work = Path(tempfile.mkdtemp(prefix="bench-security-"))
     url = await dbs.create("security")
@@ -198,10 +189,7 @@ async def amain(opts: argparse.Namespace) -> dict:
                     )
     finally:
         await dbs.drop_all()
-    out = ROOT / "bench" / "results" / f"security-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(f"result: {out}")
+    save_report("security", report)
     return report
 
 

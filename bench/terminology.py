@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import machine
+from bench.common import save_report, start_report
 from bench.run import Databases, Server
 from bench.security import drive
 
@@ -60,15 +59,7 @@ async def ingest(url: str, bundles: Path, check: bool) -> float:
 
 
 async def amain(opts: argparse.Namespace) -> dict:
-    import asyncpg
-
-    conn = await asyncpg.connect(opts.admin_url)
-    try:
-        pg_version = await conn.fetchval("SHOW server_version")
-    finally:
-        await conn.close()
-    report: dict = {"machine": machine.describe(pg_version, {}), "options": vars(opts)}
-    print(json.dumps(report["machine"]), flush=True)
+    report = await start_report(opts.admin_url, vars(opts))
     dbs = Databases(opts.admin_url, keep=False)
     work = Path(tempfile.mkdtemp(prefix="bench-terminology-"))
     try:
@@ -120,10 +111,7 @@ async def amain(opts: argparse.Namespace) -> dict:
         )
     finally:
         await dbs.drop_all()
-    out = ROOT / "bench" / "results" / f"terminology-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
-    print(f"result: {out}")
+    save_report("terminology", report)
     return report
 
 
