@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench definitions clean
+.PHONY: demo test lint bench bench-security bench-terminology definitions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-security: $(STAMP)
+	$(BIN)/python -m bench.security
+
+bench-terminology: $(STAMP)
+	$(BIN)/python -m bench.terminology
 
 definitions: $(STAMP)
 	$(BIN)/python scripts/build_definitions.py
