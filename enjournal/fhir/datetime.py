@@ -68,10 +68,6 @@ def _ms(moment: datetime) -> int:
     )
 
 
-def instant_ms(moment: datetime) -> int:
-    return _ms(moment.astimezone(UTC))
-
-
 def format_instant(ms: int) -> str:
     """Epoch milliseconds as a FHIR instant, e.g. ``2024-03-05T10:00:00.123Z``."""
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
-
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import Gone, NotFound, PreconditionFailed
@@ -370,7 +368,3 @@ def sqlite_path(url: str) -> str:
     ``sqlite://`` or ``sqlite:///:memory:`` -> in memory."""
     path = url.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
     return path or ":memory:"
-
-
-def loads(content: bytes) -> dict:
-    return orjson.loads(content)

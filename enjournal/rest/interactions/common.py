@@ -57,13 +57,3 @@ def stored_response(
         message = f"{stored.type}/{stored.id} stored as version {stored.version}"
         return FhirResponse(status, orjson.dumps(info_outcome(message)), headers, stored)
     return FhirResponse(status, stored.content, headers, stored)
-
-
-def parse_criteria(request: FhirRequest, criteria: str) -> list[tuple[str, str]]:
-    """``identifier=x&name=y`` (from If-None-Exist or a conditional URL) as pairs."""
-    from urllib.parse import parse_qsl
-
-    pairs = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
-    if not pairs:
-        raise Invalid("conditional criteria are empty")
-    return pairs
