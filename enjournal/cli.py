@@ -69,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
+    except (ValueError, OSError) as error:  # bad URL, unreachable database, missing file
+        print(f"enjournal {args.command}: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        import asyncpg
+
+        if isinstance(error, asyncpg.PostgresError):
+            print(f"enjournal {args.command}: PostgreSQL: {error}", file=sys.stderr)
+            return 2
+        raise
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +98,18 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault(
         "ENJOURNAL_PUBLIC_URL", args.public_url or f"http://{args.host}:{args.port}"
     )
+    from enjournal.server.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.auth and not (settings.trusted_issuers or settings.oidc_provider):
+        print(
+            "enjournal serve: security is on but no token issuer is trusted.\n"
+            "  Set ENJOURNAL_TRUSTED_ISSUERS (JSON list of issuers: HelseID, ID-porten, "
+            "Keycloak),\n  or ENJOURNAL_OIDC_PROVIDER=on for the embedded demo provider,\n"
+            "  or ENJOURNAL_AUTH=off for a server without security (tests, benchmarks only).",
+            file=sys.stderr,
+        )
+        return 2
     # Migrate once here, so several workers do not race to create the schema.
     asyncio.run(_migrate_only(args.database))
     uvicorn.run(
