@@ -105,6 +105,10 @@ def structure_tables(sds: list[dict]) -> tuple[dict, dict, set[str]]:
             if binding.get("strength") == "required" and binding.get("valueSet"):
                 row["binding"] = binding["valueSet"].split("|")[0]
                 bindings.add(row["binding"])
+            elif binding.get("strength") in ("extensible", "preferred") and binding.get("valueSet"):
+                # Checked by $validate as warnings only (validation.py).
+                row["weak_binding"] = [binding["strength"], binding["valueSet"].split("|")[0]]
+                bindings.add(row["weak_binding"][1])
             out.append(row)
         types[name] = {"kind": sd["kind"], "elements": out}
     return types, primitives, bindings
@@ -276,7 +280,8 @@ def main() -> None:
         value_sets[url] = {"codes": {s: sorted(c) for s, c in sorted(expansion.items())}}
     required = {
         "source": SOURCE,
-        "note": "Required-binding value sets expanded by scripts/build_structures.py.",
+        "note": "Value sets of required (and, for warnings, extensible and preferred) "
+        "bindings, expanded by scripts/build_structures.py.",
         "valueSets": value_sets,
     }
     OUT.mkdir(parents=True, exist_ok=True)
@@ -285,7 +290,7 @@ def main() -> None:
         (OUT / name).write_text(text + "\n")
         print(f"wrote {OUT / name}: {len(text) / 1e6:.2f} MB")
     skipped = sorted(u for u, v in value_sets.items() if "unexpandable" in v)
-    print(f"{len(types)} types, {len(value_sets)} required value sets, {len(skipped)} unexpandable")
+    print(f"{len(types)} types, {len(value_sets)} bound value sets, {len(skipped)} unexpandable")
     for url in skipped:
         print(f"  unexpandable: {url}: {value_sets[url]['unexpandable']}")
 

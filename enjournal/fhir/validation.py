@@ -15,7 +15,8 @@ What is checked (tables: ``definitions/structures.json`` and
 * arrays exactly where the element repeats, never empty; cardinality (min/max);
 * choice elements ``x[x]``: an allowed type suffix and at most one of them;
 * required bindings on code, Coding and CodeableConcept (value sets that cannot be
-  expanded from the package are skipped, never guessed);
+  expanded from the package are skipped, never guessed); extensible and preferred
+  bindings the same way, but as warnings (shown by ``$validate``, never refusing a write);
 * literal references point at an allowed target type;
 * empty objects and empty strings (FHIR forbids them);
 * Norwegian identifiers, via ``enjournal.fhir.norwegian_ids.identifier_problem``.
@@ -183,6 +184,7 @@ class _Field:
         "min",
         "name",
         "targets",
+        "weak_binding",
     )
 
     def __init__(self, row: dict, name: str):
@@ -192,6 +194,8 @@ class _Field:
         self.many = self.max is None or self.max > 1
         self.choice = name.endswith("[x]")
         self.binding = row.get("binding")
+        # (strength, value set) of an extensible or preferred binding: warnings only.
+        self.weak_binding = tuple(row["weak_binding"]) if row.get("weak_binding") else None
         targets = row.get("targets") or ()
         self.targets = None if not targets or "Resource" in targets else frozenset(targets)
         self.inline: _Node | None = None  # backbone element / contentReference
@@ -242,7 +246,13 @@ def _type_node(type_name: str) -> _Node | None:
             field.keys.append(name)
             t = types[0] if types else "Element"
             parent.slots[name] = (field, t, checkers.get(t))
-            field.fast = t in checkers and not field.many and not field.binding and t != "string"
+            field.fast = (
+                t in checkers
+                and not field.many
+                and not field.binding
+                and not field.weak_binding
+                and t != "string"
+            )
         if field.min:
             parent.required.append(field)
         if "ref" in row or (types and types[0] in _INLINE_TYPES):
@@ -448,6 +458,15 @@ class _Walker:
                         path,
                         f"The code {value!r} is not in the required value set {vs.describe()}",
                     )
+            elif field.weak_binding and tcode == "code":
+                strength, url = field.weak_binding
+                vs = _value_set(url)
+                if vs is not None and value not in vs.all_codes:
+                    self.warning(
+                        "code-invalid",
+                        path,
+                        f"The code {value!r} is not in the {strength} value set {vs.describe()}",
+                    )
             elif tcode == "string" and (value[0].isspace() or value[-1].isspace()):
                 self.warning("value", path, "Strings should not start or end with whitespace")
             return
@@ -465,6 +484,11 @@ class _Walker:
             vs = _value_set(field.binding)
             if vs is not None:
                 self.binding(value, tcode, vs, path)
+        elif field.weak_binding and tcode in ("Coding", "CodeableConcept"):
+            strength, url = field.weak_binding
+            vs = _value_set(url)
+            if vs is not None:
+                self.binding(value, tcode, vs, path, strength)
         if tcode == "Identifier":
             system, ident = value.get("system"), value.get("value")
             if type(system) is str and type(ident) is str:
@@ -474,7 +498,12 @@ class _Walker:
         elif tcode == "Reference" and field.targets is not None:
             self.reference(value, field, path)
 
-    def binding(self, value: dict, tcode: str, vs: _ValueSet, path: str) -> None:
+    def binding(
+        self, value: dict, tcode: str, vs: _ValueSet, path: str, strength: str = "required"
+    ) -> None:
+        """A code outside a required value set is an error; outside an extensible or
+        preferred one, a warning (which only ``$validate`` shows: writes are not refused)."""
+        report = self.error if strength == "required" else self.warning
         if tcode == "Coding":
             system, code = value.get("system"), value.get("code")
             if type(code) is not str:
@@ -482,10 +511,10 @@ class _Walker:
             ok = code in vs.all_codes if system is None else code in vs.systems.get(system, ())
             if not ok:
                 shown = f"{system}#{code}" if system else repr(code)
-                self.error(
+                report(
                     "code-invalid",
                     path,
-                    f"The coding {shown} is not in the required value set {vs.describe()}",
+                    f"The coding {shown} is not in the {strength} value set {vs.describe()}",
                 )
             return
         codings = value.get("coding")
@@ -494,10 +523,10 @@ class _Walker:
         relevant = [c for c in codings if isinstance(c, dict) and c.get("system") in vs.systems]
         if relevant and not any(c.get("code") in vs.systems[c["system"]] for c in relevant):
             shown = ", ".join(f"{c['system']}#{c.get('code')}" for c in relevant)
-            self.error(
+            report(
                 "code-invalid",
                 f"{path}.coding",
-                f"None of the codings ({shown}) is in the required value set {vs.describe()}",
+                f"None of the codings ({shown}) is in the {strength} value set {vs.describe()}",
             )
 
     def reference(self, value: dict, field: _Field, path: str) -> None:

@@ -94,3 +94,27 @@ async def test_oversized_body_is_refused(store):
         r = await http.post("/fhir/Patient", content=b"{" + b" " * 200 + b"}")
     assert r.status_code == 413
     assert r.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_extensible_bindings_warn_in_validate_but_do_not_refuse_writes(client):
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "pulse"},
+        "interpretation": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                        "code": "ZZZ",
+                    }
+                ]
+            }
+        ],
+    }
+    report = (await client.post("/fhir/Observation/$validate", json=obs)).json()
+    warnings = [i for i in report["issue"] if i["severity"] == "warning"]
+    assert warnings and "extensible value set" in warnings[0]["diagnostics"]
+    assert warnings[0]["expression"] == ["Observation.interpretation[0].coding"]
+    assert not [i for i in report["issue"] if i["severity"] == "error"]
+    assert (await client.post("/fhir/Observation", json=obs)).status_code == 201
