@@ -628,6 +628,19 @@ async def _includes(
     return included
 
 
+def _include_filter(inc: Include, args: list, *, with_target: bool) -> str:
+    """The conditions on the reference rows ``f`` an include follows; appends their args."""
+    cond = ""
+    columns = [("type", inc.source_type), ("param", inc.param)]
+    if with_target:
+        columns.append(("target_type", inc.target_type))
+    for column, value in columns:
+        if value is not None:
+            cond += f" AND f.{column} = ?"
+            args.append(value)
+    return cond
+
+
 async def _include_one(
     conn: Connection, inc: Include, sources: list[StoredResource]
 ) -> list[StoredResource]:
@@ -637,16 +650,7 @@ async def _include_one(
         for i in range(0, len(rids), _CHUNK):
             chunk = rids[i : i + _CHUNK]
             args: list = list(chunk)
-            cond = ""
-            if inc.source_type is not None:
-                cond += " AND f.type = ?"
-                args.append(inc.source_type)
-            if inc.param is not None:
-                cond += " AND f.param = ?"
-                args.append(inc.param)
-            if inc.target_type is not None:
-                cond += " AND f.target_type = ?"
-                args.append(inc.target_type)
+            cond = _include_filter(inc, args, with_target=True)
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM resources r WHERE NOT r.deleted AND r.rid IN "
                 "(SELECT t.rid FROM idx_reference f JOIN resources t "
@@ -668,13 +672,7 @@ async def _include_one(
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             args = [*chunk, ttype]
-            cond = ""
-            if inc.source_type is not None:
-                cond += " AND f.type = ?"
-                args.append(inc.source_type)
-            if inc.param is not None:
-                cond += " AND f.param = ?"
-                args.append(inc.param)
+            cond = _include_filter(inc, args, with_target=False)
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM resources r WHERE NOT r.deleted AND r.rid IN "
                 f"(SELECT f.rid FROM idx_reference f WHERE f.target_id IN ({_marks(chunk)}) "
