@@ -64,6 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     verify = audit_sub.add_parser("verify", help="check the audit log's hash chain")
     _database_option(verify)
 
+    jobs = sub.add_parser("jobs", help="the services' scheduled jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    jobs_run = jobs_sub.add_parser("run", help="run every job once (e.g. from cron)")
+    _database_option(jobs_run)
+    jobs_run.add_argument(
+        "--now", help="the time the jobs see, ISO 8601 with offset (default: the real time)"
+    )
+
+    fest = sub.add_parser("fest", help="the drug catalogue (FEST)")
+    fest_sub = fest.add_subparsers(dest="fest_command", required=True)
+    fest_load = fest_sub.add_parser("load", help="load a FEST M30 XML file (streamed)")
+    _database_option(fest_load)
+    fest_load.add_argument("path", help="fest251.xml (or a .zip holding it)")
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -191,6 +205,18 @@ def _audit(args: argparse.Namespace) -> int:
     return asyncio.run(verify_command(args.database))
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from enjournal.services.command import jobs_command
+
+    return asyncio.run(jobs_command(args.database, args.now))
+
+
+def _fest(args: argparse.Namespace) -> int:
+    from enjournal.services.eresept.fest.command import load_command
+
+    return asyncio.run(load_command(args.database, args.path))
+
+
 COMMANDS = {
     "serve": _serve,
     "migrate": _migrate,
@@ -198,6 +224,8 @@ COMMANDS = {
     "demo": _demo,
     "token": _token,
     "audit": _audit,
+    "jobs": _jobs,
+    "fest": _fest,
     "terminology": _terminology,
 }
 

@@ -41,6 +41,9 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
     With ``settings.auth`` on, ``security`` (an ``enjournal.security.setup.Security``) is
     built from the settings unless given."""
     metrics = Metrics()
+    from enjournal.services import ServiceContext
+    from enjournal.services import register_all as register_services
+    from enjournal.services.jobs import JobRunner
     from enjournal.terminology.operations import register_all
 
     register_all()
@@ -48,6 +51,7 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
         from enjournal.security.setup import build_security
 
         security = build_security(settings)
+    jobs = register_services(ServiceContext(settings, security))
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -62,7 +66,10 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
             app.state.store.checks.append(CodeCheck())
         if security is not None:
             await security.start(app.state.store)
+        runner = JobRunner(app.state.store, jobs if settings.jobs else [])
+        runner.start()
         yield
+        await runner.stop()
         if security is not None:
             await security.stop()
         if own:

@@ -37,6 +37,8 @@ class Settings:
     audit_reads_synchronous: bool = True
     # Refuse codes missing from complete code systems the server holds, and bad UCUM units.
     terminology_check: bool = True
+    # Run the services' scheduled jobs (deletions after their deadlines) in this process.
+    jobs: bool = True
     demo_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/callback",)
 
     def rate_limit(self, which: str) -> tuple[float, int] | None:

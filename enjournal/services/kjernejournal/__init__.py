@@ -1,0 +1,7 @@
+"""The kjernejournal service (being built)."""
+
+from __future__ import annotations
+
+
+def register(context) -> list:
+    return []
