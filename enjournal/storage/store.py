@@ -85,6 +85,15 @@ class Transaction:
             raise Gone(f"{type_}/{id_} was deleted")
         return StoredResource(row[0], type_, id_, row[1], row[2], bytes(row[4]))
 
+    async def read_for_update(self, type_: str, id_: str) -> StoredResource:
+        """Read the current version and lock it until the transaction ends, so a
+        read-check-write (take a prescription, dispense a repeat) cannot interleave with
+        another worker's.  SQLite's single writer already serialises write transactions."""
+        if not self.write:
+            raise RuntimeError("read_for_update needs a write transaction")
+        await self._lock(type_, id_)
+        return await self.read(type_, id_)
+
     async def exists(self, type_: str, id_: str) -> bool:
         row = await self.conn.fetchrow(
             "SELECT deleted FROM resources WHERE type = ? AND id = ?", type_, id_

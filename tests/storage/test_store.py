@@ -96,3 +96,33 @@ async def test_parallel_if_match_updates_have_one_winner(store_url):
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_read_for_update_serialises_read_check_write(store):
+    """Two transactions that read a counter for update and increment it never lose one:
+    the second waits for the first (row lock on PostgreSQL, one writer on SQLite)."""
+    import asyncio
+
+    await store.update({"resourceType": "Basic", "code": {"text": "0"}}, "counter")
+
+    async def increment():
+        async with store.transaction(write=True) as tx:
+            current = await tx.read_for_update("Basic", "counter")
+            value = int(orjson.loads(current.content)["code"]["text"])
+            await asyncio.sleep(0.01)  # widen the window a lost update would need
+            await tx.update(
+                {"resourceType": "Basic", "id": "counter", "code": {"text": str(value + 1)}},
+                "counter",
+            )
+
+    await asyncio.gather(*(increment() for _ in range(8)))
+    final = await store.read("Basic", "counter")
+    assert orjson.loads(final.content)["code"]["text"] == "8"
+    assert final.version == 9
+
+
+async def test_read_for_update_needs_a_write_transaction(store):
+    await store.update({"resourceType": "Basic", "code": {"text": "x"}}, "b")
+    async with store.transaction(write=False) as tx:
+        with pytest.raises(RuntimeError):
+            await tx.read_for_update("Basic", "b")
