@@ -27,6 +27,17 @@ async def _load_code_lists(url: str) -> int:
         await store.close()
 
 
+async def _load_demo_fest(url: str) -> int:
+    from enjournal.services.eresept.fest.catalogue import DEMO_FILE, load_file
+    from enjournal.storage import open_store
+
+    store = await open_store(url)
+    try:
+        return await load_file(store, DEMO_FILE)
+    finally:
+        await store.close()
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from enjournal.demo.population import write_bundles
     from enjournal.importer import run_import
@@ -46,6 +57,8 @@ def run_demo(args: argparse.Namespace) -> int:
             old.unlink()
         concepts = asyncio.run(_load_code_lists(url))
         console.print(f"loaded the shipped code lists ({concepts} concepts)")
+        entries = asyncio.run(_load_demo_fest(url))
+        console.print(f"loaded the demo drug catalogue (FEST format, {entries} entries)")
         console.print(f"generating {args.patients} patients (seed {args.seed}) in {bundles}")
         write_bundles(bundles, args.patients, args.seed)
         status = asyncio.run(run_import(url, [str(bundles)], console, brief=True))
