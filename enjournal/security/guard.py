@@ -45,6 +45,17 @@ PARENT_ROLES = frozenset(
 )
 ACTIONS = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}
 
+# Hooks the national services add for the resources they own (kjernejournal: its tagged
+# entries), applied after the general policy by every interaction.  Each is
+# ``(marker, check)``: ``marker`` is a byte string whose absence from stored JSON proves the
+# hook does not apply (so nothing is parsed for other resources), and
+# ``async check(guard, tx, action, resource: dict, patients) -> str | None`` returns the
+# reason to refuse, or None.
+RESOURCE_HOOKS: list[tuple[bytes, object]] = []
+# Consent categories (coding systems) a service interprets itself; the general Consent rules
+# here skip them (kjernejournal's privacy settings are not whole-record restrictions).
+SERVICE_CONSENT_SYSTEMS: set[str] = set()
+
 
 class FactsCache:
     """Facts that change rarely, shared by the requests of one worker for a short time:
@@ -117,6 +128,8 @@ class Guard:
         decision = await self._decide(
             tx, action, stored.type, patients, f"{stored.type}/{stored.id}"
         )
+        if decision.allowed:
+            decision = await self._hooks(tx, action, stored.content, None, patients, decision)
         self._record(action, interaction, decision, patients, [f"{stored.type}/{stored.id}"])
         if not decision.allowed:
             if action in ("r", "s"):
@@ -151,6 +164,8 @@ class Guard:
         if type_ == "Patient" and action == "c" and self.principal.kind != "citizen":
             patients = None  # registering a new patient: no relation exists yet
         decision = await self._decide(tx, action, type_, patients, ref)
+        if decision.allowed and RESOURCE_HOOKS:
+            decision = await self._hooks(tx, action, None, resource, patients, decision)
         self._record(action, interaction, decision, patients or [], [ref])
         if not decision.allowed:
             raise Forbidden(decision.reason)
@@ -206,6 +221,8 @@ class Guard:
             ref = f"{stored.type}/{stored.id}"
             decision = await self._decide(tx, "r", stored.type, patients, ref)
             if decision.allowed:
+                decision = await self._hooks(tx, "r", stored.content, None, patients, decision)
+            if decision.allowed:
                 kept.append(stored)
                 key = patients[0] if patients else None
                 by_patient.setdefault(key, []).append(ref)
@@ -214,7 +231,22 @@ class Guard:
             self._record("s", interaction, decisions[patient], [patient] if patient else [], refs)
         return kept
 
+    async def facts(self, tx: Transaction, patient: str) -> PatientFacts:
+        """What the policy knows of the caller's relation to ``patient`` (care relationship,
+        own record, child in care, blocking Consents), for services' own access rules."""
+        return await self._facts_for(tx, patient)
+
     # ---- facts --------------------------------------------------------------------------
+
+    async def _hooks(self, tx, action, content, resource, patients, decision) -> Decision:
+        for marker, check in RESOURCE_HOOKS:
+            if content is not None and marker not in content:
+                continue
+            parsed = resource if resource is not None else orjson.loads(content)
+            reason = await check(self, tx, action, parsed, patients)  # type: ignore[operator]
+            if reason:
+                return Decision(False, decision.purpose, reason=reason)
+        return decision
 
     async def _decide(self, tx, action, type_, patients, ref) -> Decision:
         if patients is None:
@@ -402,6 +434,12 @@ class Guard:
         blocked_refs: set[str] = set()
         for (content,) in rows:
             consent = jsonio.loads(content)
+            if SERVICE_CONSENT_SYSTEMS and any(
+                c.get("system") in SERVICE_CONSENT_SYSTEMS
+                for cat in consent.get("category", [])
+                for c in cat.get("coding", [])
+            ):
+                continue
             provision = consent.get("provision") or {}
             if consent.get("status") != "active" or provision.get("type") != "deny":
                 continue

@@ -1,0 +1,512 @@
+"""The e-resept operations on MedicationRequest: the prescription's life in the
+prescription intermediary (Reseptformidleren, RF), domain 3.1-3.4.  docs/eresept.md shows
+each with an example.
+
+    POST /MedicationRequest/$prescribe          prescriber issues (M1)
+    POST /MedicationRequest/$dispensable        dispenser lists a patient's (M9.1/M9.2)
+    POST /MedicationRequest/{id}/$take          dispenser takes it under dispensing (M9.3/M9.4)
+    POST /MedicationRequest/{id}/$release       ... gives it back undispensed
+    POST /MedicationRequest/{id}/$dispense      ... dispenses (M10; reports M6, M8)
+    POST /MedicationRequest/{id}/$withdraw      prescriber withdraws (M5)
+    POST /MedicationRequest/{id}/$privacy-lock  citizen locks it (låst resept, M4.1/M4.2)
+
+Each runs in one store transaction; every state change reads the prescription with
+``read_for_update`` (row lock on PostgreSQL, the single writer on SQLite), checks the rules
+on what it read, then writes, so concurrent pharmacies and workers cannot both win.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, date, datetime
+
+import orjson
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
+from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_HPR, OID_ORGNR
+from enjournal.rest.interactions.common import validate_for_write
+from enjournal.rest.message import FhirResponse, outcome
+from enjournal.rest.operations import parameters
+from enjournal.services.eresept import drugs, queries, rules
+from enjournal.services.eresept.actors import Actor, audit, caller
+from enjournal.services.eresept.reports import current_atcs, dispense_resources
+from enjournal.services.eresept.rules import Prescription
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# The service's clock (set by register() from the ServiceContext; tests replace it).
+clock = utc_now
+
+
+# ---- prescribing ---------------------------------------------------------------------------
+
+
+async def prescribe(request, tx) -> FhirResponse:
+    params = _params(request)
+    body = params.get("prescription")
+    if body is None and request.method == "POST":
+        candidate = request.json()
+        body = candidate if candidate.get("resourceType") == "MedicationRequest" else None
+    if not isinstance(body, dict) or body.get("resourceType") != "MedicationRequest":
+        raise Invalid("$prescribe needs a MedicationRequest (or Parameters with 'prescription')")
+    actor = await caller(request, tx, params, ("MedicationRequest", "c"))
+    if actor.kind not in ("personnel", "trusted"):
+        raise Forbidden("only health personnel prescribe")
+    hpr = actor.hpr or _hpr_in(body) if actor.kind == "trusted" else actor.hpr
+    validate_for_write(body)
+    patient_id = _reference_id(body.get("subject"), "Patient", "MedicationRequest.subject")
+    if not await tx.exists("Patient", patient_id):
+        raise Unprocessable(f"Patient/{patient_id} is not known", expression="subject")
+    product = await _product_of(tx, body)
+    rules.check_prescriber(actor.profession, hpr, product.group)
+    blue = _reimbursement(body) is not None
+    request_ = body.get("dispenseRequest") or {}
+    repeats = int(request_.get("numberOfRepeatsAllowed") or 0)
+    rules.check_repeats(product.group, repeats, blue)
+    quantity = float((request_.get("quantity") or {}).get("value") or 0)
+    if quantity <= 0:
+        raise Unprocessable(
+            "the quantity to dispense is required and positive",
+            expression="MedicationRequest.dispenseRequest.quantity",
+        )
+    now = clock()
+    start, requested_end = _validity_in(request_, now.date())
+    end = rules.validity(start, product.atc, blue, requested_end)
+    performer = await _named_dispenser(tx, request_.get("performer"), product.kind)
+
+    atcs = await current_atcs(tx, patient_id)
+    found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
+    _require_acknowledged(found, params, patient_id)
+
+    resource = _prescription(body, actor, hpr, product, patient_id, now, start, end, performer)
+    resource["dispenseRequest"]["numberOfRepeatsAllowed"] = repeats
+    p = Prescription(resource)
+    p.set_status(rules.EXPEDITABLE)
+    p.set_remaining(quantity * (1 + repeats))
+    validate_for_write(resource)
+    stored = await tx.create(resource)
+    ref = f"MedicationRequest/{stored.id}"
+    issues = await _store_issues(tx, found, patient_id, ref, atcs, params)
+    audit(request, "C", "$prescribe", patient_id, [ref, *issues_refs(issues)])
+    out = [("prescription", jsonio.loads(stored.content))] + [("issue", i) for i in issues]
+    return FhirResponse.of(_parameters(out), 201, Location=f"{request.base_url}/{ref}")
+
+
+def _prescription(body, actor: Actor, hpr, product, patient_id, now, start, end, performer):
+    requester: dict = {"identifier": {"system": OID_HPR, "value": hpr}}
+    if actor.name:
+        requester["display"] = actor.name
+    resource = {
+        "resourceType": "MedicationRequest",
+        "identifier": [{"system": rules.RESEPT_ID, "value": secrets.token_hex(16)}],
+        "status": "active",
+        "intent": "order",
+        "category": [
+            {"coding": [{"system": rules.PRODUCT_KIND, "code": product.kind}], "text": product.kind}
+        ],
+        "medicationReference": {
+            "reference": f"Medication/{product.medication_id}",
+            "display": product.name,
+        },
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "requester": requester,
+        "dispenseRequest": {
+            "validityPeriod": {"start": start.isoformat(), "end": end.isoformat()},
+            "quantity": body["dispenseRequest"]["quantity"],
+        },
+    }
+    for key in ("dosageInstruction", "note", "reasonCode", "substitution", "courseOfTherapyType"):
+        if key in body:
+            resource[key] = body[key]
+    if performer is not None:
+        resource["dispenseRequest"]["performer"] = performer
+    extensions = [{"url": rules.GROUP_EXT, "valueCode": product.group}]
+    reimbursement = _reimbursement(body)
+    if reimbursement is not None:
+        extensions.append(reimbursement)
+    institution = _institution(actor)
+    if institution is not None:
+        extensions.append({"url": rules.ORG_EXT, "valueReference": institution})
+    resource["extension"] = extensions
+    return resource
+
+
+def _institution(actor: Actor) -> dict | None:
+    """Institutions are named by HER-id, else organisation number (domain 3.4)."""
+    if actor.her_id:
+        ident = {"system": OID_HER_ID, "value": actor.her_id}
+    elif actor.org_nr:
+        ident = {"system": OID_ORGNR, "value": actor.org_nr}
+    else:
+        return None
+    out: dict = {"identifier": ident}
+    if actor.org_name:
+        out["display"] = actor.org_name
+    return out
+
+
+def _hpr_in(body: dict) -> str | None:
+    ident = (body.get("requester") or {}).get("identifier") or {}
+    return ident.get("value") if ident.get("system") == OID_HPR else None
+
+
+def _reimbursement(body: dict) -> dict | None:
+    return next(
+        (e for e in body.get("extension", []) if e.get("url") == rules.REIMBURSEMENT_EXT), None
+    )
+
+
+def _validity_in(request_: dict, today: date) -> tuple[date, date | None]:
+    period = request_.get("validityPeriod") or {}
+    try:
+        start = date.fromisoformat(period["start"][:10]) if period.get("start") else today
+        end = date.fromisoformat(period["end"][:10]) if period.get("end") else None
+    except ValueError:
+        raise Invalid("validityPeriod needs dates", expression="validityPeriod") from None
+    if start < today:
+        raise Unprocessable("a prescription's validity cannot start in the past")
+    return start, end
+
+
+async def _product_of(tx, body: dict):
+    ref = (body.get("medicationReference") or {}).get("reference")
+    if ref is None:
+        for coding in (body.get("medicationCodeableConcept") or {}).get("coding", []):
+            if coding.get("code"):
+                ref = coding["code"]  # a varenr
+                break
+    if not ref:
+        raise Unprocessable("name the medicine: medicationReference to a catalogue Medication")
+    product = await drugs.product(tx, ref)
+    if product is None:
+        raise Unprocessable(f"{ref} is not in the drug catalogue (FEST)", expression="medication")
+    if not product.active:
+        raise Unprocessable(f"{ref} is no longer in the drug catalogue (FEST)")
+    return product
+
+
+async def _named_dispenser(tx, performer: dict | None, kind: str) -> dict | None:
+    if not performer:
+        return None
+    from enjournal.services.eresept.actors import BANDAGIST, org_type
+
+    org_nr = (performer.get("identifier") or {}).get("value")
+    if not org_nr and performer.get("reference", "").startswith("Organization/"):
+        org = await queries.read_json(tx, "Organization", performer["reference"].split("/")[1])
+        org_nr = next(
+            (i.get("value") for i in org.get("identifier", []) if i.get("system") == OID_ORGNR),
+            None,
+        )
+    org = await queries.organization(tx, org_nr)
+    if org is None:
+        raise Unprocessable(
+            "the named dispenser is not a known organisation (by organisation number)",
+            expression="MedicationRequest.dispenseRequest.performer",
+        )
+    rules.check_named_dispenser(kind, org_type(org) == BANDAGIST)
+    return {
+        "reference": f"Organization/{org['id']}",
+        "identifier": {"system": OID_ORGNR, "value": org_nr},
+        "display": org.get("name", ""),
+    }
+
+
+# ---- interactions ----------------------------------------------------------------------
+
+
+def _acknowledged(params: dict) -> set[str]:
+    value = params.get("acknowledge") or []
+    values = value if isinstance(value, list) else [value]
+    return {str(v) for v in values}
+
+
+def _require_acknowledged(found, params: dict, patient_id: str) -> None:
+    """The most severe interactions need the caller to name them in ``acknowledge``; else
+    409 with an OperationOutcome listing them and the DetectedIssues contained."""
+    missing = [i for i in found if i.severity == "high" and i.id not in _acknowledged(params)]
+    if missing:
+        raise InteractionConflict(missing, patient_id)
+
+
+class InteractionConflict(Conflict):
+    def __init__(self, interactions, patient_id: str):
+        self.interactions = interactions
+        self.patient_id = patient_id
+        super().__init__(
+            "severe interaction(s) need an acknowledgement: "
+            + ", ".join(f"{i.id} ({i.atc_a} + {i.atc_b})" for i in interactions)
+        )
+
+    def response(self) -> FhirResponse:
+        issues = [e.to_fhir() for e in self.issues]
+        for i in self.interactions:
+            issues.append(
+                {
+                    "severity": "error",
+                    "code": "business-rule",
+                    "details": {"text": i.id},
+                    "diagnostics": f"{i.severity}: {i.atc_a} + {i.atc_b}: {i.consequence}",
+                }
+            )
+        body = outcome([])
+        body["issue"] = issues
+        body["contained"] = [
+            {**drugs.detected_issue(i, f"Patient/{self.patient_id}", []), "id": f"issue{n}"}
+            for n, i in enumerate(self.interactions)
+        ]
+        return FhirResponse.of(body, 409)
+
+
+async def _store_issues(tx, found, patient_id, new_ref, atcs, params) -> list[dict]:
+    """Store the detected interactions (acknowledged ones with the acknowledgement)."""
+    acknowledged = _acknowledged(params)
+    out = []
+    for interaction in found:
+        implicated = [new_ref] + [
+            ref for atc, ref in atcs if _matches(atc, interaction.atc_a, interaction.atc_b)
+        ]
+        issue = drugs.detected_issue(interaction, f"Patient/{patient_id}", implicated)
+        if interaction.id in acknowledged:
+            issue.setdefault("mitigation", []).append(
+                {"action": {"text": "Acknowledged by the prescriber or pharmacist"}}
+            )
+        stored = await tx.create(issue)
+        out.append(jsonio.loads(stored.content))
+    return out
+
+
+def _matches(atc: str, a: str, b: str) -> bool:
+    return bool(atc) and (atc.startswith(a) or atc.startswith(b))
+
+
+def issues_refs(issues: list[dict]) -> list[str]:
+    return [f"DetectedIssue/{i['id']}" for i in issues]
+
+
+# ---- the dispenser's steps ---------------------------------------------------------------
+
+
+async def dispensable(request, tx) -> FhirResponse:
+    """A patient's dispensable prescriptions by national identity number; privacy-locked
+    ones only with their reference number.  Each shows who holds it under dispensing."""
+    params = _params(request)
+    actor = await caller(request, tx, params, ("MedicationRequest", "s"))
+    actor.require_dispenser()
+    pid = _string(params, "patient")
+    if not pid:
+        raise Invalid("name the patient's national identity number in 'patient'")
+    patient_id = await queries.patient_by_pid(tx, pid)
+    reference = _string(params, "reference-number")
+    wanted = rules.reference_hash(reference) if reference else None
+    today = clock().date()
+    found = []
+    if patient_id is not None:
+        for resource in await queries.prescriptions_of(tx, patient_id):
+            p = Prescription(resource)
+            if not rules.dispensable(p, today, reference_hash_=wanted):
+                continue
+            if actor.bandagist and p.product_kind == "legemiddel":
+                continue
+            found.append(_public(resource))
+    refs = [f"MedicationRequest/{r['id']}" for r in found]
+    audit(request, "R", "$dispensable", patient_id, refs)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(found),
+        "entry": [
+            {
+                "fullUrl": f"{request.base_url}/MedicationRequest/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in found
+        ],
+    }
+    return FhirResponse(200, orjson.dumps(bundle))
+
+
+def _public(resource: dict) -> dict:
+    """The prescription without the privacy lock's hash."""
+    out = dict(resource)
+    rest = [e for e in resource.get("extension", []) if e.get("url") != rules.PRIVACY_EXT]
+    if rest:
+        out["extension"] = rest
+    return out
+
+
+async def _locked(request, tx, params) -> tuple[Actor, Prescription]:
+    actor = await caller(request, tx, params, ("MedicationRequest", "u"))
+    stored = await tx.read_for_update("MedicationRequest", request.path[1])
+    return actor, Prescription(jsonio.loads(stored.content))
+
+
+async def _save(tx, p: Prescription) -> dict:
+    validate_for_write(p.resource)
+    stored = await tx.update(p.resource, p.id)
+    return jsonio.loads(stored.content)
+
+
+async def take(request, tx) -> FhirResponse:
+    params = _params(request)
+    actor, p = await _locked(request, tx, params)
+    actor.require_dispenser()
+    ref = f"MedicationRequest/{p.id}"
+    try:
+        rules.take(p, actor.org_nr, actor.org_name, clock(), bandagist=actor.bandagist)
+    except (Conflict, Forbidden) as refused:
+        audit(request, "U", "$take", p.patient_id, [ref], outcome="4", description=refused.message)
+        raise
+    saved = await _save(tx, p)
+    audit(request, "U", "$take", p.patient_id, [ref])
+    return FhirResponse.of(_public(saved))
+
+
+async def release(request, tx) -> FhirResponse:
+    params = _params(request)
+    actor, p = await _locked(request, tx, params)
+    actor.require_dispenser()
+    rules.release(p, actor.org_nr)
+    saved = await _save(tx, p)
+    audit(request, "U", "$release", p.patient_id, [f"MedicationRequest/{p.id}"])
+    return FhirResponse.of(_public(saved))
+
+
+async def dispense(request, tx) -> FhirResponse:
+    """Dispense ``quantity`` (default: one prescribed quantity, or what remains if less),
+    optionally another package (``medication``: a substitute).  The report goes to the
+    prescriber and, unless the patient reserved against it, the GP."""
+    params = _params(request)
+    actor, p = await _locked(request, tx, params)
+    actor.require_dispenser()
+    ref = f"MedicationRequest/{p.id}"
+    quantity = _number(params.get("quantity"))
+    if quantity is None:
+        quantity = min(p.quantity, p.remaining) if p.remaining > 0 else p.quantity
+    now = clock()
+    medication_ref = _string(params, "medication") or (
+        p.resource.get("medicationReference") or {}
+    ).get("reference", "")
+    product = await drugs.product(tx, medication_ref)
+    if product is None:
+        raise Unprocessable(f"{medication_ref} is not in the drug catalogue (FEST)")
+    if actor.bandagist and product.kind == "legemiddel":
+        raise Forbidden("a bandagist may not dispense a medicine")
+    try:
+        closed = rules.dispense(p, actor.org_nr, quantity, now)
+    except (Conflict, Invalid) as refused:
+        audit(
+            request, "C", "$dispense", p.patient_id, [ref], outcome="4", description=refused.message
+        )
+        raise
+    atcs = [(a, r) for a, r in await current_atcs(tx, p.patient_id) if r != ref]
+    found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
+    _require_acknowledged(found, params, p.patient_id)
+    saved = await _save(tx, p)
+    dispensed, reports = await dispense_resources(tx, p, saved, actor, product, quantity, now)
+    dispensed_ref = f"MedicationDispense/{dispensed['id']}"
+    issues = await _store_issues(tx, found, p.patient_id, dispensed_ref, atcs, params)
+    audit(request, "C", "$dispense", p.patient_id, [ref, dispensed_ref, *reports])
+    out = [("prescription", _public(saved)), ("dispense", dispensed)]
+    out += [("issue", i) for i in issues]
+    out.append(("closed", {"valueBoolean": closed}))
+    return FhirResponse.of(_parameters(out))
+
+
+async def withdraw(request, tx) -> FhirResponse:
+    params = _params(request)
+    actor, p = await _locked(request, tx, params)
+    if actor.kind not in ("personnel", "trusted") or actor.profession not in rules.PRESCRIBERS:
+        raise Forbidden("only a prescriber withdraws a prescription")
+    if actor.kind == "personnel" and not _same_prescriber(p, actor):
+        # [unverified] RF lets only the prescriber (or a PLL update) withdraw.
+        raise Forbidden("only the prescriber who issued it may withdraw a prescription")
+    rules.withdraw(p, _string(params, "reason") or "", clock())
+    saved = await _save(tx, p)
+    audit(request, "U", "$withdraw", p.patient_id, [f"MedicationRequest/{p.id}"])
+    return FhirResponse.of(_public(saved))
+
+
+def _same_prescriber(p: Prescription, actor: Actor) -> bool:
+    ident = (p.resource.get("requester") or {}).get("identifier") or {}
+    return ident.get("value") == actor.hpr
+
+
+async def privacy_lock(request, tx) -> FhirResponse:
+    """The citizen asks for a låst resept: the prescription disappears from lookups made
+    without its reference number, which is returned once (only its hash is stored)."""
+    params = _params(request)
+    actor, p = await _locked(request, tx, params)
+    if actor.kind == "citizen":
+        if actor.pid not in await queries.patient_pids(tx, p.patient_id):
+            raise NotFound(f"MedicationRequest/{p.id} is not known")
+    elif actor.kind != "trusted":
+        raise Forbidden("the patient asks for a privacy lock")
+    if p.status in (rules.WITHDRAWN, rules.COMPLETED):
+        raise Conflict("the prescription is no longer dispensable")
+    number = _reference_number()
+    p.set_privacy_hash(rules.reference_hash(number))
+    await _save(tx, p)
+    audit(request, "U", "$privacy-lock", p.patient_id, [f"MedicationRequest/{p.id}"])
+    return FhirResponse.of(_parameters([("reference-number", {"valueString": number})]))
+
+
+def _reference_number() -> str:
+    # 60 random bits in groups of four: short enough to read out, long enough to guess.
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    raw = "".join(secrets.choice(alphabet) for _ in range(12))
+    return "-".join(raw[i : i + 4] for i in range(0, 12, 4))
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def _params(request) -> dict:
+    if request.method == "POST" and request.body:
+        body = request.json()
+        if isinstance(body, dict) and body.get("resourceType") != "Parameters":
+            return {}
+    return parameters(request)
+
+
+def _string(params: dict, name: str) -> str | None:
+    value = params.get(name)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("value")  # an Identifier
+    return str(value).strip() if value not in (None, "") else None
+
+
+def _number(value) -> float | None:
+    if isinstance(value, dict):
+        value = value.get("value")  # a Quantity
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"not a number: {value!r}") from None
+
+
+def _reference_id(reference: dict | None, type_: str, where: str) -> str:
+    ref = (reference or {}).get("reference") or ""
+    kind, _, id_ = ref.partition("/")
+    if kind != type_ or not id_:
+        raise Invalid(f"{where} must reference a {type_}", expression=where)
+    return id_
+
+
+def _parameters(parts: list[tuple[str, dict]]) -> dict:
+    out = []
+    for name, value in parts:
+        if "resourceType" in value:
+            out.append({"name": name, "resource": value})
+        else:
+            out.append({"name": name, **value})
+    return {"resourceType": "Parameters", "parameter": out}

@@ -1,0 +1,202 @@
+"""The patient's medication list (PLL, Pasientens legemiddelliste, domain 3.5) and the
+citizen's reservation against dispensing reports to the GP (domain 3.1).
+
+    GET  /Patient/{id}/$medication-list        the current list (a FHIR List, code
+                                               "medications"); empty if none was made
+    POST /Patient/{id}/$medication-list        a prescriber replaces it (Parameters 'list');
+                                               an entry stopped (``deleted: true``) or
+                                               removed withdraws the patient's dispensable
+                                               prescriptions of that medicine (seponering)
+    POST /Patient/{id}/$reserve-gp-reports     the citizen reserves ('reserve' true) or not
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.errors import Forbidden, Gone, Invalid, NotFound
+from enjournal.rest.interactions.common import validate_for_write
+from enjournal.rest.message import FhirResponse
+from enjournal.services.eresept import api, drugs, queries, rules
+from enjournal.services.eresept.actors import audit, caller
+from enjournal.services.eresept.reports import (
+    GP_REPORTS,
+    RESERVATION,
+    pll_id,
+    reservation_id,
+)
+from enjournal.services.eresept.rules import Prescription
+
+LIST_CODE = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/list-example-use-codes",
+            "code": "medications",
+        }
+    ],
+    "text": "Pasientens legemiddelliste",
+}
+
+
+async def medication_list(request, tx) -> FhirResponse:
+    patient_id = request.path[1]
+    patient = await tx.read("Patient", patient_id)
+    if request.method == "GET":
+        if request.guard:
+            await request.guard.check_stored(tx, patient, "r", "$medication-list")
+        row = await tx.conn.fetchrow(
+            "SELECT content FROM resources WHERE type = 'List' AND id = ? AND NOT deleted",
+            pll_id(patient_id),
+        )
+        if row is not None:
+            return FhirResponse(200, bytes(row[0]))
+        return FhirResponse.of(_empty(patient_id))
+    return await _update(request, tx, patient_id)
+
+
+def _empty(patient_id: str) -> dict:
+    return {
+        "resourceType": "List",
+        "id": pll_id(patient_id),
+        "status": "current",
+        "mode": "working",
+        "code": LIST_CODE,
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
+
+
+async def _update(request, tx, patient_id: str) -> FhirResponse:
+    params = api._params(request)
+    actor = await caller(request, tx, params, ("List", "u"))
+    if actor.profession not in rules.PRESCRIBERS or actor.kind not in ("personnel", "trusted"):
+        raise Forbidden("only a prescriber updates the medication list (PLL)")
+    new = params.get("list")
+    if not isinstance(new, dict) or new.get("resourceType") != "List":
+        raise Invalid("$medication-list needs Parameters with a List in 'list'")
+    now = api.clock()
+    resource = {**_empty(patient_id), "date": _instant(now)}
+    entries = []
+    for entry in new.get("entry", []):
+        ref = (entry.get("item") or {}).get("reference") or ""
+        if not ref.startswith("Medication/") or await drugs.product(tx, ref) is None:
+            raise Invalid(f"a PLL entry names a catalogue Medication, not {ref!r}")
+        entries.append(entry)
+    if entries:
+        resource["entry"] = entries
+    validate_for_write(resource)
+    if request.guard:
+        await request.guard.check_write(tx, resource, "u", "$medication-list")
+    old = await _old_list(tx, patient_id)
+    stopped = _stopped(old, entries)
+    withdrawn = await _withdraw_stopped(tx, patient_id, stopped, now)
+    stored = await tx.update(resource, pll_id(patient_id))
+    audit(request, "U", "$medication-list", patient_id, [f"List/{stored.id}", *withdrawn])
+    return FhirResponse.of(
+        {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "list", "resource": jsonio.loads(stored.content)},
+                *({"name": "withdrawn", "valueReference": {"reference": r}} for r in withdrawn),
+            ],
+        }
+    )
+
+
+async def _old_list(tx, patient_id: str) -> dict | None:
+    try:
+        stored = await tx.read_for_update("List", pll_id(patient_id))
+    except (NotFound, Gone):
+        return None
+    return jsonio.loads(stored.content)
+
+
+def _stopped(old: dict | None, entries: list[dict]) -> set[str]:
+    """Medicines that were on the list and now are stopped or gone."""
+    before = {
+        (e.get("item") or {}).get("reference")
+        for e in (old or {}).get("entry", [])
+        if not e.get("deleted")
+    }
+    now_active = {(e.get("item") or {}).get("reference") for e in entries if not e.get("deleted")}
+    return {r for r in before - now_active if r}
+
+
+async def _withdraw_stopped(tx, patient_id: str, stopped: set[str], now: datetime) -> list[str]:
+    """Seponering withdraws the dispensable prescriptions of the stopped medicines (same
+    package, or same ATC code)."""
+    if not stopped:
+        return []
+    atcs = set()
+    for ref in stopped:
+        product = await drugs.product(tx, ref)
+        if product is not None and product.atc:
+            atcs.add(product.atc)
+    withdrawn = []
+    for resource in await queries.prescriptions_of(tx, patient_id):
+        ref = (resource.get("medicationReference") or {}).get("reference")
+        product = await drugs.product(tx, ref) if ref else None
+        same = ref in stopped or (product is not None and product.atc in atcs)
+        if not same:
+            continue
+        stored = await tx.read_for_update("MedicationRequest", resource["id"])
+        p = Prescription(jsonio.loads(stored.content))
+        if p.status not in (rules.EXPEDITABLE, rules.UNDER_DISPENSING):
+            continue
+        rules.withdraw(p, "Seponert i pasientens legemiddelliste (PLL)", now)
+        validate_for_write(p.resource)
+        await tx.update(p.resource, p.id)
+        withdrawn.append(f"MedicationRequest/{p.id}")
+    return withdrawn
+
+
+async def reserve_gp_reports(request, tx) -> FhirResponse:
+    """The citizen reserves against dispensing reports to their GP (M8)."""
+    patient_id = request.path[1]
+    params = api._params(request)
+    actor = await caller(request, tx, params, ("Consent", "u"))
+    if actor.kind == "citizen":
+        if actor.pid not in await queries.patient_pids(tx, patient_id):
+            raise NotFound(f"Patient/{patient_id} is not known")
+    elif actor.kind != "trusted":
+        raise Forbidden("the patient reserves against reports to the GP")
+    reserve = params.get("reserve", True)
+    if isinstance(reserve, str):
+        reserve = reserve.lower() != "false"
+    consent = {
+        "resourceType": "Consent",
+        "status": "active" if reserve else "inactive",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": RESERVATION, "code": GP_REPORTS}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "dateTime": _instant(api.clock()),
+        "policyRule": {"text": "Reservasjon mot utleveringsrapport til fastlege (M8)"},
+        # The top-level rule permits: the access guard reads top-level "deny" provisions as
+        # access restrictions, and this one only stops a report being sent.
+        "provision": {
+            "type": "permit",
+            "provision": [
+                {
+                    "type": "deny",
+                    "action": [{"coding": [{"system": RESERVATION, "code": GP_REPORTS}]}],
+                }
+            ],
+        },
+    }
+    validate_for_write(consent)
+    if request.guard:
+        await request.guard.check_write(tx, consent, "u", "$reserve-gp-reports")
+    stored = await tx.update(consent, reservation_id(patient_id))
+    audit(request, "U", "$reserve-gp-reports", patient_id, [f"Consent/{stored.id}"])
+    return FhirResponse(200, stored.content)
+
+
+def _instant(when: datetime) -> str:
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")

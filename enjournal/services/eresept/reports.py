@@ -1,0 +1,122 @@
+"""What a dispensing leaves behind, and the patient's current medicines.
+
+A dispensing is a MedicationDispense; its reports (M6 to the prescriber, M8 to the GP,
+domain 3.1) are Communications whose payload references it.  The GP's copy is skipped when
+the patient reserved against GP reports (a Consent written by ``pll.reserve``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.norwegian_ids import OID_HPR, OID_ORGNR
+from enjournal.services.eresept import drugs, queries, rules
+from enjournal.services.eresept.rules import Prescription
+
+REPORT_KIND = "https://enjournal.no/fhir/CodeSystem/eresept-message"  # M6, M8 (domain 3.2)
+RESERVATION = "https://enjournal.no/fhir/CodeSystem/eresept-reservation"
+GP_REPORTS = "utleveringsrapport-fastlege"
+
+
+def pll_id(patient_id: str) -> str:
+    """The one current medication list (PLL) of a patient has a fixed id, so updates of it
+    lock one row and there is never a second list."""
+    return f"pll-{patient_id}"
+
+
+def reservation_id(patient_id: str) -> str:
+    return f"m8-reservation-{patient_id}"
+
+
+async def current_atcs(tx, patient_id: str) -> list[tuple[str, str]]:
+    """(ATC, reference) of the patient's current medicines: dispensable prescriptions and the
+    entries of the medication list (PLL) that are not stopped."""
+    out: list[tuple[str, str]] = []
+    for resource in await queries.prescriptions_of(tx, patient_id):
+        p = Prescription(resource)
+        if p.status not in (rules.EXPEDITABLE, rules.UNDER_DISPENSING):
+            continue
+        ref = (resource.get("medicationReference") or {}).get("reference")
+        product = await drugs.product(tx, ref) if ref else None
+        if product is not None and product.atc:
+            out.append((product.atc, f"MedicationRequest/{p.id}"))
+    row = await tx.conn.fetchrow(
+        "SELECT content FROM resources WHERE type = 'List' AND id = ? AND NOT deleted",
+        pll_id(patient_id),
+    )
+    if row is not None:
+        for entry in jsonio.loads(row[0]).get("entry", []):
+            ref = (entry.get("item") or {}).get("reference")
+            if entry.get("deleted") or not ref:
+                continue
+            product = await drugs.product(tx, ref)
+            if product is not None and product.atc:
+                out.append((product.atc, ref))
+    return out
+
+
+async def gp_reports_reserved(tx, patient_id: str) -> bool:
+    row = await tx.conn.fetchrow(
+        "SELECT content FROM resources WHERE type = 'Consent' AND id = ? AND NOT deleted",
+        reservation_id(patient_id),
+    )
+    return row is not None and jsonio.loads(row[0]).get("status") == "active"
+
+
+async def dispense_resources(
+    tx, p: Prescription, saved: dict, actor, product, quantity: float, now: datetime
+) -> tuple[dict, list[str]]:
+    """Store the MedicationDispense and its reports: the dispense, the reports' references."""
+    when = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+    performers = [
+        {
+            "actor": {
+                "identifier": {"system": OID_ORGNR, "value": actor.org_nr},
+                **({"display": actor.org_name} if actor.org_name else {}),
+            }
+        }
+    ]
+    if actor.hpr:
+        performers.append({"actor": {"identifier": {"system": OID_HPR, "value": actor.hpr}}})
+    unit = ((p.resource.get("dispenseRequest") or {}).get("quantity") or {}).copy()
+    unit["value"] = int(quantity) if float(quantity).is_integer() else quantity
+    dispense = {
+        "resourceType": "MedicationDispense",
+        "status": "completed",
+        "medicationReference": {
+            "reference": f"Medication/{product.medication_id}",
+            "display": product.name,
+        },
+        "subject": {"reference": f"Patient/{p.patient_id}"},
+        "performer": performers,
+        "authorizingPrescription": [{"reference": f"MedicationRequest/{p.id}"}],
+        "quantity": unit,
+        "whenHandedOver": when,
+    }
+    if "dosageInstruction" in saved:
+        dispense["dosageInstruction"] = saved["dosageInstruction"]
+    stored = await tx.create(dispense)  # stamps id and meta into ``dispense``
+    dispense_ref = f"MedicationDispense/{stored.id}"
+    recipients = [("M6", saved.get("requester"))]
+    if not await gp_reports_reserved(tx, p.patient_id):
+        patient = await queries.read_json(tx, "Patient", p.patient_id)
+        for gp in patient.get("generalPractitioner", []):
+            recipients.append(("M8", gp))
+    reports = []
+    for kind, recipient in recipients:
+        if not recipient:
+            continue
+        report = {
+            "resourceType": "Communication",
+            "status": "completed",
+            "category": [{"coding": [{"system": REPORT_KIND, "code": kind}]}],
+            "subject": {"reference": f"Patient/{p.patient_id}"},
+            "about": [{"reference": f"MedicationRequest/{p.id}"}],
+            "sent": when,
+            "recipient": [recipient],
+            "payload": [{"contentReference": {"reference": dispense_ref}}],
+        }
+        stored = await tx.create(report)
+        reports.append(f"Communication/{stored.id}")
+    return dispense, reports
