@@ -25,6 +25,8 @@ class Settings:
     trusted_issuers: str | None = None
     oidc_provider: bool = False
     oidc_key_file: str = "data/oidc-signing-key.json"
+    # The private key documents are signed with (kjernejournal $summary); created if missing.
+    signing_key_file: str = "data/document-signing-key.json"
     audience: str = "enjournal"
     redis_url: str | None = None  # rate limits shared by all workers; in-process if unset
     # Rate limits as "requests per second/burst"; "off" disables one.  Per IP applies before

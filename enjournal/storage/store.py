@@ -242,6 +242,23 @@ class Transaction:
         await self._delete_index(rid)
         return version + 1
 
+    async def purge(self, type_: str, id_: str) -> bool:
+        """Remove a resource for good: its row, every version and its index rows (unlike
+        ``delete``, which keeps the history).  For deletions the law requires, e.g. a
+        kjernejournal 30 days after the patient reserved against having one."""
+        current = await self._lock(type_, id_)
+        if current is None:
+            return False
+        await self.flush()  # pending version/index rows of this resource go first
+        rid = current[0]
+        for table in INDEX_COLUMNS:
+            await self.conn.execute(f"DELETE FROM {table} WHERE rid = ?", rid)
+        await self.conn.execute(
+            "DELETE FROM resource_versions WHERE type = ? AND id = ?", type_, id_
+        )
+        await self.conn.execute("DELETE FROM resources WHERE rid = ?", rid)
+        return True
+
     async def lock_criteria(self, type_: str, criteria: str) -> None:
         """Serialise conditional operations on the same criteria across workers."""
         if self.conn.dialect == "postgres":

@@ -1,0 +1,323 @@
+"""Kjernejournal ``Patient/$summary`` latency: ``python -m bench.kjernejournal``.
+
+On a fresh PostgreSQL database: the demo population is imported (``--base`` resources,
+validated and indexed by ``enjournal import``), then copied in SQL, index rows and all,
+with suffixed ids until the database holds ``--total`` resources (import alone would take
+half an hour at 1M; the copies give the tables and indexes their real size).  Then patients
+with 50 and with 500 resources of their own (critical information, medicines, vaccines,
+visits, observations; the demo GP is their fastlege) are added through the store, the
+database is analysed, and a secured server (tokens, access policy, audit, document
+signing) serves ``$summary`` on basis UNNTAK to the demo GP from ``--concurrency`` clients
+for ``--seconds`` per size.  Prints and saves p50/p95 (target: p95 < 100 ms at 500).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from bench.common import save_report, start_report
+from bench.httpclient import Connection
+from bench.run import Databases, Server, latency_summary
+from bench.security import gp_token, load
+
+KJ = "http://enjournal.no/fhir/CodeSystem/kjernejournal"
+SOURCE = "http://nhn.no/kj/fhir/StructureDefinition/KjSourceOfInformation"
+GP = "Practitioner/legekontor-0001-fastlege-1"
+ATC = "http://www.whocc.no/atc"
+
+
+async def grow(url: str, total: int) -> int:
+    """Copy the loaded resources (rows, versions, index rows) until ``total`` is reached."""
+    import asyncpg
+
+    from enjournal.storage.schema import INDEX_COLUMNS
+
+    conn = await asyncpg.connect(url)
+    try:
+        base = await conn.fetchval("SELECT count(*) FROM resources")
+        copies = max(0, -(-(total - base) // base))
+        await conn.execute("CREATE TEMP TABLE src AS SELECT rid, type, id FROM resources")
+        for n in range(1, copies + 1):
+            room = total - await conn.fetchval("SELECT count(*) FROM resources")
+            if room <= 0:
+                break
+            suffix = f"~c{n}"
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO resources (type, id, version, last_updated, deleted, content) "
+                    "SELECT type, id || $1, version, last_updated, deleted, content "
+                    "FROM resources WHERE rid IN (SELECT rid FROM src ORDER BY rid LIMIT $2)",
+                    suffix,
+                    room,
+                )
+                await conn.execute("DROP TABLE IF EXISTS map")
+                await conn.execute(
+                    "CREATE TEMP TABLE map AS SELECT s.rid AS old, r.rid AS new FROM src s "
+                    "JOIN resources r ON r.type = s.type AND r.id = s.id || $1",
+                    suffix,
+                )
+                await conn.execute(
+                    "INSERT INTO resource_versions (rid, type, id, version, last_updated, "
+                    "method, content) SELECT m.new, v.type, v.id || $1, v.version, "
+                    "v.last_updated, v.method, v.content FROM resource_versions v "
+                    "JOIN map m ON m.old = v.rid",
+                    suffix,
+                )
+                for table, cols in INDEX_COLUMNS.items():
+                    select = ", ".join(
+                        f"t.target_id || '{suffix}'"  # NULL stays NULL
+                        if c == "target_id"
+                        else f"t.{c}"
+                        for c in cols
+                    )
+                    await conn.execute(
+                        f"INSERT INTO {table} (rid, type, {', '.join(cols)}) "
+                        f"SELECT m.new, t.type, {select} FROM {table} t JOIN map m ON m.old = t.rid"
+                    )
+            print(
+                f"  copy {n}: {await conn.fetchval('SELECT count(*) FROM resources')} resources",
+                flush=True,
+            )
+        await conn.execute("VACUUM ANALYZE")
+        return await conn.fetchval("SELECT count(*) FROM resources")
+    finally:
+        await conn.close()
+
+
+def record(patient_id: str, size: int, today: date) -> list[dict]:
+    """A patient's own resources: a fixed mix scaled to ``size``."""
+    subject = {"reference": f"Patient/{patient_id}"}
+    recent = (today - timedelta(days=200)).isoformat()
+    source = [{"url": SOURCE, "valueCoding": {"code": "2", "display": "Pasientjournal"}}]
+    mix = [
+        ("allergy", 0.06),
+        ("condition", 0.06),
+        ("flag", 0.02),
+        ("device", 0.02),
+        ("request", 0.16),
+        ("dispense", 0.16),
+        ("immunization", 0.2),
+        ("encounter", 0.2),
+    ]
+    out: list[dict] = []
+    for kind, share in mix:
+        for i in range(max(1, round(size * share))):
+            id_ = f"{patient_id}-{kind}-{i}"
+            if kind == "allergy":
+                r = {
+                    "resourceType": "AllergyIntolerance",
+                    "patient": subject,
+                    "extension": source,
+                    "criticality": "high",
+                    "category": ["medication"],
+                    "code": {"coding": [{"system": ATC, "code": f"J01CE{i % 100:02d}"}]},
+                    "meta": {"tag": [{"system": KJ, "code": "legemiddelreaksjon"}]},
+                }
+            elif kind == "condition":
+                r = {
+                    "resourceType": "Condition",
+                    "subject": subject,
+                    "extension": source,
+                    "code": {
+                        "coding": [
+                            {"system": "http://hl7.org/fhir/sid/icd-10", "code": f"I{10 + i % 80}"}
+                        ]
+                    },
+                    "meta": {"tag": [{"system": KJ, "code": "kritisk-tilstand"}]},
+                }
+            elif kind == "flag":
+                r = {
+                    "resourceType": "Flag",
+                    "status": "active",
+                    "subject": subject,
+                    "code": {"text": "HLR minus"},
+                    "period": {"end": "2099-01-01"},
+                    "meta": {"tag": [{"system": KJ, "code": "livsforlengende"}]},
+                }
+            elif kind == "device":
+                r = {
+                    "resourceType": "Device",
+                    "patient": subject,
+                    "deviceName": [{"name": "Pacemaker", "type": "user-friendly-name"}],
+                    "meta": {"tag": [{"system": KJ, "code": "implantat"}]},
+                }
+            elif kind == "request":
+                r = {
+                    "resourceType": "MedicationRequest",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": subject,
+                    "authoredOn": recent,
+                    "requester": {"reference": GP},
+                    "medicationCodeableConcept": {"coding": [{"system": ATC, "code": "A10BA02"}]},
+                }
+            elif kind == "dispense":
+                r = {
+                    "resourceType": "MedicationDispense",
+                    "status": "completed",
+                    "subject": subject,
+                    "whenHandedOver": recent,
+                    "medicationCodeableConcept": {"coding": [{"system": ATC, "code": "C07AB02"}]},
+                }
+            elif kind == "immunization":
+                r = {
+                    "resourceType": "Immunization",
+                    "status": "completed",
+                    "patient": subject,
+                    "occurrenceDateTime": "2022-01-01",
+                    "vaccineCode": {"coding": [{"system": ATC, "code": "J07BB02"}]},
+                }
+            else:
+                r = {
+                    "resourceType": "Encounter",
+                    "status": "finished",
+                    "subject": subject,
+                    "class": {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                        "code": "AMB",
+                    },
+                    "period": {"start": "2023-05-01"},
+                    "serviceProvider": {"reference": "Organization/legekontor-0001"},
+                }
+            r["id"] = id_
+            out.append(r)
+    while len(out) < size:
+        n = len(out)
+        out.append(
+            {
+                "resourceType": "Observation",
+                "id": f"{patient_id}-obs-{n}",
+                "status": "final",
+                "subject": subject,
+                "code": {"text": "Puls"},
+            }
+        )
+    return out[:size]
+
+
+async def add_patients(url: str, sizes: list[int], per_size: int) -> dict[int, list[str]]:
+    from enjournal.storage import open_store
+
+    store = await open_store(url, migrate=False)
+    ids: dict[int, list[str]] = {}
+    try:
+        for size in sizes:
+            for n in range(per_size):
+                pid = f"kj{size}-{n}"
+                async with store.transaction() as tx:
+                    await tx.update(
+                        {
+                            "resourceType": "Patient",
+                            "id": pid,
+                            "name": [{"family": f"Kjernesen{n}", "given": ["Kari"]}],
+                            "birthDate": "1970-01-01",
+                            "generalPractitioner": [{"reference": GP}],
+                        },
+                        pid,
+                    )
+                    for resource in record(pid, size, date.today()):
+                        await tx.update(resource, resource["id"])
+                ids.setdefault(size, []).append(pid)
+    finally:
+        await store.close()
+    return ids
+
+
+async def drive(port: int, paths: list[str], token: str, concurrency: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal errors
+        conn = Connection("127.0.0.1", port)
+        conn._host_header += (
+            f"Authorization: Bearer {token}\r\nnhn-access-basis: UNNTAK\r\n".encode()
+        )
+        rng = random.Random(n)
+        try:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                status, _ = await conn.request("GET", rng.choice(paths))
+                latencies.append(time.perf_counter() - started)
+                errors += status != 200
+        finally:
+            await conn.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(n) for n in range(concurrency)))
+    summary = latency_summary(sorted(latencies), time.monotonic() - started)
+    summary["errors"] = errors
+    return summary
+
+
+async def amain(opts: argparse.Namespace) -> dict:
+    report = await start_report(opts.admin_url, vars(opts))
+    dbs = Databases(opts.admin_url, keep=False)
+    work = Path(tempfile.mkdtemp(prefix="bench-kj-"))
+    url = await dbs.create("kj")
+    try:
+        patients = max(10, opts.base // 60)
+        print(f"importing {patients} demo patients ...", flush=True)
+        await load(url, patients, work)
+        print(f"copying up to {opts.total} resources ...", flush=True)
+        ids = await add_patients(url, [50, 500], opts.per_size)
+        report["resources"] = await grow(url, opts.total)
+        print(f"{report['resources']} resources", flush=True)
+        key_file = work / "oidc-key.json"
+        os.environ.update(
+            {
+                "ENJOURNAL_BENCH_AUTH": "on",
+                "ENJOURNAL_OIDC_PROVIDER": "on",
+                "ENJOURNAL_OIDC_KEY_FILE": str(key_file),
+                "ENJOURNAL_SIGNING_KEY_FILE": str(work / "document-key.json"),
+                "ENJOURNAL_RATE_LIMIT_USER": "1000000/1000000",
+                "ENJOURNAL_RATE_LIMIT_CLIENT": "1000000/1000000",
+                "ENJOURNAL_RATE_LIMIT_IP": "1000000/1000000",
+                "ENJOURNAL_JOBS": "off",
+            }
+        )
+        server = Server(url, opts.workers, work, "kj")
+        os.environ["ENJOURNAL_PUBLIC_URL"] = f"http://127.0.0.1:{server.port}"
+        async with server:
+            token = await gp_token(url, key_file, f"http://127.0.0.1:{server.port}/oidc")
+            for size, pids in ids.items():
+                paths = [f"/fhir/Patient/{p}/$summary" for p in pids]
+                await drive(server.port, paths, token, opts.concurrency, 2)  # warm-up
+                result = await drive(server.port, paths, token, opts.concurrency, opts.seconds)
+                report[f"summary_{size}"] = result
+                print(
+                    f"$summary {size:4d} resources: {result['per_second']:6.1f} req/s "
+                    f"p50 {result['p50_ms']:7.2f} ms p95 {result['p95_ms']:7.2f} ms "
+                    f"(errors {result['errors']})",
+                    flush=True,
+                )
+    finally:
+        await dbs.drop_all()
+    save_report("kjernejournal", report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.kjernejournal", description=__doc__)
+    parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--base", type=int, default=100_000, help="resources imported")
+    parser.add_argument("--total", type=int, default=1_000_000, help="resources in all")
+    parser.add_argument("--per-size", type=int, default=4, help="patients of each size")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=15)
+    opts = parser.parse_args(argv)
+    asyncio.run(amain(opts))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

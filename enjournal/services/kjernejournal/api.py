@@ -1,0 +1,503 @@
+"""Kjernejournal's FHIR operations (docs/kjernejournal.md has examples).
+
+- ``GET Patient/[id]/$summary``: the signed IPS document (``summary.py``, ``signing.py``).
+- ``POST /$kj-status``: NHN's status call: does the patient have critical information, when
+  did it change, restricted, reserved, is the caller blocked; no content, not audit-logged.
+- ``POST Patient/[id]/$kj-critical-info``: register, update or remove (entered-in-error) one
+  entry of critical information, by a physician; the recorder comes from the token.
+- ``GET|POST Patient/[id]/$kj-privacy``: the citizen's restriction, blocking and reservation.
+- ``GET /$document-signing-key``: the public key (JWKS) that verifies ``$summary``.
+
+Every read of the kjernejournal states its basis in ``nhn-access-basis`` (domain.md 2.3) and
+is audited with it; emergency and restricted-part accesses are flagged for follow-up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import orjson
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.datetime import format_instant
+from enjournal.fhir.errors import FhirError, Forbidden, Invalid, NotFound
+from enjournal.rest.interactions.common import validate_for_write
+from enjournal.rest.message import FhirResponse, version_headers
+from enjournal.rest.operations import Operation, parameters, register
+from enjournal.security.audit import audit_event
+from enjournal.security.keys import load_or_create
+from enjournal.security.scopes import grant
+from enjournal.services.kjernejournal import records, rules, signing, summary
+from enjournal.services.kjernejournal.privacy import consent_id, to_consent
+
+KJ_TYPES = ("AllergyIntolerance", "Condition", "Procedure", "Device", "Flag")
+# The element naming the patient, and the one naming who registered, per type.
+PATIENT_ELEMENT = {
+    "AllergyIntolerance": "patient",
+    "Condition": "subject",
+    "Procedure": "subject",
+    "Device": "patient",
+    "Flag": "subject",
+}
+RECORDER_ELEMENT = {
+    "AllergyIntolerance": "recorder",
+    "Condition": "recorder",
+    "Procedure": "recorder",
+    "Flag": "author",
+}
+
+
+class Service:
+    """The operations, bound to the server's settings, key and clock."""
+
+    def __init__(self, context):
+        self.context = context
+        self._key = None
+
+    @property
+    def key(self):
+        if self._key is None:
+            self._key = load_or_create(self.context.settings.signing_key_file)
+        return self._key
+
+    def now(self) -> datetime:
+        return self.context.clock()
+
+    def server_device(self) -> dict:
+        return {
+            "resourceType": "Device",
+            "id": "enjournal-server",
+            "identifier": [
+                {"system": "urn:ietf:rfc:3986", "value": self.context.settings.fhir_base}
+            ],
+            "deviceName": [{"name": "enjournal kjernejournal", "type": "user-friendly-name"}],
+        }
+
+    # ---- access ---------------------------------------------------------------------------
+
+    async def access(self, request, tx, patient_id: str, interaction: str) -> rules.Access:
+        """The caller's access to this kjernejournal, or the error to answer with (a refusal
+        is audited too)."""
+        basis = (request.header("nhn-access-basis") or "").strip().upper() or None
+        guard = request.guard
+        if guard is None:  # security off (core tests, benchmarks)
+            return rules.Access(basis, "TREAT")
+        principal = guard.principal
+        try:
+            if grant(principal.scopes, "Patient", "r") is None:
+                raise Forbidden("the token's scopes do not allow reading patient data")
+            privacy, _ = await records.privacy(tx, patient_id)
+            facts = await guard.facts(tx, patient_id)
+            if principal.kind == "citizen":
+                return rules.citizen_access(facts.own_record, facts.child_in_care)
+            if principal.kind != "personnel":
+                raise Forbidden("the kjernejournal is for health personnel and the patient")
+            return rules.personnel_access(
+                hpr=principal.hpr,
+                profession=principal.profession,
+                basis=basis,
+                reason=guard.emergency_reason,
+                care_relationship=facts.care_relationship,
+                blocked_by_consent=facts.blocked_by_consent,
+                privacy=privacy,
+            )
+        except FhirError as error:
+            guard.events.append(
+                audit_event(
+                    principal,
+                    action="R",
+                    subtype=interaction,
+                    outcome="4",
+                    patient_id=patient_id,
+                    purpose="ETREAT" if basis == rules.AKUTT else "TREAT",
+                    emergency_reason=guard.emergency_reason,
+                    request_id=guard.request_id,
+                    access_basis=basis if basis in rules.BASES else None,
+                    outcome_desc=error.message,
+                )
+            )
+            raise
+
+    async def audit(self, request, tx, patient_id, access, *, action, interaction, refs=()):
+        guard = request.guard
+        if guard is None:
+            return
+        principal = guard.principal
+        event = audit_event(
+            principal,
+            action=action,
+            subtype=interaction,
+            patient_id=patient_id,
+            entities=list(refs),
+            purpose=access.purpose,
+            emergency_reason=guard.emergency_reason if access.emergency else None,
+            request_id=guard.request_id,
+            access_basis=access.basis,
+            organisation_name=await records.organisation_name(tx, principal.org_nr),
+        )
+        if access.opened_restricted:
+            # Flag for follow-up: restricted (sperret) parts were opened.
+            for entity in event.get("entity", []):
+                if (entity.get("role") or {}).get("code") == "1":
+                    entity.setdefault("securityLabel", []).append(
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                            "code": "R",
+                            "display": "restricted",
+                        }
+                    )
+                    entity.setdefault("detail", []).append(
+                        {
+                            "type": "opened-restricted-parts",
+                            "valueString": ",".join(sorted(access.opened_restricted)),
+                        }
+                    )
+        guard.events.append(event)
+
+    # ---- $summary -----------------------------------------------------------------------------
+
+    async def summary(self, request, tx) -> FhirResponse:
+        patient_id = request.path[1]
+        stored = await tx.read("Patient", patient_id)
+        access = await self.access(request, tx, patient_id, "$summary")
+        now = self.now()
+        bundle = await self.document(tx, stored, access, now)
+        await self.audit(
+            request,
+            tx,
+            patient_id,
+            access,
+            action="R",
+            interaction="$summary",
+            refs=[f"Patient/{patient_id}"],
+        )
+        return FhirResponse(200, jsonio.dumps(bundle))
+
+    async def document(self, tx, stored_patient, access: rules.Access, now: datetime) -> dict:
+        patient = jsonio.loads(stored_patient.content)
+        rows = await records.patient_rows(tx, patient["id"])
+        resources = [jsonio.loads(r.content) for r in rows]
+        wanted: set[tuple[str, str]] = set()
+        for resource in [patient, *resources]:
+            wanted |= {r for r in summary.referenced(resource) if r[0] in records.SHARED_TYPES}
+        shared = await records.shared(tx, wanted)
+        second = set()
+        for resource in shared.values():
+            second |= {r for r in summary.referenced(resource) if r[0] in records.SHARED_TYPES}
+        if second - set(shared):
+            shared.update(await records.shared(tx, second - set(shared)))
+        bundle = summary.build(
+            patient,
+            resources,
+            shared,
+            now=now,
+            withheld=access.withheld,
+            server=self.server_device(),
+        )
+        device_url = bundle["entry"][-1]["fullUrl"]
+        return signing.sign(bundle, self.key, bundle["timestamp"], {"reference": device_url})
+
+    # ---- $kj-status ---------------------------------------------------------------------------
+
+    async def status(self, request, tx) -> FhirResponse:
+        guard = request.guard
+        if guard is not None and guard.principal.kind != "personnel":
+            raise Forbidden("the status call is for health personnel")
+        values = parameters(request)
+        nin = values.get("nin") or request.header("nhn-patient-nin")
+        if not isinstance(nin, str) or not nin.strip():
+            raise Invalid("name the patient: parameter nin or header nhn-patient-nin")
+        patient_id = await records.patient_by_nin(tx, nin.strip())
+        if patient_id is None:
+            raise NotFound("no patient with this national identity number")
+        privacy, _ = await records.privacy(tx, patient_id)
+        hpr = guard.principal.hpr if guard is not None else None
+        out: list[dict] = []
+        changed: dict[str, int] = {}
+        active = 0
+        if privacy.reserved_at is None:
+            for row in await records.patient_rows(tx, patient_id, KJ_TYPES):
+                if not records.is_kj(row.content):
+                    continue
+                resource = orjson.loads(row.content)
+                tag = records.kj_tag(resource)
+                if tag == rules.PATIENT_REGISTRATION:
+                    continue
+                changed[tag or row.type] = max(changed.get(tag or row.type, 0), row.last_updated)
+                if not rules.entered_in_error(resource):
+                    active += 1
+        out.append({"name": "hasCriticalInformation", "valueBoolean": active > 0})
+        if changed:
+            out.append(
+                {"name": "lastChanged", "valueDateTime": format_instant(max(changed.values()))}
+            )
+            for category, ms in sorted(changed.items()):
+                out.append(
+                    {
+                        "name": "changed",
+                        "part": [
+                            {"name": "category", "valueCode": category},
+                            {"name": "dateTime", "valueDateTime": format_instant(ms)},
+                        ],
+                    }
+                )
+        out.append({"name": "restricted", "valueBoolean": bool(privacy.restricted)})
+        for part in sorted(privacy.restricted):
+            out.append({"name": "restrictedPart", "valueCode": part})
+        out.append({"name": "reserved", "valueBoolean": privacy.reserved_at is not None})
+        out.append({"name": "callerBlocked", "valueBoolean": bool(hpr and hpr in privacy.blocked)})
+        return FhirResponse.of({"resourceType": "Parameters", "parameter": out})
+
+    # ---- $kj-critical-info ----------------------------------------------------------------------
+
+    async def critical_info(self, request, tx) -> FhirResponse:
+        patient_id = request.path[1]
+        await tx.read("Patient", patient_id)
+        guard = request.guard
+        if guard is not None:
+            rules.may_register(guard.principal.kind, guard.principal.profession)
+        access = await self.access(request, tx, patient_id, "$kj-critical-info")
+        values = parameters(request)
+        now = self.now()
+        if "remove" in values:
+            resource, status = await self._remove(tx, patient_id, values["remove"], request, now)
+        else:
+            resource, status = await self._register(
+                tx, patient_id, values.get("resource"), request, now
+            )
+        validate_for_write(resource)
+        if status == 201:
+            stored = await tx.create(resource)
+        else:
+            stored = await tx.update(resource, resource["id"])
+        await self.audit(
+            request,
+            tx,
+            patient_id,
+            access,
+            action="C" if status == 201 else "U",
+            interaction="$kj-critical-info",
+            refs=[f"{stored.type}/{stored.id}"],
+        )
+        headers = version_headers(stored, request.base_url, location=status == 201)
+        return FhirResponse(status, stored.content, headers, stored)
+
+    async def _register(self, tx, patient_id, resource, request, now) -> tuple[dict, int]:
+        if not isinstance(resource, dict) or resource.get("resourceType") not in KJ_TYPES:
+            raise Invalid("give the entry as parameter 'resource': one of " + ", ".join(KJ_TYPES))
+        type_ = resource["resourceType"]
+        element = PATIENT_ELEMENT[type_]
+        named = (resource.get(element) or {}).get("reference")
+        if named and named not in (f"Patient/{patient_id}",):
+            raise Invalid(
+                f"{type_}.{element} names another patient", expression=f"{type_}.{element}"
+            )
+        resource[element] = {"reference": f"Patient/{patient_id}"}
+        category = rules.category_of(resource)
+        rules.check_entry(resource, category)
+        previous = None
+        if resource.get("id") and await tx.exists(type_, resource["id"]):
+            current = await tx.read_for_update(type_, resource["id"])
+            previous = jsonio.loads(current.content)
+            if (
+                not records.is_kj(previous)
+                or (previous.get(element) or {}).get("reference") != f"Patient/{patient_id}"
+            ):
+                raise Invalid(
+                    f"{type_}/{resource['id']} is not this patient's critical information"
+                )
+        else:
+            resource.pop("id", None)
+        self._stamp(resource, category, request, now, previous)
+        return resource, 201 if previous is None else 200
+
+    async def _remove(self, tx, patient_id, target, request, now) -> tuple[dict, int]:
+        ref = summary._parse_reference(
+            target if isinstance(target, str) else (target or {}).get("reference")
+        )
+        if ref is None or ref[0] not in KJ_TYPES:
+            raise Invalid("remove names an entry, e.g. AllergyIntolerance/123")
+        current = await tx.read_for_update(*ref)
+        resource = jsonio.loads(current.content)
+        element = PATIENT_ELEMENT[ref[0]]
+        if (
+            not records.is_kj(resource)
+            or (resource.get(element) or {}).get("reference") != f"Patient/{patient_id}"
+        ):
+            raise NotFound(f"{ref[0]}/{ref[1]} is not this patient's critical information")
+        rules.mark_entered_in_error(resource)
+        category = rules.category_of(resource)
+        self._stamp(resource, category, request, now, jsonio.loads(current.content))
+        return resource, 200
+
+    def _stamp(self, resource, category, request, now, previous) -> None:
+        """Tag, category and who registered (from the token; the first registrar is kept,
+        later changes name the updater)."""
+        type_ = resource["resourceType"]
+        meta = resource.setdefault("meta", {})
+        meta["tag"] = [t for t in meta.get("tag", []) if t.get("system") != rules.KJ] + [
+            {"system": rules.KJ, "code": category.code, "display": category.display}
+        ]
+        if type_ in ("Condition", "Flag"):
+            codings = [{"system": rules.KJ, "code": category.code, "display": category.display}]
+            if category.nhn_code:
+                codings.append(
+                    {
+                        "system": "http://nhn.no/kj/fhir/CodeSystem/CriticalInfoCategory",
+                        "code": category.nhn_code,
+                    }
+                )
+            others = [
+                c
+                for c in resource.get("category", [])
+                if not any(x.get("system") == rules.KJ for x in c.get("coding", []))
+            ]
+            resource["category"] = [{"coding": codings}, *others]
+        guard = request.guard
+        principal = guard.principal if guard is not None else None
+        me = rules.recorder_role(
+            principal.hpr if principal else None,
+            principal.name if principal else None,
+            principal.org_nr if principal else None,
+            principal.profession if principal else None,
+            "recorder",
+        )
+        contained = [
+            c for c in resource.get("contained", []) if c.get("id") not in ("recorder", "updater")
+        ]
+        extensions = [
+            e
+            for e in resource.get("extension", [])
+            if e.get("url") not in (rules.KJ_UPDATER, rules.KJ_UPDATED, rules.REGISTERED_BY)
+        ]
+        if previous is not None:
+            first = next(
+                (c for c in previous.get("contained", []) if c.get("id") == "recorder"), me
+            )
+            contained.append(first)
+            updater = dict(me, id="updater")
+            contained.append(updater)
+            extensions.append(
+                {"url": rules.KJ_UPDATER, "valueReference": {"reference": "#updater"}}
+            )
+            extensions.append(
+                {"url": rules.KJ_UPDATED, "valueDateTime": now.isoformat(timespec="seconds")}
+            )
+        else:
+            contained.append(me)
+        extensions.append(
+            {"url": rules.REGISTERED_BY, "valueReference": {"reference": "#recorder"}}
+        )
+        resource["contained"] = contained
+        resource["extension"] = extensions
+        if type_ in RECORDER_ELEMENT:
+            resource[RECORDER_ELEMENT[type_]] = {"reference": "#recorder"}
+        if type_ in ("AllergyIntolerance", "Condition") and not resource.get("recordedDate"):
+            resource["recordedDate"] = now.isoformat(timespec="seconds")
+
+    # ---- $kj-privacy --------------------------------------------------------------------------
+
+    async def privacy(self, request, tx) -> FhirResponse:
+        patient_id = request.path[1]
+        await tx.read("Patient", patient_id)
+        guard = request.guard
+        if guard is not None:
+            facts = await guard.facts(tx, patient_id)
+            if guard.principal.kind != "citizen" or not facts.own_record:
+                raise Forbidden("privacy settings are the patient's own to read and change")
+        current, _ = await records.privacy(tx, patient_id)
+        if request.method == "POST":
+            now = self.now()
+            updated = rules.privacy_from_parameters(parameters(request), now, current)
+            consent = to_consent(patient_id, updated, now)
+            validate_for_write(consent)
+            await tx.update(consent, consent_id(patient_id))
+            current = updated
+            if guard is not None:
+                guard.events.append(
+                    audit_event(
+                        guard.principal,
+                        action="U",
+                        subtype="$kj-privacy",
+                        patient_id=patient_id,
+                        entities=[f"Consent/{consent_id(patient_id)}"],
+                        purpose="PATRQT",
+                        request_id=guard.request_id,
+                    )
+                )
+        return FhirResponse.of(_privacy_parameters(current))
+
+    # ---- the public key -----------------------------------------------------------------------
+
+    async def signing_key(self, request, tx) -> FhirResponse:
+        body = orjson.dumps(signing.jwks_of(self.key))
+        return FhirResponse(200, body, {"Content-Type": "application/jwk-set+json"})
+
+
+def _privacy_parameters(privacy: rules.Privacy) -> dict:
+    out: list[dict] = [{"name": "restrict", "valueCode": p} for p in sorted(privacy.restricted)]
+    out += [{"name": "block", "valueString": h} for h in sorted(privacy.blocked)]
+    out.append({"name": "reserved", "valueBoolean": privacy.reserved_at is not None})
+    if privacy.reserved_at is not None:
+        out.append(
+            {
+                "name": "reservedAt",
+                "valueDateTime": privacy.reserved_at.isoformat(timespec="seconds"),
+            }
+        )
+        deletion = privacy.reserved_at + rules.RESERVATION_GRACE
+        out.append({"name": "deletionAt", "valueDateTime": deletion.isoformat(timespec="seconds")})
+    return {"resourceType": "Parameters", "parameter": out}
+
+
+def register_operations(context) -> Service:
+    service = Service(context)
+    base = "http://enjournal.no/fhir/OperationDefinition/"
+    register(
+        Operation(
+            "summary",
+            "Patient",
+            True,
+            service.summary,
+            ("GET", "POST"),
+            definition="http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
+        )
+    )
+    register(
+        Operation(
+            "kj-status", None, False, service.status, ("POST",), definition=base + "kj-status"
+        )
+    )
+    register(
+        Operation(
+            "kj-critical-info",
+            "Patient",
+            True,
+            service.critical_info,
+            ("POST",),
+            writes=True,
+            definition=base + "kj-critical-info",
+        )
+    )
+    register(
+        Operation(
+            "kj-privacy",
+            "Patient",
+            True,
+            service.privacy,
+            ("GET", "POST"),
+            writes=True,
+            definition=base + "kj-privacy",
+        )
+    )
+    register(
+        Operation(
+            "document-signing-key",
+            None,
+            False,
+            service.signing_key,
+            ("GET",),
+            definition=base + "document-signing-key",
+        )
+    )
+    return service
