@@ -114,15 +114,23 @@ async def _import_json(store: Store, path: Path, dedupe: bool = True) -> int:
         resources = [e["resource"] for e in data.get("entry", []) if "resource" in e]
     else:
         resources = [data]
+    for resource in resources:
+        _check(resource)
     async with store.transaction() as tx:
-        for resource in resources:
-            await _put(tx, resource)
+        for start in range(0, len(resources), BATCH):
+            await _put_many(tx, resources[start : start + BATCH])
     return len(resources)
+
+
+# Resources written per ``create_many`` call: one statement for the resources rows of each.
+BATCH = 1000
 
 
 async def _import_ndjson(store: Store, path: Path) -> int:
     count = 0
     async with store.transaction() as tx:
+        batch: list[dict] = []
+        numbers: list[int] = []  # the line of each resource in the batch, for errors
         with path.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
                 if not line.strip():
@@ -132,22 +140,38 @@ async def _import_ndjson(store: Store, path: Path) -> int:
                 except jsonio.JsonError as error:
                     raise Invalid(f"line {number}: not valid JSON: {error}") from None
                 try:
-                    await _put(tx, resource)
+                    _check(resource)
                 except FhirError as error:
                     raise Invalid(f"line {number}: {error.issues[0].diagnostics}") from None
+                batch.append(resource)
+                numbers.append(number)
                 count += 1
+                if len(batch) == BATCH:
+                    await _put_lines(tx, batch, numbers)
+                    batch, numbers = [], []
+        await _put_lines(tx, batch, numbers)
     return count
 
 
-async def _put(tx: Transaction, resource: object) -> None:
+async def _put_lines(tx: Transaction, batch: list[dict], numbers: list[int]) -> None:
+    try:
+        await _put_many(tx, batch)
+    except FhirError as error:
+        number = numbers[getattr(error, "index", 0)]
+        raise Invalid(f"line {number}: {error.issues[0].diagnostics}") from None
+
+
+def _check(resource: object) -> None:
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise Invalid("not a FHIR resource (no resourceType)")
     known_type(resource["resourceType"])
     validate_for_write(resource)
-    if resource.get("id"):
-        await tx.update(resource, resource["id"])
-    else:
-        await tx.create(resource)
+
+
+async def _put_many(tx: Transaction, resources: list[dict]) -> None:
+    """Store each resource as an update when it carries an id (update-as-create when the
+    id is new), else as a create: ``create_many`` does both."""
+    await tx.create_many(resources, [r.get("id") or None for r in resources])
 
 
 async def run_import(

@@ -112,16 +112,79 @@ async def _batch_entry(outer, store, entry, dispatch) -> dict:
 async def _transaction(outer, tx: Transaction, entries: list[dict], dispatch) -> list[dict]:
     ids = await _allocate_ids(tx, entries)
     responses: list[dict | None] = [None] * len(entries)
+    creates = _Creates(outer, tx, responses)
     for n in sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"]]):
         entry = entries[n]
         try:
+            if outer.guard is None and _plain_create(entry):
+                await _prepare_create(tx, entry, ids, creates.write)
+                creates.add(n, entry)
+                continue
+            await creates.write()
             response = await _transaction_entry(outer, tx, entry, ids, dispatch)
         except FhirError as error:
-            for issue in error.issues:
-                issue.diagnostics = f"Bundle.entry[{n}]: {issue.diagnostics}"
+            _blame_entry(error, getattr(error, "entry", n))
             raise
         responses[n] = _response_entry(response)
+    try:
+        await creates.write()
+    except FhirError as error:
+        _blame_entry(error, error.entry)  # type: ignore[attr-defined]
+        raise
     return [r for r in responses if r is not None]
+
+
+def _blame_entry(error: FhirError, n: int) -> None:
+    for issue in error.issues:
+        issue.diagnostics = f"Bundle.entry[{n}]: {issue.diagnostics}"
+
+
+def _plain_create(entry: dict) -> bool:
+    return entry["request"]["method"] == "POST" and entry.get("_existing") is None
+
+
+class _Creates:
+    """Plain creates of a transaction, held back and written together by
+    ``Transaction.create_many`` (one statement for the batch's rows).  Only without a
+    guard: the access checks read the store, and must see every earlier entry written.
+    Written before any other entry and before any lookup, so nothing reads the store
+    without seeing them."""
+
+    def __init__(self, outer: FhirRequest, tx: Transaction, responses: list[dict | None]):
+        self.outer, self.tx, self.responses = outer, tx, responses
+        self.numbers: list[int] = []
+        self.entries: list[dict] = []
+
+    def add(self, n: int, entry: dict) -> None:
+        self.numbers.append(n)
+        self.entries.append(entry)
+
+    async def write(self) -> None:
+        if not self.entries:
+            return
+        numbers, entries = self.numbers, self.entries
+        self.numbers, self.entries = [], []
+        try:
+            stored = await self.tx.create_many(
+                [e["resource"] for e in entries], [e["_id"] for e in entries]
+            )
+        except FhirError as error:
+            error.entry = numbers[getattr(error, "index", 0)]  # type: ignore[attr-defined]
+            raise
+        for n, one in zip(numbers, stored, strict=True):
+            response = FhirResponse(201, None, _location(self.outer, one), one)
+            self.responses[n] = _response_entry(response)
+
+
+async def _prepare_create(tx, entry: dict, ids: dict[str, str], before_lookup=None) -> None:
+    """A plain POST entry up to its write: references resolved, type and content checked."""
+    await _resolve_references(tx, entry["resource"], ids, before_lookup)
+    resource = entry["resource"]
+    type_ = known_type(entry["request"]["url"].split("?")[0].strip("/"))
+    if resource.get("resourceType") != type_:
+        raise Invalid(f"the resource is a {resource.get('resourceType')}, the url says {type_}")
+    resource.pop("id", None)
+    validate_for_write(resource)
 
 
 async def _allocate_ids(tx: Transaction, entries: list[dict]) -> dict[str, str]:
@@ -164,24 +227,20 @@ async def _allocate_ids(tx: Transaction, entries: list[dict]) -> dict[str, str]:
 
 async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
     method = entry["request"]["method"]
-    if method in ("POST", "PUT"):
-        await _resolve_references(tx, entry["resource"], ids)
-    if method == "POST":
-        existing: StoredResource | None = entry.get("_existing")
-        if existing is not None:
-            if outer.guard:
-                await outer.guard.check_stored(tx, existing, "r", "read")
-            return FhirResponse(200, None, _location(outer, existing), existing)
+    if _plain_create(entry):
+        await _prepare_create(tx, entry, ids)
         resource = entry["resource"]
-        type_ = known_type(entry["request"]["url"].split("?")[0].strip("/"))
-        if resource.get("resourceType") != type_:
-            raise Invalid(f"the resource is a {resource.get('resourceType')}, the url says {type_}")
-        resource.pop("id", None)
-        validate_for_write(resource)
         if outer.guard:
             await outer.guard.check_write(tx, resource, "c", "create")
         stored = await tx.create(resource, id_=entry["_id"])
         return FhirResponse(201, None, _location(outer, stored), stored)
+    if method in ("POST", "PUT"):
+        await _resolve_references(tx, entry["resource"], ids)
+    existing: StoredResource | None = entry.get("_existing")
+    if method == "POST" and existing is not None:
+        if outer.guard:
+            await outer.guard.check_stored(tx, existing, "r", "read")
+        return FhirResponse(200, None, _location(outer, existing), existing)
     if method == "PUT" and "_id" in entry:
         resource = entry["resource"]
         resource["id"] = entry["_id"]
@@ -209,26 +268,31 @@ def _patch_body(entry: dict) -> bytes:
     raise Invalid("a PATCH entry needs a Binary resource holding the JSON Patch document")
 
 
-async def _resolve_references(tx: Transaction, node: object, ids: dict[str, str]) -> None:
-    """Rewrite references to other entries (urn:uuid, fullUrl) and conditional references."""
+async def _resolve_references(
+    tx: Transaction, node: object, ids: dict[str, str], before_lookup=None
+) -> None:
+    """Rewrite references to other entries (urn:uuid, fullUrl) and conditional references;
+    ``before_lookup()`` runs before a conditional reference is searched for."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                node[key] = await _target(tx, value, ids)
+                node[key] = await _target(tx, value, ids, before_lookup)
             elif isinstance(value, (dict, list)):
-                await _resolve_references(tx, value, ids)
+                await _resolve_references(tx, value, ids, before_lookup)
     elif isinstance(node, list):
         for item in node:
-            await _resolve_references(tx, item, ids)
+            await _resolve_references(tx, item, ids, before_lookup)
 
 
-async def _target(tx: Transaction, reference: str, ids: dict[str, str]) -> str:
+async def _target(tx: Transaction, reference: str, ids: dict[str, str], before_lookup) -> str:
     if reference in ids:
         return ids[reference]
     if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
         raise NotFound(f"the reference {reference} names no entry in the transaction")
     if _CONDITIONAL_REF.match(reference):
         type_, criteria = reference.split("?", 1)
+        if before_lookup is not None:
+            await before_lookup()
         found = await matches(tx, known_type(type_), criteria, limit=2)
         if len(found) != 1:
             raise PreconditionFailed(

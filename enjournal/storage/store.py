@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
-from enjournal.fhir.errors import Gone, NotFound, PreconditionFailed
+from enjournal.fhir.errors import FhirError, Gone, NotFound, PreconditionFailed
 from enjournal.storage.base import Connection, SearchResult, StoredResource
 from enjournal.storage.schema import INDEX_COLUMNS
 
@@ -188,6 +188,55 @@ class Transaction:
         await self._write_index(stored.rid, type_, resource, replace=False)
         return stored
 
+    async def create_many(
+        self, resources: list[dict], ids: list[str | None] | None = None
+    ) -> list[StoredResource]:
+        """``create`` for each resource, with the ``resources`` rows written by one statement
+        (PostgreSQL: one round trip per call instead of one per resource).
+
+        Each resource passes the write checks, gets its id (``ids[i]``, or a server-assigned
+        one) and its meta stamped; version and index rows join the pending batches.  An id
+        that already exists (or repeats within the call) becomes an ``update``, like
+        ``create``.  All resources of one call share one lastUpdated: they are written at
+        one instant.  Returns the stored resources in input order; a FhirError raised for
+        one resource carries its position as ``error.index``."""
+        if ids is None:
+            ids = [None] * len(resources)
+        if len(ids) != len(resources):
+            raise ValueError("create_many needs one id (or None) per resource")
+        for n, resource in enumerate(resources):
+            with _blame(n):
+                for check in self.checks:
+                    await check(self, resource)
+        now = self._now()
+        keys: list[tuple[str, str]] = []
+        contents: list[bytes] = []
+        fresh: dict[tuple[str, str], int] = {}  # the first resource per key gets inserted
+        for n, (resource, given) in enumerate(zip(resources, ids, strict=True)):
+            key = (resource["resourceType"], given or new_id())
+            contents.append(self._stamp(resource, key[1], 1, now))
+            keys.append(key)
+            fresh.setdefault(key, n)
+        inserted = await self._insert_resources(
+            [keys[n] for n in fresh.values()], [contents[n] for n in fresh.values()], now
+        )
+        results: list[StoredResource | None] = [None] * len(resources)
+        for n, (key, content) in enumerate(zip(keys, contents, strict=True)):
+            rid = inserted.get(key) if fresh[key] == n else None
+            if rid is None:
+                continue
+            stored = StoredResource(rid, key[0], key[1], 1, now, content, "POST")
+            await self._append_version(stored)
+            await self._write_index(rid, key[0], resources[n], replace=False)
+            results[n] = stored
+        for n, stored in enumerate(results):
+            if stored is None:
+                # The id exists (perhaps deleted, created concurrently, or earlier in this
+                # call): this is an update, checked again like ``create``'s fallback.
+                with _blame(n):
+                    results[n] = await self.update(resources[n], keys[n][1])
+        return results  # type: ignore[return-value]
+
     async def update(
         self, resource: dict, id_: str, *, if_match: int | None = None
     ) -> StoredResource:
@@ -279,6 +328,41 @@ class Transaction:
             id_,
         )
 
+    async def _insert_resources(
+        self, keys: list[tuple[str, str]], contents: list[bytes], now: int
+    ) -> dict[tuple[str, str], int]:
+        """Insert new ``resources`` rows, skipping keys that exist; (type, id) -> rid of
+        those inserted."""
+        if not keys:
+            return {}
+        if self.conn.dialect == "postgres":
+            # One statement for the whole batch: the arrays travel as parameters.
+            rows = await self.conn.fetch(
+                "INSERT INTO resources (type, id, version, last_updated, deleted, content) "
+                "SELECT t, i, 1, ?::bigint, FALSE, c FROM unnest(?::text[], ?::text[], ?::bytea[]) "
+                "AS u(t, i, c) ON CONFLICT (type, id) DO NOTHING RETURNING rid, type, id",
+                now,
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+                contents,
+            )
+            return {(r[1], r[2]): r[0] for r in rows}
+        # SQLite runs in-process: a statement per row costs no round trip.
+        inserted = {}
+        for key, content in zip(keys, contents, strict=True):
+            row = await self.conn.fetchrow(
+                "INSERT INTO resources (type, id, version, last_updated, deleted, content) "
+                "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING RETURNING rid",
+                key[0],
+                key[1],
+                now,
+                False,
+                content,
+            )
+            if row is not None:
+                inserted[key] = row[0]
+        return inserted
+
     def _now(self) -> int:
         now = int(time.time() * 1000)
         self._clock_ms = max(now, self._clock_ms + 1)
@@ -317,6 +401,16 @@ class Transaction:
         # Flush first: rows for this rid may be pending from earlier in the transaction.
         await self.flush()
         self._pending_deletes.append(rid)
+
+
+@contextmanager
+def _blame(index: int) -> Iterator[None]:
+    """Tag a FhirError with the position of the resource it is about (``create_many``)."""
+    try:
+        yield
+    except FhirError as error:
+        error.index = index  # type: ignore[attr-defined]
+        raise
 
 
 class Store:

@@ -156,3 +156,71 @@ async def test_bad_bundles_are_rejected(client):
         json=bundle("transaction", entry("POST", "Observation", observation("urn:uuid:missing"))),
     )
     assert r.status_code == 404
+
+
+# Without a guard, a transaction's plain creates are written together (create_many): these
+# check that nothing a client can see changes.
+
+
+async def test_transaction_conditional_reference_finds_a_create_of_the_same_bundle(client):
+    ident = {"system": FNR, "value": "13031353453"}
+    r = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry("POST", "Patient", {"resourceType": "Patient", "identifier": [ident]}),
+            entry("POST", "Observation", observation(f"Patient?identifier={FNR}|13031353453")),
+        ),
+    )
+    assert r.status_code == 200, r.text
+    patient_id, obs_location = (e["response"]["location"] for e in r.json()["entry"])
+    obs = (await client.get("/fhir/" + obs_location.split("/_history")[0])).json()
+    assert obs["subject"]["reference"] == patient_id.split("/_history")[0]
+
+
+async def test_transaction_refused_create_names_its_entry_and_writes_nothing(client, store):
+    from enjournal.fhir.errors import Unprocessable
+
+    async def refuse(tx, resource):
+        if resource.get("name", [{}])[0].get("family") == "Refused":
+            raise Unprocessable("this family is refused")
+
+    store.checks.append(refuse)
+    r = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry("PUT", "Patient/kept", {"resourceType": "Patient", "id": "kept"}),
+            entry("POST", "Patient", {"resourceType": "Patient"}, "urn:uuid:p"),
+            entry("POST", "Observation", observation("urn:uuid:p")),
+            entry("POST", "Patient", {"resourceType": "Patient", "name": [{"family": "Refused"}]}),
+        ),
+    )
+    assert r.status_code == 422, r.text
+    assert "Bundle.entry[3]: this family is refused" in r.json()["issue"][0]["diagnostics"]
+    assert (await client.get("/fhir/Patient/kept")).status_code == 404
+    for type_ in ("Patient", "Observation"):
+        assert (await client.get(f"/fhir/{type_}?_summary=count")).json()["total"] == 0
+
+
+async def test_transaction_mixed_entries_keep_their_responses(client):
+    r = await client.post(
+        "/fhir",
+        json=bundle(
+            "transaction",
+            entry("GET", "Patient/put-1"),
+            entry("POST", "Observation", observation("urn:uuid:p")),
+            entry("PUT", "Patient/put-1", {"resourceType": "Patient", "id": "put-1"}),
+            entry("POST", "Patient", {"resourceType": "Patient"}, "urn:uuid:p"),
+        ),
+    )
+    assert r.status_code == 200, r.text
+    entries = r.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["200 OK", *["201 Created"] * 3]
+    assert entries[0]["resource"]["id"] == "put-1"
+    locations = [e["response"]["location"] for e in entries[1:]]
+    assert locations[0].startswith("Observation/") and locations[2].startswith("Patient/")
+    assert "Patient/put-1/_history/1" in locations[1]
+    assert all(e["response"]["lastModified"] for e in entries[1:])
+    obs = (await client.get("/fhir/" + entries[1]["fullUrl"])).json()
+    assert obs["subject"]["reference"] == entries[3]["fullUrl"]

@@ -126,3 +126,187 @@ async def test_read_for_update_needs_a_write_transaction(store):
     async with store.transaction(write=False) as tx:
         with pytest.raises(RuntimeError):
             await tx.read_for_update("Basic", "b")
+
+
+# ---- create_many: the resources rows of a batch in one statement ---------------------------
+
+
+def clinical_batch() -> list[dict]:
+    """Resources that fill most index tables: string, token, date, reference, quantity,
+    uri and composite rows."""
+    return [
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "13031353453"}],
+            "name": [{"family": "Nordmann", "given": ["Kari"]}],
+            "gender": "female",
+            "birthDate": "1953-03-13",
+            "address": [{"city": "Tromsø", "postalCode": "9008"}],
+        },
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": "Patient/p-ref"},
+            "effectiveDateTime": "2024-05-01T10:00:00+02:00",
+            "valueQuantity": {
+                "value": 72,
+                "unit": "/min",
+                "system": "http://unitsofmeasure.org",
+                "code": "/min",
+            },
+            "meta": {"profile": ["http://example.org/StructureDefinition/pulse"]},
+        },
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": "Patient/p-ref"},
+            "component": [
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                    "valueQuantity": {
+                        "value": 120,
+                        "system": "http://unitsofmeasure.org",
+                        "code": "mm[Hg]",
+                    },
+                }
+            ],
+        },
+        {"resourceType": "Basic", "code": {"text": "note"}},
+    ]
+
+
+async def dump_rows(tx) -> dict[str, list]:
+    """Every row the store wrote, with rids and sequence numbers replaced by "Type/id"."""
+    from enjournal.storage.schema import INDEX_COLUMNS
+
+    await tx.flush()
+    keys = {
+        r[0]: f"{r[1]}/{r[2]}" for r in await tx.conn.fetch("SELECT rid, type, id FROM resources")
+    }
+    dump = {
+        "resources": await tx.conn.fetch(
+            "SELECT type, id, version, last_updated, deleted, content FROM resources"
+        ),
+        "resource_versions": await tx.conn.fetch(
+            "SELECT rid, type, id, version, last_updated, method, content FROM resource_versions"
+        ),
+    }
+    for table, cols in INDEX_COLUMNS.items():
+        dump[table] = await tx.conn.fetch(f"SELECT rid, type, {', '.join(cols)} FROM {table}")
+    out = {}
+    for table, rows in dump.items():
+        rows = [tuple(r) for r in rows]
+        if table != "resources":
+            rows = [(keys[r[0]], *r[1:]) for r in rows]
+        out[table] = sorted(
+            (tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in rows),
+            key=repr,
+        )
+    return out
+
+
+class Rollback(Exception):
+    pass
+
+
+async def rows_written(store, write) -> dict[str, list]:
+    """The rows ``write(tx)`` leaves, at a fixed clock; rolled back afterwards."""
+    dump: dict = {}
+    with pytest.raises(Rollback):
+        async with store.transaction() as tx:
+            tx._now = lambda: 1_714_550_400_000
+            await write(tx)
+            dump.update(await dump_rows(tx))
+            raise Rollback
+    return dump
+
+
+async def test_create_many_writes_the_same_rows_as_creates(store):
+    ids = ["p-ref", "obs-1", "obs-2", "basic-1"]
+
+    async def one_by_one(tx):
+        for resource, id_ in zip(clinical_batch(), ids, strict=True):
+            await tx.create(resource, id_=id_)
+
+    async def batched(tx):
+        stored = await tx.create_many(clinical_batch(), ids)
+        assert [(s.id, s.version, s.method) for s in stored] == [(i, 1, "POST") for i in ids]
+
+    expected = await rows_written(store, one_by_one)
+    assert await rows_written(store, batched) == expected
+    filled = [table for table, rows in expected.items() if rows]
+    assert len(expected["resources"]) == 4 and len(filled) >= 7, filled
+
+
+async def test_create_many_assigns_ids_and_stamps_meta(store):
+    async with store.transaction() as tx:
+        stored = await tx.create_many([patient("A"), patient("B")])
+    assert len({s.id for s in stored}) == 2
+    for s, family in zip(stored, "AB", strict=True):
+        body = orjson.loads((await store.read("Patient", s.id)).content)
+        assert body["id"] == s.id and body["meta"]["versionId"] == "1"
+        assert body["name"][0]["family"] == family
+    async with store.transaction(write=False) as tx:
+        from enjournal.fhir.search import parse_search
+
+        found = await tx.search(parse_search("Patient", [("family", "B")]))
+    assert [r.id for r in found.matches] == [stored[1].id]
+
+
+async def test_create_many_turns_existing_and_repeated_ids_into_updates(store):
+    await store.update(patient("Old"), "kari")
+    await store.update(patient("Gone"), "deleted")
+    await store.delete("Patient", "deleted")
+    async with store.transaction() as tx:
+        stored = await tx.create_many(
+            [patient("A"), patient("B"), patient("C"), patient("D")],
+            ["kari", "new", "deleted", "new"],
+        )
+    assert [(s.id, s.version, s.method) for s in stored] == [
+        ("kari", 2, "PUT"),
+        ("new", 1, "POST"),
+        ("deleted", 3, "PUT"),
+        ("new", 2, "PUT"),
+    ]
+    current = orjson.loads((await store.read("Patient", "new")).content)
+    assert current["name"][0]["family"] == "D"
+    assert (
+        orjson.loads((await store.read("Patient", "deleted")).content)["meta"]["versionId"] == "3"
+    )
+    async with store.transaction(write=False) as tx:
+        entries, _ = await tx.history("Patient", "new")
+    assert [(e.version, e.method) for e in entries] == [(2, "PUT"), (1, "POST")]
+
+
+async def test_create_many_failing_check_writes_nothing(store):
+    from enjournal.fhir.errors import Unprocessable
+
+    seen = []
+
+    async def refuse_bad(tx, resource):
+        seen.append(resource["name"][0]["family"])
+        if resource["name"][0]["family"] == "Bad":
+            raise Unprocessable("bad family")
+
+    store.checks.append(refuse_bad)
+    with pytest.raises(Unprocessable) as refused:
+        async with store.transaction() as tx:
+            await tx.create(patient("Before"), id_="before")
+            await tx.create_many([patient("Good"), patient("Bad"), patient("Later")])
+    assert seen == ["Before", "Good", "Bad"]
+    assert refused.value.index == 1  # which resource was refused
+    store.checks.remove(refuse_bad)
+    async with store.transaction() as tx:
+        dump = await dump_rows(tx)
+    assert all(rows == [] for rows in dump.values()), dump
+
+
+async def test_create_many_of_nothing(store):
+    async with store.transaction() as tx:
+        assert await tx.create_many([]) == []
+        with pytest.raises(ValueError):
+            await tx.create_many([patient()], ["a", "b"])
+        dump = await dump_rows(tx)
+    assert all(rows == [] for rows in dump.values())
