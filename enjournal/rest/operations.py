@@ -4,7 +4,7 @@ Services add their operations here (``register``) instead of editing the router,
 router stays small and the CapabilityStatement lists what is really registered.  An
 operation is served at the system (``/$name``), type (``/Type/$name``) or instance
 (``/Type/id/$name``) level, by GET and/or POST, inside one store transaction (a write
-transaction when ``writes`` is set).
+transaction when ``writes`` is set, or for the methods it names).
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ class Operation:
     instance: bool  # served at /Type/id/$name (else /Type/$name or /$name)
     handler: Handler  # async (request, tx) -> FhirResponse
     methods: tuple[str, ...] = ("GET", "POST")
-    writes: bool = False
+    writes: bool | tuple[str, ...] = False  # all methods write, or the methods that do
     definition: str | None = None  # canonical URL of its OperationDefinition
+
+    def writes_for(self, method: str) -> bool:
+        """Whether a request by ``method`` needs a write transaction (a GET that only reads
+        should not hold a write transaction's connection and locks)."""
+        return method in self.writes if isinstance(self.writes, tuple) else self.writes
 
 
 _OPERATIONS: dict[tuple[str | None, str, bool], Operation] = {}

@@ -97,7 +97,7 @@ def writes(request: FhirRequest) -> bool:
     p = request.path
     op = _operation_for(p)
     if op is not None:
-        return op.writes
+        return op.writes_for(request.method)
     if request.method in READ_ONLY or p[-1:] in READ_ONLY_PATHS:
         # The first page of a sorted search stores its ordered result for paging.
         return request.param("_sort") is not None and request.param("_cursor") is None
@@ -145,6 +145,9 @@ class Unit:
             if write and self.guard is not None and self.guard.events:
                 from enjournal.security.audit import append
 
+                # Write the pending version and index rows first: appending locks the
+                # audit chain's head for every writer until commit, so hold it briefly.
+                await tx.flush()
                 await append(tx.conn, self.guard.take_events())
 
     async def record_rest(self) -> None:

@@ -33,6 +33,16 @@ _INSERT["resource_versions"] = (
 )
 
 
+_DELETE_INDEX_ROWS = (
+    "WITH "
+    + ", ".join(
+        f"d{n} AS (DELETE FROM {table} WHERE rid = ANY(?::bigint[]))"
+        for n, table in enumerate(INDEX_COLUMNS)
+    )
+    + " SELECT 1"
+)
+
+
 def _default_indexer(resource: dict) -> dict[str, list[tuple]]:
     from enjournal.fhir.indexing import index_resource
 
@@ -61,10 +71,14 @@ class Transaction:
         """Write the pending version and index rows (the store calls this before commit)."""
         if self._pending_deletes:
             rids, self._pending_deletes = self._pending_deletes, []
-            for table in INDEX_COLUMNS:
-                await self.conn.executemany(
-                    f"DELETE FROM {table} WHERE rid = ?", [(rid,) for rid in rids]
-                )
+            if self.conn.dialect == "postgres":
+                # One round trip for every index table (an update used to cost nine).
+                await self.conn.execute(_DELETE_INDEX_ROWS, *[rids] * len(INDEX_COLUMNS))
+            else:
+                for table in INDEX_COLUMNS:
+                    await self.conn.executemany(
+                        f"DELETE FROM {table} WHERE rid = ?", [(rid,) for rid in rids]
+                    )
         pending, self._pending = self._pending, {}
         for table, rows in pending.items():
             await self.conn.executemany(_INSERT[table], rows)

@@ -56,7 +56,7 @@ def register(context) -> list[Job]:
         )
     register_operation(Operation("dispensable", "MedicationRequest", False, api.dispensable, post))
     register_operation(
-        Operation("medication-list", "Patient", True, pll.medication_list, ("GET", "POST"), True)
+        Operation("medication-list", "Patient", True, pll.medication_list, ("GET", "POST"), post)
     )
     register_operation(
         Operation("reserve-gp-reports", "Patient", True, pll.reserve_gp_reports, post, True)

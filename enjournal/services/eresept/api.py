@@ -30,7 +30,7 @@ from enjournal.rest.message import FhirResponse, outcome
 from enjournal.rest.operations import parameters
 from enjournal.services.eresept import drugs, queries, rules
 from enjournal.services.eresept.actors import Actor, audit, caller
-from enjournal.services.eresept.reports import current_atcs, dispense_resources
+from enjournal.services.eresept.reports import current_atcs, dispense_resources, patient_record
 from enjournal.services.eresept.rules import Prescription
 
 
@@ -59,7 +59,8 @@ async def prescribe(request, tx) -> FhirResponse:
     hpr = actor.hpr or _hpr_in(body) if actor.kind == "trusted" else actor.hpr
     validate_for_write(body)
     patient_id = _reference_id(body.get("subject"), "Patient", "MedicationRequest.subject")
-    if not await tx.exists("Patient", patient_id):
+    record = await patient_record(tx, patient_id)
+    if record.patient is None:
         raise Unprocessable(f"Patient/{patient_id} is not known", expression="subject")
     product = await _product_of(tx, body)
     rules.check_prescriber(actor.profession, hpr, product.group)
@@ -78,7 +79,7 @@ async def prescribe(request, tx) -> FhirResponse:
     end = rules.validity(start, product.atc, blue, requested_end)
     performer = await _named_dispenser(tx, request_.get("performer"), product.kind)
 
-    atcs = await current_atcs(tx, patient_id)
+    atcs = await current_atcs(tx, record)
     found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
     _require_acknowledged(found, params, patient_id)
 
@@ -92,7 +93,7 @@ async def prescribe(request, tx) -> FhirResponse:
     ref = f"MedicationRequest/{stored.id}"
     issues = await _store_issues(tx, found, patient_id, ref, atcs, params)
     audit(request, "C", "$prescribe", patient_id, [ref, *issues_refs(issues)])
-    out = [("prescription", jsonio.loads(stored.content))] + [("issue", i) for i in issues]
+    out = [("prescription", resource)] + [("issue", i) for i in issues]
     return FhirResponse.of(_parameters(out), 201, Location=f"{request.base_url}/{ref}")
 
 
@@ -265,7 +266,7 @@ class InteractionConflict(Conflict):
 async def _store_issues(tx, found, patient_id, new_ref, atcs, params) -> list[dict]:
     """Store the detected interactions (acknowledged ones with the acknowledgement)."""
     acknowledged = _acknowledged(params)
-    out = []
+    out: list[dict] = []
     for interaction in found:
         implicated = [new_ref] + [
             ref for atc, ref in atcs if _matches(atc, interaction.atc_a, interaction.atc_b)
@@ -275,8 +276,9 @@ async def _store_issues(tx, found, patient_id, new_ref, atcs, params) -> list[di
             issue.setdefault("mitigation", []).append(
                 {"action": {"text": "Acknowledged by the prescriber or pharmacist"}}
             )
-        stored = await tx.create(issue)
-        out.append(jsonio.loads(stored.content))
+        out.append(issue)
+    if out:
+        await tx.create_many(out)  # stamps id and meta into each issue
     return out
 
 
@@ -300,19 +302,18 @@ async def dispensable(request, tx) -> FhirResponse:
     pid = _string(params, "patient")
     if not pid:
         raise Invalid("name the patient's national identity number in 'patient'")
-    patient_id = await queries.patient_by_pid(tx, pid)
+    patient_id, prescriptions = await queries.patient_and_prescriptions(tx, pid)
     reference = _string(params, "reference-number")
     wanted = rules.reference_hash(reference) if reference else None
     today = clock().date()
     found = []
-    if patient_id is not None:
-        for resource in await queries.prescriptions_of(tx, patient_id):
-            p = Prescription(resource)
-            if not rules.dispensable(p, today, reference_hash_=wanted):
-                continue
-            if actor.bandagist and p.product_kind == "legemiddel":
-                continue
-            found.append(_public(resource))
+    for resource in prescriptions:
+        p = Prescription(resource)
+        if not rules.dispensable(p, today, reference_hash_=wanted):
+            continue
+        if actor.bandagist and p.product_kind == "legemiddel":
+            continue
+        found.append(_public(resource))
     refs = [f"MedicationRequest/{r['id']}" for r in found]
     audit(request, "R", "$dispensable", patient_id, refs)
     bundle = {
@@ -347,9 +348,11 @@ async def _locked(request, tx, params) -> tuple[Actor, Prescription]:
 
 
 async def _save(tx, p: Prescription) -> dict:
+    """Store the changed prescription; the resource as stored (``update`` stamps id and
+    meta into it, so it need not be parsed back)."""
     validate_for_write(p.resource)
-    stored = await tx.update(p.resource, p.id)
-    return jsonio.loads(stored.content)
+    await tx.update(p.resource, p.id)
+    return p.resource
 
 
 async def take(request, tx) -> FhirResponse:
@@ -404,11 +407,14 @@ async def dispense(request, tx) -> FhirResponse:
             request, "C", "$dispense", p.patient_id, [ref], outcome="4", description=refused.message
         )
         raise
-    atcs = [(a, r) for a, r in await current_atcs(tx, p.patient_id) if r != ref]
+    record = await patient_record(tx, p.patient_id)
+    atcs = [(a, r) for a, r in await current_atcs(tx, record) if r != ref]
     found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
     _require_acknowledged(found, params, p.patient_id)
     saved = await _save(tx, p)
-    dispensed, reports = await dispense_resources(tx, p, saved, actor, product, quantity, now)
+    dispensed, reports = await dispense_resources(
+        tx, p, saved, actor, product, quantity, now, record
+    )
     dispensed_ref = f"MedicationDispense/{dispensed['id']}"
     issues = await _store_issues(tx, found, p.patient_id, dispensed_ref, atcs, params)
     audit(request, "C", "$dispense", p.patient_id, [ref, dispensed_ref, *reports])

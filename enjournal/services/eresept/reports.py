@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_HPR, OID_ORGNR
 from enjournal.services.eresept import drugs, queries, rules
 from enjournal.services.eresept.rules import Prescription
+from enjournal.storage.store import new_id
 
 REPORT_KIND = "https://enjournal.no/fhir/CodeSystem/eresept-message"  # M6, M8 (domain 3.2)
 RESERVATION = "https://enjournal.no/fhir/CodeSystem/eresept-reservation"
@@ -29,11 +29,18 @@ def reservation_id(patient_id: str) -> str:
     return f"m8-reservation-{patient_id}"
 
 
-async def current_atcs(tx, patient_id: str) -> list[tuple[str, str]]:
+async def patient_record(tx, patient_id: str) -> queries.PatientRecord:
+    """The patient, prescriptions, PLL and GP-report reservation: one read."""
+    return await queries.patient_record(
+        tx, patient_id, pll_id(patient_id), reservation_id(patient_id)
+    )
+
+
+async def current_atcs(tx, record: queries.PatientRecord) -> list[tuple[str, str]]:
     """(ATC, reference) of the patient's current medicines: dispensable prescriptions and the
     entries of the medication list (PLL) that are not stopped."""
     out: list[tuple[str, str]] = []
-    for resource in await queries.prescriptions_of(tx, patient_id):
+    for resource in record.prescriptions:
         p = Prescription(resource)
         if p.status not in (rules.EXPEDITABLE, rules.UNDER_DISPENSING):
             continue
@@ -41,33 +48,33 @@ async def current_atcs(tx, patient_id: str) -> list[tuple[str, str]]:
         product = await drugs.product(tx, ref) if ref else None
         if product is not None and product.atc:
             out.append((product.atc, f"MedicationRequest/{p.id}"))
-    row = await tx.conn.fetchrow(
-        "SELECT content FROM resources WHERE type = 'List' AND id = ? AND NOT deleted",
-        pll_id(patient_id),
-    )
-    if row is not None:
-        for entry in jsonio.loads(row[0]).get("entry", []):
-            ref = (entry.get("item") or {}).get("reference")
-            if entry.get("deleted") or not ref:
-                continue
-            product = await drugs.product(tx, ref)
-            if product is not None and product.atc:
-                out.append((product.atc, ref))
+    for entry in (record.pll or {}).get("entry", []):
+        ref = (entry.get("item") or {}).get("reference")
+        if entry.get("deleted") or not ref:
+            continue
+        product = await drugs.product(tx, ref)
+        if product is not None and product.atc:
+            out.append((product.atc, ref))
     return out
 
 
-async def gp_reports_reserved(tx, patient_id: str) -> bool:
-    row = await tx.conn.fetchrow(
-        "SELECT content FROM resources WHERE type = 'Consent' AND id = ? AND NOT deleted",
-        reservation_id(patient_id),
-    )
-    return row is not None and jsonio.loads(row[0]).get("status") == "active"
+def gp_reports_reserved(record: queries.PatientRecord) -> bool:
+    return (record.reservation or {}).get("status") == "active"
 
 
 async def dispense_resources(
-    tx, p: Prescription, saved: dict, actor, product, quantity: float, now: datetime
+    tx,
+    p: Prescription,
+    saved: dict,
+    actor,
+    product,
+    quantity: float,
+    now: datetime,
+    record: queries.PatientRecord,
 ) -> tuple[dict, list[str]]:
-    """Store the MedicationDispense and its reports: the dispense, the reports' references."""
+    """Store the MedicationDispense and its reports (one ``create_many``: the dispense's id
+    is chosen here so the reports can reference it): the dispense, the reports'
+    references."""
     when = now.isoformat(timespec="seconds").replace("+00:00", "Z")
     performers = [
         {
@@ -96,27 +103,28 @@ async def dispense_resources(
     }
     if "dosageInstruction" in saved:
         dispense["dosageInstruction"] = saved["dosageInstruction"]
-    stored = await tx.create(dispense)  # stamps id and meta into ``dispense``
-    dispense_ref = f"MedicationDispense/{stored.id}"
+    dispense_id = new_id()
+    dispense_ref = f"MedicationDispense/{dispense_id}"
     recipients = [("M6", saved.get("requester"))]
-    if not await gp_reports_reserved(tx, p.patient_id):
-        patient = await queries.read_json(tx, "Patient", p.patient_id)
-        for gp in patient.get("generalPractitioner", []):
+    if not gp_reports_reserved(record):
+        for gp in (record.patient or {}).get("generalPractitioner", []):
             recipients.append(("M8", gp))
     reports = []
     for kind, recipient in recipients:
         if not recipient:
             continue
-        report = {
-            "resourceType": "Communication",
-            "status": "completed",
-            "category": [{"coding": [{"system": REPORT_KIND, "code": kind}]}],
-            "subject": {"reference": f"Patient/{p.patient_id}"},
-            "about": [{"reference": f"MedicationRequest/{p.id}"}],
-            "sent": when,
-            "recipient": [recipient],
-            "payload": [{"contentReference": {"reference": dispense_ref}}],
-        }
-        stored = await tx.create(report)
-        reports.append(f"Communication/{stored.id}")
-    return dispense, reports
+        reports.append(
+            {
+                "resourceType": "Communication",
+                "status": "completed",
+                "category": [{"coding": [{"system": REPORT_KIND, "code": kind}]}],
+                "subject": {"reference": f"Patient/{p.patient_id}"},
+                "about": [{"reference": f"MedicationRequest/{p.id}"}],
+                "sent": when,
+                "recipient": [recipient],
+                "payload": [{"contentReference": {"reference": dispense_ref}}],
+            }
+        )
+    # stamps id and meta into each resource
+    stored = await tx.create_many([dispense, *reports], [dispense_id] + [None] * len(reports))
+    return dispense, [f"Communication/{s.id}" for s in stored[1:]]

@@ -18,6 +18,38 @@ async def exists(store, id_: str) -> bool:
         return await tx.exists("MedicationRequest", id_)
 
 
+async def traces(store, type_: str, id_: str) -> int:
+    """Rows left anywhere of a resource: its row, its versions, its index rows."""
+    async with store.transaction(write=False) as tx:
+        rows = await tx.conn.fetch(
+            "SELECT rid FROM resources WHERE type = ? AND id = ?", type_, id_
+        )
+        versions = await tx.conn.fetch(
+            "SELECT version FROM resource_versions WHERE type = ? AND id = ?", type_, id_
+        )
+        index = 0
+        for (rid,) in rows:
+            for table in ("idx_reference", "idx_token", "idx_date", "idx_string"):
+                index += len(await tx.conn.fetch(f"SELECT 1 FROM {table} WHERE rid = ?", rid))
+    return len(rows) + len(versions) + index
+
+
+async def reports_about(store, ref: str) -> tuple[list[str], list[str]]:
+    """Ids of the MedicationDispenses authorised by ``ref`` and the Communications about it."""
+    async with store.transaction(write=False) as tx:
+        rows = await tx.conn.fetch(
+            "SELECT type, id, content FROM resources WHERE type IN (?, ?) AND NOT deleted",
+            "MedicationDispense",
+            "Communication",
+        )
+    dispenses, reports = [], []
+    for type_, id_, content in rows:
+        text = bytes(content).decode()
+        if f'"{ref}"' in text:
+            (dispenses if type_ == "MedicationDispense" else reports).append(id_)
+    return dispenses, reports
+
+
 async def test_expired_deleted_at_once_dispensed_after_a_month(eresept):
     now = datetime.now(UTC)
     antibiotic = part(await eresept.prescribe(varenr=AMOXICILLIN), "prescription")[0]
@@ -25,7 +57,17 @@ async def test_expired_deleted_at_once_dispensed_after_a_month(eresept):
     await eresept.step("farm1", dispensed["id"], "take")
     assert (await eresept.step("farm1", dispensed["id"], "dispense")).status_code == 200
     kept = part(await eresept.prescribe(varenr=IBUPROFEN, repeats=2), "prescription")[0]
+    await eresept.step("farm1", kept["id"], "take")
+    assert (await eresept.step("farm1", kept["id"], "dispense")).status_code == 200
     store = eresept.store
+    gone_dispenses, gone_reports = await reports_about(
+        store, f"MedicationRequest/{dispensed['id']}"
+    )
+    kept_dispenses, kept_reports = await reports_about(store, f"MedicationRequest/{kept['id']}")
+    # one dispensing each, reported to the prescriber (M6) and kari's GP (M8)
+    assert len(gone_dispenses) == len(kept_dispenses) == 1
+    assert len(gone_reports) == len(kept_reports) == 2
+    assert await traces(store, "MedicationRequest", dispensed["id"]) > 3  # row, 3 versions
     # A MedicationRequest the service did not issue is never touched.
     async with store.transaction() as tx:
         await tx.update(
@@ -42,9 +84,22 @@ async def test_expired_deleted_at_once_dispensed_after_a_month(eresept):
     assert await delete_prescriptions(store, now + timedelta(days=5)) == 0
     assert await delete_prescriptions(store, now + timedelta(days=12)) == 1
     assert not await exists(store, antibiotic["id"])
+    assert await traces(store, "MedicationRequest", antibiotic["id"]) == 0
     assert await exists(store, dispensed["id"])
     assert await delete_prescriptions(store, now + timedelta(days=33)) == 1
-    assert not await exists(store, dispensed["id"])
+    # Purged: no row, no version (history), no index row; with it its dispensing and the
+    # reports about it, but not those of the patient's other prescription.
+    assert await traces(store, "MedicationRequest", dispensed["id"]) == 0
+    for id_ in gone_dispenses:
+        assert await traces(store, "MedicationDispense", id_) == 0
+    for id_ in gone_reports:
+        assert await traces(store, "Communication", id_) == 0
+    assert await reports_about(store, f"MedicationRequest/{kept['id']}") == (
+        kept_dispenses,
+        kept_reports,
+    )
+    response = await eresept.get("gp", f"MedicationRequest/{dispensed['id']}/_history")
+    assert response.status_code in (404, 410) or response.json().get("total") == 0
     assert await exists(store, kept["id"]) and await exists(store, "hospital-order")
     assert await delete_prescriptions(store, now + timedelta(days=33)) == 0  # idempotent
     assert await delete_prescriptions(store, now + timedelta(days=400)) == 1

@@ -152,3 +152,15 @@ async def test_medication_list_read_update_and_stop_withdraws(eresept):
     after = await eresept.get("gp", f"MedicationRequest/{warfarin['id']}")
     assert status(after.json()) == "T"
     assert await eresept.lookup("farm1", "kari") == []
+
+
+def test_medication_list_reads_in_a_read_transaction(eresept):
+    """GET $medication-list only reads, so it runs without a write transaction; POST
+    replaces the list and writes (enjournal.rest.operations.Operation.writes_for)."""
+    from enjournal.rest.message import FhirRequest
+    from enjournal.rest.router import writes
+
+    path = ["Patient", "kari", "$medication-list"]
+    assert writes(FhirRequest("GET", path)) is False
+    assert writes(FhirRequest("POST", path)) is True
+    assert writes(FhirRequest("POST", ["MedicationRequest", "x", "$take"])) is True
