@@ -66,6 +66,9 @@ class Transaction:
         # table: before any read in this transaction, and before commit.
         self._pending: dict[str, list[tuple]] = {}
         self._pending_deletes: list[int] = []
+        # Rows this transaction locked with read_for_update and has not written since:
+        # (type, id) -> (rid, version, last_updated, deleted, content).
+        self._locked: dict[tuple[str, str], tuple] = {}
 
     async def flush(self) -> None:
         """Write the pending version and index rows (the store calls this before commit)."""
@@ -102,11 +105,25 @@ class Transaction:
     async def read_for_update(self, type_: str, id_: str) -> StoredResource:
         """Read the current version and lock it until the transaction ends, so a
         read-check-write (take a prescription, dispense a repeat) cannot interleave with
-        another worker's.  SQLite's single writer already serialises write transactions."""
+        another worker's.  SQLite's single writer already serialises write transactions.
+        One statement; the following ``update`` of the same resource needs no second lock,
+        and skips rewriting index rows its change leaves as they were."""
         if not self.write:
             raise RuntimeError("read_for_update needs a write transaction")
-        await self._lock(type_, id_)
-        return await self.read(type_, id_)
+        lock = " FOR UPDATE" if self.conn.dialect == "postgres" else ""
+        row = await self.conn.fetchrow(
+            "SELECT rid, version, last_updated, deleted, content FROM resources "
+            f"WHERE type = ? AND id = ?{lock}",
+            type_,
+            id_,
+        )
+        if row is None:
+            raise NotFound(f"{type_}/{id_} is not known")
+        if row[3]:
+            raise Gone(f"{type_}/{id_} was deleted")
+        content = bytes(row[4])
+        self._locked[(type_, id_)] = (row[0], row[1], row[2], row[3], content)
+        return StoredResource(row[0], type_, id_, row[1], row[2], content)
 
     async def exists(self, type_: str, id_: str) -> bool:
         row = await self.conn.fetchrow(
@@ -256,7 +273,8 @@ class Transaction:
     ) -> StoredResource:
         """Store a new version; creates the resource when the id is new (update-as-create)."""
         type_ = resource["resourceType"]
-        current = await self._lock(type_, id_)
+        locked = self._locked.pop((type_, id_), None)
+        current = locked[:4] if locked else await self._lock(type_, id_)
         if current is None:
             if if_match is not None:
                 raise PreconditionFailed(f"{type_}/{id_} does not exist (If-Match given)")
@@ -279,7 +297,8 @@ class Transaction:
         )
         stored = StoredResource(rid, type_, id_, version + 1, now, content, "PUT")
         await self._append_version(stored)
-        await self._write_index(rid, type_, resource, replace=True)
+        if locked is None or self.indexer(jsonio.loads(locked[4])) != self.indexer(resource):
+            await self._write_index(rid, type_, resource, replace=True)
         return stored
 
     async def delete(self, type_: str, id_: str, *, if_match: int | None = None) -> int | None:
@@ -334,6 +353,7 @@ class Transaction:
     # ---- internals -----------------------------------------------------------------------
 
     async def _lock(self, type_: str, id_: str) -> tuple | None:
+        self._locked.pop((type_, id_), None)  # about to be written: the copy goes stale
         lock = " FOR UPDATE" if self.conn.dialect == "postgres" else ""
         return await self.conn.fetchrow(
             "SELECT rid, version, last_updated, deleted FROM resources "

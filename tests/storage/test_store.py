@@ -310,3 +310,32 @@ async def test_create_many_of_nothing(store):
             await tx.create_many([patient()], ["a", "b"])
         dump = await dump_rows(tx)
     assert all(rows == [] for rows in dump.values())
+
+
+async def test_update_after_read_for_update_keeps_the_index_right(store):
+    """An update after read_for_update skips rewriting index rows only when they would be
+    the same; a changed code is found under its new value and not under the old one."""
+    from enjournal.fhir.search import parse_search
+
+    def basic(code: str, note: str) -> dict:
+        return {
+            "resourceType": "Basic",
+            "code": {"coding": [{"system": "http://example.org", "code": code}]},
+            "extension": [{"url": "http://example.org/note", "valueString": note}],
+        }
+
+    async def found(code: str) -> list[str]:
+        async with store.transaction(write=False) as tx:
+            result = await tx.search(parse_search("Basic", [("code", code)]))
+            return [r.id for r in result.matches]
+
+    await store.update(basic("a", "first"), "x")
+    for code, note in [("a", "second"), ("b", "third"), ("b", "fourth")]:
+        async with store.transaction(write=True) as tx:
+            await tx.read_for_update("Basic", "x")
+            await tx.update(basic(code, note), "x")
+    assert await found("a") == []
+    assert await found("b") == ["x"]
+    stored = await store.read("Basic", "x")
+    assert stored.version == 4
+    assert orjson.loads(stored.content)["extension"][0]["valueString"] == "fourth"
