@@ -180,18 +180,16 @@ class _Index:
         return hits
 
 
-# The index is built from the stored resources and rebuilt when they change: the key is
-# read from the database on every call (count, newest change, highest row id), so a
-# catalogue loaded by another worker or process is seen at once.  A few keys are kept, for
+# The index is built from the stored resources and rebuilt when they change: the key, the
+# newest version's sequence number of the type (one probe of the (type, seq) index), is
+# read on every call, so a catalogue loaded by another worker or process is seen at once.  A few keys are kept, for
 # a process holding several stores (tests).
 _indexes: dict[tuple, _Index] = {}
 _TYPE = "MedicinalProductInteraction"
 
 
 async def _index(tx: Any) -> _Index:
-    row = await tx.conn.fetchrow(
-        "SELECT COUNT(*), MAX(last_updated), MAX(rid) FROM resources WHERE type = ?", _TYPE
-    )
+    row = await tx.conn.fetchrow("SELECT MAX(seq) FROM resource_versions WHERE type = ?", _TYPE)
     key = (tx.conn.dialect, *(row or ()))
     index = _indexes.get(key)
     if index is None:
