@@ -182,8 +182,8 @@ class _Index:
 
 # The index is built from the stored resources and rebuilt when they change: the key, the
 # newest version's sequence number of the type (one probe of the (type, seq) index), is
-# read on every call, so a catalogue loaded by another worker or process is seen at once.  A few keys are kept, for
-# a process holding several stores (tests).
+# read on every call, so a catalogue loaded by another worker or process is seen at once.
+# A few keys are kept, for a process holding several stores (tests).
 _indexes: dict[tuple, _Index] = {}
 _TYPE = "MedicinalProductInteraction"
 
