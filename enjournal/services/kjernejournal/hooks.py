@@ -21,8 +21,8 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
         return None
     if action in ("c", "u", "d"):
         return (
-            "kjernejournal entries are changed only through Patient/[id]/$kj-critical-info "
-            "and $kj-privacy"
+            "kjernejournal entries are changed only through Patient/[id]/$kj-critical-info, "
+            "$kj-own-registration and $kj-privacy"
         )
     principal = guard.principal
     if principal.kind == "citizen":

@@ -71,8 +71,9 @@ def kj_tag(resource: dict) -> str | None:
     return None
 
 
-async def shared(tx, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict]:
-    """Resources outside the compartment by (type, id), one query per type."""
+async def shared(tx, refs: set[tuple[str, str]], parse=jsonio.loads) -> dict[tuple[str, str], dict]:
+    """Resources outside the compartment by (type, id), one query per type (``parse`` turns
+    the stored bytes into the dict)."""
     out: dict[tuple[str, str], dict] = {}
     by_type: dict[str, list[str]] = {}
     for type_, id_ in refs:
@@ -85,7 +86,7 @@ async def shared(tx, refs: set[tuple[str, str]]) -> dict[tuple[str, str], dict]:
             *ids,
         )
         for id_, content in rows:
-            out[(type_, id_)] = jsonio.loads(bytes(content))
+            out[(type_, id_)] = parse(bytes(content))
     return out
 
 

@@ -18,6 +18,7 @@ import orjson
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from joserfc.jws import JWSRegistry
 
 from enjournal.fhir import jsonio
 from enjournal.security.keys import SigningKey, public_jwks, signing_alg
@@ -35,19 +36,46 @@ def canonical(bundle: dict) -> bytes:
     return orjson.dumps(unsigned, default=jsonio._default, option=orjson.OPT_SORT_KEYS)
 
 
-def sign(bundle: dict, key: SigningKey, when: str, who: dict) -> dict:
-    """Add Bundle.signature (in place) and return the bundle."""
-    header = {"alg": signing_alg(key), "kid": key.kid, "typ": "JOSE"}
-    compact = jws.serialize_compact(header, canonical(bundle), key)
-    head, _payload, signature = compact.split(".")
-    detached = f"{head}..{signature}"
-    bundle["signature"] = {
+#: joserfc refuses payloads over 128 000 bytes by default; a 500-resource document is ~300 KB.
+MAX_DOCUMENT = 64 * 1024 * 1024
+
+
+def _registry() -> JWSRegistry:
+    registry = JWSRegistry(algorithms=["ES256", "RS256"])
+    registry.max_payload_length = MAX_DOCUMENT
+    return registry
+
+
+_SIGNER = _registry()
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def signature_of(payload: bytes, key: SigningKey, when: str, who: dict) -> dict:
+    """The Bundle.signature element over ``payload`` (the canonical bytes of the Bundle).
+
+    The JWS signing input (RFC 7515 5.1) is built here rather than by
+    ``jws.serialize_compact``, which would also join and hand back the ~400 KB encoded
+    payload only for it to be cut out again (detached)."""
+    alg = signing_alg(key)
+    header = orjson.dumps({"alg": alg, "kid": key.kid, "typ": "JOSE"})
+    head = _b64url(header)
+    signature = _SIGNER.get_alg(alg).sign(head + b"." + _b64url(payload), key)
+    detached = (head + b".." + _b64url(signature)).decode("ascii")
+    return {
         "type": [SIGNATURE_TYPE],
         "when": when,
         "who": who,
         "sigFormat": "application/jose",
         "data": base64.b64encode(detached.encode("ascii")).decode("ascii"),
     }
+
+
+def sign(bundle: dict, key: SigningKey, when: str, who: dict) -> dict:
+    """Add Bundle.signature (in place) and return the bundle."""
+    bundle["signature"] = signature_of(canonical(bundle), key, when, who)
     return bundle
 
 
@@ -65,10 +93,11 @@ def verify(bundle: dict, jwks: dict) -> bool:
         return False
     if empty:
         return False
-    payload = base64.urlsafe_b64encode(canonical(bundle)).rstrip(b"=").decode("ascii")
     try:
         keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
-        jws.deserialize_compact(f"{head}.{payload}.{sig}", keys, algorithms=["ES256", "RS256"])
+        jws.deserialize_compact(
+            f"{head}..{sig}", keys, registry=_registry(), payload=canonical(bundle)
+        )
     except (JoseError, ValueError, KeyError):
         return False
     return True

@@ -9,15 +9,25 @@ section (visit history, the patient's own registrations, GP and next of kin) are
 sections, which the IPS Composition's open slicing allows.  Every entry has a ``urn:uuid``
 fullUrl; a reference to anything not in the Bundle is reduced to its display, so every
 reference resolves inside the document.  Narratives are in Norwegian (bokmål).
+
+Speed (docs/performance.md, "Kjernejournal"): references are rewritten on the stored
+bytes (``Links``), not by walking parsed resources, and ``encode`` writes the document
+body and the canonical bytes that are signed in one pass each, with every resource as a
+pre-serialised fragment.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
 import html
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import orjson
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
@@ -111,7 +121,26 @@ class Entry:
 
 
 def stored_url(type_: str, id_: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(NAMESPACE, f'{type_}/{id_}')}"
+    """``urn:uuid:`` + uuid5(NAMESPACE, "type/id") (RFC 4122 4.3), without the UUID object,
+    which costs more than the hash."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{type_}/{id_}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
+@dataclass
+class Document:
+    """The document before serialisation: Bundle fields, entries (fullUrl, resource) and
+    where every stored resource's reference points (``urls``)."""
+
+    head: dict
+    entries: list[tuple[str, dict]]
+    urls: dict[tuple[str, str], str]
 
 
 def build(
@@ -122,17 +151,27 @@ def build(
     now: datetime,
     withheld: frozenset[str] = frozenset(),
     server: dict,
-) -> dict:
-    """The unsigned IPS document Bundle.  ``resources`` are the patient's (parsed),
-    ``shared`` the practitioners, organisations and medications they refer to, ``withheld``
-    the restricted parts the caller may not open, ``server`` the Device that authors it."""
+    raw: dict[int, bytes] | None = None,
+    refs: dict[int, set[tuple[str, str]]] | None = None,
+) -> Document:
+    """The unsigned IPS document.  ``resources`` are the patient's (parsed), ``shared`` the
+    practitioners, organisations and medications they refer to, ``withheld`` the restricted
+    parts the caller may not open, ``server`` the Device that authors it, ``raw`` the stored
+    bytes of parsed resources by ``id()`` of their dict and ``refs`` what they refer to
+    (``referenced``), both optional: they save serialising and searching again."""
+    raw = raw or {}
+    refs = refs or {}
+
+    def refers_to(resource: dict) -> set[tuple[str, str]]:
+        found = refs.get(id(resource))
+        return found if found is not None else referenced(raw.get(id(resource)) or resource)
+
     window = rules.medication_window(now).date().isoformat()
     today = now.date().isoformat()
     urls: dict[tuple[str, str], str] = {
         ("Patient", patient["id"]): stored_url("Patient", patient["id"])
     }
     sections: dict[str, list[Entry]] = {spec.key: [] for spec in SECTIONS}
-    extra: list[dict] = []  # resources made for the document (DeviceUseStatement, ...)
     critical_lines: list[str] = []
     included: list[dict] = []
 
@@ -150,7 +189,7 @@ def build(
                 continue
             tag = kj_tag(resource)
             if tag == rules.PATIENT_REGISTRATION:
-                add("own", resource, [_type_label(type_), _text(resource), "Pasientregistrert"])
+                add("own", resource, [_type_label(type_), _own_text(resource), "Pasientregistrert"])
                 continue
             category = rules.CATEGORIES.get(tag or "")
             label = category.display if category else tag or ""
@@ -230,7 +269,8 @@ def build(
                 }
                 for key in ("medicationCodeableConcept", "medicationReference"):
                     if key in resource:
-                        statement[key] = resource[key]
+                        # A copy: the dispense's dict must keep matching its stored bytes.
+                        statement[key] = copy.deepcopy(resource[key])
                 add("medications", statement, [_medication(resource, shared), handed, "Utlevert"])
         elif type_ == "Immunization":
             if resource.get("status") != "entered-in-error":
@@ -267,10 +307,10 @@ def build(
     # Shared resources the members refer to (practitioners, organisations, medications).
     wanted: set[tuple[str, str]] = set()
     for member in members:
-        wanted |= referenced(member)
+        wanted |= refers_to(member)
     for ref in list(wanted):  # one level further: a PractitionerRole's practitioner
         if ref in shared:
-            wanted |= referenced(shared[ref])
+            wanted |= refers_to(shared[ref])
     in_entries = {(e.resource["resourceType"], e.resource["id"]) for e in entries}
     for ref in sorted(wanted):
         if ref in shared and ref not in in_entries:
@@ -279,8 +319,6 @@ def build(
     device_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, 'enjournal-server')}"
     composition_url = f"urn:uuid:{uuid.uuid4()}"
     urls[("Device", server["id"])] = device_url
-    for resource in [patient, *included, *(e.resource for e in entries), *extra]:
-        _rewrite(resource, urls)
 
     composition = {
         "resourceType": "Composition",
@@ -304,26 +342,63 @@ def build(
         ],
     }
     composition["section"] = [s for s in composition["section"] if s is not None]
-    bundle_entries = [
-        {"fullUrl": composition_url, "resource": composition},
-        {"fullUrl": urls[("Patient", patient["id"])], "resource": patient},
-    ]
-    seen = {composition_url, bundle_entries[1]["fullUrl"]}
+    patient_url = urls[("Patient", patient["id"])]
+    bundle_entries = [(composition_url, composition), (patient_url, patient)]
+    seen = {composition_url, patient_url}
     for resource in [*(e.resource for e in entries), *included]:
         url = urls[(resource["resourceType"], resource["id"])]
         if url not in seen:
             seen.add(url)
-            bundle_entries.append({"fullUrl": url, "resource": resource})
-    bundle_entries.append({"fullUrl": device_url, "resource": server})
-    return {
+            bundle_entries.append((url, resource))
+    bundle_entries.append((device_url, server))
+    head = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "meta": {"profile": ["http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips"]},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
         "type": "document",
         "timestamp": composition["date"],
-        "entry": bundle_entries,
     }
+    return Document(head, bundle_entries, urls)
+
+
+def encode(document: Document, raw: dict[int, bytes] | None = None) -> tuple[bytes, bytes]:
+    """The document as sent (object keys in their stored order, no ``signature`` yet) and
+    its canonical form (``signing.canonical``: keys sorted), which is what gets signed.
+
+    Both are built from the same per-resource bytes with the same reference rewriting, so
+    parsing the first and canonicalising it gives exactly the second."""
+    raw = raw or {}
+    links = Links(document.urls)
+    sent: list[dict] = []
+    ordered: list[dict] = []
+    for url, resource in document.entries:
+        natural, canonical = _encode(resource, raw.get(id(resource)), links)
+        sent.append({"fullUrl": url, "resource": orjson.Fragment(natural)})
+        ordered.append({"fullUrl": url, "resource": orjson.Fragment(canonical)})
+    body = orjson.dumps({**document.head, "entry": sent})
+    canonical = orjson.dumps({**document.head, "entry": ordered}, option=orjson.OPT_SORT_KEYS)
+    return body, canonical
+
+
+def with_signature(body: bytes, signature: dict) -> bytes:
+    """``body`` (a JSON object) with ``signature`` added as its last member."""
+    return body[:-1] + b',"signature":' + orjson.dumps(signature) + b"}"
+
+
+def _encode(resource: dict, raw: bytes | None, links: Links) -> tuple[bytes, bytes]:
+    natural = raw if raw is not None else jsonio.dumps(resource)
+    swaps = links.swaps(natural)
+    if swaps is None:  # a reference to drop: the dict walk does that
+        _rewrite(resource, links.urls)
+        natural = jsonio.dumps(resource)
+        swaps = []
+    # The sorted form holds the same "reference":"..." tokens, so the same swaps apply.
+    canonical = orjson.dumps(resource, default=jsonio._default, option=orjson.OPT_SORT_KEYS)
+    for old, new in swaps:
+        natural = natural.replace(old, new)
+        canonical = canonical.replace(old, new)
+    return natural, canonical
 
 
 # ---- sections and narrative -------------------------------------------------------------------
@@ -410,8 +485,29 @@ def _narrative(body: str) -> dict:
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = ""
+    if rows:
+        # One escape for the whole table: cells and rows joined by control characters that
+        # FHIR strings cannot hold (http://hl7.org/fhir/R4/datatypes.html#string), then
+        # turned into the tags.
+        text = _ROW.join(_CELL.join(_clean(c) for c in row) for row in rows)
+        cells = html.escape(text, quote=False)
+        body = (
+            "<tr><td>"
+            + cells.replace(_CELL, "</td><td>").replace(_ROW, "</td></tr><tr><td>")
+            + "</td></tr>"
+        )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CELL, _ROW = "\x1f", "\x1e"
+
+
+def _clean(value: object) -> str:
+    text = str(value or "")
+    if _CELL in text or _ROW in text:
+        text = text.replace(_CELL, " ").replace(_ROW, " ")
+    return text
 
 
 def _e(value: object) -> str:
@@ -463,6 +559,15 @@ def _source(resource: dict) -> str:
                 or ext.get("valueString", "")
             )
     return ""
+
+
+def _own_text(resource: dict) -> str:
+    if resource["resourceType"] == "RelatedPerson":
+        telecom = resource.get("telecom", [])
+        phones = ", ".join(t.get("value", "") for t in telecom if t.get("value"))
+        parts = [_person_name(resource), _relationship(resource), phones]
+        return ", ".join(p for p in parts if p)
+    return _text(resource)
 
 
 def _status(resource: dict) -> str:
@@ -564,6 +669,11 @@ def _sort_key(resource: dict) -> str:
 def _parse_reference(value) -> tuple[str, str] | None:
     if not isinstance(value, str) or value.startswith(("#", "urn:")):
         return None
+    return _parse_reference_text(value)
+
+
+@functools.lru_cache(maxsize=8192)  # the same few references recur in every resource
+def _parse_reference_text(value: str) -> tuple[str, str] | None:
     parts = value.split("/")
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
@@ -575,14 +685,74 @@ def _parse_reference(value) -> tuple[str, str] | None:
 _REFERENCE = re.compile(rb'"reference":"([^"\\]+)"')
 
 
-def referenced(resource: dict) -> set[tuple[str, str]]:
-    """Every (type, id) a resource refers to (found in its JSON: far cheaper than a walk)."""
+def referenced(resource: dict | bytes) -> set[tuple[str, str]]:
+    """Every (type, id) a resource refers to, found in its compact JSON (far cheaper than a
+    walk); give the stored bytes when you have them."""
     found: set[tuple[str, str]] = set()
-    for raw in _REFERENCE.findall(jsonio.dumps(resource)):
+    content = resource if isinstance(resource, bytes) else jsonio.dumps(resource)
+    for raw in _REFERENCE.findall(content):
         ref = _parse_reference(raw.decode())
         if ref:
             found.add(ref)
     return found
+
+
+_REFERENCE_KEY = b'"reference":'
+_TOKEN = b'"reference":"'
+
+
+class Links:
+    """Where each reference in the document points, rewritten on serialised JSON: a stored
+    resource's reference becomes its fullUrl; ``#`` (contained) and the document's own
+    ``urn:uuid`` references stay."""
+
+    def __init__(self, urls: dict[tuple[str, str], str]):
+        self.urls = urls
+        self._known = {url.encode() for url in urls.values()}
+        self._targets: dict[bytes, tuple] = {}
+
+    def _swap(self, value: bytes) -> tuple | None:
+        """(old token, new token) to replace; () when it stays; None when it must go."""
+        if value not in self._targets:
+            if value.startswith(b"#") or value in self._known:
+                self._targets[value] = ()
+            else:
+                ref = _parse_reference(value.decode())
+                if ref in self.urls:
+                    # The closing quote makes the token exact ("Patient/1" is not "Patient/12").
+                    new = self.urls[ref].encode()
+                    self._targets[value] = (_TOKEN + value + b'"', _TOKEN + new + b'"')
+                else:
+                    self._targets[value] = None
+        return self._targets[value]
+
+    def swaps(self, content: bytes) -> list[tuple[bytes, bytes]] | None:
+        """The replacements that point ``content``'s references (compact JSON) into the
+        document, or None when one must be dropped or is written in a form the pattern does
+        not cover (escapes): the dict walk (``_rewrite``) handles those."""
+        expected = content.count(_REFERENCE_KEY)
+        if not expected:
+            return []
+        values = _REFERENCE.findall(content)
+        if len(values) != expected:
+            return None
+        out = []
+        for value in set(values):
+            swap = self._swap(value)
+            if swap is None:
+                return None
+            if swap:
+                out.append(swap)
+        return out
+
+    def relink(self, content: bytes) -> bytes | None:
+        """``content`` with its references rewritten (None: see ``swaps``)."""
+        swaps = self.swaps(content)
+        if swaps is None:
+            return None
+        for old, new in swaps:
+            content = content.replace(old, new)
+        return content
 
 
 def _rewrite(resource: dict, urls: dict[tuple[str, str], str]) -> None:
@@ -598,8 +768,8 @@ def _rewrite(resource: dict, urls: dict[tuple[str, str], str]) -> None:
                 elif not (raw.startswith("urn:uuid:") and raw in urls.values()):
                     del value["reference"]
                     value.setdefault("display", "(ikke med i sammendraget)")
-            for key, item in value.items():
-                if key != "contained" and isinstance(item, dict | list):
+            for item in value.values():
+                if isinstance(item, dict | list):
                     walk(item)
         elif isinstance(value, list):
             for item in value:

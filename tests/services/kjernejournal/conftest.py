@@ -90,6 +90,19 @@ class KjClient(Secured):
             headers=self.headers(who, basis),
         )
 
+    async def own(self, who: str, patient: str, resource=None, remove=None):
+        """``$kj-own-registration``: add or change ``resource``, or ``remove`` a reference."""
+        param = (
+            {"name": "remove", "valueString": remove}
+            if remove
+            else {"name": "resource", "resource": resource}
+        )
+        return await self.http.post(
+            f"/fhir/Patient/{patient}/$kj-own-registration",
+            json={"resourceType": "Parameters", "parameter": [param]},
+            headers=self.headers(who),
+        )
+
     async def privacy(self, who: str, patient: str, **settings):
         params = []
         for name, value in settings.items():

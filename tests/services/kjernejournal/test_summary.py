@@ -24,6 +24,9 @@ async def test_summary_is_a_valid_ips_document_with_registered_information(kj):
     assert sorted(c["code"]["coding"][0]["code"] for c in problems) == ["A41", "I21"]
     alerts = ips.section_resources(bundle, "104605-1")
     assert [f["code"]["text"] for f in alerts] == ["Ikke gjenoppliv (HLR minus)"]
+    # The header names the GP (the reference is read before it is rewritten to a urn).
+    composition = bundle["entry"][0]["resource"]
+    assert "Fastlege: gp" in composition["text"]["div"]
     # Norwegian narrative, naming the substance and who registered it.
     text = ips.section(bundle, "48765-2")["text"]["div"]
     assert "Penicillin" in text and "HPR 1000001" in text and "Kritikalitet" in text
