@@ -8,8 +8,12 @@ concurrent transactions of ``--batch`` creates each (the load is timed).  Then
 docs/performance.md) serves ``--clients`` concurrent pharmacy clients, each repeating one
 cycle: look a random patient up by national identity number ($dispensable), take one of
 the prescriptions (``$take``), dispense it (``$dispense``: prescription update, a
-MedicationDispense, reports to prescriber and GP).  Prints cycles/s and p50/p95 of each step
-(target: >= 300 cycles/s, p95 < 100 ms per step).
+MedicationDispense, reports to prescriber and GP).  Then, on the same database with the
+server stopped, a baseline: the same cycle as raw SQL from as many asyncpg connections
+(``drive_raw``: one lookup query over the same index tables, lock + update of the
+prescription row, lock + update + a row in a plain ``bare_dispense`` table).  Prints cycles/s
+and p50/p95 of each step for both, and enjournal / raw (target: >= 300 cycles/s, p95 <
+100 ms per step); the result JSON holds ``cycles``, ``baseline`` and ``ratio``.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import orjson
 
 from bench.common import save_report, start_report
 from bench.httpclient import Connection
 from bench.run import Databases, Server, latency_summary
+from enjournal.fhir.errors import Conflict, Forbidden, Unprocessable
 from enjournal.fhir.norwegian_ids import OID_FNR, OID_HPR, OID_ORGNR, make_fnr, make_orgnr
 from enjournal.services.eresept import rules
 from enjournal.services.eresept.actors import DISPENSER_TYPE, PHARMACY
@@ -260,6 +266,184 @@ async def drive(port: int, pids: list[str], orgs: list[str], clients: int, secon
     }
 
 
+# ---- the same-run baseline: the cycle as raw SQL ------------------------------------------
+#
+# 32 asyncpg connections on the same database after the HTTP phase, no HTTP, no FHIR layer
+# (no parsing into models, validation, index rows, versions, Communications).  The state
+# decisions are the same pure functions enjournal uses (rules.take / rules.dispense on the
+# stored JSON), so both sides do the same cycle and the gap is HTTP plus enjournal's own
+# cost.  (A withdrawn prescription still held is not listed: the bench withdraws none.)
+
+BARE_DISPENSE = (
+    "CREATE TABLE IF NOT EXISTS bare_dispense ("
+    "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, prescription_rid BIGINT NOT NULL, "
+    "pharmacy TEXT NOT NULL, quantity DOUBLE PRECISION NOT NULL, "
+    "dispensed_at TIMESTAMPTZ NOT NULL)"
+)
+# The patient by fødselsnummer (idx_token), its prescriptions by subject (idx_reference), the
+# dispensable ones kept in SQL: status E or U, not expired, no privacy lock; ``held`` says
+# whether a pharmacy holds it under dispensing (the client takes a free one).
+RAW_LOOKUP = (
+    "SELECT r.rid, r.content, x.j @> $6::jsonb AS held FROM idx_token t "
+    "JOIN resources p ON p.rid = t.rid AND NOT p.deleted "
+    "JOIN idx_reference f ON f.target_id = p.id AND f.target_type = 'Patient' "
+    "AND f.type = 'MedicationRequest' AND f.param = 'subject' "
+    "JOIN resources r ON r.rid = f.rid AND NOT r.deleted "
+    "CROSS JOIN LATERAL (SELECT convert_from(r.content, 'UTF8')::jsonb AS j) x "
+    "WHERE t.type = 'Patient' AND t.param = 'identifier' AND t.code = $1 AND t.system = $2 "
+    "AND (x.j @> $3::jsonb OR x.j @> $4::jsonb) AND NOT x.j @> $7::jsonb "
+    "AND left(coalesce(x.j #>> '{dispenseRequest,validityPeriod,end}', '9999'), 10) >= $5"
+)
+RAW_LOCK = "SELECT content FROM resources WHERE rid = $1 FOR UPDATE"
+RAW_UPDATE = (
+    "UPDATE resources SET version = version + 1, last_updated = $2, content = $3 WHERE rid = $1"
+)
+RAW_DISPENSE = (
+    "INSERT INTO bare_dispense (prescription_rid, pharmacy, quantity, dispensed_at) "
+    "VALUES ($1, $2, $3, $4)"
+)
+
+
+def _has_extension(url: str, **value) -> str:
+    """A jsonb containment probe: the resource has an extension with this url (and value)."""
+    return orjson.dumps({"extension": [{"url": url, **value}]}).decode()
+
+
+class _Refused(Exception):
+    """The state check refused the step (the HTTP side's 409)."""
+
+
+async def _raw_change(conn, rid: int, change, dispensed: tuple | None = None) -> None:
+    """Lock the prescription row, apply ``change`` to its JSON, write it back (and the
+    dispense row), in one transaction."""
+    async with conn.transaction():
+        content = await conn.fetchval(RAW_LOCK, rid)
+        p = rules.Prescription(orjson.loads(content))
+        try:
+            change(p)
+        except (Conflict, Forbidden, Unprocessable) as refused:
+            raise _Refused from refused
+        await conn.execute(RAW_UPDATE, rid, int(time.time() * 1000), orjson.dumps(p.resource))
+        if dispensed is not None:
+            await conn.execute(RAW_DISPENSE, rid, *dispensed)
+
+
+async def _raw_step(conn, rid: int, change, dispensed: tuple | None = None) -> str | None:
+    """``_raw_change``; None when done, else the counter to count it under."""
+    try:
+        await _raw_change(conn, rid, change, dispensed)
+    except _Refused:
+        return "conflicts"
+    except asyncpg.PostgresError:
+        return "errors"
+    return None
+
+
+async def drive_raw(url: str, pids: list[str], orgs: list[str], clients: int, seconds: float):
+    """The cycle as raw SQL from ``clients`` connections: the same counters and steps as
+    ``drive``."""
+    steps: dict[str, list[float]] = {"lookup": [], "take": [], "dispense": []}
+    counts = {"cycles": 0, "empty": 0, "conflicts": 0, "errors": 0}
+    probes = (
+        _has_extension(rules.STATUS_EXT, valueCoding={"code": rules.EXPEDITABLE}),
+        _has_extension(rules.STATUS_EXT, valueCoding={"code": rules.UNDER_DISPENSING}),
+        _has_extension(rules.LOCK_EXT),
+        _has_extension(rules.PRIVACY_EXT),
+    )
+    conns = await asyncio.gather(*(asyncpg.connect(url) for _ in range(clients)))
+    stop = time.monotonic() + seconds
+
+    async def client(n: int, conn) -> None:
+        org, name = orgs[n % len(orgs)], f"Apotek {n % len(orgs)}"
+        rng = random.Random(1000 + n)
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            today = datetime.now(UTC).date().isoformat()
+            rows = await conn.fetch(
+                RAW_LOOKUP, rng.choice(pids), OID_FNR, probes[0], probes[1], today, *probes[2:]
+            )
+            steps["lookup"].append(time.perf_counter() - t0)
+            free = [row[0] for row in rows if not row[2]]
+            if not free:
+                counts["empty"] += 1
+                continue
+            rid = rng.choice(free)
+            t1 = time.perf_counter()
+            outcome = await _raw_step(
+                conn,
+                rid,
+                lambda p: rules.take(p, org, name, datetime.now(UTC), bandagist=False),
+            )
+            steps["take"].append(time.perf_counter() - t1)
+            if outcome:
+                counts[outcome] += 1
+                continue
+            t2 = time.perf_counter()
+            now = datetime.now(UTC)
+            outcome = await _raw_step(
+                conn, rid, lambda p, now=now: rules.dispense(p, org, 30, now), (org, 30.0, now)
+            )
+            steps["dispense"].append(time.perf_counter() - t2)
+            counts[outcome or "cycles"] += 1
+
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(client(n, conn) for n, conn in enumerate(conns)))
+    finally:
+        await asyncio.gather(*(conn.close() for conn in conns))
+    elapsed = time.monotonic() - started
+    return {
+        **counts,
+        "seconds": round(elapsed, 1),
+        "cycles_per_second": round(counts["cycles"] / elapsed, 1),
+        **{name: latency_summary(values, elapsed) for name, values in steps.items()},
+    }
+
+
+BASELINE = (
+    "raw SQL over the same tables from asyncpg connections: lookup = one query (patient by "
+    "fodselsnummer via idx_token, prescriptions via idx_reference, status E/U, not expired, "
+    "no privacy lock, filtered in SQL over the stored JSON); take = SELECT FOR UPDATE + "
+    "UPDATE of the resources row; dispense = the same + INSERT INTO bare_dispense; state "
+    "changes by rules.take/rules.dispense on the JSON; no versions, index rows, "
+    "MedicationDispense or M6/M8 Communications"
+)
+
+
+def ratios(enjournal: dict, raw: dict) -> dict:
+    """enjournal / raw: cycles per second (below 1: slower), and per step p50 and p95 (above
+    1: slower)."""
+
+    def ratio(a, b):
+        return round(a / b, 3) if b else None
+
+    out = {"cycles_per_second": ratio(enjournal["cycles_per_second"], raw["cycles_per_second"])}
+    for step in ("lookup", "take", "dispense"):
+        for p in ("p50_ms", "p95_ms"):
+            out[f"{step}_{p}"] = ratio(enjournal[step][p], raw[step][p])
+    return out
+
+
+def summary(enjournal: dict, raw: dict, ratio: dict) -> list[str]:
+    lines = []
+    for label, r in (("enjournal", enjournal), ("raw SQL", raw)):
+        lines.append(
+            f"{label:9s} {r['cycles_per_second']:8.1f} cycles/s ({r['cycles']} in "
+            f"{r['seconds']} s, conflicts {r['conflicts']}, empty {r['empty']}, "
+            f"errors {r['errors']})"
+        )
+    lines.append(f"{'':9s} {'enjournal p50 / p95 ms':>24s} {'raw SQL p50 / p95 ms':>22s}  ratio")
+    for step in ("lookup", "take", "dispense"):
+        e, b = enjournal[step], raw[step]
+        lines.append(
+            f"  {step:8s} {e['p50_ms']:10.2f} / {e['p95_ms']:8.2f} "
+            f"{b['p50_ms']:11.2f} / {b['p95_ms']:8.2f}  "
+            f"{ratio[step + '_p50_ms']} / {ratio[step + '_p95_ms']}"
+        )
+    lines.append(f"enjournal / raw SQL cycles per second: {ratio['cycles_per_second']}")
+    return lines
+
+
 async def amain(opts: argparse.Namespace) -> dict:
     report = await start_report(opts.admin_url, vars(opts))
     dbs = Databases(opts.admin_url, keep=opts.keep)
@@ -276,13 +460,19 @@ async def amain(opts: argparse.Namespace) -> dict:
             result = await drive(server.port, pids, orgs, opts.clients, opts.seconds)
             server.sample_rss()
         report["cycles"] = result
-        print(
-            f"{result['cycles_per_second']} cycles/s ({result['cycles']} in {result['seconds']} s, "
-            f"conflicts {result['conflicts']}, empty {result['empty']}, errors {result['errors']})"
-        )
-        for step in ("lookup", "take", "dispense"):
-            s = result[step]
-            print(f"  {step:8s} p50 {s['p50_ms']:7.2f} ms  p95 {s['p95_ms']:7.2f} ms")
+        print(f"enjournal: {result['cycles_per_second']} cycles/s", flush=True)
+        print("raw SQL baseline (asyncpg, same database, no HTTP, no FHIR layer) ...", flush=True)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(BARE_DISPENSE)
+        finally:
+            await conn.close()
+        await drive_raw(url, pids, orgs, opts.clients, opts.warmup)
+        raw = await drive_raw(url, pids, orgs, opts.clients, opts.seconds)
+        report["baseline"] = {"what": BASELINE, **raw}
+        report["ratio"] = ratios(result, raw)
+        for line in summary(result, raw, report["ratio"]):
+            print(line)
     finally:
         await dbs.drop_all()
     save_report("eresept", report)
