@@ -90,17 +90,7 @@ class Transaction:
 
     async def read(self, type_: str, id_: str) -> StoredResource:
         """The current version; NotFound if it never existed, Gone if deleted."""
-        row = await self.conn.fetchrow(
-            "SELECT rid, version, last_updated, deleted, content FROM resources "
-            "WHERE type = ? AND id = ?",
-            type_,
-            id_,
-        )
-        if row is None:
-            raise NotFound(f"{type_}/{id_} is not known")
-        if row[3]:
-            raise Gone(f"{type_}/{id_} was deleted")
-        return StoredResource(row[0], type_, id_, row[1], row[2], bytes(row[4]))
+        return await self._read(type_, id_, lock=False)
 
     async def read_for_update(self, type_: str, id_: str) -> StoredResource:
         """Read the current version and lock it until the transaction ends, so a
@@ -110,10 +100,21 @@ class Transaction:
         and skips rewriting index rows its change leaves as they were."""
         if not self.write:
             raise RuntimeError("read_for_update needs a write transaction")
-        lock = " FOR UPDATE" if self.conn.dialect == "postgres" else ""
+        stored = await self._read(type_, id_, lock=True)
+        self._locked[(type_, id_)] = (
+            stored.rid,
+            stored.version,
+            stored.last_updated,
+            False,
+            stored.content,
+        )
+        return stored
+
+    async def _read(self, type_: str, id_: str, *, lock: bool) -> StoredResource:
+        for_update = " FOR UPDATE" if lock and self.conn.dialect == "postgres" else ""
         row = await self.conn.fetchrow(
             "SELECT rid, version, last_updated, deleted, content FROM resources "
-            f"WHERE type = ? AND id = ?{lock}",
+            f"WHERE type = ? AND id = ?{for_update}",
             type_,
             id_,
         )
@@ -121,9 +122,7 @@ class Transaction:
             raise NotFound(f"{type_}/{id_} is not known")
         if row[3]:
             raise Gone(f"{type_}/{id_} was deleted")
-        content = bytes(row[4])
-        self._locked[(type_, id_)] = (row[0], row[1], row[2], row[3], content)
-        return StoredResource(row[0], type_, id_, row[1], row[2], content)
+        return StoredResource(row[0], type_, id_, row[1], row[2], bytes(row[4]))
 
     async def exists(self, type_: str, id_: str) -> bool:
         row = await self.conn.fetchrow(
