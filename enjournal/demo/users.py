@@ -17,12 +17,20 @@ from enjournal.security.provider import DemoUser
 from enjournal.storage import Store
 
 GP_SCOPES = "openid fhirUser user/*.cruds"
-CITIZEN_SCOPES = "openid fhirUser patient/*.rs"
+# A pharmacist reads, takes and dispenses prescriptions (e-resept); the access policy and
+# the service's role rules narrow this further.
+PHARMACIST_SCOPES = "openid fhirUser user/*.rs user/MedicationRequest.u user/MedicationDispense.c"
+# A citizen reads their record and makes the changes helsenorge offers: privacy settings
+# (Consent), a prescription's privacy lock, their own kjernejournal registrations.
+CITIZEN_SCOPES = (
+    "openid fhirUser patient/*.rs patient/Consent.cu patient/MedicationRequest.u "
+    "patient/Condition.cud patient/RelatedPerson.cud patient/Flag.cud"
+)
 SYSTEM_SCOPES = "system/*.rs"
 SCOPES = {
     "gp": GP_SCOPES,
     "nurse": GP_SCOPES,
-    "pharmacist": "openid user/*.rs",
+    "pharmacist": PHARMACIST_SCOPES,
     "citizen": CITIZEN_SCOPES,
     "system": SYSTEM_SCOPES,
 }

@@ -344,7 +344,10 @@ def _public(resource: dict) -> dict:
 async def _locked(request, tx, params) -> tuple[Actor, Prescription]:
     actor = await caller(request, tx, params, ("MedicationRequest", "u"))
     stored = await tx.read_for_update("MedicationRequest", request.path[1])
-    return actor, Prescription(jsonio.loads(stored.content))
+    p = Prescription(jsonio.loads(stored.content))
+    if not p.issued_here:
+        raise NotFound(f"MedicationRequest/{p.id} is not an e-prescription (it has no reseptID)")
+    return actor, p
 
 
 async def _save(tx, p: Prescription) -> dict:

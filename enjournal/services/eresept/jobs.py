@@ -29,12 +29,6 @@ BATCH = 500
 PURGED_WITH = ("MedicationDispense", "Communication")
 
 
-def _issued_here(resource: dict) -> bool:
-    """Only prescriptions the service issued (with a reseptID), never other
-    MedicationRequests in the store (hospital medication orders, imported records)."""
-    return any(i.get("system") == rules.RESEPT_ID for i in resource.get("identifier", []))
-
-
 async def delete_prescriptions(store, now: datetime) -> int:
     """One pass: scan prescriptions in batches (by surrogate key), delete those due, each
     re-checked under its row lock so a concurrent dispensing is never lost.  Idempotent."""
@@ -53,7 +47,7 @@ async def delete_prescriptions(store, now: datetime) -> int:
         due = []
         for _rid, id_, content in rows:
             resource = jsonio.loads(content)
-            if _issued_here(resource) and rules.due_for_deletion(Prescription(resource), now):
+            if (p := Prescription(resource)).issued_here and rules.due_for_deletion(p, now):
                 due.append(id_)
         if due:
             async with store.transaction(write=True) as tx:

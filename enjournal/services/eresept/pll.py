@@ -141,7 +141,7 @@ async def _withdraw_stopped(tx, patient_id: str, stopped: set[str], now: datetim
             continue
         stored = await tx.read_for_update("MedicationRequest", resource["id"])
         p = Prescription(jsonio.loads(stored.content))
-        if p.status not in (rules.EXPEDITABLE, rules.UNDER_DISPENSING):
+        if not p.issued_here or p.status not in (rules.EXPEDITABLE, rules.UNDER_DISPENSING):
             continue
         rules.withdraw(p, "Seponert i pasientens legemiddelliste (PLL)", now)
         validate_for_write(p.resource)

@@ -185,6 +185,12 @@ class Prescription:
         return self.resource.get("id", "")
 
     @property
+    def issued_here(self) -> bool:
+        """Sent to the intermediary ($prescribe gave it a reseptID): other MedicationRequests
+        in the record (hospital medication orders, imported histories) are not in RF."""
+        return any(i.get("system") == RESEPT_ID for i in self.resource.get("identifier", []))
+
+    @property
     def status(self) -> str:
         coding = (_ext(self.resource, STATUS_EXT) or {}).get("valueCoding") or {}
         code = coding.get("code")
@@ -305,6 +311,8 @@ def dispensable(p: Prescription, today: date, *, reference_hash_: str | None = N
     """In a pharmacy's list: expeditable or under dispensing and not expired; a withdrawn
     one only while still locked (so the holder sees the withdrawal); a privacy-locked one
     only with its reference number."""
+    if not p.issued_here:
+        return False
     if p.privacy_hash and p.privacy_hash != reference_hash_:
         return False
     if p.status == WITHDRAWN:

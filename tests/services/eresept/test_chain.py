@@ -181,3 +181,21 @@ async def test_smart_scopes_bound_the_operations(eresept):
     )
     assert lookup.status_code == 403
     assert (await eresept.step("farm1", mr["id"], "take")).status_code == 200
+
+
+async def test_a_medication_order_not_sent_to_the_intermediary_is_not_dispensable(eresept):
+    """A MedicationRequest stored in the record without $prescribe (a hospital's medication
+    order, an imported history) has no reseptID: not in the pharmacy's list, not takeable."""
+    stored = await eresept.store.create(
+        {
+            "resourceType": "MedicationRequest",
+            "status": "active",
+            "intent": "order",
+            "subject": {"reference": "Patient/kari"},
+            "medicationCodeableConcept": {"text": "Paracet 500 mg"},
+        }
+    )
+    assert stored.id not in [r["id"] for r in await eresept.lookup("farm1", "kari")]
+    response = await eresept.step("farm1", stored.id, "take")
+    assert response.status_code == 404, response.text
+    assert "not an e-prescription" in response.text

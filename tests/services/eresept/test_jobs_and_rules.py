@@ -123,6 +123,7 @@ def fresh(quantity=10, repeats=0, end="2099-01-01") -> Prescription:
         {
             "resourceType": "MedicationRequest",
             "id": "x",
+            "identifier": [{"system": rules.RESEPT_ID, "value": "r1"}],
             "subject": {"reference": "Patient/p"},
             "dispenseRequest": {
                 "quantity": {"value": quantity},
@@ -215,3 +216,12 @@ def test_privacy_lock_and_withdrawn_visibility():
     assert rules.dispensable(q, NOW.date())  # the holder must see the withdrawal
     rules.release(q, "1")
     assert not rules.dispensable(q, NOW.date())
+
+
+def test_only_prescriptions_sent_to_the_intermediary_are_dispensable():
+    """A MedicationRequest without a reseptID (a hospital's medication order, an imported
+    history) is not in RF: never in a pharmacy's list."""
+    p = fresh()
+    assert rules.dispensable(p, NOW.date())
+    p.resource["identifier"] = []
+    assert not rules.dispensable(p, NOW.date())
