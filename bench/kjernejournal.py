@@ -10,6 +10,12 @@ database is analysed, and a secured server (tokens, access policy, audit, docume
 signing) serves ``$summary`` on basis UNNTAK to the demo GP from ``--concurrency`` clients
 for ``--seconds`` per size.  Prints and saves p50/p95 (target: p95 < 100 ms at 500).
 
+Then, with the server stopped, the same-run baseline (``drive_raw``): the same patients
+from as many asyncpg connections, one SQL query per request returning the JSON array of
+every row the summary reads (the Patient, its rows through ``idx_reference``, the shared
+resources those rows refer to), with no FHIR layer and no document; printed beside
+enjournal's with enjournal / raw, saved as ``baseline`` and ``ratio`` per size.
+
 Every document is built cold (the service has no document cache), so the figures are the
 cold cost.  The in-process cost of one document, without HTTP or other processes, is
 ``python -m bench.kjernejournal_profile``.
@@ -262,6 +268,74 @@ async def drive(port: int, paths: list[str], token: str, concurrency: int, secon
     return summary
 
 
+# One query: the patient, its rows through the same idx_reference rows as
+# records.patient_rows, and the shared resources they (and the patient) refer to, as one
+# JSON array built in PostgreSQL from the stored bytes.
+RAW_SUMMARY = """
+WITH own AS (
+    SELECT rid, content FROM resources WHERE rid IN (
+        SELECT rid FROM idx_reference WHERE target_id = $1 AND target_type = 'Patient'
+        AND type = ANY($2::text[])) AND NOT deleted),
+patient AS (SELECT rid, content FROM resources WHERE type = 'Patient' AND id = $1
+    AND NOT deleted),
+shared AS (
+    SELECT r.content FROM resources r WHERE (r.type, r.id) IN (
+        SELECT target_type, target_id FROM idx_reference
+        WHERE rid IN (SELECT rid FROM own UNION ALL SELECT rid FROM patient)
+        AND target_type = ANY($3::text[])) AND NOT r.deleted)
+SELECT '['::bytea || string_agg(content, ','::bytea) || ']'::bytea FROM (
+    SELECT content FROM patient UNION ALL SELECT content FROM own
+    UNION ALL SELECT content FROM shared) AS rows
+"""
+
+BASELINE = (
+    "raw SQL from asyncpg connections, one query per request: the Patient, its rows "
+    "through idx_reference (the summary's types) and the shared resources they refer to, "
+    "returned as one JSON array of the stored bytes; no HTTP, token, access check, audit, "
+    "parsing, document or signature"
+)
+
+
+async def drive_raw(url: str, pids: list[str], concurrency: int, seconds: float) -> dict:
+    """``RAW_SUMMARY`` for random patients from ``concurrency`` connections."""
+    import asyncpg
+
+    from enjournal.services.kjernejournal.records import SHARED_TYPES, SUMMARY_TYPES
+
+    latencies: list[float] = []
+    sizes: list[int] = []
+    conns = await asyncio.gather(*(asyncpg.connect(url) for _ in range(concurrency)))
+    stop = time.monotonic() + seconds
+
+    async def client(n: int, conn) -> None:
+        rng = random.Random(n)
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            body = await conn.fetchval(
+                RAW_SUMMARY, rng.choice(pids), list(SUMMARY_TYPES), list(SHARED_TYPES)
+            )
+            latencies.append(time.perf_counter() - started)
+            sizes.append(len(body or b""))
+
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(client(n, conn) for n, conn in enumerate(conns)))
+    finally:
+        await asyncio.gather(*(conn.close() for conn in conns))
+    summary = latency_summary(sorted(latencies), time.monotonic() - started)
+    summary["mean_bytes"] = round(sum(sizes) / len(sizes)) if sizes else 0
+    return summary
+
+
+def ratio(enjournal: dict, raw: dict) -> dict:
+    """enjournal / raw: req/s (below 1: slower), p50 and p95 (above 1: slower)."""
+
+    def of(a, b):
+        return round(a / b, 2) if b else None
+
+    return {key: of(enjournal[key], raw[key]) for key in ("per_second", "p50_ms", "p95_ms")}
+
+
 async def amain(opts: argparse.Namespace) -> dict:
     began = time.monotonic()
     report = await start_report(opts.admin_url, vars(opts))
@@ -304,6 +378,23 @@ async def amain(opts: argparse.Namespace) -> dict:
                     f"(errors {result['errors']})",
                     flush=True,
                 )
+        print("raw SQL baseline (server stopped, asyncpg, no FHIR layer) ...", flush=True)
+        report["baseline"] = {"what": BASELINE}
+        report["ratio"] = {}
+        for size, pids in ids.items():
+            await drive_raw(url, pids, opts.concurrency, 2)  # warm-up
+            raw = await drive_raw(url, pids, opts.concurrency, opts.seconds)
+            mine = report[f"summary_{size}"]
+            report["baseline"][f"summary_{size}"] = raw
+            report["ratio"][f"summary_{size}"] = r = ratio(mine, raw)
+            print(
+                f"  raw SQL  {size:4d} resources: {raw['per_second']:6.1f} req/s "
+                f"p50 {raw['p50_ms']:7.2f} ms p95 {raw['p95_ms']:7.2f} ms "
+                f"({raw['mean_bytes'] / 1024:.0f} KiB)\n"
+                f"  enjournal / raw: req/s {r['per_second']}, p50 {r['p50_ms']}, "
+                f"p95 {r['p95_ms']}",
+                flush=True,
+            )
     finally:
         await dbs.drop_all()
     report["run_seconds"] = round(time.monotonic() - began, 1)

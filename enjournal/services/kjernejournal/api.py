@@ -179,44 +179,69 @@ class Service:
         return FhirResponse(200, body)
 
     async def document(self, tx, stored_patient, access: rules.Access, now: datetime) -> bytes:
-        """The signed document, serialised (built cold on every call: no cache)."""
+        """The signed document, serialised (built cold on every call: no cache).
+
+        The rows are read first, as bytes (what they refer to is found in the bytes); then
+        parsing, building, encoding and signing run in one block without cyclic garbage
+        collection, and every object they made is freed before collection resumes."""
+        found: dict[bytes, tuple] = {}  # stored bytes -> (reference tokens, references)
+        by_tokens: dict[tuple, set] = {}  # most rows name the same few references
+
+        def scan(content: bytes) -> bytes:
+            if content not in found:
+                tokens = summary.reference_tokens(content)
+                if tokens is None:
+                    refs = summary.referenced(content)
+                else:
+                    key = tuple(tokens)
+                    refs = by_tokens.get(key)
+                    if refs is None:
+                        refs = by_tokens[key] = summary.referenced(content, tokens)
+                found[content] = (tokens, refs)
+            return content
+
+        def outside(contents) -> set[tuple[str, str]]:
+            return {r for c in contents for r in found[c][1] if r[0] in records.SHARED_TYPES}
+
+        patient = scan(stored_patient.content)
+        rows = [scan(r.content) for r in await records.patient_rows(tx, stored_patient.id)]
+        shared = await records.shared(tx, outside([patient, *rows]), parse=scan)
+        second = outside(shared.values()) - set(shared)
+        if second:  # one level further: a PractitionerRole's practitioner
+            shared.update(await records.shared(tx, second, parse=scan))
+        with _no_collection():
+            return self._signed(patient, rows, shared, found, access, now)
+
+    def _signed(self, patient, rows, shared, found, access, now) -> bytes:
+        """Parse, build, encode and sign (no I/O).  Returns only bytes, so the tens of
+        thousands of dicts made here are freed by reference counting on return."""
         raw: dict[int, bytes] = {}  # stored bytes by id() of the parsed dict
         refs: dict[int, set[tuple[str, str]]] = {}  # what each refers to, same key
+        tokens: dict[int, list[bytes] | None] = {}  # its reference tokens, same key
 
         def parsed(content: bytes) -> dict:
             resource = jsonio.loads(content)  # decimals as written: they are signed
-            raw[id(resource)] = content
-            refs[id(resource)] = summary.referenced(content)
+            key = id(resource)
+            raw[key] = content
+            tokens[key], refs[key] = found[content]
             return resource
 
-        def outside(resources) -> set[tuple[str, str]]:
-            return {r for res in resources for r in refs[id(res)] if r[0] in records.SHARED_TYPES}
-
-        patient = parsed(stored_patient.content)
-        rows = await records.patient_rows(tx, patient["id"])
-        with _no_collection():
-            resources = [parsed(r.content) for r in rows]
-        shared = await records.shared(tx, outside([patient, *resources]), parse=parsed)
-        second = outside(shared.values()) - set(shared)
-        if second:  # one level further: a PractitionerRole's practitioner
-            shared.update(await records.shared(tx, second, parse=parsed))
-        with _no_collection():
-            document = summary.build(
-                patient,
-                resources,
-                shared,
-                now=now,
-                withheld=access.withheld,
-                server=self.server_device(),
-                raw=raw,
-                refs=refs,
-            )
-            body, canonical = summary.encode(document, raw)
-            device_url = document.entries[-1][0]
-            signature = signing.signature_of(
-                canonical, self.key, document.head["timestamp"], {"reference": device_url}
-            )
-            return summary.with_signature(body, signature)
+        document = summary.build(
+            parsed(patient),
+            [parsed(content) for content in rows],
+            {ref: parsed(content) for ref, content in shared.items()},
+            now=now,
+            withheld=access.withheld,
+            server=self.server_device(),
+            raw=raw,
+            refs=refs,
+        )
+        body, canonical = summary.encode(document, raw, tokens)
+        device_url = document.entries[-1][0]
+        signature = signing.signature_of(
+            canonical, self.key, document.head["timestamp"], {"reference": device_url}
+        )
+        return summary.with_signature(body, signature)
 
     # ---- $kj-status ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ document-signing key (EC P-256, ES256), published by ``$document-signing-key`` a
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import orjson
@@ -49,8 +50,14 @@ def _registry() -> JWSRegistry:
 _SIGNER = _registry()
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    # One pass fewer over the ~400 KB than base64.urlsafe_b64encode (+ the rstrip copy
+    # only when there is padding).
+    out = binascii.b2a_base64(data, newline=False).translate(_URLSAFE)
+    return out.rstrip(b"=") if out.endswith(b"=") else out
 
 
 def signature_of(payload: bytes, key: SigningKey, when: str, who: dict) -> dict:

@@ -32,7 +32,7 @@ import orjson
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
 from enjournal.services.kjernejournal import rules
-from enjournal.services.kjernejournal.records import is_kj, kj_tag
+from enjournal.services.kjernejournal.records import MARKER, is_kj, kj_tag
 
 LOINC = "http://loinc.org"
 EMPTY_REASON = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
@@ -123,11 +123,12 @@ class Entry:
 def stored_url(type_: str, id_: str) -> str:
     """``urn:uuid:`` + uuid5(NAMESPACE, "type/id") (RFC 4122 4.3), without the UUID object,
     which costs more than the hash."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{type_}/{id_}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"urn:uuid:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + f"{type_}/{id_}".encode()).hexdigest()
+    # Version 5 in the 13th hex digit, the RFC 4122 variant (10xx) in the 17th.
+    return f"urn:uuid:{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 _NAMESPACE_BYTES = NAMESPACE.bytes
@@ -177,14 +178,18 @@ def build(
 
     def add(key: str, resource: dict, row: list[str]) -> Entry:
         ref = (resource["resourceType"], resource["id"])
-        url = urls.setdefault(ref, stored_url(*ref))
+        url = urls.get(ref)
+        if url is None:
+            url = urls[ref] = stored_url(*ref)
         entry = Entry(resource, url, row)
         sections[key].append(entry)
         return entry
 
     for resource in sorted(resources, key=_sort_key, reverse=True):
         type_ = resource["resourceType"]
-        if is_kj(resource):
+        content = raw.get(id(resource))
+        # The marker in the stored bytes first: most rows are not kjernejournal entries.
+        if (content is None or MARKER in content) and is_kj(resource):
             if rules.entered_in_error(resource):
                 continue
             tag = kj_tag(resource)
@@ -269,8 +274,9 @@ def build(
                 }
                 for key in ("medicationCodeableConcept", "medicationReference"):
                     if key in resource:
-                        # A copy: the dispense's dict must keep matching its stored bytes.
-                        statement[key] = copy.deepcopy(resource[key])
+                        # Shared with the dispense's dict: nothing changes either in place
+                        # (``_encode`` rewrites a copy when it must).
+                        statement[key] = resource[key]
                 add("medications", statement, [_medication(resource, shared), handed, "Utlevert"])
         elif type_ == "Immunization":
             if resource.get("status") != "entered-in-error":
@@ -362,18 +368,26 @@ def build(
     return Document(head, bundle_entries, urls)
 
 
-def encode(document: Document, raw: dict[int, bytes] | None = None) -> tuple[bytes, bytes]:
+def encode(
+    document: Document,
+    raw: dict[int, bytes] | None = None,
+    tokens: dict[int, list[bytes] | None] | None = None,
+) -> tuple[bytes, bytes]:
     """The document as sent (object keys in their stored order, no ``signature`` yet) and
     its canonical form (``signing.canonical``: keys sorted), which is what gets signed.
+    ``tokens``: the reference values found in each stored resource (``reference_tokens``),
+    by ``id()`` of its dict, so they are not searched for again.
 
     Both are built from the same per-resource bytes with the same reference rewriting, so
     parsing the first and canonicalising it gives exactly the second."""
     raw = raw or {}
+    tokens = tokens or {}
     links = Links(document.urls)
     sent: list[dict] = []
     ordered: list[dict] = []
     for url, resource in document.entries:
-        natural, canonical = _encode(resource, raw.get(id(resource)), links)
+        key = id(resource)
+        natural, canonical = _encode(resource, raw.get(key), links, tokens.get(key, _UNKNOWN))
         sent.append({"fullUrl": url, "resource": orjson.Fragment(natural)})
         ordered.append({"fullUrl": url, "resource": orjson.Fragment(canonical)})
     body = orjson.dumps({**document.head, "entry": sent})
@@ -386,10 +400,14 @@ def with_signature(body: bytes, signature: dict) -> bytes:
     return body[:-1] + b',"signature":' + orjson.dumps(signature) + b"}"
 
 
-def _encode(resource: dict, raw: bytes | None, links: Links) -> tuple[bytes, bytes]:
-    natural = raw if raw is not None else jsonio.dumps(resource)
-    swaps = links.swaps(natural)
-    if swaps is None:  # a reference to drop: the dict walk does that
+def _encode(resource: dict, raw: bytes | None, links: Links, values=None) -> tuple[bytes, bytes]:
+    if raw is None:
+        raw, values = jsonio.dumps(resource), _UNKNOWN
+    natural = raw
+    swaps = links.swaps(natural, values)
+    if swaps is None:  # a reference to drop: the dict walk does that, on a copy (parts of
+        # the parsed resources are shared with the statements made from them)
+        resource = copy.deepcopy(resource)
         _rewrite(resource, links.urls)
         natural = jsonio.dumps(resource)
         swaps = []
@@ -683,14 +701,24 @@ def _parse_reference_text(value: str) -> tuple[str, str] | None:
 
 
 _REFERENCE = re.compile(rb'"reference":"([^"\\]+)"')
+_UNKNOWN = object()  # reference tokens not searched for yet
 
 
-def referenced(resource: dict | bytes) -> set[tuple[str, str]]:
+def reference_tokens(content: bytes) -> list[bytes] | None:
+    """The values of the ``"reference":"..."`` tokens in compact JSON, or None when some
+    reference is written in a form the pattern does not cover (escapes)."""
+    values = _REFERENCE.findall(content)
+    return values if len(values) == content.count(_REFERENCE_KEY) else None
+
+
+def referenced(resource: dict | bytes, values: list[bytes] | None = None) -> set[tuple[str, str]]:
     """Every (type, id) a resource refers to, found in its compact JSON (far cheaper than a
-    walk); give the stored bytes when you have them."""
+    walk); give the stored bytes when you have them, or the tokens found in them."""
     found: set[tuple[str, str]] = set()
-    content = resource if isinstance(resource, bytes) else jsonio.dumps(resource)
-    for raw in _REFERENCE.findall(content):
+    if values is None:
+        content = resource if isinstance(resource, bytes) else jsonio.dumps(resource)
+        values = _REFERENCE.findall(content)
+    for raw in values:
         ref = _parse_reference(raw.decode())
         if ref:
             found.add(ref)
@@ -710,6 +738,9 @@ class Links:
         self.urls = urls
         self._known = {url.encode() for url in urls.values()}
         self._targets: dict[bytes, tuple] = {}
+        # Most resources refer to the same few things (the patient, the GP): their swaps
+        # are worked out once per document, by the tuple of tokens.
+        self._by_tokens: dict[tuple[bytes, ...], list | None] = {}
 
     def _swap(self, value: bytes) -> tuple | None:
         """(old token, new token) to replace; () when it stays; None when it must go."""
@@ -726,16 +757,23 @@ class Links:
                     self._targets[value] = None
         return self._targets[value]
 
-    def swaps(self, content: bytes) -> list[tuple[bytes, bytes]] | None:
+    def swaps(self, content: bytes, values=_UNKNOWN) -> list[tuple[bytes, bytes]] | None:
         """The replacements that point ``content``'s references (compact JSON) into the
         document, or None when one must be dropped or is written in a form the pattern does
-        not cover (escapes): the dict walk (``_rewrite``) handles those."""
-        expected = content.count(_REFERENCE_KEY)
-        if not expected:
-            return []
-        values = _REFERENCE.findall(content)
-        if len(values) != expected:
+        not cover (escapes): the dict walk (``_rewrite``) handles those.  ``values``: the
+        ``reference_tokens`` of ``content`` when already known."""
+        if values is _UNKNOWN:
+            values = reference_tokens(content)
+        if values is None:
             return None
+        if not values:
+            return []
+        key = tuple(values)
+        if key not in self._by_tokens:
+            self._by_tokens[key] = self._swaps(values)
+        return self._by_tokens[key]
+
+    def _swaps(self, values: list[bytes]) -> list[tuple[bytes, bytes]] | None:
         out = []
         for value in set(values):
             swap = self._swap(value)

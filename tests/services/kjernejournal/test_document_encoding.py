@@ -90,3 +90,47 @@ async def test_a_dispensed_medication_not_stored_is_reduced_to_display_and_still
     by_id = {e["resource"].get("id"): e["resource"] for e in bundle["entry"]}
     assert by_id["kari-md"]["medicationReference"] == {"display": "X"}
     assert by_id["kj-kari-md"]["medicationReference"] == {"display": "X"}
+
+
+def test_reference_tokens_and_swaps_worked_out_once_per_set_of_tokens():
+    urls = {("Patient", "p1"): "urn:uuid:1"}
+    links = summary.Links(urls)
+    first = b'{"subject":{"reference":"Patient/p1"},"a":1}'
+    second = b'{"b":2,"subject":{"reference":"Patient/p1"}}'
+    tokens = summary.reference_tokens(first)
+    assert tokens == [b"Patient/p1"]
+    assert (
+        links.swaps(first, tokens)
+        == links.swaps(second)
+        == [(b'"reference":"Patient/p1"', b'"reference":"urn:uuid:1"')]
+    )
+    assert summary.reference_tokens(b'{"a":{"reference":"Patient/p\\u0031"}}') is None
+    assert links.swaps(b'{"a":{"reference":"Patient/p\\u0031"}}') is None
+    assert summary.referenced(first, tokens) == {("Patient", "p1")}
+
+
+def test_encoding_leaves_the_parsed_resources_as_stored():
+    """A statement shares its medication with the dispense it is made from; dropping a
+    reference that is not in the document rewrites copies, never the parsed resources."""
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    patient = {"resourceType": "Patient", "id": "p1"}
+    dispense = {
+        "resourceType": "MedicationDispense",
+        "id": "d1",
+        "status": "completed",
+        "subject": {"reference": "Patient/p1"},
+        "whenHandedOver": "2026-10-01",
+        "medicationReference": {"reference": "Medication/not-stored", "display": "X"},
+    }
+    before = jsonio.dumps(dispense)
+    raw = {id(patient): jsonio.dumps(patient), id(dispense): before}
+    document = summary.build(
+        patient, [dispense], {}, now=now, server={"resourceType": "Device", "id": "s"}, raw=raw
+    )
+    body, _ = summary.encode(document, raw)
+    assert jsonio.dumps(dispense) == before
+    entries = {e["resource"]["id"]: e["resource"] for e in jsonio.loads(body)["entry"]}
+    assert entries["d1"]["medicationReference"] == {"display": "X"}
+    assert entries["kj-d1"]["medicationReference"] == {"display": "X"}
