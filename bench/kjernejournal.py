@@ -33,9 +33,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.common import save_report, start_report
-from bench.httpclient import Connection
 from bench.run import Databases, Server, latency_summary
-from bench.security import gp_token, load
+from bench.security import drive, gp_token, load
+
+UNNTAK = {"nhn-access-basis": "UNNTAK"}  # the GP reads on the exception basis
 
 KJ = "http://enjournal.no/fhir/CodeSystem/kjernejournal"
 SOURCE = "http://nhn.no/kj/fhir/StructureDefinition/KjSourceOfInformation"
@@ -240,34 +241,6 @@ async def add_patients(url: str, sizes: list[int], per_size: int) -> dict[int, l
     return ids
 
 
-async def drive(port: int, paths: list[str], token: str, concurrency: int, seconds: float) -> dict:
-    latencies: list[float] = []
-    errors = 0
-    stop = time.monotonic() + seconds
-
-    async def client(n: int) -> None:
-        nonlocal errors
-        conn = Connection("127.0.0.1", port)
-        conn._host_header += (
-            f"Authorization: Bearer {token}\r\nnhn-access-basis: UNNTAK\r\n".encode()
-        )
-        rng = random.Random(n)
-        try:
-            while time.monotonic() < stop:
-                started = time.perf_counter()
-                status, _ = await conn.request("GET", rng.choice(paths))
-                latencies.append(time.perf_counter() - started)
-                errors += status != 200
-        finally:
-            await conn.close()
-
-    started = time.monotonic()
-    await asyncio.gather(*(client(n) for n in range(concurrency)))
-    summary = latency_summary(sorted(latencies), time.monotonic() - started)
-    summary["errors"] = errors
-    return summary
-
-
 # One query: the patient, its rows through the same idx_reference rows as
 # records.patient_rows, and the shared resources they (and the patient) refer to, as one
 # JSON array built in PostgreSQL from the stored bytes.
@@ -369,8 +342,10 @@ async def amain(opts: argparse.Namespace) -> dict:
             token = await gp_token(url, key_file, f"http://127.0.0.1:{server.port}/oidc")
             for size, pids in ids.items():
                 paths = [f"/fhir/Patient/{p}/$summary" for p in pids]
-                await drive(server.port, paths, token, opts.concurrency, 2)  # warm-up
-                result = await drive(server.port, paths, token, opts.concurrency, opts.seconds)
+                await drive(server.port, paths, token, opts.concurrency, 2, UNNTAK)  # warm-up
+                result = await drive(
+                    server.port, paths, token, opts.concurrency, opts.seconds, UNNTAK
+                )
                 report[f"summary_{size}"] = result
                 print(
                     f"$summary {size:4d} resources: {result['per_second']:6.1f} req/s "

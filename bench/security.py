@@ -93,8 +93,15 @@ async def gp_token(url: str, key_file: Path, issuer: str) -> str:
 
 
 async def drive(
-    port: int, paths: list[str], token: str | None, concurrency: int, seconds: float
+    port: int,
+    paths: list[str],
+    token: str | None,
+    concurrency: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> dict:
+    """``concurrency`` keep-alive clients GET random ``paths`` for ``seconds``."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     latencies: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
@@ -104,6 +111,7 @@ async def drive(
         conn = Connection("127.0.0.1", port)
         if token:
             conn._host_header += f"Authorization: Bearer {token}\r\n".encode()
+        conn._host_header += extra.encode()
         rng = random.Random(n)
         try:
             while time.monotonic() < stop:
