@@ -13,17 +13,22 @@ server stopped, a baseline: the same cycle as raw SQL from as many asyncpg conne
 (``drive_raw``: one lookup query over the same index tables, lock + update of the
 prescription row, lock + update + a row in a plain ``bare_dispense`` table).  Prints cycles/s
 and p50/p95 of each step for both, and enjournal / raw (target: >= 300 cycles/s, p95 <
-100 ms per step); the result JSON holds ``cycles``, ``baseline`` and ``ratio``.
+100 ms per step); the result JSON holds ``cycles``, ``baseline`` and ``ratio``.  Between
+the two, with the server stopped, one pass of the deletion job with nothing due, beside the
+previous version's full scan (``scan_all``) as its baseline; after the raw run, a pass a
+month on that deletes what the enjournal run fully dispensed (``deletion_job``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -32,9 +37,10 @@ import orjson
 from bench.common import save_report, start_report
 from bench.httpclient import Connection
 from bench.run import Databases, Server, latency_summary
+from bench.security import secured_env
 from enjournal.fhir.errors import Conflict, Forbidden, Unprocessable
 from enjournal.fhir.norwegian_ids import OID_FNR, OID_HPR, OID_ORGNR, make_fnr, make_orgnr
-from enjournal.services.eresept import rules
+from enjournal.services.eresept import jobs, rules
 from enjournal.services.eresept.actors import DISPENSER_TYPE, PHARMACY
 from enjournal.services.eresept.fest import resources as fest
 from enjournal.storage import open_store
@@ -130,6 +136,7 @@ def prescription(patient_id: str, varenr: str, gp: int, today: date) -> dict:
 
 async def load(url: str, count: int, batch: int, writers: int) -> tuple[list[str], dict]:
     """Write the world; the patients' national identity numbers and the timings."""
+    jobs.define_search_parameters()  # as the service does at registration: indexed on write
     rng = random.Random(1)
     store = await open_store(url, pool_size=writers + 2)
     today = datetime.now(UTC).date()
@@ -164,21 +171,25 @@ async def load(url: str, count: int, batch: int, writers: int) -> tuple[list[str
         nonlocal written
         while not queue.empty():
             numbers = queue.get_nowait()
+            resources: list[dict] = []
+            ids: list[str | None] = []
+            for n in numbers:
+                gp = n % GPS
+                patient_id = f"bp-{n}"
+                resources.append(
+                    {
+                        "resourceType": "Patient",
+                        "identifier": [{"system": OID_FNR, "value": pids[n]}],
+                        "generalPractitioner": [{"reference": f"Practitioner/bench-gp-{gp}"}],
+                    }
+                )
+                ids.append(patient_id)
+                for varenr in PRESCRIBED[:PER_PATIENT]:
+                    resources.append(prescription(patient_id, varenr, gp, today))
+                    ids.append(None)
             async with store.transaction() as tx:
-                for n in numbers:
-                    gp = n % GPS
-                    patient_id = f"bp-{n}"
-                    await tx.create(
-                        {
-                            "resourceType": "Patient",
-                            "identifier": [{"system": OID_FNR, "value": pids[n]}],
-                            "generalPractitioner": [{"reference": f"Practitioner/bench-gp-{gp}"}],
-                        },
-                        id_=patient_id,
-                    )
-                    for varenr in PRESCRIBED[:PER_PATIENT]:
-                        await tx.create(prescription(patient_id, varenr, gp, today))
-                    written += PER_PATIENT
+                await tx.create_many(resources, ids)
+            written += PER_PATIENT * len(numbers)
             if written % 50_000 < PER_PATIENT * per_batch:
                 print(f"  {written} prescriptions", flush=True)
 
@@ -204,13 +215,49 @@ def _params(**values) -> bytes:
     return orjson.dumps({"resourceType": "Parameters", "parameter": parts})
 
 
-async def drive(port: int, pids: list[str], orgs: list[str], clients: int, seconds: float):
+def pharmacist_tokens(orgs: list[str], clients: int, key_file: Path, issuer: str) -> list[str]:
+    """With ``--security``: one pharmacist per client, at the client's pharmacy, with the demo
+    pharmacist's scopes, signed by the server's own token provider key."""
+    from enjournal.demo.users import PHARMACIST_SCOPES
+    from enjournal.security.keys import load_or_create
+    from enjournal.security.provider import DemoUser, issue_token
+
+    key = load_or_create(key_file)
+    tokens = []
+    for n in range(clients):
+        user = DemoUser(
+            name=f"pharmacist-{n}",
+            kind="personnel",
+            display_name=f"Farmasøyt {n}",
+            hpr=str(910_000_000 + n),
+            profession="FA1",
+            org_nr=orgs[n % len(orgs)],
+        )
+        tokens.append(
+            issue_token(user, key=key, issuer=issuer, scopes=PHARMACIST_SCOPES, lifetime=3600)
+        )
+    return tokens
+
+
+async def drive(
+    port: int,
+    pids: list[str],
+    orgs: list[str],
+    clients: int,
+    seconds: float,
+    tokens: list[str] | None = None,
+):
+    """``clients`` pharmacies repeat lookup -> take -> dispense for ``seconds``.  Without
+    tokens the server runs without security and each client names its pharmacy with the
+    ``organization`` parameter; with tokens the pharmacy comes from the token."""
     steps: dict[str, list[float]] = {"lookup": [], "take": [], "dispense": []}
     counts = {"cycles": 0, "empty": 0, "conflicts": 0, "errors": 0}
     stop = time.monotonic() + seconds
 
     async def client(n: int) -> None:
         conn = Connection("127.0.0.1", port)
+        if tokens:
+            conn._host_header += f"Authorization: Bearer {tokens[n]}\r\n".encode()
         org = orgs[n % len(orgs)]
         rng = random.Random(n)
         base = "/fhir/MedicationRequest"
@@ -410,6 +457,60 @@ BASELINE = (
 )
 
 
+async def scan_all(store, now: datetime) -> int:
+    """The previous version's deletion pass (read part): every prescription, in batches by
+    surrogate key, parsed and checked against the rule.  Returns how many were due."""
+    due, after = 0, 0
+    while True:
+        async with store.transaction(write=False) as tx:
+            rows = await tx.conn.fetch(
+                "SELECT rid, id, content FROM resources WHERE type = 'MedicationRequest' "
+                "AND NOT deleted AND rid > ? ORDER BY rid LIMIT ?",
+                after,
+                jobs.BATCH,
+            )
+        if not rows:
+            return due
+        after = rows[-1][0]
+        for _rid, _id, content in rows:
+            p = rules.Prescription(orjson.loads(content))
+            due += p.issued_here and rules.due_for_deletion(p, now)
+
+
+async def time_pass(label: str, run) -> dict:
+    started = time.monotonic()
+    count = await run()
+    seconds = time.monotonic() - started
+    print(f"  {label}: {count} in {seconds * 1000:.1f} ms", flush=True)
+    return {"count": count, "ms": round(seconds * 1000, 1)}
+
+
+async def deletion_job(url: str, *, later: bool) -> dict:
+    """Time one pass of the deletion job (``jobs.delete_prescriptions``) with nothing due,
+    beside the previous version's full scan as baseline; with ``later``, a pass a month on,
+    which deletes the prescriptions the run fully dispensed."""
+    store = await open_store(url, pool_size=2)
+    now = datetime.now(UTC)
+    try:
+        if later:
+            month = now + timedelta(days=35)
+            return {
+                "month_later": await time_pass(
+                    "pass a month on", partial(jobs.delete_prescriptions, store, month)
+                )
+            }
+        return {
+            "nothing_due": await time_pass(
+                "pass, nothing due", partial(jobs.delete_prescriptions, store, now)
+            ),
+            "baseline_full_scan": await time_pass(
+                "previous version: full scan", partial(scan_all, store, now)
+            ),
+        }
+    finally:
+        await store.close()
+
+
 def ratios(enjournal: dict, raw: dict) -> dict:
     """enjournal / raw: cycles per second (below 1: slower), and per step p50 and p95 (above
     1: slower)."""
@@ -444,6 +545,26 @@ def summary(enjournal: dict, raw: dict, ratio: dict) -> list[str]:
     return lines
 
 
+async def serve_and_drive(url, opts, work: Path, pids, orgs, *, secured: bool) -> dict:
+    """One HTTP phase: a server (security off, or on with pharmacist tokens), a warm-up,
+    then ``opts.seconds`` of cycles."""
+    os.environ["ENJOURNAL_BENCH_AUTH"] = "off"
+    key_file = work / "oidc-key.json"
+    if secured:
+        secured_env(key_file, ENJOURNAL_JOBS="off")
+    server = Server(url, opts.workers, work, "eresept-secured" if secured else "eresept")
+    os.environ["ENJOURNAL_PUBLIC_URL"] = f"http://127.0.0.1:{server.port}"
+    async with server:
+        tokens = None
+        if secured:
+            issuer = f"http://127.0.0.1:{server.port}/oidc"
+            tokens = pharmacist_tokens(orgs, opts.clients, key_file, issuer)
+        await drive(server.port, pids, orgs, opts.clients, opts.warmup, tokens)
+        result = await drive(server.port, pids, orgs, opts.clients, opts.seconds, tokens)
+        server.sample_rss()
+    return result
+
+
 async def amain(opts: argparse.Namespace) -> dict:
     report = await start_report(opts.admin_url, vars(opts))
     dbs = Databases(opts.admin_url, keep=opts.keep)
@@ -455,12 +576,15 @@ async def amain(opts: argparse.Namespace) -> dict:
         print(f"load: {report['load']}", flush=True)
         orgs = [org["identifier"][0]["value"] for org in pharmacies(random.Random(1), 64)]
         # the same generator as load(): the first 32 pharmacies
-        async with Server(url, opts.workers, work, "eresept") as server:
-            await drive(server.port, pids, orgs, opts.clients, opts.warmup)
-            result = await drive(server.port, pids, orgs, opts.clients, opts.seconds)
-            server.sample_rss()
+        result = await serve_and_drive(url, opts, work, pids, orgs, secured=False)
         report["cycles"] = result
         print(f"enjournal: {result['cycles_per_second']} cycles/s", flush=True)
+        if opts.security:
+            secured = await serve_and_drive(url, opts, work, pids, orgs, secured=True)
+            report["cycles_security_on"] = secured
+            print(f"enjournal, security on: {secured['cycles_per_second']} cycles/s", flush=True)
+        print("deletion job (one pass, server stopped) ...", flush=True)
+        report["deletion_job"] = await deletion_job(url, later=False)
         print("raw SQL baseline (asyncpg, same database, no HTTP, no FHIR layer) ...", flush=True)
         conn = await asyncpg.connect(url)
         try:
@@ -473,6 +597,13 @@ async def amain(opts: argparse.Namespace) -> dict:
         report["ratio"] = ratios(result, raw)
         for line in summary(result, raw, report["ratio"]):
             print(line)
+        if opts.security:
+            report["ratio_security_on"] = ratios(secured, raw)
+            print("security on:")
+            for line in summary(secured, raw, report["ratio_security_on"])[2:]:
+                print(line)
+        # last: it deletes what the enjournal run completed (the raw run wrote no index rows)
+        report["deletion_job"].update(await deletion_job(url, later=True))
     finally:
         await dbs.drop_all()
     save_report("eresept", report)
@@ -490,6 +621,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument(
+        "--security",
+        action="store_true",
+        help="also a phase with security on: pharmacist tokens, access policy, audit",
+    )
     asyncio.run(amain(parser.parse_args(argv)))
     return 0
 

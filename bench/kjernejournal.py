@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench.common import save_report, start_report
 from bench.run import Databases, Server, latency_summary
-from bench.security import drive, gp_token, load
+from bench.security import drive, gp_token, load, secured_env
 
 UNNTAK = {"nhn-access-basis": "UNNTAK"}  # the GP reads on the exception basis
 
@@ -324,17 +324,10 @@ async def amain(opts: argparse.Namespace) -> dict:
         report["resources"] = await grow(url, opts.total)
         print(f"{report['resources']} resources", flush=True)
         key_file = work / "oidc-key.json"
-        os.environ.update(
-            {
-                "ENJOURNAL_BENCH_AUTH": "on",
-                "ENJOURNAL_OIDC_PROVIDER": "on",
-                "ENJOURNAL_OIDC_KEY_FILE": str(key_file),
-                "ENJOURNAL_SIGNING_KEY_FILE": str(work / "document-key.json"),
-                "ENJOURNAL_RATE_LIMIT_USER": "1000000/1000000",
-                "ENJOURNAL_RATE_LIMIT_CLIENT": "1000000/1000000",
-                "ENJOURNAL_RATE_LIMIT_IP": "1000000/1000000",
-                "ENJOURNAL_JOBS": "off",
-            }
+        secured_env(
+            key_file,
+            ENJOURNAL_SIGNING_KEY_FILE=str(work / "document-key.json"),
+            ENJOURNAL_JOBS="off",
         )
         server = Server(url, opts.workers, work, "kj")
         os.environ["ENJOURNAL_PUBLIC_URL"] = f"http://127.0.0.1:{server.port}"

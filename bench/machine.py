@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -27,6 +28,20 @@ def memory_gb() -> float:
     return 0.0
 
 
+def python_speed_ms(rounds: int = 3) -> float:
+    """The best of ``rounds`` timings of a fixed pure-Python loop (10M additions), in ms: the
+    same "cloud core" is not always as fast (neighbours, throttling), and this tells runs on
+    different days apart.  Lower is faster."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def describe(pg_version: str, pg_settings: dict[str, str]) -> dict:
     return {
         "cpu": cpu_model(),
@@ -37,6 +52,7 @@ def describe(pg_version: str, pg_settings: dict[str, str]) -> dict:
         "postgresql": pg_version,
         "postgresql_settings": pg_settings,
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python_loop_ms": python_speed_ms(),
     }
 
 

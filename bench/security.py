@@ -76,6 +76,24 @@ async def gp_paths(url: str) -> tuple[list[str], list[str]]:
     return reads, searches
 
 
+def secured_env(key_file: Path, **extra: str) -> None:
+    """Set the environment for the next ``Server`` to run with security on (token checks,
+    access policy, audit) and its own token provider signing with ``key_file``.  The load
+    comes from a few users, so the rate limits are lifted: the limiter is still consulted
+    on every request but never refuses.  ``extra``: more ENJOURNAL_* settings."""
+    os.environ.update(
+        {
+            "ENJOURNAL_BENCH_AUTH": "on",
+            "ENJOURNAL_OIDC_PROVIDER": "on",
+            "ENJOURNAL_OIDC_KEY_FILE": str(key_file),
+            "ENJOURNAL_RATE_LIMIT_USER": "1000000/1000000",
+            "ENJOURNAL_RATE_LIMIT_CLIENT": "1000000/1000000",
+            "ENJOURNAL_RATE_LIMIT_IP": "1000000/1000000",
+            **extra,
+        }
+    )
+
+
 async def gp_token(url: str, key_file: Path, issuer: str) -> str:
     from enjournal.demo.users import SCOPES, demo_users
     from enjournal.security.keys import load_or_create
@@ -154,19 +172,8 @@ async def amain(opts: argparse.Namespace) -> dict:
         os.environ["ENJOURNAL_BENCH_AUTH"] = "off"
         plain = Server(url, opts.workers, work, "off")
         async with plain:
-            os.environ.update(
-                {
-                    "ENJOURNAL_BENCH_AUTH": "on",
-                    "ENJOURNAL_OIDC_PROVIDER": "on",
-                    "ENJOURNAL_OIDC_KEY_FILE": str(key_file),
-                    # One demo GP drives all the load: lift the limits so the rate limiter
-                    # is still consulted on every request but never refuses.
-                    "ENJOURNAL_RATE_LIMIT_USER": "1000000/1000000",
-                    "ENJOURNAL_RATE_LIMIT_CLIENT": "1000000/1000000",
-                    "ENJOURNAL_RATE_LIMIT_IP": "1000000/1000000",
-                    "ENJOURNAL_AUDIT_READS_SYNCHRONOUS": "on" if opts.durable_audit else "off",
-                }
-            )
+            durable = "on" if opts.durable_audit else "off"
+            secured_env(key_file, ENJOURNAL_AUDIT_READS_SYNCHRONOUS=durable)
             secured = Server(url, opts.workers, work, "on")
             os.environ["ENJOURNAL_PUBLIC_URL"] = f"http://127.0.0.1:{secured.port}"
             async with secured:

@@ -40,7 +40,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from enjournal.fhir.datetime import MAX_MS, MIN_MS, date_range, decimal_range
-from enjournal.fhir.definitions import search_parameters
+from enjournal.fhir.definitions import on_search_parameters_change, search_parameters
 from enjournal.fhir.element_types import is_subtype, resource_type_names
 from enjournal.fhir.fhirpath import CompiledPath, compile_path, infer_type, root_keys, split_union
 from enjournal.fhir.text import normalize as _normalize
@@ -511,6 +511,10 @@ def _dispatch(resource_type: str) -> tuple[dict[str, tuple[int, ...]], tuple[int
             for key in all_of[0]:
                 by_key.setdefault(key, []).append(i)
     return {k: tuple(v) for k, v in by_key.items()}, tuple(always)
+
+
+on_search_parameters_change(compiled_parameters.cache_clear)
+on_search_parameters_change(_dispatch.cache_clear)
 
 
 def index_resource(resource: dict) -> dict[str, list[tuple]]:

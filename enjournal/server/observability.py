@@ -38,6 +38,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
+            "pid": record.process,  # which worker, when several serve one port
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:

@@ -385,3 +385,32 @@ def test_every_r4_example_indexes():
             assert all(len(r) == width for r in found), (path.name, table)
         count += 1
     assert count > 2000
+
+
+def test_an_added_search_parameter_is_indexed_and_parsed():
+    from enjournal.fhir.definitions import add_search_parameter, search_parameters
+    from enjournal.fhir.search.parse import parse_search
+
+    basic = {
+        "resourceType": "Basic",
+        "code": {"text": "x"},
+        "extension": [{"url": "https://example.org/due", "valueDate": "2030-05-01"}],
+    }
+    assert not [r for r in index_resource(basic)["idx_date"] if r[0] == "test-due"]
+    parameter = {
+        "resourceType": "SearchParameter",
+        "url": "https://example.org/SearchParameter/test-due",
+        "code": "test-due",
+        "base": ["Basic"],
+        "type": "date",
+        "expression": "Basic.extension.where(url='https://example.org/due').value",
+    }
+    add_search_parameter(parameter)
+    add_search_parameter(parameter)  # idempotent
+    assert search_parameters("Basic")["test-due"].url == parameter["url"]
+    (row,) = [r for r in index_resource(basic)["idx_date"] if r[0] == "test-due"]
+    assert row[1] < row[2]  # the whole day
+    query = parse_search("Basic", [("test-due", "lt2031-01-01")])
+    assert query.criteria and not query.ignored
+    with pytest.raises(ValueError):
+        add_search_parameter({"resourceType": "Patient"})

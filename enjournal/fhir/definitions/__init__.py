@@ -1,7 +1,9 @@
 """The official FHIR R4 definitions enjournal runs on, as compact tables.
 
 The tables are derived by ``scripts/build_definitions.py`` from the HL7 package named in their
-``source`` field; nothing here is written by hand.
+``source`` field; nothing here is written by hand.  A service may add search parameters of
+its own, as FHIR SearchParameter resources (``add_search_parameter``), as FHIR lets a
+server do: they are indexed on every later write and searchable like the official ones.
 """
 
 from __future__ import annotations
@@ -45,11 +47,43 @@ def resource_types() -> frozenset[str]:
     return frozenset(_search_table()["resourceTypes"])
 
 
+# base type -> code -> compact entry, from add_search_parameter
+_added: dict[str, dict[str, dict]] = {}
+# caches derived from search_parameters elsewhere (indexing, capabilities) register here
+_on_change: list = []
+
+
+def add_search_parameter(resource: dict) -> None:
+    """Add a SearchParameter resource (R4 shape: url, code, base, type, expression) to the
+    definitions.  Idempotent; resources written before it was added are not re-indexed, so
+    a service adds its own before it writes (at registration)."""
+    if resource.get("resourceType") != "SearchParameter":
+        raise ValueError("not a SearchParameter resource")
+    entry = {"type": resource["type"], "expression": resource["expression"], "url": resource["url"]}
+    if resource.get("target"):
+        entry["target"] = list(resource["target"])
+    changed = False
+    for base in resource["base"]:
+        if _added.setdefault(base, {}).get(resource["code"]) != entry:
+            _added[base][resource["code"]] = entry
+            changed = True
+    if changed:
+        search_parameters.cache_clear()
+        for clear in _on_change:
+            clear()
+
+
+def on_search_parameters_change(clear) -> None:
+    """Call ``clear()`` whenever a search parameter is added (for caches derived from them)."""
+    _on_change.append(clear)
+
+
 @cache
 def search_parameters(resource_type: str) -> dict[str, SearchParam]:
-    """All search parameters of ``resource_type``, including the common Resource ones."""
+    """All search parameters of ``resource_type``, including the common Resource ones and
+    any added with ``add_search_parameter``."""
     table = _search_table()["searchParameters"]
-    merged = {**table["Resource"], **table.get(resource_type, {})}
+    merged = {**table["Resource"], **table.get(resource_type, {}), **_added.get(resource_type, {})}
     return {
         code: SearchParam(
             code=code,

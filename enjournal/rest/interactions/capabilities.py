@@ -10,7 +10,11 @@ from functools import cache
 
 import orjson
 
-from enjournal.fhir.definitions import resource_types, search_parameters
+from enjournal.fhir.definitions import (
+    on_search_parameters_change,
+    resource_types,
+    search_parameters,
+)
 from enjournal.rest import operations
 from enjournal.rest.message import FhirRequest, FhirResponse
 
@@ -111,6 +115,9 @@ def _statement_bytes(base_url: str) -> bytes:
         ],
     }
     return orjson.dumps(statement)
+
+
+on_search_parameters_change(_statement_bytes.cache_clear)
 
 
 async def capabilities(request: FhirRequest, tx) -> FhirResponse:

@@ -42,6 +42,7 @@ def register(context) -> list[Job]:
     from enjournal.services.eresept import api, jobs, pll
 
     api.clock = context.clock
+    jobs.define_search_parameters()
     post = ("POST",)
     for name, instance, handler in (
         ("prescribe", False, _answering_conflicts(api.prescribe, "prescribe")),

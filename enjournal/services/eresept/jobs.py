@@ -12,13 +12,18 @@ record and the prescriber's and GP's received reports live in their own systems 
 own retention rules (apotek, journal), outside this store.  DetectedIssues raised when it
 was prescribed or dispensed stay: they are clinical warnings that also implicate the
 patient's other medicines (their reference to the purged prescription then dangles).
+
+A pass reads only candidates, through two search parameters the service adds
+(``SEARCH_PARAMETERS``: validity end, and when it ended), so its cost follows what is due,
+not how many prescriptions are held.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time
 
 from enjournal.fhir import jsonio
+from enjournal.fhir.definitions import add_search_parameter
 from enjournal.fhir.errors import Gone, NotFound
 from enjournal.services.eresept import rules
 from enjournal.services.eresept.reports import REPORT_KIND
@@ -29,18 +34,50 @@ BATCH = 500
 PURGED_WITH = ("MedicationDispense", "Communication")
 
 
+# The job finds its candidates through two search parameters of the service's own, so a
+# pass costs what is due (and a month of ended prescriptions), not every prescription held.
+SEARCH_PARAMETERS = (
+    {
+        "resourceType": "SearchParameter",
+        "url": "https://enjournal.no/fhir/SearchParameter/MedicationRequest-validity-end",
+        "name": "validity-end",
+        "status": "active",
+        "description": "When the prescription's validity period ends",
+        "code": "validity-end",
+        "base": ["MedicationRequest"],
+        "type": "date",
+        "expression": "MedicationRequest.dispenseRequest.validityPeriod.end",
+    },
+    {
+        "resourceType": "SearchParameter",
+        "url": "https://enjournal.no/fhir/SearchParameter/MedicationRequest-resept-ended",
+        "name": "resept-ended",
+        "status": "active",
+        "description": "When the prescription was withdrawn or fully dispensed",
+        "code": "resept-ended",
+        "base": ["MedicationRequest"],
+        "type": "date",
+        "expression": f"MedicationRequest.extension.where(url='{rules.ENDED_EXT}').value",
+    },
+)
+# Ended prescriptions are candidates from this many days on: a month is never shorter.
+ENDED_CANDIDATE_DAYS = 27
+DAY_MS = 86_400_000
+
+
+def define_search_parameters() -> None:
+    for resource in SEARCH_PARAMETERS:
+        add_search_parameter(resource)
+
+
 async def delete_prescriptions(store, now: datetime) -> int:
-    """One pass: scan prescriptions in batches (by surrogate key), delete those due, each
-    re-checked under its row lock so a concurrent dispensing is never lost.  Idempotent."""
+    """One pass: read the candidates in batches (by surrogate key) through the two date
+    indexes, delete those due, each re-checked under its row lock so a concurrent dispensing
+    is never lost.  Idempotent."""
     deleted, after = 0, 0
     while True:
         async with store.transaction(write=False) as tx:
-            rows = await tx.conn.fetch(
-                "SELECT rid, id, content FROM resources WHERE type = 'MedicationRequest' "
-                "AND NOT deleted AND rid > ? ORDER BY rid LIMIT ?",
-                after,
-                BATCH,
-            )
+            rows = await candidates(tx, now, after)
         if not rows:
             return deleted
         after = rows[-1][0]
@@ -62,6 +99,27 @@ async def delete_prescriptions(store, now: datetime) -> int:
                             await tx.purge(type_, dependent)
                         await tx.purge("MedicationRequest", id_)
                         deleted += 1
+
+
+async def candidates(tx, now: datetime, after: int = 0) -> list[tuple[int, str, bytes]]:
+    """``(rid, id, content)`` of the next ``BATCH`` MedicationRequests past ``after`` that
+    may be due: validity ended before today, or ended (withdrawn, fully dispensed) at least
+    ``ENDED_CANDIDATE_DAYS`` ago.  Both are range scans of the date index."""
+    today_ms = int(datetime.combine(now.date(), time(), UTC).timestamp() * 1000)
+    ended_before = int(now.timestamp() * 1000) - ENDED_CANDIDATE_DAYS * DAY_MS
+    return await tx.conn.fetch(
+        "SELECT rid, id, content FROM resources WHERE rid IN ("
+        "SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
+        "AND param = 'validity-end' AND low < ? AND high < ? UNION "
+        "SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
+        "AND param = 'resept-ended' AND low < ?) "
+        "AND NOT deleted AND rid > ? ORDER BY rid LIMIT ?",
+        today_ms,
+        today_ms,
+        ended_before,
+        after,
+        BATCH,
+    )
 
 
 async def belonging_to(tx, p: Prescription) -> list[tuple[str, str]]:

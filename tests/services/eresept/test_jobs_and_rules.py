@@ -8,7 +8,7 @@ import pytest
 
 from enjournal.fhir.errors import Conflict, Forbidden, Unprocessable
 from enjournal.services.eresept import api, rules
-from enjournal.services.eresept.jobs import delete_prescriptions
+from enjournal.services.eresept.jobs import candidates, delete_prescriptions
 from enjournal.services.eresept.rules import Prescription
 from tests.services.eresept.conftest import AMOXICILLIN, IBUPROFEN, part
 
@@ -104,6 +104,41 @@ async def test_expired_deleted_at_once_dispensed_after_a_month(eresept):
     assert await delete_prescriptions(store, now + timedelta(days=33)) == 0  # idempotent
     assert await delete_prescriptions(store, now + timedelta(days=400)) == 1
     assert await exists(store, "hospital-order")
+
+
+async def candidate_ids(store, now: datetime) -> set[str]:
+    async with store.transaction(write=False) as tx:
+        return {row[1] for row in await candidates(tx, now)}
+
+
+async def test_the_job_reads_only_candidates_through_its_search_parameters(eresept):
+    now = datetime.now(UTC)
+    antibiotic = part(await eresept.prescribe(varenr=AMOXICILLIN), "prescription")[0]
+    dispensed = part(await eresept.prescribe(varenr=IBUPROFEN), "prescription")[0]
+    withdrawn = part(await eresept.prescribe(varenr=IBUPROFEN), "prescription")[0]
+    await eresept.step("farm1", dispensed["id"], "take")
+    assert (await eresept.step("farm1", dispensed["id"], "dispense")).status_code == 200
+    assert (await eresept.step("gp", withdrawn["id"], "withdraw", reason="x")).status_code == 200
+    # Valid and not ended: no candidate, so a pass never reads the prescriptions it keeps.
+    assert await candidate_ids(eresept.store, now) == set()
+    assert await candidate_ids(eresept.store, now + timedelta(days=12)) == {antibiotic["id"]}
+    assert await candidate_ids(eresept.store, now + timedelta(days=28)) == {
+        antibiotic["id"],
+        dispensed["id"],
+        withdrawn["id"],
+    }
+    # The parameters are the server's own SearchParameters: searchable over REST and listed
+    # in the CapabilityStatement.
+    later = (now + timedelta(days=12)).date().isoformat()
+    found = await eresept.get(
+        "gp", f"MedicationRequest?subject=Patient/kari&validity-end=lt{later}"
+    )
+    assert found.status_code == 200
+    assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [antibiotic["id"]]
+    metadata = (await eresept.get("gp", "metadata")).json()
+    (request,) = [r for r in metadata["rest"][0]["resource"] if r["type"] == "MedicationRequest"]
+    names = {p["name"] for p in request["searchParam"]}
+    assert {"validity-end", "resept-ended"} <= names
 
 
 async def test_expired_prescription_leaves_the_list_and_cannot_be_taken(eresept, monkeypatch):

@@ -6,8 +6,10 @@ organisation in the operation's ``organization`` parameter (see actors.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +23,19 @@ from tests.services.eresept.test_races import dispenses_of
 ORGS = [make_orgnr(random.Random(n)) for n in range(10)]
 
 
+def serving_pids(log: Path, operation: str) -> Counter:
+    """Requests for ``operation`` per worker process, from the server's JSON request log."""
+    pids: Counter = Counter()
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("message") == "request" and entry.get("path", "").endswith(operation):
+            pids[entry["pid"]] += 1
+    return pids
+
+
 @pytest.fixture
 async def two_workers(store_url, tmp_path):
     if not store_url.startswith("postgres"):
@@ -31,8 +46,12 @@ async def two_workers(store_url, tmp_path):
             await tx.update(resource, resource["id"])
     server = ServerProcess(store_url, tmp_path / "server.log", workers=2).start()
     try:
-        async with httpx.AsyncClient(base_url=f"{server.base}/fhir", timeout=30) as http:
-            yield http, store
+        # No keep-alive: every request is a new connection, accepted by either worker.
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(
+            base_url=f"{server.base}/fhir", timeout=30, limits=limits
+        ) as http:
+            yield http, store, server.log
     finally:
         status = server.terminate(10)
         server.kill()
@@ -41,7 +60,7 @@ async def two_workers(store_url, tmp_path):
 
 
 async def test_two_workers_race(two_workers):
-    http, store = two_workers
+    http, store, log = two_workers
     for round_ in range(10):
         created = await http.post(
             "/MedicationRequest/$prescribe",
@@ -78,3 +97,5 @@ async def test_two_workers_race(two_workers):
         )
         assert Counter(d.status_code for d in dispensings) == {200: 1, 409: 3}
         assert [d["quantity"]["value"] for d in await dispenses_of(store, mr_id)] == [20]
+    # The races above crossed processes: both workers served takes.
+    assert len(serving_pids(log, "$take")) == 2, serving_pids(log, "$take")
