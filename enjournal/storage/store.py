@@ -330,14 +330,17 @@ class Transaction:
         current = await self._lock(type_, id_)
         if current is None:
             return False
-        await self.flush()  # pending version/index rows of this resource go first
+        if self._pending:
+            await self.flush()  # pending version/index rows of this resource go first
         rid = current[0]
-        for table in INDEX_COLUMNS:
-            await self.conn.execute(f"DELETE FROM {table} WHERE rid = ?", rid)
         await self.conn.execute(
             "DELETE FROM resource_versions WHERE type = ? AND id = ?", type_, id_
         )
         await self.conn.execute("DELETE FROM resources WHERE rid = ?", rid)
+        # Its index rows go with the transaction's other index deletes, at the next flush
+        # (one statement for all of them on PostgreSQL): purging many costs 3 round trips
+        # each, not 12.
+        self._pending_deletes.append(rid)
         return True
 
     async def lock_criteria(self, type_: str, criteria: str) -> None:

@@ -339,3 +339,39 @@ async def test_update_after_read_for_update_keeps_the_index_right(store):
     stored = await store.read("Basic", "x")
     assert stored.version == 4
     assert orjson.loads(stored.content)["extension"][0]["valueString"] == "fourth"
+
+
+async def test_purge_leaves_no_row_of_the_resource_and_keeps_the_rest(store):
+    from enjournal.storage.schema import INDEX_COLUMNS
+
+    ids = ["p-ref", "obs-1", "obs-2", "basic-1"]
+    async with store.transaction() as tx:
+        await tx.create_many(clinical_batch(), ids)
+    await store.update({**clinical_batch()[1], "status": "amended"}, "obs-1")  # a 2nd version
+    kept = await rows_written(store, lambda tx: asyncio.sleep(0))
+
+    async def purge(tx):
+        # one created in this transaction (its rows still pending) and two stored ones
+        await tx.create(patient("Ny"), id_="fresh")
+        assert await tx.purge("Patient", "fresh")
+        assert await tx.purge("Observation", "obs-1")
+        assert await tx.purge("Observation", "obs-2")
+        assert not await tx.purge("Observation", "obs-2")  # already gone
+        assert not await tx.purge("Observation", "never")
+        await tx.flush()
+        for table in INDEX_COLUMNS:
+            orphans = await tx.conn.fetch(
+                f"SELECT rid FROM {table} WHERE rid NOT IN (SELECT rid FROM resources)"
+            )
+            assert orphans == [], table
+
+    left = await rows_written(store, purge)
+    purged = {"Observation/obs-1", "Observation/obs-2", "Patient/fresh"}
+
+    def of_purged(row: tuple) -> bool:
+        return row[0] in purged or f"{row[0]}/{row[1]}" in purged
+
+    assert left["resources"] and left["idx_token"]
+    for table, rows in left.items():
+        assert not [r for r in rows if of_purged(r)], table
+        assert rows == [r for r in kept[table] if not of_purged(r)], table

@@ -83,8 +83,10 @@ async def delete_prescriptions(store, now: datetime) -> int:
         after = rows[-1][0]
         due = []
         for _rid, id_, content in rows:
-            resource = jsonio.loads(content)
-            if (p := Prescription(resource)).issued_here and rules.due_for_deletion(p, now):
+            if content is None:
+                continue
+            p = Prescription(jsonio.loads(content))
+            if p.issued_here and rules.due_for_deletion(p, now):
                 due.append(id_)
         if due:
             async with store.transaction(write=True) as tx:
@@ -101,21 +103,24 @@ async def delete_prescriptions(store, now: datetime) -> int:
                         deleted += 1
 
 
-async def candidates(tx, now: datetime, after: int = 0) -> list[tuple[int, str, bytes]]:
+async def candidates(tx, now: datetime, after: int = 0) -> list[tuple[int, str, bytes | None]]:
     """``(rid, id, content)`` of the next ``BATCH`` MedicationRequests past ``after`` that
     may be due: validity ended before today, or ended (withdrawn, fully dispensed) at least
-    ``ENDED_CANDIDATE_DAYS`` ago.  Both are range scans of the date index."""
+    ``ENDED_CANDIDATE_DAYS`` ago; content None if deleted.  The batch is chosen in the date
+    index (two range scans) before any resource row is read, so the plan cannot turn into a
+    walk of the resources table in rid order."""
     today_ms = int(datetime.combine(now.date(), time(), UTC).timestamp() * 1000)
     ended_before = int(now.timestamp() * 1000) - ENDED_CANDIDATE_DAYS * DAY_MS
     return await tx.conn.fetch(
-        "SELECT rid, id, content FROM resources WHERE rid IN ("
+        "WITH c AS (SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
+        "AND param = 'validity-end' AND low < ? AND high < ? AND rid > ? UNION "
         "SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
-        "AND param = 'validity-end' AND low < ? AND high < ? UNION "
-        "SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
-        "AND param = 'resept-ended' AND low < ?) "
-        "AND NOT deleted AND rid > ? ORDER BY rid LIMIT ?",
+        "AND param = 'resept-ended' AND low < ? AND rid > ? ORDER BY rid LIMIT ?) "
+        "SELECT c.rid, r.id, CASE WHEN r.deleted THEN NULL ELSE r.content END "
+        "FROM c JOIN resources r ON r.rid = c.rid ORDER BY c.rid",
         today_ms,
         today_ms,
+        after,
         ended_before,
         after,
         BATCH,
