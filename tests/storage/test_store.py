@@ -375,3 +375,20 @@ async def test_purge_leaves_no_row_of_the_resource_and_keeps_the_rest(store):
     for table, rows in left.items():
         assert not [r for r in rows if of_purged(r)], table
         assert rows == [r for r in kept[table] if not of_purged(r)], table
+
+
+async def test_statistics_follow_the_data_on_postgres(store):
+    """Migration 4: every store table re-analyses after a fixed number of changed rows."""
+    from enjournal.storage.schema import INDEX_COLUMNS
+
+    async with store.transaction(write=False) as tx:
+        versions = [r[0] for r in await tx.conn.fetch("SELECT version FROM schema_migrations")]
+        assert 4 in versions
+        if tx.conn.dialect != "postgres":
+            return  # SQLite keeps no statistics unless ANALYZE runs
+        for table in ("resources", "resource_versions", *INDEX_COLUMNS):
+            (options,) = await tx.conn.fetchrow(
+                "SELECT reloptions FROM pg_class WHERE oid = to_regclass(?)", table
+            )
+            assert "autovacuum_analyze_threshold=20000" in options, table
+            assert "autovacuum_analyze_scale_factor=0" in options, table
