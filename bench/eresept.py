@@ -255,9 +255,8 @@ async def drive(
     stop = time.monotonic() + seconds
 
     async def client(n: int) -> None:
-        conn = Connection("127.0.0.1", port)
-        if tokens:
-            conn._host_header += f"Authorization: Bearer {tokens[n]}\r\n".encode()
+        auth = {"Authorization": f"Bearer {tokens[n]}"} if tokens else None
+        conn = Connection("127.0.0.1", port, auth)
         org = orgs[n % len(orgs)]
         rng = random.Random(n)
         base = "/fhir/MedicationRequest"

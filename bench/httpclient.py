@@ -17,11 +17,13 @@ class HttpError(Exception):
 
 
 class Connection:
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, headers: dict[str, str] | None = None):
+        """``headers``: sent with every request (a bearer token, an access basis)."""
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
-        self._host_header = f"Host: {host}:{port}\r\n".encode()
+        fixed = {"Host": f"{host}:{port}", **(headers or {})}
+        self._host_header = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode()
 
     async def _connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(

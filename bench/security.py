@@ -119,17 +119,14 @@ async def drive(
     headers: dict[str, str] | None = None,
 ) -> dict:
     """``concurrency`` keep-alive clients GET random ``paths`` for ``seconds``."""
-    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    fixed = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
     latencies: list[float] = []
     errors = 0
     stop = time.monotonic() + seconds
 
     async def client(n: int) -> None:
         nonlocal errors
-        conn = Connection("127.0.0.1", port)
-        if token:
-            conn._host_header += f"Authorization: Bearer {token}\r\n".encode()
-        conn._host_header += extra.encode()
+        conn = Connection("127.0.0.1", port, fixed)
         rng = random.Random(n)
         try:
             while time.monotonic() < stop:

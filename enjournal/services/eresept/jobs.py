@@ -20,9 +20,10 @@ not how many prescriptions are held.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import datetime, timedelta
 
 from enjournal.fhir import jsonio
+from enjournal.fhir.datetime import date_range
 from enjournal.fhir.definitions import add_search_parameter
 from enjournal.fhir.errors import Gone, NotFound
 from enjournal.services.eresept import rules
@@ -62,7 +63,6 @@ SEARCH_PARAMETERS = (
 )
 # Ended prescriptions are candidates from this many days on: a month is never shorter.
 ENDED_CANDIDATE_DAYS = 27
-DAY_MS = 86_400_000
 
 
 def define_search_parameters() -> None:
@@ -109,8 +109,9 @@ async def candidates(tx, now: datetime, after: int = 0) -> list[tuple[int, str, 
     ``ENDED_CANDIDATE_DAYS`` ago; content None if deleted.  The batch is chosen in the date
     index (two range scans) before any resource row is read, so the plan cannot turn into a
     walk of the resources table in rid order."""
-    today_ms = int(datetime.combine(now.date(), time(), UTC).timestamp() * 1000)
-    ended_before = int(now.timestamp() * 1000) - ENDED_CANDIDATE_DAYS * DAY_MS
+    # Bounds in the indexer's own conversion (date_range: the first instant, epoch ms).
+    today_ms, _ = date_range(now.date().isoformat())
+    ended_before, _ = date_range((now - timedelta(days=ENDED_CANDIDATE_DAYS)).isoformat())
     return await tx.conn.fetch(
         "WITH c AS (SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
         "AND param = 'validity-end' AND low < ? AND high < ? AND rid > ? UNION "
