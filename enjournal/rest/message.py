@@ -24,6 +24,9 @@ class FhirRequest:
     # The access guard of an authenticated request (enjournal.security.guard.Guard), or
     # None when the server runs without security (tests of the FHIR core, benchmarks).
     guard: Any = None
+    # CapabilityStatement.rest.security of this server (enjournal.security.smart); None when
+    # the request comes from inside the process, where no security applies.
+    security: dict | None = None
     _json: Any = None
 
     def header(self, name: str, default: str | None = None) -> str | None:

@@ -17,12 +17,25 @@ Routes (relative to the mount point; the issuer is ``{public base}/oidc``):
                                             Demo extension: ``patient=<id>`` chooses the
                                             SMART patient context for personnel.
 ``POST /token``                             ``authorization_code`` (+ ``code_verifier``;
-                                            codes are one-time and short-lived) and
-                                            ``client_credentials`` with ``private_key_jwt``
-                                            (assertion iss = sub = client_id, aud = the
-                                            token endpoint or issuer, exp, one-time jti)
+                                            codes are one-time and short-lived),
+                                            ``refresh_token`` and ``client_credentials`` with
+                                            ``private_key_jwt`` (assertion iss = sub =
+                                            client_id, aud = the token endpoint or issuer,
+                                            exp, one-time jti)
+``POST /revoke``                            RFC 7009: revokes a refresh token (and every
+                                            token rotated from the same grant)
 
-Codes and seen assertion ids are kept in memory: run one worker process per provider.
+``aud`` (SMART) must be this server's FHIR base URL: an authorization request for another
+resource server is refused with an error redirect to the (registered) ``redirect_uri``.
+
+A refresh token is issued only when ``offline_access`` or ``online_access`` is granted.  Each
+use rotates it (the old one is spent); the grant ends at a fixed time that rotation never
+extends (``offline_lifetime``, or the shorter ``online_lifetime``: this provider has no login
+session to follow); a refresh token is bound to its client; presenting a spent token again,
+or another client's token, revokes the whole grant (RFC 9700 section 4.14).
+
+Codes, refresh tokens and seen assertion ids are kept in memory: run one worker process per
+provider; a restart ends every grant.
 """
 
 from __future__ import annotations
@@ -49,7 +62,7 @@ from enjournal.fhir.errors import Unauthorized
 from enjournal.security import scopes as smart_scopes
 from enjournal.security import tokens as t
 from enjournal.security.keys import SigningKey, public_jwks, signing_alg
-from enjournal.security.smart import DEFAULT_SCOPES, SIGNING_ALGORITHMS
+from enjournal.security.smart import DEFAULT_SCOPES, GRANT_TYPES, SIGNING_ALGORITHMS
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_FORM_BYTES = 64 * 1024
@@ -64,7 +77,9 @@ _PAGE_HEADERS = {
 }
 _ACR = {"substantial": "idporten-loa-substantial", "high": "idporten-loa-high"}
 # scopes about identity / launch context rather than resources: any client may ask for them
-_IDENTITY_SCOPES = {"openid", "profile", "fhirUser", "launch/patient", "offline_access"}
+_IDENTITY_SCOPES = {"openid", "profile", "fhirUser", "launch/patient"}
+# refresh-token scopes: granted only to clients registered with them (or with no scope list)
+OFFLINE, ONLINE = "offline_access", "online_access"
 
 
 @dataclass(frozen=True)
@@ -150,11 +165,17 @@ class ProviderConfig:
     code_lifetime: int = 60
     assertion_max_lifetime: int = 300  # a client assertion may be valid at most this long
     leeway: int = 30
-    fhir_base: str | None = None  # if set, the SMART ``aud`` authorize parameter must match
+    # The SMART ``aud`` authorize parameter must be this URL.  By default the FHIR base next
+    # to the provider (``{public base}/fhir`` for the issuer ``{public base}/oidc``).
+    fhir_base: str | None = None
     scopes_supported: Sequence[str] = DEFAULT_SCOPES
+    offline_lifetime: int = 14 * 24 * 3600  # seconds an offline_access grant lasts
+    online_lifetime: int = 3600  # seconds an online_access grant lasts
 
     def __post_init__(self) -> None:
         self.issuer = self.issuer.rstrip("/")
+        if self.fhir_base is None and self.issuer.endswith("/oidc"):
+            self.fhir_base = self.issuer.removesuffix("/oidc") + "/fhir"
 
 
 def issue_token(
@@ -238,6 +259,19 @@ class _Code:
     auth_time: int
 
 
+@dataclass
+class _Grant:
+    """What a refresh token stands for: one user's authorization of one client."""
+
+    client_id: str
+    user: DemoUser
+    scopes: list[str]
+    patient: str | None
+    auth_time: int
+    family: str  # every token rotated from one authorization shares it
+    expires: float  # the grant's fixed end: rotation never extends it
+
+
 class Provider:
     """The embedded provider; ``router`` is what the app mounts at ``/oidc``."""
 
@@ -247,6 +281,8 @@ class Provider:
         self.users = {u.name: u for u in config.users}
         self.clients = {c.client_id: c for c in config.clients}
         self._codes: dict[str, _Code] = {}
+        self._refresh: dict[str, _Grant] = {}  # sha256 of a live refresh token -> its grant
+        self._spent: dict[str, _Grant] = {}  # sha256 of a used refresh token -> its grant
         self._seen_jti: dict[tuple[str, str], float] = {}
         self._client_keys = {
             c.client_id: t.to_keyset(dict(c.jwk)) for c in config.clients if c.jwk is not None
@@ -269,6 +305,7 @@ class Provider:
             Route("/jwks", self.jwks, methods=["GET"]),
             Route("/authorize", self.authorize, methods=["GET"]),
             Route("/token", self.token, methods=["POST"]),
+            Route("/revoke", self.revoke, methods=["POST"]),
         ]
 
     @property
@@ -319,7 +356,8 @@ class Provider:
                 "jwks_uri": f"{iss}/jwks",
                 "response_types_supported": ["code"],
                 "response_modes_supported": ["query"],
-                "grant_types_supported": ["authorization_code", "client_credentials"],
+                "revocation_endpoint": f"{iss}/revoke",
+                "grant_types_supported": list(GRANT_TYPES),
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": [signing_alg(self.config.key)],
                 "code_challenge_methods_supported": ["S256"],
@@ -369,10 +407,8 @@ class Provider:
                 q.get("code_challenge", "")
             ):
                 raise OAuthError("invalid_request", "PKCE with S256 is required")
-            aud = q.get("aud")
-            base = self.config.fhir_base
-            if base and aud and aud.rstrip("/") != base.rstrip("/"):
-                raise OAuthError("invalid_request", "aud is not this FHIR server")
+            if not self._is_this_server(q.get("aud", "")):
+                raise OAuthError("invalid_request", "aud must be this FHIR server's base URL")
             user = self.users.get(q.get("login_hint", ""))
             if user is None:
                 if q.get("prompt") == "none":
@@ -408,20 +444,29 @@ class Provider:
             grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
                 body = self._code_grant(form)
+            elif grant_type == "refresh_token":
+                body = self._refresh_grant(form)
             elif grant_type == "client_credentials":
                 body = self._client_credentials(form)
             else:
                 raise OAuthError("unsupported_grant_type", "unsupported grant_type")
         except OAuthError as error:
-            headers = dict(_NO_STORE)
-            if error.status == 401:
-                headers["WWW-Authenticate"] = 'Bearer error="invalid_client"'
-            return JSONResponse(
-                {"error": error.error, "error_description": error.description},
-                status_code=error.status,
-                headers=headers,
-            )
+            return _oauth_error(error)
         return JSONResponse(body, headers=_NO_STORE)
+
+    async def revoke(self, request: Request) -> Response:
+        """RFC 7009.  Access tokens are short-lived JWTs and cannot be revoked here; for them,
+        and for unknown tokens, the answer is 200 all the same (section 2.2)."""
+        try:
+            form = await _read_form(request)
+            client = self._authenticate(form, require_assertion=False)
+        except OAuthError as error:
+            return _oauth_error(error)
+        digest = _digest(form.get("token", ""))
+        grant = self._refresh.get(digest) or self._spent.get(digest)
+        if grant is not None and grant.client_id == client.client_id:
+            self._revoke_family(grant.family)
+        return Response(status_code=200, headers=_NO_STORE)
 
     # -- grants ----------------------------------------------------------------------------
 
@@ -441,32 +486,89 @@ class Provider:
         if not hmac.compare_digest(expected, code.challenge):
             raise OAuthError("invalid_grant", "code_verifier does not match")
 
-        access = code.user.token_claims()
-        lifetime = self.config.token_lifetime
+        grant = _Grant(
+            client_id=client.client_id,
+            user=code.user,
+            scopes=code.scopes,
+            patient=code.patient,
+            auth_time=code.auth_time,
+            family=secrets.token_urlsafe(16),
+            expires=now + self._grant_lifetime(code.scopes),
+        )
+        return self._user_tokens(grant, code.scopes, now, nonce=code.nonce)
+
+    def _refresh_grant(self, form: dict[str, str]) -> dict[str, Any]:
+        client = self._authenticate(form, require_assertion=False)
+        now = self._clock()
+        self._purge(now)
+        digest = _digest(form.get("refresh_token", ""))
+        spent = self._spent.get(digest)
+        if spent is not None:  # a replay: the token leaked, or the client is confused
+            self._revoke_family(spent.family)
+            raise OAuthError("invalid_grant", "refresh token already used; the grant is revoked")
+        grant = self._refresh.get(digest)
+        if grant is None:
+            raise OAuthError("invalid_grant", "invalid or expired refresh token")
+        if grant.client_id != client.client_id:  # another client holds this client's token
+            self._revoke_family(grant.family)
+            raise OAuthError("invalid_grant", "invalid or expired refresh token")
+        scopes = smart_scopes.split(form.get("scope", "")) or grant.scopes
+        if not set(scopes) <= set(grant.scopes):
+            raise OAuthError("invalid_scope", "a refresh cannot widen the granted scope")
+        self._spent[digest] = self._refresh.pop(digest)
+        return self._user_tokens(grant, scopes, now)
+
+    def _user_tokens(
+        self, grant: _Grant, scopes: list[str], now: float, nonce: str | None = None
+    ) -> dict[str, Any]:
+        """The token response for a user grant: access token, refresh token when the grant
+        has offline or online access, ID token when ``openid`` is in ``scopes``."""
+        user, lifetime = grant.user, self.config.token_lifetime
+        access = user.token_claims()
         access.update(_registered(self.issuer, self.config.audience, lifetime, now))
-        access.update(client_id=client.client_id, scope=" ".join(code.scopes))
-        access["auth_time"] = code.auth_time
-        if code.patient:
-            access["patient"] = code.patient
+        access.update(client_id=grant.client_id, scope=" ".join(scopes))
+        access["auth_time"] = grant.auth_time
+        if grant.patient:
+            access["patient"] = grant.patient
         body: dict[str, Any] = {
             "access_token": _sign(self.config.key, access),
             "token_type": "Bearer",
-            "expires_in": self.config.token_lifetime,
-            "scope": " ".join(code.scopes),
+            "expires_in": lifetime,
+            "scope": " ".join(scopes),
         }
-        if code.patient:
-            body["patient"] = code.patient
-        if "openid" in code.scopes:
-            idt: dict[str, Any] = {"sub": code.user.subject, "auth_time": code.auth_time}
-            idt.update(_registered(self.issuer, client.client_id, self.config.token_lifetime, now))
-            if code.nonce:
-                idt["nonce"] = code.nonce
-            if code.user.display_name:
-                idt["name"] = code.user.display_name
-            if code.user.fhir_user and "fhirUser" in code.scopes:
-                idt["fhirUser"] = code.user.fhir_user
-            body["id_token"] = _sign(self.config.key, idt, typ="JWT")
+        if grant.patient:
+            body["patient"] = grant.patient
+        if OFFLINE in grant.scopes or ONLINE in grant.scopes:
+            body["refresh_token"] = self._new_refresh_token(grant)
+        if "openid" in scopes:
+            body["id_token"] = self._id_token(grant, scopes, now, nonce)
         return body
+
+    def _id_token(self, grant: _Grant, scopes: list[str], now: float, nonce: str | None) -> str:
+        user = grant.user
+        idt: dict[str, Any] = {"sub": user.subject, "auth_time": grant.auth_time}
+        idt.update(_registered(self.issuer, grant.client_id, self.config.token_lifetime, now))
+        if nonce:
+            idt["nonce"] = nonce
+        if user.display_name:
+            idt["name"] = user.display_name
+        if user.fhir_user and "fhirUser" in scopes:
+            idt["fhirUser"] = user.fhir_user
+        return _sign(self.config.key, idt, typ="JWT")
+
+    def _new_refresh_token(self, grant: _Grant) -> str:
+        token = secrets.token_urlsafe(32)
+        self._refresh[_digest(token)] = grant
+        return token
+
+    def _grant_lifetime(self, scopes: list[str]) -> int:
+        if OFFLINE in scopes:
+            return self.config.offline_lifetime
+        return self.config.online_lifetime
+
+    def _revoke_family(self, family: str) -> None:
+        for digest in [d for d, g in self._refresh.items() if g.family == family]:
+            del self._refresh[digest]
 
     def _client_credentials(self, form: dict[str, str]) -> dict[str, Any]:
         client = self._authenticate(form, require_assertion=True)
@@ -558,7 +660,13 @@ class Provider:
                 continue  # end-user flows never get system scopes
             if not client.scopes or s in _IDENTITY_SCOPES or smart_scopes.covered(s, client.scopes):
                 granted.append(s)
+        if OFFLINE in granted and ONLINE in granted:
+            granted.remove(ONLINE)  # one refresh token, of the longer kind asked for
         return granted
+
+    def _is_this_server(self, aud: str) -> bool:
+        base = self.config.fhir_base
+        return bool(base and aud) and aud.rstrip("/") == base.rstrip("/")
 
     def _patient_context(
         self, user: DemoUser, granted: list[str], chosen: str | None
@@ -574,6 +682,9 @@ class Provider:
             del self._codes[code]
         for key in [k for k, exp in self._seen_jti.items() if exp < now]:
             del self._seen_jti[key]
+        for tokens in (self._refresh, self._spent):
+            for digest in [d for d, g in tokens.items() if g.expires < now]:
+                del tokens[digest]
 
     def _chooser(self, q: Mapping[str, str]) -> str:
         hidden = "".join(
@@ -606,6 +717,22 @@ class Provider:
             "<p><small>Demo users only: this provider is for demonstration and tests.</small></p>"
         )
         return _page("Choose a demo user", body)
+
+
+def _oauth_error(error: OAuthError) -> Response:
+    headers = dict(_NO_STORE)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_client"'
+    return JSONResponse(
+        {"error": error.error, "error_description": error.description},
+        status_code=error.status,
+        headers=headers,
+    )
+
+
+def _digest(token: str) -> str:
+    """Refresh tokens are kept by hash, so a memory dump does not hand them out."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def _read_form(request: Request) -> dict[str, str]:

@@ -1,8 +1,12 @@
-"""The SMART App Launch discovery document, ``{fhir base}/.well-known/smart-configuration``.
+"""How the server tells clients it is protected, and by whom.
 
-https://hl7.org/fhir/smart-app-launch/conformance.html — built from the issuer URL of the
-authorization server (the embedded provider at ``{public base}/oidc``, or another one that
-follows the same endpoint layout).
+- ``{fhir base}/.well-known/smart-configuration``: the SMART App Launch 2.0 discovery
+  document (https://hl7.org/fhir/smart-app-launch/conformance.html), built from the issuer
+  URL of the authorization server (the embedded provider at ``{public base}/oidc``, or
+  another one that follows the same endpoint layout).
+- ``CapabilityStatement.rest.security`` (:func:`capability_security`): SMART 2.0 calls this
+  way deprecated but clients such as ``fhirclient`` still read it to find the OAuth 2
+  endpoints (the ``oauth-uris`` extension); without it they treat the server as open.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ CAPABILITIES = (
     "context-standalone-patient",
     "client-public",
     "client-confidential-asymmetric",
+    "permission-offline",
+    "permission-online",
     "permission-v1",
     "permission-v2",
     "permission-patient",
@@ -29,6 +35,8 @@ DEFAULT_SCOPES = (
     "fhirUser",
     "profile",
     "launch/patient",
+    "offline_access",
+    "online_access",
     "patient/*.rs",
     "patient/*.cruds",
     "user/*.rs",
@@ -37,6 +45,9 @@ DEFAULT_SCOPES = (
     "system/*.cruds",
 )
 SIGNING_ALGORITHMS = ("ES256", "RS256", "PS256")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 def smart_configuration(issuer: str, *, scopes_supported: Sequence[str] = DEFAULT_SCOPES) -> dict:
@@ -47,7 +58,8 @@ def smart_configuration(issuer: str, *, scopes_supported: Sequence[str] = DEFAUL
         "jwks_uri": f"{issuer}/jwks",
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
-        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "revocation_endpoint": f"{issuer}/revoke",
+        "grant_types_supported": list(GRANT_TYPES),
         "response_types_supported": ["code"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGORITHMS),
@@ -70,3 +82,43 @@ def smart_configuration_route(
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
 
     return Route(path, endpoint, methods=["GET"])
+
+
+def capability_security(issuer: str) -> dict:
+    """``CapabilityStatement.rest.security`` for a server whose SMART authorization server
+    is ``issuer`` (same endpoint layout as :func:`smart_configuration`)."""
+    issuer = issuer.rstrip("/")
+    uris = {name: f"{issuer}/{name}" for name in ("authorize", "token", "revoke")}
+    return {
+        "extension": [
+            {
+                "url": OAUTH_URIS,
+                "extension": [{"url": name, "valueUri": uri} for name, uri in uris.items()],
+            }
+        ],
+        "cors": False,
+        "service": [_service("SMART-on-FHIR", "SMART on FHIR")],
+        "description": (
+            "SMART App Launch 2.0 (OAuth 2.0 with PKCE, OpenID Connect): every request but "
+            "/metadata and /.well-known/smart-configuration needs a bearer token (JWT) from "
+            f"the authorization server {issuer}; see .well-known/smart-configuration."
+        ),
+    }
+
+
+def issuers_security(issuers: Sequence[str]) -> dict:
+    """``rest.security`` when tokens come only from configured outside issuers (HelseID,
+    ID-porten, Keycloak), whose endpoints this server does not know: OAuth, no SMART URIs."""
+    return {
+        "cors": False,
+        "service": [_service("OAuth", "OAuth")],
+        "description": (
+            "Every request but /metadata needs a bearer token (JWT) from a trusted issuer: "
+            + ", ".join(issuers)
+            + ". Find each issuer's endpoints at {issuer}/.well-known/openid-configuration."
+        ),
+    }
+
+
+def _service(code: str, display: str) -> dict:
+    return {"coding": [{"system": SECURITY_SERVICE, "code": code, "display": display}]}

@@ -52,6 +52,7 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
 
         security = build_security(settings)
     jobs = register_services(ServiceContext(settings, security))
+    rest_security = security.rest_security() if security is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -90,6 +91,7 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
             body,
             base,
         )
+        fhir_request.security = rest_security
         principal = request.scope.get("state", {}).get("principal")
         if principal is not None:
             fhir_request.guard = _guard(principal, fhir_request, request, security)

@@ -25,6 +25,8 @@ class Settings:
     trusted_issuers: str | None = None
     oidc_provider: bool = False
     oidc_key_file: str = "data/oidc-signing-key.json"
+    # JSON list of the SMART apps and backends the embedded provider knows (docs/smart.md).
+    oidc_clients_file: str | None = None
     # The private key documents are signed with (kjernejournal $summary); created if missing.
     signing_key_file: str = "data/document-signing-key.json"
     audience: str = "enjournal"

@@ -57,7 +57,15 @@ WEB_KEY = keys.generate("RSA")
 PUBLIC_APP = Client(
     "smart-app",
     redirect_uris=[APP_CB],
-    scopes=["openid", "fhirUser", "launch/patient", "patient/*.rs", "user/*.rs"],
+    scopes=[
+        "openid",
+        "fhirUser",
+        "launch/patient",
+        "offline_access",
+        "online_access",
+        "patient/*.rs",
+        "user/*.rs",
+    ],
 )
 WEB_APP = Client(
     "web-ehr",
@@ -199,6 +207,8 @@ async def test_discovery_jwks_and_smart(http, provider):
     assert d["issuer"] == ISSUER and d["token_endpoint"] == TOKEN_URL
     assert d["jwks_uri"] == f"{ISSUER}/jwks" and d["code_challenge_methods_supported"] == ["S256"]
     assert "private_key_jwt" in d["token_endpoint_auth_methods_supported"]
+    assert "refresh_token" in d["grant_types_supported"]
+    assert d["revocation_endpoint"] == f"{ISSUER}/revoke"
     jwks = (await http.get("/oidc/jwks")).json()
     assert [k["kid"] for k in jwks["keys"]] == [provider.config.key.kid]
     assert all("d" not in k for k in jwks["keys"])
@@ -210,6 +220,9 @@ async def test_discovery_jwks_and_smart(http, provider):
     )
     assert "client-confidential-asymmetric" in smart["capabilities"]
     assert smart["code_challenge_methods_supported"] == ["S256"]
+    assert {"permission-offline", "permission-online"} <= set(smart["capabilities"])
+    assert "refresh_token" in smart["grant_types_supported"]
+    assert smart["revocation_endpoint"] == f"{ISSUER}/revoke"
 
 
 # ----------------------------------------------------------------------------- code flow
@@ -320,12 +333,30 @@ async def test_authorize_rejects_unregistered_redirect_without_redirecting(http)
         ({"code_challenge": "too-short"}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"aud": "https://other.test/fhir"}, "invalid_request"),
+        ({"aud": "https://evil.example/fhir"}, "invalid_request"),
+        ({"aud": f"{BASE}/fhir/Patient"}, "invalid_request"),
+        ({"aud": None}, "invalid_request"),  # SMART: aud is required
     ],
 )
 async def test_authorize_errors_redirect_with_state(http, extra, error):
     r, _ = await authorize(http, **extra)
     p = redirect_params(r)
     assert p["error"] == error and p["state"] == "st-123" and "code" not in p
+
+
+async def test_aud_is_checked_before_the_login_page(http):
+    r, _ = await authorize(http, user=None, aud="https://evil.example/fhir")
+    assert redirect_params(r)["error"] == "invalid_request"
+    r, _ = await authorize(http, aud=f"{BASE}/fhir/")  # a trailing slash is the same base
+    assert "code" in redirect_params(r)
+
+
+def test_fhir_base_defaults_to_the_one_beside_the_provider():
+    config = ProviderConfig(issuer="https://ehelse.example/oidc/", key=keys.generate("EC"))
+    assert config.fhir_base == "https://ehelse.example/fhir"
+    elsewhere = Provider(ProviderConfig(issuer="https://idp.example", key=keys.generate("EC")))
+    assert elsewhere.config.fhir_base is None
+    assert not elsewhere._is_this_server("https://idp.example/fhir")  # no base: nothing passes
 
 
 async def test_chooser_page(http):
@@ -356,6 +387,129 @@ async def test_confidential_client_must_authenticate_in_code_flow(http, verifier
     )
     assert t.status_code == 200, t.text
     assert (await verifier.verify(t.json()["access_token"])).client_id == "web-ehr"
+
+
+# ----------------------------------------------------------------------------- refresh tokens
+
+
+async def refresh(http, token, client=PUBLIC_APP, **extra):
+    form = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client.client_id}
+    form.update(extra)
+    return await http.post("/oidc/token", data={k: v for k, v in form.items() if v is not None})
+
+
+async def offline_tokens(
+    http, scope="openid launch/patient offline_access patient/*.rs", **extra
+) -> dict:
+    r, v = await authorize(http, "ola", scope, **extra)
+    t = await exchange(http, redirect_params(r)["code"], v)
+    assert t.status_code == 200, t.text
+    return t.json()
+
+
+async def test_no_refresh_token_without_offline_or_online_access(http):
+    body = await offline_tokens(http, "openid patient/*.rs")
+    assert "refresh_token" not in body and "offline_access" not in body["scope"]
+
+
+async def test_offline_access_not_registered_for_the_client_is_dropped(http):
+    r, v = await authorize(http, client=WEB_APP, scope="user/*.rs offline_access")
+    t = await exchange(
+        http,
+        redirect_params(r)["code"],
+        v,
+        client=WEB_APP,
+        client_assertion_type=ASSERTION_TYPE,
+        client_assertion=assertion(WEB_KEY, "web-ehr"),
+    )
+    assert t.json()["scope"] == "user/*.rs" and "refresh_token" not in t.json()
+
+
+async def test_refresh_token_rotates_and_keeps_the_grant(http, verifier):
+    first = await offline_tokens(http)
+    assert "offline_access" in first["scope"].split() and first["refresh_token"]
+    r = await refresh(http, first["refresh_token"])
+    assert r.status_code == 200, r.text
+    second = r.json()
+    assert r.headers["cache-control"] == "no-store"
+    assert second["refresh_token"] != first["refresh_token"]
+    assert second["scope"] == first["scope"] and second["patient"] == "pat-ola"
+    principal = await verifier.verify(second["access_token"])
+    assert principal.pid == "12057900499" and principal.patient == "pat-ola"
+    narrower = await refresh(http, second["refresh_token"], scope="patient/*.rs")
+    assert narrower.status_code == 200 and narrower.json()["scope"] == "patient/*.rs"
+
+
+async def test_reused_refresh_token_revokes_the_whole_grant(http):
+    first = await offline_tokens(http)
+    second = (await refresh(http, first["refresh_token"])).json()
+    replay = await refresh(http, first["refresh_token"])
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    # the attacker's replay also ends the rotated token the real client holds
+    assert (await refresh(http, second["refresh_token"])).status_code == 400
+
+
+async def test_refresh_token_is_bound_to_its_client(http):
+    body = await offline_tokens(http)
+    other = await refresh(
+        http,
+        body["refresh_token"],
+        client=WEB_APP,
+        client_assertion_type=ASSERTION_TYPE,
+        client_assertion=assertion(WEB_KEY, "web-ehr"),
+    )
+    assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
+    assert (await refresh(http, body["refresh_token"])).status_code == 400  # revoked: leaked
+
+
+async def test_refresh_cannot_widen_scope_and_a_bad_request_does_not_spend_it(http):
+    body = await offline_tokens(http)
+    wider = await refresh(http, body["refresh_token"], scope="patient/*.rs user/*.rs")
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    assert (await refresh(http, body["refresh_token"])).status_code == 200
+
+
+async def test_refresh_tokens_expire_and_rotation_does_not_extend_them(http, clock, provider):
+    offline = await offline_tokens(http)
+    online = await offline_tokens(http, "openid online_access patient/*.rs")
+    assert "online_access" in online["scope"].split()
+    clock.now += provider.config.online_lifetime - 10
+    offline = (await refresh(http, offline["refresh_token"])).json()
+    online = (await refresh(http, online["refresh_token"])).json()
+    clock.now += 20
+    assert (await refresh(http, online["refresh_token"])).status_code == 400
+    offline = (await refresh(http, offline["refresh_token"])).json()
+    clock.now += provider.config.offline_lifetime
+    assert (await refresh(http, offline["refresh_token"])).status_code == 400
+
+
+async def test_both_offline_and_online_grant_offline_only(http):
+    body = await offline_tokens(http, "offline_access online_access patient/*.rs")
+    assert body["scope"].split() == ["offline_access", "patient/*.rs"]
+
+
+async def test_revoke_ends_the_grant(http):
+    body = await offline_tokens(http)
+    r = await http.post(
+        "/oidc/revoke", data={"token": body["refresh_token"], "client_id": "smart-app"}
+    )
+    assert r.status_code == 200
+    assert (await refresh(http, body["refresh_token"])).status_code == 400
+    unknown = await http.post("/oidc/revoke", data={"token": "x", "client_id": "smart-app"})
+    assert unknown.status_code == 200  # RFC 7009 2.2
+    anonymous = await http.post("/oidc/revoke", data={"token": "x", "client_id": "nobody"})
+    assert anonymous.status_code == 401
+
+
+async def test_another_client_cannot_revoke_a_grant(http):
+    body = await offline_tokens(http)
+    form = {
+        "token": body["refresh_token"],
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(WEB_KEY, "web-ehr"),
+    }
+    assert (await http.post("/oidc/revoke", data=form)).status_code == 200
+    assert (await refresh(http, body["refresh_token"])).status_code == 200
 
 
 # ----------------------------------------------------------------------------- client credentials

@@ -1,7 +1,10 @@
 """capabilities: http://hl7.org/fhir/R4/http.html#capabilities.
 
 The CapabilityStatement is generated from what the router and the definitions really
-support, so it cannot drift from the code.
+support, so it cannot drift from the code.  ``rest.security`` is what the HTTP adapter puts
+in ``FhirRequest.security`` (built from the server's security set-up by
+``enjournal.security.smart``); a request without it comes from inside the process, where no
+security applies, and is told so.
 """
 
 from __future__ import annotations
@@ -29,11 +32,20 @@ INTERACTIONS = [
     "create",
     "search-type",
 ]
+# No security element would be valid R4 too, but then a client cannot tell "open" from "not
+# said".  The HTTP adapter puts the secured server's element in FhirRequest.security.
+OPEN_SECURITY = {
+    "cors": False,
+    "description": (
+        "This server runs without security (ENJOURNAL_AUTH=off): no authentication and no "
+        "access control. For tests and benchmarks only."
+    ),
+}
 SEARCH_TYPES = {"number", "date", "string", "token", "reference", "composite", "quantity", "uri"}
 
 
 @cache
-def _statement_bytes(base_url: str) -> bytes:
+def _statement_bytes(base_url: str, security: bytes) -> bytes:
     from enjournal import __version__
 
     resources = []
@@ -98,6 +110,7 @@ def _statement_bytes(base_url: str) -> bytes:
         "rest": [
             {
                 "mode": "server",
+                "security": orjson.loads(security),
                 "resource": resources,
                 "interaction": [
                     {"code": "transaction"},
@@ -121,4 +134,5 @@ on_search_parameters_change(_statement_bytes.cache_clear)
 
 
 async def capabilities(request: FhirRequest, tx) -> FhirResponse:
-    return FhirResponse(200, _statement_bytes(request.base_url))
+    security = orjson.dumps(request.security or OPEN_SECURITY, option=orjson.OPT_SORT_KEYS)
+    return FhirResponse(200, _statement_bytes(request.base_url, security))
