@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--patient", help="SMART patient context (a Patient id)")
     token.add_argument("--data", default="./data", help="the demo's data folder")
     token.add_argument(
-        "--public-url", default=os.environ.get("ENJOURNAL_PUBLIC_URL", "http://127.0.0.1:8080")
+        "--public-url",
+        help="the demo's public URL (default: what the running demo recorded in --data, "
+        "else $ENJOURNAL_PUBLIC_URL, else http://127.0.0.1:8080)",
     )
 
     terminology = sub.add_parser("terminology", help="code systems and value sets")

@@ -4,6 +4,12 @@ Transaction and batch Bundles go through the same code as ``POST /fhir``; collec
 single resources and NDJSON lines are stored as updates (when they carry an id) or creates.
 Each file is one database transaction, so a bad file is reported, skipped, and leaves nothing
 half-written, even if the process is killed mid-file.
+
+Shared resources that exports repeat in every patient's transaction Bundle (Synthea's
+Organization, Practitioner, Location, ...) are merged by identifier: a plain POST of one
+becomes a conditional create on its first identifier, so a copy whose identifier is already
+stored is not stored again; references to it point at the stored one.  The summary counts
+these as merged, apart from the resources stored.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from enjournal.storage import Store, Transaction, open_store
 @dataclass
 class FileResult:
     path: Path
-    resources: int = 0
+    resources: int = 0  # stored (created or updated)
+    merged: int = 0  # copies of a stored resource, matched by identifier and not stored again
     seconds: float = 0.0
     error: str | None = None
 
@@ -51,7 +58,7 @@ async def import_file(store: Store, path: Path) -> FileResult:
         if path.suffix == ".ndjson":
             result.resources = await _import_ndjson(store, path)
         else:
-            result.resources = await _import_json(store, path)
+            result.resources, result.merged = await _import_json(store, path)
     except FhirError as error:
         result.error = "; ".join(issue.diagnostics for issue in error.issues)[:500]
     except OSError as error:
@@ -90,7 +97,8 @@ def _escape(value: str) -> str:
     return quote(value.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,"), safe=":/")
 
 
-async def _import_json(store: Store, path: Path, dedupe: bool = True) -> int:
+async def _import_json(store: Store, path: Path, dedupe: bool = True) -> tuple[int, int]:
+    """(stored, merged) for one JSON file."""
     body = path.read_bytes()
     try:
         data = jsonio.loads(body)
@@ -109,7 +117,8 @@ async def _import_json(store: Store, path: Path, dedupe: bool = True) -> int:
         failed = [e for e in entries if not e["response"]["status"].startswith("2")]
         if failed:  # a batch: report the entries that did not go in
             raise Invalid(f"{len(failed)} of {len(entries)} batch entries failed")
-        return len(entries)
+        merged = _merged(data.get("entry") or [], entries)
+        return len(entries) - merged, merged
     if data["resourceType"] == "Bundle":
         resources = [e["resource"] for e in data.get("entry", []) if "resource" in e]
     else:
@@ -119,7 +128,17 @@ async def _import_json(store: Store, path: Path, dedupe: bool = True) -> int:
     async with store.transaction() as tx:
         for start in range(0, len(resources), BATCH):
             await _put_many(tx, resources[start : start + BATCH])
-    return len(resources)
+    return len(resources), 0
+
+
+def _merged(requests: list[dict], responses: list[dict]) -> int:
+    """Conditional creates answered 200: the resource matched one already stored."""
+    return sum(
+        1
+        for entry, answer in zip(requests, responses, strict=False)
+        if (entry.get("request") or {}).get("ifNoneExist")
+        and answer["response"]["status"].startswith("200")
+    )
 
 
 # Resources written per ``create_many`` call: one statement for the resources rows of each.
@@ -217,20 +236,29 @@ async def run_import(
 
 def summary_table(results: list[FileResult], shown: list[FileResult]) -> Table:
     table = Table(title="import summary")
-    for column in ("file", "resources", "seconds", "result"):
+    for column in ("file", "stored", "merged", "seconds", "result"):
         table.add_column(column)
     for r in shown:
         table.add_row(
             str(r.path),
             str(r.resources),
+            str(r.merged),
             f"{r.seconds:.2f}",
             f"[red]skipped: {r.error}[/red]" if r.error else "[green]loaded[/green]",
         )
-    total = sum(r.resources for r in results if not r.error)
-    seconds = sum(r.seconds for r in results) or 1e-9
-    failed = sum(1 for r in results if r.error)
-    table.caption = (
-        f"{len(results) - failed} of {len(results)} files loaded, {total} resources, "
-        f"{total / seconds:.0f} resources/s"
-    )
+    table.caption = summary(results)
     return table
+
+
+def summary(results: list[FileResult]) -> str:
+    loaded = [r for r in results if not r.error]
+    stored = sum(r.resources for r in loaded)
+    merged = sum(r.merged for r in loaded)
+    failed = len(results) - len(loaded)
+    seconds = sum(r.seconds for r in results) or 1e-9
+    return (
+        f"{len(loaded)} of {len(results)} files loaded: {stored} resources stored, "
+        f"{merged} merged as duplicates of stored ones (same identifier), "
+        f"{failed} files failed (nothing stored from them); "
+        f"{(stored + merged) / seconds:.0f} resources/s"
+    )

@@ -102,3 +102,66 @@ async def test_collection_bundle_and_repeated_shared_resources(store, tmp_path, 
         rows = await tx.conn.fetch("SELECT type, count(*) FROM resources GROUP BY type")
     assert dict((r[0], r[1]) for r in rows) == {"Patient": 7, "Organization": 1}
     assert (await families(store))["given-id"] == ("Given", 1)
+
+
+def shared_bundle(n: int, offices: list[str]) -> dict:
+    """A Synthea-like transaction: the offices (plain POSTs) and one patient of its own."""
+    entries = [
+        {
+            "fullUrl": f"urn:uuid:{n:08d}-0000-4000-8000-{i:012d}",
+            "resource": {
+                "resourceType": "Organization",
+                "name": orgnr,
+                "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": orgnr}],
+            },
+            "request": {"method": "POST", "url": "Organization"},
+        }
+        for i, orgnr in enumerate(offices)
+    ]
+    entries.append({"resource": patient(f"S{n}"), "request": {"method": "POST", "url": "Patient"}})
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+async def test_summary_counts_stored_merged_and_failed(store, tmp_path):
+    bundles = [
+        shared_bundle(0, ["974600951", "983974899"]),  # both offices new: 3 stored
+        shared_bundle(1, ["974600951"]),  # a copy of one: 1 stored, 1 merged
+        shared_bundle(2, ["983974899", "974600951", "981275721"]),  # 2 stored, 2 merged
+    ]
+    paths = []
+    for n, bundle in enumerate(bundles):
+        paths.append(tmp_path / f"{n}.json")
+        paths[-1].write_bytes(orjson.dumps(bundle))
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"resourceType": "Bundle", "type": "transaction", "entry": [')
+    results = [await importer.import_file(store, path) for path in [*paths, bad]]
+    assert [(r.resources, r.merged) for r in results[:3]] == [(3, 0), (1, 1), (2, 2)]
+    assert results[3].error is not None
+    text = importer.summary(results)
+    assert text.startswith("3 of 4 files loaded: 6 resources stored, 3 merged as duplicates")
+    assert "1 files failed" in text
+    async with store.transaction(write=False) as tx:
+        rows = await tx.conn.fetch("SELECT type, count(*) FROM resources GROUP BY type")
+    assert dict((r[0], r[1]) for r in rows) == {"Patient": 3, "Organization": 3}
+
+
+async def test_own_conditional_create_that_matches_counts_as_merged(store, tmp_path):
+    await store.update(patient("Known", "known"), "known")
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": patient("Again"),
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": "_id=known"},
+            },
+            {
+                "resource": patient("Fresh", "fresh"),
+                "request": {"method": "PUT", "url": "Patient/fresh"},
+            },
+        ],
+    }
+    path = tmp_path / "conditional.json"
+    path.write_bytes(orjson.dumps(bundle))
+    result = await importer.import_file(store, path)
+    assert (result.error, result.resources, result.merged) == (None, 1, 1)

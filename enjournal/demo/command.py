@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 from pathlib import Path
 
 from rich.console import Console
@@ -71,8 +72,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     base = f"http://{args.host}:{args.port}"
-    venv = ".venv/bin/" if Path(".venv/bin/enjournal").exists() else ""
-    token = f"{venv}enjournal token --data {data}"
+    environment = serve_environment(data, args.host, args.port)
+    token = token_command(data, base)
     console.print(
         f"\n[bold]enjournal is running[/bold] with a demo population of {args.patients}, "
         "security on.\n"
@@ -89,12 +90,38 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     from enjournal.cli import main
 
-    os.environ["ENJOURNAL_DATABASE_URL"] = url
-    os.environ["ENJOURNAL_PUBLIC_URL"] = base
+    os.environ.update(environment)
     os.environ.setdefault("ENJOURNAL_AUTH", "on")
-    os.environ["ENJOURNAL_OIDC_PROVIDER"] = "on"
-    os.environ["ENJOURNAL_OIDC_KEY_FILE"] = str(data / "oidc-signing-key.json")
-    from enjournal.security.keys import load_or_create
-
-    load_or_create(data / "oidc-signing-key.json")  # now, so `enjournal token` works at once
+    ready_for_tokens(data, base)
     return main(["serve", "--database", url, "--host", args.host, "--port", str(args.port)])
+
+
+KEY_FILE = "oidc-signing-key.json"
+
+
+def serve_environment(data: Path, host: str, port: int) -> dict[str, str]:
+    """The settings ``enjournal demo`` serves with: its database, key and public URL."""
+    return {
+        "ENJOURNAL_DATABASE_URL": f"sqlite:///{data / 'enjournal.sqlite'}",
+        "ENJOURNAL_PUBLIC_URL": f"http://{host}:{port}",
+        "ENJOURNAL_OIDC_PROVIDER": "on",
+        "ENJOURNAL_OIDC_KEY_FILE": str(data / KEY_FILE),
+    }
+
+
+def ready_for_tokens(data: Path, base: str) -> None:
+    """Create the provider's key now and record where the demo serves, so `enjournal token`
+    works at once, with or without ``--public-url``."""
+    from enjournal.demo.tokens import record_server
+    from enjournal.security.keys import load_or_create
+    from enjournal.server.settings import Settings
+
+    load_or_create(data / KEY_FILE)
+    record_server(data, base, Settings.from_env().audience)
+
+
+def token_command(data: Path, base: str) -> str:
+    """The ``enjournal token`` command the demo prints: it names the demo's public URL (the
+    tokens' issuer), so it works on any port, and from any shell."""
+    venv = ".venv/bin/" if Path(".venv/bin/enjournal").exists() else ""
+    return f"{venv}enjournal token --data {shlex.quote(str(data))} --public-url {base}"

@@ -2,12 +2,17 @@
 
 Signed with the embedded provider's key in the demo's data folder, so the running demo
 server accepts it.  For scripts and tests; the demo server must run with the same data.
+The token's issuer is the demo's public URL + ``/oidc``: ``--public-url``, else the URL the
+demo recorded in the data folder when it started (``demo-server.json``), else
+``$ENJOURNAL_PUBLIC_URL``, else http://127.0.0.1:8080.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +21,8 @@ from enjournal.security.keys import load_or_create
 from enjournal.security.provider import Client, issue_system_token, issue_token
 from enjournal.storage import open_store
 
+SERVER_FILE = "demo-server.json"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 LIFETIME = 3600  # an hour: these tokens are for scripts against the demo
 SYSTEM_CLIENT = Client(
     "enjournal-demo-integration", scopes=[SCOPES["system"]], name="Demo integration"
@@ -30,11 +37,17 @@ def print_token(args: argparse.Namespace) -> int:
         print(f"no demo in {data}: run `make demo` (or `enjournal demo`) first", file=sys.stderr)
         return 2
     key = load_or_create(key_file)
-    issuer = f"{args.public_url.rstrip('/')}/oidc"
+    public_url, audience = demo_server(data, args.public_url)
+    issuer = f"{public_url.rstrip('/')}/oidc"
     if args.who == "system":
         print(
             issue_system_token(
-                SYSTEM_CLIENT, key=key, issuer=issuer, scopes=SCOPES["system"], lifetime=LIFETIME
+                SYSTEM_CLIENT,
+                key=key,
+                issuer=issuer,
+                audience=audience,
+                scopes=SCOPES["system"],
+                lifetime=LIFETIME,
             )
         )
         return 0
@@ -48,6 +61,7 @@ def print_token(args: argparse.Namespace) -> int:
             user,
             key=key,
             issuer=issuer,
+            audience=audience,
             scopes=SCOPES[args.who],
             patient=args.patient,
             lifetime=LIFETIME,
@@ -62,3 +76,25 @@ async def _users(url: str):
         return await demo_users(store)
     finally:
         await store.close()
+
+
+def record_server(data: Path, public_url: str, audience: str) -> None:
+    """Written by ``enjournal demo`` as it starts serving, for ``enjournal token``."""
+    record = {"public_url": public_url, "audience": audience}
+    (data / SERVER_FILE).write_text(json.dumps(record), encoding="utf-8")
+
+
+def demo_server(data: Path, public_url: str | None) -> tuple[str, str]:
+    """The public URL and token audience of the demo served from ``data``."""
+    try:
+        recorded = json.loads((data / SERVER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    public_url = (
+        public_url
+        or recorded.get("public_url")
+        or os.environ.get("ENJOURNAL_PUBLIC_URL")
+        or DEFAULT_PUBLIC_URL
+    )
+    audience = recorded.get("audience") or os.environ.get("ENJOURNAL_AUDIENCE") or "enjournal"
+    return public_url, audience
