@@ -67,27 +67,82 @@ def register(context) -> list[Job]:
 
 
 async def _hide_locked(guard, tx, action, resource, patients) -> str | None:
-    """A privacy-locked prescription (låst resept) is invisible to dispensers except through
-    $dispensable with its reference number; this closes the plain REST read and search."""
-    from enjournal.security.policy import PHARMACY_PROFESSIONS
+    """A privacy-locked prescription (låst resept) is invisible without its reference number
+    (domain 3.3), to every health worker and system: the number can only be given to the
+    e-resept operations, so plain reads and searches never show it.  The patient sees their
+    own (the general policy limits citizens to their record), and so does the prescriber who
+    issued it: they wrote it, and must be able to withdraw it [unverified: RF's M9.5 list is
+    the prescriber's own; no source says the lock hides a prescription from its author]."""
     from enjournal.services.eresept.rules import PRIVACY_EXT
 
     if resource.get("resourceType") != "MedicationRequest" or action not in ("r", "s"):
         return None
-    if guard.principal.profession not in PHARMACY_PROFESSIONS:
+    if not any(e.get("url") == PRIVACY_EXT for e in resource.get("extension", [])):
         return None
-    if any(e.get("url") == PRIVACY_EXT for e in resource.get("extension", [])):
-        return "a locked prescription is shown only with its reference number"
-    return None
+    principal = guard.principal
+    if principal.kind == "citizen":
+        return None
+    requester = (resource.get("requester") or {}).get("identifier") or {}
+    if principal.kind == "personnel" and principal.hpr and requester.get("value") == principal.hpr:
+        return None
+    return "a locked prescription is shown only with its reference number"
+
+
+async def _plain_writes(guard, tx, action, resource, patients) -> str | None:
+    """E-prescriptions and the reservation against GP reports change only through the
+    e-resept operations: a plain create, update or delete would bypass the chain's rules,
+    and could lift the patient's privacy lock or reservation for them."""
+    if action not in ("c", "u", "d") or not await _owned(tx, action, resource):
+        return None
+    return "changed only through the e-resept operations ($prescribe, $reserve-gp-reports, ...)"
+
+
+async def _owned(tx, action: str, resource: dict) -> bool:
+    """Is this (new or stored) resource the service's: an e-prescription or the
+    reservation Consent?  An update is judged on the stored version too, since the new
+    content may have dropped what marks it."""
+    from enjournal.fhir import jsonio
+    from enjournal.fhir.errors import Gone, NotFound
+
+    type_ = resource.get("resourceType")
+    if type_ not in ("MedicationRequest", "Consent"):
+        return False
+    if _marks_owned(resource):
+        return True
+    if action != "u" or not resource.get("id"):
+        return False
+    try:
+        stored = await tx.read(type_, resource["id"])
+    except (NotFound, Gone):
+        return False
+    return _marks_owned(jsonio.loads(stored.content))
+
+
+def _marks_owned(resource: dict) -> bool:
+    from enjournal.services.eresept.reports import RESERVATION
+    from enjournal.services.eresept.rules import Prescription
+
+    if resource.get("resourceType") == "MedicationRequest":
+        return Prescription(resource).issued_here
+    return any(
+        c.get("system") == RESERVATION
+        for concept in resource.get("category", [])
+        for c in concept.get("coding", [])
+    )
 
 
 def _install_guard_hooks() -> None:
-    """Once per process: the privacy-lock hook, and the reservation Consent's category as
-    one the general Consent rules leave to this service."""
+    """Once per process: the privacy-lock and plain-write hooks, and the reservation
+    Consent's category as one the general Consent rules leave to this service."""
     from enjournal.security import guard
     from enjournal.services.eresept.reports import RESERVATION
-    from enjournal.services.eresept.rules import PRIVACY_EXT
+    from enjournal.services.eresept.rules import PRIVACY_EXT, RESEPT_ID
 
-    if all(check is not _hide_locked for _, check in guard.RESOURCE_HOOKS):
-        guard.RESOURCE_HOOKS.append((PRIVACY_EXT.encode(), _hide_locked))
+    for marker, check in (
+        (PRIVACY_EXT, _hide_locked),
+        (RESEPT_ID, _plain_writes),
+        (RESERVATION, _plain_writes),
+    ):
+        if (marker.encode(), check) not in guard.RESOURCE_HOOKS:
+            guard.RESOURCE_HOOKS.append((marker.encode(), check))
     guard.SERVICE_CONSENT_SYSTEMS.add(RESERVATION)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from enjournal.fhir.errors import Forbidden
 from enjournal.security.audit import audit_event
 from enjournal.security.policy import PHARMACY_PROFESSIONS
 from enjournal.security.scopes import allows
 from enjournal.services.eresept import queries
+from enjournal.services.inputs import count_refusal, refused
 
 # The type of a dispensing organisation (Organization.type).  No national code system was
 # found for "apotek" versus "bandasjist" [unverified]: enjournal's own codes.
@@ -47,10 +47,6 @@ class Actor:
     def dispenser(self) -> bool:
         return self.pharmacist or self.bandagist
 
-    def require_dispenser(self) -> None:
-        if not self.dispenser or not self.org_nr:
-            raise Forbidden("only pharmacy or bandagist staff (with an organisation) may do this")
-
 
 def org_type(org: dict | None) -> str | None:
     for concept in (org or {}).get("type", []):
@@ -67,7 +63,8 @@ async def caller(request, tx, params: dict, scope: tuple[str, str]) -> Actor:
     type and one of c r u d s), as for any FHIR interaction."""
     guard = request.guard
     if guard is not None and not allows(guard.principal.scopes, *scope):
-        raise Forbidden(f"the token's scopes do not allow {scope[1]} on {scope[0]}")
+        message = f"the token's scopes do not allow {scope[1]} on {scope[0]}"
+        raise refused(request, scope[1], request.path[-1], message)
     if guard is None:
         org_nr = _text(params.get("organization"))
         org = await queries.organization(tx, org_nr)
@@ -118,6 +115,8 @@ def audit(
     if guard is None:
         return
     principal = guard.principal
+    if outcome != "0":
+        count_refusal(guard)
     purpose = {"citizen": "PATRQT", "system": "HOPERAT"}.get(principal.kind, "TREAT")
     guard.events.append(
         audit_event(

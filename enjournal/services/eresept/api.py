@@ -27,11 +27,11 @@ from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound, Unproc
 from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_HPR, OID_ORGNR
 from enjournal.rest.interactions.common import validate_for_write
 from enjournal.rest.message import FhirResponse, outcome
-from enjournal.rest.operations import parameters
 from enjournal.services.eresept import drugs, queries, rules
 from enjournal.services.eresept.actors import Actor, audit, caller
 from enjournal.services.eresept.reports import current_atcs, dispense_resources, patient_record
 from enjournal.services.eresept.rules import Prescription
+from enjournal.services.inputs import operation_parameters, refused
 
 
 def utc_now() -> datetime:
@@ -46,16 +46,17 @@ clock = utc_now
 
 
 async def prescribe(request, tx) -> FhirResponse:
-    params = _params(request)
+    params = operation_parameters(request, "$prescribe", also=("MedicationRequest",))
     body = params.get("prescription")
-    if body is None and request.method == "POST":
+    if body is None and request.method == "POST" and request.body:
         candidate = request.json()
         body = candidate if candidate.get("resourceType") == "MedicationRequest" else None
     if not isinstance(body, dict) or body.get("resourceType") != "MedicationRequest":
         raise Invalid("$prescribe needs a MedicationRequest (or Parameters with 'prescription')")
     actor = await caller(request, tx, params, ("MedicationRequest", "c"))
-    if actor.kind not in ("personnel", "trusted"):
-        raise Forbidden("only health personnel prescribe")
+    if actor.kind not in ("personnel", "trusted") or actor.profession not in rules.PRESCRIBERS:
+        patient = (body.get("subject") or {}).get("reference", "").partition("/")[2]
+        raise refused(request, "C", "$prescribe", "only a prescriber prescribes", patient or None)
     hpr = actor.hpr or _hpr_in(body) if actor.kind == "trusted" else actor.hpr
     validate_for_write(body)
     patient_id = _reference_id(body.get("subject"), "Patient", "MedicationRequest.subject")
@@ -63,7 +64,10 @@ async def prescribe(request, tx) -> FhirResponse:
     if record.patient is None:
         raise Unprocessable(f"Patient/{patient_id} is not known", expression="subject")
     product = await _product_of(tx, body)
-    rules.check_prescriber(actor.profession, hpr, product.group)
+    try:
+        rules.check_prescriber(actor.profession, hpr, product.group)
+    except Forbidden as error:
+        raise refused(request, "C", "$prescribe", error.message, patient_id) from None
     blue = _reimbursement(body) is not None
     request_ = body.get("dispenseRequest") or {}
     repeats = int(request_.get("numberOfRepeatsAllowed") or 0)
@@ -296,13 +300,13 @@ def issues_refs(issues: list[dict]) -> list[str]:
 async def dispensable(request, tx) -> FhirResponse:
     """A patient's dispensable prescriptions by national identity number; privacy-locked
     ones only with their reference number.  Each shows who holds it under dispensing."""
-    params = _params(request)
+    params = operation_parameters(request, "$dispensable", required=("patient",))
     actor = await caller(request, tx, params, ("MedicationRequest", "s"))
-    actor.require_dispenser()
     pid = _string(params, "patient")
     if not pid:
         raise Invalid("name the patient's national identity number in 'patient'")
     patient_id, prescriptions = await queries.patient_and_prescriptions(tx, pid)
+    _require_dispenser(request, actor, "R", "$dispensable", patient_id)
     reference = _string(params, "reference-number")
     wanted = rules.reference_hash(reference) if reference else None
     today = clock().date()
@@ -341,13 +345,45 @@ def _public(resource: dict) -> dict:
     return out
 
 
-async def _locked(request, tx, params) -> tuple[Actor, Prescription]:
+async def _locked(request, tx, params, operation: str) -> tuple[Actor, Prescription]:
+    """The caller and the prescription, read for update.  A privacy-locked prescription
+    (låst resept) is answered as unknown to anyone but the patient and its prescriber
+    unless the caller gives its ``reference-number`` (domain 3.3), in every operation."""
     actor = await caller(request, tx, params, ("MedicationRequest", "u"))
     stored = await tx.read_for_update("MedicationRequest", request.path[1])
     p = Prescription(jsonio.loads(stored.content))
     if not p.issued_here:
         raise NotFound(f"MedicationRequest/{p.id} is not an e-prescription (it has no reseptID)")
+    if not await _lock_opened(tx, actor, p, _string(params, "reference-number")):
+        raise refused(
+            request,
+            "U",
+            operation,
+            f"MedicationRequest/{p.id} is not known",
+            p.patient_id,
+            NotFound,
+        )
     return actor, p
+
+
+async def _lock_opened(tx, actor: Actor, p: Prescription, number: str | None) -> bool:
+    """May this caller act on the prescription despite a privacy lock?  The patient (their
+    own), the prescriber who issued it, or anyone giving the reference number."""
+    if p.privacy_hash is None:
+        return True
+    if number and rules.reference_hash(number) == p.privacy_hash:
+        return True
+    if actor.kind == "personnel" and actor.hpr and _same_prescriber(p, actor):
+        return True
+    if actor.kind == "citizen" and actor.pid:
+        return actor.pid in await queries.patient_pids(tx, p.patient_id)
+    return False
+
+
+def _require_dispenser(request, actor: Actor, action: str, operation: str, patient_id) -> None:
+    if not actor.dispenser or not actor.org_nr:
+        message = "only pharmacy or bandagist staff (with an organisation) may do this"
+        raise refused(request, action, operation, message, patient_id)
 
 
 async def _save(tx, p: Prescription) -> dict:
@@ -359,14 +395,14 @@ async def _save(tx, p: Prescription) -> dict:
 
 
 async def take(request, tx) -> FhirResponse:
-    params = _params(request)
-    actor, p = await _locked(request, tx, params)
-    actor.require_dispenser()
+    params = operation_parameters(request, "$take")
+    actor, p = await _locked(request, tx, params, "$take")
+    _require_dispenser(request, actor, "U", "$take", p.patient_id)
     ref = f"MedicationRequest/{p.id}"
     try:
         rules.take(p, actor.org_nr, actor.org_name, clock(), bandagist=actor.bandagist)
-    except (Conflict, Forbidden) as refused:
-        audit(request, "U", "$take", p.patient_id, [ref], outcome="4", description=refused.message)
+    except (Conflict, Forbidden) as error:
+        audit(request, "U", "$take", p.patient_id, [ref], outcome="4", description=error.message)
         raise
     saved = await _save(tx, p)
     audit(request, "U", "$take", p.patient_id, [ref])
@@ -374,9 +410,9 @@ async def take(request, tx) -> FhirResponse:
 
 
 async def release(request, tx) -> FhirResponse:
-    params = _params(request)
-    actor, p = await _locked(request, tx, params)
-    actor.require_dispenser()
+    params = operation_parameters(request, "$release")
+    actor, p = await _locked(request, tx, params, "$release")
+    _require_dispenser(request, actor, "U", "$release", p.patient_id)
     rules.release(p, actor.org_nr)
     saved = await _save(tx, p)
     audit(request, "U", "$release", p.patient_id, [f"MedicationRequest/{p.id}"])
@@ -387,9 +423,9 @@ async def dispense(request, tx) -> FhirResponse:
     """Dispense ``quantity`` (default: one prescribed quantity, or what remains if less),
     optionally another package (``medication``: a substitute).  The report goes to the
     prescriber and, unless the patient reserved against it, the GP."""
-    params = _params(request)
-    actor, p = await _locked(request, tx, params)
-    actor.require_dispenser()
+    params = operation_parameters(request, "$dispense")
+    actor, p = await _locked(request, tx, params, "$dispense")
+    _require_dispenser(request, actor, "C", "$dispense", p.patient_id)
     ref = f"MedicationRequest/{p.id}"
     quantity = _number(params.get("quantity"))
     if quantity is None:
@@ -402,12 +438,13 @@ async def dispense(request, tx) -> FhirResponse:
     if product is None:
         raise Unprocessable(f"{medication_ref} is not in the drug catalogue (FEST)")
     if actor.bandagist and product.kind == "legemiddel":
-        raise Forbidden("a bandagist may not dispense a medicine")
+        message = "a bandagist may not dispense a medicine"
+        raise refused(request, "C", "$dispense", message, p.patient_id)
     try:
         closed = rules.dispense(p, actor.org_nr, quantity, now)
-    except (Conflict, Invalid) as refused:
+    except (Conflict, Invalid) as error:
         audit(
-            request, "C", "$dispense", p.patient_id, [ref], outcome="4", description=refused.message
+            request, "C", "$dispense", p.patient_id, [ref], outcome="4", description=error.message
         )
         raise
     record = await patient_record(tx, p.patient_id)
@@ -428,13 +465,15 @@ async def dispense(request, tx) -> FhirResponse:
 
 
 async def withdraw(request, tx) -> FhirResponse:
-    params = _params(request)
-    actor, p = await _locked(request, tx, params)
+    params = operation_parameters(request, "$withdraw", required=("reason",))
+    actor, p = await _locked(request, tx, params, "$withdraw")
     if actor.kind not in ("personnel", "trusted") or actor.profession not in rules.PRESCRIBERS:
-        raise Forbidden("only a prescriber withdraws a prescription")
+        message = "only a prescriber withdraws a prescription"
+        raise refused(request, "U", "$withdraw", message, p.patient_id)
     if actor.kind == "personnel" and not _same_prescriber(p, actor):
         # [unverified] RF lets only the prescriber (or a PLL update) withdraw.
-        raise Forbidden("only the prescriber who issued it may withdraw a prescription")
+        message = "only the prescriber who issued it may withdraw a prescription"
+        raise refused(request, "U", "$withdraw", message, p.patient_id)
     rules.withdraw(p, _string(params, "reason") or "", clock())
     saved = await _save(tx, p)
     audit(request, "U", "$withdraw", p.patient_id, [f"MedicationRequest/{p.id}"])
@@ -449,13 +488,16 @@ def _same_prescriber(p: Prescription, actor: Actor) -> bool:
 async def privacy_lock(request, tx) -> FhirResponse:
     """The citizen asks for a låst resept: the prescription disappears from lookups made
     without its reference number, which is returned once (only its hash is stored)."""
-    params = _params(request)
-    actor, p = await _locked(request, tx, params)
+    params = operation_parameters(request, "$privacy-lock")
+    actor, p = await _locked(request, tx, params, "$privacy-lock")
     if actor.kind == "citizen":
         if actor.pid not in await queries.patient_pids(tx, p.patient_id):
-            raise NotFound(f"MedicationRequest/{p.id} is not known")
+            # Another patient's prescription: unknown to this citizen, as on a plain read.
+            message = f"MedicationRequest/{p.id} is not known"
+            raise refused(request, "U", "$privacy-lock", message, p.patient_id, NotFound)
     elif actor.kind != "trusted":
-        raise Forbidden("the patient asks for a privacy lock")
+        message = "the patient asks for a privacy lock"
+        raise refused(request, "U", "$privacy-lock", message, p.patient_id)
     if p.status in (rules.WITHDRAWN, rules.COMPLETED):
         raise Conflict("the prescription is no longer dispensable")
     number = _reference_number()
@@ -473,14 +515,6 @@ def _reference_number() -> str:
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def _params(request) -> dict:
-    if request.method == "POST" and request.body:
-        body = request.json()
-        if isinstance(body, dict) and body.get("resourceType") != "Parameters":
-            return {}
-    return parameters(request)
 
 
 def _string(params: dict, name: str) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import Forbidden, Gone, Invalid, NotFound
+from enjournal.fhir.errors import Gone, Invalid, NotFound
 from enjournal.rest.interactions.common import validate_for_write
 from enjournal.rest.message import FhirResponse
 from enjournal.services.eresept import api, drugs, queries, rules
@@ -27,6 +27,7 @@ from enjournal.services.eresept.reports import (
     reservation_id,
 )
 from enjournal.services.eresept.rules import Prescription
+from enjournal.services.inputs import operation_parameters, refused
 
 LIST_CODE = {
     "coding": [
@@ -67,10 +68,11 @@ def _empty(patient_id: str) -> dict:
 
 
 async def _update(request, tx, patient_id: str) -> FhirResponse:
-    params = api._params(request)
+    params = operation_parameters(request, "$medication-list", required=("list",))
     actor = await caller(request, tx, params, ("List", "u"))
     if actor.profession not in rules.PRESCRIBERS or actor.kind not in ("personnel", "trusted"):
-        raise Forbidden("only a prescriber updates the medication list (PLL)")
+        message = "only a prescriber updates the medication list (PLL)"
+        raise refused(request, "U", "$medication-list", message, patient_id)
     new = params.get("list")
     if not isinstance(new, dict) or new.get("resourceType") != "List":
         raise Invalid("$medication-list needs Parameters with a List in 'list'")
@@ -82,16 +84,20 @@ async def _update(request, tx, patient_id: str) -> FhirResponse:
         if not ref.startswith("Medication/") or await drugs.product(tx, ref) is None:
             raise Invalid(f"a PLL entry names a catalogue Medication, not {ref!r}")
         entries.append(entry)
-    if entries:
-        resource["entry"] = entries
+    # A stopped medicine leaves the working list (lst-2: ``deleted`` is for change lists).
+    kept = [e for e in entries if not e.get("deleted")]
+    if kept:
+        resource["entry"] = kept
     validate_for_write(resource)
     if request.guard:
         await request.guard.check_write(tx, resource, "u", "$medication-list")
     old = await _old_list(tx, patient_id)
     stopped = _stopped(old, entries)
-    withdrawn = await _withdraw_stopped(tx, patient_id, stopped, now)
+    withdrawn, locked = await _withdraw_stopped(tx, patient_id, stopped, now)
     stored = await tx.update(resource, pll_id(patient_id))
     audit(request, "U", "$medication-list", patient_id, [f"List/{stored.id}", *withdrawn])
+    # A privacy-locked prescription is withdrawn too, but not named to the caller.
+    withdrawn = [ref for ref in withdrawn if ref not in locked]
     return FhirResponse.of(
         {
             "resourceType": "Parameters",
@@ -122,17 +128,19 @@ def _stopped(old: dict | None, entries: list[dict]) -> set[str]:
     return {r for r in before - now_active if r}
 
 
-async def _withdraw_stopped(tx, patient_id: str, stopped: set[str], now: datetime) -> list[str]:
+async def _withdraw_stopped(
+    tx, patient_id: str, stopped: set[str], now: datetime
+) -> tuple[list[str], set[str]]:
     """Seponering withdraws the dispensable prescriptions of the stopped medicines (same
-    package, or same ATC code)."""
+    package, or same ATC code): the withdrawn, and which of them are privacy-locked."""
     if not stopped:
-        return []
+        return [], set()
     atcs = set()
     for ref in stopped:
         product = await drugs.product(tx, ref)
         if product is not None and product.atc:
             atcs.add(product.atc)
-    withdrawn = []
+    withdrawn, locked = [], set()
     for resource in await queries.prescriptions_of(tx, patient_id):
         ref = (resource.get("medicationReference") or {}).get("reference")
         product = await drugs.product(tx, ref) if ref else None
@@ -147,22 +155,25 @@ async def _withdraw_stopped(tx, patient_id: str, stopped: set[str], now: datetim
         validate_for_write(p.resource)
         await tx.update(p.resource, p.id)
         withdrawn.append(f"MedicationRequest/{p.id}")
-    return withdrawn
+        if p.privacy_hash:
+            locked.add(withdrawn[-1])
+    return withdrawn, locked
 
 
 async def reserve_gp_reports(request, tx) -> FhirResponse:
     """The citizen reserves against dispensing reports to their GP (M8)."""
     patient_id = request.path[1]
-    params = api._params(request)
+    params = operation_parameters(request, "$reserve-gp-reports", required=("reserve",))
     actor = await caller(request, tx, params, ("Consent", "u"))
     if actor.kind == "citizen":
         if actor.pid not in await queries.patient_pids(tx, patient_id):
-            raise NotFound(f"Patient/{patient_id} is not known")
+            # Another patient: unknown to this citizen, as on a plain read.
+            message = f"Patient/{patient_id} is not known"
+            raise refused(request, "U", "$reserve-gp-reports", message, patient_id, NotFound)
     elif actor.kind != "trusted":
-        raise Forbidden("the patient reserves against reports to the GP")
-    reserve = params.get("reserve", True)
-    if isinstance(reserve, str):
-        reserve = reserve.lower() != "false"
+        message = "the patient reserves against reports to the GP"
+        raise refused(request, "U", "$reserve-gp-reports", message, patient_id)
+    reserve = _boolean(params["reserve"])
     consent = {
         "resourceType": "Consent",
         "status": "active" if reserve else "inactive",
@@ -190,12 +201,22 @@ async def reserve_gp_reports(request, tx) -> FhirResponse:
             ],
         },
     }
+    # No guard.check_write: the caller was checked above (the patient, by national id), and
+    # the guard's hook refuses plain writes of this Consent (e-resept's own).
     validate_for_write(consent)
-    if request.guard:
-        await request.guard.check_write(tx, consent, "u", "$reserve-gp-reports")
     stored = await tx.update(consent, reservation_id(patient_id))
     audit(request, "U", "$reserve-gp-reports", patient_id, [f"Consent/{stored.id}"])
     return FhirResponse(200, stored.content)
+
+
+def _boolean(value) -> bool:
+    """``reserve`` as valueBoolean, or a string true/false; anything else is refused
+    rather than read as a reservation."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        raise Invalid("$reserve-gp-reports: 'reserve' is true or false")
+    return value
 
 
 def _instant(when: datetime) -> str:

@@ -38,11 +38,13 @@ async def patient_record(tx, patient_id: str) -> queries.PatientRecord:
 
 async def current_atcs(tx, record: queries.PatientRecord) -> list[tuple[str, str]]:
     """(ATC, reference) of the patient's current medicines: dispensable prescriptions and the
-    entries of the medication list (PLL) that are not stopped."""
+    entries of the medication list (PLL) that are not stopped.  Privacy-locked prescriptions
+    are left out, as from Legemidler i bruk (domain 3.3): an interaction found with one would
+    name it to a caller without its reference number."""
     out: list[tuple[str, str]] = []
     for resource in record.prescriptions:
         p = Prescription(resource)
-        if p.status not in (rules.EXPEDITABLE, rules.UNDER_DISPENSING):
+        if p.status not in (rules.EXPEDITABLE, rules.UNDER_DISPENSING) or p.privacy_hash:
             continue
         ref = (resource.get("medicationReference") or {}).get("reference")
         product = await drugs.product(tx, ref) if ref else None
