@@ -28,10 +28,11 @@ from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import Conflict, FhirError, Forbidden, Invalid, NotFound
 from enjournal.rest.interactions.common import validate_for_write
 from enjournal.rest.message import FhirResponse, info_outcome, version_headers
-from enjournal.rest.operations import Operation, parameters, register
+from enjournal.rest.operations import Operation, register
 from enjournal.security.audit import audit_event
 from enjournal.security.keys import load_or_create
 from enjournal.security.scopes import grant
+from enjournal.services.inputs import count_refusal, operation_parameters, refused
 from enjournal.services.kjernejournal import own, records, rules, signing, summary
 from enjournal.services.kjernejournal.privacy import consent_id, to_consent
 
@@ -107,6 +108,7 @@ class Service:
                 privacy=privacy,
             )
         except FhirError as error:
+            count_refusal(guard)
             guard.events.append(
                 audit_event(
                     principal,
@@ -166,7 +168,8 @@ class Service:
         stored = await tx.read("Patient", patient_id)
         access = await self.access(request, tx, patient_id, "$summary")
         now = self.now()
-        body = await self.document(tx, stored, access, now)
+        privacy, _ = await records.privacy(tx, patient_id)
+        body = await self.document(tx, stored, access, now, privacy)
         await self.audit(
             request,
             tx,
@@ -178,7 +181,9 @@ class Service:
         )
         return FhirResponse(200, body)
 
-    async def document(self, tx, stored_patient, access: rules.Access, now: datetime) -> bytes:
+    async def document(
+        self, tx, stored_patient, access: rules.Access, now: datetime, privacy=None
+    ) -> bytes:
         """The signed document, serialised (built cold on every call: no cache).
 
         The rows are read first, as bytes (what they refer to is found in the bytes); then
@@ -210,9 +215,9 @@ class Service:
         if second:  # one level further: a PractitionerRole's practitioner
             shared.update(await records.shared(tx, second, parse=scan))
         with _no_collection():
-            return self._signed(patient, rows, shared, found, access, now)
+            return self._signed(patient, rows, shared, found, access, now, privacy)
 
-    def _signed(self, patient, rows, shared, found, access, now) -> bytes:
+    def _signed(self, patient, rows, shared, found, access, now, privacy=None) -> bytes:
         """Parse, build, encode and sign (no I/O).  Returns only bytes, so the tens of
         thousands of dicts made here are freed by reference counting on return."""
         raw: dict[int, bytes] = {}  # stored bytes by id() of the parsed dict
@@ -235,6 +240,7 @@ class Service:
             server=self.server_device(),
             raw=raw,
             refs=refs,
+            privacy=privacy,
         )
         body, canonical = summary.encode(document, raw, tokens)
         device_url = document.entries[-1][0]
@@ -249,7 +255,7 @@ class Service:
         guard = request.guard
         if guard is not None and guard.principal.kind != "personnel":
             raise Forbidden("the status call is for health personnel")
-        values = parameters(request)
+        values = operation_parameters(request, "$kj-status")
         nin = values.get("nin") or request.header("nhn-patient-nin")
         if not isinstance(nin, str) or not nin.strip():
             raise Invalid("name the patient: parameter nin or header nhn-patient-nin")
@@ -267,7 +273,9 @@ class Service:
                     continue
                 resource = orjson.loads(row.content)
                 tag = records.kj_tag(resource)
-                if tag == rules.PATIENT_REGISTRATION:
+                if tag == rules.PATIENT_REGISTRATION or privacy.before_start(
+                    (resource.get("meta") or {}).get("lastUpdated")
+                ):
                     continue
                 changed[tag or row.type] = max(changed.get(tag or row.type, 0), row.last_updated)
                 if not rules.entered_in_error(resource):
@@ -300,10 +308,16 @@ class Service:
         patient_id = request.path[1]
         await tx.read("Patient", patient_id)
         guard = request.guard
+        values = operation_parameters(request, "$kj-critical-info")
+        if "remove" not in values and "resource" not in values:
+            raise Invalid("$kj-critical-info needs the parameter 'resource' or 'remove'")
         if guard is not None:
-            rules.may_register(guard.principal.kind, guard.principal.profession)
+            try:
+                rules.may_register(guard.principal.kind, guard.principal.profession)
+            except Forbidden as error:
+                message = error.message
+                raise refused(request, "c", "$kj-critical-info", message, patient_id) from None
         access = await self.access(request, tx, patient_id, "$kj-critical-info")
-        values = parameters(request)
         now = self.now()
         if "remove" in values:
             resource, status = await self._remove(tx, patient_id, values["remove"], request, now)
@@ -340,6 +354,7 @@ class Service:
             )
         resource[element] = {"reference": f"Patient/{patient_id}"}
         category = rules.category_of(resource)
+        rules.complete(resource)
         rules.check_entry(resource, category)
         previous = None
         if resource.get("id") and await tx.exists(type_, resource["id"]):
@@ -447,14 +462,20 @@ class Service:
         patient_id = request.path[1]
         await tx.read("Patient", patient_id)
         guard = request.guard
+        action = "u" if request.method == "POST" else "r"
+        values = operation_parameters(request, "$kj-privacy")
         if guard is not None:
             facts = await guard.facts(tx, patient_id)
             if guard.principal.kind != "citizen" or not facts.own_record:
-                raise Forbidden("privacy settings are the patient's own to read and change")
+                message = "privacy settings are the patient's own to read and change"
+                raise refused(request, action, "$kj-privacy", message, patient_id)
         current, _ = await records.privacy(tx, patient_id)
         if request.method == "POST":
             now = self.now()
-            updated = rules.privacy_from_parameters(parameters(request), now, current)
+            try:
+                updated = rules.privacy_from_parameters(values, now, current)
+            except Forbidden as error:
+                raise refused(request, "u", "$kj-privacy", error.message, patient_id) from None
             consent = to_consent(patient_id, updated, now)
             validate_for_write(consent)
             await tx.update(consent, consent_id(patient_id))
@@ -473,6 +494,64 @@ class Service:
                 )
         return FhirResponse.of(_privacy_parameters(current))
 
+    async def lift_block(self, request, tx) -> FhirResponse:
+        """A health worker who is not blocked lifts the patient's block of another (with a
+        reason), as helsenorge sends the patient to (domain.md 2.3).  Audited, and shown in
+        the patient's access log; the free-text reason is kept in the settings' history,
+        not in the log (citizens' logs show no free text, domain.md 10)."""
+        patient_id = request.path[1]
+        await tx.read("Patient", patient_id)
+        values = operation_parameters(request, "$kj-lift-block", required=("hpr", "reason"))
+        hpr, reason = str(values["hpr"]).strip(), str(values["reason"]).strip()
+        current, _ = await records.privacy(tx, patient_id)
+        await self._may_lift(request, tx, patient_id, current)
+        caller_hpr = request.guard.principal.hpr if request.guard is not None else None
+        try:
+            updated = rules.lift_block(current, hpr, caller_hpr or "trusted", reason)
+        except Forbidden as error:
+            raise refused(request, "u", "$kj-lift-block", error.message, patient_id) from None
+        now = self.now()
+        consent = to_consent(patient_id, updated, now)
+        consent["extension"] = [_lifted(hpr, caller_hpr, reason, now)]
+        validate_for_write(consent)
+        await tx.update(consent, consent_id(patient_id))
+        guard = request.guard
+        if guard is not None:
+            guard.events.append(
+                audit_event(
+                    guard.principal,
+                    action="U",
+                    subtype="$kj-lift-block",
+                    patient_id=patient_id,
+                    entities=[f"Consent/{consent_id(patient_id)}"],
+                    purpose="TREAT",
+                    request_id=guard.request_id,
+                    organisation_name=await records.organisation_name(tx, guard.principal.org_nr),
+                    outcome_desc=f"Blokkering av helsepersonell (HPR {hpr}) opphevet",
+                )
+            )
+        return FhirResponse.of(_privacy_parameters(updated))
+
+    async def _may_lift(self, request, tx, patient_id: str, privacy: rules.Privacy) -> None:
+        """Health personnel with a care relationship whom the patient has not blocked."""
+        guard = request.guard
+        if guard is None:
+            return
+        principal = guard.principal
+        if principal.kind != "personnel":
+            message = "a block is lifted by a health worker who is not blocked, or the helpline"
+            raise refused(request, "u", "$kj-lift-block", message, patient_id)
+        if privacy.reserved_at is not None:
+            message = "no kjernejournal exists for this patient"
+            raise refused(request, "u", "$kj-lift-block", message, patient_id, NotFound)
+        facts = await guard.facts(tx, patient_id)
+        if facts.blocked_by_consent or (principal.hpr and principal.hpr in privacy.blocked):
+            message = "a health worker the patient has blocked cannot lift a block"
+            raise refused(request, "u", "$kj-lift-block", message, patient_id)
+        if facts.care_relationship is None:
+            message = "lifting a block needs a care relationship with the patient"
+            raise refused(request, "u", "$kj-lift-block", message, patient_id)
+
     # ---- $kj-own-registration -----------------------------------------------------------------
 
     async def own_registration(self, request, tx) -> FhirResponse:
@@ -486,15 +565,17 @@ class Service:
         if guard is not None:
             principal = guard.principal
             if principal.kind != "citizen":
-                raise Forbidden(
+                message = (
                     "the patient's own registrations are registered by the patient, "
                     "not by health personnel"
                 )
+                raise refused(request, "u", "$kj-own-registration", message, patient_id)
             facts = await guard.facts(tx, patient_id)
             if not (facts.own_record or facts.child_in_care):
-                raise Forbidden(
+                message = (
                     "own registrations are made by the patient, or a parent for a child under 12"
                 )
+                raise refused(request, "u", "$kj-own-registration", message, patient_id)
             if facts.child_in_care:
                 registrant = own.parent(principal.pid, principal.name, patient_id)
         privacy, _ = await records.privacy(tx, patient_id)
@@ -503,7 +584,7 @@ class Service:
                 "the patient has reserved against having a kjernejournal; withdraw the "
                 "reservation ($kj-privacy) before registering"
             )
-        values = parameters(request)
+        values = operation_parameters(request, "$kj-own-registration")
         if "remove" in values:
             return await self._remove_own(request, tx, patient_id, values["remove"])
         resource = own.clean(values.get("resource"), patient_id)
@@ -601,6 +682,21 @@ def _no_collection():
             gc.enable()
 
 
+LIFTED = "http://enjournal.no/fhir/StructureDefinition/kj-block-lifted"
+
+
+def _lifted(hpr: str, by: str | None, reason: str, now: datetime) -> dict:
+    """Who lifted which block, when and why (kept in the Consent's version history)."""
+    parts = [
+        {"url": "blocked", "valueString": hpr},
+        {"url": "reason", "valueString": reason[:500]},
+        {"url": "when", "valueDateTime": now.isoformat(timespec="seconds")},
+    ]
+    if by:
+        parts.append({"url": "by", "valueString": by})
+    return {"url": LIFTED, "extension": parts}
+
+
 def _privacy_parameters(privacy: rules.Privacy) -> dict:
     out: list[dict] = [{"name": "restrict", "valueCode": p} for p in sorted(privacy.restricted)]
     out += [{"name": "block", "valueString": h} for h in sorted(privacy.blocked)]
@@ -655,6 +751,17 @@ def register_operations(context) -> Service:
             ("GET", "POST"),
             writes=True,
             definition=base + "kj-privacy",
+        )
+    )
+    register(
+        Operation(
+            "kj-lift-block",
+            "Patient",
+            True,
+            service.lift_block,
+            ("POST",),
+            writes=True,
+            definition=base + "kj-lift-block",
         )
     )
     register(

@@ -33,6 +33,8 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
         privacy = await _privacy(guard, tx, patient)
         if privacy.reserved_at is not None:
             return "the patient has reserved against having a kjernejournal"
+        if privacy.before_start((resource.get("meta") or {}).get("lastUpdated")):
+            return "the entry belongs to a kjernejournal deleted after a reservation"
         if principal.hpr and principal.hpr in privacy.blocked:
             return "the patient has blocked this health worker"
         part = PART_OF_TAG.get(records.kj_tag(resource) or "", "kritisk-info")

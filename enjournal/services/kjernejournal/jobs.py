@@ -3,8 +3,10 @@ having one, 30 days after the reservation unless it was withdrawn (domain.md 2.3
 https://kj-opplaering.nhn.no/hjelp/reservasjon-mot-kjernejournal/).  What is deleted is
 the kjernejournal's own content (resources with its tag: critical information and the
 patient's own registrations), with all versions and index rows; the record's other data
-(prescriptions, visits) is not the kjernejournal's to delete.  The reservation itself stays,
-so a new kjernejournal starts empty only when the patient withdraws it.
+(prescriptions, visits) is not the kjernejournal's to delete.  The reservation itself stays
+until the patient withdraws it; then a new kjernejournal starts empty from that moment
+(``Privacy.started_at``): the summary leaves out older medicines, vaccines and visits, and
+this job purges any entry from before the start that a pass had not yet removed.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from enjournal.fhir import jsonio
+from enjournal.fhir.datetime import format_instant
 from enjournal.services.kjernejournal import records
 from enjournal.services.kjernejournal.privacy import from_consent
+from enjournal.services.kjernejournal.rules import Privacy
 
 OWNED_TYPES = (
     "AllergyIntolerance",
@@ -33,19 +37,35 @@ async def delete_reserved(store, now: datetime) -> int:
             "SELECT id, content FROM resources WHERE type = 'Consent' "
             "AND id LIKE 'kj-privacy-%' AND NOT deleted"
         )
+    # Due: reserved for 30 days, or started anew (withdrawn after the 30 days, perhaps
+    # before a pass ran): what is from before the new start goes.
     due = [
         id_.removeprefix("kj-privacy-")
         for id_, content in rows
-        if from_consent(jsonio.loads(bytes(content))).deletion_due(now)
+        if _due(from_consent(jsonio.loads(bytes(content))), now)
     ]
     removed = 0
     for patient_id in due:
         async with store.transaction() as tx:
             # Re-check inside the write: the reservation may have been withdrawn meanwhile.
             privacy, _ = await records.privacy(tx, patient_id)
-            if not privacy.deletion_due(now):
+            if not _due(privacy, now):
                 continue
             for row in await records.patient_rows(tx, patient_id, OWNED_TYPES):
-                if records.is_kj(row.content) and await tx.purge(row.type, row.id):
+                if not records.is_kj(row.content) or not _old(privacy, row, now):
+                    continue
+                if await tx.purge(row.type, row.id):
                     removed += 1
     return removed
+
+
+def _due(privacy: Privacy, now: datetime) -> bool:
+    return privacy.deletion_due(now) or privacy.started_at is not None
+
+
+def _old(privacy: Privacy, row: records.Row, now: datetime) -> bool:
+    """Part of the kjernejournal to delete: everything while reserved, else what was
+    registered before the new start."""
+    if privacy.deletion_due(now):
+        return True
+    return privacy.before_start(format_instant(row.last_updated))

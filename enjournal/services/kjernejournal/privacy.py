@@ -70,6 +70,9 @@ def to_consent(patient_id: str, privacy: Privacy, now: datetime) -> dict:
         "policyRule": {"text": "Forskrift om nasjonal kjernejournal (kjernejournalforskriften)"},
         "provision": {"type": "permit"},
     }
+    if privacy.started_at is not None:
+        # The kjernejournal exists from this moment (a new one after a reservation).
+        consent["provision"]["period"] = {"start": _format(privacy.started_at)}
     if provisions:
         consent["provision"]["provision"] = provisions
     return consent
@@ -79,7 +82,9 @@ def from_consent(consent: dict | None) -> Privacy:
     if not consent or consent.get("status") != "active":
         return Privacy()
     restricted, blocked, reserved_at = set(), set(), None
-    for provision in (consent.get("provision") or {}).get("provision", []):
+    top = consent.get("provision") or {}
+    started = (top.get("period") or {}).get("start")
+    for provision in top.get("provision", []):
         if provision.get("type") != "deny":
             continue
         for concept in provision.get("code", []):
@@ -98,7 +103,16 @@ def from_consent(consent: dict | None) -> Privacy:
                     start = (provision.get("period") or {}).get("start")
                     if start:
                         reserved_at = _instant(start)
-    return Privacy(frozenset(restricted), frozenset(blocked), reserved_at)
+    return Privacy(
+        frozenset(restricted),
+        frozenset(blocked),
+        reserved_at,
+        _instant(started) if started else None,
+    )
+
+
+def _format(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
 
 
 def _concept(kind: str, value: str) -> dict:

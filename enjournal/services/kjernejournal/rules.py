@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound, Unprocessable
 
@@ -98,9 +98,28 @@ class Privacy:
     restricted: frozenset[str] = frozenset()  # parts, or WHOLE_RECORD
     blocked: frozenset[str] = frozenset()  # HPR numbers
     reserved_at: datetime | None = None  # reservation against having a kjernejournal
+    # When a new kjernejournal started after a reservation's deletion: it holds nothing
+    # from before (domain.md 2.3, "a new KJ starts empty from the new date").
+    started_at: datetime | None = None
 
     def restricts(self, part: str) -> bool:
         return WHOLE_RECORD in self.restricted or part in self.restricted
+
+    def before_start(self, moment: str | None) -> bool:
+        """Is this FHIR date or instant from before the kjernejournal's (new) start?  A
+        date-only value on the start day counts as before: it cannot be placed after."""
+        if self.started_at is None:
+            return False
+        if not moment:
+            return True  # undated: cannot be shown to be part of the new kjernejournal
+        start = self.started_at.astimezone(UTC)
+        if len(moment) <= 10:
+            return moment[:10] <= start.date().isoformat()
+        try:
+            when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)) < start
 
     def deletion_due(self, now: datetime) -> bool:
         """Reserved more than 30 days ago: the kjernejournal is to be deleted."""
@@ -110,7 +129,10 @@ class Privacy:
 def privacy_from_parameters(values: dict, now: datetime, current: Privacy) -> Privacy:
     """The settings a citizen's ``$kj-privacy`` call asks for: ``restrict`` (part codes or
     ``hele``), ``block`` (HPR numbers) and ``reserve`` (true/false).  Missing ones keep their
-    current value; a reservation keeps its first date while it stands."""
+    current value; a reservation keeps its first date while it stands.  Blocks are only
+    added here: lifting one goes through a health worker who is not blocked, or the
+    helpline (domain.md 2.3), so a list that leaves out a current block is refused.
+    Withdrawing a reservation after its 30 days starts a new, empty kjernejournal."""
 
     def many(name: str) -> list[str] | None:
         if name not in values:
@@ -131,19 +153,47 @@ def privacy_from_parameters(values: dict, now: datetime, current: Privacy) -> Pr
         bad = [h for h in blocked if not h.isdigit() or not 4 <= len(h) <= 9]
         if bad:
             raise Invalid(f"not an HPR number: {', '.join(bad)}")
-    reserved_at = current.reserved_at
+        if current.blocked - set(blocked):
+            raise Forbidden(
+                "a block is lifted by a health worker who is not blocked "
+                "(Patient/[id]/$kj-lift-block) or the helpline, not by the patient"
+            )
+    reserved_at, started_at = current.reserved_at, current.started_at
     if "reserve" in values:
-        reserve = values["reserve"]
-        if isinstance(reserve, str):
-            reserve = reserve.strip().lower() in ("true", "1", "yes")
+        reserve = _boolean(values["reserve"])
         if reserve and reserved_at is None:
             reserved_at = now
-        elif not reserve:
+        elif not reserve and reserved_at is not None:
+            if current.deletion_due(now):
+                started_at = now  # the old one is (or is due to be) deleted
             reserved_at = None
     return Privacy(
         frozenset(restricted) if restricted is not None else current.restricted,
         frozenset(blocked) if blocked is not None else current.blocked,
         reserved_at,
+        started_at,
+    )
+
+
+def _boolean(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise Invalid("reserve is true or false")
+
+
+def lift_block(privacy: Privacy, hpr: str, caller_hpr: str | None, reason: str) -> Privacy:
+    """A health worker lifts the patient's block of ``hpr`` (domain.md 2.3: "lifting only
+    via non-blocked HP or helpline"), stating why.  A blocked health worker lifts none."""
+    if not reason.strip():
+        raise Invalid("state the reason for lifting the block in 'reason'")
+    if not caller_hpr or caller_hpr in privacy.blocked:
+        raise Forbidden("a health worker the patient has blocked cannot lift a block")
+    if hpr not in privacy.blocked:
+        raise Unprocessable(f"the patient has not blocked HPR {hpr}")
+    return Privacy(
+        privacy.restricted, privacy.blocked - {hpr}, privacy.reserved_at, privacy.started_at
     )
 
 
@@ -282,6 +332,9 @@ def check_entry(resource: dict, category: Category) -> None:
         )
     if type_ == "AllergyIntolerance":
         _check_allergy(resource, category)
+    elif type_ == "Procedure" and not (resource.get("code") or {}).get("coding"):
+        # Procedure-uv-ips: code 1..1 (an IPS document cannot carry a treatment without one).
+        raise Unprocessable("an ongoing treatment names what it is", expression="Procedure.code")
     elif type_ == "Condition":
         codings = (resource.get("code") or {}).get("coding", [])
         icd = [c for c in codings if c.get("system") in ICD10_SYSTEMS]
@@ -307,6 +360,19 @@ def check_entry(resource: dict, category: Category) -> None:
         )
 
 
+ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+
+
+def complete(resource: dict) -> None:
+    """What an entry's registrar may leave out and the service states: an allergy's
+    clinicalStatus is active unless said otherwise (NHN: active or inactive; R4 ait-1 and
+    the IPS need one on every entry not entered-in-error)."""
+    if resource.get("resourceType") != "AllergyIntolerance" or resource.get("clinicalStatus"):
+        return
+    if _code(resource.get("verificationStatus")) != "entered-in-error":
+        resource["clinicalStatus"] = {"coding": [{"system": ALLERGY_CLINICAL, "code": "active"}]}
+
+
 def _check_allergy(resource: dict, category: Category) -> None:
     clinical = _code(resource.get("clinicalStatus"))
     if clinical not in (None, "active", "inactive"):
@@ -321,13 +387,17 @@ def _check_allergy(resource: dict, category: Category) -> None:
             "verificationStatus is confirmed or unconfirmed (presumed: KjPresumed)",
             expression="AllergyIntolerance.verificationStatus",
         )
-    if category.code == "legemiddelreaksjon":
-        codings = (resource.get("code") or {}).get("coding", [])
-        if not codings:
-            raise Unprocessable(
-                "a drug reaction names the drug: ATC, brand name, active ingredient or excipient",
-                expression="AllergyIntolerance.code",
-            )
+    codings = (resource.get("code") or {}).get("coding", [])
+    if category.code == "legemiddelreaksjon" and not codings:
+        raise Unprocessable(
+            "a drug reaction names the drug: ATC, brand name, active ingredient or excipient",
+            expression="AllergyIntolerance.code",
+        )
+    if not codings and not (resource.get("code") or {}).get("text"):
+        # AllergyIntolerance-uv-ips: code 1..1.
+        raise Unprocessable(
+            "an allergy names its substance (code)", expression="AllergyIntolerance.code"
+        )
 
 
 def entered_in_error(resource: dict) -> bool:

@@ -31,7 +31,8 @@ import orjson
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
-from enjournal.services.kjernejournal import rules
+from enjournal.fhir.errors import Unprocessable
+from enjournal.services.kjernejournal import conformance, rules
 from enjournal.services.kjernejournal.records import MARKER, is_kj, kj_tag
 
 LOINC = "http://loinc.org"
@@ -154,13 +155,17 @@ def build(
     server: dict,
     raw: dict[int, bytes] | None = None,
     refs: dict[int, set[tuple[str, str]]] | None = None,
+    privacy: rules.Privacy | None = None,
 ) -> Document:
     """The unsigned IPS document.  ``resources`` are the patient's (parsed), ``shared`` the
     practitioners, organisations and medications they refer to, ``withheld`` the restricted
     parts the caller may not open, ``server`` the Device that authors it, ``raw`` the stored
     bytes of parsed resources by ``id()`` of their dict and ``refs`` what they refer to
-    (``referenced``), both optional: they save serialising and searching again."""
+    (``referenced``), both optional: they save serialising and searching again.  ``privacy``:
+    the patient's settings; a kjernejournal started anew after a reservation shows nothing
+    dated before its start (medicines, vaccines, visits, entries)."""
     raw = raw or {}
+    privacy = privacy or rules.Privacy()
     refs = refs or {}
 
     def refers_to(resource: dict) -> set[tuple[str, str]]:
@@ -187,6 +192,8 @@ def build(
 
     for resource in sorted(resources, key=_sort_key, reverse=True):
         type_ = resource["resourceType"]
+        if privacy.started_at is not None and privacy.before_start(_when(resource)):
+            continue
         content = raw.get(id(resource))
         # The marker in the stored bytes first: most rows are not kjernejournal entries.
         if (content is None or MARKER in content) and is_kj(resource):
@@ -309,6 +316,7 @@ def build(
         included = [r for r in included if r["resourceType"] != "MedicationDispense"]
 
     entries = [entry for spec in SECTIONS for entry in sections[spec.key]]
+    patient = _conforming(patient, entries)
     members = [patient, *included, *(e.resource for e in entries)]
     # Shared resources the members refer to (practitioners, organisations, medications).
     wanted: set[tuple[str, str]] = set()
@@ -669,6 +677,42 @@ def _type_label(type_: str) -> str:
         "RelatedPerson": "Kontaktperson",
         "Flag": "Kommunikasjonsbehov",
     }.get(type_, type_)
+
+
+def _conforming(patient: dict, entries: list[Entry]) -> dict:
+    """Every section entry and the patient with the IPS must-haves they lack said to be
+    unknown (``conformance``); what still lacks one (nothing a fill-in can say) stops the
+    document: it is never signed invalid."""
+    for entry in entries:
+        entry.resource = conformance.conform(entry.resource)
+    patient = conformance.conform(patient)
+    members = (patient, *(e.resource for e in entries))
+    missing = {gap for resource in members for gap in conformance.gaps(resource)}
+    if missing:
+        raise Unprocessable(
+            "the record lacks what an IPS document requires: " + ", ".join(sorted(missing))
+        )
+    return patient
+
+
+def _when(resource: dict) -> str | None:
+    """When a resource became part of the record: its registration for kjernejournal entries,
+    else the date of what it records.  The next of kin (Folkeregisteret, not history) have
+    none to compare and are always kept (returns the far future)."""
+    if is_kj(resource):
+        return (resource.get("meta") or {}).get("lastUpdated")
+    type_ = resource["resourceType"]
+    if type_ == "RelatedPerson":
+        return "9999-12-31T00:00:00Z"
+    if type_ == "MedicationRequest":
+        return resource.get("authoredOn")
+    if type_ == "MedicationDispense":
+        return resource.get("whenHandedOver")
+    if type_ == "Immunization":
+        return resource.get("occurrenceDateTime") or resource.get("recorded")
+    if type_ == "Encounter":
+        return (resource.get("period") or {}).get("start")
+    return (resource.get("meta") or {}).get("lastUpdated")
 
 
 def _sort_key(resource: dict) -> str:

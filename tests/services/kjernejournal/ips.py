@@ -1,6 +1,9 @@
 """A check of a document Bundle against the IPS 2.0.0 structure: the section slices of
 StructureDefinition-Composition-uv-ips (extracted into ips_sections.json from the CC0
-package hl7.fhir.uv.ips), the document Bundle rules, and resolvable references."""
+package hl7.fhir.uv.ips), the document Bundle rules, resolvable references, and each
+section entry's required elements: the minimum-one elements of the IPS profiles
+(hl7.fhir.uv.ips 2.0.0 input/fsh/profiles) and of the R4 base resources, and the R4
+invariants ait-1 and con-3 (written here on their own, not imported from the service)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,20 @@ from pathlib import Path
 
 IPS = json.loads((Path(__file__).parent / "ips_sections.json").read_text())
 XHTML = "{http://www.w3.org/1999/xhtml}div"
+DAR = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+# Minimum-one elements per type: IPS profile (P) or R4 base (B).
+REQUIRED = {
+    "AllergyIntolerance": ["code", "patient"],  # P code; B patient
+    "Condition": ["code", "subject"],  # P code; B subject
+    "Procedure": ["code", "performed[x]", "status", "subject"],  # P code, performed; B
+    "DeviceUseStatement": ["timing[x]", "status", "subject", "device"],  # P timing; B
+    "MedicationStatement": ["effective[x]", "medication[x]", "status", "subject"],
+    "MedicationRequest": ["medication[x]", "status", "intent", "subject"],
+    "Immunization": ["vaccineCode", "occurrence[x]", "status", "patient"],
+    "Flag": ["code", "status", "subject"],
+    "Encounter": ["status", "class"],
+}
 
 
 def problems(bundle: dict) -> list[str]:
@@ -75,6 +92,13 @@ def problems(bundle: dict) -> list[str]:
                     out.append(f"{resource['resourceType']}: contained {ref} missing")
             elif ref not in by_url:
                 out.append(f"{resource['resourceType']}/{resource.get('id')}: {ref} unresolved")
+    for entry in entries:
+        resource = entry["resource"]
+        if (
+            entry.get("fullUrl") in referenced_from_sections
+            or resource["resourceType"] == "Patient"
+        ):
+            out += entry_problems(resource)
     clinical = {
         "AllergyIntolerance",
         "Condition",
@@ -93,6 +117,44 @@ def problems(bundle: dict) -> list[str]:
         ):
             out.append(f"{entry['resource']['resourceType']} not referenced from any section")
     return out
+
+
+def entry_problems(resource: dict) -> list[str]:
+    """The required elements a section entry (or the Patient) lacks, and invariants broken."""
+    type_ = resource["resourceType"]
+    where = f"{type_}/{resource.get('id')}"
+    out = [f"{where}: {e} missing" for e in REQUIRED.get(type_, []) if not _has(resource, e)]
+    for key, value in resource.items():
+        if key.startswith("_") and isinstance(value, dict):
+            urls = [x.get("url") for x in value.get("extension", [])]
+            if DAR in urls and key[1:] in resource:
+                out.append(f"{where}: {key[1:]} has a value and data-absent-reason")
+    eie = "entered-in-error" in str(resource.get("verificationStatus"))
+    if type_ == "AllergyIntolerance" and not eie and not resource.get("clinicalStatus"):
+        out.append(f"{where}: clinicalStatus missing (ait-1)")
+    if type_ == "AllergyIntolerance" and eie and resource.get("clinicalStatus"):
+        out.append(f"{where}: clinicalStatus with entered-in-error (ait-2)")
+    problem_list = "problem-list-item" in str(resource.get("category"))
+    if type_ == "Condition" and problem_list and not eie and not resource.get("clinicalStatus"):
+        out.append(f"{where}: clinicalStatus missing (con-3)")
+    if type_ == "Patient" and not any(
+        n.get("family") or n.get("given") or n.get("text") for n in resource.get("name", [])
+    ):
+        out.append(f"{where}: no family, given or text name (ips-pat-1)")
+    return out
+
+
+def _has(resource: dict, element: str) -> bool:
+    if not element.endswith("[x]"):
+        return bool(resource.get(element))
+    stem = element[:-3]
+    for key, value in resource.items():
+        name = key.removeprefix("_")
+        if name.startswith(stem) and name[len(stem) :][:1].isupper() and value:
+            if key.startswith("_"):  # unknown: only as data-absent-reason
+                return DAR in str(value)
+            return True
+    return False
 
 
 def references(value) -> list[str]:
