@@ -22,6 +22,7 @@ from enjournal.fhir.norwegian_ids import OID_DNR as DNR
 from enjournal.fhir.norwegian_ids import OID_FNR as FNR
 from enjournal.fhir.norwegian_ids import OID_HPR as HPR
 from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
+from enjournal.security import grants
 from enjournal.security.policy import PHARMACY_PROFESSIONS, Decision, PatientFacts, decide
 from enjournal.security.principal import Principal
 from enjournal.storage import StoredResource, Transaction
@@ -128,6 +129,8 @@ class Guard:
         decision = await self._decide(
             tx, action, stored.type, patients, f"{stored.type}/{stored.id}"
         )
+        if action == "d":
+            decision = grants.checked_delete(self, stored, decision)
         if decision.allowed:
             decision = await self._hooks(tx, action, stored.content, None, patients, decision)
         self._record(action, interaction, decision, patients, [f"{stored.type}/{stored.id}"])
@@ -164,6 +167,7 @@ class Guard:
         if type_ == "Patient" and action == "c" and self.principal.kind != "citizen":
             patients = None  # registering a new patient: no relation exists yet
         decision = await self._decide(tx, action, type_, patients, ref)
+        decision = await grants.checked_write(self, tx, action, resource, decision)
         if decision.allowed and RESOURCE_HOOKS:
             decision = await self._hooks(tx, action, None, resource, patients, decision)
         self._record(action, interaction, decision, patients or [], [ref])

@@ -19,7 +19,10 @@ them touches the database, so the whole policy reads (and tests) as a table.
    organisation) holds even in an emergency; a general restriction yields only to
    emergency access.
 Resources outside any patient's compartment (organisations, practitioners, medications,
-terminology) are readable by any authenticated caller.
+terminology) are readable by any authenticated caller; the directory (practitioners, their
+roles, organisations) is written only by system clients, since the guard finds the caller's
+care relationships through it (``enjournal.security.grants`` holds the other writes that
+grant access).
 """
 
 from __future__ import annotations
@@ -34,6 +37,21 @@ from enjournal.security.scopes import grant
 PHARMACY_PROFESSIONS = frozenset({"FA", "FA1", "FA2", "AT"})
 PHARMACY_TYPES = frozenset({"Patient", "MedicationRequest", "MedicationDispense", "Medication"})
 CHILD_AGE_LIMIT = 12
+# The directory: who the caller is and where they work (the guard finds a caller's
+# Practitioner by HPR number, their Organization by organisation number, their roles).  It is
+# kept by the national registers (HPR, Enhetsregisteret, NHN's address register), so writing
+# it is granting access: system clients only.
+DIRECTORY = frozenset(
+    {
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "OrganizationAffiliation",
+        "Location",
+        "HealthcareService",
+        "Endpoint",
+    }
+)
 
 # FHIR v3 ActReason purposes of use, as written to the audit log.
 TREAT, EMERGENCY, PATIENT_REQUEST, SYSTEM = "TREAT", "ETREAT", "PATRQT", "HOPERAT"
@@ -94,6 +112,11 @@ def _shared_data(principal: Principal, action: str, resource_type: str) -> Decis
         return Decision(True, SYSTEM if principal.kind == "system" else TREAT)
     if principal.kind == "citizen":
         return Decision(False, reason="citizens cannot change shared data")
+    if resource_type in DIRECTORY and principal.kind != "system":
+        return Decision(
+            False,
+            reason=f"{resource_type} is part of the directory, kept by the national registers",
+        )
     return Decision(True, SYSTEM if principal.kind == "system" else TREAT)
 
 
