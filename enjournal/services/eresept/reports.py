@@ -108,7 +108,9 @@ async def dispense_resources(
     dispense_id = new_id()
     dispense_ref = f"MedicationDispense/{dispense_id}"
     recipients = [("M6", saved.get("requester"))]
-    if not gp_reports_reserved(record):
+    # No GP report (M8) of a privacy-locked prescription: it would show the GP what the
+    # lock hides from every health worker but its prescriber [unverified: no source].
+    if not gp_reports_reserved(record) and not p.privacy_hash:
         for gp in (record.patient or {}).get("generalPractitioner", []):
             recipients.append(("M8", gp))
     reports = []

@@ -172,6 +172,7 @@ def build(
         found = refs.get(id(resource))
         return found if found is not None else referenced(raw.get(id(resource)) or resource)
 
+    locked = _locked_prescriptions(resources)
     window = rules.medication_window(now).date().isoformat()
     today = now.date().isoformat()
     urls: dict[tuple[str, str], str] = {
@@ -251,6 +252,8 @@ def build(
                     del statement["recordedOn"]
                 add("devices", statement, [label, _device_text(resource)])
                 critical_lines.append(f"{label}: {_device_text(resource)}")
+            continue
+        if _locked_out(resource, locked):
             continue
         if type_ == "MedicationRequest":
             status = resource.get("status")
@@ -677,6 +680,34 @@ def _type_label(type_: str) -> str:
         "RelatedPerson": "Kontaktperson",
         "Flag": "Kommunikasjonsbehov",
     }.get(type_, type_)
+
+
+# A privacy-locked prescription (e-resept's låst resept, domain.md 3.3) carries this
+# extension; it is "excluded from LIB", so neither it nor its dispensings are in the
+# medicines list, whoever reads the summary (the extension's URL is e-resept's, named here
+# rather than importing the other service's internals).
+PRIVACY_LOCK = "https://enjournal.no/fhir/StructureDefinition/privacy-lock"
+
+
+def _locked_prescriptions(resources: list[dict]) -> set[str]:
+    return {
+        f"MedicationRequest/{r['id']}"
+        for r in resources
+        if r["resourceType"] == "MedicationRequest"
+        and any(e.get("url") == PRIVACY_LOCK for e in r.get("extension", []))
+    }
+
+
+def _locked_out(resource: dict, locked: set[str]) -> bool:
+    if not locked:
+        return False
+    type_ = resource["resourceType"]
+    if type_ == "MedicationRequest":
+        return f"MedicationRequest/{resource['id']}" in locked
+    if type_ == "MedicationDispense":
+        prescriptions = resource.get("authorizingPrescription", [])
+        return any(a.get("reference") in locked for a in prescriptions)
+    return False
 
 
 def _conforming(patient: dict, entries: list[Entry]) -> dict:

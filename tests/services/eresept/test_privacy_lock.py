@@ -113,3 +113,17 @@ async def test_interaction_check_does_not_reveal_a_locked_prescription(eresept):
     await eresept.step("kari", warfarin["id"], "privacy-lock")
     body = await eresept.prescribe(varenr=IBUPROFEN)  # no 409 naming the locked warfarin
     assert warfarin["id"] not in str(body)
+
+
+async def test_no_gp_report_of_a_locked_prescription(eresept):
+    mr, number = await locked_by_hdoc(eresept)
+    with_number = {"reference-number": number}
+    assert (await eresept.step("farm1", mr["id"], "take", **with_number)).status_code == 200
+    done = await eresept.step("farm1", mr["id"], "dispense", **with_number)
+    assert done.status_code == 200, done.text
+    async with eresept.store.transaction(write=False) as tx:
+        rows = await tx.conn.fetch("SELECT content FROM resources WHERE type = 'Communication'")
+    kinds = [
+        c for (content,) in rows for c in ("M6", "M8") if f'"code":"{c}"' in bytes(content).decode()
+    ]
+    assert kinds == ["M6"]  # to the prescriber only, not kari's GP

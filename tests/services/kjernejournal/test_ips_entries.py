@@ -140,3 +140,35 @@ def test_the_checker_finds_what_the_old_summary_lacked():
         )
         == []
     )
+
+
+async def test_privacy_locked_prescriptions_are_not_in_the_medicines(kj):
+    """Same class as e-resept's lock: a låst resept and its dispensings stay out of the
+    summary's medicines, for any reader (domain.md 3.3: excluded from LIB)."""
+    lock = {"url": "https://enjournal.no/fhir/StructureDefinition/privacy-lock", "valueString": "h"}
+    locked = {
+        "resourceType": "MedicationRequest",
+        "id": "kari-locked",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "Hemmelig medisin"},
+        "subject": {"reference": "Patient/kari"},
+        "authoredOn": "2026-01-05",
+        "extension": [lock],
+    }
+    dispense = {
+        "resourceType": "MedicationDispense",
+        "id": "kari-locked-dispense",
+        "status": "completed",
+        "medicationCodeableConcept": {"text": "Hemmelig medisin"},
+        "subject": {"reference": "Patient/kari"},
+        "authorizingPrescription": [{"reference": "MedicationRequest/kari-locked"}],
+        "whenHandedOver": "2026-01-06T10:00:00Z",
+    }
+    async with kj.store.transaction() as tx:
+        for resource in (locked, dispense):
+            await tx.update(resource, resource["id"])
+    for who, basis in (("gp", "UNNTAK"), ("kari", None)):
+        response = await kj.summary(who, "kari", basis)
+        assert response.status_code == 200, response.text
+        assert "Hemmelig medisin" not in response.text and "kari-locked" not in response.text
