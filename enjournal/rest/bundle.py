@@ -110,7 +110,7 @@ async def _batch_entry(outer, store, entry, dispatch) -> dict:
 
 
 async def _transaction(outer, tx: Transaction, entries: list[dict], dispatch) -> list[dict]:
-    ids = await _allocate_ids(tx, entries)
+    ids = await _allocate_ids(tx, entries, outer.guard)
     responses: list[dict | None] = [None] * len(entries)
     creates = _Creates(outer, tx, responses)
     for n in sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"]]):
@@ -176,9 +176,11 @@ class _Creates:
             self.responses[n] = _response_entry(response)
 
 
-async def _prepare_create(tx, entry: dict, ids: dict[str, str], before_lookup=None) -> None:
+async def _prepare_create(
+    tx, entry: dict, ids: dict[str, str], before_lookup=None, guard=None
+) -> None:
     """A plain POST entry up to its write: references resolved, type and content checked."""
-    await _resolve_references(tx, entry["resource"], ids, before_lookup)
+    await _resolve_references(tx, entry["resource"], ids, before_lookup, guard)
     resource = entry["resource"]
     type_ = known_type(entry["request"]["url"].split("?")[0].strip("/"))
     if resource.get("resourceType") != type_:
@@ -187,7 +189,7 @@ async def _prepare_create(tx, entry: dict, ids: dict[str, str], before_lookup=No
     validate_for_write(resource)
 
 
-async def _allocate_ids(tx: Transaction, entries: list[dict]) -> dict[str, str]:
+async def _allocate_ids(tx: Transaction, entries: list[dict], guard=None) -> dict[str, str]:
     """fullUrl -> "Type/id" for every entry that creates or names a resource."""
     ids: dict[str, str] = {}
     for n, entry in enumerate(entries):
@@ -199,7 +201,7 @@ async def _allocate_ids(tx: Transaction, entries: list[dict]) -> dict[str, str]:
             type_ = known_type(req["url"].split("?")[0].strip("/"))
             target = None
             if req.get("ifNoneExist"):
-                found = await matches(tx, type_, req["ifNoneExist"], limit=2)
+                found = await matches(tx, type_, req["ifNoneExist"], limit=2, guard=guard)
                 if len(found) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{n}]: ifNoneExist matched several {type_} resources"
@@ -215,7 +217,7 @@ async def _allocate_ids(tx: Transaction, entries: list[dict]) -> dict[str, str]:
             if len(path) == 2:
                 ids[full_url] = f"{path[0]}/{path[1]}"
             elif "?" in req["url"]:
-                found = await matches(tx, type_, req["url"].split("?", 1)[1], limit=2)
+                found = await matches(tx, type_, req["url"].split("?", 1)[1], limit=2, guard=guard)
                 if len(found) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{n}]: conditional update matched several resources"
@@ -228,14 +230,14 @@ async def _allocate_ids(tx: Transaction, entries: list[dict]) -> dict[str, str]:
 async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
     method = entry["request"]["method"]
     if _plain_create(entry):
-        await _prepare_create(tx, entry, ids)
+        await _prepare_create(tx, entry, ids, guard=outer.guard)
         resource = entry["resource"]
         if outer.guard:
             await outer.guard.check_write(tx, resource, "c", "create")
         stored = await tx.create(resource, id_=entry["_id"])
         return FhirResponse(201, None, _location(outer, stored), stored)
     if method in ("POST", "PUT"):
-        await _resolve_references(tx, entry["resource"], ids)
+        await _resolve_references(tx, entry["resource"], ids, guard=outer.guard)
     existing: StoredResource | None = entry.get("_existing")
     if method == "POST" and existing is not None:
         if outer.guard:
@@ -248,7 +250,7 @@ async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
         if outer.guard:
             from enjournal.rest.interactions.update import guard_update
 
-            await guard_update(outer.guard, tx, resource["resourceType"], entry["_id"], resource)
+            await guard_update(outer, tx, resource["resourceType"], entry["_id"], resource)
         stored = await tx.update(resource, entry["_id"])
         return FhirResponse(
             201 if stored.version == 1 else 200, None, _location(outer, stored), stored
@@ -269,22 +271,25 @@ def _patch_body(entry: dict) -> bytes:
 
 
 async def _resolve_references(
-    tx: Transaction, node: object, ids: dict[str, str], before_lookup=None
+    tx: Transaction, node: object, ids: dict[str, str], before_lookup=None, guard=None
 ) -> None:
-    """Rewrite references to other entries (urn:uuid, fullUrl) and conditional references;
-    ``before_lookup()`` runs before a conditional reference is searched for."""
+    """Rewrite references to other entries (urn:uuid, fullUrl) and conditional references
+    (to what the caller may read); ``before_lookup()`` runs before a conditional reference
+    is searched for."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                node[key] = await _target(tx, value, ids, before_lookup)
+                node[key] = await _target(tx, value, ids, before_lookup, guard)
             elif isinstance(value, (dict, list)):
-                await _resolve_references(tx, value, ids, before_lookup)
+                await _resolve_references(tx, value, ids, before_lookup, guard)
     elif isinstance(node, list):
         for item in node:
-            await _resolve_references(tx, item, ids, before_lookup)
+            await _resolve_references(tx, item, ids, before_lookup, guard)
 
 
-async def _target(tx: Transaction, reference: str, ids: dict[str, str], before_lookup) -> str:
+async def _target(
+    tx: Transaction, reference: str, ids: dict[str, str], before_lookup, guard
+) -> str:
     if reference in ids:
         return ids[reference]
     if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
@@ -293,7 +298,7 @@ async def _target(tx: Transaction, reference: str, ids: dict[str, str], before_l
         type_, criteria = reference.split("?", 1)
         if before_lookup is not None:
             await before_lookup()
-        found = await matches(tx, known_type(type_), criteria, limit=2)
+        found = await matches(tx, known_type(type_), criteria, limit=2, guard=guard)
         if len(found) != 1:
             raise PreconditionFailed(
                 f"the conditional reference {reference} matched {len(found)} resources, not one"

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from enjournal.fhir.errors import FhirError, MethodNotAllowed, NotFound
+from enjournal.fhir.errors import FhirError, Forbidden, MethodNotAllowed, NotFound
 from enjournal.rest import operations
 from enjournal.rest.bundle import process_bundle
 from enjournal.rest.interactions import (
@@ -127,7 +127,46 @@ READ_ONLY_PATHS = (["_search"], ["$validate"])
 
 async def dispatch(request: FhirRequest, tx: Transaction) -> FhirResponse:
     """Run one request inside an open transaction (used by bundles)."""
-    return await route(request)(request, tx)
+    return await run(route(request), request, tx)
+
+
+async def run(interaction: Interaction, request: FhirRequest, tx: Transaction) -> FhirResponse:
+    """Run an interaction; a refusal that left no audit event gets one here, so every
+    refused access is audited whichever rule refused it."""
+    guard = request.guard
+    before = guard.refusals if guard is not None else 0
+    try:
+        return await interaction(request, tx)
+    except Forbidden as error:
+        if guard is not None and guard.refusals == before:
+            guard.record_refusal(
+                _action(request), _name(request, interaction), error.message, _patient(request)
+            )
+        raise
+
+
+def _action(request: FhirRequest) -> str:
+    """The guard's action letter for a refused request's audit event."""
+    if request.method in READ_ONLY or request.path[-1:] == ["_search"]:
+        return "r"
+    return {"POST": "c", "DELETE": "d"}.get(request.method, "u")
+
+
+def _name(request: FhirRequest, interaction: Interaction) -> str:
+    """The restful interaction or operation name recorded for a refusal."""
+    last = request.path[-1] if request.path else ""
+    if last.startswith("$"):
+        return last
+    name = getattr(interaction, "__name__", "operation").removeprefix("conditional_")
+    return {"search_system": "search-system", "search_compartment": "search-type"}.get(
+        name, name.replace("_", "-")
+    )
+
+
+def _patient(request: FhirRequest) -> str | None:
+    """The patient a request names in its path, if it names one."""
+    p = request.path
+    return p[1] if len(p) >= 2 and p[0] == "Patient" and not p[1].startswith(("$", "_")) else None
 
 
 class Unit:
@@ -174,6 +213,6 @@ async def _handle(request: FhirRequest, unit: Unit) -> FhirResponse:
             return await process_bundle(request, unit, dispatch)
         write = writes(request)
         async with unit.transaction(write=write) as tx:
-            return await interaction(request, tx)
+            return await run(interaction, request, tx)
     except FhirError as error:
         return error_response(error)

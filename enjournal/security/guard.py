@@ -107,6 +107,7 @@ class Guard:
         self.emergency_reason = emergency_reason
         self.request_id = request_id
         self.events: list[dict] = []
+        self.refusals = 0  # refusals recorded, so the router can audit any it did not see
         self._facts: dict[str, PatientFacts] = {}
         self._caller_refs: set[tuple[str, str]] | None = None
         self._own: set[str] | None = None
@@ -139,6 +140,16 @@ class Guard:
                 raise NotFound(f"{stored.type}/{stored.id} is not known")
             raise Forbidden(decision.reason)
         return decision
+
+    async def visible(self, tx: Transaction, stored: StoredResource, interaction: str) -> bool:
+        """Whether the caller may read ``stored``.  Writes ask this first, so that what the
+        caller may not read answers exactly as if it did not exist; only a refusal is
+        audited here (the write's own check records the allowed access)."""
+        decision = await self._readable(tx, stored)
+        if not decision.allowed:
+            ref = f"{stored.type}/{stored.id}"
+            self._record("r", interaction, decision, self._patients_of_stored(stored), [ref])
+        return decision.allowed
 
     async def check_content(self, tx: Transaction, resource: dict, interaction: str) -> Decision:
         """May the caller read this resource content (e.g. an old version in history)?"""
@@ -179,6 +190,7 @@ class Guard:
         """Narrow or refuse a search before it runs, so nothing outside the caller's reach
         is ever fetched.  Results are still filtered afterwards (``filter``)."""
         type_ = query.resource_type
+        self._check_traversed(query, interaction)
         in_compartment = type_ is None or type_ in patient_compartment() or type_ == "Patient"
         if not in_compartment or self.principal.kind == "system":
             return
@@ -213,6 +225,18 @@ class Guard:
                 "does not exist); state an emergency reason if this is an emergency"
             )
 
+    def _check_traversed(self, query, interaction: str) -> None:
+        """Chains and ``_has`` ask about resources of other types; the caller must be allowed
+        to search those types, or the matches answer for them (a pharmacist's
+        ``Patient?identifier=..&_has:Condition:patient:code=R76`` tells a diagnosis)."""
+        facts = PatientFacts("", care_relationship="type check", own_record=True)
+        for type_ in _traversed_types(query.criteria):
+            in_record = type_ in patient_compartment() or type_ == "Patient"
+            decision = decide(self.principal, "s", type_, facts if in_record else None)
+            if not decision.allowed:
+                self._record("s", interaction, decision, [], [])
+                raise Forbidden(f"your role may not search by {type_} ({decision.reason})")
+
     async def filter(
         self, tx: Transaction, resources: list[StoredResource], interaction: str
     ) -> list[StoredResource]:
@@ -234,6 +258,50 @@ class Guard:
         for patient, refs in by_patient.items():
             self._record("s", interaction, decisions[patient], [patient] if patient else [], refs)
         return kept
+
+    async def filter_included(
+        self, tx: Transaction, included: list, matches: list, query, interaction: str
+    ) -> list[StoredResource]:
+        """Included resources, filtered like matches.  A pharmacist's dispensing relationship
+        covers the patient they looked up, not everyone an include can reach
+        (``Practitioner?_revinclude=Patient:general-practitioner`` would list a GP's whole
+        list): for them, only the patients of the search's own matches come along."""
+        if self.principal.profession in PHARMACY_PROFESSIONS:
+            found = {p for s in matches for p in (self._patients_of_stored(s) or ())}
+            if query.compartment:
+                found.add(query.compartment[1])
+            included = [s for s in included if set(self._patients_of_stored(s) or ()) <= found]
+        return await self.filter(tx, included, interaction)
+
+    async def count_readable(self, tx: Transaction, resources: list[StoredResource]) -> int:
+        """How many of ``resources`` the caller may read (for a total; nothing is returned,
+        so nothing is audited per resource: the count itself is, by ``record_count``)."""
+        n = 0
+        for stored in resources:
+            n += (await self._readable(tx, stored)).allowed
+        return n
+
+    def record_count(self, tx: Transaction, interaction: str, query) -> None:
+        """Audit a count-only search: what was asked, about whom if it named a patient."""
+        patient = query.compartment[1] if query.compartment else _patient_criterion(query)
+        self._record("s", interaction, Decision(True), [patient] if patient else [], [])
+
+    def sees_everything(self, query) -> bool:
+        """Whether the caller may read every match of ``query`` whatever it holds, so that
+        the database's own count is the caller's: a system client, with no service hook
+        that could hide single resources."""
+        if self.principal.kind != "system" or RESOURCE_HOOKS:
+            return False
+        type_ = query.resource_type or "Patient"
+        return decide(self.principal, "s", type_, PatientFacts("")).allowed
+
+    async def _readable(self, tx: Transaction, stored: StoredResource) -> Decision:
+        patients = self._patients_of_stored(stored)
+        ref = f"{stored.type}/{stored.id}"
+        decision = await self._decide(tx, "r", stored.type, patients, ref)
+        if decision.allowed:
+            decision = await self._hooks(tx, "r", stored.content, None, patients, decision)
+        return decision
 
     async def facts(self, tx: Transaction, patient: str) -> PatientFacts:
         """What the policy knows of the caller's relation to ``patient`` (care relationship,
@@ -511,9 +579,17 @@ class Guard:
 
     # ---- audit --------------------------------------------------------------------------
 
+    def record_refusal(self, action: str, interaction: str, reason: str, patient=None) -> None:
+        """Audit a refusal raised outside the guard's own checks (a service's role rule, a
+        search shape the policy refuses), so that every refused access leaves a trace."""
+        decision = Decision(False, reason=reason)
+        self._record(action, interaction, decision, [patient] if patient else [], [])
+
     def _record(self, action, interaction, decision, patients, refs) -> None:
         from enjournal.security.audit import audit_event
 
+        if not decision.allowed:
+            self.refusals += 1
         for patient in patients or [None]:
             self.events.append(
                 audit_event(
@@ -559,6 +635,19 @@ def _patient_criterion(query) -> str | None:
     return None
 
 
+def _traversed_types(terms) -> set[str]:
+    """The resource types a search's chains and ``_has`` criteria look into."""
+    from enjournal.fhir.search.query import Chain, Has
+
+    found: set[str] = set()
+    for term in terms:
+        if isinstance(term, Chain):
+            found |= {term.target_type, *_traversed_types([term.criterion])}
+        elif isinstance(term, Has):
+            found |= {term.source_type, *_traversed_types([term.criterion])}
+    return found
+
+
 def _marks(values: list) -> str:
     return ", ".join("?" for _ in values)
 
@@ -569,6 +658,7 @@ def _names_identifier(query) -> bool:
     return any(
         isinstance(t, Criterion)
         and t.name == "identifier"
+        and t.modifier is None
         and len(t.values) == 1
         and isinstance(t.values[0], TokenValue)
         and t.values[0].system

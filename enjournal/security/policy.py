@@ -12,7 +12,7 @@ them touches the database, so the whole policy reads (and tests) as a table.
    or was referred there) or by emergency access with a stated reason, which is allowed,
    flagged and audited.
 4. Roles limit resource types: a pharmacist sees prescriptions and dispensations (and who
-   the patient is), not the whole record.
+   the patient is), not the whole record, and writes only dispensations.
 5. SMART scopes bound everything; a personnel token whose access comes only from
    ``patient/`` scopes reaches only the patient it was launched for.
 6. A patient's Consent is honoured: a denial that names the caller (practitioner or
@@ -36,6 +36,9 @@ from enjournal.security.scopes import grant
 # farmasøyt (FA, and FA1/FA2 provisor-/reseptarfarmasøyt), apotektekniker (AT)
 PHARMACY_PROFESSIONS = frozenset({"FA", "FA1", "FA2", "AT"})
 PHARMACY_TYPES = frozenset({"Patient", "MedicationRequest", "MedicationDispense", "Medication"})
+# What a pharmacy writes itself: the dispensing.  Prescriptions change only through the
+# e-resept operations, and the patient's identity is not the pharmacy's to change.
+PHARMACY_WRITES = frozenset({"MedicationDispense"})
 CHILD_AGE_LIMIT = 12
 # The directory: who the caller is and where they work (the guard finds a caller's
 # Practitioner by HPR number, their Organization by organisation number, their roles).  It is
@@ -145,6 +148,9 @@ def _personnel(
 ) -> Decision:
     if principal.profession in PHARMACY_PROFESSIONS and resource_type not in PHARMACY_TYPES:
         return Decision(False, reason=f"a pharmacist's role does not cover {resource_type}")
+    pharmacy = principal.profession in PHARMACY_PROFESSIONS
+    if pharmacy and action in ("c", "u", "d") and resource_type not in PHARMACY_WRITES:
+        return Decision(False, reason=f"a pharmacist's role does not change {resource_type}")
     if facts.blocked_by_consent:
         return Decision(False, reason="the patient has blocked this health worker or organisation")
     if facts.care_relationship and not facts.restricted_by_consent:

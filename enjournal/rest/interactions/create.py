@@ -18,7 +18,7 @@ async def create(request: FhirRequest, tx: Transaction) -> FhirResponse:
     criteria = request.header("if-none-exist")
     if criteria:
         await tx.lock_criteria(type_, criteria)
-        found = await matches(tx, type_, criteria, limit=2)
+        found = await matches(tx, type_, criteria, limit=2, guard=request.guard)
         if len(found) > 1:
             raise PreconditionFailed(f"If-None-Exist matched several {type_} resources")
         if found:

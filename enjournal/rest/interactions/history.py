@@ -13,7 +13,7 @@ import orjson
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import date_range, format_instant
 from enjournal.fhir.errors import Invalid, NotFound
-from enjournal.rest.interactions.common import known_type
+from enjournal.rest.interactions.common import known_type, newest_content
 from enjournal.rest.message import FhirRequest, FhirResponse
 from enjournal.storage import StoredResource, Transaction
 
@@ -31,23 +31,31 @@ async def history(request: FhirRequest, tx: Transaction) -> FhirResponse:
         else:
             await _check_instance(request, tx, type_, id_)
     entries, next_seq = await tx.history(type_, id_, since_ms=since, before_seq=cursor, count=count)
+    if request.guard and id_ is not None:
+        entries = [e for e in entries if e.content is None or await _readable(request, tx, e)]
     base = "/".join([request.base_url, *path])
     kept = [(k, v) for k, v in request.params if k in ("_since", "_count")]
     links = [{"relation": "self", "url": _url(base, request.params)}]
     if next_seq is not None:
         links.append({"relation": "next", "url": _url(base, [*kept, ("_cursor", str(next_seq))])})
     head = orjson.dumps({"resourceType": "Bundle", "type": "history", "link": links})
-    body = head[:-1] + b',"entry":[' + b",".join(_entry(request, e) for e in entries) + b"]}"
+    body = head
+    if entries:  # FHIR JSON has no empty arrays
+        body = head[:-1] + b',"entry":[' + b",".join(_entry(request, e) for e in entries) + b"]}"
     return FhirResponse(200, body)
 
 
 async def _check_instance(request: FhirRequest, tx: Transaction, type_: str, id_: str) -> None:
     """Decide on the newest version that has content (a deletion has none)."""
-    entries, _ = await tx.history(type_, id_, count=50)
-    latest = next((e for e in entries if e.content is not None), None)
+    latest = await newest_content(tx, type_, id_)
     if latest is None:
         raise NotFound(f"{type_}/{id_} is not known")
     await request.guard.check_content(tx, jsonio.loads(latest.content), "history-instance")
+
+
+async def _readable(request: FhirRequest, tx: Transaction, version: StoredResource) -> bool:
+    """An old version may have been in another record (before a move): each is checked."""
+    return await request.guard.visible(tx, version, "history-instance")
 
 
 def _url(base: str, params: list[tuple[str, str]]) -> str:
@@ -62,9 +70,9 @@ def _options(request: FhirRequest) -> tuple[int | None, int | None, int]:
         since_ms = date_range(since)[0] if since else None
     except ValueError:
         raise Invalid(f"_since must be a FHIR instant, not {since!r}") from None
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
         raise Invalid("bad _cursor")
-    if count is not None and not count.isdigit():
+    if count is not None and not (count.isascii() and count.isdigit()):
         raise Invalid(f"_count must be a whole number, not {count!r}")
     n = min(int(count), MAX_COUNT) if count else DEFAULT_COUNT
     return since_ms, int(cursor) if cursor else None, max(n, 1)

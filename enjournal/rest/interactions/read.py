@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
-from enjournal.fhir.errors import Invalid
-from enjournal.rest.interactions.common import known_type
+from enjournal.fhir.errors import Invalid, NotFound
+from enjournal.rest.interactions.common import current, known_type, newest_content
 from enjournal.rest.interactions.search import shaped_content
 from enjournal.rest.message import FhirRequest, FhirResponse, etag, version_headers
 from enjournal.storage import Transaction
@@ -16,7 +16,7 @@ from enjournal.storage import Transaction
 
 async def read(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_, id_ = known_type(request.path[0]), request.path[1]
-    stored = await tx.read(type_, id_)
+    stored = await current(request, tx, type_, id_, "read")
     if request.guard:
         await request.guard.check_stored(tx, stored, "r", "read")
     headers = version_headers(stored, request.base_url, location=False)
@@ -27,8 +27,16 @@ async def read(request: FhirRequest, tx: Transaction) -> FhirResponse:
 
 async def vread(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_, id_, version = known_type(request.path[0]), request.path[1], request.path[3]
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise Invalid(f"version {version!r} is not a number")
+    if len(version) > 9:
+        raise NotFound(f"{type_}/{id_} has no version {version[:12]}...")
+    if request.guard:
+        # An old version is readable only while the resource is: a rule on the current
+        # version (a privacy lock, a move out of a record) holds for its history too.
+        newest = await newest_content(tx, type_, id_)
+        if newest is None or not await request.guard.visible(tx, newest, "vread"):
+            raise NotFound(f"{type_}/{id_} is not known")
     stored = await tx.vread(type_, id_, int(version))
     if request.guard:
         await request.guard.check_stored(tx, stored, "r", "vread")

@@ -13,7 +13,8 @@ import orjson
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid
 from enjournal.fhir.summary import apply_elements, apply_summary
-from enjournal.rest.interactions.common import known_type
+from enjournal.rest.interactions.common import current, known_type
+from enjournal.rest.interactions.search_guard import guarded_search
 from enjournal.rest.message import FhirRequest, FhirResponse, outcome
 from enjournal.storage import StoredResource, Transaction
 
@@ -50,7 +51,7 @@ async def search_compartment(request: FhirRequest, tx: Transaction) -> FhirRespo
     if compartment != "Patient":
         raise Invalid(f"only the Patient compartment is supported, not {compartment}")
     known_type(type_)
-    patient = await tx.read("Patient", id_)  # 404/410 for an unknown patient
+    patient = await current(request, tx, "Patient", id_, "search-compartment")
     if request.guard:
         await request.guard.check_stored(tx, patient, "r", "search-compartment")
     link = f"{request.base_url}/Patient/{id_}/{type_}"
@@ -65,9 +66,9 @@ async def _search(request, tx, type_, link_base, compartment) -> FhirResponse:
     )
     if request.guard:
         await request.guard.scope_search(tx, query)
-    result = await tx.search(query)
-    if request.guard:
-        result = await guarded(request.guard, tx, result, "search-type")
+        result = await guarded_search(request.guard, tx, query, "search-type")
+    else:
+        result = await tx.search(query)
     applied = query.canonical_params(cursor=False)
     links = {"self": _link(link_base, query.canonical_params())}
     if result.next_cursor:
@@ -95,17 +96,6 @@ async def _search(request, tx, type_, link_base, compartment) -> FhirResponse:
         warnings=warnings,
     )
     return FhirResponse(200, body)
-
-
-async def guarded(guard, tx: Transaction, result, interaction: str):
-    """Drop matches and included resources the caller may not read; a total that counted
-    them would reveal that they exist, so it goes too."""
-    matches = await guard.filter(tx, result.matches, interaction)
-    included = await guard.filter(tx, result.included, interaction)
-    if len(matches) != len(result.matches):
-        result.total = None
-    result.matches, result.included = matches, included
-    return result
 
 
 def _warning(message: str):
@@ -168,6 +158,8 @@ def bundle_bytes(
         entries.append(_entry(base_url, record, content, INCLUDE))
     if warnings is not None:
         entries.append(b'{"resource":' + orjson.dumps(warnings) + b',"search":{"mode":"outcome"}}')
+    if not entries:  # FHIR JSON has no empty arrays: no entries, no "entry"
+        return orjson.dumps(head)
     return orjson.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
 
 

@@ -1,0 +1,240 @@
+"""Regression tests for the leaks an outside attack found, one test per class of fault.
+
+- what a caller may not read must answer exactly as what does not exist, on every
+  interaction (read, vread, history, patch, update, delete, their conditional forms, and
+  conditional references in a transaction), and no error message may carry stored content;
+- counts and totals count only what the caller may read, and pages are not left empty
+  while more results exist;
+- a role's narrow access (a pharmacy's lookup by national id) is not widened by search
+  modifiers, includes, chains or ``_has``;
+- every refused access leaves an AuditEvent, whichever rule refused it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import orjson
+import pytest
+
+from tests.security.conftest import FNR, PIDS, observation
+
+PATCH = {"Content-Type": "application/json-patch+json"}
+TEST_OP = [{"op": "test", "path": "", "value": 0}]
+
+
+async def _patch(secured, who, url, ops=TEST_OP):
+    return await secured.http.patch(
+        url, content=json.dumps(ops), headers=secured.headers(who, **PATCH)
+    )
+
+
+def _no_stored_content(response, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in response.text, response.text
+
+
+async def _refusals(secured, who_prefix: str) -> list:
+    async with secured.store.transaction(write=False) as tx:
+        rows = await tx.conn.fetch("SELECT actor, outcome, event FROM audit_log ORDER BY seq")
+    return [orjson.loads(bytes(r[2])) for r in rows if r[0].startswith(who_prefix) and r[1] != "0"]
+
+
+# ---- hidden answers as missing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["kari", "nurse", "farm", "hdoc", "system"])
+async def test_patch_test_op_discloses_nothing_and_answers_as_missing(secured, who):
+    hidden = await _patch(secured, who, "/fhir/Patient/siri")
+    missing = await _patch(secured, who, "/fhir/Patient/nobody")
+    if who in ("system", "farm"):  # they may read a Patient, but not change one
+        assert hidden.status_code == 403
+    else:
+        assert (hidden.status_code, missing.status_code) == (404, 404)
+    _no_stored_content(hidden, PIDS["siri"], "Storgata")
+
+
+async def test_patch_test_failure_on_a_readable_resource_quotes_nothing(secured):
+    response = await _patch(secured, "gp", "/fhir/Patient/kari")
+    assert response.status_code == 422
+    _no_stored_content(response, PIDS["kari"], "Storgata")
+
+
+async def test_conditional_patch_and_batch_patch_hide_alike(secured):
+    by_fnr = f"/fhir/Patient?identifier={FNR}|{PIDS['siri']}"
+    nobody = f"/fhir/Patient?identifier={FNR}|{PIDS['siri'][:-1]}0"
+    hidden, missing = await _patch(secured, "nurse", by_fnr), await _patch(secured, "nurse", nobody)
+    assert hidden.status_code == missing.status_code == 412
+    assert hidden.json()["issue"][0]["diagnostics"] == missing.json()["issue"][0]["diagnostics"]
+    binary = {"resourceType": "Binary", "contentType": "application/json-patch+json"}
+    binary["data"] = base64.b64encode(json.dumps(TEST_OP).encode()).decode()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"resource": binary, "request": {"method": "PATCH", "url": "Patient/siri"}}],
+    }
+    response = await secured.http.post("/fhir", json=bundle, headers=secured.headers("nurse"))
+    assert response.json()["entry"][0]["response"]["status"].startswith("404")
+    _no_stored_content(response, PIDS["siri"], "Storgata")
+
+
+async def test_writes_by_id_answer_alike_for_hidden_and_missing(secured):
+    for method in ("DELETE", "PATCH"):
+        answers = set()
+        for id_ in ("siri-obs", "no-such-obs"):
+            response = await secured.http.request(
+                method,
+                f"/fhir/Observation/{id_}",
+                content=json.dumps(TEST_OP) if method == "PATCH" else None,
+                headers=secured.headers("gp", **PATCH, **{"If-Match": 'W/"9"'}),
+            )
+            answers.add((response.status_code, response.json()["issue"][0]["code"]))
+        assert answers == {(404, "not-found")}, (method, answers)
+
+
+async def test_conditional_writes_answer_alike_for_hidden_and_missing(secured):
+    siri, nobody = PIDS["siri"], PIDS["siri"][:-1] + "0"
+    for pid in (siri, nobody):
+        url = f"/fhir/Patient?identifier={FNR}|{pid}"
+        delete = await secured.http.delete(url, headers=secured.headers("gp"))
+        assert delete.status_code == 200, delete.text
+        assert "deleted 0 Patient" in delete.text
+    # The hidden Patient is still there for those who may see it.
+    assert (await secured.get("system", "/fhir/Patient/siri")).status_code == 200
+    created = []
+    for pid in (siri, nobody):
+        body = {"resourceType": "Patient", "identifier": [{"system": FNR, "value": pid}]}
+        headers = secured.headers("gp", **{"If-None-Exist": f"identifier={FNR}|{pid}"})
+        response = await secured.http.post("/fhir/Patient", json=body, headers=headers)
+        created.append(response.status_code)
+    assert created == [201, 201]
+
+
+async def test_a_transaction_cannot_resolve_a_conditional_reference_to_hidden_data(secured):
+    def bundle(pid):
+        obs = observation("x", "kari")
+        obs["subject"] = {"reference": f"Patient?identifier={FNR}|{pid}"}
+        entry = {"resource": obs, "request": {"method": "POST", "url": "Observation"}}
+        return {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+
+    answers = set()
+    for pid in (PIDS["siri"], PIDS["siri"][:-1] + "0"):
+        response = await secured.http.post("/fhir", json=bundle(pid), headers=secured.headers("gp"))
+        text = response.json()["issue"][0]["diagnostics"].replace(pid, "PID")
+        answers.add((response.status_code, text))
+    assert len(answers) == 1 and next(iter(answers))[0] == 412, answers
+
+
+async def test_a_deleted_hidden_resource_reads_as_missing(secured):
+    deleted = await secured.http.delete("/fhir/Observation/kari-obs", headers=secured.headers("gp"))
+    assert deleted.status_code == 200
+    assert (await secured.get("gp", "/fhir/Observation/kari-obs")).status_code == 410
+    assert (await secured.get("hdoc", "/fhir/Observation/kari-obs")).status_code == 404
+
+
+async def test_old_versions_follow_the_current_versions_access(secured):
+    # kari-obs moves from kari's record into ola's: the GP may no longer read any version,
+    # and the hospital doctor (ola's) does not see the version that was in kari's record.
+    moved = observation("kari-obs", "ola")
+    async with secured.store.transaction() as tx:
+        await tx.update(moved, "kari-obs")
+    assert (await secured.get("gp", "/fhir/Observation/kari-obs/_history/1")).status_code == 404
+    assert (await secured.get("gp", "/fhir/Observation/kari-obs/_history")).status_code == 404
+    old = await secured.get("hdoc", "/fhir/Observation/kari-obs/_history/1")
+    assert old.status_code == 404
+    history = await secured.get("hdoc", "/fhir/Observation/kari-obs/_history")
+    versions = [e["response"]["etag"] for e in history.json()["entry"]]
+    assert versions == ['W/"2"']
+
+
+# ---- counts, totals and pages ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/fhir/Patient?_summary=count",
+        "/fhir/Patient?_count=0",
+        "/fhir/Patient?name=siri&_summary=count",
+        "/fhir/Patient?_total=accurate&_count=1",
+    ],
+)
+async def test_counts_count_only_what_the_caller_may_read(secured, url):
+    response = await secured.get("gp", url)
+    assert response.status_code == 200
+    expected = 0 if "name=siri" in url else 3  # the GP's list: kari, lise, per
+    assert response.json().get("total") == expected
+    assert "entry" not in response.json() or "_count=1" in url
+
+
+async def test_a_count_is_audited(secured):
+    await secured.get("gp", "/fhir/Patient?_summary=count")
+    async with secured.store.transaction(write=False) as tx:
+        rows = await tx.conn.fetch("SELECT actor, event FROM audit_log ORDER BY seq")
+    events = [orjson.loads(bytes(r[1])) for r in rows if r[0] == "hpr:1000001"]
+    assert events, "the count left no audit event"
+
+
+async def test_has_on_a_type_the_role_may_not_read_is_refused(secured):
+    url = f"/fhir/Patient?identifier={FNR}|{PIDS['kari']}&_has:Observation:patient:code=8867-4"
+    assert (await secured.get("farm", url)).status_code == 403
+    assert (await secured.get("gp", url)).json()["total"] == 1
+
+
+async def test_pages_are_not_empty_while_more_results_exist(secured):
+    # The GP may read 3 of the 6 patients; pages of one must hold one each, and only the
+    # page after the last may come back empty, with no next link.
+    page = await secured.get("gp", "/fhir/Patient?_count=1")
+    pages = []
+    while True:
+        body = page.json()
+        pages.append([e["resource"]["id"] for e in body.get("entry", [])])
+        nxt = [link["url"] for link in body["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        assert pages[-1], "an empty page with a next link"
+        page = await secured.get("gp", nxt[0].removeprefix("http://test"))
+    assert sorted(i for p in pages for i in p) == ["kari", "lise", "per"]
+
+
+# ---- a pharmacy's lookup stays a lookup -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/fhir/Patient?identifier:not={FNR}|00000000000&_count=300",
+        "/fhir/Patient?identifier:missing=false",
+        "/fhir/Practitioner?_id=gp&_revinclude=Patient:general-practitioner",
+        "/fhir/Organization?_revinclude=Patient:organization",
+    ],
+)
+async def test_a_pharmacist_cannot_list_patients(secured, url):
+    response = await secured.get("farm", url)
+    patients = [
+        e
+        for e in response.json().get("entry", [])
+        if e.get("resource", {}).get("resourceType") == "Patient"
+    ]
+    assert response.status_code in (200, 403)
+    assert patients == []
+
+
+async def test_a_pharmacist_still_finds_a_patient_by_national_id(secured):
+    url = f"/fhir/Patient?identifier={FNR}|{PIDS['kari']}&_revinclude=MedicationRequest:subject"
+    found = await secured.get("farm", url)
+    types = sorted(e["resource"]["resourceType"] for e in found.json()["entry"])
+    assert types == ["MedicationRequest", "Patient"]
+
+
+# ---- every refusal is audited ----------------------------------------------------------------
+
+
+async def test_a_refusal_by_any_rule_is_audited(secured):
+    # Refused by the search-shape rule (personnel must name a patient), not by a resource.
+    response = await secured.get("gp", "/fhir/Observation?code=8867-4")
+    assert response.status_code == 403
+    refusals = await _refusals(secured, "hpr:1000001")
+    assert refusals, "the refused search left no audit event"
+    assert refusals[-1]["outcome"] == "4"
