@@ -1,12 +1,13 @@
 """``_summary`` and ``_elements``: trimmed views of a resource (search.html#summary).
 
 A trimmed resource is tagged SUBSETTED in meta.tag, as the spec requires, so nobody mistakes
-it for the whole record.
+it for the whole record, and keeps its top-level mandatory elements (minimum cardinality 1),
+so that it is still a valid resource.
 """
 
 from __future__ import annotations
 
-from enjournal.fhir.definitions import summary_elements
+from enjournal.fhir.definitions import mandatory_elements, summary_elements
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -17,6 +18,8 @@ _ALWAYS = {"resourceType", "id", "meta"}
 
 
 def _tagged(resource: dict, keep: set[str]) -> dict:
+    mandatory = mandatory_elements(resource["resourceType"])
+    keep = keep | {k for k in resource if _base_name(k, mandatory) in mandatory}
     out = {k: v for k, v in resource.items() if k in keep or k in _ALWAYS}
     meta = dict(out.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]

@@ -109,3 +109,21 @@ def patient_compartment() -> dict[str, tuple[str, ...]]:
 def summary_elements(resource_type: str) -> frozenset[str]:
     """Top-level elements of ``resource_type`` that ``_summary=true`` keeps (isSummary)."""
     return frozenset(_search_table()["summaryElements"].get(resource_type, ()))
+
+
+@cache
+def mandatory_elements(resource_type: str) -> frozenset[str]:
+    """Top-level elements of ``resource_type`` with a minimum cardinality of 1 or more:
+    ``_summary`` and ``_elements`` keep them whatever was asked (search.html#summary)."""
+    structure = _structures()["types"].get(resource_type) or {}
+    prefix = f"{resource_type}."
+    return frozenset(
+        e["path"][len(prefix) :].removesuffix("[x]")
+        for e in structure.get("elements", ())
+        if e.get("min") and e["path"].startswith(prefix) and "." not in e["path"][len(prefix) :]
+    )
+
+
+@cache
+def _structures() -> dict:
+    return _load("structures.json")
