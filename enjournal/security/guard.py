@@ -132,6 +132,9 @@ class Guard:
         )
         if action == "d":
             decision = grants.checked_delete(self, stored, decision)
+            if stored.type == "Consent":  # a lifted block must hold at once on this worker
+                for patient in patients or ():
+                    self._cache.forget(("consents", patient))
         if decision.allowed:
             decision = await self._hooks(tx, action, stored.content, None, patients, decision)
         self._record(action, interaction, decision, patients, [f"{stored.type}/{stored.id}"])
