@@ -1,7 +1,7 @@
 """Derive enjournal's compact structure and terminology tables from the official R4 package.
 
 Source: the npm package ``hl7.fhir.r4.examples`` version 4.0.1 (CC0), the same package
-``scripts/build_definitions.py`` reads.  Two files are written to ``enjournal/fhir/definitions``:
+``scripts/build_definitions.py`` reads.  Three files are written to ``enjournal/fhir/definitions``:
 
 ``structures.json``
     For every concrete resource type and every datatype (``Bundle-resources.json`` and
@@ -9,6 +9,12 @@ Source: the npm package ``hl7.fhir.r4.examples`` version 4.0.1 (CC0), the same p
     ``{"path", "min", "max", "type": [codes], "targets": [resource types of a Reference],
     "ref": contentReference, "binding": value set URL of a *required* binding}``, plus the
     regular expression of each primitive type (from its ``value`` element).
+
+``constraints.json``
+    The FHIRPath invariants (``constraint``) of severity error that each concrete type,
+    ``DomainResource`` and ``Element`` define themselves (an inherited copy, whose ``source``
+    names another StructureDefinition, is left out: it is evaluated on its own type), as
+    ``{"key", "path", "expression", "human"}`` rows; ``enjournal.fhir.invariants`` runs them.
 
 ``required_valuesets.json``
     Each value set named by a required binding, expanded to ``{system: [codes]}`` from its
@@ -112,6 +118,27 @@ def structure_tables(sds: list[dict]) -> tuple[dict, dict, set[str]]:
             out.append(row)
         types[name] = {"kind": sd["kind"], "elements": out}
     return types, primitives, bindings
+
+
+def constraint_rows(sds: list[dict]) -> list[dict]:
+    """The error-severity invariants each type defines itself, in snapshot order."""
+    rows: list[dict] = []
+    for sd in sds:
+        if sd.get("derivation") == "constraint" or sd["kind"] == "logical":
+            continue
+        if sd.get("abstract") and sd["type"] not in ("Element", "DomainResource"):
+            continue
+        root = sd["snapshot"]["element"][0]["path"]
+        for el in sd["snapshot"]["element"]:
+            for c in el.get("constraint", ()):
+                if c.get("severity") != "error" or c.get("source") not in (None, sd["url"]):
+                    continue
+                if el["path"] != root and el["path"].endswith(".extension"):
+                    continue  # Element.extension / Extension.extension: the type's own copy
+                row = {"key": c["key"], "path": el["path"], "expression": c.get("expression")}
+                row["human"] = c.get("human", "")
+                rows.append(row)
+    return rows
 
 
 class Unexpandable(Exception):
@@ -250,6 +277,11 @@ def main() -> None:
         if r["resourceType"] == "StructureDefinition"
     ]
     types, primitives, bindings = structure_tables(sds)
+    constraints = {
+        "source": SOURCE,
+        "note": "Error-severity invariants, derived by scripts/build_structures.py; do not edit.",
+        "constraints": constraint_rows(sds),
+    }
     structures = {
         "source": SOURCE,
         "note": "Derived by scripts/build_structures.py from the snapshots; do not edit.",
@@ -285,7 +317,12 @@ def main() -> None:
         "valueSets": value_sets,
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, table in (("structures.json", structures), ("required_valuesets.json", required)):
+    tables = (
+        ("structures.json", structures),
+        ("required_valuesets.json", required),
+        ("constraints.json", constraints),
+    )
+    for name, table in tables:
         text = json.dumps(table, separators=(",", ":"), sort_keys=True)
         (OUT / name).write_text(text + "\n")
         print(f"wrote {OUT / name}: {len(text) / 1e6:.2f} MB")

@@ -21,7 +21,22 @@ What is checked (tables: ``definitions/structures.json`` and
 * empty objects and empty strings (FHIR forbids them);
 * Norwegian identifiers, via ``enjournal.fhir.norwegian_ids.identifier_problem``.
 
-FHIRPath invariants (``constraint``) and profiles are not evaluated here.
+* narrative XHTML (every element of type ``xhtml``, i.e. ``Narrative.div`` wherever a
+  Narrative is: ``text``, ``Composition.section.text``, contained and entry resources):
+  ``enjournal.fhir.narrative``; a div that is not well-formed XML makes :func:`check` raise
+  :class:`Invalid` (400) rather than :class:`Unprocessable`;
+* the FHIRPath invariants of severity error (``enjournal.fhir.invariants``, which lists the
+  few it skips), ``ele-1`` (no element with only an id), ``ext-1`` (an extension has a value
+  or nested extensions, not both) and ``ref-1`` (a ``#id`` reference names a contained
+  resource) natively;
+* absolute URIs where the spec requires them (``Coding.system``, ``Identifier.system``,
+  ``Quantity.system``, ``Extension.url``, ``Reference.type`` and the like: ``_ABSOLUTE``);
+* Bundle entries: ``fullUrl`` unique per resource version (bdl-7), a RESTful ``fullUrl``
+  that ends in ``<type>/<id>`` names the entry resource's type and id;
+* Attachment: ``size`` agrees with ``data`` when both are given (``hash`` is not checked: an
+  official example has one that does not match, and the reference validator lets it be).
+
+Profiles are not evaluated here.
 
 Each issue's expression is a path like ``Patient.identifier[0].value``; choice elements are
 named by their JSON name (``Observation.valueQuantity``).
@@ -29,6 +44,8 @@ named by their JSON name (``Observation.valueQuantity``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import calendar
 import importlib
 import json
@@ -39,7 +56,8 @@ from decimal import Decimal
 from functools import cache
 from importlib import resources as _resources
 
-from enjournal.fhir.errors import Issue, Unprocessable
+from enjournal.fhir import invariants, narrative
+from enjournal.fhir.errors import Invalid, Issue, Unprocessable
 
 __all__ = ["check", "resource_types", "validate"]
 
@@ -183,12 +201,14 @@ class _Field:
         "max",
         "min",
         "name",
+        "path",
         "targets",
         "weak_binding",
     )
 
     def __init__(self, row: dict, name: str):
         self.name = name  # as in the definition, e.g. "value[x]"
+        self.path = row["path"]  # e.g. "Observation.value[x]": where its invariants are
         self.min = row["min"]
         self.max = None if row["max"] == "*" else int(row["max"])
         self.many = self.max is None or self.max > 1
@@ -251,7 +271,9 @@ def _type_node(type_name: str) -> _Node | None:
                 and not field.many
                 and not field.binding
                 and not field.weak_binding
-                and t != "string"
+                and t not in ("string", "xhtml")
+                and field.path not in _ABSOLUTE
+                and not invariants.invariants_for(field.path)
             )
         if field.min:
             parent.required.append(field)
@@ -268,6 +290,26 @@ def _type_node(type_name: str) -> _Node | None:
 
 _REFERENCE = re.compile(
     r"(?:.*/)?([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?"
+)
+
+_RESTFUL_URL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S")
+_NESTED_EXTENSION = re.compile(r"(?:^|\.)(?:extension|modifierExtension)\[\d+\]\.extension\[\d+\]$")
+
+# uri elements the spec requires to be absolute: a code system, identifier namespace or
+# unit system is global, so a relative one means nothing elsewhere.  An extension's url is
+# absolute except inside a complex extension, where it names the part.
+_ABSOLUTE = frozenset(
+    {
+        "Coding.system",
+        "Identifier.system",
+        "Quantity.system",
+        "Age.system",
+        "Count.system",
+        "Distance.system",
+        "Duration.system",
+        "Extension.url",
+    }
 )
 
 _norwegian = None
@@ -290,11 +332,14 @@ def _identifier_problem(system: str, value: str) -> str | None:
 
 
 class _Walker:
-    __slots__ = ("checkers", "issues")
+    __slots__ = ("checkers", "issues", "malformed", "resources", "root")
 
     def __init__(self):
         self.issues: list[Issue] = []
         self.checkers = _primitive_checkers()
+        self.malformed = False  # a narrative that is not XML: 400, not 422
+        self.resources: list[dict] = []  # the enclosing resources (FHIRPath %resource)
+        self.root: dict = {}  # %rootResource: the container of a contained resource
 
     def error(self, code: str, path: str, message: str) -> None:
         self.issues.append(Issue("error", code, message, [path]))
@@ -304,7 +349,7 @@ class _Walker:
 
     # -- resources
 
-    def resource(self, resource, path: str | None) -> None:
+    def resource(self, resource, path: str | None, contained: bool = False) -> None:
         if not isinstance(resource, dict):
             self.error(
                 "structure",
@@ -320,7 +365,86 @@ class _Walker:
         if node is None:
             self.error("not-supported", path or rtype, f"Unknown resourceType {rtype!r}")
             return
-        self.obj(resource, node, path or rtype)
+        outer_root = self.root
+        if not contained:
+            self.root = resource
+        self.resources.append(resource)
+        try:
+            self.obj(resource, node, path or rtype)
+            self.resource_rules(resource, rtype, path or rtype)
+        finally:
+            self.resources.pop()
+            self.root = outer_root
+
+    def resource_rules(self, resource: dict, rtype: str, path: str) -> None:
+        self.invariants(resource, rtype, rtype, path)
+        contained = resource.get("contained")
+        if isinstance(contained, list):
+            self.unique_ids(contained, f"{path}.contained")
+            for i in invariants.unreferenced_contained(resource):
+                self.error(
+                    "invariant",
+                    f"{path}.contained[{i}]",
+                    "Constraint dom-3 failed: a contained resource must be referenced "
+                    "from elsewhere in the resource, or refer to its container",
+                )
+        if rtype == "Bundle":
+            self.bundle(resource, path)
+
+    def invariants(self, value, where: str, base: str, path: str) -> None:
+        resource = self.resources[-1] if self.resources else {}
+        for inv in invariants.failures(value, where, base, resource, self.root):
+            human = f": {inv.human}" if inv.human else ""
+            self.error("invariant", path, f"Constraint {inv.key} failed{human}")
+
+    def unique_ids(self, contained: list, path: str) -> None:
+        seen: set[str] = set()
+        for i, r in enumerate(contained):
+            rid = r.get("id") if isinstance(r, dict) else None
+            if type(rid) is str and rid in seen:
+                self.error("invariant", f"{path}[{i}].id", f"Duplicate contained id {rid!r}")
+            elif type(rid) is str:
+                seen.add(rid)
+
+    def bundle(self, bundle: dict, path: str) -> None:
+        entries = bundle.get("entry")
+        if not isinstance(entries, list):
+            return
+        kind = bundle.get("type")
+        seen: set[tuple] = set()
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+                continue
+            res = entry["resource"]
+            where = f"{path}.entry[{i}]"
+            full_url = entry.get("fullUrl")
+            if type(full_url) is str:
+                self.full_url(full_url, res, where)
+            rid, meta = res.get("id"), res.get("meta")
+            version = meta.get("versionId") if isinstance(meta, dict) else None
+            key = (res.get("resourceType"), rid, version)
+            if full_url is not None or kind in ("history", "batch") or type(rid) is not str:
+                continue  # with a fullUrl, bdl-7 and the fullUrl check above apply
+            if key in seen:
+                self.error(
+                    "invariant",
+                    f"{where}.resource.id",
+                    f"Duplicate entry: {key[0]}/{rid} occurs more than once in the Bundle",
+                )
+            seen.add(key)
+
+    def full_url(self, full_url: str, res: dict, where: str) -> None:
+        m = _RESTFUL_URL.search(full_url)
+        if m is None or m[1] not in resource_types():
+            return
+        rtype, rid = res.get("resourceType"), res.get("id")
+        if m[1] != rtype or (rid is not None and m[2] != rid):
+            self.error(
+                "invariant",
+                f"{where}.fullUrl",
+                f"The fullUrl names {m[1]}/{m[2]} but the entry resource is "
+                f"{rtype}/{rid if rid is not None else '(no id)'}",
+            )
 
     # -- objects
 
@@ -384,14 +508,14 @@ class _Walker:
                 self.error("structure", where, f"'{key}' must have as many entries as '{base}'")
             for i, item in enumerate(value):
                 if item is not None:
-                    self.element(item, element, f"{where}[{i}]")
+                    self.element(item, element, f"{where}[{i}]", True)
             return
         if value is None:
             self.error("structure", where, f"'{key}' must not be null")
             return
-        self.element(value, element, where)
+        self.element(value, element, where, True)
 
-    def element(self, value, node: _Node, path: str) -> bool:
+    def element(self, value, node: _Node, path: str, primitive: bool = False) -> bool:
         if not isinstance(value, dict):
             self.error("structure", path, f"must be a JSON object, not {_json_kind(value)}")
             return False
@@ -400,6 +524,8 @@ class _Walker:
                 "structure", path, "empty objects are not allowed in FHIR; omit the element instead"
             )
             return False
+        if len(value) == 1 and "id" in value and not primitive:
+            self.error("invariant", path, "Constraint ele-1 failed: an element needs children")
         self.obj(value, node, path)
         return True
 
@@ -450,6 +576,13 @@ class _Walker:
             if problem is not None:
                 self.error("value", path, f"Invalid {tcode}: {problem}")
                 return
+            if tcode == "xhtml":
+                self.narrative(value, path)
+                return
+            if field.path in _ABSOLUTE:
+                self.absolute_uri(value, field.path, path)
+            if invariants.invariants_for(field.path):
+                self.invariants(value, field.path, tcode, path)
             if field.binding and tcode == "code":
                 vs = _value_set(field.binding)
                 if vs is not None and value not in vs.all_codes:
@@ -471,15 +604,14 @@ class _Walker:
                 self.warning("value", path, "Strings should not start or end with whitespace")
             return
         if tcode == "Resource":
-            self.resource(value, path)
+            self.resource(value, path, contained=field.name == "contained")
             return
         node = field.inline or _type_node(tcode)
-        if node is None:  # xhtml or an unknown type: nothing to check against
-            if tcode == "xhtml" and (type(value) is not str or not value):
-                self.error("value", path, "Narrative div must be a non-empty string of XHTML")
+        if node is None:  # an unknown type: nothing to check against
             return
         if not self.element(value, node, path):
             return
+        self.complex_rules(value, field, tcode, node, path)
         if field.binding and tcode in ("Coding", "CodeableConcept"):
             vs = _value_set(field.binding)
             if vs is not None:
@@ -497,6 +629,63 @@ class _Walker:
                     self.error("value", f"{path}.value", problem)
         elif tcode == "Reference" and field.targets is not None:
             self.reference(value, field, path)
+
+    def complex_rules(self, value: dict, field: _Field, tcode: str, node: _Node, path: str) -> None:
+        self.invariants(value, field.path, node.name if field.inline else tcode, path)
+        if not field.inline:
+            self.invariants(value, tcode, tcode, path)
+        if tcode == "Extension":
+            has_value = any(k.startswith(("value", "_value")) for k in value)
+            if ("extension" in value) == has_value:
+                self.error(
+                    "invariant",
+                    path,
+                    "Constraint ext-1 failed: an extension has nested extensions "
+                    "or a value[x], not both and not neither",
+                )
+        elif tcode == "Reference":
+            ref = value.get("reference")
+            if type(ref) is str and invariants.contained_reference_problem(ref, self.root):
+                self.error(
+                    "invariant",
+                    f"{path}.reference",
+                    "Constraint ref-1 failed: a local reference names no contained resource",
+                )
+        elif tcode == "Attachment":
+            self.attachment(value, path)
+
+    def attachment(self, value: dict, path: str) -> None:
+        data = value.get("data")
+        if type(data) is not str:
+            return
+        try:
+            raw = base64.b64decode("".join(data.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return  # the base64Binary check has said so
+        size = value.get("size")
+        if type(size) is int and size != len(raw):
+            self.error(
+                "invariant",
+                f"{path}.size",
+                f"Attachment.size is {size} but the data holds {len(raw)} bytes",
+            )
+
+    def narrative(self, div: str, path: str) -> None:
+        for malformed, message in narrative.problems(div):
+            self.malformed = self.malformed or malformed
+            self.error("invalid" if malformed else "invariant", path, f"Narrative: {message}")
+
+    def absolute_uri(self, value: str, where: str, path: str) -> None:
+        if _ABSOLUTE_URI.match(value):
+            return
+        if where == "Extension.url" and self.nested_extension(path):
+            return  # a complex extension names its parts with relative urls
+        self.error("value", path, f"{where} must be an absolute URI")
+
+    def nested_extension(self, path: str) -> bool:
+        """True for the url of an extension inside an extension (a relative name is allowed)."""
+        head = path.rsplit(".", 1)[0]  # ...extension[1]
+        return bool(_NESTED_EXTENSION.search(head))
 
     def binding(
         self, value: dict, tcode: str, vs: _ValueSet, path: str, strength: str = "required"
@@ -551,23 +740,29 @@ class _Walker:
             )
 
 
-def validate(resource) -> list[Issue]:
-    """Every structural problem of ``resource`` (a parsed JSON resource), errors first."""
+def _walk(resource) -> _Walker:
     walker = _Walker()
     try:
         walker.resource(resource, None)
     except RecursionError:
         walker.error("too-costly", "Resource", "The resource is nested too deeply to validate")
     walker.issues.sort(key=lambda i: i.severity != "error")
-    return walker.issues
+    return walker
+
+
+def validate(resource) -> list[Issue]:
+    """Every problem of ``resource`` (a parsed JSON resource), errors first."""
+    return _walk(resource).issues
 
 
 def check(resource) -> None:
-    """Raise :class:`Unprocessable` with all issues when ``resource`` has any error."""
-    issues = validate(resource)
-    errors = [i for i in issues if i.severity in ("error", "fatal")]
+    """Raise :class:`Unprocessable` with all issues when ``resource`` has any error
+    (:class:`Invalid` when a narrative is not even well-formed XML)."""
+    walker = _walk(resource)
+    errors = [i for i in walker.issues if i.severity in ("error", "fatal")]
     if errors:
         first = errors[0]
         where = f" at {first.expression[0]}" if first.expression else ""
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise Unprocessable(f"{first.diagnostics}{where}{more}", issues=issues)
+        error = Invalid if walker.malformed else Unprocessable
+        raise error(f"{first.diagnostics}{where}{more}", issues=walker.issues)
