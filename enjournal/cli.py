@@ -86,22 +86,44 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (ValueError, OSError) as error:  # bad URL, unreachable database, missing file
-        print(f"enjournal {args.command}: {error}", file=sys.stderr)
+        print(f"enjournal {args.command}: {_one_line(error)}", file=sys.stderr)
         return 2
     except Exception as error:
-        import asyncpg
+        reason = _database_error(error)
+        if reason is None:
+            raise
+        print(f"enjournal {args.command}: {reason}", file=sys.stderr)
+        return 2
 
-        if isinstance(error, asyncpg.PostgresError):
-            print(f"enjournal {args.command}: PostgreSQL: {error}", file=sys.stderr)
-            return 2
-        raise
+
+def _database_error(error: Exception) -> str | None:
+    """One line for an error of the database (not a bug), or None."""
+    import sqlite3
+
+    import asyncpg
+
+    from enjournal.fhir.errors import FhirError
+
+    if isinstance(error, asyncpg.PostgresError):
+        return f"PostgreSQL: {_one_line(error)}"
+    if isinstance(error, sqlite3.Error):
+        return f"SQLite: {_one_line(error)}"
+    if isinstance(error, FhirError):  # e.g. Busy: the disk is full
+        return _one_line(error.message)
+    return None
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
         default=os.environ.get("ENJOURNAL_DATABASE_URL", DEFAULT_DB),
-        help="sqlite:///PATH or postgresql://... (default: $ENJOURNAL_DATABASE_URL or %(default)s)",
+        help="sqlite:///PATH or postgresql://... (default: $ENJOURNAL_DATABASE_URL or "
+        "%(default)s).  A SQLite file's folder must exist, except below the current "
+        "directory, where it is created",
     )
 
 

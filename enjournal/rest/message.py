@@ -38,7 +38,9 @@ class FhirRequest:
             if not self.body:
                 raise Invalid("the request needs a body")
             try:
-                self._json = jsonio.loads(self.body)
+                self._json = jsonio.loads_input(self.body)
+            except jsonio.Refused as error:
+                raise Invalid(f"the body is refused: {error}") from None
             except jsonio.JsonError as error:
                 raise Invalid(f"the body is not valid JSON: {error}") from None
         return self._json
@@ -100,8 +102,12 @@ def info_outcome(message: str) -> dict:
 
 
 def error_response(error: FhirError) -> FhirResponse:
-    """The one place a FhirError becomes an HTTP status and an OperationOutcome."""
-    return FhirResponse.of(outcome(error.issues), error.status)
+    """The one place a FhirError becomes an HTTP status and an OperationOutcome.  A 503
+    (Busy) tells the client when to try again (``retry_after`` seconds, default 1)."""
+    response = FhirResponse.of(outcome(error.issues), error.status)
+    if error.status == 503:
+        response.headers["Retry-After"] = str(getattr(error, "retry_after", 1))
+    return response
 
 
 def parse_etag(value: str | None) -> int | None:
@@ -109,6 +115,6 @@ def parse_etag(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise Invalid(f"bad version in ETag header: {value!r}")
     return int(text)

@@ -52,7 +52,8 @@ def all_operations() -> list[Operation]:
 
 def parameters(request, names: tuple[str, ...] = ()) -> dict[str, object]:
     """An operation's input: query parameters for GET, a Parameters resource for POST
-    (``valueX`` or ``resource`` parts), as one dict name -> value (lists when repeated)."""
+    (``valueX`` or ``resource`` parts), as one dict name -> value (lists when repeated).
+    Invalid (400) for a POST body that is not a Parameters resource of the right shape."""
     out: dict[str, object] = {}
 
     def put(name: str, value: object) -> None:
@@ -68,11 +69,30 @@ def parameters(request, names: tuple[str, ...] = ()) -> dict[str, object]:
         body = request.json()
         if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
             raise Invalid("POST to an operation needs a Parameters resource")
-        for part in body.get("parameter", []):
+        for part in parameter_parts(body):
             value = part.get("resource")
             if value is None:
                 value = next((v for k, v in part.items() if k.startswith("value")), None)
             if value is None and "part" in part:
                 value = part["part"]
-            put(part.get("name", ""), value)
+            put(part["name"], value)
     return out
+
+
+def parameter_parts(body: dict, where: str = "Parameters.parameter") -> list[dict]:
+    """The ``parameter`` list of a Parameters resource (or the ``part`` list of one of its
+    parameters), checked all the way down: a list of objects, each with a string ``name``,
+    whose ``part`` (if any) is such a list and whose ``resource`` (if any) is an object.
+    Invalid (400) otherwise, so no operation reads a value of a shape it does not expect."""
+    parts = body.get("parameter" if where == "Parameters.parameter" else "part", [])
+    if not isinstance(parts, list):
+        raise Invalid(f"{where} must be a list of parameters", expression=where)
+    for n, part in enumerate(parts):
+        here = f"{where}[{n}]"
+        if not isinstance(part, dict) or not isinstance(part.get("name"), str):
+            raise Invalid(f"{here} must be an object with a name", expression=here)
+        if "resource" in part and not isinstance(part["resource"], dict):
+            raise Invalid(f"{here}.resource must be a resource", expression=here)
+        if "part" in part:
+            parameter_parts(part, f"{here}.part")
+    return parts

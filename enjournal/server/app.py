@@ -7,18 +7,22 @@ uvicorn has let running requests finish.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from enjournal.fhir.errors import Invalid
+from enjournal.fhir.errors import Invalid, MethodNotAllowed, NotFound
 from enjournal.rest.message import FhirRequest, FhirResponse, error_response
 from enjournal.rest.router import handle
 from enjournal.server.observability import Metrics, request_id
@@ -58,7 +62,10 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
     async def lifespan(app: Starlette):
         own = store is None
         app.state.store = store or await open_store(
-            settings.database_url, pool_size=settings.pool_size
+            settings.database_url,
+            pool_size=settings.pool_size,
+            read_timeout_ms=settings.read_timeout_ms,
+            write_timeout_ms=settings.write_timeout_ms,
         )
         log.info("store open", extra={"fields": {"dialect": app.state.store.dialect}})
         if own and settings.terminology_check:
@@ -78,6 +85,9 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
         log.info("store closed")
 
     async def fhir(request: Request) -> Response:
+        refused = _refused_url(request)
+        if refused is not None:
+            return _to_http(error_response(refused))
         body = await _read_body(request, settings.max_body_bytes)
         if isinstance(body, FhirResponse):
             return _to_http(body)
@@ -98,7 +108,11 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
             if isinstance(fhir_request.guard, FhirResponse):
                 return _to_http(fhir_request.guard)
         audit = security.audit if security is not None else None
-        response = await handle(fhir_request, request.app.state.store, audit)
+        response = await _unless_disconnected(
+            request, handle(fhir_request, request.app.state.store, audit)
+        )
+        if response is None:
+            return Response(status_code=499)  # nobody is listening: nginx's "client closed"
         if request.method == "HEAD":
             response.body = None
         return _to_http(response)
@@ -126,7 +140,12 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
         Route("/fhir{path:path}", fhir, methods=methods),
     ]
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error_response}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            Exception: _internal_error_response,
+            HTTPException: _http_error_response,
+        },
     )
     if store is not None:
         app.state.store = store  # usable without running the lifespan (tests)
@@ -184,7 +203,7 @@ def _security_routes(settings: Settings, security) -> list:
 
 async def _read_body(request: Request, limit: int) -> bytes | FhirResponse:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         return _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -193,6 +212,66 @@ async def _read_body(request: Request, limit: int) -> bytes | FhirResponse:
             return _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _unless_disconnected(request: Request, work) -> FhirResponse | None:
+    """Run ``work`` (the request's handling) unless the client goes away first: then cancel
+    it, which rolls its transaction back and frees its connection, and return None.  A
+    search a client gave up on should not keep a database busy."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server is stopping this request
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    log.info("client went away; request cancelled")
+    return None
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects (after the body, ``receive`` waits for that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _refused_url(request: Request) -> Invalid | None:
+    """Invalid when the path or a query parameter holds a control character or a lone
+    surrogate: no FHIR id or search value has one, and PostgreSQL cannot even compare a
+    NUL.  One rule for both backends (docs/architecture.md, Limits)."""
+    params = request.query_params.multi_items()
+    texts = [request.scope["path"], *(text for pair in params for text in pair)]
+    for text in texts:
+        found = _URL_FORBIDDEN.search(text)
+        if found is not None:
+            return Invalid(f"the URL holds the forbidden character U+{ord(found.group()):04X}")
+    return None
+
+
+# Every C0 control (a URL has no business with tab or line breaks either), DEL, surrogates.
+_URL_FORBIDDEN = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+async def _http_error_response(request: Request, error: HTTPException) -> Response:
+    """Starlette's own refusals (no route matched: its path pattern stops at a line break;
+    method not allowed) as an OperationOutcome under /fhir, its plain text elsewhere."""
+    if not request.scope["path"].startswith("/fhir"):
+        return PlainTextResponse(error.detail, error.status_code, error.headers)
+    refused = _refused_url(request)
+    if refused is not None:
+        return _to_http(error_response(refused))
+    kind = {404: NotFound, 405: MethodNotAllowed}.get(error.status_code, Invalid)
+    path = request.scope["path"]
+    response = error_response(kind(f"no FHIR interaction at {path!r}"))
+    response.status = error.status_code
+    return _to_http(response)
 
 
 def _too_large(limit: int) -> FhirResponse:

@@ -20,6 +20,10 @@ class Settings:
     base_url: str | None = None  # public base of the FHIR API; public_url + /fhir if None
     max_body_bytes: int = 20 * 1024 * 1024
     pool_size: int = 10
+    # How long one SQL statement may run before it is cancelled and the request answered
+    # 503 (too-costly): reads (searches) briefly, writes longer (docs/architecture.md, Limits).
+    read_timeout_ms: int = 5_000
+    write_timeout_ms: int = 30_000
     log_level: str = "INFO"
     auth: bool = True
     trusted_issuers: str | None = None

@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from enjournal.fhir.errors import Busy, Invalid, Issue
+
+
+class StoreOpenError(ValueError):
+    """The database a URL names cannot be opened: a bad URL, a folder, a missing parent
+    folder, an unreachable server.  The CLI prints it as one line (exit code 2)."""
+
 
 class Connection(Protocol):
     """One database connection, inside a transaction when used by the store."""
@@ -49,3 +56,30 @@ class SearchResult:
     total: int | None = None
     next_cursor: str | None = None  # opaque; pass back to get the next page
     previous_cursor: str | None = None
+
+
+def unavailable(message: str, retry_after: int) -> Busy:
+    """Busy (503) with the seconds a client should wait (the Retry-After header)."""
+    error = Busy(message)
+    error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
+
+
+def too_large() -> Invalid:
+    """A statement past a database's limits (SQLite's 32,766 variables or expression depth
+    1,000, PostgreSQL's 32,767 arguments, class 54): 400, too-costly.  A backstop: the
+    search parser's limits (docs/architecture.md, Limits) keep searches well inside them."""
+    message = "the request needs a statement larger than the database allows; make it smaller"
+    return Invalid(message, issues=[Issue("error", "too-costly", message)])
+
+
+def too_costly() -> Busy:
+    """A statement ran past the store's time limit (``Settings.read_timeout_ms``,
+    ``write_timeout_ms``): 503 with the issue code too-costly."""
+    message = (
+        "the query took longer than this server allows; narrow it (fewer parameters or "
+        "values, a more selective criterion) or try again later"
+    )
+    error = unavailable(message, 5)
+    error.issues = [Issue("error", "too-costly", message)]
+    return error

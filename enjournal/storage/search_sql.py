@@ -58,6 +58,7 @@ MAX_INCLUDED = 1_000  # included resources per page
 MAX_ITERATE = 5  # rounds of _include:iterate
 PAGE_TTL_MS = 3_600_000  # stored sorted result lists live an hour
 _CHUNK = 500  # rids per IN list
+MAX_URI_ANCESTORS = 64  # url:above matches at most this many of a URL's parent paths
 _TOP = "\U0010ffff"
 _COLUMNS = "r.rid, r.type, r.id, r.version, r.last_updated, r.content"
 
@@ -217,7 +218,7 @@ class _Sql:
             if c.modifier == "below":
                 return self.prefix(f"{x}.value", v.value, args)
             if c.modifier == "above":
-                ups = _uri_ancestors(v.value)
+                ups = _uri_ancestors(v.value)[:MAX_URI_ANCESTORS]
                 args.extend(ups)
                 return f"{x}.value IN ({_marks(ups)})"
             args.append(v.value)
@@ -448,7 +449,20 @@ def _decode_cursor(query: SearchQuery) -> dict:
         raise Invalid("_cursor: not a valid page cursor", expression="_cursor") from None
     if state.get("h") != _query_hash(query):
         raise Invalid("_cursor: the cursor belongs to a different search", expression="_cursor")
+    if not _plausible(state):
+        raise Invalid("_cursor: not a valid page cursor", expression="_cursor")
     return state
+
+
+_BIGINT = 2**63 - 1
+
+
+def _plausible(state: dict) -> bool:
+    """Whether a decoded cursor holds what ``_encode_cursor`` writes: cursors are not signed,
+    so a client can forge one, and a rid beyond a BIGINT would fail in PostgreSQL."""
+    rid, offset, page = state.get("r", 0), state.get("o", 0), state.get("p", "")
+    numbers = all(type(n) is int and 0 <= n < _BIGINT for n in (rid, offset))
+    return numbers and isinstance(page, str) and len(page) <= 64
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ at all (see http://hl7.org/fhir/R4/http.html for the interactions served from he
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,8 +17,8 @@ from typing import Any
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
-from enjournal.fhir.errors import FhirError, Gone, NotFound, PreconditionFailed
-from enjournal.storage.base import Connection, SearchResult, StoredResource
+from enjournal.fhir.errors import FhirError, Gone, Invalid, NotFound, PreconditionFailed
+from enjournal.storage.base import Connection, SearchResult, StoredResource, StoreOpenError
 from enjournal.storage.schema import INDEX_COLUMNS
 
 Indexer = Callable[[dict], dict[str, list[tuple]]]
@@ -41,6 +42,30 @@ _DELETE_INDEX_ROWS = (
     )
     + " SELECT 1"
 )
+
+
+# http://hl7.org/fhir/R4/datatypes.html#id; an id outside it names nothing stored, and some
+# (a NUL) PostgreSQL could not even compare.
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+MAX_VERSION = 2**31 - 1  # the version columns are 32-bit INTEGERs
+MAX_SEQUENCE = 2**63 - 1  # resource_versions.seq is a BIGINT on PostgreSQL
+
+
+def is_fhir_id(text: str) -> bool:
+    return _FHIR_ID.fullmatch(text) is not None
+
+
+def _known_id(type_: str, id_: str) -> None:
+    """NotFound for an id that cannot have been stored (checked before the database sees it)."""
+    if not is_fhir_id(id_):
+        raise NotFound(f"{type_}/{id_[:64]!r} is not known: not a FHIR id")
+
+
+def _new_id(id_: str) -> str:
+    """Invalid for an id a write must not store."""
+    if not is_fhir_id(id_):
+        raise Invalid(f"{id_[:64]!r} is not a FHIR id (1-64 of A-Z a-z 0-9 - .)")
+    return id_
 
 
 def _default_indexer(resource: dict) -> dict[str, list[tuple]]:
@@ -111,6 +136,7 @@ class Transaction:
         return stored
 
     async def _read(self, type_: str, id_: str, *, lock: bool) -> StoredResource:
+        _known_id(type_, id_)
         for_update = " FOR UPDATE" if lock and self.conn.dialect == "postgres" else ""
         row = await self.conn.fetchrow(
             "SELECT rid, version, last_updated, deleted, content FROM resources "
@@ -125,12 +151,17 @@ class Transaction:
         return StoredResource(row[0], type_, id_, row[1], row[2], bytes(row[4]))
 
     async def exists(self, type_: str, id_: str) -> bool:
+        if not is_fhir_id(id_):
+            return False
         row = await self.conn.fetchrow(
             "SELECT deleted FROM resources WHERE type = ? AND id = ?", type_, id_
         )
         return row is not None and not row[0]
 
     async def vread(self, type_: str, id_: str, version: int) -> StoredResource:
+        _known_id(type_, id_)
+        if not 1 <= version <= MAX_VERSION:
+            raise NotFound(f"{type_}/{id_} has no version {str(version)[:20]}")
         await self.flush()
         row = await self.conn.fetchrow(
             "SELECT rid, last_updated, method, content FROM resource_versions "
@@ -155,6 +186,10 @@ class Transaction:
         count: int = 20,
     ) -> tuple[list[StoredResource], int | None]:
         """Versions newest first, and the cursor (a sequence number) for the next page."""
+        if id_ is not None and not is_fhir_id(id_):
+            return [], None
+        if before_seq is not None:
+            before_seq = min(before_seq, MAX_SEQUENCE)  # "before" a larger one: before all
         await self.flush()
         where, args = [], []
         if type_ is not None:
@@ -198,7 +233,7 @@ class Transaction:
         type_ = resource["resourceType"]
         for check in self.checks:
             await check(self, resource)
-        id_ = id_ or new_id()
+        id_ = _new_id(id_) if id_ else new_id()
         now = self._now()
         content = self._stamp(resource, id_, 1, now)
         row = await self.conn.fetchrow(
@@ -243,7 +278,8 @@ class Transaction:
         contents: list[bytes] = []
         fresh: dict[tuple[str, str], int] = {}  # the first resource per key gets inserted
         for n, (resource, given) in enumerate(zip(resources, ids, strict=True)):
-            key = (resource["resourceType"], given or new_id())
+            with _blame(n):
+                key = (resource["resourceType"], _new_id(given) if given else new_id())
             contents.append(self._stamp(resource, key[1], 1, now))
             keys.append(key)
             fresh.setdefault(key, n)
@@ -272,6 +308,7 @@ class Transaction:
     ) -> StoredResource:
         """Store a new version; creates the resource when the id is new (update-as-create)."""
         type_ = resource["resourceType"]
+        _new_id(id_)
         locked = self._locked.pop((type_, id_), None)
         current = locked[:4] if locked else await self._lock(type_, id_)
         if current is None:
@@ -302,6 +339,8 @@ class Transaction:
 
     async def delete(self, type_: str, id_: str, *, if_match: int | None = None) -> int | None:
         """Delete; returns the deletion's version, or None if there was nothing to delete."""
+        if not is_fhir_id(id_):
+            return None
         current = await self._lock(type_, id_)
         if current is None or current[3]:
             return None
@@ -327,6 +366,8 @@ class Transaction:
         """Remove a resource for good: its row, every version and its index rows (unlike
         ``delete``, which keeps the history).  For deletions the law requires, e.g. a
         kjernejournal 30 days after the patient reserved against having one."""
+        if not is_fhir_id(id_):
+            return False
         current = await self._lock(type_, id_)
         if current is None:
             return False
@@ -499,20 +540,34 @@ class Store:
             return await tx.search(query)
 
 
-async def open_store(url: str, *, migrate: bool = True, pool_size: int = 10) -> Store:
+async def open_store(
+    url: str,
+    *,
+    migrate: bool = True,
+    pool_size: int = 10,
+    read_timeout_ms: int = 0,
+    write_timeout_ms: int = 0,
+) -> Store:
     """Open the store a database URL names: ``sqlite:///PATH``, ``sqlite://`` (in memory) or
-    ``postgresql://...``."""
+    ``postgresql://...``.  A statement of a read transaction may run ``read_timeout_ms``,
+    one of a write transaction ``write_timeout_ms`` (0, the default: no limit, for batch
+    commands; the server passes its Settings; migrations have none); then it is cancelled
+    and Busy (503, too-costly) raised.  StoreOpenError (a ValueError) when the database
+    cannot be opened."""
+    limits = {"read_timeout_ms": read_timeout_ms, "write_timeout_ms": write_timeout_ms}
     if url.startswith("sqlite:"):
         from enjournal.storage.sqlite import SqliteBackend
 
-        backend: Any = SqliteBackend(sqlite_path(url))
+        backend: Any = SqliteBackend(sqlite_path(url), **limits)
     elif url.startswith(("postgresql:", "postgres:")):
         from enjournal.storage.postgres import PostgresBackend
 
-        backend = PostgresBackend(url, max_size=pool_size)
+        backend = PostgresBackend(url, max_size=pool_size, **limits)
         await backend.open()
     else:
-        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://")
+        raise StoreOpenError(
+            f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://"
+        )
     store = Store(backend)
     if migrate:
         await store.migrate()

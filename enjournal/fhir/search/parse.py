@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import time
+from decimal import Decimal, InvalidOperation
 
 from enjournal.fhir.datetime import date_range, decimal_range
 from enjournal.fhir.definitions import SearchParam, resource_types, search_parameters
 from enjournal.fhir.errors import Invalid, NotSupported
+from enjournal.fhir.jsonio import forbidden_character
 from enjournal.fhir.search.query import (
     DEFAULT_COUNT,
     MAX_COUNT,
@@ -66,7 +68,32 @@ _UNSUPPORTED = {"_text", "_content", "_list", "_query", "_filter", "_contained",
 _SUMMARY = {"true", "text", "data", "count", "false"}
 _TOTAL = {"none", "estimate", "accurate"}
 MAX_CHAIN_DEPTH = 4
+# Bounds on the work one search may ask for (docs/architecture.md, Limits): each parameter
+# becomes a subquery and each value SQL arguments (SQLite allows 32,766 per statement), and
+# PostgreSQL's time grows faster than linearly with the subqueries (30 criteria that each
+# match 2,000 resources: about 1 s; 50: over 5 s).  Clients need about 10; the statement
+# timeout (Settings.read_timeout_ms) bounds what still gets through.
+MAX_PARAMETERS = 30  # (name, value) pairs in one search
+MAX_VALUES = 100  # comma-separated alternatives of one parameter
+MAX_TOTAL_VALUES = 300  # alternatives of all parameters together
+MAX_VALUE_CHARS = 2048  # one value, before splitting on commas
+MAX_SORT_KEYS = 8  # each is a subquery per matching resource
 _ESCAPED = re.compile(r"\\(.)")
+
+
+def _in_range(text: str) -> bool:
+    """Whether ``text`` is a decimal a double holds with its precision range: at most 64
+    characters, an exponent within ±400 and a magnitude within 1e-300..1e300 (or zero).
+    Checked before any arithmetic, which for ``0e99999999`` would build a huge integer."""
+    if len(text) > 64:
+        return False
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return True  # not a number at all: decimal_range says so
+    if not number.is_finite() or abs(number.as_tuple().exponent) > 400:  # type: ignore[arg-type]
+        return False
+    return number.is_zero() or Decimal("1e-300") < abs(number) < Decimal("1e300")
 
 
 class _Skip(Exception):
@@ -118,6 +145,23 @@ def parse_search(
     return query
 
 
+def _check_size(params: list[tuple[str, str]]) -> None:
+    """Invalid for a search larger than the limits above, or holding a character no FHIR
+    value has (a C0 control other than tab, CR, LF, or a lone surrogate)."""
+    if len(params) > MAX_PARAMETERS:
+        raise Invalid(f"a search takes at most {MAX_PARAMETERS} parameters, not {len(params)}")
+    total = 0
+    for name, value in params:
+        if len(value) > MAX_VALUE_CHARS or len(name) > MAX_VALUE_CHARS:
+            raise Invalid(f"{name[:64]}: a search value has at most {MAX_VALUE_CHARS} characters")
+        found = forbidden_character(name + value)
+        if found is not None:
+            raise Invalid(f"a search parameter holds the forbidden character {found}")
+        total += value.count(",") + 1
+    if total > MAX_TOTAL_VALUES:
+        raise Invalid(f"a search takes at most {MAX_TOTAL_VALUES} values in all, not {total}")
+
+
 class _Parser:
     def __init__(self, resource_type: str | None, strict: bool):
         self.rtype = resource_type
@@ -128,6 +172,8 @@ class _Parser:
 
     def run(self, params: list[tuple[str, str]]) -> SearchQuery:
         q = self.query
+        _check_size(params)
+        params = list(dict.fromkeys(params))  # a repeated criterion adds work, not meaning
         for name, value in params:
             if name == "_type" and self.rtype is None:
                 types = tuple(t.strip() for t in value.split(",") if t.strip())
@@ -331,6 +377,8 @@ class _Parser:
         parts = [p for p in split_unescaped(value, ",") if p != ""]
         if not parts:
             raise Invalid(f"empty search value {value!r}")
+        if len(parts) > MAX_VALUES:
+            raise Invalid(f"a search parameter takes at most {MAX_VALUES} values, not {len(parts)}")
         return parts
 
     # -- values ---------------------------------------------------------------------------
@@ -388,9 +436,11 @@ class _Parser:
 
     def _decimal(self, code: str, raw: str) -> tuple[str, float, float, float]:
         prefix, text = self._prefix(code, raw)
+        if not _in_range(text):
+            raise Invalid(f"{code}: {raw[:64]!r} is not a number within the supported range")
         try:
             low, high, value = decimal_range(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise Invalid(f"{code}: {raw!r} is not a valid number") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise Invalid(f"{code}: {raw!r} is not a valid number")
@@ -457,6 +507,8 @@ class _Parser:
             if sp.type not in TABLES or sp.type == "composite":
                 raise _Skip(f"cannot sort on {sp.type} parameter {code}")
             keys.append(SortKey(code, sp.type, desc))
+        if len(keys) > MAX_SORT_KEYS:
+            raise Invalid(f"_sort takes at most {MAX_SORT_KEYS} keys, not {len(keys)}")
         self.query.sort = keys
 
     def _include(self, value: str, *, reverse: bool, iterate: bool) -> None:

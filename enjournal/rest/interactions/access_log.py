@@ -56,8 +56,8 @@ async def access_log(request: FhirRequest, tx: Transaction) -> FhirResponse:
 
 def _paging(request: FhirRequest) -> tuple[int, int | None]:
     count, cursor = request.param("_count"), request.param("_cursor")
-    if count is not None and not count.isdigit():
+    if count is not None and not (count.isascii() and count.isdigit()):
         raise Invalid("_count must be a whole number")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not (cursor.isascii() and cursor.isdigit()):
         raise Invalid("bad _cursor")
     return min(int(count or DEFAULT_COUNT), MAX_COUNT) or 1, int(cursor) if cursor else None
