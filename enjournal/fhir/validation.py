@@ -30,7 +30,9 @@ What is checked (tables: ``definitions/structures.json`` and
   or nested extensions, not both) and ``ref-1`` (a ``#id`` reference names a contained
   resource) natively;
 * absolute URIs where the spec requires them (``Coding.system``, ``Identifier.system``,
-  ``Quantity.system``, ``Extension.url``, ``Reference.type`` and the like: ``_ABSOLUTE``);
+  ``Quantity.system``, a top-level ``Extension.url``, ``Bundle.entry.fullUrl``,
+  ``ValueSet.compose.include.system``, a canonical resource's ``url``: ``_absolute()``);
+* strings of at most 1 MB (the R4 limit on ``string`` and ``markdown``);
 * Bundle entries: ``fullUrl`` unique per resource version (bdl-7), a RESTful ``fullUrl``
   that ends in ``<type>/<id>`` names the entry resource's type and id;
 * Attachment: ``size`` agrees with ``data`` when both are given (``hash`` is not checked: an
@@ -119,6 +121,7 @@ def _json_kind(value) -> str:
     return _JSON_NAME.get(type(value), type(value).__name__)
 
 
+_STRING_LIMIT = 1024 * 1024  # bytes of UTF-8: R4 datatypes.html#string
 _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 _DATE_PREFIX = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 
@@ -163,12 +166,15 @@ def _make_primitive_checker(name: str, regex: str | None):
         pattern = re.compile(regex, re.ASCII).fullmatch
     dated = name in ("date", "dateTime", "instant")
     base64 = name == "base64Binary"
+    limited = name not in ("base64Binary", "xhtml")  # an attachment may be larger
 
     def check_string(v):
         if type(v) is not str:
             return f"must be a JSON string ({name}), not {_json_kind(v)}"
         if not v:
             return "empty strings are not allowed in FHIR; omit the element instead"
+        if limited and len(v) > _STRING_LIMIT // 4 and len(v.encode()) > _STRING_LIMIT:
+            return "is longer than the 1 MB FHIR allows for a string"
         if base64:
             if not _BASE64.fullmatch(v) or len("".join(v.split())) % 4:
                 return "is not valid base64Binary"
@@ -272,7 +278,7 @@ def _type_node(type_name: str) -> _Node | None:
                 and not field.binding
                 and not field.weak_binding
                 and t not in ("string", "xhtml")
-                and field.path not in _ABSOLUTE
+                and field.path not in _absolute()
                 and not invariants.invariants_for(field.path)
             )
         if field.min:
@@ -299,7 +305,7 @@ _NESTED_EXTENSION = re.compile(r"(?:^|\.)(?:extension|modifierExtension)\[\d+\]\
 # uri elements the spec requires to be absolute: a code system, identifier namespace or
 # unit system is global, so a relative one means nothing elsewhere.  An extension's url is
 # absolute except inside a complex extension, where it names the part.
-_ABSOLUTE = frozenset(
+_ABSOLUTE_ALWAYS = frozenset(
     {
         "Coding.system",
         "Identifier.system",
@@ -309,8 +315,26 @@ _ABSOLUTE = frozenset(
         "Distance.system",
         "Duration.system",
         "Extension.url",
+        "ValueSet.compose.include.system",  # a contained code system is named by its url
+        "Bundle.entry.fullUrl",  # an absolute URL, or a urn:uuid: / urn:oid:
     }
 )
+_NOT_CANONICAL_URL = frozenset({"Device", "DeviceDefinition", "Contract"})  # an address or a link
+
+
+@cache
+def _absolute() -> frozenset[str]:
+    """Those, and the ``url`` of every canonical resource ("an absolute URI that is used to
+    identify this ... when it is referenced")."""
+    canonical = {
+        f"{name}.url"
+        for name, spec in _structures()["types"].items()
+        if spec["kind"] == "resource"
+        and name not in _NOT_CANONICAL_URL
+        and any(e["path"] == f"{name}.url" and e.get("type") == ["uri"] for e in spec["elements"])
+    }
+    return _ABSOLUTE_ALWAYS | canonical
+
 
 _norwegian = None
 _norwegian_retry = 0.0
@@ -579,7 +603,7 @@ class _Walker:
             if tcode == "xhtml":
                 self.narrative(value, path)
                 return
-            if field.path in _ABSOLUTE:
+            if field.path in _absolute():
                 self.absolute_uri(value, field.path, path)
             if invariants.invariants_for(field.path):
                 self.invariants(value, field.path, tcode, path)

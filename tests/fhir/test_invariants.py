@@ -306,6 +306,55 @@ CASES = [
         "Patient.identifier[0].system",
     ),
     (
+        "que-12",  # R4 says "> 2" but means more than one (ERRATA)
+        questionnaire(
+            item(
+                type="string",
+                enableWhen=[
+                    {"question": "0", "operator": "exists", "answerBoolean": True},
+                    {"question": "9", "operator": "exists", "answerBoolean": True},
+                ],
+            )
+        ),
+        questionnaire(
+            item(
+                type="string",
+                enableBehavior="any",
+                enableWhen=[
+                    {"question": "0", "operator": "exists", "answerBoolean": True},
+                    {"question": "9", "operator": "exists", "answerBoolean": True},
+                ],
+            )
+        ),
+        "Questionnaire.item[0]",
+    ),
+    (
+        "canonical url absolute",
+        {"resourceType": "ValueSet", "status": "active", "url": "ValueSet/mine"},
+        {"resourceType": "ValueSet", "status": "active", "url": "http://x/ValueSet/mine"},
+        "ValueSet.url",
+    ),
+    (
+        "ValueSet.compose.include.system absolute",
+        {
+            "resourceType": "ValueSet",
+            "status": "active",
+            "compose": {"include": [{"system": "#cs"}]},
+        },
+        {
+            "resourceType": "ValueSet",
+            "status": "active",
+            "compose": {"include": [{"system": "urn:oid:1.2.3"}]},
+        },
+        "ValueSet.compose.include[0].system",
+    ),
+    (
+        "string at most 1 MB",
+        {"resourceType": "Patient", "gender": "other", "name": [{"text": "æ" * 600_000}]},
+        {"resourceType": "Patient", "gender": "other", "name": [{"text": "æ" * 500_000}]},
+        "Patient.name[0].text",
+    ),
+    (
         "Extension.url absolute",
         {"resourceType": "Patient", "extension": [{"url": "relative", "valueString": "x"}]},
         {"resourceType": "Patient", "extension": [{"url": "http://x/e", "valueString": "x"}]},
@@ -324,6 +373,12 @@ def entry(full_url: str | None, rtype: str, rid: str | None, **more) -> dict:
 
 
 BUNDLE_CASES = [
+    (
+        "fullUrl absolute",
+        bundle("collection", entry("Patient/1", "Patient", "1")),
+        bundle("collection", entry("http://x/fhir/Patient/1", "Patient", "1")),
+        "Bundle.entry[0].fullUrl",
+    ),
     (
         "bdl-7",
         bundle(
