@@ -73,6 +73,12 @@ def too_large() -> Invalid:
     return Invalid(message, issues=[Issue("error", "too-costly", message)])
 
 
+def out_of_range() -> Invalid:
+    """A value the database cannot take (an integer beyond 64 bits): 400.  Callers should
+    check their input first; this keeps a missed check from becoming a 500."""
+    return Invalid("a value in the request is out of the range the database can store")
+
+
 def too_costly() -> Busy:
     """A statement ran past the store's time limit (``Settings.read_timeout_ms``,
     ``write_timeout_ms``): 503 with the issue code too-costly."""

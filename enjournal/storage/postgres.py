@@ -17,7 +17,13 @@ from typing import Any
 import asyncpg
 
 from enjournal.fhir.errors import Busy, Conflict
-from enjournal.storage.base import StoreOpenError, too_costly, too_large, unavailable
+from enjournal.storage.base import (
+    StoreOpenError,
+    out_of_range,
+    too_costly,
+    too_large,
+    unavailable,
+)
 from enjournal.storage.schema import MIGRATIONS
 
 
@@ -114,6 +120,8 @@ def storage_error(error: BaseException, raw: asyncpg.Connection | None = None):
         isinstance(error, asyncpg.InterfaceError) and "number of query arguments" in str(error)
     ):
         return too_large()
+    if isinstance(error, asyncpg.DataError) and "invalid input for query argument" in str(error):
+        return out_of_range()  # e.g. an integer beyond 64 bits
     if _lost(error, raw):
         return unavailable("the connection to the database was lost; try again", 1)
     return None

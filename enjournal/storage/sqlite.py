@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from enjournal.fhir.errors import Busy, Conflict
-from enjournal.storage.base import StoreOpenError, too_costly, too_large, unavailable
+from enjournal.storage.base import (
+    StoreOpenError,
+    out_of_range,
+    too_costly,
+    too_large,
+    unavailable,
+)
 from enjournal.storage.schema import MIGRATIONS
 
 
@@ -78,6 +84,8 @@ def _translated() -> Iterator[None]:
     """Map sqlite3 errors to FHIR errors at this one boundary (see ``storage_error``)."""
     try:
         yield
+    except OverflowError as error:  # "Python int too large to convert to SQLite INTEGER"
+        raise out_of_range() from error
     except sqlite3.Error as error:
         mapped = storage_error(error)
         if mapped is None:

@@ -183,3 +183,12 @@ async def test_a_statement_past_the_database_limits_is_a_400(backend, tmp_path):
         await store.close()
         if schema:
             await _drop_schema(schema)
+
+
+async def test_an_integer_beyond_64_bits_is_a_400(store):
+    from enjournal.fhir.errors import Invalid
+
+    with pytest.raises(Invalid) as refused:
+        async with store.transaction(write=False) as tx:
+            await tx.conn.fetch("SELECT rid FROM resources WHERE rid = ?", 10**20)
+    assert refused.value.status == 400
