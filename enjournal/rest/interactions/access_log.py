@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from enjournal.fhir.errors import Forbidden, Invalid
 from enjournal.rest.message import FhirRequest, FhirResponse
+from enjournal.security.audit import access_events, citizen_actors
 from enjournal.storage import Transaction
 
 DEFAULT_COUNT, MAX_COUNT = 50, 500
@@ -28,19 +29,13 @@ async def access_log(request: FhirRequest, tx: Transaction) -> FhirResponse:
     await guard.check_stored(tx, patient, "r", "access-log")
     guard.events.clear()  # reading one's own log is not itself logged as record access
     count, cursor = _paging(request)
-    sql = "SELECT seq, event, actor FROM audit_log WHERE patient_id = ?"
-    args: list = [id_]
-    if cursor is not None:
-        sql += " AND seq < ?"
-        args.append(cursor)
-    rows = await tx.conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count + 1)
-    pid = guard.principal.pid
-    own = {f"fnr:{pid}", f"dnr:{pid}"}
-    entries = [bytes(r[1]) for r in rows[:count] if r[2] not in own]
+    own = citizen_actors(guard.principal.pid)
+    page = await access_events(tx.conn, id_, count=count, before_seq=cursor, skip_actors=own)
+    entries = page.events
     base = f"{request.base_url}/Patient/{id_}/$access-log"
     links = [{"relation": "self", "url": base}]
-    if len(rows) > count:
-        next_params = urlencode({"_count": count, "_cursor": rows[count - 1][0]})
+    if page.next_seq is not None:
+        next_params = urlencode({"_count": count, "_cursor": page.next_seq})
         links.append({"relation": "next", "url": f"{base}?{next_params}"})
     from enjournal.fhir import jsonio
 
