@@ -1,7 +1,7 @@
 """Derive enjournal's compact structure and terminology tables from the official R4 package.
 
 Source: the npm package ``hl7.fhir.r4.examples`` version 4.0.1 (CC0), the same package
-``scripts/build_definitions.py`` reads.  Three files are written to ``enjournal/fhir/definitions``:
+``scripts/build_definitions.py`` reads.  Four files are written to ``enjournal/fhir/definitions``:
 
 ``structures.json``
     For every concrete resource type and every datatype (``Bundle-resources.json`` and
@@ -15,6 +15,12 @@ Source: the npm package ``hl7.fhir.r4.examples`` version 4.0.1 (CC0), the same p
     ``DomainResource`` and ``Element`` define themselves (an inherited copy, whose ``source``
     names another StructureDefinition, is left out: it is evaluated on its own type), as
     ``{"key", "path", "expression", "human"}`` rows; ``enjournal.fhir.invariants`` runs them.
+
+``extensions.json``
+    For each core extension (``Bundle-extensions.json``): the types its ``value[x]`` may have,
+    or ``[]`` for a complex extension (``value[x]`` 0..0, nested extensions only), and its
+    contexts; the validator refuses a value of another type, a value on a complex extension
+    and nested extensions on a simple one.
 
 ``required_valuesets.json``
     Each value set named by a required binding, expanded to ``{system: [codes]}`` from its
@@ -139,6 +145,20 @@ def constraint_rows(sds: list[dict]) -> list[dict]:
                 row["human"] = c.get("human", "")
                 rows.append(row)
     return rows
+
+
+def extension_rows(sds: list[dict]) -> dict[str, dict]:
+    """url -> {"value": [types], "context": [expressions]} of each core extension."""
+    rows: dict[str, dict] = {}
+    for sd in sds:
+        if sd.get("type") != "Extension" or sd.get("derivation") != "constraint":
+            continue
+        elements = {e["id"]: e for e in sd["snapshot"]["element"]}
+        value = elements.get("Extension.value[x]") or {}
+        types = [] if value.get("max") == "0" else [_type_code(t) for t in value.get("type", ())]
+        contexts = [c.get("expression") for c in sd.get("context", ()) if c.get("expression")]
+        rows[sd["url"]] = {"value": types, "context": contexts}
+    return dict(sorted(rows.items()))
 
 
 class Unexpandable(Exception):
@@ -317,8 +337,19 @@ def main() -> None:
         "valueSets": value_sets,
     }
     OUT.mkdir(parents=True, exist_ok=True)
+    extension_sds = [
+        r
+        for r in bundle_resources(package, "Bundle-extensions.json")
+        if r["resourceType"] == "StructureDefinition"
+    ]
+    extensions = {
+        "source": SOURCE,
+        "note": "Core extensions' value types and contexts, by scripts/build_structures.py.",
+        "extensions": extension_rows(extension_sds),
+    }
     tables = (
         ("structures.json", structures),
+        ("extensions.json", extensions),
         ("required_valuesets.json", required),
         ("constraints.json", constraints),
     )

@@ -35,6 +35,9 @@ What is checked (tables: ``definitions/structures.json`` and
 * strings of at most 1 MB (the R4 limit on ``string`` and ``markdown``);
 * Bundle entries: ``fullUrl`` unique per resource version (bdl-7), a RESTful ``fullUrl``
   that ends in ``<type>/<id>`` names the entry resource's type and id;
+* core extensions (``definitions/extensions.json``): the type of ``value[x]``, and a value
+  only on a simple extension, nested extensions only on a complex one (their contexts are not
+  checked);
 * Attachment: ``size`` agrees with ``data`` when both are given (``hash`` is not checked: an
   official example has one that does not match, and the reference validator lets it be).
 
@@ -320,6 +323,11 @@ _ABSOLUTE_ALWAYS = frozenset(
     }
 )
 _NOT_CANONICAL_URL = frozenset({"Device", "DeviceDefinition", "Contract"})  # an address or a link
+
+
+@cache
+def _core_extensions() -> dict[str, dict]:
+    return _load("extensions.json")["extensions"]
 
 
 @cache
@@ -659,14 +667,7 @@ class _Walker:
         if not field.inline:
             self.invariants(value, tcode, tcode, path)
         if tcode == "Extension":
-            has_value = any(k.startswith(("value", "_value")) for k in value)
-            if ("extension" in value) == has_value:
-                self.error(
-                    "invariant",
-                    path,
-                    "Constraint ext-1 failed: an extension has nested extensions "
-                    "or a value[x], not both and not neither",
-                )
+            self.extension(value, path)
         elif tcode == "Reference":
             ref = value.get("reference")
             if type(ref) is str and invariants.contained_reference_problem(ref, self.root):
@@ -677,6 +678,32 @@ class _Walker:
                 )
         elif tcode == "Attachment":
             self.attachment(value, path)
+
+    def extension(self, value: dict, path: str) -> None:
+        value_keys = [k for k in value if k.startswith(("value", "_value"))]
+        if ("extension" in value) == bool(value_keys):
+            self.error(
+                "invariant",
+                path,
+                "Constraint ext-1 failed: an extension has nested extensions "
+                "or a value[x], not both and not neither",
+            )
+            return
+        known = _core_extensions().get(value.get("url"))
+        if known is None:
+            return  # not a core extension: its definition is not here
+        types = known["value"]
+        if not types and value_keys:
+            self.error("structure", path, "This extension is complex: nested extensions only")
+        elif types and "extension" in value:
+            self.error("structure", path, "This extension is simple: a value[x] only")
+        for key in value_keys:
+            suffix = key.lstrip("_")[5:]
+            if types and suffix[:1].lower() + suffix[1:] not in types and suffix not in types:
+                allowed = ", ".join(types) if len(types) <= 8 else f"{len(types)} types"
+                self.error(
+                    "structure", f"{path}.{key}", f"This extension's value is one of: {allowed}"
+                )
 
     def attachment(self, value: dict, path: str) -> None:
         data = value.get("data")

@@ -15,6 +15,7 @@ from enjournal.fhir.validation import validate
 AIV = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
 AIC = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
 LOINC = "http://loinc.org"
+SD = "http://hl7.org/fhir/StructureDefinition/"
 
 
 def errors(resource: dict) -> list[tuple[str, str]]:
@@ -353,6 +354,49 @@ CASES = [
         {"resourceType": "Patient", "gender": "other", "name": [{"text": "æ" * 600_000}]},
         {"resourceType": "Patient", "gender": "other", "name": [{"text": "æ" * 500_000}]},
         "Patient.name[0].text",
+    ),
+    (
+        "core extension value type",
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": f"{SD}patient-birthPlace", "valueString": "Bergen"}],
+        },
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": f"{SD}patient-birthPlace", "valueAddress": {"city": "Bergen"}}],
+        },
+        "Patient.extension[0].valueString",
+    ),
+    (
+        "complex core extension has no value",
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": f"{SD}patient-nationality", "valueString": "NO"}],
+        },
+        {
+            "resourceType": "Patient",
+            "extension": [
+                {
+                    "url": f"{SD}patient-nationality",
+                    "extension": [{"url": "code", "valueCodeableConcept": {"text": "NO"}}],
+                }
+            ],
+        },
+        "Patient.extension[0]",
+    ),
+    (
+        "simple core extension has no nested extensions",
+        {
+            "resourceType": "Patient",
+            "extension": [
+                {"url": f"{SD}patient-birthPlace", "extension": [{"url": "x", "valueString": "y"}]}
+            ],
+        },
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": f"{SD}patient-birthPlace", "valueAddress": {"city": "Bergen"}}],
+        },
+        "Patient.extension[0]",
     ),
     (
         "Extension.url absolute",
