@@ -1,0 +1,175 @@
+"""Questions about the concepts of one code system: $lookup, $validate-code, $subsumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from enjournal.fhir.errors import Invalid
+from enjournal.fhir.text import normalize
+from enjournal.terminology.model import Designation
+from enjournal.terminology.store.code_systems import (
+    CodeSystemInfo,
+    find_code_system,
+    require_code_system,
+    system_label,
+)
+
+
+@dataclass
+class LookupResult:
+    system: CodeSystemInfo
+    code: str
+    display: str | None
+    inactive: bool
+    designations: list[Designation]
+    properties: list[tuple[str, str | None, str]]  # (property, value text, type)
+    parents: list[str]
+    children: list[str]
+
+
+async def code_exists(conn, system_url: str, code: str, version: str | None = None) -> bool | None:
+    """Whether ``code`` is in the code system; None when the code system is not loaded."""
+    info = await find_code_system(conn, system_url, version)
+    if info is None:
+        return None
+    row = await conn.fetchrow("SELECT 1 FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code)
+    return row is not None
+
+
+async def lookup(
+    conn, system_url: str, code: str, version: str | None = None
+) -> LookupResult | None:
+    """Everything known about one code; None if the code is not in the (known) system.
+    NotFound if the code system is not loaded."""
+    info = await require_code_system(conn, system_url, version)
+    row = await conn.fetchrow(
+        "SELECT display, inactive FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
+    )
+    if row is None:
+        return None
+    designations = [
+        Designation(r[3], r[0], f"{r[1]}|{r[2]}" if r[1] else r[2])
+        for r in await conn.fetch(
+            "SELECT language, use_system, use_code, value FROM tx_designations "
+            "WHERE cs = ? AND code = ?",
+            info.id,
+            code,
+        )
+    ]
+    properties = [
+        (r[0], r[1], r[2])
+        for r in await conn.fetch(
+            "SELECT property, value, type FROM tx_properties WHERE cs = ? AND code = ?",
+            info.id,
+            code,
+        )
+    ]
+    parents = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT parent FROM tx_parents WHERE cs = ? AND child = ? ORDER BY parent",
+            info.id,
+            code,
+        )
+    ]
+    children = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT child FROM tx_parents WHERE cs = ? AND parent = ? ORDER BY child",
+            info.id,
+            code,
+        )
+    ]
+    return LookupResult(
+        info, code, row[0], bool(row[1]), designations, properties, parents, children
+    )
+
+
+@dataclass
+class Validation:
+    result: bool
+    message: str | None = None
+    display: str | None = None
+    system: str | None = None
+    version: str | None = None
+    code: str | None = None
+
+
+async def _display_ok(conn, cs: int, code: str, display: str, preferred: str | None) -> bool:
+    if preferred is not None and normalize(preferred) == normalize(display):
+        return True
+    row = await conn.fetchrow(
+        "SELECT 1 FROM tx_designations WHERE cs = ? AND code = ? AND norm = ?",
+        cs,
+        code,
+        normalize(display),
+    )
+    return row is not None
+
+
+async def validate_code(
+    conn, system_url: str, code: str, version: str | None = None, display: str | None = None
+) -> Validation:
+    """$validate-code against a code system: is ``code`` in it (and is ``display`` one of its
+    displays or designations, case and accents aside)?  NotFound if the system is unknown."""
+    info = await require_code_system(conn, system_url, version)
+    row = await conn.fetchrow(
+        "SELECT display, inactive FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
+    )
+    if row is None:
+        return Validation(
+            False,
+            f"the code {code!r} is not in the code system {system_label(info)}",
+            system=info.url,
+            version=info.version,
+            code=code,
+        )
+    return await check_display(conn, info, code, row[0], display)
+
+
+async def check_display(
+    conn, info: CodeSystemInfo, code: str, preferred: str | None, display: str | None
+) -> Validation:
+    if display and not await _display_ok(conn, info.id, code, display, preferred):
+        return Validation(
+            False,
+            f"the display {display!r} is not a display of {code!r} in {system_label(info)}; "
+            f"the display is {preferred!r}",
+            preferred,
+            info.url,
+            info.version,
+            code,
+        )
+    return Validation(True, None, preferred, info.url, info.version, code)
+
+
+async def subsumes(
+    conn, system_url: str, code_a: str, code_b: str, version: str | None = None
+) -> str:
+    """equivalent | subsumes (a is an ancestor of b) | subsumed-by | not-subsumed."""
+    info = await require_code_system(conn, system_url, version)
+    for code in dict.fromkeys((code_a, code_b)):
+        if (
+            await conn.fetchrow(
+                "SELECT 1 FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
+            )
+            is None
+        ):
+            raise Invalid(f"the code {code!r} is not in the code system {system_label(info)}")
+    if code_a == code_b:
+        return "equivalent"
+    if await conn.fetchrow(
+        "SELECT 1 FROM tx_closure WHERE cs = ? AND ancestor = ? AND descendant = ?",
+        info.id,
+        code_a,
+        code_b,
+    ):
+        return "subsumes"
+    if await conn.fetchrow(
+        "SELECT 1 FROM tx_closure WHERE cs = ? AND ancestor = ? AND descendant = ?",
+        info.id,
+        code_b,
+        code_a,
+    ):
+        return "subsumed-by"
+    return "not-subsumed"
