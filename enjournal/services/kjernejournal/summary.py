@@ -165,218 +165,335 @@ def build(
     the patient's settings; a kjernejournal started anew after a reservation shows nothing
     dated before its start (medicines, vaccines, visits, entries)."""
     raw = raw or {}
-    privacy = privacy or rules.Privacy()
-    refs = refs or {}
+    found = _Collected.start(patient["id"], shared, now)
+    _collect(found, resources, raw, privacy or rules.Privacy())
+    _add_gps(found, patient)
+    _withhold(found, withheld)
+    entries = [entry for spec in SECTIONS for entry in found.sections[spec.key]]
+    patient = _conforming(patient, entries)
+    members = [patient, *found.included, *(e.resource for e in entries)]
+    _include_shared(found, members, entries, _References(raw, refs or {}))
+    found.urls[("Device", server["id"])] = _SERVER_URL
+    composition = _composition(found, patient, server, now, withheld)
+    bundle_entries = _bundle_entries(found, composition, patient, entries, server)
+    return Document(_bundle_head(composition["date"]), bundle_entries, found.urls)
 
-    def refers_to(resource: dict) -> set[tuple[str, str]]:
-        found = refs.get(id(resource))
-        return found if found is not None else referenced(raw.get(id(resource)) or resource)
 
-    locked = _locked_prescriptions(resources)
-    window = rules.medication_window(now).date().isoformat()
-    today = now.date().isoformat()
-    urls: dict[tuple[str, str], str] = {
-        ("Patient", patient["id"]): stored_url("Patient", patient["id"])
-    }
-    sections: dict[str, list[Entry]] = {spec.key: [] for spec in SECTIONS}
-    critical_lines: list[str] = []
-    included: list[dict] = []
+# ---- what build gathers -----------------------------------------------------------------------
 
-    def add(key: str, resource: dict, row: list[str]) -> Entry:
+
+@dataclass
+class _Collected:
+    """The sections' entries, and where every stored resource's reference points."""
+
+    patient_id: str
+    shared: dict[tuple[str, str], dict]
+    today: str  # ISO date: an alert that ended before it is left out
+    window: str  # ISO date: the start of the medication window
+    urls: dict[tuple[str, str], str]
+    sections: dict[str, list[Entry]]
+    critical: list[str] = field(default_factory=list)  # the lines of the critical summary
+    included: list[dict] = field(default_factory=list)  # in the Bundle, in no section
+
+    @classmethod
+    def start(cls, patient_id: str, shared: dict, now: datetime) -> _Collected:
+        urls = {("Patient", patient_id): stored_url("Patient", patient_id)}
+        sections: dict[str, list[Entry]] = {spec.key: [] for spec in SECTIONS}
+        window = rules.medication_window(now).date().isoformat()
+        return cls(patient_id, shared, now.date().isoformat(), window, urls, sections)
+
+    def add(self, key: str, resource: dict, row: list[str]) -> Entry:
         ref = (resource["resourceType"], resource["id"])
-        url = urls.get(ref)
+        url = self.urls.get(ref)
         if url is None:
-            url = urls[ref] = stored_url(*ref)
+            url = self.urls[ref] = stored_url(*ref)
         entry = Entry(resource, url, row)
-        sections[key].append(entry)
+        self.sections[key].append(entry)
         return entry
 
+    def include(self, resource: dict) -> None:
+        """A stored resource an entry is made from (a device, a dispensing)."""
+        ref = (resource["resourceType"], resource["id"])
+        self.urls[ref] = stored_url(*ref)
+        self.included.append(resource)
+
+
+def _collect(
+    found: _Collected, resources: list[dict], raw: dict[int, bytes], privacy: rules.Privacy
+) -> None:
+    """Each resource into its section, newest first."""
+    locked = _locked_prescriptions(resources)
     for resource in sorted(resources, key=_sort_key, reverse=True):
-        type_ = resource["resourceType"]
         if privacy.started_at is not None and privacy.before_start(_when(resource)):
             continue
-        content = raw.get(id(resource))
-        # The marker in the stored bytes first: most rows are not kjernejournal entries.
-        if (content is None or MARKER in content) and is_kj(resource):
-            if rules.entered_in_error(resource):
-                continue
-            tag = kj_tag(resource)
-            if tag == rules.PATIENT_REGISTRATION:
-                add("own", resource, [_type_label(type_), _own_text(resource), "Pasientregistrert"])
-                continue
-            category = rules.CATEGORIES.get(tag or "")
-            label = category.display if category else tag or ""
-            if type_ == "AllergyIntolerance":
-                add("allergies", resource, _allergy_row(resource, label))
-                if resource.get("criticality") == "high":
-                    critical_lines.append(f"{label}: {_text(resource)} (høy kritikalitet)")
-            elif type_ == "Condition":
-                add(
-                    "problems",
-                    resource,
-                    [label, _text(resource), _status(resource), _recorder(resource)],
-                )
-                critical_lines.append(f"{label}: {_text(resource)}")
-            elif type_ == "Flag":
-                end = (resource.get("period") or {}).get("end")
-                if end and end[:10] < today:
-                    continue  # no longer valid
-                add(
-                    "alerts",
-                    resource,
-                    [
-                        label,
-                        _text(resource),
-                        f"gyldig til {end}" if end else "",
-                        _recorder(resource),
-                    ],
-                )
-                critical_lines.append(
-                    f"{label}: {_text(resource)}" + (f" (gyldig til {end})" if end else "")
-                )
-            elif type_ == "Procedure":
-                add("procedures", resource, [label, _text(resource), resource.get("status", "")])
-                critical_lines.append(f"{label}: {_text(resource)}")
-            elif type_ == "Device":
-                urls[("Device", resource["id"])] = stored_url("Device", resource["id"])
-                included.append(resource)
-                statement = {
-                    "resourceType": "DeviceUseStatement",
-                    "id": f"kj-{resource['id']}",
-                    "status": "active",
-                    "subject": {"reference": f"Patient/{patient['id']}"},
-                    "device": {"reference": f"Device/{resource['id']}"},
-                    "recordedOn": (resource.get("meta") or {}).get("lastUpdated"),
-                }
-                if not statement["recordedOn"]:
-                    del statement["recordedOn"]
-                add("devices", statement, [label, _device_text(resource)])
-                critical_lines.append(f"{label}: {_device_text(resource)}")
-            continue
-        if _locked_out(resource, locked):
-            continue
-        if type_ == "MedicationRequest":
-            status = resource.get("status")
-            authored = (resource.get("authoredOn") or "")[:10]
-            if status in ("active", "on-hold"):
-                add(
-                    "medications",
-                    resource,
-                    [_medication(resource, shared), authored, "Gyldig resept"],
-                )
-            elif status in ("stopped", "cancelled", "completed") and authored >= window:
-                mark = "Utlevert" if status == "completed" else "Seponert (trukket tilbake)"
-                add("medications", resource, [_medication(resource, shared), authored, mark])
-        elif type_ == "MedicationDispense":
-            handed = (resource.get("whenHandedOver") or "")[:10]
-            if resource.get("status") in ("completed", None) and handed >= window:
-                urls[("MedicationDispense", resource["id"])] = stored_url(
-                    "MedicationDispense", resource["id"]
-                )
-                included.append(resource)
-                statement = {
-                    "resourceType": "MedicationStatement",
-                    "id": f"kj-{resource['id']}",
-                    "status": "completed",
-                    "subject": {"reference": f"Patient/{patient['id']}"},
-                    "effectiveDateTime": resource["whenHandedOver"],
-                    "derivedFrom": [{"reference": f"MedicationDispense/{resource['id']}"}],
-                }
-                for key in ("medicationCodeableConcept", "medicationReference"):
-                    if key in resource:
-                        # Shared with the dispense's dict: nothing changes either in place
-                        # (``_encode`` rewrites a copy when it must).
-                        statement[key] = resource[key]
-                add("medications", statement, [_medication(resource, shared), handed, "Utlevert"])
-        elif type_ == "Immunization":
-            if resource.get("status") != "entered-in-error":
-                date = (resource.get("occurrenceDateTime") or "")[:10]
-                add("immunizations", resource, [_concept_text(resource.get("vaccineCode")), date])
-        elif type_ == "Encounter":
-            period = resource.get("period") or {}
-            provider = _display(resource.get("serviceProvider"), shared)
-            add(
-                "visits",
-                resource,
-                [(period.get("start") or "")[:10], provider, _encounter_kind(resource)],
-            )
-        elif type_ == "RelatedPerson":
-            add("about", resource, ["Pårørende", _person_name(resource), _relationship(resource)])
+        if _is_kj_entry(resource, raw):
+            _add_kj_entry(found, resource)
+        elif not _locked_out(resource, locked):
+            add = _RECORD_ENTRIES.get(resource["resourceType"])
+            if add is not None:
+                add(found, resource)
 
+
+def _is_kj_entry(resource: dict, raw: dict[int, bytes]) -> bool:
+    content = raw.get(id(resource))
+    # The marker in the stored bytes first: most rows are not kjernejournal entries.
+    return (content is None or MARKER in content) and is_kj(resource)
+
+
+def _add_kj_entry(found: _Collected, resource: dict) -> None:
+    if rules.entered_in_error(resource):
+        return
+    type_ = resource["resourceType"]
+    tag = kj_tag(resource)
+    if tag == rules.PATIENT_REGISTRATION:
+        found.add("own", resource, [_type_label(type_), _own_text(resource), "Pasientregistrert"])
+        return
+    category = rules.CATEGORIES.get(tag or "")
+    label = category.display if category else tag or ""
+    add = _KJ_ENTRIES.get(type_)
+    if add is not None:
+        add(found, resource, label)
+
+
+# ---- critical information: one function per type --------------------------------------------
+
+
+def _kj_allergy(found: _Collected, resource: dict, label: str) -> None:
+    found.add("allergies", resource, _allergy_row(resource, label))
+    if resource.get("criticality") == "high":
+        found.critical.append(f"{label}: {_text(resource)} (høy kritikalitet)")
+
+
+def _kj_condition(found: _Collected, resource: dict, label: str) -> None:
+    row = [label, _text(resource), _status(resource), _recorder(resource)]
+    found.add("problems", resource, row)
+    found.critical.append(f"{label}: {_text(resource)}")
+
+
+def _kj_flag(found: _Collected, resource: dict, label: str) -> None:
+    end = (resource.get("period") or {}).get("end")
+    if end and end[:10] < found.today:
+        return  # no longer valid
+    validity = f"gyldig til {end}" if end else ""
+    found.add("alerts", resource, [label, _text(resource), validity, _recorder(resource)])
+    found.critical.append(f"{label}: {_text(resource)}" + (f" ({validity})" if end else ""))
+
+
+def _kj_procedure(found: _Collected, resource: dict, label: str) -> None:
+    found.add("procedures", resource, [label, _text(resource), resource.get("status", "")])
+    found.critical.append(f"{label}: {_text(resource)}")
+
+
+def _kj_device(found: _Collected, resource: dict, label: str) -> None:
+    found.include(resource)
+    statement = _device_use(resource, found.patient_id)
+    found.add("devices", statement, [label, _device_text(resource)])
+    found.critical.append(f"{label}: {_device_text(resource)}")
+
+
+def _device_use(device: dict, patient_id: str) -> dict:
+    """The DeviceUseStatement the IPS devices section holds for an implant."""
+    statement = {
+        "resourceType": "DeviceUseStatement",
+        "id": f"kj-{device['id']}",
+        "status": "active",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "device": {"reference": f"Device/{device['id']}"},
+        "recordedOn": (device.get("meta") or {}).get("lastUpdated"),
+    }
+    if not statement["recordedOn"]:
+        del statement["recordedOn"]
+    return statement
+
+
+_KJ_ENTRIES = {
+    "AllergyIntolerance": _kj_allergy,
+    "Condition": _kj_condition,
+    "Flag": _kj_flag,
+    "Procedure": _kj_procedure,
+    "Device": _kj_device,
+}
+
+
+# ---- the rest of the record: one function per type -------------------------------------------
+
+
+def _prescription(found: _Collected, resource: dict) -> None:
+    status = resource.get("status")
+    authored = (resource.get("authoredOn") or "")[:10]
+    if status in ("active", "on-hold"):
+        mark = "Gyldig resept"
+    elif status in ("stopped", "cancelled", "completed") and authored >= found.window:
+        mark = "Utlevert" if status == "completed" else "Seponert (trukket tilbake)"
+    else:
+        return
+    found.add("medications", resource, [_medication(resource, found.shared), authored, mark])
+
+
+def _dispensing(found: _Collected, resource: dict) -> None:
+    handed = (resource.get("whenHandedOver") or "")[:10]
+    if resource.get("status") not in ("completed", None) or handed < found.window:
+        return
+    found.include(resource)
+    statement = _medication_statement(resource, found.patient_id)
+    row = [_medication(resource, found.shared), handed, "Utlevert"]
+    found.add("medications", statement, row)
+
+
+def _medication_statement(dispense: dict, patient_id: str) -> dict:
+    """The MedicationStatement the IPS medications section holds for a dispensing."""
+    statement = {
+        "resourceType": "MedicationStatement",
+        "id": f"kj-{dispense['id']}",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": dispense["whenHandedOver"],
+        "derivedFrom": [{"reference": f"MedicationDispense/{dispense['id']}"}],
+    }
+    for key in ("medicationCodeableConcept", "medicationReference"):
+        if key in dispense:
+            # Shared with the dispense's dict: nothing changes either in place (``_encode``
+            # rewrites a copy when it must).
+            statement[key] = dispense[key]
+    return statement
+
+
+def _immunization(found: _Collected, resource: dict) -> None:
+    if resource.get("status") == "entered-in-error":
+        return
+    date = (resource.get("occurrenceDateTime") or "")[:10]
+    found.add("immunizations", resource, [_concept_text(resource.get("vaccineCode")), date])
+
+
+def _visit(found: _Collected, resource: dict) -> None:
+    start = ((resource.get("period") or {}).get("start") or "")[:10]
+    provider = _display(resource.get("serviceProvider"), found.shared)
+    found.add("visits", resource, [start, provider, _encounter_kind(resource)])
+
+
+def _next_of_kin(found: _Collected, resource: dict) -> None:
+    found.add("about", resource, ["Pårørende", _person_name(resource), _relationship(resource)])
+
+
+_RECORD_ENTRIES = {
+    "MedicationRequest": _prescription,
+    "MedicationDispense": _dispensing,
+    "Immunization": _immunization,
+    "Encounter": _visit,
+    "RelatedPerson": _next_of_kin,
+}
+
+
+def _add_gps(found: _Collected, patient: dict) -> None:
     for gp in patient.get("generalPractitioner", []):
         ref = _parse_reference(gp.get("reference"))
-        if ref and ref in shared:
-            add("about", shared[ref], ["Fastlege", _shared_name(shared[ref]), ""])
+        if ref and ref in found.shared:
+            gp_resource = found.shared[ref]
+            found.add("about", gp_resource, ["Fastlege", _shared_name(gp_resource), ""])
 
-    # Withheld parts: their entries are left out of the document altogether.
+
+def _withhold(found: _Collected, withheld: frozenset[str]) -> None:
+    """Withheld parts: their entries are left out of the document altogether."""
     for spec in SECTIONS:
         if spec.part and spec.part in withheld:
-            sections[spec.key] = []
+            found.sections[spec.key] = []
     if "kritisk-info" in withheld:
-        critical_lines = []
-        included = [r for r in included if r["resourceType"] != "Device"]
+        found.critical = []
+        found.included = [r for r in found.included if r["resourceType"] != "Device"]
     if "legemidler" in withheld:
-        included = [r for r in included if r["resourceType"] != "MedicationDispense"]
+        found.included = [r for r in found.included if r["resourceType"] != "MedicationDispense"]
 
-    entries = [entry for spec in SECTIONS for entry in sections[spec.key]]
-    patient = _conforming(patient, entries)
-    members = [patient, *included, *(e.resource for e in entries)]
-    # Shared resources the members refer to (practitioners, organisations, medications).
+
+@dataclass
+class _References:
+    """What a parsed resource refers to: known from the caller, else found in its bytes."""
+
+    raw: dict[int, bytes]
+    refs: dict[int, set[tuple[str, str]]]
+
+    def of(self, resource: dict) -> set[tuple[str, str]]:
+        found = self.refs.get(id(resource))
+        if found is not None:
+            return found
+        return referenced(self.raw.get(id(resource)) or resource)
+
+
+def _include_shared(
+    found: _Collected, members: list[dict], entries: list[Entry], references: _References
+) -> None:
+    """The shared resources the members refer to (practitioners, organisations, medications),
+    and one level further (a PractitionerRole's practitioner)."""
     wanted: set[tuple[str, str]] = set()
     for member in members:
-        wanted |= refers_to(member)
-    for ref in list(wanted):  # one level further: a PractitionerRole's practitioner
-        if ref in shared:
-            wanted |= refers_to(shared[ref])
+        wanted |= references.of(member)
+    for ref in list(wanted):
+        if ref in found.shared:
+            wanted |= references.of(found.shared[ref])
     in_entries = {(e.resource["resourceType"], e.resource["id"]) for e in entries}
     for ref in sorted(wanted):
-        if ref in shared and ref not in in_entries:
-            included.append(shared[ref])
-            urls[ref] = stored_url(*ref)
-    device_url = f"urn:uuid:{uuid.uuid5(NAMESPACE, 'enjournal-server')}"
-    composition_url = f"urn:uuid:{uuid.uuid4()}"
-    urls[("Device", server["id"])] = device_url
+        if ref in found.shared and ref not in in_entries:
+            found.included.append(found.shared[ref])
+            found.urls[ref] = stored_url(*ref)
 
-    composition = {
+
+# ---- the document around the entries ---------------------------------------------------------
+
+_SERVER_URL = f"urn:uuid:{uuid.uuid5(NAMESPACE, 'enjournal-server')}"
+
+
+def _composition(
+    found: _Collected, patient: dict, server: dict, now: datetime, withheld: frozenset[str]
+) -> dict:
+    critical = found.critical
+    sections = [
+        _section(spec, found.sections[spec.key], spec.part in withheld, critical)
+        for spec in SECTIONS
+    ]
+    author = {"reference": _SERVER_URL, "display": server.get("deviceName", [{}])[0].get("name")}
+    return {
         "resourceType": "Composition",
-        "id": composition_url.removeprefix("urn:uuid:"),
+        "id": str(uuid.uuid4()),
         "language": "nb",
-        "text": _narrative(_header(patient, shared, critical_lines, withheld)),
+        "text": _narrative(_header(patient, found.shared, critical, withheld)),
         "status": "final",
         "type": {
             "coding": [{"system": LOINC, "code": "60591-5", "display": "Patient summary Document"}]
         },
-        "subject": {"reference": urls[("Patient", patient["id"])]},
+        "subject": {"reference": found.urls[("Patient", patient["id"])]},
         "date": format_instant(int(now.timestamp() * 1000)),
-        "author": [
-            {"reference": device_url, "display": server.get("deviceName", [{}])[0].get("name")}
-        ],
+        "author": [author],
         "title": "Kjernejournal: pasientsammendrag (International Patient Summary)",
         "confidentiality": "R",
-        "section": [
-            _section(spec, sections[spec.key], spec.part in withheld, critical_lines)
-            for spec in SECTIONS
-        ],
+        "section": [s for s in sections if s is not None],
     }
-    composition["section"] = [s for s in composition["section"] if s is not None]
-    patient_url = urls[("Patient", patient["id"])]
-    bundle_entries = [(composition_url, composition), (patient_url, patient)]
+
+
+def _bundle_entries(
+    found: _Collected, composition: dict, patient: dict, entries: list[Entry], server: dict
+) -> list[tuple[str, dict]]:
+    """(fullUrl, resource): the Composition, the patient, each resource once, the server."""
+    composition_url = f"urn:uuid:{composition['id']}"
+    patient_url = found.urls[("Patient", patient["id"])]
+    out = [(composition_url, composition), (patient_url, patient)]
     seen = {composition_url, patient_url}
-    for resource in [*(e.resource for e in entries), *included]:
-        url = urls[(resource["resourceType"], resource["id"])]
+    for resource in [*(e.resource for e in entries), *found.included]:
+        url = found.urls[(resource["resourceType"], resource["id"])]
         if url not in seen:
             seen.add(url)
-            bundle_entries.append((url, resource))
-    bundle_entries.append((device_url, server))
-    head = {
+            out.append((url, resource))
+    out.append((_SERVER_URL, server))
+    return out
+
+
+def _bundle_head(timestamp: str) -> dict:
+    return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
         "meta": {"profile": ["http://hl7.org/fhir/uv/ips/StructureDefinition/Bundle-uv-ips"]},
         "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
         "type": "document",
-        "timestamp": composition["date"],
+        "timestamp": timestamp,
     }
-    return Document(head, bundle_entries, urls)
 
 
 def encode(
