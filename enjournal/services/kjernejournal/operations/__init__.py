@@ -1,0 +1,1 @@
+"""Kjernejournal's FHIR operations, one module per group; ``api.Service`` joins them."""

@@ -1,0 +1,127 @@
+"""What every kjernejournal operation shares: the server's settings, signing key and clock,
+the caller's access to a record (domain.md 2.3) and the audit event of a read or change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from enjournal.fhir.errors import FhirError, Forbidden
+from enjournal.security.audit import audit_event
+from enjournal.security.keys import load_or_create
+from enjournal.security.scopes import grant
+from enjournal.services.inputs import count_refusal
+from enjournal.services.kjernejournal import records, rules, summary
+
+
+class ServiceBase:
+    """The operations, bound to the server's settings, key and clock."""
+
+    def __init__(self, context):
+        self.context = context
+        self._key = None
+
+    @property
+    def key(self):
+        if self._key is None:
+            self._key = load_or_create(self.context.settings.signing_key_file)
+        return self._key
+
+    def now(self) -> datetime:
+        return self.context.clock()
+
+    def server_device(self) -> dict:
+        return {
+            "resourceType": "Device",
+            "id": "enjournal-server",
+            "identifier": [
+                {"system": "urn:ietf:rfc:3986", "value": self.context.settings.fhir_base}
+            ],
+            "deviceName": [{"name": "enjournal kjernejournal", "type": "user-friendly-name"}],
+        }
+
+    async def access(self, request, tx, patient_id: str, interaction: str) -> rules.Access:
+        """The caller's access to this kjernejournal, or the error to answer with (a refusal
+        is audited too)."""
+        basis = (request.header("nhn-access-basis") or "").strip().upper() or None
+        guard = request.guard
+        if guard is None:  # security off (core tests, benchmarks)
+            return rules.Access(basis, "TREAT")
+        principal = guard.principal
+        try:
+            if grant(principal.scopes, "Patient", "r") is None:
+                raise Forbidden("the token's scopes do not allow reading patient data")
+            privacy, _ = await records.privacy(tx, patient_id)
+            facts = await guard.facts(tx, patient_id)
+            if principal.kind == "citizen":
+                return rules.citizen_access(facts.own_record, facts.child_in_care)
+            if principal.kind != "personnel":
+                raise Forbidden("the kjernejournal is for health personnel and the patient")
+            return rules.personnel_access(
+                hpr=principal.hpr,
+                profession=principal.profession,
+                basis=basis,
+                reason=guard.emergency_reason,
+                care_relationship=facts.care_relationship,
+                blocked_by_consent=facts.blocked_by_consent,
+                privacy=privacy,
+            )
+        except FhirError as error:
+            count_refusal(guard)
+            guard.events.append(
+                audit_event(
+                    principal,
+                    action="R",
+                    subtype=interaction,
+                    outcome="4",
+                    patient_id=patient_id,
+                    purpose="ETREAT" if basis == rules.AKUTT else "TREAT",
+                    emergency_reason=guard.emergency_reason,
+                    request_id=guard.request_id,
+                    access_basis=basis if basis in rules.BASES else None,
+                    outcome_desc=error.message,
+                )
+            )
+            raise
+
+    async def audit(self, request, tx, patient_id, access, *, action, interaction, refs=()):
+        guard = request.guard
+        if guard is None:
+            return
+        principal = guard.principal
+        event = audit_event(
+            principal,
+            action=action,
+            subtype=interaction,
+            patient_id=patient_id,
+            entities=list(refs),
+            purpose=access.purpose,
+            emergency_reason=guard.emergency_reason if access.emergency else None,
+            request_id=guard.request_id,
+            access_basis=access.basis,
+            organisation_name=await records.organisation_name(tx, principal.org_nr),
+        )
+        if access.opened_restricted:
+            # Flag for follow-up: restricted (sperret) parts were opened.
+            for entity in event.get("entity", []):
+                if (entity.get("role") or {}).get("code") == "1":
+                    entity.setdefault("securityLabel", []).append(
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                            "code": "R",
+                            "display": "restricted",
+                        }
+                    )
+                    entity.setdefault("detail", []).append(
+                        {
+                            "type": "opened-restricted-parts",
+                            "valueString": ",".join(sorted(access.opened_restricted)),
+                        }
+                    )
+        guard.events.append(event)
+
+
+def named_reference(target) -> tuple[str, str] | None:
+    """(type, id) of a ``remove`` parameter: a reference string or a Reference."""
+    return summary._parse_reference(
+        target if isinstance(target, str) else (target or {}).get("reference")
+    )
