@@ -150,6 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     # Migrate once here, so several workers do not race to create the schema.
     asyncio.run(_migrate_only(args.database))
+    # Each worker builds its platform (enjournal.bootstrap) in the app factory.
     uvicorn.run(
         "enjournal.server.main:app_from_env",
         factory=True,
@@ -184,13 +185,15 @@ def _keep_nodelay_with_workers() -> None:
 
 
 async def _migrate_only(url: str) -> list[int]:
-    from enjournal.storage import open_store
+    """``enjournal migrate``: the schema, then the shipped code lists (docs/terminology.md)."""
+    from enjournal.bootstrap import build_platform, close_platform, migrate_platform
+    from enjournal.server.settings import Settings
 
-    store = await open_store(url, migrate=False)
+    platform = await build_platform(Settings.from_env(database_url=url), migrate=False)
     try:
-        return await store.migrate()
+        return await migrate_platform(platform)
     finally:
-        await store.close()
+        await close_platform(platform)
 
 
 def _migrate(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from enjournal.fhir.errors import FhirError, Invalid
 from enjournal.rest.interactions.common import known_type, validate_for_write
 from enjournal.rest.message import FhirRequest
 from enjournal.rest.router import handle
-from enjournal.storage import Store, Transaction, open_store
+from enjournal.storage import Store, Transaction
 
 
 @dataclass
@@ -51,14 +51,15 @@ def expand(paths: list[str]) -> list[Path]:
     return files
 
 
-async def import_file(store: Store, path: Path) -> FileResult:
+async def import_file(store: Store, path: Path, operations=None) -> FileResult:
+    """Import one file; ``operations`` (the platform's) serve operations named in a Bundle."""
     result = FileResult(path)
     started = time.perf_counter()
     try:
         if path.suffix == ".ndjson":
             result.resources = await _import_ndjson(store, path)
         else:
-            result.resources, result.merged = await _import_json(store, path)
+            result.resources, result.merged = await _import_json(store, path, operations)
     except FhirError as error:
         result.error = "; ".join(issue.diagnostics for issue in error.issues)[:500]
     except OSError as error:
@@ -97,7 +98,7 @@ def _escape(value: str) -> str:
     return quote(value.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,"), safe=":/")
 
 
-async def _import_json(store: Store, path: Path, dedupe: bool = True) -> tuple[int, int]:
+async def _import_json(store: Store, path: Path, operations=None) -> tuple[int, int]:
     """(stored, merged) for one JSON file."""
     body = path.read_bytes()
     try:
@@ -107,9 +108,10 @@ async def _import_json(store: Store, path: Path, dedupe: bool = True) -> tuple[i
     if not isinstance(data, dict) or "resourceType" not in data:
         raise Invalid("not a FHIR resource (no resourceType)")
     if data["resourceType"] == "Bundle" and data.get("type") in ("transaction", "batch"):
-        if dedupe and data["type"] == "transaction" and add_identity_conditions(data):
+        if data["type"] == "transaction" and add_identity_conditions(data):
             body = jsonio.dumps(data)
-        response = await handle(FhirRequest("POST", [], body=body), store)
+        request = FhirRequest("POST", [], body=body, operations=operations)
+        response = await handle(request, store)
         if response.status >= 400:
             issues = orjson.loads(response.body).get("issue", [])
             raise Invalid("; ".join(i.get("diagnostics", "") for i in issues) or "rejected")
@@ -208,11 +210,12 @@ async def run_import(
     if not files:
         console.print("[red]no .json or .ndjson files found[/red]")
         return 1
-    store = await open_store(database_url)
-    if check_codes:
-        from enjournal.terminology.checks import CodeCheck
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.server.settings import Settings
 
-        store.checks.append(CodeCheck())
+    settings = Settings.from_env(database_url=database_url, terminology_check=check_codes)
+    platform = await build_platform(settings)
+    store = platform.store
     results: list[FileResult] = []
     try:
         with Progress(
@@ -224,10 +227,10 @@ async def run_import(
         ) as progress:
             task = progress.add_task("importing", total=len(files))
             for path in files:
-                results.append(await import_file(store, path))
+                results.append(await import_file(store, path, platform.operations))
                 progress.advance(task)
     finally:
-        await store.close()
+        await close_platform(platform)
     shown = [r for r in results if r.error] if brief else results
     table = summary_table(results, shown)
     console.print(table if shown else table.caption)

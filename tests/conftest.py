@@ -1,4 +1,5 @@
-"""Shared fixtures: a store on each backend (embedded SQLite and the real PostgreSQL)."""
+"""Shared fixtures: a platform (``enjournal.bootstrap``) and its store on each backend
+(embedded SQLite and the real PostgreSQL), and an in-process client of the app on it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import uuid
 import asyncpg
 import pytest
 
-from enjournal.storage import open_store
+from enjournal.bootstrap import build_platform, close_platform
+from enjournal.server.settings import Settings
 
 PG_DSN = os.environ.get("ENJOURNAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -43,22 +45,29 @@ async def store_url(request, tmp_path):
 
 
 @pytest.fixture
-async def store(store_url):
-    store = await open_store(store_url)
-    yield store
-    await store.close()
+async def platform(store_url):
+    """The platform as the commands build it, with security off and no write checks: tests
+    that want the terminology check install it (tests/terminology)."""
+    settings = Settings(database_url=store_url, auth=False, terminology_check=False)
+    platform = await build_platform(settings)
+    yield platform
+    await close_platform(platform)
 
 
 @pytest.fixture
-async def client(store):
+async def store(platform):
+    return platform.store
+
+
+@pytest.fixture
+async def client(platform):
     """An HTTP client talking to the app in-process, on each backend, with security off:
     these tests are about the FHIR core (tests/security covers the secured server)."""
     import httpx
 
     from enjournal.server.app import create_app
-    from enjournal.server.settings import Settings
 
-    app = create_app(Settings(database_url="unused", auth=False), store)
+    app = create_app(platform.settings, platform=platform)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http

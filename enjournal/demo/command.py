@@ -17,26 +17,19 @@ from pathlib import Path
 from rich.console import Console
 
 
-async def _load_code_lists(url: str) -> int:
-    from enjournal.storage import open_store
-    from enjournal.terminology.command import load_shipped
-
-    store = await open_store(url)
-    try:
-        return await load_shipped(store)
-    finally:
-        await store.close()
-
-
-async def _load_demo_fest(url: str) -> int:
+async def _migrate_and_load_fest(url: str) -> int:
+    """``enjournal migrate`` (schema and shipped code lists), then the demo drug catalogue;
+    returns its number of entries."""
+    from enjournal.bootstrap import build_platform, close_platform, migrate_platform
+    from enjournal.server.settings import Settings
     from enjournal.services.eresept.fest.catalogue import DEMO_FILE, load_file
-    from enjournal.storage import open_store
 
-    store = await open_store(url)
+    platform = await build_platform(Settings(database_url=url), migrate=False)
     try:
-        return await load_file(store, DEMO_FILE)
+        await migrate_platform(platform)
+        return await load_file(platform.store, DEMO_FILE)
     finally:
-        await store.close()
+        await close_platform(platform)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -56,9 +49,8 @@ def run_demo(args: argparse.Namespace) -> int:
         bundles = data / "bundles"
         for old in bundles.glob("*.json"):
             old.unlink()
-        concepts = asyncio.run(_load_code_lists(url))
-        console.print(f"loaded the shipped code lists ({concepts} concepts)")
-        entries = asyncio.run(_load_demo_fest(url))
+        entries = asyncio.run(_migrate_and_load_fest(url))
+        console.print("migrated the database and loaded the shipped code lists")
         console.print(f"loaded the demo drug catalogue (FEST format, {entries} entries)")
         console.print(f"generating {args.patients} patients (seed {args.seed}) in {bundles}")
         write_bundles(bundles, args.patients, args.seed)

@@ -19,7 +19,6 @@ from pathlib import Path
 from enjournal.demo.users import SCOPES, demo_users
 from enjournal.security.keys import load_or_create
 from enjournal.security.provider import Client, issue_system_token, issue_token
-from enjournal.storage import open_store
 
 SERVER_FILE = "demo-server.json"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
@@ -71,11 +70,14 @@ def print_token(args: argparse.Namespace) -> int:
 
 
 async def _users(url: str):
-    store = await open_store(url, migrate=False)
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.server.settings import Settings
+
+    platform = await build_platform(Settings(database_url=url), migrate=False)
     try:
-        return await demo_users(store)
+        return await demo_users(platform.store)
     finally:
-        await store.close()
+        await close_platform(platform)
 
 
 def record_server(data: Path, public_url: str, audience: str) -> None:

@@ -92,6 +92,7 @@ def _entry_request(outer: FhirRequest, entry: dict, body: bytes = b"") -> FhirRe
         body,
         outer.base_url,
         guard=outer.guard,
+        operations=outer.operations,
     )
 
 

@@ -27,6 +27,9 @@ class FhirRequest:
     # CapabilityStatement.rest.security of this server (enjournal.security.smart); None when
     # the request comes from inside the process, where no security applies.
     security: dict | None = None
+    # The operations of the platform serving the request (enjournal.rest.operations.Operations);
+    # None: no operations (a request made outside a platform).
+    operations: Any = None
     _json: Any = None
 
     def header(self, name: str, default: str | None = None) -> str | None:

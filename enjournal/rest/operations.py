@@ -1,7 +1,9 @@
 """The registry of FHIR operations (``$name``): http://hl7.org/fhir/R4/operations.html.
 
-Services add their operations here (``register``) instead of editing the router, so the
-router stays small and the CapabilityStatement lists what is really registered.  An
+Services add their operations to their platform's ``Operations`` (``enjournal.bootstrap``)
+instead of editing the router, so the router stays small and the CapabilityStatement lists
+what is really registered.  The HTTP adapter hands each request its platform's table
+(``FhirRequest.operations``).  An
 operation is served at the system (``/$name``), type (``/Type/$name``) or instance
 (``/Type/id/$name``) level, by GET and/or POST, inside one store transaction (a write
 transaction when ``writes`` is set, or for the methods it names).
@@ -33,21 +35,33 @@ class Operation:
         return method in self.writes if isinstance(self.writes, tuple) else self.writes
 
 
-_OPERATIONS: dict[tuple[str | None, str, bool], Operation] = {}
+class Operations:
+    """The operations one platform serves (``enjournal.bootstrap`` builds it, services add
+    theirs at registration).  Keyed by level, so adding one again replaces it: idempotent."""
+
+    def __init__(self) -> None:
+        self._table: dict[tuple[str | None, str, bool], Operation] = {}
+
+    def add(self, operation: Operation) -> Operation:
+        self._table[(operation.resource_type, operation.name, operation.instance)] = operation
+        return operation
+
+    def remove(self, resource_type: str | None, name: str, instance: bool) -> None:
+        self._table.pop((resource_type, name, instance), None)
+
+    def find(self, resource_type: str | None, name: str, instance: bool) -> Operation | None:
+        return self._table.get((resource_type, name, instance))
+
+    def all(self) -> list[Operation]:
+        return list(self._table.values())
 
 
-def register(operation: Operation) -> Operation:
-    key = (operation.resource_type, operation.name, operation.instance)
-    _OPERATIONS[key] = operation
-    return operation
+NONE = Operations()  # what a request made outside a platform sees: no operations
 
 
-def find(resource_type: str | None, name: str, instance: bool) -> Operation | None:
-    return _OPERATIONS.get((resource_type, name, instance))
-
-
-def all_operations() -> list[Operation]:
-    return list(_OPERATIONS.values())
+def of(request) -> Operations:
+    """The operations the platform that received ``request`` serves."""
+    return getattr(request, "operations", None) or NONE
 
 
 def parameters(request, names: tuple[str, ...] = ()) -> dict[str, object]:

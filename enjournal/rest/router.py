@@ -78,7 +78,7 @@ def route(request: FhirRequest) -> Interaction:
     elif n == 4 and p[2] == "_history":
         table = {"GET": read.vread}
     if not table:
-        table = _operation_table(p)
+        table = _operation_table(request)
     if not table:
         raise NotFound(f"no FHIR interaction at /{'/'.join(p)}")
     if m not in table:
@@ -86,16 +86,16 @@ def route(request: FhirRequest) -> Interaction:
     return table[m]
 
 
-def _operation_table(p: list[str]) -> dict[str, Interaction]:
+def _operation_table(request: FhirRequest) -> dict[str, Interaction]:
     """Registered operations: /$op, /Type/$op, /Type/id/$op."""
-    op = _operation_for(p)
+    op = _operation_for(request)
     return {method: op.handler for method in op.methods} if op is not None else {}
 
 
 def writes(request: FhirRequest) -> bool:
     """Whether the request needs a write transaction."""
     p = request.path
-    op = _operation_for(p)
+    op = _operation_for(request)
     if op is not None:
         return op.writes_for(request.method)
     if request.method in READ_ONLY or p[-1:] in READ_ONLY_PATHS:
@@ -104,17 +104,15 @@ def writes(request: FhirRequest) -> bool:
     return True
 
 
-def _operation_for(p: list[str]):
-    if not p or not p[-1].startswith("$"):
+def _operation_for(request: FhirRequest):
+    """The operation the request's path names, in its platform's table (or None)."""
+    p = request.path
+    if not p or not p[-1].startswith("$") or len(p) > 3:
         return None
-    name = p[-1][1:]
+    name, table = p[-1][1:], operations.of(request)
     if len(p) == 1:
-        return operations.find(None, name, False)
-    if len(p) == 2:
-        return operations.find(p[0], name, False)
-    if len(p) == 3:
-        return operations.find(p[0], name, True)
-    return None
+        return table.find(None, name, False)
+    return table.find(p[0], name, len(p) == 3)
 
 
 async def _bundle_marker(request: FhirRequest, tx: Transaction) -> FhirResponse:

@@ -12,6 +12,7 @@ through the group-committing audit writer for reads.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection, Sequence
 
 import orjson
 
@@ -46,16 +47,16 @@ PARENT_ROLES = frozenset(
 )
 ACTIONS = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}
 
-# Hooks the national services add for the resources they own (kjernejournal: its tagged
-# entries), applied after the general policy by every interaction.  Each is
+# A Guard receives from its platform (``enjournal.bootstrap``, through the app):
+# ``hooks``: what the national services add for the resources they own (kjernejournal: its
+# tagged entries), applied after the general policy by every interaction.  Each is
 # ``(marker, check)``: ``marker`` is a byte string whose absence from stored JSON proves the
 # hook does not apply (so nothing is parsed for other resources), and
 # ``async check(guard, tx, action, resource: dict, patients) -> str | None`` returns the
 # reason to refuse, or None.
-RESOURCE_HOOKS: list[tuple[bytes, object]] = []
-# Consent categories (coding systems) a service interprets itself; the general Consent rules
-# here skip them (kjernejournal's privacy settings are not whole-record restrictions).
-SERVICE_CONSENT_SYSTEMS: set[str] = set()
+# ``consent_systems``: Consent categories (coding systems) a service interprets itself; the
+# general Consent rules here skip them (kjernejournal's privacy settings are not whole-record
+# restrictions).
 
 
 class FactsCache:
@@ -102,8 +103,12 @@ class Guard:
         request_id: str | None = None,
         today=None,
         cache: FactsCache | None = None,
+        hooks: Sequence[tuple[bytes, object]] = (),
+        consent_systems: Collection[str] = frozenset(),
     ):
         self.principal = principal
+        self.resource_hooks = hooks
+        self.consent_systems = consent_systems
         self.emergency_reason = emergency_reason
         self.request_id = request_id
         self.events: list[dict] = []
@@ -182,7 +187,7 @@ class Guard:
             patients = None  # registering a new patient: no relation exists yet
         decision = await self._decide(tx, action, type_, patients, ref)
         decision = await grants.checked_write(self, tx, action, resource, decision)
-        if decision.allowed and RESOURCE_HOOKS:
+        if decision.allowed and self.resource_hooks:
             decision = await self._hooks(tx, action, None, resource, patients, decision)
         self._record(action, interaction, decision, patients or [], [ref])
         if not decision.allowed:
@@ -293,7 +298,7 @@ class Guard:
         """Whether the caller may read every match of ``query`` whatever it holds, so that
         the database's own count is the caller's: a system client, with no service hook
         that could hide single resources."""
-        if self.principal.kind != "system" or RESOURCE_HOOKS:
+        if self.principal.kind != "system" or self.resource_hooks:
             return False
         type_ = query.resource_type or "Patient"
         return decide(self.principal, "s", type_, PatientFacts("")).allowed
@@ -314,7 +319,7 @@ class Guard:
     # ---- facts --------------------------------------------------------------------------
 
     async def _hooks(self, tx, action, content, resource, patients, decision) -> Decision:
-        for marker, check in RESOURCE_HOOKS:
+        for marker, check in self.resource_hooks:
             if content is not None and marker not in content:
                 continue
             parsed = resource if resource is not None else orjson.loads(content)
@@ -509,8 +514,8 @@ class Guard:
         blocked_refs: set[str] = set()
         for (content,) in rows:
             consent = jsonio.loads(content)
-            if SERVICE_CONSENT_SYSTEMS and any(
-                c.get("system") in SERVICE_CONSENT_SYSTEMS
+            if self.consent_systems and any(
+                c.get("system") in self.consent_systems
                 for cat in consent.get("category", [])
                 for c in cat.get("coding", [])
             ):

@@ -27,7 +27,7 @@ from enjournal.rest.message import FhirRequest, FhirResponse, error_response
 from enjournal.rest.router import handle
 from enjournal.server.observability import Metrics, request_id
 from enjournal.server.settings import Settings
-from enjournal.storage import Store, open_store
+from enjournal.storage import Store
 
 log = logging.getLogger("enjournal.server")
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -39,49 +39,42 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings, store: Store | None = None, security=None) -> Starlette:
-    """Build the app; pass ``store`` to share one already open (tests), else it opens its own.
+def create_app(
+    settings: Settings, store: Store | None = None, security=None, *, platform=None
+) -> Starlette:
+    """Build the app on ``platform`` (``enjournal.bootstrap``), else on one composed here
+    from the settings; pass ``store`` to share one already open (tests), else the platform
+    opens its own in the lifespan.
 
     With ``settings.auth`` on, ``security`` (an ``enjournal.security.setup.Security``) is
     built from the settings unless given."""
-    metrics = Metrics()
-    from enjournal.services import ServiceContext
-    from enjournal.services import register_all as register_services
+    from enjournal.bootstrap import close_platform, compose, open_platform
     from enjournal.services.jobs import JobRunner
-    from enjournal.terminology.operations import register_all
 
-    register_all()
-    if settings.auth and security is None:
-        from enjournal.security.setup import build_security
-
-        security = build_security(settings)
-    jobs = register_services(ServiceContext(settings, security))
+    metrics = Metrics()
+    if platform is None:
+        platform = compose(settings, security=security, serving=True)
+        platform.store = store
+    security = platform.security
     rest_security = security.rest_security() if security is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        own = store is None
-        app.state.store = store or await open_store(
-            settings.database_url,
-            pool_size=settings.pool_size,
-            read_timeout_ms=settings.read_timeout_ms,
-            write_timeout_ms=settings.write_timeout_ms,
-        )
+        opened = platform.store is None  # else its owner (a test, a caller) closes it
+        if opened:
+            await open_platform(platform)
+        app.state.store = platform.store
         log.info("store open", extra={"fields": {"dialect": app.state.store.dialect}})
-        if own and settings.terminology_check:
-            from enjournal.terminology.checks import CodeCheck
-
-            app.state.store.checks.append(CodeCheck())
         if security is not None:
             await security.start(app.state.store)
-        runner = JobRunner(app.state.store, jobs if settings.jobs else [])
+        runner = JobRunner(app.state.store, platform.jobs if settings.jobs else [])
         runner.start()
         yield
         await runner.stop()
         if security is not None:
             await security.stop()
-        if own:
-            await app.state.store.close()
+        if opened:
+            await close_platform(platform)
         log.info("store closed")
 
     async def fhir(request: Request) -> Response:
@@ -102,9 +95,10 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
             base,
         )
         fhir_request.security = rest_security
+        fhir_request.operations = platform.operations
         principal = request.scope.get("state", {}).get("principal")
         if principal is not None:
-            fhir_request.guard = _guard(principal, fhir_request, request, security)
+            fhir_request.guard = _guard(principal, fhir_request, request, platform)
             if isinstance(fhir_request.guard, FhirResponse):
                 return _to_http(fhir_request.guard)
         audit = security.audit if security is not None else None
@@ -147,9 +141,10 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
             HTTPException: _http_error_response,
         },
     )
-    if store is not None:
-        app.state.store = store  # usable without running the lifespan (tests)
+    if platform.store is not None:
+        app.state.store = platform.store  # usable without running the lifespan (tests)
     app.state.security = security
+    app.state.platform = platform
     outer: object = app
     if security is not None:
         from enjournal.security.ratelimit import RateLimitMiddleware
@@ -174,15 +169,18 @@ def create_app(settings: Settings, store: Store | None = None, security=None) ->
     return RequestContext(outer, metrics)
 
 
-def _guard(principal, fhir_request: FhirRequest, request: Request, security):
-    from enjournal.security.guard import Guard, emergency_reason_from
+def _guard(principal, fhir_request: FhirRequest, request: Request, platform):
+    from enjournal.security.guard import emergency_reason_from
 
     try:
         reason = emergency_reason_from(fhir_request.headers)
     except Invalid as error:
         return error_response(error)
-    return Guard(
-        principal, emergency_reason=reason, request_id=request_id.get(), cache=security.facts
+    return platform.guard(
+        principal,
+        emergency_reason=reason,
+        request_id=request_id.get(),
+        cache=platform.security.facts,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enjournal.bootstrap import compose
 from enjournal.server.app import create_app
 from enjournal.server.observability import configure_logging
 from enjournal.server.settings import Settings
@@ -10,4 +11,4 @@ from enjournal.server.settings import Settings
 def app_from_env():
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, platform=compose(settings, serving=True))

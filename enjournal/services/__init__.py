@@ -2,9 +2,11 @@
 
 Every service is a subpackage with the same shape, so a newcomer who knows one knows all:
 
-    services/<name>/__init__.py   ``register(context) -> list[Job]``: adds the service's
-                                  operations (``enjournal.rest.operations.register``) and
-                                  returns its scheduled jobs
+    services/<name>/__init__.py   ``register(platform) -> list[Job]``: adds the service's
+                                  operations (``platform.operations.add``), guard hooks
+                                  (``platform.add_hook``), Consent categories and search
+                                  parameters, and returns its scheduled jobs; called by
+                                  ``enjournal.bootstrap`` for every platform it builds
     services/<name>/rules.py      its domain rules as plain functions (no I/O), tested alone
     services/<name>/api.py        its FHIR operations: parse input, authorise, call the rules,
                                   read and write through the store transaction, audit
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,16 +32,6 @@ SERVICES = ("kjernejournal", "eresept")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class ServiceContext:
-    """What a service may use besides the store: settings, the security setup (or None when
-    the server runs without security) and the clock."""
-
-    settings: Any  # enjournal.server.settings.Settings
-    security: Any = None  # enjournal.security.setup.Security
-    clock: Callable[[], datetime] = field(default=utc_now)
 
 
 @dataclass(frozen=True)
@@ -52,10 +44,11 @@ class Job:
     run: Callable[[Any, datetime], Awaitable[int]]
 
 
-def register_all(context: ServiceContext) -> list[Job]:
-    """Register every service's operations; return all their jobs."""
+def register_all(platform: Any) -> list[Job]:
+    """Register every service with ``platform`` (an ``enjournal.bootstrap.Platform``: its
+    settings, security, clock, operations, guard hooks); return all their jobs."""
     jobs: list[Job] = []
     for name in SERVICES:
         module = importlib.import_module(f"enjournal.services.{name}")
-        jobs.extend(module.register(context) or [])
+        jobs.extend(module.register(platform) or [])
     return jobs

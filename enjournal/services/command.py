@@ -5,13 +5,12 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
-from enjournal.services import ServiceContext, register_all
 from enjournal.services.jobs import run_once
 
 
 async def jobs_command(database_url: str, now: str | None) -> int:
+    from enjournal.bootstrap import build_platform, close_platform
     from enjournal.server.settings import Settings
-    from enjournal.storage import open_store
 
     when = None
     if now:
@@ -26,12 +25,11 @@ async def jobs_command(database_url: str, now: str | None) -> int:
                 file=sys.stderr,
             )
             return 2
-    jobs = register_all(ServiceContext(Settings.from_env(database_url=database_url)))
-    store = await open_store(database_url)
+    platform = await build_platform(Settings.from_env(database_url=database_url))
     try:
-        done = await run_once(store, jobs, when)
+        done = await run_once(platform.store, platform.jobs, when)
     finally:
-        await store.close()
+        await close_platform(platform)
     for name, count in done.items():
         print(f"{name}: {count}")
     return 0

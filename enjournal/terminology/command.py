@@ -59,6 +59,27 @@ async def load_shipped(store: Any) -> int:
     return total
 
 
+async def load_shipped_missing(store: Any) -> int:
+    """What ``enjournal migrate`` loads: each shipped code system whose url the database
+    does not hold in any version (one transaction); returns the number of concepts loaded.
+    Idempotent, and it never shadows a system an operator loaded (a full LOINC stays the
+    newest); a newer shipped edition of a held system is loaded with ``terminology load``."""
+    from enjournal.terminology.store import save_code_system
+
+    total = 0
+    async with store.transaction() as tx:
+        held = {row[0] for row in await tx.conn.fetch("SELECT DISTINCT url FROM tx_code_systems")}
+        for draft in shipped_drafts():
+            if draft.url in held:
+                continue
+            counter = _Counter(draft.concepts)
+            draft.concepts = counter
+            await save_code_system(tx, draft)
+            held.add(draft.url)
+            total += counter.count
+    return total
+
+
 class _Counter:
     """Wraps a concept stream, counting and reporting progress as it is consumed."""
 
@@ -90,12 +111,14 @@ async def load_command(
     database_url: str, paths: Iterable[str | os.PathLike[str]], *, console: Console | None = None
 ) -> int:
     """Load each file into the database; 0 when all loaded, 1 when any failed."""
-    from enjournal.storage import open_store
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.server.settings import Settings
     from enjournal.terminology.store import save_code_system
 
     console = console or Console(stderr=True)
     results: list[_Result] = []
-    store = await open_store(database_url)
+    platform = await build_platform(Settings.from_env(database_url=database_url))
+    store = platform.store
     try:
         with Progress(
             SpinnerColumn(),
@@ -117,7 +140,7 @@ async def load_command(
                         f"({', '.join(result.systems)})"
                     )
     finally:
-        await store.close()
+        await close_platform(platform)
     _summary(console, results)
     return 1 if any(r.error for r in results) else 0
 

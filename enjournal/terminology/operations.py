@@ -8,8 +8,8 @@
 - ``ConceptMap/$translate``, ``ConceptMap/[id]/$translate``
 
 Each takes GET query parameters or a POST Parameters body and answers with Parameters (a
-ValueSet for $expand).  Importing this module registers nothing; ``register_all()`` does,
-and may be called any number of times.
+ValueSet for $expand).  Importing this module registers nothing; ``register_all(table)``
+adds them to a platform's operations (``enjournal.bootstrap``), any number of times.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import orjson
 
 from enjournal.fhir.errors import Invalid, NotFound
 from enjournal.rest.message import FhirResponse
-from enjournal.rest.operations import Operation, parameters, register
+from enjournal.rest.operations import Operation, Operations, parameters
 from enjournal.terminology import store as ts
 
 _SPEC = "http://hl7.org/fhir/OperationDefinition/"
@@ -308,11 +308,11 @@ _HANDLERS = (
 )
 
 
-def register_all() -> None:
-    """Register the terminology operations (idempotent: the registry is keyed by level)."""
+def register_all(table: Operations) -> None:
+    """Add the terminology operations to ``table`` (idempotent: it is keyed by level)."""
     for name, type_, handler, definition in _HANDLERS:
         for instance in (False, True):
-            register(
+            table.add(
                 Operation(
                     name,
                     type_,

@@ -272,10 +272,10 @@ async def test_a_request_whose_client_disconnects_is_cancelled_and_rolled_back(s
         await asyncio.sleep(30)
         return FhirResponse(200)
 
-    operations.register(
+    app = create_app(Settings(database_url="unused", auth=False), store)
+    app.state.platform.operations.add(
         operations.Operation("slow-test", "Patient", False, slow_write, ("POST",), writes=True)
     )
-    app = create_app(Settings(database_url="unused", auth=False), store)
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": b"", "more_body": False}]
 
@@ -302,10 +302,7 @@ async def test_a_request_whose_client_disconnects_is_cancelled_and_rolled_back(s
         "server": ("test", 80),
         "root_path": "",
     }
-    try:
-        await asyncio.wait_for(app(scope, receive, send), timeout=10)
-    finally:
-        operations._OPERATIONS.pop(("Patient", "slow-test", False), None)
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)
     assert started.is_set()
     assert not await _exists(store, "half-written")
     async with store.transaction(write=True) as tx:  # the writer is free again

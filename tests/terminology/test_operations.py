@@ -23,10 +23,15 @@ from tests.terminology.test_store import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _registered():
-    register_all()
-    register_all()  # idempotent
+def test_registering_twice_is_idempotent():
+    from enjournal.rest.operations import Operations
+
+    table = Operations()
+    register_all(table)
+    once = sorted((o.resource_type, o.name, o.instance) for o in table.all())
+    register_all(table)
+    assert sorted((o.resource_type, o.name, o.instance) for o in table.all()) == once
+    assert len(once) == 12
 
 
 @pytest.fixture

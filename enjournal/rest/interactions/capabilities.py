@@ -45,7 +45,7 @@ SEARCH_TYPES = {"number", "date", "string", "token", "reference", "composite", "
 
 
 @cache
-def _statement_bytes(base_url: str, security: bytes) -> bytes:
+def _statement_bytes(base_url: str, security: bytes, served: tuple) -> bytes:
     from enjournal import __version__
 
     resources = []
@@ -73,11 +73,11 @@ def _statement_bytes(base_url: str, security: bytes) -> bytes:
         }
         ops = [
             {
-                "name": op.name,
-                "definition": op.definition or f"{base_url}/OperationDefinition/{type_}-{op.name}",
+                "name": op_name,
+                "definition": op_definition or f"{base_url}/OperationDefinition/{type_}-{op_name}",
             }
-            for op in operations.all_operations()
-            if op.resource_type == type_
+            for op_type, op_name, op_definition in served
+            if op_type == type_
         ]
         if type_ == "Patient":
             ops.append(
@@ -135,4 +135,7 @@ on_search_parameters_change(_statement_bytes.cache_clear)
 
 async def capabilities(request: FhirRequest, tx) -> FhirResponse:
     security = orjson.dumps(request.security or OPEN_SECURITY, option=orjson.OPT_SORT_KEYS)
-    return FhirResponse(200, _statement_bytes(request.base_url, security))
+    # The platform's operations, as a hashable key of the cached statement.
+    table = operations.of(request).all()
+    ops = tuple(sorted({(op.resource_type or "", op.name, op.definition or "") for op in table}))
+    return FhirResponse(200, _statement_bytes(request.base_url, security, ops))

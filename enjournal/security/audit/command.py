@@ -10,11 +10,13 @@ async def verify_command(database_url: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from enjournal.storage import open_store
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.server.settings import Settings
 
     console = Console()
     try:
-        store = await open_store(database_url, migrate=False)
+        platform = await build_platform(Settings.from_env(database_url=database_url), migrate=False)
+        store = platform.store
     except Exception as exc:
         console.print(f"[bold red]cannot open the database:[/] {exc}")
         return 1
@@ -25,7 +27,7 @@ async def verify_command(database_url: str) -> int:
         console.print(f"[bold red]cannot read the audit log:[/] {exc}")
         return 1
     finally:
-        await store.close()
+        await close_platform(platform)
     table = Table(title="Audit log verification", show_header=False)
     table.add_row("events verified", f"{result.checked:,}")
     table.add_row("last seq in log", str(result.last_seq))

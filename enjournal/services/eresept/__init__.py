@@ -7,7 +7,6 @@ against the FEST catalogue.  docs/eresept.md describes roles, operations and rul
 from __future__ import annotations
 
 from enjournal.rest.operations import Operation
-from enjournal.rest.operations import register as register_operation
 from enjournal.services import Job
 
 DELETE_EVERY = 3600.0  # seconds between passes of the deletion job
@@ -39,9 +38,9 @@ def _answering_conflicts(handler, name: str):
 
 
 def register(context) -> list[Job]:
+    """Add the operations, guard hooks and search parameters to the platform ``context``."""
     from enjournal.services.eresept import api, jobs, pll
 
-    api.clock = context.clock
     jobs.define_search_parameters()
     post = ("POST",)
     for name, instance, handler in (
@@ -52,18 +51,38 @@ def register(context) -> list[Job]:
         ("withdraw", True, api.withdraw),
         ("privacy-lock", True, api.privacy_lock),
     ):
-        register_operation(
-            Operation(name, "MedicationRequest", instance, handler, post, writes=True)
-        )
-    register_operation(Operation("dispensable", "MedicationRequest", False, api.dispensable, post))
-    register_operation(
-        Operation("medication-list", "Patient", True, pll.medication_list, ("GET", "POST"), post)
+        _add(context, Operation(name, "MedicationRequest", instance, handler, post, writes=True))
+    _add(context, Operation("dispensable", "MedicationRequest", False, api.dispensable, post))
+    _add(
+        context,
+        Operation("medication-list", "Patient", True, pll.medication_list, ("GET", "POST"), post),
     )
-    register_operation(
-        Operation("reserve-gp-reports", "Patient", True, pll.reserve_gp_reports, post, True)
+    _add(
+        context,
+        Operation("reserve-gp-reports", "Patient", True, pll.reserve_gp_reports, post, True),
     )
-    _install_guard_hooks()
+    _install_guard_hooks(context)
     return [Job("eresept-delete-prescriptions", DELETE_EVERY, jobs.delete_prescriptions)]
+
+
+def _add(context, operation: Operation) -> None:
+    """Add ``operation``, run with the platform's clock as the service's clock."""
+    from dataclasses import replace
+
+    context.operations.add(replace(operation, handler=_with_clock(operation.handler, context)))
+
+
+def _with_clock(handler, context):
+    from enjournal.services.eresept.api import platform_clock
+
+    async def run(request, tx):
+        token = platform_clock.set(context.clock)
+        try:
+            return await handler(request, tx)
+        finally:
+            platform_clock.reset(token)
+
+    return run
 
 
 async def _hide_locked(guard, tx, action, resource, patients) -> str | None:
@@ -131,10 +150,9 @@ def _marks_owned(resource: dict) -> bool:
     )
 
 
-def _install_guard_hooks() -> None:
-    """Once per process: the privacy-lock and plain-write hooks, and the reservation
-    Consent's category as one the general Consent rules leave to this service."""
-    from enjournal.security import guard
+def _install_guard_hooks(context) -> None:
+    """The privacy-lock and plain-write hooks, and the reservation Consent's category as one
+    the general Consent rules leave to this service (``add_hook`` is idempotent)."""
     from enjournal.services.eresept.reports import RESERVATION
     from enjournal.services.eresept.rules import PRIVACY_EXT, RESEPT_ID
 
@@ -143,6 +161,5 @@ def _install_guard_hooks() -> None:
         (RESEPT_ID, _plain_writes),
         (RESERVATION, _plain_writes),
     ):
-        if (marker.encode(), check) not in guard.RESOURCE_HOOKS:
-            guard.RESOURCE_HOOKS.append((marker.encode(), check))
-    guard.SERVICE_CONSENT_SYSTEMS.add(RESERVATION)
+        context.add_hook(marker.encode(), check)
+    context.consent_systems.add(RESERVATION)

@@ -18,6 +18,8 @@ on what it read, then writes, so concurrent pharmacies and workers cannot both w
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, date, datetime
 
 import orjson
@@ -38,8 +40,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# The service's clock (set by register() from the ServiceContext; tests replace it).
-clock = utc_now
+# The clock of the platform serving the current request: its operations run with it set
+# (``eresept.register`` wraps them), so two platforms in one process keep their own clocks.
+platform_clock: ContextVar[Callable[[], datetime]] = ContextVar("eresept_clock", default=utc_now)
+
+
+def clock() -> datetime:
+    """The time now, by the serving platform's clock (tests may replace this function)."""
+    return platform_clock.get()()
 
 
 # ---- prescribing ---------------------------------------------------------------------------

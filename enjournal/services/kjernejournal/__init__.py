@@ -13,11 +13,10 @@ from enjournal.services import Job
 
 
 def register(context) -> list[Job]:
-    from enjournal.security import guard
+    """Add the operations, the guard hook and the Consent category to the platform."""
     from enjournal.services.kjernejournal import api, hooks, jobs, records, rules
 
-    guard.SERVICE_CONSENT_SYSTEMS.add(rules.KJ)
-    if not any(check is hooks.check for _, check in guard.RESOURCE_HOOKS):
-        guard.RESOURCE_HOOKS.append((records.MARKER, hooks.check))
+    context.consent_systems.add(rules.KJ)
+    context.add_hook(records.MARKER, hooks.check)
     api.register_operations(context)
     return [Job("kjernejournal-reservation-deletion", 3600.0, jobs.delete_reserved)]

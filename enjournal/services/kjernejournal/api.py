@@ -20,7 +20,7 @@ and audit every one uses); ``Service`` joins them and ``register_operations`` ad
 
 from __future__ import annotations
 
-from enjournal.rest.operations import Operation, register
+from enjournal.rest.operations import Operation
 from enjournal.services.kjernejournal.operations.critical_info import CriticalInfoOperation
 from enjournal.services.kjernejournal.operations.document import DocumentOperations
 from enjournal.services.kjernejournal.operations.own_registration import (
@@ -41,7 +41,9 @@ class Service(
 
 
 def register_operations(context) -> Service:
+    """Add the operations to the platform's table (``context`` is the Platform)."""
     service = Service(context)
+    register = context.operations.add
     base = "http://enjournal.no/fhir/OperationDefinition/"
     register(
         Operation(

@@ -13,18 +13,23 @@ from typing import TextIO
 async def load_command(
     database_url: str, path: str | os.PathLike[str], *, out: TextIO | None = None
 ) -> int:
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.fhir.errors import Unprocessable
+    from enjournal.server.settings import Settings
     from enjournal.services.eresept.fest.catalogue import FestError, load_catalogue
-    from enjournal.storage import open_store
 
     out = out or sys.stderr
-    store = await open_store(database_url)
+    platform = await build_platform(Settings.from_env(database_url=database_url))
     try:
-        summary = await load_catalogue(store, path)
+        summary = await load_catalogue(platform.store, path)
     except FestError as e:
         print(f"enjournal fest load: {e} (nothing loaded)", file=out)
         return 2
+    except Unprocessable as e:  # a write check refused an entry, as the API would (422)
+        print(f"enjournal fest load: {e.message} (that batch not loaded)", file=out)
+        return 2
     finally:
-        await store.close()
+        await close_platform(platform)
     print(
         f"loaded FEST {path}"
         + (f" (HentetDato {summary.fetched})" if summary.fetched else "")

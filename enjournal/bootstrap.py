@@ -1,0 +1,157 @@
+"""The composition root: the one place a platform is built from its settings.
+
+The server and every command (``serve``, ``migrate``, ``import``, ``fest load``,
+``terminology load``, ``jobs run``, ``token``, ``audit verify``, ``demo``) and the test
+fixtures get their pieces here, so what the store enforces does not depend on which of them
+wrote the data: every platform has every service's search parameters, operations, guard
+hooks and jobs, and a store it opened has the write checks.
+
+    platform = await build_platform(settings)     # compose + open the store
+    ...                                            # platform.store, .operations, .jobs
+    await close_platform(platform)
+
+``compose`` is the part without I/O (the app factory runs it before its event loop starts);
+``open_platform`` opens the store.  ``migrate_platform`` is ``enjournal migrate``: the schema
+and the shipped code lists.  Registration is idempotent, so a process (a test run) may build
+many platforms.  docs/architecture.md, "Composition root", shows how a service plugs in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from enjournal.rest.operations import Operations
+from enjournal.server.settings import Settings
+from enjournal.services import Job, register_all, utc_now
+from enjournal.storage import Store, open_store
+
+# ``async check(guard, tx, action, resource, patients) -> str | None`` (security/guard.py)
+Hook = Callable[..., Any]
+
+
+@dataclass
+class Platform:
+    """Everything one server or command runs on.  Services receive it at registration
+    (``register(platform)``) and add their operations, guard hooks and Consent categories."""
+
+    settings: Settings
+    security: Any = None  # enjournal.security.setup.Security, or None without security
+    clock: Callable[[], datetime] = utc_now
+    serving: bool = False  # the server: its statement time limits apply to the store
+    operations: Operations = field(default_factory=Operations)
+    hooks: list[tuple[bytes, Hook]] = field(default_factory=list)
+    consent_systems: set[str] = field(default_factory=set)
+    jobs: list[Job] = field(default_factory=list)
+    store: Store | None = None
+    owns_store: bool = False
+
+    def add_hook(self, marker: bytes, check: Hook) -> None:
+        """A guard hook for the resources whose stored JSON holds ``marker`` (idempotent)."""
+        if (marker, check) not in self.hooks:
+            self.hooks.append((marker, check))
+
+    def guard(self, principal, **options):
+        """One request's Guard, with this platform's hooks and Consent categories."""
+        from enjournal.security.guard import Guard
+
+        return Guard(principal, hooks=self.hooks, consent_systems=self.consent_systems, **options)
+
+
+def compose(
+    settings: Settings,
+    *,
+    security: Any = None,
+    clock: Callable[[], datetime] = utc_now,
+    serving: bool = False,
+) -> Platform:
+    """The platform without its store (no I/O but reading key files): the terminology
+    operations, every service's registration and jobs, and, for a secured server, its
+    security built from the settings unless given."""
+    from enjournal.terminology.operations import register_all as register_terminology
+
+    if serving and settings.auth and security is None:
+        from enjournal.security.setup import build_security
+
+        security = build_security(settings)
+    platform = Platform(settings, security, clock, serving)
+    register_terminology(platform.operations)
+    platform.jobs = register_all(platform)
+    return platform
+
+
+async def open_platform(
+    platform: Platform, store: Store | None = None, *, migrate: bool = True
+) -> Platform:
+    """Give ``platform`` its store: ``store`` when given (already composed by its owner, e.g.
+    a test that installs its own checks), else one opened from the settings, with the write
+    checks the settings ask for."""
+    if store is not None:
+        platform.store, platform.owns_store = store, False
+        return platform
+    platform.store = await open_store(
+        platform.settings.database_url, **_store_options(platform, migrate)
+    )
+    platform.owns_store = True
+    install_checks(platform)
+    return platform
+
+
+def _store_options(platform: Platform, migrate: bool) -> dict:
+    """The server bounds each statement and sizes its pool; batch commands have no limit."""
+    if not platform.serving:
+        return {"migrate": migrate}
+    s = platform.settings
+    return {
+        "migrate": migrate,
+        "pool_size": s.pool_size,
+        "read_timeout_ms": s.read_timeout_ms,
+        "write_timeout_ms": s.write_timeout_ms,
+    }
+
+
+def install_checks(platform: Platform) -> None:
+    """The write checks (``Store.checks``): the terminology check unless turned off."""
+    from enjournal.terminology.checks import CodeCheck
+
+    checks = platform.store.checks
+    if platform.settings.terminology_check and not any(isinstance(c, CodeCheck) for c in checks):
+        checks.append(CodeCheck())
+
+
+async def build_platform(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    security: Any = None,
+    clock: Callable[[], datetime] = utc_now,
+    serving: bool = False,
+    migrate: bool = True,
+) -> Platform:
+    """``compose`` and ``open_platform`` in one: what the commands and fixtures call."""
+    platform = compose(settings, security=security, clock=clock, serving=serving)
+    return await open_platform(platform, store, migrate=migrate)
+
+
+async def close_platform(platform: Platform) -> None:
+    """Close the store if the platform opened it."""
+    if platform.store is not None and platform.owns_store:
+        await platform.store.close()
+    platform.store = None
+
+
+async def migrate_platform(platform: Platform) -> list[int]:
+    """``enjournal migrate``: apply the schema migrations, then load the shipped code lists
+    (LOINC extract, UCUM, kodeverk) the database does not hold yet.  Returns the migrations
+    applied."""
+    from enjournal.terminology.checks import CodeCheck
+    from enjournal.terminology.command import load_shipped_missing
+
+    applied = await platform.store.migrate()
+    if await load_shipped_missing(platform.store):
+        for check in platform.store.checks:
+            if isinstance(check, CodeCheck):
+                check.forget()
+    return applied
