@@ -77,6 +77,7 @@ def figures(samples: list[float]) -> str:
 async def amain(opts: argparse.Namespace) -> None:
     import httpx
 
+    from enjournal.bootstrap import compose
     from enjournal.security.keys import generate
     from enjournal.security.provider import DemoUser, Provider, ProviderConfig
     from enjournal.security.ratelimit import MemoryLimiter
@@ -84,7 +85,6 @@ async def amain(opts: argparse.Namespace) -> None:
     from enjournal.security.tokens import TokenVerifier
     from enjournal.server.app import create_app
     from enjournal.server.settings import Settings
-    from enjournal.services import ServiceContext
     from enjournal.services.kjernejournal import rules
     from enjournal.services.kjernejournal.api import Service
     from enjournal.storage import open_store
@@ -116,7 +116,7 @@ async def amain(opts: argparse.Namespace) -> None:
             rate_limit_client="off",
             rate_limit_ip="off",
         )
-        service = Service(ServiceContext(settings))
+        service = Service(compose(settings))
         access = rules.Access("UNNTAK", "TREAT")
 
         async def document() -> bytes:

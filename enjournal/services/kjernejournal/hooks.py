@@ -1,4 +1,4 @@
-"""Kjernejournal's rules inside the general FHIR API (``guard.RESOURCE_HOOKS``).
+"""Kjernejournal's rules inside the general FHIR API (a guard hook: ``platform.add_hook``).
 
 Critical information lives in the shared store as ordinary resources with kjernejournal's
 tag, so the general REST API could reach it; this hook keeps the kjernejournal's rules there:

@@ -4,7 +4,7 @@ Restriction (sperre) of the whole record or of parts, blocked health personnel (
 number) and the reservation against having a kjernejournal (helsenorge
 personverninnstillinger, domain.md 2.3) are nested ``deny`` provisions under a ``permit``
 top provision, in a Consent whose category is kjernejournal's own.  The general access
-guard skips this category (``guard.SERVICE_CONSENT_SYSTEMS``); the kjernejournal access
+guard skips this category (``platform.consent_systems``); the kjernejournal access
 check reads it.  Its id is fixed per patient (``kj-privacy-<patient id>``), so it is read by
 id and its history is the history of the settings.
 """
