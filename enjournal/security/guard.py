@@ -24,7 +24,13 @@ from enjournal.fhir.norwegian_ids import OID_FNR as FNR
 from enjournal.fhir.norwegian_ids import OID_HPR as HPR
 from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
 from enjournal.security import grants
-from enjournal.security.policy import PHARMACY_PROFESSIONS, Decision, PatientFacts, decide
+from enjournal.security.policy import (
+    CHILD_AGE_LIMIT,
+    PHARMACY_PROFESSIONS,
+    Decision,
+    PatientFacts,
+    decide,
+)
 from enjournal.security.principal import Principal
 from enjournal.storage import StoredResource, Transaction
 
@@ -569,7 +575,7 @@ class Guard:
             patient = jsonio.loads(child_row[0])
             if _age(patient.get("birthDate"), self._today) is None:
                 continue
-            if _age(patient.get("birthDate"), self._today) >= 12:
+            if _age(patient.get("birthDate"), self._today) >= CHILD_AGE_LIMIT:
                 continue
             if own_addresses & _address_keys(patient):
                 self._children.add(child)

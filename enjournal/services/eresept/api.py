@@ -17,6 +17,7 @@ on what it read, then writes, so concurrent pharmacies and workers cannot both w
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -540,9 +541,12 @@ def _number(value) -> float | None:
     if value in (None, ""):
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise Invalid(f"not a number: {value!r}") from None
+        raise Invalid(f"not a number: {str(value)[:40]!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise Invalid(f"a quantity must be a finite number, not {str(value)[:40]!r}")
+    return number
 
 
 def _reference_id(reference: dict | None, type_: str, where: str) -> str:

@@ -82,3 +82,13 @@ async def test_every_operation_refuses_a_missing_required_parameter(eresept):
         "farm1", "MedicationRequest/$dispensable", params(patient=PIDS["kari"])
     )
     assert lookup.status_code == 200
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "1e999"])
+async def test_dispense_refuses_a_quantity_that_is_not_a_finite_count(eresept, value):
+    mr = await taken(eresept)
+    body = {"resourceType": "Parameters", "parameter": [{"name": "quantity", "valueString": value}]}
+    response = await eresept.post("farm1", f"MedicationRequest/{mr['id']}/$dispense", body)
+    assert response.status_code == 400, response.text
+    after = (await eresept.get("gp", f"MedicationRequest/{mr['id']}")).json()
+    assert ext(after, REMAINING)["valueDecimal"] == 60  # nothing dispensed
