@@ -149,6 +149,17 @@ class _Checker:
     def instruction(self, _target: str, _data: str) -> None:
         self.rule(f"processing instructions are not allowed (at {self.where() or 'top level'})")
 
+    # A browser parses the narrative as HTML, not XML, and reads some XML-valid constructs
+    # differently: a CDATA section is a bogus comment that ends at the first ">", and a
+    # comment opened as "<!-->" ends at once.  What follows would run as markup, past every
+    # check here, so neither may hold anything HTML could misread.
+    def cdata(self) -> None:
+        self.rule(f"CDATA sections are not allowed (at {self.where() or 'top level'})")
+
+    def comment(self, data: str) -> None:
+        if "<" in data or ">" in data or data.startswith("-") or data.endswith("-"):
+            self.rule(f"a comment may not hold '<', '>' or start or end with '-' ({self.where()})")
+
 
 def _parser(checker: _Checker):
     parser = expat.ParserCreate(namespace_separator=" ")
@@ -156,6 +167,8 @@ def _parser(checker: _Checker):
     parser.EndElementHandler = checker.end
     parser.CharacterDataHandler = checker.text
     parser.ProcessingInstructionHandler = checker.instruction
+    parser.StartCdataSectionHandler = checker.cdata
+    parser.CommentHandler = checker.comment
     # Belt and braces: the text is refused before parsing if it declares anything.
     parser.StartDoctypeDeclHandler = lambda *a: checker.rule("a DOCTYPE is not allowed")
     parser.EntityDeclHandler = lambda *a: checker.rule("entity declarations are not allowed")

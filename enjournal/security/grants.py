@@ -85,6 +85,14 @@ def _patient_refusal(new: dict, old: dict | None) -> str | None:
                 "the GP (Patient.generalPractitioner) comes from fastlegeregisteret; "
                 "register the patient without it"
             )
+        if _national_ids(new):
+            # A person with a national id is already in Folkeregisteret, so their Patient
+            # comes from it (a system client); a second one would split their record and
+            # its access (a citizen with two records can no longer be matched to one).
+            return (
+                "a patient with a national identity number is registered from "
+                "Folkeregisteret; register a patient without one only when they have none"
+            )
         return None
     if _gps(new) != _gps(old):
         return "the GP (Patient.generalPractitioner) is changed only by fastlegeregisteret"

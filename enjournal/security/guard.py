@@ -11,6 +11,7 @@ through the group-committing audit writer for reads.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Collection, Sequence
 
@@ -243,6 +244,8 @@ class Guard:
         """Chains and ``_has`` ask about resources of other types; the caller must be allowed
         to search those types, or the matches answer for them (a pharmacist's
         ``Patient?identifier=..&_has:Condition:patient:code=R76`` tells a diagnosis)."""
+        if self.principal.kind != "system":
+            _check_has_targets(query.resource_type, query.criteria)
         facts = PatientFacts("", care_relationship="type check", own_record=True)
         for type_ in _traversed_types(query.criteria):
             in_record = type_ in patient_compartment() or type_ == "Patient"
@@ -378,25 +381,31 @@ class Guard:
         return facts
 
     def _patients_of_stored(self, stored: StoredResource) -> list[str] | None:
-        """Whose compartment a stored resource is in, read from its content (no query)."""
+        """Whose data a stored resource is, read from its content (no query)."""
         if stored.type == "Patient":
             return [stored.id]
         if stored.type not in patient_compartment():
-            return None
+            if b"Patient/" not in stored.content:
+                return None  # the common case, decided without parsing
+            return _merge(None, _patient_references(stored.content))
         # orjson: only references are read here, so exact decimals do not matter.
-        return self._patients_in_content(orjson.loads(stored.content))
+        found = self._patients_in_content(orjson.loads(stored.content))
+        return _merge(found, _patient_references(stored.content))
 
     @staticmethod
     def _patients_in_content(resource: dict) -> list[str] | None:
+        """Whose data ``resource`` is: the patients whose compartment it is in, and any
+        other patient it refers to anywhere (a Task ``for``, a Binary's
+        ``securityContext``, a MessageHeader's focus, a resource inside a Bundle): a
+        reference to a patient makes it that patient's data, whatever its type."""
         from enjournal.fhir.indexing import referenced_patients
 
         type_ = resource["resourceType"]
         if type_ == "Patient":
             return [resource["id"]] if resource.get("id") else None
         params = patient_compartment().get(type_)
-        if not params:
-            return None
-        return referenced_patients(resource, frozenset(params))
+        found = referenced_patients(resource, frozenset(params)) if params else None
+        return _merge(found, _patient_references(orjson.dumps(resource)))
 
     async def _ids_by_identifier(
         self, tx, type_: str, systems: tuple[str, ...], value
@@ -649,6 +658,43 @@ def _patient_criterion(query) -> str | None:
     return None
 
 
+# A reference to a Patient anywhere in a resource's JSON: relative, absolute or versioned.
+_PATIENT_REFERENCE = re.compile(
+    rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"'
+)
+
+
+def _patient_references(content: bytes) -> list[str]:
+    return sorted({m.decode() for m in _PATIENT_REFERENCE.findall(content)})
+
+
+def _merge(found: list[str] | None, more: list[str]) -> list[str] | None:
+    """The compartment's patients plus other referenced ones; None when neither names one
+    (not patient data), [] when the compartment has no patient (personnel-only data)."""
+    if not more:
+        return found
+    return sorted({*(found or ()), *more})
+
+
+def _check_has_targets(type_: str | None, terms) -> None:
+    """``_has`` tests resources of another type that point at the one being searched.  That
+    is safe only where the searched resource is itself a patient's data, so that results are
+    filtered by that patient: ``Practitioner?_has:Patient:general-practitioner:identifier=X``
+    would tell anyone who the GP of national id X is."""
+    from enjournal.fhir.search.query import Chain, Has
+
+    for term in terms:
+        if isinstance(term, Chain):
+            _check_has_targets(term.target_type, [term.criterion])
+        elif isinstance(term, Has):
+            if type_ != "Patient" and type_ not in patient_compartment():
+                raise Forbidden(
+                    f"_has on {type_ or 'all types'} would answer for records you may not "
+                    "read; search the patient's own data instead"
+                )
+            _check_has_targets(term.source_type, [term.criterion])
+
+
 def _traversed_types(terms) -> set[str]:
     """The resource types a search's chains and ``_has`` criteria look into."""
     from enjournal.fhir.search.query import Chain, Has
@@ -707,7 +753,19 @@ def emergency_reason_from(headers: dict[str, str]) -> str | None:
     basis = (headers.get("nhn-access-basis") or "").strip().upper()
     if basis != "AKUTT":
         return None
-    reason = (headers.get("nhn-access-reason") or "").strip()
+    reason = " ".join((headers.get("nhn-access-reason") or "").split())
     if not reason:
         raise Invalid("emergency access (nhn-access-basis: AKUTT) needs nhn-access-reason")
-    return reason[:500]
+    if sum(c.isalpha() for c in reason) < MIN_REASON_LETTERS:
+        # The reason is what a reviewer and the patient later read: "." explains nothing.
+        raise Invalid(
+            f"nhn-access-reason must say why (at least {MIN_REASON_LETTERS} letters), "
+            "e.g. 'bevisstløs pasient i akuttmottak'"
+        )
+    if len(reason) > MAX_REASON_LENGTH:
+        raise Invalid(f"nhn-access-reason is at most {MAX_REASON_LENGTH} characters")
+    return reason
+
+
+# An emergency access reason: long enough to explain, short enough to read in a log.
+MIN_REASON_LETTERS, MAX_REASON_LENGTH = 5, 500

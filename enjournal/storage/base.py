@@ -56,6 +56,9 @@ class SearchResult:
     total: int | None = None
     next_cursor: str | None = None  # opaque; pass back to get the next page
     previous_cursor: str | None = None
+    # The cursor of a page that starts right after ``matches[i]`` (so a caller that uses only
+    # part of a page can go on from there), or None where the paging mode cannot say.
+    cursor_after: Any = None
 
 
 def unavailable(message: str, retry_after: int) -> Busy:

@@ -475,6 +475,13 @@ def _stored(row: tuple) -> StoredResource:
     return StoredResource(row[0], row[1], row[2], row[3], row[4], content)
 
 
+async def includes(
+    conn: Connection, query: SearchQuery, matches: list[StoredResource], keep=None
+) -> list[StoredResource]:
+    """``query``'s includes of ``matches`` alone (a page the caller assembled itself)."""
+    return await _includes(conn, query, matches, keep) if query.includes and matches else []
+
+
 async def count(conn: Connection, query: SearchQuery) -> int:
     """How many resources match ``query`` (paging and includes aside)."""
     args: list = []
@@ -523,6 +530,8 @@ async def _keyset_page(conn: Connection, query: SearchQuery) -> SearchResult:
         rows.reverse()
     matches = [_stored(r) for r in rows]
     result = SearchResult(matches)
+    if not backward:
+        result.cursor_after = lambda i: _encode_cursor(query, d="f", r=matches[i].rid)
     if matches:
         first, last = matches[0].rid, matches[-1].rid
         has_next = (not backward and more) or backward
@@ -591,6 +600,7 @@ async def _sorted_page(conn: Connection, query: SearchQuery) -> SearchResult:
     matches = await _fetch_rids(conn, page, ordered=True)
     result = SearchResult(matches)
     if page_id is not None:
+        result.cursor_after = lambda i: _encode_cursor(query, p=page_id, o=offset + i + 1)
         if offset + query.count < len(rids):
             result.next_cursor = _encode_cursor(query, p=page_id, o=offset + query.count)
         if offset > 0:
@@ -619,8 +629,11 @@ async def _fetch_rids(conn: Connection, rids: list[int], *, ordered: bool) -> li
 
 
 async def _includes(
-    conn: Connection, query: SearchQuery, matches: list[StoredResource]
+    conn: Connection, query: SearchQuery, matches: list[StoredResource], keep=None
 ) -> list[StoredResource]:
+    """The resources ``query``'s includes reach from ``matches``.  ``keep`` (an async filter,
+    e.g. the access guard's) runs on each round before the next is followed, so nothing is
+    reached through a resource it dropped."""
     seen = {m.rid for m in matches}
     included: list[StoredResource] = []
     frontier = matches
@@ -634,6 +647,8 @@ async def _includes(
                 if res.rid not in seen:
                     seen.add(res.rid)
                     new.append(res)
+        if keep is not None:
+            new = await keep(new)
         room = MAX_INCLUDED - len(included)
         included.extend(new[:room])
         if len(included) >= MAX_INCLUDED:

@@ -226,6 +226,14 @@ class Transaction:
         await self.flush()
         return await run_search(self.conn, query)
 
+    async def includes(self, query: Any, matches: list, keep=None) -> list[StoredResource]:
+        """The resources ``query``'s ``_include``/``_revinclude`` reach from ``matches``;
+        ``keep`` filters each round before it is followed further."""
+        from enjournal.storage.search_sql import includes
+
+        await self.flush()
+        return await includes(self.conn, query, matches, keep)
+
     # ---- writes --------------------------------------------------------------------------
 
     async def create(self, resource: dict, *, id_: str | None = None) -> StoredResource:

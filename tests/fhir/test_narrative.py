@@ -60,6 +60,10 @@ def test_allowed_narratives_have_no_problem(text):
         (f"<p {NS}>not a div</p>", "root element must be a div"),
         (div("  <p> </p> "), "non-whitespace content"),
         (div("<?php echo 1; ?>x"), "processing instructions"),
+        # XML-valid, but an HTML parser ends these early and runs what follows as markup.
+        (div("x<![CDATA[><img src=x onerror=alert(1)>]]>"), "CDATA sections"),
+        (div("x<!--><img src=x onerror=alert(1)>-->"), "a comment may not hold"),
+        (div("x<!---><img src=x onerror=alert(1)>-->"), "a comment may not hold"),
     ],
 )
 def test_rule_breaks_are_named_without_content(text, expected):

@@ -242,6 +242,13 @@ async def test_personnel_register_a_new_patient_without_a_gp(secured):
     with_gp = await secured.http.post("/fhir/Patient", json=new, headers=secured.headers("hdoc"))
     assert with_gp.status_code == 403, with_gp.text
     new.pop("generalPractitioner")
+    # With a national id (existing or not: the answer must not tell) the patient comes from
+    # Folkeregisteret; a second Patient for one person would split their record.
+    for pid in (PIDS["siri"], "15088010075"):  # a hidden person, and nobody
+        new["identifier"] = [{"system": FNR, "value": pid}]
+        twin = await secured.http.post("/fhir/Patient", json=new, headers=secured.headers("hdoc"))
+        assert twin.status_code in (400, 403), twin.text
+    new["identifier"] = [{"system": "http://hospital.example/mrn", "value": "P1234567"}]
     without = await secured.http.post("/fhir/Patient", json=new, headers=secured.headers("hdoc"))
     assert without.status_code == 201, without.text
 

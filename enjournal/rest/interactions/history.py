@@ -31,8 +31,11 @@ async def history(request: FhirRequest, tx: Transaction) -> FhirResponse:
         else:
             await _check_instance(request, tx, type_, id_)
     entries, next_seq = await tx.history(type_, id_, since_ms=since, before_seq=cursor, count=count)
-    if request.guard and id_ is not None:
-        entries = [e for e in entries if e.content is None or await _readable(request, tx, e)]
+    if request.guard:  # a version the caller may not read (a privacy lock) is left out
+        newest: dict[tuple[str, str], bool] = {}
+        entries = [
+            e for e in entries if e.content is None or await _readable(request, tx, e, newest)
+        ]
     base = "/".join([request.base_url, *path])
     kept = [(k, v) for k, v in request.params if k in ("_since", "_count")]
     links = [{"relation": "self", "url": _url(base, request.params)}]
@@ -53,9 +56,21 @@ async def _check_instance(request: FhirRequest, tx: Transaction, type_: str, id_
     await request.guard.check_content(tx, jsonio.loads(latest.content), "history-instance")
 
 
-async def _readable(request: FhirRequest, tx: Transaction, version: StoredResource) -> bool:
-    """An old version may have been in another record (before a move): each is checked."""
-    return await request.guard.visible(tx, version, "history-instance")
+async def _readable(
+    request: FhirRequest, tx: Transaction, version: StoredResource, newest: dict
+) -> bool:
+    """Each version is checked on its own (an old one may have been in another record,
+    before a move) and through the resource's newest version, whose rules hold for its whole
+    history: a privacy-locked prescription's earlier versions stay hidden too, even in a
+    system client's type or system history."""
+    if not await request.guard.visible(tx, version, "history"):
+        return False
+    key = (version.type, version.id)
+    if key not in newest:
+        latest = await newest_content(tx, version.type, version.id)
+        same = latest is None or latest.version == version.version
+        newest[key] = same or await request.guard.visible(tx, latest, "history")
+    return newest[key]
 
 
 def _url(base: str, params: list[tuple[str, str]]) -> str:

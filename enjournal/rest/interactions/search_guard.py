@@ -17,8 +17,8 @@ from enjournal.storage import SearchResult, Transaction
 
 # How many matches a count may look at before it gives up (the total is then left out).
 MAX_COUNTED = 2000
-# How many further pages a short page may draw on before it is returned as it is.
-MAX_REFILLS = 10
+# How many matches a short page may look through before it is returned as it is.
+MAX_SCANNED = 5000
 
 
 async def guarded_search(guard, tx: Transaction, query, interaction: str) -> SearchResult:
@@ -33,23 +33,47 @@ async def guarded_search(guard, tx: Transaction, query, interaction: str) -> Sea
 
 
 async def _filled_page(guard, tx: Transaction, query, interaction: str) -> SearchResult:
-    page = dataclasses.replace(query, total="none")
+    """One page of what the caller may read: the first SQL page filtered, then topped up
+    from the following ones (read in larger pages, so a sparse result costs few round
+    trips) until it is full; its includes are followed from the kept matches only."""
+    page = dataclasses.replace(query, total="none", includes=[])
     result = await tx.search(page)
     kept = await guard.filter(tx, result.matches, interaction)
-    included = await guard.filter_included(tx, result.included, kept, query, interaction)
-    refills = 0
-    while len(kept) < query.count and result.next_cursor and refills < MAX_REFILLS:
-        page = dataclasses.replace(page, cursor=result.next_cursor, count=query.count - len(kept))
-        previous = result.previous_cursor
-        result = await tx.search(page)
-        result.previous_cursor = previous
-        more = await guard.filter(tx, result.matches, interaction)
-        kept += more
-        included += await guard.filter_included(tx, result.included, more, query, interaction)
-        refills += 1
-    whole = query.cursor is None and result.next_cursor is None
+    next_cursor, previous = result.next_cursor, result.previous_cursor
+    scanned = len(result.matches)
+    while len(kept) < query.count and next_cursor and scanned < MAX_SCANNED:
+        size = min(max(query.count * 4, 50), 1000)
+        result = await tx.search(dataclasses.replace(page, cursor=next_cursor, count=size))
+        scanned += len(result.matches)
+        next_cursor = result.next_cursor
+        for n, stored in enumerate(result.matches):
+            if await guard.filter(tx, [stored], interaction):
+                kept.append(stored)
+                if len(kept) == query.count:
+                    next_cursor = _after(result, n)
+                    break
+    included = await _included(guard, tx, query, kept, interaction)
+    whole = query.cursor is None and next_cursor is None
     total = len(kept) if whole and query.total != "none" else None
-    return SearchResult(kept, included, total, result.next_cursor, result.previous_cursor)
+    return SearchResult(kept, included, total, next_cursor, previous)
+
+
+def _after(result: SearchResult, n: int) -> str | None:
+    """The cursor after the ``n``th match, or the page's own next cursor when the page was
+    used to its end (or the paging mode cannot say)."""
+    if n == len(result.matches) - 1 or result.cursor_after is None:
+        return result.next_cursor
+    return result.cursor_after(n)
+
+
+async def _included(guard, tx: Transaction, query, kept: list, interaction: str) -> list:
+    if not query.includes or not kept:
+        return []
+
+    async def keep(found: list) -> list:
+        return await guard.filter_included(tx, found, kept, query, interaction)
+
+    return await tx.includes(query, kept, keep)
 
 
 async def visible_total(guard, tx: Transaction, query) -> int | None:

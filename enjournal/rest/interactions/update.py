@@ -39,7 +39,7 @@ async def guard_update(
         await guard.check_stored(tx, current, "u", "update")
         await guard.check_write(tx, resource, "u", "update")
     elif guard.principal.kind != "system":
-        raise NotFound(f"{type_}/{id_} is not known; create new resources with POST")
+        raise NotFound(f"{type_}/{id_} is not known")  # word for word as for a hidden one
     else:
         await guard.check_write(tx, resource, "c", "create")
 

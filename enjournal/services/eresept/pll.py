@@ -79,8 +79,13 @@ async def _update(request, tx, patient_id: str) -> FhirResponse:
     now = api.clock()
     resource = {**_empty(patient_id), "date": _instant(now)}
     entries = []
-    for entry in new.get("entry", []):
-        ref = (entry.get("item") or {}).get("reference") or ""
+    listed = new.get("entry", [])
+    if not isinstance(listed, list) or not all(isinstance(e, dict) for e in listed):
+        raise Invalid("the PLL's List.entry must be an array of entries")
+    for entry in listed:
+        item = entry.get("item")
+        ref = item.get("reference") if isinstance(item, dict) else None
+        ref = ref if isinstance(ref, str) else ""
         if not ref.startswith("Medication/") or await drugs.product(tx, ref) is None:
             raise Invalid(f"a PLL entry names a catalogue Medication, not {ref!r}")
         entries.append(entry)

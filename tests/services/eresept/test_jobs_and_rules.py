@@ -118,7 +118,9 @@ async def test_the_job_reads_only_candidates_through_its_search_parameters(erese
     withdrawn = part(await eresept.prescribe(varenr=IBUPROFEN), "prescription")[0]
     await eresept.step("farm1", dispensed["id"], "take")
     assert (await eresept.step("farm1", dispensed["id"], "dispense")).status_code == 200
-    assert (await eresept.step("gp", withdrawn["id"], "withdraw", reason="x")).status_code == 200
+    assert (
+        await eresept.step("gp", withdrawn["id"], "withdraw", reason="akutt innleggelse")
+    ).status_code == 200
     # Valid and not ended: no candidate, so a pass never reads the prescriptions it keeps.
     assert await candidate_ids(eresept.store, now) == set()
     assert await candidate_ids(eresept.store, now + timedelta(days=12)) == {antibiotic["id"]}

@@ -44,7 +44,9 @@ async def test_wrong_roles_are_refused_with_403_and_audited(eresept):
     for op in ("take", "dispense", "release"):
         for who in ("gp", "nurse", "kari"):
             await refused_and_audited(eresept, who, f"{one}/${op}", params(), f"${op}")
-    await refused_and_audited(eresept, "farm1", f"{one}/$withdraw", params(reason="x"), "$withdraw")
+    await refused_and_audited(
+        eresept, "farm1", f"{one}/$withdraw", params(reason="akutt innleggelse"), "$withdraw"
+    )
     await refused_and_audited(
         eresept,
         "farm1",

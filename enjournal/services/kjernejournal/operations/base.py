@@ -121,7 +121,8 @@ class ServiceBase:
 
 
 def named_reference(target) -> tuple[str, str] | None:
-    """(type, id) of a ``remove`` parameter: a reference string or a Reference."""
-    return summary._parse_reference(
-        target if isinstance(target, str) else (target or {}).get("reference")
-    )
+    """(type, id) of a ``remove`` parameter: a reference string or a Reference; None for
+    anything else (a number, a list: the caller answers 400)."""
+    if isinstance(target, dict):
+        target = target.get("reference")
+    return summary._parse_reference(target) if isinstance(target, str) else None
