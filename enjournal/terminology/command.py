@@ -68,6 +68,9 @@ async def load_shipped_missing(store: Any) -> int:
 
     total = 0
     async with store.transaction() as tx:
+        # Several servers may start (and migrate) at once: one loads, the others then see
+        # what it loaded.  SQLite's single writer serialises this anyway.
+        await tx.lock_criteria("CodeSystem", "shipped code lists")
         held = {row[0] for row in await tx.conn.fetch("SELECT DISTINCT url FROM tx_code_systems")}
         for draft in shipped_drafts():
             if draft.url in held:
