@@ -19,8 +19,13 @@ Source: the npm package ``hl7.fhir.r4.examples`` version 4.0.1 (CC0), the same p
 ``extensions.json``
     For each core extension (``Bundle-extensions.json``): the types its ``value[x]`` may have,
     or ``[]`` for a complex extension (``value[x]`` 0..0, nested extensions only), and its
-    contexts; the validator refuses a value of another type, a value on a complex extension
-    and nested extensions on a simple one.
+    contexts as ``[type, expression]`` pairs (element / extension / fhirpath); the validator
+    refuses a value of another type, a value on a complex extension, nested extensions on a
+    simple one and an extension outside its contexts (``EXTRA_CONTEXTS`` adds the few places
+    the package's own resources use a core extension its definition leaves out).  Also
+    ``bases``: each resource and datatype's base type (``Age`` -> ``Quantity``, ``Patient``
+    -> ``DomainResource``), so an ``Element`` or ``Resource`` context matches what derives
+    from it.
 
 ``required_valuesets.json``
     Each value set named by a required binding, expanded to ``{system: [codes]}`` from its
@@ -147,8 +152,24 @@ def constraint_rows(sds: list[dict]) -> list[dict]:
     return rows
 
 
+# Contexts the 4.0.1 definitions leave out but the package's own resources use (thousands of
+# times, from the spec's publisher), so an official example is never refused for them.
+EXTRA_CONTEXTS = {
+    SD_PREFIX + "structuredefinition-fhir-type": ["ElementDefinition.type"],
+    SD_PREFIX + "regex": ["ElementDefinition.type"],
+    SD_PREFIX + "structuredefinition-normative-version": [
+        "CodeSystem",
+        "ValueSet",
+        "OperationDefinition",
+        "ElementDefinition",
+    ],
+    SD_PREFIX + "translation": ["ValueSet.expansion.contains"],
+    SD_PREFIX + "valueset-concept-comments": ["CodeSystem.concept"],
+}
+
+
 def extension_rows(sds: list[dict]) -> dict[str, dict]:
-    """url -> {"value": [types], "context": [expressions]} of each core extension."""
+    """url -> {"value": [types], "context": [[type, expression]]} of each core extension."""
     rows: dict[str, dict] = {}
     for sd in sds:
         if sd.get("type") != "Extension" or sd.get("derivation") != "constraint":
@@ -156,9 +177,24 @@ def extension_rows(sds: list[dict]) -> dict[str, dict]:
         elements = {e["id"]: e for e in sd["snapshot"]["element"]}
         value = elements.get("Extension.value[x]") or {}
         types = [] if value.get("max") == "0" else [_type_code(t) for t in value.get("type", ())]
-        contexts = [c.get("expression") for c in sd.get("context", ()) if c.get("expression")]
+        contexts = [
+            [c.get("type", "element"), c["expression"]]
+            for c in sd.get("context", ())
+            if c.get("expression")
+        ]
+        contexts += [["element", e] for e in EXTRA_CONTEXTS.get(sd["url"], ())]
         rows[sd["url"]] = {"value": types, "context": contexts}
     return dict(sorted(rows.items()))
+
+
+def base_types(sds: list[dict]) -> dict[str, str]:
+    """type -> the type it specialises, for every resource and datatype (profiles skipped)."""
+    bases: dict[str, str] = {}
+    for sd in sds:
+        base = sd.get("baseDefinition", "")
+        if sd.get("derivation") == "specialization" and base.startswith(SD_PREFIX):
+            bases[sd["type"]] = base[len(SD_PREFIX) :]
+    return dict(sorted(bases.items()))
 
 
 class Unexpandable(Exception):
@@ -346,6 +382,7 @@ def main() -> None:
         "source": SOURCE,
         "note": "Core extensions' value types and contexts, by scripts/build_structures.py.",
         "extensions": extension_rows(extension_sds),
+        "bases": base_types(sds),
     }
     tables = (
         ("structures.json", structures),

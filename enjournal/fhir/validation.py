@@ -35,9 +35,10 @@ What is checked (tables: ``definitions/structures.json`` and
 * strings of at most 1 MB (the R4 limit on ``string`` and ``markdown``);
 * Bundle entries: ``fullUrl`` unique per resource version (bdl-7), a RESTful ``fullUrl``
   that ends in ``<type>/<id>`` names the entry resource's type and id;
-* core extensions (``definitions/extensions.json``): the type of ``value[x]``, and a value
-  only on a simple extension, nested extensions only on a complex one (their contexts are not
-  checked);
+* core extensions (``definitions/extensions.json``): the type of ``value[x]``, a value
+  only on a simple extension, nested extensions only on a complex one, and their ``element``
+  contexts (the path, data type or a base type of the element the extension sits on;
+  ``extension`` and ``fhirpath`` contexts are accepted unchecked);
 * Attachment: ``size`` agrees with ``data`` when both are given (``hash`` is not checked: an
   official example has one that does not match, and the reference validator lets it be).
 
@@ -331,6 +332,30 @@ def _core_extensions() -> dict[str, dict]:
 
 
 @cache
+def _type_and_bases(tcode: str) -> frozenset[str]:
+    """A type and the types it derives from: Age -> Quantity, Element; Patient -> Resource."""
+    bases = _load("extensions.json").get("bases", {})
+    names: list[str] = []
+    while tcode and tcode not in names:
+        names.append(tcode)
+        tcode = bases.get(tcode, "")
+    return frozenset(names)
+
+
+def _context_allows(contexts: list, host: tuple) -> bool:
+    """True when an extension may sit on ``host`` (logical path, definition path, type)."""
+    # "Element" also admits resources: the official examples put Element-context extensions
+    # (structuredefinition-wg, ...) on ValueSet and others, as the reference validator allows.
+    # host[3]: the element a contentReference repeats (OperationDefinition.parameter.part is
+    # an OperationDefinition.parameter).
+    names = _type_and_bases(host[2]) | {host[0], host[1], host[3], "Element"}
+    for kind, expression in contexts:
+        if kind != "element" or expression in names:
+            return True  # extension / fhirpath contexts: not evaluated, so accepted
+    return not contexts
+
+
+@cache
 def _absolute() -> frozenset[str]:
     """Those, and the ``url`` of every canonical resource ("an absolute URI that is used to
     identify this ... when it is referenced")."""
@@ -364,7 +389,7 @@ def _identifier_problem(system: str, value: str) -> str | None:
 
 
 class _Walker:
-    __slots__ = ("checkers", "issues", "malformed", "resources", "root")
+    __slots__ = ("checkers", "hosts", "issues", "malformed", "resources", "root")
 
     def __init__(self):
         self.issues: list[Issue] = []
@@ -372,6 +397,9 @@ class _Walker:
         self.malformed = False  # a narrative that is not XML: 400, not 422
         self.resources: list[dict] = []  # the enclosing resources (FHIRPath %resource)
         self.root: dict = {}  # %rootResource: the container of a contained resource
+        # the elements being walked, innermost last, as (logical path, definition path, type,
+        # node name): where an extension sits, for its context
+        self.hosts: list[tuple[str, str, str, str]] = []
 
     def error(self, code: str, path: str, message: str) -> None:
         self.issues.append(Issue("error", code, message, [path]))
@@ -401,10 +429,12 @@ class _Walker:
         if not contained:
             self.root = resource
         self.resources.append(resource)
+        self.hosts.append((rtype, rtype, rtype, rtype))
         try:
             self.obj(resource, node, path or rtype)
             self.resource_rules(resource, rtype, path or rtype)
         finally:
+            self.hosts.pop()
             self.resources.pop()
             self.root = outer_root
 
@@ -528,7 +558,14 @@ class _Walker:
         if slot is None or slot[1] not in self.checkers:
             self.error("structure", where, f"Unknown element '{key}' in {node.name}")
             return
-        field = slot[0]
+        self.enter(slot[0], slot[1], "Element")  # the primitive hosts the _x extensions
+        try:
+            self.primitive_elements(obj, key, slot[0], where)
+        finally:
+            self.hosts.pop()
+
+    def primitive_elements(self, obj: dict, key: str, field: _Field, where: str) -> None:
+        base = key[1:]
         value = obj[key]
         element = _type_node("Element")
         if field.many:
@@ -641,7 +678,12 @@ class _Walker:
         node = field.inline or _type_node(tcode)
         if node is None:  # an unknown type: nothing to check against
             return
-        if not self.element(value, node, path):
+        self.enter(field, tcode, node.name)
+        try:
+            entered = self.element(value, node, path)
+        finally:
+            self.hosts.pop()
+        if not entered:
             return
         self.complex_rules(value, field, tcode, node, path)
         if field.binding and tcode in ("Coding", "CodeableConcept"):
@@ -661,6 +703,12 @@ class _Walker:
                     self.error("value", f"{path}.value", problem)
         elif tcode == "Reference" and field.targets is not None:
             self.reference(value, field, path)
+
+    def enter(self, field: _Field, tcode: str, node_name: str) -> None:
+        """Note the element about to be walked, as a child of the current one."""
+        parent = self.hosts[-1] if self.hosts else ("", "", "", "")
+        logical = parent[0] + field.path[len(parent[3]) :]  # Observation.code.coding
+        self.hosts.append((logical, field.path, tcode, node_name))
 
     def complex_rules(self, value: dict, field: _Field, tcode: str, node: _Node, path: str) -> None:
         self.invariants(value, field.path, node.name if field.inline else tcode, path)
@@ -692,6 +740,8 @@ class _Walker:
         known = _core_extensions().get(value.get("url"))
         if known is None:
             return  # not a core extension: its definition is not here
+        if self.hosts and not _context_allows(known["context"], self.hosts[-1]):
+            self.misplaced_extension(value["url"], known["context"], path)
         types = known["value"]
         if not types and value_keys:
             self.error("structure", path, "This extension is complex: nested extensions only")
@@ -704,6 +754,17 @@ class _Walker:
                 self.error(
                     "structure", f"{path}.{key}", f"This extension's value is one of: {allowed}"
                 )
+
+    def misplaced_extension(self, url: str, contexts: list, path: str) -> None:
+        host = self.hosts[-1]
+        allowed = ", ".join(expression for _, expression in contexts[:8])
+        more = f" and {len(contexts) - 8} more" if len(contexts) > 8 else ""
+        self.error(
+            "structure",
+            path,
+            f"The extension {url} is not allowed on {host[0]} ({host[2]}); "
+            f"its context is {allowed}{more}",
+        )
 
     def attachment(self, value: dict, path: str) -> None:
         data = value.get("data")

@@ -18,6 +18,10 @@ LOINC = "http://loinc.org"
 SD = "http://hl7.org/fhir/StructureDefinition/"
 
 
+OWN_NAME = {"url": f"{SD}humanname-own-name", "valueString": "Hansen"}
+ABSENT = {"url": f"{SD}data-absent-reason", "valueCode": "unknown"}
+
+
 def errors(resource: dict) -> list[tuple[str, str]]:
     return [
         (i.expression[0] if i.expression else "", i.diagnostics)
@@ -399,6 +403,32 @@ CASES = [
         "Patient.extension[0]",
     ),
     (
+        "core extension context",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "extension": [{"url": f"{SD}patient-birthPlace", "valueAddress": {"city": "Bergen"}}],
+        },
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": f"{SD}patient-birthPlace", "valueAddress": {"city": "Bergen"}}],
+        },
+        "Observation.extension[0]",
+    ),
+    (
+        "core extension context on a datatype's element",
+        {
+            "resourceType": "Patient",
+            "name": [{"given": ["Kari"], "_given": [{"extension": [OWN_NAME]}]}],
+        },
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Hansen", "_family": {"extension": [OWN_NAME]}}],
+        },
+        "Patient.name[0]._given[0].extension[0]",
+    ),
+    (
         "Extension.url absolute",
         {"resourceType": "Patient", "extension": [{"url": "relative", "valueString": "x"}]},
         {"resourceType": "Patient", "extension": [{"url": "http://x/e", "valueString": "x"}]},
@@ -571,3 +601,92 @@ def test_shortcuts_settle_only_what_the_element_itself_settles(expression, value
         shortcut, value, lambda: invariants.present_names(value)
     )
     assert settled is expected
+
+
+def test_a_misplaced_core_extension_is_named_with_where_it_was_found():
+    birth_place = {"url": f"{SD}patient-birthPlace", "valueAddress": {"city": "Bergen"}}
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x", "extension": [birth_place]},
+    }
+    [(where, message)] = errors(observation)
+    assert where == "Observation.code.extension[0]"
+    assert f"{SD}patient-birthPlace" in message and "Observation.code" in message
+    observation["id"] = "o"
+    contained = {"resourceType": "Patient", "contained": [observation]}
+    contained["generalPractitioner"] = [{"reference": "#o"}]
+    assert [w for w, _ in errors(contained)] == ["Patient.contained[0].code.extension[0]"]
+
+
+def test_an_element_context_extension_is_fine_on_any_element():
+    patient = {
+        "resourceType": "Patient",
+        "extension": [ABSENT],
+        "_birthDate": {"extension": [ABSENT]},
+        "name": [{"extension": [ABSENT], "_family": {"extension": [ABSENT, OWN_NAME]}}],
+        "contact": [{"extension": [ABSENT], "name": {"extension": [ABSENT], "text": "x"}}],
+    }
+    assert errors(patient) == []
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"extension": [ABSENT]},
+        "valueQuantity": {"extension": [ABSENT]},
+        "component": [{"code": {"text": "c"}, "extension": [ABSENT]}],
+    }
+    assert errors(observation) == []
+
+
+def test_context_matches_base_types_and_repeated_elements():
+    translated = {"url": f"{SD}iso21090-PQ-translation", "valueQuantity": {"value": 1}}
+    age = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    age["valueQuantity"] = {"value": 3, "extension": [translated]}
+    assert errors(age) == []  # context Quantity, on a Quantity
+    history = {"resourceType": "FamilyMemberHistory", "status": "completed", "relationship": {}}
+    history.update(patient={"reference": "Patient/1"}, relationship={"text": "mor"})
+    history["ageAge"] = {"value": 60, "extension": [translated]}
+    assert errors(history) == []  # an Age is a Quantity
+    history["ageAge"]["extension"] = [{"url": f"{SD}patient-birthPlace", "valueAddress": {}}]
+    history["ageAge"]["extension"][0]["valueAddress"] = {"city": "Oslo"}
+    assert [w for w, _ in errors(history)] == ["FamilyMemberHistory.ageAge.extension[0]"]
+    date = {"linkId": "3", "type": "date"}
+    date["extension"] = [{"url": f"{SD}entryFormat", "valueString": "dd.mm.yyyy"}]
+    inner = {"linkId": "2", "type": "group", "item": [date]}
+    questionnaire = {"resourceType": "Questionnaire", "status": "active"}
+    questionnaire["item"] = [{"linkId": "1", "type": "group", "item": [inner]}]
+    assert errors(questionnaire) == []  # Questionnaire.item.item.item is a Questionnaire.item
+
+
+def test_unknown_extension_urls_are_not_checked_for_context():
+    odd = {"url": "http://example.org/fhir/StructureDefinition/x", "valueString": "y"}
+    assert (
+        errors(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "x"},
+                "extension": [odd],
+            }
+        )
+        == []
+    )
+
+
+async def test_a_misplaced_core_extension_is_refused_on_write(client):
+    birth_place = {"url": f"{SD}patient-birthPlace", "valueAddress": {"city": "Bergen"}}
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    answer = await client.post(
+        "/fhir/Observation", json={**observation, "extension": [birth_place]}
+    )
+    assert answer.status_code == 422
+    assert f"{SD}patient-birthPlace" in answer.text
+    report = await client.post(
+        "/fhir/Observation/$validate", json={**observation, "extension": [birth_place]}
+    )
+    issues = [i for i in report.json()["issue"] if i["severity"] == "error"]
+    assert issues and issues[0]["expression"] == ["Observation.extension[0]"]
+    answer = await client.post(
+        "/fhir/Patient", json={"resourceType": "Patient", "extension": [birth_place]}
+    )
+    assert answer.status_code == 201
