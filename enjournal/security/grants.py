@@ -85,7 +85,7 @@ def _patient_refusal(new: dict, old: dict | None) -> str | None:
                 "the GP (Patient.generalPractitioner) comes from fastlegeregisteret; "
                 "register the patient without it"
             )
-        if _national_ids(new):
+        if _national_ids(new) or _carries_national_id(new):
             # A person with a national id is already in Folkeregisteret, so their Patient
             # comes from it (a system client); a second one would split their record and
             # its access (a citizen with two records can no longer be matched to one).
@@ -102,6 +102,16 @@ def _patient_refusal(new: dict, old: dict | None) -> str | None:
     if changed:
         return f"Patient.{changed[0]} is changed only by Folkeregisteret"
     return None
+
+
+def _carries_national_id(patient: dict) -> bool:
+    """A fødselsnummer or D-nummer under another system, or none, is still one."""
+    from enjournal.fhir.norwegian_ids import is_valid_fnr
+
+    return any(
+        isinstance(i, dict) and is_valid_fnr(i.get("value"))
+        for i in patient.get("identifier") or ()
+    )
 
 
 def _gps(patient: dict) -> set[tuple]:

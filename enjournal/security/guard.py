@@ -676,15 +676,43 @@ def _merge(found: list[str] | None, more: list[str]) -> list[str] | None:
     return sorted({*(found or ()), *more})
 
 
+# Shared reference data a chain may look into freely: it holds no patient's data.
+CHAIN_TARGETS = frozenset(
+    {
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "OrganizationAffiliation",
+        "Location",
+        "HealthcareService",
+        "Endpoint",
+        "Medication",
+        "Substance",
+    }
+)
+
+
 def _check_has_targets(type_: str | None, terms) -> None:
-    """``_has`` tests resources of another type that point at the one being searched.  That
-    is safe only where the searched resource is itself a patient's data, so that results are
-    filtered by that patient: ``Practitioner?_has:Patient:general-practitioner:identifier=X``
-    would tell anyone who the GP of national id X is."""
+    """Chains and ``_has`` test other resources than those returned, and the guard filters
+    only what is returned.  So a chain may only reach shared reference data, or the patient
+    whose compartment the searched resource is in (``subject:Patient.name``): a chain to
+    another resource (``Task?based-on:Condition.code=R76`` over a Task that names someone
+    else's Condition) would test a record the caller may not read.  ``_has`` is safe only
+    where the searched resource is itself a patient's data, filtered by that patient:
+    ``Practitioner?_has:Patient:general-practitioner:identifier=X`` would tell anyone who
+    the GP of national id X is."""
     from enjournal.fhir.search.query import Chain, Has
 
     for term in terms:
         if isinstance(term, Chain):
+            own_patient = term.target_type == "Patient" and term.name in patient_compartment().get(
+                type_ or "", ()
+            )
+            if term.target_type not in CHAIN_TARGETS and not own_patient:
+                raise Forbidden(
+                    f"a chain into {term.target_type} would test records you may not read; "
+                    "search that resource type for the patient instead"
+                )
             _check_has_targets(term.target_type, [term.criterion])
         elif isinstance(term, Has):
             if type_ != "Patient" and type_ not in patient_compartment():
@@ -753,7 +781,7 @@ def emergency_reason_from(headers: dict[str, str]) -> str | None:
     basis = (headers.get("nhn-access-basis") or "").strip().upper()
     if basis != "AKUTT":
         return None
-    reason = " ".join((headers.get("nhn-access-reason") or "").split())
+    reason = " ".join(_utf8(headers.get("nhn-access-reason") or "").split())
     if not reason:
         raise Invalid("emergency access (nhn-access-basis: AKUTT) needs nhn-access-reason")
     if sum(c.isalpha() for c in reason) < MIN_REASON_LETTERS:
@@ -765,6 +793,15 @@ def emergency_reason_from(headers: dict[str, str]) -> str | None:
     if len(reason) > MAX_REASON_LENGTH:
         raise Invalid(f"nhn-access-reason is at most {MAX_REASON_LENGTH} characters")
     return reason
+
+
+def _utf8(header: str) -> str:
+    """HTTP servers hand header values over as Latin-1; a reason is written in Norwegian and
+    sent as UTF-8 (so "ø" arrives as two Latin-1 characters): it is read back as UTF-8."""
+    try:
+        return header.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return header
 
 
 # An emergency access reason: long enough to explain, short enough to read in a log.

@@ -248,6 +248,11 @@ async def test_personnel_register_a_new_patient_without_a_gp(secured):
         new["identifier"] = [{"system": FNR, "value": pid}]
         twin = await secured.http.post("/fhir/Patient", json=new, headers=secured.headers("hdoc"))
         assert twin.status_code in (400, 403), twin.text
+    # Nor under another system, or none.
+    for identifier in ({"value": PIDS["siri"]}, {"system": "urn:x:ssn", "value": PIDS["siri"]}):
+        new["identifier"] = [identifier]
+        twin = await secured.http.post("/fhir/Patient", json=new, headers=secured.headers("hdoc"))
+        assert twin.status_code == 403, twin.text
     new["identifier"] = [{"system": "http://hospital.example/mrn", "value": "P1234567"}]
     without = await secured.http.post("/fhir/Patient", json=new, headers=secured.headers("hdoc"))
     assert without.status_code == 201, without.text
