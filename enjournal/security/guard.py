@@ -27,6 +27,7 @@ from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
 from enjournal.security import grants
 from enjournal.security.policy import (
     CHILD_AGE_LIMIT,
+    DIRECTORY,
     PHARMACY_PROFESSIONS,
     Decision,
     PatientFacts,
@@ -677,19 +678,7 @@ def _merge(found: list[str] | None, more: list[str]) -> list[str] | None:
 
 
 # Shared reference data a chain may look into freely: it holds no patient's data.
-CHAIN_TARGETS = frozenset(
-    {
-        "Practitioner",
-        "PractitionerRole",
-        "Organization",
-        "OrganizationAffiliation",
-        "Location",
-        "HealthcareService",
-        "Endpoint",
-        "Medication",
-        "Substance",
-    }
-)
+CHAIN_TARGETS = DIRECTORY | {"Medication", "Substance"}
 
 
 def _check_has_targets(type_: str | None, terms) -> None:
