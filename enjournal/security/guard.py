@@ -408,22 +408,6 @@ class Guard:
         found = referenced_patients(resource, frozenset(params)) if params else None
         return _merge(found, _patient_references(orjson.dumps(resource)))
 
-    async def _ids_by_identifier(
-        self, tx, type_: str, systems: tuple[str, ...], value
-    ) -> list[str]:
-        if not value:
-            return []
-        marks = ", ".join("?" for _ in systems)
-        rows = await tx.conn.fetch(
-            "SELECT r.id FROM idx_token t JOIN resources r ON r.rid = t.rid "
-            "WHERE t.type = ? AND t.param = 'identifier' AND t.code = ? "
-            f"AND t.system IN ({marks}) AND NOT r.deleted",
-            type_,
-            value,
-            *systems,
-        )
-        return [r[0] for r in rows]
-
     async def _caller(self, tx) -> set[tuple[str, str]]:
         """The caller's own Practitioner, PractitionerRole and Organization resources."""
         key = ("caller", self.principal.hpr, self.principal.org_nr)
@@ -433,25 +417,15 @@ class Guard:
                 self._caller_refs = cached
         if self._caller_refs is None:
             refs: set[tuple[str, str]] = set()
-            for pid in await self._ids_by_identifier(
-                tx, "Practitioner", (HPR,), self.principal.hpr
-            ):
+            for pid in await tx.ids_by_identifier("Practitioner", (HPR,), self.principal.hpr):
                 refs.add(("Practitioner", pid))
-            for oid in await self._ids_by_identifier(
-                tx, "Organization", (ORGNR,), self.principal.org_nr
-            ):
+            for oid in await tx.ids_by_identifier("Organization", (ORGNR,), self.principal.org_nr):
                 refs.add(("Organization", oid))
             practitioners = [i for t, i in refs if t == "Practitioner"]
-            if practitioners:
-                marks = ", ".join("?" for _ in practitioners)
-                rows = await tx.conn.fetch(
-                    "SELECT r.id FROM idx_reference f JOIN resources r ON r.rid = f.rid "
-                    "WHERE f.type = 'PractitionerRole' AND f.param = 'practitioner' "
-                    f"AND f.target_type = 'Practitioner' AND f.target_id IN ({marks}) "
-                    "AND NOT r.deleted",
-                    *practitioners,
-                )
-                refs.update(("PractitionerRole", r[0]) for r in rows)
+            roles = await tx.referencing(
+                "PractitionerRole", "practitioner", "Practitioner", practitioners
+            )
+            refs.update(("PractitionerRole", id_) for id_ in roles)
             self._caller_refs = refs
             self._cache.put(key, refs)
         return self._caller_refs
@@ -469,49 +443,25 @@ class Guard:
         caller = await self._caller(tx)
         if not caller:
             return None
-        row = await tx.conn.fetchrow(
-            "SELECT rid FROM resources WHERE type = 'Patient' AND id = ? AND NOT deleted", patient
-        )
-        if row is None:
+        listed = await tx.references_of("Patient", patient, "general-practitioner")
+        if listed is None:
             return None
-        gps = await tx.conn.fetch(
-            "SELECT target_type, target_id FROM idx_reference WHERE rid = ? "
-            "AND param = 'general-practitioner'",
-            row[0],
-        )
-        gps = {(r[0], r[1]) for r in gps}
+        gps = set(listed)
         if gps & caller:
             return "gp-list"
         offices = [i for t, i in caller if t == "Organization"]
         gp_practitioners = [i for t, i in gps if t == "Practitioner"]
-        if offices and gp_practitioners:
-            # The patient's GP works at the caller's office (the office's nurses and locums).
-            hit = await tx.conn.fetchrow(
-                "SELECT 1 FROM idx_reference a JOIN idx_reference b ON b.rid = a.rid "
-                "WHERE a.type = 'PractitionerRole' AND a.param = 'practitioner' "
-                f"AND a.target_id IN ({_marks(gp_practitioners)}) "
-                f"AND b.param = 'organization' AND b.target_id IN ({_marks(offices)}) LIMIT 1",
-                *gp_practitioners,
-                *offices,
-            )
-            if hit:
-                return "gp-list (same office)"
+        # The patient's GP works at the caller's office (the office's nurses and locums);
+        # asked only when both are known (the lookup answers False without a query).
+        if await tx.same_resource_links(
+            "PractitionerRole", "practitioner", gp_practitioners, "organization", offices
+        ):
+            return "gp-list (same office)"
         for type_, patient_param, link_param, link_types, label in CARE_LINKS:
             targets = [i for t, i in caller if t in link_types]
             if not targets:
                 continue
-            marks = ", ".join("?" for _ in targets)
-            hit = await tx.conn.fetchrow(
-                "SELECT 1 FROM idx_reference a JOIN idx_reference b ON b.rid = a.rid "
-                "WHERE a.target_id = ? AND a.target_type = 'Patient' AND a.type = ? "
-                f"AND a.param = ? AND b.param = ? AND b.target_id IN ({marks}) LIMIT 1",
-                patient,
-                type_,
-                patient_param,
-                link_param,
-                *targets,
-            )
-            if hit:
+            if await tx.linked(type_, patient_param, patient, link_param, targets):
                 return label
         return None
 
@@ -519,16 +469,11 @@ class Guard:
         key = ("consents", facts.patient_id)
         rows = self._cache.get(key, ttl=CONSENT_TTL)
         if rows is _MISSING:
-            rows = await tx.conn.fetch(
-                "SELECT r.content FROM resources r WHERE r.type = 'Consent' AND NOT r.deleted "
-                "AND r.rid IN (SELECT rid FROM idx_reference WHERE target_id = ? AND "
-                "target_type = 'Patient' AND type = 'Consent' AND param = 'patient')",
-                facts.patient_id,
-            )
+            rows = await tx.contents_referencing("Consent", "patient", "Patient", facts.patient_id)
             self._cache.put(key, rows)
         caller = {f"{t}/{i}" for t, i in await self._caller(tx)}
         blocked_refs: set[str] = set()
-        for (content,) in rows:
+        for content in rows:
             consent = jsonio.loads(content)
             if self.consent_systems and any(
                 c.get("system") in self.consent_systems
@@ -557,18 +502,11 @@ class Guard:
         """Citizen: their own Patient ids, plus children under 12 at the same address."""
         if self._own is not None:
             return self._own | self._children
-        self._own = set(
-            await self._ids_by_identifier(tx, "Patient", (FNR, DNR), self.principal.pid)
-        )
+        self._own = set(await tx.ids_by_identifier("Patient", (FNR, DNR), self.principal.pid))
         self._children: set[str] = set()
-        rows = await tx.conn.fetch(
-            "SELECT r.content FROM idx_token t JOIN resources r ON r.rid = t.rid "
-            "WHERE t.type = 'RelatedPerson' AND t.param = 'identifier' AND t.code = ? "
-            "AND NOT r.deleted",
-            self.principal.pid or "",
-        )
+        rows = await tx.contents_by_identifier("RelatedPerson", self.principal.pid or "")
         own_addresses = await self._addresses(tx, self._own)
-        for (content,) in rows:
+        for content in rows:
             related = jsonio.loads(content)
             roles = {
                 c.get("code") for r in related.get("relationship", []) for c in r.get("coding", [])
@@ -576,13 +514,10 @@ class Guard:
             child = ((related.get("patient") or {}).get("reference") or "").removeprefix("Patient/")
             if not child or not (roles & PARENT_ROLES) or related.get("active") is False:
                 continue
-            child_row = await tx.conn.fetchrow(
-                "SELECT content FROM resources WHERE type = 'Patient' AND id = ? AND NOT deleted",
-                child,
-            )
-            if child_row is None:
+            child_content = await tx.content_of("Patient", child)
+            if child_content is None:
                 continue
-            patient = jsonio.loads(child_row[0])
+            patient = jsonio.loads(child_content)
             if _age(patient.get("birthDate"), self._today) is None:
                 continue
             if _age(patient.get("birthDate"), self._today) >= CHILD_AGE_LIMIT:
@@ -594,11 +529,9 @@ class Guard:
     async def _addresses(self, tx, ids: set[str]) -> set[str]:
         keys: set[str] = set()
         for id_ in ids:
-            row = await tx.conn.fetchrow(
-                "SELECT content FROM resources WHERE type = 'Patient' AND id = ?", id_
-            )
-            if row is not None:
-                keys |= _address_keys(jsonio.loads(row[0]))
+            content = await tx.content_of("Patient", id_)
+            if content is not None:
+                keys |= _address_keys(jsonio.loads(content))
         return keys
 
     # ---- audit --------------------------------------------------------------------------
@@ -723,10 +656,6 @@ def _traversed_types(terms) -> set[str]:
         elif isinstance(term, Has):
             found |= {term.source_type, *_traversed_types([term.criterion])}
     return found
-
-
-def _marks(values: list) -> str:
-    return ", ".join("?" for _ in values)
 
 
 def _names_identifier(query) -> bool:

@@ -19,6 +19,7 @@ from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import FhirError, Gone, Invalid, NotFound, PreconditionFailed
 from enjournal.storage.base import Connection, SearchResult, StoredResource, StoreOpenError
+from enjournal.storage.lookups import Lookups
 from enjournal.storage.schema import INDEX_COLUMNS
 
 Indexer = Callable[[dict], dict[str, list[tuple]]]
@@ -78,8 +79,9 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-class Transaction:
-    """FHIR storage operations on one open database transaction."""
+class Transaction(Lookups):
+    """FHIR storage operations on one open database transaction (and the guard's indexed
+    lookups, ``enjournal.storage.lookups``)."""
 
     def __init__(self, conn: Connection, indexer: Indexer, write: bool, checks=()):
         self.conn = conn
