@@ -28,12 +28,7 @@ def operation_parameters(
             return {}
         if kind != "Parameters":
             raise Invalid(f"{operation} needs a Parameters resource as its body, not {kind!r}")
-        parts = body.get("parameter", [])
-        if not isinstance(parts, list) or not all(
-            isinstance(p, dict) and isinstance(p.get("name"), str) for p in parts
-        ):
-            raise Invalid(f"{operation}: Parameters.parameter is a list of named parameters")
-    values = parameters(request)
+    values = parameters(request)  # checks the parameters' shape (parameter_parts)
     _require(values, operation, required)
     return values
 

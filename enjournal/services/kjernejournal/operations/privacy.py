@@ -34,22 +34,10 @@ class PrivacyOperations(ServiceBase):
                 updated = rules.privacy_from_parameters(values, now, current)
             except Forbidden as error:
                 raise refused(request, "u", "$kj-privacy", error.message, patient_id) from None
-            consent = to_consent(patient_id, updated, now)
-            validate_for_write(consent)
-            await tx.update(consent, consent_id(patient_id))
+            await _save(tx, to_consent(patient_id, updated, now), patient_id)
             current = updated
             if guard is not None:
-                guard.events.append(
-                    audit_event(
-                        guard.principal,
-                        action="U",
-                        subtype="$kj-privacy",
-                        patient_id=patient_id,
-                        entities=[f"Consent/{consent_id(patient_id)}"],
-                        purpose="PATRQT",
-                        request_id=guard.request_id,
-                    )
-                )
+                _audit_change(guard, "$kj-privacy", patient_id, "PATRQT")
         return FhirResponse.of(_privacy_parameters(current))
 
     async def lift_block(self, request, tx) -> FhirResponse:
@@ -71,22 +59,16 @@ class PrivacyOperations(ServiceBase):
         now = self.now()
         consent = to_consent(patient_id, updated, now)
         consent["extension"] = [_lifted(hpr, caller_hpr, reason, now)]
-        validate_for_write(consent)
-        await tx.update(consent, consent_id(patient_id))
+        await _save(tx, consent, patient_id)
         guard = request.guard
         if guard is not None:
-            guard.events.append(
-                audit_event(
-                    guard.principal,
-                    action="U",
-                    subtype="$kj-lift-block",
-                    patient_id=patient_id,
-                    entities=[f"Consent/{consent_id(patient_id)}"],
-                    purpose="TREAT",
-                    request_id=guard.request_id,
-                    organisation_name=await records.organisation_name(tx, guard.principal.org_nr),
-                    outcome_desc=f"Blokkering av helsepersonell (HPR {hpr}) opphevet",
-                )
+            _audit_change(
+                guard,
+                "$kj-lift-block",
+                patient_id,
+                "TREAT",
+                organisation_name=await records.organisation_name(tx, guard.principal.org_nr),
+                outcome_desc=f"Blokkering av helsepersonell (HPR {hpr}) opphevet",
             )
         return FhirResponse.of(_privacy_parameters(updated))
 
@@ -109,6 +91,27 @@ class PrivacyOperations(ServiceBase):
         if facts.care_relationship is None:
             message = "lifting a block needs a care relationship with the patient"
             raise refused(request, "u", "$kj-lift-block", message, patient_id)
+
+
+async def _save(tx, consent: dict, patient_id: str) -> None:
+    validate_for_write(consent)
+    await tx.update(consent, consent_id(patient_id))
+
+
+def _audit_change(guard, operation: str, patient_id: str, purpose: str, **details) -> None:
+    """The audit event of a change to the patient's privacy settings (their Consent)."""
+    guard.events.append(
+        audit_event(
+            guard.principal,
+            action="U",
+            subtype=operation,
+            patient_id=patient_id,
+            entities=[f"Consent/{consent_id(patient_id)}"],
+            purpose=purpose,
+            request_id=guard.request_id,
+            **details,
+        )
+    )
 
 
 LIFTED = "http://enjournal.no/fhir/StructureDefinition/kj-block-lifted"
