@@ -55,6 +55,15 @@ def questionnaire(*items) -> dict:
     return {"resourceType": "Questionnaire", "status": "active", "item": list(items)}
 
 
+def patient_with_org(**org) -> dict:
+    """A Patient whose managingOrganization is its contained Organization ``#o``."""
+    return {
+        "resourceType": "Patient",
+        "managingOrganization": {"reference": "#o"},
+        "contained": [{"resourceType": "Organization", "id": "o", "name": "x", **org}],
+    }
+
+
 PNG = base64.b64encode(b"\x89PNG fake image bytes").decode()
 
 # (key, invalid resource, the same resource made valid, expected error path)
@@ -157,23 +166,8 @@ CASES = [
     ),
     (
         "dom-2",
-        {
-            "resourceType": "Patient",
-            "managingOrganization": {"reference": "#o"},
-            "contained": [
-                {
-                    "resourceType": "Organization",
-                    "id": "o",
-                    "name": "x",
-                    "contained": [{"resourceType": "Organization", "id": "i", "name": "y"}],
-                }
-            ],
-        },
-        {
-            "resourceType": "Patient",
-            "managingOrganization": {"reference": "#o"},
-            "contained": [{"resourceType": "Organization", "id": "o", "name": "x"}],
-        },
+        patient_with_org(contained=[{"resourceType": "Organization", "id": "i", "name": "y"}]),
+        patient_with_org(),
         ("Patient.contained[0].contained[0]", "Patient"),  # the nested one is unreferenced too
     ),
     (
@@ -182,50 +176,19 @@ CASES = [
             "resourceType": "Patient",
             "contained": [{"resourceType": "Organization", "id": "o", "name": "x"}],
         },
-        {
-            "resourceType": "Patient",
-            "managingOrganization": {"reference": "#o"},
-            "contained": [{"resourceType": "Organization", "id": "o", "name": "x"}],
-        },
+        patient_with_org(),
         "Patient.contained[0]",
     ),
     (
         "dom-4",
-        {
-            "resourceType": "Patient",
-            "managingOrganization": {"reference": "#o"},
-            "contained": [
-                {"resourceType": "Organization", "id": "o", "name": "x", "meta": {"versionId": "1"}}
-            ],
-        },
-        {
-            "resourceType": "Patient",
-            "managingOrganization": {"reference": "#o"},
-            "contained": [
-                {"resourceType": "Organization", "id": "o", "name": "x", "meta": {"source": "x"}}
-            ],
-        },
+        patient_with_org(meta={"versionId": "1"}),
+        patient_with_org(meta={"source": "x"}),
         "Patient",
     ),
     (
         "dom-5",
-        {
-            "resourceType": "Patient",
-            "managingOrganization": {"reference": "#o"},
-            "contained": [
-                {
-                    "resourceType": "Organization",
-                    "id": "o",
-                    "name": "x",
-                    "meta": {"security": [{"code": "R"}]},
-                }
-            ],
-        },
-        {
-            "resourceType": "Patient",
-            "managingOrganization": {"reference": "#o"},
-            "contained": [{"resourceType": "Organization", "id": "o", "name": "x"}],
-        },
+        patient_with_org(meta={"security": [{"code": "R"}]}),
+        patient_with_org(),
         "Patient",
     ),
     (
