@@ -77,7 +77,9 @@ def _load(name: str) -> dict:
 
 
 def _structures() -> dict:
-    return _load("structures.json")
+    from enjournal.fhir.definitions import structures
+
+    return structures()
 
 
 @cache

@@ -161,10 +161,10 @@ class Guard:
         """Whether the caller may read ``stored``.  Writes ask this first, so that what the
         caller may not read answers exactly as if it did not exist; only a refusal is
         audited here (the write's own check records the allowed access)."""
-        decision = await self._readable(tx, stored)
+        patients = self._patients_of_stored(stored)
+        decision = await self._readable(tx, stored, patients)
         if not decision.allowed:
-            ref = f"{stored.type}/{stored.id}"
-            self._record("r", interaction, decision, self._patients_of_stored(stored), [ref])
+            self._record("r", interaction, decision, patients, [f"{stored.type}/{stored.id}"])
         return decision.allowed
 
     async def check_content(self, tx: Transaction, resource: dict, interaction: str) -> Decision:
@@ -264,14 +264,11 @@ class Guard:
         decisions: dict[str | None, Decision] = {}
         for stored in resources:
             patients = self._patients_of_stored(stored)
-            ref = f"{stored.type}/{stored.id}"
-            decision = await self._decide(tx, "r", stored.type, patients, ref)
-            if decision.allowed:
-                decision = await self._hooks(tx, "r", stored.content, None, patients, decision)
+            decision = await self._readable(tx, stored, patients)
             if decision.allowed:
                 kept.append(stored)
                 key = patients[0] if patients else None
-                by_patient.setdefault(key, []).append(ref)
+                by_patient.setdefault(key, []).append(f"{stored.type}/{stored.id}")
                 decisions[key] = decision
         for patient, refs in by_patient.items():
             self._record("s", interaction, decisions[patient], [patient] if patient else [], refs)
@@ -296,10 +293,10 @@ class Guard:
         so nothing is audited per resource: the count itself is, by ``record_count``)."""
         n = 0
         for stored in resources:
-            n += (await self._readable(tx, stored)).allowed
+            n += (await self._readable(tx, stored, self._patients_of_stored(stored))).allowed
         return n
 
-    def record_count(self, tx: Transaction, interaction: str, query) -> None:
+    def record_count(self, interaction: str, query) -> None:
         """Audit a count-only search: what was asked, about whom if it named a patient."""
         patient = query.compartment[1] if query.compartment else _patient_criterion(query)
         self._record("s", interaction, Decision(True), [patient] if patient else [], [])
@@ -313,8 +310,8 @@ class Guard:
         type_ = query.resource_type or "Patient"
         return decide(self.principal, "s", type_, PatientFacts("")).allowed
 
-    async def _readable(self, tx: Transaction, stored: StoredResource) -> Decision:
-        patients = self._patients_of_stored(stored)
+    async def _readable(self, tx: Transaction, stored: StoredResource, patients) -> Decision:
+        """The read decision on ``stored``, whose patients are ``patients``; not audited."""
         ref = f"{stored.type}/{stored.id}"
         decision = await self._decide(tx, "r", stored.type, patients, ref)
         if decision.allowed:
@@ -382,31 +379,18 @@ class Guard:
         return facts
 
     def _patients_of_stored(self, stored: StoredResource) -> list[str] | None:
-        """Whose data a stored resource is, read from its content (no query)."""
+        """Whose data a stored resource is, read from its content (no query, no parse)."""
         if stored.type == "Patient":
             return [stored.id]
-        if stored.type not in patient_compartment():
-            if b"Patient/" not in stored.content:
-                return None  # the common case, decided without parsing
-            return _merge(None, _patient_references(stored.content))
-        # orjson: only references are read here, so exact decimals do not matter.
-        found = self._patients_in_content(orjson.loads(stored.content))
-        return _merge(found, _patient_references(stored.content))
+        return _patients(stored.type, stored.content)
 
     @staticmethod
     def _patients_in_content(resource: dict) -> list[str] | None:
-        """Whose data ``resource`` is: the patients whose compartment it is in, and any
-        other patient it refers to anywhere (a Task ``for``, a Binary's
-        ``securityContext``, a MessageHeader's focus, a resource inside a Bundle): a
-        reference to a patient makes it that patient's data, whatever its type."""
-        from enjournal.fhir.indexing import referenced_patients
-
+        """Whose data ``resource`` (new content, about to be written) is."""
         type_ = resource["resourceType"]
         if type_ == "Patient":
             return [resource["id"]] if resource.get("id") else None
-        params = patient_compartment().get(type_)
-        found = referenced_patients(resource, frozenset(params)) if params else None
-        return _merge(found, _patient_references(orjson.dumps(resource)))
+        return _patients(type_, orjson.dumps(resource))
 
     async def _caller(self, tx) -> set[tuple[str, str]]:
         """The caller's own Practitioner, PractitionerRole and Organization resources."""
@@ -602,12 +586,13 @@ def _patient_references(content: bytes) -> list[str]:
     return sorted({m.decode() for m in _PATIENT_REFERENCE.findall(content)})
 
 
-def _merge(found: list[str] | None, more: list[str]) -> list[str] | None:
-    """The compartment's patients plus other referenced ones; None when neither names one
-    (not patient data), [] when the compartment has no patient (personnel-only data)."""
-    if not more:
-        return found
-    return sorted({*(found or ()), *more})
+def _patients(type_: str, content: bytes) -> list[str] | None:
+    """The patients a resource refers to anywhere (a compartment's subject, a Task's
+    ``for``, a Binary's ``securityContext``, a resource inside a Bundle): a reference to a
+    patient makes it that patient's data, whatever its type.  None: not patient data; []:
+    a compartment type that names no patient (personnel and systems only)."""
+    found = _patient_references(content) if b"Patient/" in content else []
+    return found if found or type_ in patient_compartment() else None
 
 
 # Shared reference data a chain may look into freely: it holds no patient's data.

@@ -115,7 +115,7 @@ def summary_elements(resource_type: str) -> frozenset[str]:
 def mandatory_elements(resource_type: str) -> frozenset[str]:
     """Top-level elements of ``resource_type`` with a minimum cardinality of 1 or more:
     ``_summary`` and ``_elements`` keep them whatever was asked (search.html#summary)."""
-    structure = _structures()["types"].get(resource_type) or {}
+    structure = structures()["types"].get(resource_type) or {}
     prefix = f"{resource_type}."
     return frozenset(
         e["path"][len(prefix) :].removesuffix("[x]")
@@ -125,5 +125,6 @@ def mandatory_elements(resource_type: str) -> frozenset[str]:
 
 
 @cache
-def _structures() -> dict:
+def structures() -> dict:
+    """The element tables derived from the R4 StructureDefinitions, parsed once per process."""
     return _load("structures.json")

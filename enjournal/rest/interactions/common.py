@@ -90,6 +90,12 @@ async def current(
 
 
 async def newest_content(tx: Transaction, type_: str, id_: str) -> StoredResource | None:
-    """The newest version that has content (a deletion has none), or None."""
-    entries, _ = await tx.history(type_, id_, count=50)
-    return next((e for e in entries if e.content is not None), None)
+    """The newest version that has content, or None: the current one, or for a deleted
+    resource the one before its deletion (only then is the history read)."""
+    try:
+        return await tx.read(type_, id_)
+    except NotFound:
+        return None
+    except Gone:
+        entries, _ = await tx.history(type_, id_, count=50)
+        return next((e for e in entries if e.content is not None), None)

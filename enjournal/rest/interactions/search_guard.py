@@ -24,7 +24,7 @@ MAX_SCANNED = 5000
 async def guarded_search(guard, tx: Transaction, query, interaction: str) -> SearchResult:
     if query.summary == "count" or query.count == 0:
         total = await visible_total(guard, tx, query) if query.total != "none" else None
-        guard.record_count(tx, interaction, query)
+        guard.record_count(interaction, query)
         return SearchResult([], total=total)
     result = await _filled_page(guard, tx, query, interaction)
     if query.total == "accurate" and result.total is None:
