@@ -8,7 +8,6 @@ uvicorn has let running requests finish.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -215,21 +214,30 @@ async def _read_body(request: Request, limit: int) -> bytes | FhirResponse:
 async def _unless_disconnected(request: Request, work) -> FhirResponse | None:
     """Run ``work`` (the request's handling) unless the client goes away first: then cancel
     it, which rolls its transaction back and frees its connection, and return None.  A
-    search a client gave up on should not keep a database busy."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    search a client gave up on should not keep a database busy.  The work runs in this
+    task; only the watcher is a task of its own (one task per request, not two)."""
+    this = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(request)
+        gone = True
+        this.cancel()
+
+    watcher = asyncio.create_task(watch())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # the server is stopping this request
-        task.cancel()
-        raise
+        response = await work
+    except asyncio.CancelledError:
+        if not gone or this.uncancel() > 0:
+            raise  # the server is stopping this request
+        response = None
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    if not gone:
+        return response
+    if response is not None:  # the work swallowed the cancellation
+        this.uncancel()
     log.info("client went away; request cancelled")
     return None
 
