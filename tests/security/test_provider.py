@@ -172,6 +172,15 @@ async def exchange(http, code, verifier, client=PUBLIC_APP, **extra):
     return await http.post("/oidc/token", data={k: v for k, v in form.items() if v is not None})
 
 
+def as_web_app() -> dict:
+    """The token-request fields that authenticate the confidential WEB_APP."""
+    return {
+        "client": WEB_APP,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": assertion(WEB_KEY, "web-ehr"),
+    }
+
+
 def assertion(key=BACKEND_KEY, client_id="lab-system", **claims) -> str:
     now = int(time.time())
     body = {
@@ -377,14 +386,7 @@ async def test_confidential_client_must_authenticate_in_code_flow(http, verifier
     t = await exchange(http, code, v, client=WEB_APP)
     assert t.status_code == 401
     r, v = await authorize(http, client=WEB_APP, scope="user/*.rs")
-    t = await exchange(
-        http,
-        redirect_params(r)["code"],
-        v,
-        client=WEB_APP,
-        client_assertion_type=ASSERTION_TYPE,
-        client_assertion=assertion(WEB_KEY, "web-ehr"),
-    )
+    t = await exchange(http, redirect_params(r)["code"], v, **as_web_app())
     assert t.status_code == 200, t.text
     assert (await verifier.verify(t.json()["access_token"])).client_id == "web-ehr"
 
@@ -414,14 +416,7 @@ async def test_no_refresh_token_without_offline_or_online_access(http):
 
 async def test_offline_access_not_registered_for_the_client_is_dropped(http):
     r, v = await authorize(http, client=WEB_APP, scope="user/*.rs offline_access")
-    t = await exchange(
-        http,
-        redirect_params(r)["code"],
-        v,
-        client=WEB_APP,
-        client_assertion_type=ASSERTION_TYPE,
-        client_assertion=assertion(WEB_KEY, "web-ehr"),
-    )
+    t = await exchange(http, redirect_params(r)["code"], v, **as_web_app())
     assert t.json()["scope"] == "user/*.rs" and "refresh_token" not in t.json()
 
 
@@ -451,13 +446,7 @@ async def test_reused_refresh_token_revokes_the_whole_grant(http):
 
 async def test_refresh_token_is_bound_to_its_client(http):
     body = await offline_tokens(http)
-    other = await refresh(
-        http,
-        body["refresh_token"],
-        client=WEB_APP,
-        client_assertion_type=ASSERTION_TYPE,
-        client_assertion=assertion(WEB_KEY, "web-ehr"),
-    )
+    other = await refresh(http, body["refresh_token"], **as_web_app())
     assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
     assert (await refresh(http, body["refresh_token"])).status_code == 400  # revoked: leaked
 
