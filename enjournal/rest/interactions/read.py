@@ -29,6 +29,8 @@ async def vread(request: FhirRequest, tx: Transaction) -> FhirResponse:
     type_, id_, version = known_type(request.path[0]), request.path[1], request.path[3]
     if not (version.isascii() and version.isdigit()):
         raise Invalid(f"version {version!r} is not a number")
+    if len(version) > 9:  # beyond the store's 32-bit versions (and int()'s digit limit)
+        raise NotFound(f"{type_}/{id_} has no version {version[:12]}...")
     if request.guard:
         # An old version is readable only while the resource is: a rule on the current
         # version (a privacy lock, a move out of a record) holds for its history too.
