@@ -185,7 +185,7 @@ class Unit:
                 # Write the pending version and index rows first: appending locks the
                 # audit chain's head for every writer until commit, so hold it briefly.
                 await tx.flush()
-                await append(tx.conn, self.guard.take_events())
+                await append(tx, self.guard.take_events())
 
     async def record_rest(self) -> None:
         if self.guard is not None and self.guard.events and self.audit is not None:

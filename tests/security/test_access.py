@@ -363,7 +363,7 @@ async def test_every_access_is_audited_and_the_chain_holds(secured):
         rows = await tx.conn.fetch(
             "SELECT actor, outcome FROM audit_log WHERE patient_id = 'kari' ORDER BY seq"
         )
-        result = await verify(tx.conn)
+        result = await verify(tx)
     assert ("hpr:1000001", "0") in [(r[0], r[1]) for r in rows]
     assert any(r[0].startswith("fnr:") and r[1] != "0" for r in rows)
     assert result.ok, result

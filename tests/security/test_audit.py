@@ -67,14 +67,12 @@ def _read(patient: str = "p1", who: Principal = DOCTOR, **kw) -> dict:
 async def _fill(store, n: int, per_tx: int = 10) -> None:
     for start in range(0, n, per_tx):
         async with store.transaction() as tx:
-            await append(
-                tx.conn, [_read(f"p{i % 7}") for i in range(start, min(n, start + per_tx))]
-            )
+            await append(tx, [_read(f"p{i % 7}") for i in range(start, min(n, start + per_tx))])
 
 
 async def _verify(store, **kw):
     async with store.transaction(write=False) as tx:
-        return await verify(tx.conn, **kw)
+        return await verify(tx, **kw)
 
 
 async def _sql(store, *statements: tuple) -> None:
@@ -207,7 +205,7 @@ async def test_chain_verifies_after_many_appends(store):
         async def writer_tx(i: int) -> None:  # audited writes interleaved with the reads
             async with store.transaction() as tx:
                 await tx.create({"resourceType": "Patient", "active": True})
-                await append(tx.conn, [_read(f"w{i}")])
+                await append(tx, [_read(f"w{i}")])
 
         await asyncio.gather(*[reader(i) for i in range(calls)], *[writer_tx(i) for i in range(10)])
         assert writer.batches < calls  # group commit: fewer transactions than callers
@@ -228,7 +226,7 @@ async def test_two_workers_append_concurrently(store_url):
         async def audited_write(worker, i: int) -> None:
             async with worker.transaction() as tx:
                 await tx.create({"resourceType": "Patient", "active": True})
-                await append(tx.conn, [_read(f"p{i}"), _read(f"p{i}", who=NURSE)])
+                await append(tx, [_read(f"p{i}"), _read(f"p{i}", who=NURSE)])
 
         async with AuditWriter(first) as w1, AuditWriter(second) as w2:
             await asyncio.gather(
@@ -395,7 +393,7 @@ async def test_failed_transaction_leaves_no_audit_row(store):
         async with store.transaction() as tx:
             stored = await tx.create({"resourceType": "Patient", "active": True})
             await append(
-                tx.conn,
+                tx,
                 [
                     audit_event(
                         DOCTOR,
@@ -420,7 +418,7 @@ async def test_failed_transaction_leaves_no_audit_row(store):
 async def test_access_log(store):
     async with store.transaction() as tx:
         await append(
-            tx.conn,
+            tx,
             [
                 _read("p1", access_basis="SAMTYKKE", organisation_name="Bergen legesenter"),
                 _read("p2"),
@@ -439,11 +437,11 @@ async def test_access_log(store):
     async with AuditWriter(store) as writer:
         await writer.record([_read("p1", who=CITIZEN, purpose="PATRQT")])
     async with store.transaction(write=False) as tx:
-        entries = await access_log(tx.conn, "p1")
+        entries = await access_log(tx, "p1")
         assert [e["seq"] for e in entries] == [4, 3, 1]
         citizen, nurse, doctor = entries
-        assert await access_log(tx.conn, "p1", count=1, before_seq=citizen["seq"]) == [nurse]
-        assert await access_log(tx.conn, "nobody") == []
+        assert await access_log(tx, "p1", count=1, before_seq=citizen["seq"]) == [nurse]
+        assert await access_log(tx, "nobody") == []
 
     assert doctor["who"] == "Kari Nordmann" and doctor["who_kind"] == "personnel"
     assert doctor["role"] == "Lege" and doctor["role_code"] == "LE"

@@ -30,7 +30,7 @@ async def access_log(request: FhirRequest, tx: Transaction) -> FhirResponse:
     guard.events.clear()  # reading one's own log is not itself logged as record access
     count, cursor = _paging(request)
     own = citizen_actors(guard.principal.pid)
-    page = await access_events(tx.conn, id_, count=count, before_seq=cursor, skip_actors=own)
+    page = await access_events(tx, id_, count=count, before_seq=cursor, skip_actors=own)
     entries = page.events
     base = f"{request.base_url}/Patient/{id_}/$access-log"
     links = [{"relation": "self", "url": base}]

@@ -22,21 +22,7 @@ from enjournal.security.audit.codes import (
     EMERGENCY_REASON_EXT,
     PURPOSES,
 )
-
-_PAGE = (
-    "SELECT seq, recorded, action, outcome, purpose, emergency, event, actor FROM audit_log "
-    "WHERE patient_id = ?"
-)
-
-
-async def _page(conn: Any, patient_id: str, count: int, before_seq: int | None) -> list:
-    """Up to ``count`` rows about the patient, newest first, before ``before_seq`` if given."""
-    sql = _PAGE
-    args: list[Any] = [patient_id]
-    if before_seq is not None:
-        sql += " AND seq < ?"
-        args.append(before_seq)
-    return await conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count)
+from enjournal.storage import audit_log
 
 
 @dataclass(frozen=True)
@@ -51,7 +37,7 @@ def citizen_actors(pid: str | None) -> frozenset[str]:
 
 
 async def access_events(
-    conn: Any,
+    tx: Any,
     patient_id: str,
     *,
     count: int = 50,
@@ -63,14 +49,14 @@ async def access_events(
     Events by ``skip_actors`` (the citizen's own look-ups) are left out of the page rather
     than replaced, so a page can hold fewer than ``count`` events and still have a next one.
     """
-    rows = await _page(conn, patient_id, count + 1, before_seq)
+    rows = await audit_log.patient_rows(tx, patient_id, count + 1, before_seq)
     events = [bytes(row[6]) for row in rows[:count] if row[7] not in skip_actors]
     next_seq = int(rows[count - 1][0]) if len(rows) > count else None
     return EventPage(events, next_seq)
 
 
 async def access_log(
-    conn: Any, patient_id: str, *, count: int = 50, before_seq: int | None = None
+    tx: Any, patient_id: str, *, count: int = 50, before_seq: int | None = None
 ) -> list[dict]:
     """What the citizen sees about access to their record, newest first.
 
@@ -81,7 +67,7 @@ async def access_log(
     ``basis_text`` (v3-ActReason purpose), ``access_basis`` and ``access_basis_text`` (NHN
     code: SAMTYKKE ...), ``emergency`` and ``emergency_reason``, ``success``.
     """
-    rows = await _page(conn, patient_id, count, before_seq)
+    rows = await audit_log.patient_rows(tx, patient_id, count, before_seq)
     return [_entry(row) for row in rows]
 
 

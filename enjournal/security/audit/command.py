@@ -22,7 +22,7 @@ async def verify_command(database_url: str) -> int:
         return 1
     try:
         async with store.transaction(write=False) as tx:
-            result = await verify(tx.conn)
+            result = await verify(tx)
     except Exception as exc:
         console.print(f"[bold red]cannot read the audit log:[/] {exc}")
         return 1

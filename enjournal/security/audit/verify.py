@@ -10,6 +10,7 @@ import orjson
 
 from enjournal.security.audit.chain import ZERO_HASH, chain_hash
 from enjournal.security.audit.columns import event_columns
+from enjournal.storage import audit_log
 
 
 @dataclass(frozen=True)
@@ -33,32 +34,28 @@ class VerifyResult:
         return self.problem is None
 
 
-_SELECT_PAGE = (
-    "SELECT seq, recorded, patient_id, actor, action, outcome, purpose, emergency, event, "
-    "prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
-)
 _COLUMN_NAMES = ("recorded", "patient_id", "actor", "action", "outcome", "purpose", "emergency")
 
 
-async def verify(conn: Any, *, page_size: int = 2000) -> VerifyResult:
+async def verify(tx: Any, *, page_size: int = 2000) -> VerifyResult:
     """Walk the chain in seq order, a page at a time, and report the first problem.
 
-    Run it in one read transaction (PostgreSQL's read transactions are repeatable read, so
+    Run it in one read transaction ``tx`` (PostgreSQL's read transactions are repeatable read, so
     the walk sees one consistent snapshot).
     """
     started = time.monotonic()
     result = VerifyResult()
-    head = await conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id = 1")
+    head = await audit_log.read_head(tx)
     if head is None:
         result.problem = Problem(0, "head-mismatch", "the audit_head row is missing")
     else:
-        result.head_seq, result.head_hash = int(head[0]), bytes(head[1])
+        result.head_seq, result.head_hash = head
     expected_seq, prev = 1, ZERO_HASH
     cursor = -(2**62)
     while result.problem is None:
-        rows = await conn.fetch(_SELECT_PAGE, cursor, page_size)
+        rows = await audit_log.rows_after(tx, cursor, page_size)
         for row in rows:
-            problem = await _check_row(conn, row, expected_seq, prev)
+            problem = await _check_row(tx, row, expected_seq, prev)
             if problem is not None:
                 result.problem = problem
                 break
@@ -74,7 +71,7 @@ async def verify(conn: Any, *, page_size: int = 2000) -> VerifyResult:
     return result
 
 
-async def _check_row(conn: Any, row: tuple, expected_seq: int, prev: bytes) -> Problem | None:
+async def _check_row(tx: Any, row: tuple, expected_seq: int, prev: bytes) -> Problem | None:
     seq = int(row[0])
     data, row_prev, row_hash = bytes(row[8]), bytes(row[9]), bytes(row[10])
     if seq < expected_seq:
@@ -96,16 +93,12 @@ async def _check_row(conn: Any, row: tuple, expected_seq: int, prev: bytes) -> P
             "re-hashed, or events were removed and the chain rebuilt",
         )
     if not linked:
-        other = await conn.fetchrow(
-            "SELECT seq FROM audit_log WHERE prev_hash = ? AND seq <> ? ORDER BY seq LIMIT 1",
-            prev,
-            seq,
-        )
+        other = await audit_log.seq_linked_to(tx, prev, seq)
         if other is not None:
             return Problem(
                 seq,
                 "reordered",
-                f"the event that follows seq {seq - 1} is stored as seq {int(other[0])}, not {seq}",
+                f"the event that follows seq {seq - 1} is stored as seq {other}, not {seq}",
             )
         return Problem(
             seq,

@@ -8,6 +8,7 @@ from typing import Any
 from enjournal.fhir.errors import Busy
 from enjournal.security.audit.appending import append_prepared
 from enjournal.security.audit.chain import prepare
+from enjournal.storage import audit_log
 
 _STOP = object()
 
@@ -96,9 +97,9 @@ class AuditWriter:
         for attempt in range(3):
             try:
                 async with self.store.transaction(write=True) as tx:
-                    if not self.synchronous and tx.conn.dialect == "postgres":
-                        await tx.conn.execute("SET LOCAL synchronous_commit TO OFF")
-                    await append_prepared(tx.conn, prepared)
+                    if not self.synchronous:
+                        await audit_log.relax_commit(tx)
+                    await append_prepared(tx, prepared)
                 error = None
                 break
             except Busy as exc:

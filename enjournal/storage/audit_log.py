@@ -1,0 +1,83 @@
+"""The audit log's tables: ``audit_log`` (one row per event, append-only) and the one-row
+``audit_head`` (last seq and hash).
+
+Only the SQL lives here; the hash chain, the events' columns and the citizen's view of them
+are ``enjournal.security.audit``.  Every function runs on the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INSERT = (
+    "INSERT INTO audit_log (seq, recorded, patient_id, actor, action, outcome, purpose, "
+    "emergency, event, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_PAGE = (
+    "SELECT seq, recorded, patient_id, actor, action, outcome, purpose, emergency, event, "
+    "prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+_PATIENT_PAGE = (
+    "SELECT seq, recorded, action, outcome, purpose, emergency, event, actor FROM audit_log "
+    "WHERE patient_id = ?"
+)
+
+
+async def lock_head(tx: Any) -> tuple[int, bytes] | None:
+    """The head (last seq, its hash), locked until the transaction ends; None if missing.
+
+    On PostgreSQL other writers wait here until this transaction ends; on SQLite the single
+    writer lock already serialises write transactions."""
+    conn = tx.conn
+    lock = " FOR UPDATE" if conn.dialect == "postgres" else ""
+    head = await conn.fetchrow(f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
+    return None if head is None else (int(head[0]), bytes(head[1]))
+
+
+async def insert_events(tx: Any, rows: list[tuple]) -> None:
+    """Insert chained rows: (seq, *columns, event, prev_hash, hash)."""
+    await tx.conn.executemany(_INSERT, rows)
+
+
+async def move_head(tx: Any, seq: int, digest: bytes) -> None:
+    await tx.conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, digest)
+
+
+async def relax_commit(tx: Any) -> None:
+    """Commit this transaction without waiting for the disk (PostgreSQL only; see
+    ``AuditWriter.synchronous``)."""
+    if tx.conn.dialect == "postgres":
+        await tx.conn.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+async def read_head(tx: Any) -> tuple[int, bytes] | None:
+    """The head (last seq, its hash), unlocked; None if the row is missing."""
+    head = await tx.conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id = 1")
+    return None if head is None else (int(head[0]), bytes(head[1]))
+
+
+async def rows_after(tx: Any, seq: int, limit: int) -> list:
+    """Up to ``limit`` rows after ``seq`` in seq order: (seq, recorded, patient_id, actor,
+    action, outcome, purpose, emergency, event, prev_hash, hash)."""
+    return await tx.conn.fetch(_SELECT_PAGE, seq, limit)
+
+
+async def seq_linked_to(tx: Any, prev_hash: bytes, other_than: int) -> int | None:
+    """The first seq (other than ``other_than``) whose prev_hash is ``prev_hash``."""
+    row = await tx.conn.fetchrow(
+        "SELECT seq FROM audit_log WHERE prev_hash = ? AND seq <> ? ORDER BY seq LIMIT 1",
+        prev_hash,
+        other_than,
+    )
+    return None if row is None else int(row[0])
+
+
+async def patient_rows(tx: Any, patient_id: str, count: int, before_seq: int | None) -> list:
+    """Up to ``count`` rows about the patient, newest first, before ``before_seq`` if given:
+    (seq, recorded, action, outcome, purpose, emergency, event, actor)."""
+    sql = _PATIENT_PAGE
+    args: list[Any] = [patient_id]
+    if before_seq is not None:
+        sql += " AND seq < ?"
+        args.append(before_seq)
+    return await tx.conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count)
