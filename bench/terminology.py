@@ -34,7 +34,7 @@ async def prepare(url: str) -> list[str]:
     from enjournal.storage import open_store
     from enjournal.terminology.command import load_shipped
     from enjournal.terminology.loaders.icd10_xml import load_icd10_xml
-    from enjournal.terminology.store import save_code_system
+    from enjournal.terminology.loading import save_code_system
 
     store = await open_store(url)
     try:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 
 from enjournal.fhir.errors import Issue, Unprocessable
+from enjournal.storage.terminology.code_systems import code_system_keys
+from enjournal.storage.terminology.concepts import known_codes
 from enjournal.terminology.loaders.ucum import is_valid_ucum
 
 UCUM = "http://unitsofmeasure.org"
@@ -40,17 +42,12 @@ class CodeCheck:
                 continue
             wanted.setdefault((system, version), []).append((path, code))
         if wanted:
-            await self._refresh(tx.conn)
+            await self._refresh(tx)
         for (system, version), uses in wanted.items():
             cs = self._code_system(system, version)
             if cs is None or cs in self._fragments:
                 continue
-            codes = sorted({code for _, code in uses})
-            marks = ", ".join("?" for _ in codes)
-            rows = await tx.conn.fetch(
-                f"SELECT code FROM tx_concepts WHERE cs = ? AND code IN ({marks})", cs, *codes
-            )
-            known = {r[0] for r in rows}
+            known = await known_codes(tx, cs, sorted({code for _, code in uses}))
             for path, code in uses:
                 if code not in known:
                     issues.append(
@@ -69,17 +66,13 @@ class CodeCheck:
         """Re-read the list of code systems on the next check (after a load)."""
         self._expires = 0.0
 
-    async def _refresh(self, conn) -> None:
+    async def _refresh(self, tx) -> None:
         if time.monotonic() < self._expires:
             return
-        rows = await conn.fetch(
-            "SELECT id, url, version, info FROM tx_code_systems ORDER BY loaded, id"
-        )
         systems: dict[str, list[tuple[str | None, int]]] = {}
         fragments = set()
-        for id_, url, version, info in rows:
-            systems.setdefault(url, []).append((version or None, id_))
-            text = info.decode() if isinstance(info, bytes) else info or ""
+        for id_, url, version, text in await code_system_keys(tx):
+            systems.setdefault(url, []).append((version, id_))
             if '"content":"fragment"' in text:
                 fragments.add(id_)
         self._systems, self._fragments = systems, fragments

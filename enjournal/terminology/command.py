@@ -47,7 +47,7 @@ def shipped_drafts() -> Iterator[CodeSystemDraft]:
 
 async def load_shipped(store: Any) -> int:
     """Store every shipped code system (one transaction); returns the number of concepts."""
-    from enjournal.terminology.store import save_code_system
+    from enjournal.terminology.loading import save_code_system
 
     total = 0
     async with store.transaction() as tx:
@@ -64,14 +64,15 @@ async def load_shipped_missing(store: Any) -> int:
     does not hold in any version (one transaction); returns the number of concepts loaded.
     Idempotent, and it never shadows a system an operator loaded (a full LOINC stays the
     newest); a newer shipped edition of a held system is loaded with ``terminology load``."""
-    from enjournal.terminology.store import save_code_system
+    from enjournal.storage.terminology.code_systems import held_urls
+    from enjournal.terminology.loading import save_code_system
 
     total = 0
     async with store.transaction() as tx:
         # Several servers may start (and migrate) at once: one loads, the others then see
         # what it loaded.  SQLite's single writer serialises this anyway.
         await tx.lock_criteria("CodeSystem", "shipped code lists")
-        held = {row[0] for row in await tx.conn.fetch("SELECT DISTINCT url FROM tx_code_systems")}
+        held = await held_urls(tx)
         for draft in shipped_drafts():
             if draft.url in held:
                 continue
@@ -116,7 +117,7 @@ async def load_command(
     """Load each file into the database; 0 when all loaded, 1 when any failed."""
     from enjournal.bootstrap import build_platform, close_platform
     from enjournal.server.settings import Settings
-    from enjournal.terminology.store import save_code_system
+    from enjournal.terminology.loading import save_code_system
 
     console = console or Console(stderr=True)
     results: list[_Result] = []

@@ -19,7 +19,11 @@ import orjson
 from enjournal.fhir.errors import Invalid, NotFound
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import Operation, Operations, parameters
-from enjournal.terminology import store as ts
+from enjournal.storage import terminology as ts
+from enjournal.terminology import concept_maps, expansion
+from enjournal.terminology.resources import split_canonical
+from enjournal.terminology.value_sets import find_value_set
+from enjournal.terminology.values import split_use, typed_value
 
 _SPEC = "http://hl7.org/fhir/OperationDefinition/"
 
@@ -121,10 +125,10 @@ async def lookup(request, tx) -> FhirResponse:
     system, code, given_version, _ = _coding(params, system_required=url is None)
     system = system or url
     version = given_version or version
-    result = await ts.lookup(tx.conn, system, code, version)
+    result = await ts.lookup(tx, system, code, version)
     if result is None:
-        info = await ts.require_code_system(tx.conn, system, version)
-        raise NotFound(f"the code {code!r} is not in the code system {ts._label(info)}")
+        info = await ts.require_code_system(tx, system, version)
+        raise NotFound(f"the code {code!r} is not in the code system {ts.system_label(info)}")
     wanted = params.get("property")
     wanted = set(wanted if isinstance(wanted, list) else [wanted]) if wanted else None
     parts: list[dict] = [{"name": "name", "valueString": result.system.name or system}]
@@ -143,7 +147,7 @@ async def lookup(request, tx) -> FhirResponse:
             sub: list[dict] = []
             if d.language:
                 sub.append({"name": "language", "valueCode": d.language})
-            use_system, use_code = ts._split_use(d.use)
+            use_system, use_code = split_use(d.use)
             if use_code:
                 use = {"system": use_system, "code": use_code} if use_system else {"code": use_code}
                 sub.append({"name": "use", "valueCoding": use})
@@ -151,7 +155,7 @@ async def lookup(request, tx) -> FhirResponse:
             parts.append({"name": "designation", "part": sub})
     for prop, text, type_ in result.properties:
         if want(prop):
-            key, value = ts._typed_value(text, type_)
+            key, value = typed_value(text, type_)
             parts.append(_property(prop, key, value))
     if want("inactive"):
         parts.append(_property("inactive", "valueBoolean", result.inactive))
@@ -183,9 +187,9 @@ async def cs_validate_code(request, tx) -> FhirResponse:
     url, version = await _code_system_url(tx, request, params)
     url = url or _str(params, "url")
     system, code, given_version, display = _coding(params, system_required=url is None)
-    if url and system and ts.split_canonical(system)[0] != ts.split_canonical(url)[0]:
+    if url and system and split_canonical(system)[0] != split_canonical(url)[0]:
         raise Invalid(f"the coding's system {system} is not the code system {url}")
-    result = await ts.validate_code(tx.conn, system or url, code, given_version or version, display)
+    result = await ts.validate_code(tx, system or url, code, given_version or version, display)
     return _reply(_validation_parts(result))
 
 
@@ -209,7 +213,7 @@ async def cs_subsumes(request, tx) -> FhirResponse:
         raise Invalid("$subsumes needs codeA and codeB (or codingA and codingB)")
     if not system:
         raise Invalid("$subsumes needs a system")
-    outcome = await ts.subsumes(tx.conn, system, code_a, code_b, version)
+    outcome = await ts.subsumes(tx, system, code_a, code_b, version)
     return _reply([{"name": "outcome", "valueCode": outcome}])
 
 
@@ -228,7 +232,7 @@ async def _value_set(tx, request, params: dict) -> dict:
     url = _str(params, "url")
     if url is None:
         raise Invalid("name the value set: /ValueSet/[id]/$op, url or valueSet")
-    vs = await ts.find_value_set(tx, url, _str(params, "valueSetVersion"))
+    vs = await find_value_set(tx, url, _str(params, "valueSetVersion"))
     if vs is None:
         raise NotFound(f"the value set {url} is not known to this server")
     return vs
@@ -239,7 +243,7 @@ async def expand(request, tx) -> FhirResponse:
     vs = await _value_set(tx, request, params)
     exclude_nested = _one(params, "excludeNested")
     nested = exclude_nested is not None and not _bool(params, "excludeNested")
-    result = await ts.expand(
+    result = await expansion.expand(
         tx,
         vs,
         filter=_str(params, "filter"),
@@ -257,7 +261,7 @@ async def vs_validate_code(request, tx) -> FhirResponse:
     params = parameters(request)
     vs = await _value_set(tx, request, params)
     system, code, version, display = _coding(params)
-    result = await ts.validate_vs_code(tx, vs, system, code, version, display)
+    result = await expansion.validate_vs_code(tx, vs, system, code, version, display)
     return _reply(_validation_parts(result))
 
 
@@ -273,14 +277,14 @@ async def translate(request, tx) -> FhirResponse:
         if isinstance(inline, dict):
             cmap = inline
         elif url is not None:
-            cmap = await ts.find_concept_map(tx, url, _str(params, "conceptMapVersion"))
+            cmap = await concept_maps.find_concept_map(tx, url, _str(params, "conceptMapVersion"))
             if cmap is None:
                 raise NotFound(f"the concept map {url} is not known to this server")
     if _bool(params, "reverse"):
         raise Invalid("$translate with reverse=true is not supported")
     system, code, _version, _ = _coding(params)
     target = _str(params, "targetsystem") or _str(params, "targetSystem")
-    result = await ts.translate(tx, system, code, concept_map=cmap, target_system=target)
+    result = await concept_maps.translate(tx, system, code, concept_map=cmap, target_system=target)
     parts: list[dict] = [{"name": "result", "valueBoolean": result.result}]
     if result.message:
         parts.append({"name": "message", "valueString": result.message})

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tracemalloc
-import types
 from pathlib import Path
 
 import pytest
@@ -626,9 +624,7 @@ def fake_store_module(monkeypatch):
         count = sum(1 for _ in draft.concepts)
         saved.append((draft.url, count))
 
-    module = types.ModuleType("enjournal.terminology.store")
-    module.save_code_system = save_code_system
-    monkeypatch.setitem(sys.modules, "enjournal.terminology.store", module)
+    monkeypatch.setattr("enjournal.terminology.loading.save_code_system", save_code_system)
     return saved
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from enjournal.terminology import store as ts
+from enjournal.terminology.loading import save_code_system
 from enjournal.terminology.operations import register_all
 from tests.terminology.test_store import (
     CONCEPT_MAP,
@@ -38,10 +38,10 @@ def test_registering_twice_is_idempotent():
 async def loaded(store, client):
     async with store.transaction() as tx:
         infos = [
-            await ts.save_code_system(tx, draft("1")),
-            await ts.save_code_system(tx, draft("2")),
-            await ts.save_code_system(tx, icpc_draft()),
-            await ts.save_code_system(tx, icd_draft()),
+            await save_code_system(tx, draft("1")),
+            await save_code_system(tx, draft("2")),
+            await save_code_system(tx, icpc_draft()),
+            await save_code_system(tx, icd_draft()),
         ]
     return infos
 
@@ -308,7 +308,7 @@ async def test_capability_lists_operations(client):
 @pytest.mark.slow
 async def test_full_icd10_over_http(store, client):
     async with store.transaction() as tx:
-        await ts.save_code_system(tx, parse_icd10(icd10_xml()))
+        await save_code_system(tx, parse_icd10(icd10_xml()))
     r = await client.get("/fhir/CodeSystem/$lookup", params={"system": ICD10, "code": "E11.9"})
     assert params(r.json())["display"] == "Type 2 diabetes mellitus without complications"
     r = await client.get(

@@ -12,7 +12,7 @@ from enjournal.server.settings import Settings
 from enjournal.terminology.checks import CodeCheck
 from enjournal.terminology.command import load_shipped
 from enjournal.terminology.loaders.icd10_xml import load_icd10_xml
-from enjournal.terminology.store import save_code_system
+from enjournal.terminology.loading import save_code_system
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 

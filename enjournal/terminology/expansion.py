@@ -1,4 +1,5 @@
-"""$expand, and $validate-code against a value set, over its compiled compose."""
+"""$expand, and $validate-code against a value set, over its compiled compose (the
+queries are ``enjournal.storage.terminology.expansion``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import time
 import uuid
 
 from enjournal.fhir.errors import Invalid, Unprocessable
-from enjournal.terminology.store.code_systems import find_code_system, system_label
-from enjournal.terminology.store.concepts import Validation, check_display, code_exists
-from enjournal.terminology.store.resources import split_canonical
-from enjournal.terminology.store.value_sets import Compiler
+from enjournal.storage.terminology import expansion as queries
+from enjournal.storage.terminology.code_systems import find_code_system, system_label
+from enjournal.storage.terminology.compose import Compiler
+from enjournal.storage.terminology.concepts import Validation, check_display, code_exists
+from enjournal.terminology.resources import split_canonical
+from enjournal.terminology.value_sets import find_value_set
 
 MAX_EXPANSION = 10_000  # an expansion without count larger than this is refused
 
@@ -36,29 +39,24 @@ async def expand(
     nearest ancestor on the page (ValueSet.expansion.contains.contains)."""
     if offset < 0 or (count is not None and count < 0):
         raise Invalid("count and offset must not be negative")
-    compiler = Compiler(tx, filter_text=filter, active_only=active_only, code=None)
+    compiler = Compiler(
+        tx,
+        filter_text=filter,
+        active_only=active_only,
+        code=None,
+        find_value_set=find_value_set,
+    )
     sql, args = await compiler.compose(value_set)
-    conn = tx.conn
     rows: list[tuple] = []
     total = None
     if compiler.tokens:
-        # Filtered, the compose yields few rows: join from them, and count them in the same
-        # statement (one round trip).  A page past the end falls back to a count below.
+        # Filtered: the page and its total in one round trip.  A page past the end falls
+        # back to a count below.
         limit = max_size + 1 if count is None else count
         if limit:
-            found = await conn.fetch(
-                "SELECT c.cs, c.code, c.display, c.inactive, count(*) OVER () "
-                f"FROM ({sql}) v JOIN tx_concepts c ON c.cs = v.cs AND c.code = v.code "
-                "ORDER BY c.cs, c.code LIMIT ? OFFSET ?",
-                *args,
-                limit,
-                offset,
-            )
-            if found:
-                total = int(found[0][4])
-                rows = [r[:4] for r in found]
+            rows, total = await queries.filtered_page(tx, sql, args, limit, offset)
     if total is None:
-        total = int((await conn.fetchrow(f"SELECT count(*) FROM ({sql}) v", *args))[0])
+        total = await queries.count(tx, sql, args)
     if count is None and total - offset > max_size:
         raise TooCostly(
             f"the expansion has {total} concepts, more than {max_size}: "
@@ -66,18 +64,11 @@ async def expand(
         )
     limit = (total if count is None else count) or 0
     if limit and not compiler.tokens:
-        # Unfiltered: walk the concepts in code order and stop after the page.
-        rows = await conn.fetch(
-            "SELECT c.cs, c.code, c.display, c.inactive FROM tx_concepts c "
-            f"WHERE (c.cs, c.code) IN ({sql}) ORDER BY c.cs, c.code LIMIT ? OFFSET ?",
-            *args,
-            limit,
-            offset,
-        )
+        rows = await queries.ordered_page(tx, sql, args, limit, offset)
     systems = compiler.systems
     designations: dict[tuple[int, str], list[tuple]] = {}
     if rows and (include_designations or display_language):
-        designations = await _designations(conn, [(r[0], r[1]) for r in rows])
+        designations = await queries.designations(tx, [(r[0], r[1]) for r in rows])
     contains = []
     for cs, code, display, inactive in rows:
         info = systems[cs]
@@ -98,7 +89,7 @@ async def expand(
                 entry["designation"] = ds
         contains.append(entry)
     if nested and contains:
-        contains = await _nest(conn, rows, contains)
+        contains = await _nest(tx, rows, contains)
 
     params: list[dict] = []
     if filter:
@@ -128,25 +119,6 @@ async def expand(
     return out
 
 
-async def _designations(conn, keys: list[tuple[int, str]]) -> dict[tuple[int, str], list[tuple]]:
-    out: dict[tuple[int, str], list[tuple]] = {}
-    by_cs: dict[int, list[str]] = {}
-    for cs, code in keys:
-        by_cs.setdefault(cs, []).append(code)
-    for cs, codes in by_cs.items():
-        for i in range(0, len(codes), 500):
-            chunk = codes[i : i + 500]
-            rows = await conn.fetch(
-                "SELECT code, language, use_system, use_code, value FROM tx_designations "
-                f"WHERE cs = ? AND code IN ({', '.join('?' for _ in chunk)})",
-                cs,
-                *chunk,
-            )
-            for code, *rest in rows:
-                out.setdefault((cs, code), []).append(tuple(rest))
-    return out
-
-
 def _in_language(designations: list[tuple], language: str) -> str | None:
     wanted = [p.strip().split(";")[0].lower() for p in language.split(",") if p.strip()]
     for want in wanted:
@@ -167,7 +139,7 @@ def _designation_json(d: tuple) -> dict:
     return out
 
 
-async def _nest(conn, rows: list[tuple], contains: list[dict]) -> list[dict]:
+async def _nest(tx, rows: list[tuple], contains: list[dict]) -> list[dict]:
     """Hang each entry under its nearest ancestor among the entries (per code system)."""
     index = {(r[0], r[1]): i for i, r in enumerate(rows)}
     ancestors: dict[tuple[int, str], set[str]] = {key: set() for key in index}
@@ -175,18 +147,9 @@ async def _nest(conn, rows: list[tuple], contains: list[dict]) -> list[dict]:
     for cs, code in index:
         by_cs.setdefault(cs, []).append(code)
     for cs, codes in by_cs.items():
-        for i in range(0, len(codes), 400):
-            chunk = codes[i : i + 400]
-            marks = ", ".join("?" for _ in chunk)
-            found = await conn.fetch(
-                "SELECT ancestor, descendant FROM tx_closure WHERE cs = ? "
-                f"AND descendant IN ({marks}) AND ancestor <> descendant",
-                cs,
-                *chunk,
-            )
-            for ancestor, descendant in found:
-                if (cs, ancestor) in index:
-                    ancestors[(cs, descendant)].add(ancestor)
+        for ancestor, descendant in await queries.proper_ancestors(tx, cs, codes):
+            if (cs, ancestor) in index:
+                ancestors[(cs, descendant)].add(ancestor)
     top = []
     for key, i in index.items():
         mine = ancestors[key]
@@ -208,8 +171,7 @@ async def validate_vs_code(
     display: str | None = None,
 ) -> Validation:
     """$validate-code against a value set: is (system, code) in its expansion?"""
-    conn = tx.conn
-    info = await find_code_system(conn, system_url, version)
+    info = await find_code_system(tx, system_url, version)
     if info is None:
         return Validation(
             False,
@@ -218,18 +180,14 @@ async def validate_vs_code(
             system=system_url,
             code=code,
         )
-    compiler = Compiler(tx, filter_text=None, active_only=False, code=code)
-    sql, args = await compiler.compose(value_set)
-    row = await conn.fetchrow(
-        f"SELECT c.display FROM tx_concepts c WHERE c.cs = ? AND c.code = ? "
-        f"AND (c.cs, c.code) IN ({sql})",
-        info.id,
-        code,
-        *args,
+    compiler = Compiler(
+        tx, filter_text=None, active_only=False, code=code, find_value_set=find_value_set
     )
+    sql, args = await compiler.compose(value_set)
+    row = await queries.display_in(tx, info.id, code, sql, args)
     label = value_set.get("url") or value_set.get("id") or "the value set"
     if row is None:
-        exists = await code_exists(conn, info.url, code, info.version)
+        exists = await code_exists(tx, info.url, code, info.version)
         why = (
             "is not in the value set"
             if exists
@@ -238,4 +196,4 @@ async def validate_vs_code(
         return Validation(
             False, f"the code {code!r} {why} {label}", None, info.url, info.version, code
         )
-    return await check_display(conn, info, code, row[0], display)
+    return await check_display(tx, info, code, row[0], display)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from enjournal.terminology.store.loading import BATCH
-from enjournal.terminology.store.resources import resource_id, search_resources, split_canonical
+from enjournal.storage.terminology import concept_maps as index
+from enjournal.terminology.resources import resource_id, search_resources, split_canonical
 
 
 async def find_concept_map(tx, url: str, version: str | None = None) -> dict | None:
@@ -23,15 +23,7 @@ async def save_concept_map(tx, resource: dict, id_: str | None = None) -> str:
     on a large publisher map (ICPC-2 -> ICD-10) needs no JSON parsing.  Returns its id."""
     id_ = id_ or resource.get("id") or resource_id(resource.get("name") or "map", None)
     stored = await tx.update(resource, id_)
-    await tx.conn.execute("DELETE FROM tx_concept_map WHERE map_id = ?", id_)
-    rows = [(id_, stored.version, *m) for m in map_rows(resource)]
-    for i in range(0, len(rows), BATCH):
-        await tx.conn.executemany(
-            "INSERT INTO tx_concept_map (map_id, map_version, source_system, source_version, "
-            "target_system, target_version, source_code, source_display, target_code, "
-            "target_display, equivalence, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows[i : i + BATCH],
-        )
+    await index.index_concept_map(tx, id_, stored.version, list(map_rows(resource)))
     return id_
 
 
@@ -84,18 +76,12 @@ async def translate(
         maps = await search_resources(
             tx, "ConceptMap", [("source-system", system), ("source-code", code)]
         )
-    indexed = await _indexed_versions(tx.conn, [m.get("id") for m in maps if m.get("id")])
+    indexed = await index.indexed_versions(tx, [m.get("id") for m in maps if m.get("id")])
     for cmap in maps:
         url = cmap.get("url")
         version = int(cmap.get("meta", {}).get("versionId", 0) or 0)
         if cmap.get("id") and indexed.get(cmap["id"]) == version:
-            found = await tx.conn.fetch(
-                "SELECT source_system, source_version, target_system, target_version, "
-                "source_code, source_display, target_code, target_display, equivalence, "
-                "comment FROM tx_concept_map WHERE map_id = ? AND source_code = ?",
-                cmap["id"],
-                code,
-            )
+            found = await index.indexed_mappings(tx, cmap["id"], code)
         else:
             found = [r for r in map_rows(cmap) if r[4] == code]
         rows.extend((url, *r) for r in found if split_canonical(r[0] or system)[0] == system)
@@ -115,14 +101,3 @@ async def translate(
     result = any(m["equivalence"] not in _NO_MATCH and "concept" in m for m in matches)
     message = None if result else f"no mapping found for {system}|{code}"
     return Translation(result, message, matches)
-
-
-async def _indexed_versions(conn, ids: list[str]) -> dict[str, int]:
-    if not ids:
-        return {}
-    rows = await conn.fetch(
-        "SELECT DISTINCT map_id, map_version FROM tx_concept_map "
-        f"WHERE map_id IN ({', '.join('?' for _ in ids)})",
-        *ids,
-    )
-    return {r[0]: r[1] for r in rows}

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from enjournal.fhir.errors import Invalid
 from enjournal.fhir.text import normalize
-from enjournal.terminology.model import Designation
-from enjournal.terminology.store.code_systems import (
+from enjournal.storage.terminology.code_systems import (
     CodeSystemInfo,
     find_code_system,
     require_code_system,
     system_label,
 )
+from enjournal.terminology.model import Designation
 
 
 @dataclass
@@ -27,29 +27,29 @@ class LookupResult:
     children: list[str]
 
 
-async def code_exists(conn, system_url: str, code: str, version: str | None = None) -> bool | None:
+async def code_exists(tx, system_url: str, code: str, version: str | None = None) -> bool | None:
     """Whether ``code`` is in the code system; None when the code system is not loaded."""
-    info = await find_code_system(conn, system_url, version)
+    info = await find_code_system(tx, system_url, version)
     if info is None:
         return None
-    row = await conn.fetchrow("SELECT 1 FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code)
+    row = await tx.conn.fetchrow(
+        "SELECT 1 FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
+    )
     return row is not None
 
 
-async def lookup(
-    conn, system_url: str, code: str, version: str | None = None
-) -> LookupResult | None:
+async def lookup(tx, system_url: str, code: str, version: str | None = None) -> LookupResult | None:
     """Everything known about one code; None if the code is not in the (known) system.
     NotFound if the code system is not loaded."""
-    info = await require_code_system(conn, system_url, version)
-    row = await conn.fetchrow(
+    info = await require_code_system(tx, system_url, version)
+    row = await tx.conn.fetchrow(
         "SELECT display, inactive FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
     )
     if row is None:
         return None
     designations = [
         Designation(r[3], r[0], f"{r[1]}|{r[2]}" if r[1] else r[2])
-        for r in await conn.fetch(
+        for r in await tx.conn.fetch(
             "SELECT language, use_system, use_code, value FROM tx_designations "
             "WHERE cs = ? AND code = ?",
             info.id,
@@ -58,7 +58,7 @@ async def lookup(
     ]
     properties = [
         (r[0], r[1], r[2])
-        for r in await conn.fetch(
+        for r in await tx.conn.fetch(
             "SELECT property, value, type FROM tx_properties WHERE cs = ? AND code = ?",
             info.id,
             code,
@@ -66,7 +66,7 @@ async def lookup(
     ]
     parents = [
         r[0]
-        for r in await conn.fetch(
+        for r in await tx.conn.fetch(
             "SELECT parent FROM tx_parents WHERE cs = ? AND child = ? ORDER BY parent",
             info.id,
             code,
@@ -74,7 +74,7 @@ async def lookup(
     ]
     children = [
         r[0]
-        for r in await conn.fetch(
+        for r in await tx.conn.fetch(
             "SELECT child FROM tx_parents WHERE cs = ? AND parent = ? ORDER BY child",
             info.id,
             code,
@@ -95,10 +95,10 @@ class Validation:
     code: str | None = None
 
 
-async def _display_ok(conn, cs: int, code: str, display: str, preferred: str | None) -> bool:
+async def _display_ok(tx, cs: int, code: str, display: str, preferred: str | None) -> bool:
     if preferred is not None and normalize(preferred) == normalize(display):
         return True
-    row = await conn.fetchrow(
+    row = await tx.conn.fetchrow(
         "SELECT 1 FROM tx_designations WHERE cs = ? AND code = ? AND norm = ?",
         cs,
         code,
@@ -108,12 +108,12 @@ async def _display_ok(conn, cs: int, code: str, display: str, preferred: str | N
 
 
 async def validate_code(
-    conn, system_url: str, code: str, version: str | None = None, display: str | None = None
+    tx, system_url: str, code: str, version: str | None = None, display: str | None = None
 ) -> Validation:
     """$validate-code against a code system: is ``code`` in it (and is ``display`` one of its
     displays or designations, case and accents aside)?  NotFound if the system is unknown."""
-    info = await require_code_system(conn, system_url, version)
-    row = await conn.fetchrow(
+    info = await require_code_system(tx, system_url, version)
+    row = await tx.conn.fetchrow(
         "SELECT display, inactive FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
     )
     if row is None:
@@ -124,13 +124,13 @@ async def validate_code(
             version=info.version,
             code=code,
         )
-    return await check_display(conn, info, code, row[0], display)
+    return await check_display(tx, info, code, row[0], display)
 
 
 async def check_display(
-    conn, info: CodeSystemInfo, code: str, preferred: str | None, display: str | None
+    tx, info: CodeSystemInfo, code: str, preferred: str | None, display: str | None
 ) -> Validation:
-    if display and not await _display_ok(conn, info.id, code, display, preferred):
+    if display and not await _display_ok(tx, info.id, code, display, preferred):
         return Validation(
             False,
             f"the display {display!r} is not a display of {code!r} in {system_label(info)}; "
@@ -144,13 +144,13 @@ async def check_display(
 
 
 async def subsumes(
-    conn, system_url: str, code_a: str, code_b: str, version: str | None = None
+    tx, system_url: str, code_a: str, code_b: str, version: str | None = None
 ) -> str:
     """equivalent | subsumes (a is an ancestor of b) | subsumed-by | not-subsumed."""
-    info = await require_code_system(conn, system_url, version)
+    info = await require_code_system(tx, system_url, version)
     for code in dict.fromkeys((code_a, code_b)):
         if (
-            await conn.fetchrow(
+            await tx.conn.fetchrow(
                 "SELECT 1 FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
             )
             is None
@@ -158,14 +158,14 @@ async def subsumes(
             raise Invalid(f"the code {code!r} is not in the code system {system_label(info)}")
     if code_a == code_b:
         return "equivalent"
-    if await conn.fetchrow(
+    if await tx.conn.fetchrow(
         "SELECT 1 FROM tx_closure WHERE cs = ? AND ancestor = ? AND descendant = ?",
         info.id,
         code_a,
         code_b,
     ):
         return "subsumes"
-    if await conn.fetchrow(
+    if await tx.conn.fetchrow(
         "SELECT 1 FROM tx_closure WHERE cs = ? AND ancestor = ? AND descendant = ?",
         info.id,
         code_b,
@@ -173,3 +173,12 @@ async def subsumes(
     ):
         return "subsumed-by"
     return "not-subsumed"
+
+
+async def known_codes(tx, cs: int, codes: list[str]) -> set[str]:
+    """Those of ``codes`` that are concepts of the code system with id ``cs``."""
+    marks = ", ".join("?" for _ in codes)
+    rows = await tx.conn.fetch(
+        f"SELECT code FROM tx_concepts WHERE cs = ? AND code IN ({marks})", cs, *codes
+    )
+    return {r[0] for r in rows}

@@ -1,48 +1,37 @@
-"""Finding a ValueSet (stored or implicit) and compiling its ``compose`` to one SQL
-statement over the concept tables (includes UNION-ed, excludes EXCEPT-ed)."""
+"""A ValueSet's ``compose`` compiled to one SQL statement over the concept tables
+(includes UNION-ed, excludes EXCEPT-ed), so an is-a filter over SNOMED CT never loads the
+hierarchy."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from enjournal.fhir.errors import Invalid, NotFound
 from enjournal.fhir.text import normalize
-from enjournal.terminology.store.code_systems import CodeSystemInfo, require_code_system
-from enjournal.terminology.store.loading import WORD
-from enjournal.terminology.store.resources import search_resources, split_canonical
-
-
-async def find_value_set(tx, url: str, version: str | None = None) -> dict | None:
-    """A ValueSet by canonical url (``url|version`` allowed): a stored ValueSet resource, or
-    an implicit one (``{system}?fhir_vs``, ``?fhir_vs=isa/CODE``)."""
-    url, version = split_canonical(url, version)
-    base, q, query = url.partition("?")
-    if q and query.startswith("fhir_vs"):
-        include: dict = {"system": base}
-        if query.startswith("fhir_vs=isa/"):
-            code = query.removeprefix("fhir_vs=isa/")
-            include["filter"] = [{"property": "concept", "op": "is-a", "value": code}]
-        elif query != "fhir_vs":
-            raise Invalid(f"unsupported implicit value set {url!r}")
-        if version:
-            include["version"] = version
-        return {"resourceType": "ValueSet", "url": url, "status": "active",
-                "compose": {"include": [include]}}  # fmt: skip
-    found = await search_resources(
-        tx, "ValueSet", [("url", url)] + ([("version", version)] if version else [])
-    )
-    if not found:
-        return None
-    return max(found, key=lambda r: (r.get("version") or "", r["meta"]["lastUpdated"]))
-
+from enjournal.storage.terminology.code_systems import CodeSystemInfo, require_code_system
+from enjournal.storage.terminology.loading import WORD
 
 _TOP = "\U0010ffff"  # the largest code point: word < prefix + _TOP is a prefix range
 
 
 class Compiler:
-    def __init__(self, tx, *, filter_text: str | None, active_only: bool, code: str | None):
+    """A ValueSet's ``compose`` as one SQL statement over the concept tables, yielding
+    (cs, code) rows; ``find_value_set(tx, url)`` resolves the value sets it includes."""
+
+    def __init__(
+        self,
+        tx,
+        *,
+        filter_text: str | None,
+        active_only: bool,
+        code: str | None,
+        find_value_set: Callable[[Any, str], Awaitable[dict | None]],
+    ):
         self.tx = tx
         self.conn = tx.conn
+        self.find_value_set = find_value_set
         self.systems: dict[int, CodeSystemInfo] = {}
         self.tokens = _filter_tokens(filter_text) if filter_text else []
         self.active_only = active_only
@@ -75,7 +64,7 @@ class Compiler:
         value_sets = inc.get("valueSet") or []
         nested = []
         for url in value_sets:
-            vs = await find_value_set(self.tx, url)
+            vs = await self.find_value_set(self.tx, url)
             if vs is None:
                 raise NotFound(f"the value set {url} is not known to this server")
             nested.append(await self.compose(vs))
@@ -85,7 +74,7 @@ class Compiler:
                 raise Invalid("a compose include needs a system or a valueSet")
             parts = [f"SELECT cs, code FROM ({s}) v{i}" for i, (s, _) in enumerate(nested)]
             return " INTERSECT ".join(parts), [a for _, args in nested for a in args]
-        info = await require_code_system(self.conn, system, inc.get("version"))
+        info = await require_code_system(self.tx, system, inc.get("version"))
         self.systems[info.id] = info
         where, args = ["cs = ?"], [info.id]
         concepts = inc.get("concept")

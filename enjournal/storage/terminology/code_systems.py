@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from enjournal.fhir.errors import NotFound
-from enjournal.terminology.store.resources import split_canonical
+from enjournal.terminology.resources import split_canonical
 
 
 @dataclass
@@ -48,18 +48,18 @@ _CS_COLUMNS = (
 )
 
 
-async def find_code_system(conn, url: str, version: str | None = None) -> CodeSystemInfo | None:
+async def find_code_system(tx, url: str, version: str | None = None) -> CodeSystemInfo | None:
     """The loaded code system with this url (``url|version`` allowed) and version; the most
     recently loaded version when ``version`` is None."""
     url, version = split_canonical(url, version)
     if version is not None:
-        row = await conn.fetchrow(
+        row = await tx.conn.fetchrow(
             f"SELECT {_CS_COLUMNS} FROM tx_code_systems WHERE url = ? AND version = ?",
             url,
             version,
         )
     else:
-        row = await conn.fetchrow(
+        row = await tx.conn.fetchrow(
             f"SELECT {_CS_COLUMNS} FROM tx_code_systems WHERE url = ? "
             "ORDER BY loaded DESC, id DESC LIMIT 1",
             url,
@@ -67,13 +67,13 @@ async def find_code_system(conn, url: str, version: str | None = None) -> CodeSy
     return None if row is None else CodeSystemInfo.of(row)
 
 
-async def code_systems(conn) -> list[CodeSystemInfo]:
-    rows = await conn.fetch(f"SELECT {_CS_COLUMNS} FROM tx_code_systems ORDER BY url, loaded")
+async def code_systems(tx) -> list[CodeSystemInfo]:
+    rows = await tx.conn.fetch(f"SELECT {_CS_COLUMNS} FROM tx_code_systems ORDER BY url, loaded")
     return [CodeSystemInfo.of(r) for r in rows]
 
 
-async def require_code_system(conn, url: str, version: str | None = None) -> CodeSystemInfo:
-    info = await find_code_system(conn, url, version)
+async def require_code_system(tx, url: str, version: str | None = None) -> CodeSystemInfo:
+    info = await find_code_system(tx, url, version)
     if info is None:
         url, version = split_canonical(url, version)
         which = f"{url} version {version}" if version else url
@@ -83,3 +83,21 @@ async def require_code_system(conn, url: str, version: str | None = None) -> Cod
 
 def system_label(info: CodeSystemInfo) -> str:
     return f"{info.url} version {info.version}" if info.version else info.url
+
+
+async def held_urls(tx) -> set[str]:
+    """The urls of every loaded code system, in any version."""
+    return {row[0] for row in await tx.conn.fetch("SELECT DISTINCT url FROM tx_code_systems")}
+
+
+async def code_system_keys(tx) -> list[tuple[int, str, str | None, str]]:
+    """(id, url, version or None, info JSON text) of every loaded code system, oldest load
+    first: what the write check needs to pick a system and tell fragments."""
+    rows = await tx.conn.fetch(
+        "SELECT id, url, version, info FROM tx_code_systems ORDER BY loaded, id"
+    )
+    out = []
+    for id_, url, version, info in rows:
+        text = info.decode() if isinstance(info, bytes) else info or ""
+        out.append((id_, url, version or None, text))
+    return out
