@@ -174,3 +174,150 @@ async def test_content_of(store, world):
         assert orjson.loads(await tx.content_of("Patient", "kari"))["id"] == "kari"
         assert await tx.content_of("Patient", "gone") is None
         assert await tx.content_of("Patient", "never") is None
+
+
+# ---- the lookups the national services ask ------------------------------------------------
+
+
+def ids(found) -> list[str]:
+    return [f.id for f in found]
+
+
+async def test_ping(store):
+    async with store.transaction(write=False) as tx:
+        await tx.ping()
+
+
+async def test_by_identifier(store, world):
+    async with store.transaction(write=False) as tx:
+        found = await tx.by_identifier("Patient", (FNR,), "01010112345")
+        assert [(f.type, f.id) for f in found] == [("Patient", "kari")]
+        assert orjson.loads(found[0].content)["id"] == "kari"
+        assert found[0].last_updated > 0
+        assert await tx.by_identifier("Patient", (FNR,), "03030312345") == []  # deleted
+        assert await tx.by_identifier("Patient", (HPR,), "01010112345") == []
+        assert await tx.by_identifier("Patient", (FNR,), "") == []
+        assert ids(await tx.by_identifier("Practitioner", (HPR,), "111")) == ["p1"]
+        assert len(await tx.by_identifier("Practitioner", ("x", HPR), "111", limit=1)) == 1
+
+
+async def test_referencing_target(store, world):
+    async with store.transaction(write=False) as tx:
+        # e1 names kari as subject and patient: found once; c-gone is deleted.
+        found = await tx.referencing_target("Patient", "kari", ("Encounter", "Consent"))
+        assert ids(found) == ["e1", "c1"]  # oldest first
+        assert ids(await tx.referencing_target("Patient", "kari", ("Consent",))) == ["c1"]
+        assert ids(await tx.referencing_target("Patient", "kari", ("Encounter",), "subject")) == [
+            "e1"
+        ]
+        assert await tx.referencing_target("Patient", "kari", ("Encounter",), "location") == []
+        assert ids(
+            await tx.referencing_target("Patient", "kari", ("Encounter", "Consent"), limit=1)
+        ) == ["e1"]
+        assert await tx.referencing_target("Patient", "ola", ("Encounter",)) == []  # deleted
+        assert await tx.referencing_target("Patient", "kari", ()) == []
+        found = await tx.referencing_target(
+            "Practitioner", "p1", ("Patient",), "general-practitioner"
+        )
+        assert ids(found) == ["kari"]
+
+
+async def test_with_id_prefix(store):
+    async with store.transaction() as tx:
+        for id_ in ("fest-c", "fest-a", "FEST-d", "fest-b", "other", "fest-gone"):
+            await tx.update({"resourceType": "Organization", "id": id_, "name": id_}, id_)
+    async with store.transaction() as tx:
+        await tx.delete("Organization", "fest-gone")
+    async with store.transaction(write=False) as tx:
+        found = await tx.with_id_prefix("Organization", "fest-")
+        assert ids(found) == ["fest-a", "fest-b", "fest-c"]  # case counts; not the deleted
+        assert orjson.loads(found[0].content)["name"] == "fest-a"
+        assert ids(await tx.with_id_prefix("Organization", "fest-", "fest-a", 1)) == ["fest-b"]
+        assert await tx.with_id_prefix("Organization", "fest-", "fest-c") == []
+        assert len(await tx.with_id_prefix("Organization")) == 5
+        assert await tx.with_id_prefix("Patient", "fest-") == []
+
+
+async def test_latest_change(store):
+    async with store.transaction(write=False) as tx:
+        assert await tx.latest_change("Organization") is None
+    marks = []
+    for change in ("create", "update", "delete"):
+        async with store.transaction() as tx:
+            if change == "delete":
+                await tx.delete("Organization", "o")
+            else:
+                await tx.update({"resourceType": "Organization", "id": "o", "name": change}, "o")
+            await tx.update({"resourceType": "Patient", "id": change}, change)
+        async with store.transaction(write=False) as tx:
+            marks.append(await tx.latest_change("Organization"))
+    assert None not in marks and len(set(marks)) == 3
+    async with store.transaction() as tx:
+        await tx.update({"resourceType": "Patient", "id": "more"}, "more")
+    async with store.transaction(write=False) as tx:
+        assert await tx.latest_change("Organization") == marks[-1]  # other types do not count
+
+
+def visit(id_: str, day: str) -> dict:
+    return {**encounter("kari", "o1"), "id": id_, "period": {"start": day, "end": day}}
+
+
+async def test_date_before(store):
+    from enjournal.fhir.datetime import date_range
+    from enjournal.storage.lookup_specs import DateBefore
+
+    days = {"v1": "2020-01-01", "v2": "2020-06-01", "v3": "2021-01-01", "v-gone": "2019-01-01"}
+    async with store.transaction() as tx:
+        for id_, day in days.items():
+            await tx.update(visit(id_, day), id_)
+    async with store.transaction() as tx:
+        await tx.delete("Encounter", "v-gone")
+    june, _ = date_range("2020-06-01")
+    noon, _ = date_range("2020-06-01T12:00:00Z")
+    async with store.transaction(write=False) as tx:
+        ended = await tx.date_before("Encounter", [DateBefore("date", june)])
+        assert [f.id for _, f in ended] == ["v1"]
+        started = await tx.date_before("Encounter", [DateBefore("date", noon, ends=False)])
+        assert [f.id for _, f in started] == ["v1", "v2"]
+        # Any condition; each resource once, in position order, paged by position.
+        both = [DateBefore("date", june), DateBefore("date", noon, ends=False)]
+        first = await tx.date_before("Encounter", both, limit=1)
+        assert [f.id for _, f in first] == ["v1"]
+        rest = await tx.date_before("Encounter", both, after=first[-1][0], limit=5)
+        assert [f.id for _, f in rest] == ["v2"]
+        assert rest[0][0] > first[0][0]
+        assert orjson.loads(rest[0][1].content)["id"] == "v2"
+        assert await tx.date_before("Encounter", both, after=rest[-1][0]) == []
+        assert await tx.date_before("Observation", both) == []
+        assert await tx.date_before("Encounter", []) == []
+
+
+async def test_combined(store, world):
+    from enjournal.storage.lookup_specs import Current, Referencing, ReferencingIdentified
+
+    specs = [
+        Current("Patient", "kari"),
+        Current("Patient", "gone"),
+        Referencing("Consent", "patient", "Patient", "kari"),
+        ReferencingIdentified("Encounter", "subject", "Patient", (FNR,), "01010112345"),
+        ReferencingIdentified("Encounter", "subject", "Patient", (FNR,), "03030312345"),
+        ReferencingIdentified("Encounter", "subject", "Patient", (FNR,), "02020212345"),
+        ReferencingIdentified("Encounter", "subject", "Patient", (), "02020212345"),
+        Current("Consent", "c1"),
+    ]
+    async with store.transaction(write=False) as tx:
+        answers = await tx.combined(specs)
+        assert [ids(a) for a in answers] == [
+            ["kari"],
+            [],  # deleted
+            ["c1"],  # not the deleted c-gone
+            ["kari", "e1"],  # the identified patient first
+            [],  # a deleted patient has no identifier
+            ["ola"],  # found, nothing references it (its encounter was deleted)
+            [],  # no systems: nothing to find
+            ["c1"],
+        ]
+        assert [f.type for f in answers[3]] == ["Patient", "Encounter"]
+        assert orjson.loads(answers[3][1].content)["id"] == "e1"
+        assert await tx.combined([]) == []
+        assert await tx.combined([specs[6]]) == [[]]
