@@ -29,6 +29,7 @@ from enjournal.fhir.errors import Gone, NotFound
 from enjournal.services.eresept import rules
 from enjournal.services.eresept.reports import REPORT_KIND
 from enjournal.services.eresept.rules import Prescription
+from enjournal.storage.lookup_specs import DateBefore, Referencing
 
 BATCH = 500
 # What is purged with a prescription: the types above, as one constant [unverified].
@@ -103,29 +104,21 @@ async def delete_prescriptions(store, now: datetime) -> int:
                         deleted += 1
 
 
-async def candidates(tx, now: datetime, after: int = 0) -> list[tuple[int, str, bytes | None]]:
-    """``(rid, id, content)`` of the next ``BATCH`` MedicationRequests past ``after`` that
-    may be due: validity ended before today, or ended (withdrawn, fully dispensed) at least
-    ``ENDED_CANDIDATE_DAYS`` ago; content None if deleted.  The batch is chosen in the date
-    index (two range scans) before any resource row is read, so the plan cannot turn into a
-    walk of the resources table in rid order."""
+async def candidates(tx, now: datetime, after: int = 0) -> list[tuple[int, str, bytes]]:
+    """``(position, id, content)`` of the next ``BATCH`` current MedicationRequests past
+    position ``after`` that may be due: validity ended before today, or ended (withdrawn,
+    fully dispensed) at least ``ENDED_CANDIDATE_DAYS`` ago.  The batch is chosen in the date
+    index (``Transaction.date_before``: two range scans) before any resource row is read, so
+    the plan cannot turn into a walk of the resources table."""
     # Bounds in the indexer's own conversion (date_range: the first instant, epoch ms).
     today_ms, _ = date_range(now.date().isoformat())
     ended_before, _ = date_range((now - timedelta(days=ENDED_CANDIDATE_DAYS)).isoformat())
-    return await tx.conn.fetch(
-        "WITH c AS (SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
-        "AND param = 'validity-end' AND low < ? AND high < ? AND rid > ? UNION "
-        "SELECT rid FROM idx_date WHERE type = 'MedicationRequest' "
-        "AND param = 'resept-ended' AND low < ? AND rid > ? ORDER BY rid LIMIT ?) "
-        "SELECT c.rid, r.id, CASE WHEN r.deleted THEN NULL ELSE r.content END "
-        "FROM c JOIN resources r ON r.rid = c.rid ORDER BY c.rid",
-        today_ms,
-        today_ms,
-        after,
-        ended_before,
-        after,
-        BATCH,
-    )
+    conditions = [
+        DateBefore("validity-end", today_ms),
+        DateBefore("resept-ended", ended_before, ends=False),
+    ]
+    found = await tx.date_before("MedicationRequest", conditions, after, BATCH)
+    return [(position, f.id, f.content) for position, f in found]
 
 
 async def belonging_to(tx, p: Prescription) -> list[tuple[str, str]]:
@@ -133,23 +126,19 @@ async def belonging_to(tx, p: Prescription) -> list[tuple[str, str]]:
     (search parameter ``prescription``) and the reports (M6, M8) about it, found among the
     patient's Communications by the ``subject`` index."""
     ref = f"MedicationRequest/{p.id}"
-    rows = await tx.conn.fetch(
-        "SELECT r.type, r.id, r.content FROM idx_reference f JOIN resources r ON r.rid = f.rid "
-        "WHERE f.target_id = ? AND f.target_type = 'MedicationRequest' "
-        "AND f.type = 'MedicationDispense' AND f.param = 'prescription' "
-        "UNION ALL SELECT r.type, r.id, r.content FROM idx_reference f "
-        "JOIN resources r ON r.rid = f.rid WHERE f.target_id = ? AND f.target_type = 'Patient' "
-        "AND f.type = 'Communication' AND f.param = 'subject'",
-        p.id,
-        p.patient_id,
+    dispenses, communications = await tx.combined(
+        [
+            Referencing("MedicationDispense", "prescription", "MedicationRequest", p.id),
+            Referencing("Communication", "subject", "Patient", p.patient_id),
+        ]
     )
     out = []
-    for type_, id_, content in rows:
-        if type_ not in PURGED_WITH or content is None:
+    for found in (*dispenses, *communications):
+        if found.type not in PURGED_WITH:
             continue
-        if type_ == "Communication" and not _report_about(jsonio.loads(content), ref):
+        if found.type == "Communication" and not _report_about(jsonio.loads(found.content), ref):
             continue
-        out.append((type_, id_))
+        out.append((found.type, found.id))
     return out
 
 

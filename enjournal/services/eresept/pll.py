@@ -46,12 +46,9 @@ async def medication_list(request, tx) -> FhirResponse:
     if request.method == "GET":
         if request.guard:
             await request.guard.check_stored(tx, patient, "r", "$medication-list")
-        row = await tx.conn.fetchrow(
-            "SELECT content FROM resources WHERE type = 'List' AND id = ? AND NOT deleted",
-            pll_id(patient_id),
-        )
-        if row is not None:
-            return FhirResponse(200, bytes(row[0]))
+        stored = await tx.content_of("List", pll_id(patient_id))
+        if stored is not None:
+            return FhirResponse(200, bytes(stored))
         return FhirResponse.of(_empty(patient_id))
     return await _update(request, tx, patient_id)
 

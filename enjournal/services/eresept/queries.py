@@ -1,5 +1,5 @@
-"""The few indexed reads the prescription flow needs, as plain SQL over the index tables
-(see docs/architecture.md, storage design): a patient by national identity number, a
+"""The few indexed reads the prescription flow needs, asked of the store's lookups
+(``enjournal.storage.lookups``, over the index tables): a patient by national identity number, a
 patient's prescriptions, an organisation by organisation number, the patient's current
 medicines (for the interaction check).
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR, OID_ORGNR
+from enjournal.storage.lookup_specs import Current, Referencing, ReferencingIdentified
 
 ORG_TTL = 60.0
 _orgs: dict[str, tuple[float, dict | None]] = {}
@@ -25,21 +26,11 @@ async def patient_and_prescriptions(tx, pid: str) -> tuple[str | None, list[dict
     """The Patient id with this fødselsnummer or D-nummer and the patient's current
     MedicationRequests, in one statement (the first part finds the patient; the second its
     prescriptions through the subject reference index)."""
-    rows = await tx.conn.fetch(
-        "WITH p AS (SELECT r.id FROM idx_token t JOIN resources r ON r.rid = t.rid "
-        "WHERE t.type = 'Patient' AND t.param = 'identifier' AND t.code = ? "
-        "AND t.system IN (?, ?) AND NOT r.deleted LIMIT 1) "
-        "SELECT p.id, NULL FROM p UNION ALL "
-        "SELECT p.id, r.content FROM p JOIN idx_reference f ON f.target_id = p.id "
-        "AND f.target_type = 'Patient' AND f.type = 'MedicationRequest' AND f.param = 'subject' "
-        "JOIN resources r ON r.rid = f.rid WHERE NOT r.deleted",
-        pid,
-        OID_FNR,
-        OID_DNR,
-    )
-    if not rows:
+    spec = ReferencingIdentified("MedicationRequest", "subject", "Patient", (OID_FNR, OID_DNR), pid)
+    (found,) = await tx.combined([spec])
+    if not found:
         return None, []
-    return rows[0][0], [jsonio.loads(r[1]) for r in rows if r[1] is not None]
+    return found[0].id, [jsonio.loads(f.content) for f in found[1:]]
 
 
 @dataclass
@@ -55,33 +46,24 @@ class PatientRecord:
 
 async def patient_record(tx, patient_id: str, pll_id: str, reservation_id: str) -> PatientRecord:
     """The patient's ``PatientRecord`` in one statement (each part by an index)."""
-    rows = await tx.conn.fetch(
-        "SELECT r.type, r.content FROM idx_reference f JOIN resources r ON r.rid = f.rid "
-        "WHERE f.target_id = ? AND f.target_type = 'Patient' AND f.type = 'MedicationRequest' "
-        "AND f.param = 'subject' AND NOT r.deleted "
-        "UNION ALL SELECT type, content FROM resources "
-        "WHERE type = 'List' AND id = ? AND NOT deleted "
-        "UNION ALL SELECT type, content FROM resources "
-        "WHERE type = 'Consent' AND id = ? AND NOT deleted "
-        "UNION ALL SELECT type, content FROM resources "
-        "WHERE type = 'Patient' AND id = ? AND NOT deleted",
-        patient_id,
-        pll_id,
-        reservation_id,
-        patient_id,
+    prescriptions, pll, reservation, patient = await tx.combined(
+        [
+            Referencing("MedicationRequest", "subject", "Patient", patient_id),
+            Current("List", pll_id),
+            Current("Consent", reservation_id),
+            Current("Patient", patient_id),
+        ]
     )
-    record = PatientRecord()
-    for type_, content in rows:
-        resource = jsonio.loads(content)
-        if type_ == "MedicationRequest":
-            record.prescriptions.append(resource)
-        elif type_ == "List":
-            record.pll = resource
-        elif type_ == "Consent":
-            record.reservation = resource
-        else:
-            record.patient = resource
-    return record
+    return PatientRecord(
+        patient=_first(patient),
+        prescriptions=[jsonio.loads(f.content) for f in prescriptions],
+        pll=_first(pll),
+        reservation=_first(reservation),
+    )
+
+
+def _first(found: list) -> dict | None:
+    return jsonio.loads(found[0].content) if found else None
 
 
 async def patient_pids(tx, patient_id: str) -> set[str]:
@@ -97,13 +79,8 @@ async def patient_pids(tx, patient_id: str) -> set[str]:
 
 async def prescriptions_of(tx, patient_id: str) -> list[dict]:
     """Every current MedicationRequest whose subject is the patient."""
-    rows = await tx.conn.fetch(
-        "SELECT r.content FROM idx_reference f JOIN resources r ON r.rid = f.rid "
-        "WHERE f.target_id = ? AND f.target_type = 'Patient' AND f.type = 'MedicationRequest' "
-        "AND f.param = 'subject' AND NOT r.deleted",
-        patient_id,
-    )
-    return [jsonio.loads(r[0]) for r in rows]
+    found = await tx.referencing_target("Patient", patient_id, ("MedicationRequest",), "subject")
+    return [jsonio.loads(f.content) for f in found]
 
 
 async def organization(tx, org_nr: str | None) -> dict | None:
@@ -113,14 +90,8 @@ async def organization(tx, org_nr: str | None) -> dict | None:
     hit = _orgs.get(org_nr)
     if hit is not None and hit[0] + ORG_TTL > time.monotonic():
         return hit[1]
-    row = await tx.conn.fetchrow(
-        "SELECT r.content FROM idx_token t JOIN resources r ON r.rid = t.rid "
-        "WHERE t.type = 'Organization' AND t.param = 'identifier' AND t.code = ? "
-        "AND t.system = ? AND NOT r.deleted LIMIT 1",
-        org_nr,
-        OID_ORGNR,
-    )
-    found = jsonio.loads(row[0]) if row else None
+    hits = await tx.by_identifier("Organization", (OID_ORGNR,), org_nr, limit=1)
+    found = jsonio.loads(hits[0].content) if hits else None
     if len(_orgs) > 10_000:
         _orgs.clear()
     _orgs[org_nr] = (time.monotonic(), found)
