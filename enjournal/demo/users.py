@@ -74,14 +74,11 @@ async def demo_users(store: Store) -> list[DemoUser]:
                     her_id=_identifier(pharmacy, OID_HER_ID),
                 )
             )
-        rows = await tx.conn.fetch(
-            "SELECT r.id, r.content FROM idx_reference f JOIN resources r ON r.rid = f.rid "
-            "WHERE f.target_id = ? AND f.target_type = 'Practitioner' AND f.type = 'Patient' "
-            "AND f.param = 'general-practitioner' AND NOT r.deleted ORDER BY r.rid LIMIT 1",
-            gp["id"],
+        listed = await tx.referencing_target(
+            "Practitioner", gp["id"], ("Patient",), "general-practitioner", limit=1
         )
-        if rows:
-            patient = jsonio.loads(rows[0][1])
+        if listed:  # the GP's first listed patient
+            patient = jsonio.loads(listed[0].content)
             name = patient["name"][0]
             users.append(
                 DemoUser(
@@ -89,8 +86,8 @@ async def demo_users(store: Store) -> list[DemoUser]:
                     kind="citizen",
                     display_name=" ".join([*name.get("given", []), name.get("family", "")]),
                     pid=_identifier(patient, OID_FNR),
-                    patient=rows[0][0],
-                    fhir_user=f"Patient/{rows[0][0]}",
+                    patient=listed[0].id,
+                    fhir_user=f"Patient/{listed[0].id}",
                 )
             )
     return users

@@ -113,7 +113,7 @@ def create_app(
     async def health(request: Request) -> Response:
         try:
             async with request.app.state.store.transaction(write=False) as tx:
-                await tx.conn.fetchrow("SELECT 1")
+                await tx.ping()
         except Exception:  # the health check reports, it does not crash
             log.exception("health check failed")
             return JSONResponse({"status": "fail", "database": "unreachable"}, 503)

@@ -19,6 +19,7 @@ from enjournal.services.kjernejournal import records
 from enjournal.services.kjernejournal.privacy import from_consent
 from enjournal.services.kjernejournal.rules import Privacy
 
+PRIVACY_PREFIX = "kj-privacy-"  # privacy.consent_id: the patient's one privacy Consent
 OWNED_TYPES = (
     "AllergyIntolerance",
     "Condition",
@@ -33,16 +34,13 @@ OWNED_TYPES = (
 async def delete_reserved(store, now: datetime) -> int:
     """One pass: purge what is due; returns the number of resources removed."""
     async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT id, content FROM resources WHERE type = 'Consent' "
-            "AND id LIKE 'kj-privacy-%' AND NOT deleted"
-        )
+        consents = await tx.with_id_prefix("Consent", PRIVACY_PREFIX)
     # Due: reserved for 30 days, or started anew (withdrawn after the 30 days, perhaps
     # before a pass ran): what is from before the new start goes.
     due = [
-        id_.removeprefix("kj-privacy-")
-        for id_, content in rows
-        if _due(from_consent(jsonio.loads(bytes(content))), now)
+        c.id.removeprefix(PRIVACY_PREFIX)
+        for c in consents
+        if _due(from_consent(jsonio.loads(c.content)), now)
     ]
     removed = 0
     for patient_id in due:
