@@ -1,4 +1,5 @@
-"""Reading a patient's kjernejournal content from the shared store (small indexed queries)."""
+"""Reading a patient's kjernejournal content from the shared store (the store's small
+indexed lookups, ``enjournal.storage.lookups``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Gone, NotFound
-from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
+from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR, OID_ORGNR
 from enjournal.services.kjernejournal.privacy import consent_id, from_consent
 from enjournal.services.kjernejournal.rules import KJ, Privacy
 
@@ -47,15 +48,8 @@ async def privacy(tx, patient_id: str) -> tuple[Privacy, dict | None]:
 
 async def patient_rows(tx, patient_id: str, types: tuple[str, ...] = SUMMARY_TYPES) -> list[Row]:
     """Current resources of these types that refer to the patient (any reference)."""
-    marks = ", ".join("?" for _ in types)
-    rows = await tx.conn.fetch(
-        "SELECT type, id, last_updated, content FROM resources WHERE rid IN ("
-        "SELECT rid FROM idx_reference WHERE target_id = ? AND target_type = 'Patient' "
-        f"AND type IN ({marks})) AND NOT deleted",
-        patient_id,
-        *types,
-    )
-    return [Row(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+    found = await tx.referencing_target("Patient", patient_id, types)
+    return [Row(f.type, f.id, f.last_updated, f.content) for f in found]
 
 
 def is_kj(content: bytes | dict) -> bool:
@@ -79,39 +73,18 @@ async def shared(tx, refs: set[tuple[str, str]], parse=jsonio.loads) -> dict[tup
     for type_, id_ in refs:
         by_type.setdefault(type_, []).append(id_)
     for type_, ids in by_type.items():
-        marks = ", ".join("?" for _ in ids)
-        rows = await tx.conn.fetch(
-            f"SELECT id, content FROM resources WHERE type = ? AND id IN ({marks}) AND NOT deleted",
-            type_,
-            *ids,
-        )
-        for id_, content in rows:
-            out[(type_, id_)] = parse(bytes(content))
+        for stored in await tx.read_many(type_, ids):
+            out[(type_, stored.id)] = parse(stored.content)
     return out
 
 
 async def patient_by_nin(tx, nin: str) -> str | None:
-    row = await tx.conn.fetchrow(
-        "SELECT r.id FROM idx_token t JOIN resources r ON r.rid = t.rid "
-        "WHERE t.type = 'Patient' AND t.param = 'identifier' AND t.code = ? "
-        "AND t.system IN (?, ?) AND NOT r.deleted",
-        nin,
-        OID_FNR,
-        OID_DNR,
-    )
-    return row[0] if row else None
+    found = await tx.ids_by_identifier("Patient", (OID_FNR, OID_DNR), nin)
+    return found[0] if found else None
 
 
 async def organisation_name(tx, org_nr: str | None) -> str | None:
     if not org_nr:
         return None
-    from enjournal.fhir.norwegian_ids import OID_ORGNR
-
-    row = await tx.conn.fetchrow(
-        "SELECT r.content FROM idx_token t JOIN resources r ON r.rid = t.rid "
-        "WHERE t.type = 'Organization' AND t.param = 'identifier' AND t.code = ? "
-        "AND t.system = ? AND NOT r.deleted",
-        org_nr,
-        OID_ORGNR,
-    )
-    return jsonio.loads(bytes(row[0])).get("name") if row else None
+    found = await tx.by_identifier("Organization", (OID_ORGNR,), org_nr, limit=1)
+    return jsonio.loads(found[0].content).get("name") if found else None

@@ -181,22 +181,18 @@ class _Index:
 
 
 # The index is built from the stored resources and rebuilt when they change: the key, the
-# newest version's sequence number of the type (one probe of the (type, seq) index), is
-# read on every call, so a catalogue loaded by another worker or process is seen at once.
+# type's latest change (``Transaction.latest_change``: one probe of the (type, seq) index),
+# is read on every call, so a catalogue loaded by another worker or process is seen at once.
 # A few keys are kept, for a process holding several stores (tests).
 _indexes: dict[tuple, _Index] = {}
 _TYPE = "MedicinalProductInteraction"
 
 
 async def _index(tx: Any) -> _Index:
-    row = await tx.conn.fetchrow("SELECT MAX(seq) FROM resource_versions WHERE type = ?", _TYPE)
-    key = (tx.conn.dialect, *(row or ()))
+    key = (type(tx), await tx.latest_change(_TYPE))
     index = _indexes.get(key)
     if index is None:
-        rows = await tx.conn.fetch(
-            "SELECT content FROM resources WHERE type = ? AND deleted = ?", _TYPE, False
-        )
-        index = _Index(orjson.loads(bytes(r[0])) for r in rows)
+        index = _Index(orjson.loads(f.content) for f in await tx.with_id_prefix(_TYPE))
         while len(_indexes) >= 4:
             _indexes.pop(next(iter(_indexes)))
         _indexes[key] = index
@@ -330,14 +326,7 @@ async def _write_batch(store: Any, batch: dict[tuple[str, str], dict]) -> int:
     async with store.transaction(write=True) as tx:
         for type_ in {t for t, _ in batch}:
             ids = [id_ for t, id_ in batch if t == type_]
-            rows = await tx.conn.fetch(
-                f"SELECT id, content FROM resources WHERE type = ? AND deleted = ? "
-                f"AND id IN ({', '.join('?' for _ in ids)})",
-                type_,
-                False,
-                *ids,
-            )
-            stored = {r[0]: orjson.loads(bytes(r[1])) for r in rows if r[1] is not None}
+            stored = {s.id: orjson.loads(s.content) for s in await tx.read_many(type_, ids)}
             for id_ in ids:
                 resource = batch[(type_, id_)]
                 old = stored.get(id_)
@@ -357,23 +346,16 @@ async def _retire(store: Any, type_: str, kept: set[str]) -> int:
     done, after = 0, ""
     while True:
         async with store.transaction(write=True) as tx:
-            rows = await tx.conn.fetch(
-                "SELECT id, content FROM resources WHERE type = ? AND deleted = ? "
-                "AND id > ? AND id LIKE ? ORDER BY id LIMIT ?",
-                type_,
-                False,
-                after,
-                prefix + "%",
-                BATCH,
-            )
-            for id_, content in rows:
-                if id_ in kept or not id_.startswith(prefix):
+            rows = await tx.with_id_prefix(type_, prefix, after, BATCH)
+            for found in rows:
+                id_ = found.id
+                if id_ in kept:
                     continue
                 if type_ == _TYPE:
                     await tx.delete(type_, id_)
                     done += 1
                     continue
-                resource = orjson.loads(bytes(content))
+                resource = orjson.loads(found.content)
                 if resource.get("status") == "inactive":
                     continue
                 resource.pop("meta", None)
@@ -382,4 +364,4 @@ async def _retire(store: Any, type_: str, kept: set[str]) -> int:
                 done += 1
         if len(rows) < BATCH:
             return done
-        after = rows[-1][0]
+        after = rows[-1].id
