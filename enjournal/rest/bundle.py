@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import FhirError, Invalid, NotFound, PreconditionFailed
+from enjournal.rest.errors import error_response
 from enjournal.rest.interactions.common import known_type, validate_for_write
-from enjournal.rest.interactions.conditional import matches
-from enjournal.rest.message import FhirRequest, FhirResponse, error_response, outcome
+from enjournal.rest.message import FhirRequest, FhirResponse, outcome
+from enjournal.security.repository import GuardedRepository
 from enjournal.storage import StoredResource, Transaction
 from enjournal.storage.store import new_id
 
@@ -92,6 +93,7 @@ def _entry_request(outer: FhirRequest, entry: dict, body: bytes = b"") -> FhirRe
         body,
         outer.base_url,
         guard=outer.guard,
+        context=outer.context,
         operations=outer.operations,
     )
 
@@ -111,18 +113,19 @@ async def _batch_entry(outer, store, entry, dispatch) -> dict:
 
 
 async def _transaction(outer, tx: Transaction, entries: list[dict], dispatch) -> list[dict]:
-    ids = await _allocate_ids(tx, entries, outer.guard)
+    repo = GuardedRepository(tx, outer.guard)
+    ids = await _allocate_ids(repo, entries)
     responses: list[dict | None] = [None] * len(entries)
-    creates = _Creates(outer, tx, responses)
+    creates = _Creates(outer, repo, responses)
     for n in sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"]]):
         entry = entries[n]
         try:
             if outer.guard is None and _plain_create(entry):
-                await _prepare_create(tx, entry, ids, creates.write)
+                await _prepare_create(repo, entry, ids, creates.write)
                 creates.add(n, entry)
                 continue
             await creates.write()
-            response = await _transaction_entry(outer, tx, entry, ids, dispatch)
+            response = await _transaction_entry(outer, repo, entry, ids, dispatch)
         except FhirError as error:
             _blame_entry(error, getattr(error, "entry", n))
             raise
@@ -151,8 +154,8 @@ class _Creates:
     Written before any other entry and before any lookup, so nothing reads the store
     without seeing them."""
 
-    def __init__(self, outer: FhirRequest, tx: Transaction, responses: list[dict | None]):
-        self.outer, self.tx, self.responses = outer, tx, responses
+    def __init__(self, outer: FhirRequest, repo: GuardedRepository, responses: list[dict | None]):
+        self.outer, self.repo, self.responses = outer, repo, responses
         self.numbers: list[int] = []
         self.entries: list[dict] = []
 
@@ -166,7 +169,7 @@ class _Creates:
         numbers, entries = self.numbers, self.entries
         self.numbers, self.entries = [], []
         try:
-            stored = await self.tx.create_many(
+            stored = await self.repo.create_many(
                 [e["resource"] for e in entries], [e["_id"] for e in entries]
             )
         except FhirError as error:
@@ -178,10 +181,10 @@ class _Creates:
 
 
 async def _prepare_create(
-    tx, entry: dict, ids: dict[str, str], before_lookup=None, guard=None
+    repo: GuardedRepository, entry: dict, ids: dict[str, str], before_lookup=None
 ) -> None:
     """A plain POST entry up to its write: references resolved, type and content checked."""
-    await _resolve_references(tx, entry["resource"], ids, before_lookup, guard)
+    await _resolve_references(repo, entry["resource"], ids, before_lookup)
     resource = entry["resource"]
     type_ = known_type(entry["request"]["url"].split("?")[0].strip("/"))
     if resource.get("resourceType") != type_:
@@ -190,7 +193,7 @@ async def _prepare_create(
     validate_for_write(resource)
 
 
-async def _allocate_ids(tx: Transaction, entries: list[dict], guard=None) -> dict[str, str]:
+async def _allocate_ids(repo: GuardedRepository, entries: list[dict]) -> dict[str, str]:
     """fullUrl -> "Type/id" for every entry that creates or names a resource."""
     ids: dict[str, str] = {}
     for n, entry in enumerate(entries):
@@ -202,7 +205,7 @@ async def _allocate_ids(tx: Transaction, entries: list[dict], guard=None) -> dic
             type_ = known_type(req["url"].split("?")[0].strip("/"))
             target = None
             if req.get("ifNoneExist"):
-                found = await matches(tx, type_, req["ifNoneExist"], limit=2, guard=guard)
+                found = await repo.matches(type_, req["ifNoneExist"], limit=2)
                 if len(found) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{n}]: ifNoneExist matched several {type_} resources"
@@ -218,7 +221,7 @@ async def _allocate_ids(tx: Transaction, entries: list[dict], guard=None) -> dic
             if len(path) == 2:
                 ids[full_url] = f"{path[0]}/{path[1]}"
             elif "?" in req["url"]:
-                found = await matches(tx, type_, req["url"].split("?", 1)[1], limit=2, guard=guard)
+                found = await repo.matches(type_, req["url"].split("?", 1)[1], limit=2)
                 if len(found) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{n}]: conditional update matched several resources"
@@ -228,38 +231,30 @@ async def _allocate_ids(tx: Transaction, entries: list[dict], guard=None) -> dic
     return ids
 
 
-async def _transaction_entry(outer, tx, entry, ids, dispatch) -> FhirResponse:
+async def _transaction_entry(outer, repo: GuardedRepository, entry, ids, dispatch):
     method = entry["request"]["method"]
     if _plain_create(entry):
-        await _prepare_create(tx, entry, ids, guard=outer.guard)
-        resource = entry["resource"]
-        if outer.guard:
-            await outer.guard.check_write(tx, resource, "c", "create")
-        stored = await tx.create(resource, id_=entry["_id"])
+        await _prepare_create(repo, entry, ids)
+        stored = await repo.create(entry["resource"], id_=entry["_id"])
         return FhirResponse(201, None, _location(outer, stored), stored)
     if method in ("POST", "PUT"):
-        await _resolve_references(tx, entry["resource"], ids, guard=outer.guard)
+        await _resolve_references(repo, entry["resource"], ids)
     existing: StoredResource | None = entry.get("_existing")
     if method == "POST" and existing is not None:
-        if outer.guard:
-            await outer.guard.check_stored(tx, existing, "r", "read")
+        await repo.check_read(existing)
         return FhirResponse(200, None, _location(outer, existing), existing)
     if method == "PUT" and "_id" in entry:
         resource = entry["resource"]
         resource["id"] = entry["_id"]
         validate_for_write(resource)
-        if outer.guard:
-            from enjournal.rest.interactions.update import guard_update
-
-            await guard_update(outer, tx, resource["resourceType"], entry["_id"], resource)
-        stored = await tx.update(resource, entry["_id"])
+        stored = await repo.update(resource, entry["_id"])
         return FhirResponse(
             201 if stored.version == 1 else 200, None, _location(outer, stored), stored
         )
     body = jsonio.dumps(entry["resource"]) if "resource" in entry else b""
     if method == "PATCH":
         body = _patch_body(entry)
-    return await dispatch(_entry_request(outer, entry, body), tx)
+    return await dispatch(_entry_request(outer, entry, body), repo.trusted)
 
 
 def _patch_body(entry: dict) -> bytes:
@@ -272,7 +267,7 @@ def _patch_body(entry: dict) -> bytes:
 
 
 async def _resolve_references(
-    tx: Transaction, node: object, ids: dict[str, str], before_lookup=None, guard=None
+    repo: GuardedRepository, node: object, ids: dict[str, str], before_lookup=None
 ) -> None:
     """Rewrite references to other entries (urn:uuid, fullUrl) and conditional references
     (to what the caller may read); ``before_lookup()`` runs before a conditional reference
@@ -280,17 +275,15 @@ async def _resolve_references(
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
-                node[key] = await _target(tx, value, ids, before_lookup, guard)
+                node[key] = await _target(repo, value, ids, before_lookup)
             elif isinstance(value, (dict, list)):
-                await _resolve_references(tx, value, ids, before_lookup, guard)
+                await _resolve_references(repo, value, ids, before_lookup)
     elif isinstance(node, list):
         for item in node:
-            await _resolve_references(tx, item, ids, before_lookup, guard)
+            await _resolve_references(repo, item, ids, before_lookup)
 
 
-async def _target(
-    tx: Transaction, reference: str, ids: dict[str, str], before_lookup, guard
-) -> str:
+async def _target(repo: GuardedRepository, reference: str, ids: dict[str, str], before_lookup):
     if reference in ids:
         return ids[reference]
     if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
@@ -299,7 +292,7 @@ async def _target(
         type_, criteria = reference.split("?", 1)
         if before_lookup is not None:
             await before_lookup()
-        found = await matches(tx, known_type(type_), criteria, limit=2, guard=guard)
+        found = await repo.matches(known_type(type_), criteria, limit=2)
         if len(found) != 1:
             raise PreconditionFailed(
                 f"the conditional reference {reference} matched {len(found)} resources, not one"

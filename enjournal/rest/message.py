@@ -24,6 +24,9 @@ class FhirRequest:
     # The access guard of an authenticated request (enjournal.security.guard.Guard), or
     # None when the server runs without security (tests of the FHIR core, benchmarks).
     guard: Any = None
+    # The request's access context (enjournal.security.context.AccessContext: principal,
+    # access basis, audit trail) beside its guard; None without security.
+    context: Any = None
     # CapabilityStatement.rest.security of this server (enjournal.security.smart); None when
     # the request comes from inside the process, where no security applies.
     security: dict | None = None
@@ -105,12 +108,10 @@ def info_outcome(message: str) -> dict:
 
 
 def error_response(error: FhirError) -> FhirResponse:
-    """The one place a FhirError becomes an HTTP status and an OperationOutcome.  A 503
-    (Busy) tells the client when to try again (``retry_after`` seconds, default 1)."""
-    response = FhirResponse.of(outcome(error.issues), error.status)
-    if error.status == 503:
-        response.headers["Retry-After"] = str(getattr(error, "retry_after", 1))
-    return response
+    """Kept for old imports: ``enjournal.rest.errors.error_response`` is the one place."""
+    from enjournal.rest.errors import error_response
+
+    return error_response(error)
 
 
 def parse_etag(value: str | None) -> int | None:

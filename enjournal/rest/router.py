@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from enjournal.fhir.errors import FhirError, Forbidden, MethodNotAllowed, NotFound
 from enjournal.rest import operations
 from enjournal.rest.bundle import process_bundle
+from enjournal.rest.errors import error_response
 from enjournal.rest.interactions import (
     access_log,
     capabilities,
@@ -27,11 +28,14 @@ from enjournal.rest.interactions import (
     update,
     validate,
 )
-from enjournal.rest.message import FhirRequest, FhirResponse, error_response
+from enjournal.rest.message import FhirRequest, FhirResponse
+from enjournal.security.repository import GuardedRepository
 from enjournal.storage import Store, Transaction
 
 log = logging.getLogger("enjournal.rest")
-Interaction = Callable[[FhirRequest, Transaction], Awaitable[FhirResponse]]
+# Every interaction and operation gets the request's guarded repository: the store as the
+# caller may use it (enjournal.security.repository).
+Interaction = Callable[[FhirRequest, GuardedRepository], Awaitable[FhirResponse]]
 
 
 def route(request: FhirRequest) -> Interaction:
@@ -82,14 +86,21 @@ def route(request: FhirRequest) -> Interaction:
     if not table:
         raise NotFound(f"no FHIR interaction at /{'/'.join(p)}")
     if m not in table:
-        raise MethodNotAllowed(f"{m} is not allowed on /{'/'.join(p)}")
+        raise MethodNotAllowed(f"{m} is not allowed on /{'/'.join(p)}", allow=tuple(table))
     return table[m]
 
 
 def _operation_table(request: FhirRequest) -> dict[str, Interaction]:
     """Registered operations: /$op, /Type/$op, /Type/id/$op."""
     op = _operation_for(request)
-    return {method: op.handler for method in op.methods} if op is not None else {}
+    if op is None:
+        return {}
+
+    async def handler(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
+        return await op.handler(request, repo.trusted)  # TODO(one seam): services take repo
+
+    handler.__name__ = getattr(op.handler, "__name__", "operation")
+    return {method: handler for method in op.methods}
 
 
 def writes(request: FhirRequest) -> bool:
@@ -129,12 +140,12 @@ async def dispatch(request: FhirRequest, tx: Transaction) -> FhirResponse:
 
 
 async def run(interaction: Interaction, request: FhirRequest, tx: Transaction) -> FhirResponse:
-    """Run an interaction; a refusal that left no audit event gets one here, so every
-    refused access is audited whichever rule refused it."""
+    """Run an interaction on the guarded repository of ``tx``; a refusal that left no audit
+    event gets one here, so every refused access is audited whichever rule refused it."""
     guard = request.guard
     before = guard.refusals if guard is not None else 0
     try:
-        return await interaction(request, tx)
+        return await interaction(request, GuardedRepository(tx, guard))
     except Forbidden as error:
         if guard is not None and guard.refusals == before:
             guard.record_refusal(
@@ -179,17 +190,17 @@ class Unit:
     async def transaction(self, *, write: bool):
         async with self.store.transaction(write=write) as tx:
             yield tx
-            if write and self.guard is not None and self.guard.events:
+            if write and self.guard is not None and self.guard.context.events:
                 from enjournal.security.audit import append
 
                 # Write the pending version and index rows first: appending locks the
                 # audit chain's head for every writer until commit, so hold it briefly.
                 await tx.flush()
-                await append(tx, self.guard.take_events())
+                await append(tx, self.guard.context.take_events())
 
     async def record_rest(self) -> None:
-        if self.guard is not None and self.guard.events and self.audit is not None:
-            await self.audit.record(self.guard.take_events())
+        if self.guard is not None and self.guard.context.events and self.audit is not None:
+            await self.audit.record(self.guard.context.take_events())
 
 
 async def handle(request: FhirRequest, store: Store, audit=None) -> FhirResponse:

@@ -19,12 +19,13 @@ import orjson
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.definitions import patient_compartment
-from enjournal.fhir.errors import Forbidden, Invalid, NotFound
+from enjournal.fhir.errors import Forbidden, NotFound
 from enjournal.fhir.norwegian_ids import OID_DNR as DNR
 from enjournal.fhir.norwegian_ids import OID_FNR as FNR
 from enjournal.fhir.norwegian_ids import OID_HPR as HPR
 from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
 from enjournal.security import grants
+from enjournal.security.context import AccessContext
 from enjournal.security.policy import (
     CHILD_AGE_LIMIT,
     DIRECTORY,
@@ -33,7 +34,6 @@ from enjournal.security.policy import (
     PatientFacts,
     decide,
 )
-from enjournal.security.principal import Principal
 from enjournal.storage import StoredResource, Transaction
 
 # (resource type, its patient param, its param naming the caregiver, caregiver types)
@@ -105,32 +105,30 @@ class Guard:
 
     def __init__(
         self,
-        principal: Principal,
+        context: AccessContext,
         *,
-        emergency_reason: str | None = None,
-        request_id: str | None = None,
         today=None,
         cache: FactsCache | None = None,
         hooks: Sequence[tuple[bytes, object]] = (),
         consent_systems: Collection[str] = frozenset(),
     ):
-        self.principal = principal
+        self.context = context
+        self.principal = context.principal
         self.resource_hooks = hooks
         self.consent_systems = consent_systems
-        self.emergency_reason = emergency_reason
-        self.request_id = request_id
-        self.events: list[dict] = []
-        self.refusals = 0  # refusals recorded, so the router can audit any it did not see
         self._facts: dict[str, PatientFacts] = {}
         self._caller_refs: set[tuple[str, str]] | None = None
         self._own: set[str] | None = None
         self._today = today
         self._cache = cache or FactsCache(ttl=0)
 
-    def take_events(self) -> list[dict]:
-        """The audit events so far, handed over once (the router appends them)."""
-        events, self.events = self.events, []
-        return events
+    @property
+    def emergency_reason(self) -> str | None:
+        return self.context.reason
+
+    @property
+    def refusals(self) -> int:
+        return self.context.refusals
 
     # ---- entry points used by the interactions -------------------------------------------
 
@@ -523,28 +521,18 @@ class Guard:
     def record_refusal(self, action: str, interaction: str, reason: str, patient=None) -> None:
         """Audit a refusal raised outside the guard's own checks (a service's role rule, a
         search shape the policy refuses), so that every refused access leaves a trace."""
-        decision = Decision(False, reason=reason)
-        self._record(action, interaction, decision, [patient] if patient else [], [])
+        self.context.refuse(action, interaction, reason, patient)
 
     def _record(self, action, interaction, decision, patients, refs) -> None:
-        from enjournal.security.audit import audit_event
-
-        if not decision.allowed:
-            self.refusals += 1
         for patient in patients or [None]:
-            self.events.append(
-                audit_event(
-                    self.principal,
-                    action=ACTIONS.get(action, "E"),
-                    subtype=interaction,
-                    outcome="0" if decision.allowed else "4",
-                    patient_id=patient,
-                    entities=refs,
-                    purpose=decision.purpose,
-                    emergency_reason=self.emergency_reason if decision.emergency else None,
-                    request_id=self.request_id,
-                    query=None,
-                )
+            self.context.record(
+                action=ACTIONS.get(action, "E"),
+                subtype=interaction,
+                outcome="0" if decision.allowed else "4",
+                patient_id=patient,
+                entities=refs,
+                purpose=decision.purpose,
+                emergency=decision.emergency,
             )
 
 
@@ -677,35 +665,3 @@ def _address_keys(patient: dict) -> set[str]:
         if line and address.get("postalCode"):
             keys.add(f"{line}|{address['postalCode']}")
     return keys
-
-
-def emergency_reason_from(headers: dict[str, str]) -> str | None:
-    """``nhn-access-basis: AKUTT`` with ``nhn-access-reason: <why>`` asks for emergency access."""
-    basis = (headers.get("nhn-access-basis") or "").strip().upper()
-    if basis != "AKUTT":
-        return None
-    reason = " ".join(_utf8(headers.get("nhn-access-reason") or "").split())
-    if not reason:
-        raise Invalid("emergency access (nhn-access-basis: AKUTT) needs nhn-access-reason")
-    if sum(c.isalpha() for c in reason) < MIN_REASON_LETTERS:
-        # The reason is what a reviewer and the patient later read: "." explains nothing.
-        raise Invalid(
-            f"nhn-access-reason must say why (at least {MIN_REASON_LETTERS} letters), "
-            "e.g. 'bevisstløs pasient i akuttmottak'"
-        )
-    if len(reason) > MAX_REASON_LENGTH:
-        raise Invalid(f"nhn-access-reason is at most {MAX_REASON_LENGTH} characters")
-    return reason
-
-
-def _utf8(header: str) -> str:
-    """HTTP servers hand header values over as Latin-1; a reason is written in Norwegian and
-    sent as UTF-8 (so "ø" arrives as two Latin-1 characters): it is read back as UTF-8."""
-    try:
-        return header.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return header
-
-
-# An emergency access reason: long enough to explain, short enough to read in a log.
-MIN_REASON_LETTERS, MAX_REASON_LENGTH = 5, 500

@@ -50,33 +50,6 @@ def refused(
     """Audit a refusal (outcome 4, with the patient when known; ``action`` one of c r u d
     s, either case) and return the error to raise: Forbidden by default, NotFound where
     the refusal must not reveal that the resource exists."""
-    guard = request.guard
-    if guard is not None:
-        _record(guard, action.lower(), operation, message, patient)
+    if request.context is not None:
+        request.context.refuse(action.lower(), operation, message, patient)
     return error(message)
-
-
-def _record(guard, action: str, operation: str, message: str, patient: str | None) -> None:
-    record = getattr(guard, "record_refusal", None)
-    if record is not None:  # the guard's own refusal event (and its refusal count)
-        record(action, operation, message, patient)
-        return
-    from enjournal.security.audit import audit_event
-
-    guard.events.append(
-        audit_event(
-            guard.principal,
-            action={"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}.get(action, "E"),
-            subtype=operation,
-            outcome="4",
-            patient_id=patient,
-            request_id=guard.request_id,
-            outcome_desc=message,
-        )
-    )
-
-
-def count_refusal(guard) -> None:
-    """A service appended its own refusal event (outcome 4): count it, so the router's
-    fallback does not record the same refusal a second time."""
-    guard.refusals = getattr(guard, "refusals", 0) + 1

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import orjson
 import pytest
 
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound
 from enjournal.rest.message import FhirRequest
+from enjournal.security.context import AccessContext
 from enjournal.security.principal import Principal
 from enjournal.services.inputs import operation_parameters, refused
 
@@ -43,13 +42,14 @@ def test_required_parameters_and_other_accepted_bodies():
     assert operation_parameters(empty, "$take") == {}
 
 
-def test_a_refusal_is_recorded_even_by_a_guard_without_a_refusal_recorder():
+def test_a_refusal_is_recorded_in_the_request_context():
     principal = Principal("personnel", "sub", "client", hpr="1")
-    guard = SimpleNamespace(principal=principal, events=[], request_id="r1")
-    request = FhirRequest("POST", ["x"], guard=guard)
+    context = AccessContext(principal, basis="SAMTYKKE", request_id="r1")
+    request = FhirRequest("POST", ["x"], context=context)
     error = refused(request, "U", "$take", "not yours", "kari", NotFound)
     assert isinstance(error, NotFound)
-    [event] = guard.events
+    [event] = context.events
     assert event["outcome"] == "4" and event["action"] == "U"
     assert "kari" in str(event["entity"])
+    assert "SAMTYKKE" in str(event["purposeOfEvent"]) and context.refusals == 1
     assert isinstance(refused(FhirRequest("POST", ["x"]), "c", "$x", "no"), Forbidden)

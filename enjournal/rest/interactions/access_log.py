@@ -15,22 +15,22 @@ from urllib.parse import urlencode
 from enjournal.fhir.errors import Forbidden, Invalid
 from enjournal.rest.message import FhirRequest, FhirResponse
 from enjournal.security.audit import access_events, citizen_actors
-from enjournal.storage import Transaction
+from enjournal.security.repository import GuardedRepository
 
 DEFAULT_COUNT, MAX_COUNT = 50, 500
 
 
-async def access_log(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def access_log(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     id_ = request.path[1]
-    patient = await tx.read("Patient", id_)
-    guard = request.guard
-    if guard is None or guard.principal.kind != "citizen":
+    patient = await repo.current("Patient", id_, "access-log")
+    context = request.context
+    if context is None or context.principal.kind != "citizen":
         raise Forbidden("the access log is for the patient (or a parent) to read")
-    await guard.check_stored(tx, patient, "r", "access-log")
-    guard.events.clear()  # reading one's own log is not itself logged as record access
+    await repo.check_read(patient, "access-log")
+    context.events.clear()  # reading one's own log is not itself logged as record access
     count, cursor = _paging(request)
-    own = citizen_actors(guard.principal.pid)
-    page = await access_events(tx, id_, count=count, before_seq=cursor, skip_actors=own)
+    own = citizen_actors(context.principal.pid)
+    page = await access_events(repo.trusted, id_, count=count, before_seq=cursor, skip_actors=own)
     entries = page.events
     base = f"{request.base_url}/Patient/{id_}/$access-log"
     links = [{"relation": "self", "url": base}]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import orjson
 
 from enjournal.fhir.definitions import resource_types
-from enjournal.fhir.errors import Gone, Invalid, NotFound
+from enjournal.fhir.errors import Invalid, NotFound
 from enjournal.rest.message import (
     FhirRequest,
     FhirResponse,
     info_outcome,
     version_headers,
 )
-from enjournal.storage import Transaction
 from enjournal.storage.base import StoredResource
 
 
@@ -58,44 +57,3 @@ def stored_response(
         message = f"{stored.type}/{stored.id} stored as version {stored.version}"
         return FhirResponse(status, orjson.dumps(info_outcome(message)), headers, stored)
     return FhirResponse(status, stored.content, headers, stored)
-
-
-async def readable(
-    request: FhirRequest, tx: Transaction, type_: str, id_: str, interaction: str
-) -> StoredResource:
-    """The current version of ``type_/id_``, for a caller who may read it.
-
-    What the caller may not read answers exactly as what does not exist (404), whatever the
-    interaction, so that no status, precondition or error message tells a hidden resource
-    exists."""
-    stored = await current(request, tx, type_, id_, interaction)
-    if request.guard is not None and not await request.guard.visible(tx, stored, interaction):
-        raise NotFound(f"{type_}/{id_} is not known")
-    return stored
-
-
-async def current(
-    request: FhirRequest, tx: Transaction, type_: str, id_: str, interaction: str
-) -> StoredResource:
-    """The current version; a deletion is Gone only to a caller who could read what was
-    deleted, and NotFound to anyone else."""
-    try:
-        return await tx.read(type_, id_)
-    except Gone:
-        if request.guard is not None:
-            newest = await newest_content(tx, type_, id_)
-            if newest is None or not await request.guard.visible(tx, newest, interaction):
-                raise NotFound(f"{type_}/{id_} is not known") from None
-        raise
-
-
-async def newest_content(tx: Transaction, type_: str, id_: str) -> StoredResource | None:
-    """The newest version that has content, or None: the current one, or for a deleted
-    resource the one before its deletion (only then is the history read)."""
-    try:
-        return await tx.read(type_, id_)
-    except NotFound:
-        return None
-    except Gone:
-        entries, _ = await tx.history(type_, id_, count=50)
-        return next((e for e in entries if e.content is not None), None)

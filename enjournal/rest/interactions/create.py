@@ -4,26 +4,23 @@ from __future__ import annotations
 
 from enjournal.fhir.errors import PreconditionFailed
 from enjournal.rest.interactions.common import checked_resource, known_type, stored_response
-from enjournal.rest.interactions.conditional import matches
 from enjournal.rest.message import FhirRequest, FhirResponse, version_headers
-from enjournal.storage import Transaction
+from enjournal.security.repository import GuardedRepository
 
 
-async def create(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def create(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     type_ = known_type(request.path[0])
     resource = checked_resource(request, type_)
     resource.pop("id", None)  # the server assigns ids on create
-    if request.guard:
-        await request.guard.check_write(tx, resource, "c", "create")
+    await repo.check_create(resource)
     criteria = request.header("if-none-exist")
     if criteria:
-        await tx.lock_criteria(type_, criteria)
-        found = await matches(tx, type_, criteria, limit=2, guard=request.guard)
+        await repo.lock_criteria(type_, criteria)
+        found = await repo.matches(type_, criteria, limit=2)
         if len(found) > 1:
             raise PreconditionFailed(f"If-None-Exist matched several {type_} resources")
         if found:
-            if request.guard:
-                await request.guard.check_stored(tx, found[0], "r", "read")
+            await repo.check_read(found[0])
             headers = version_headers(found[0], request.base_url, location=True)
             return FhirResponse(
                 200,
@@ -31,5 +28,5 @@ async def create(request: FhirRequest, tx: Transaction) -> FhirResponse:
                 headers,
                 found[0],
             )
-    stored = await tx.create(resource)
+    stored = await repo.create(resource, checked=True)
     return stored_response(request, stored, 201, location=True)

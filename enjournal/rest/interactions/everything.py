@@ -6,26 +6,24 @@ The patient, every resource in the patient's compartment, and the resources thos
 
 from __future__ import annotations
 
-from enjournal.rest.interactions.common import current
-from enjournal.rest.interactions.search_guard import guarded_search
 from enjournal.rest.message import FhirRequest, FhirResponse
-from enjournal.storage import Transaction
+from enjournal.security.repository import GuardedRepository
 
 
-async def everything(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def everything(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     from enjournal.fhir.search import parse_search
     from enjournal.rest.interactions.search import _link, bundle_bytes
 
     id_ = request.path[1]
-    patient = await current(request, tx, "Patient", id_, "everything")
-    if request.guard:
-        await request.guard.check_stored(tx, patient, "r", "everything")
+    await repo.read("Patient", id_, "everything")
     params = [(k, v) for k, v in request.params if k in ("_count", "_cursor", "_since", "_type")]
-    query = parse_search(None, [*params, ("_include", "*")], compartment=("Patient", id_))
-    if request.guard:
-        result = await guarded_search(request.guard, tx, query, "everything")
-    else:
-        result = await tx.search(query)
+    query = parse_search(
+        None,
+        [*params, ("_include", "*")],
+        compartment=("Patient", id_),
+        parameters=repo.search_parameters,
+    )
+    result = await repo.search(query, "everything", scoped=False)
     base = f"{request.base_url}/Patient/{id_}/$everything"
     links = {"self": _link(base, params)}
     if result.next_cursor:

@@ -10,32 +10,24 @@ from urllib.parse import urlencode
 
 import orjson
 
-from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import date_range, format_instant
-from enjournal.fhir.errors import Invalid, NotFound
-from enjournal.rest.interactions.common import known_type, newest_content
+from enjournal.fhir.errors import Invalid
+from enjournal.rest.interactions.common import known_type
 from enjournal.rest.message import FhirRequest, FhirResponse
-from enjournal.storage import StoredResource, Transaction
+from enjournal.security.repository import GuardedRepository
+from enjournal.storage import StoredResource
 
 DEFAULT_COUNT, MAX_COUNT = 20, 1000
 
 
-async def history(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def history(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     path = request.path
     type_ = known_type(path[0]) if path[0] != "_history" else None
     id_ = path[1] if len(path) == 3 else None
     since, cursor, count = _options(request)
-    if request.guard:
-        if id_ is None:
-            request.guard.check_bulk("history-type" if type_ else "history-system")
-        else:
-            await _check_instance(request, tx, type_, id_)
-    entries, next_seq = await tx.history(type_, id_, since_ms=since, before_seq=cursor, count=count)
-    if request.guard:  # a version the caller may not read (a privacy lock) is left out
-        newest: dict[tuple[str, str], bool] = {}
-        entries = [
-            e for e in entries if e.content is None or await _readable(request, tx, e, newest)
-        ]
+    entries, next_seq = await repo.history(
+        type_, id_, since_ms=since, before_seq=cursor, count=count
+    )
     base = "/".join([request.base_url, *path])
     kept = [(k, v) for k, v in request.params if k in ("_since", "_count")]
     links = [{"relation": "self", "url": _url(base, request.params)}]
@@ -46,31 +38,6 @@ async def history(request: FhirRequest, tx: Transaction) -> FhirResponse:
     if entries:  # FHIR JSON has no empty arrays
         body = head[:-1] + b',"entry":[' + b",".join(_entry(request, e) for e in entries) + b"]}"
     return FhirResponse(200, body)
-
-
-async def _check_instance(request: FhirRequest, tx: Transaction, type_: str, id_: str) -> None:
-    """Decide on the newest version that has content (a deletion has none)."""
-    latest = await newest_content(tx, type_, id_)
-    if latest is None:
-        raise NotFound(f"{type_}/{id_} is not known")
-    await request.guard.check_content(tx, jsonio.loads(latest.content), "history-instance")
-
-
-async def _readable(
-    request: FhirRequest, tx: Transaction, version: StoredResource, newest: dict
-) -> bool:
-    """Each version is checked on its own (an old one may have been in another record,
-    before a move) and through the resource's newest version, whose rules hold for its whole
-    history: a privacy-locked prescription's earlier versions stay hidden too, even in a
-    system client's type or system history."""
-    if not await request.guard.visible(tx, version, "history"):
-        return False
-    key = (version.type, version.id)
-    if key not in newest:
-        latest = await newest_content(tx, version.type, version.id)
-        same = latest is None or latest.version == version.version
-        newest[key] = same or await request.guard.visible(tx, latest, "history")
-    return newest[key]
 
 
 def _url(base: str, params: list[tuple[str, str]]) -> str:

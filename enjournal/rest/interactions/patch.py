@@ -12,23 +12,16 @@ import jsonpatch
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid, NotSupported, PreconditionFailed, Unprocessable
-from enjournal.rest.interactions.common import (
-    known_type,
-    readable,
-    stored_response,
-    validate_for_write,
-)
-from enjournal.rest.interactions.conditional import matches
+from enjournal.rest.interactions.common import known_type, stored_response, validate_for_write
 from enjournal.rest.message import FhirRequest, FhirResponse, parse_etag
-from enjournal.storage import StoredResource, Transaction
+from enjournal.security.repository import GuardedRepository
+from enjournal.storage import StoredResource
 
 
-async def patch(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def patch(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     type_ = known_type(request.path[0])
     operations = _operations(request)
-    current = await _target(request, tx, type_)
-    if request.guard:
-        await request.guard.check_stored(tx, current, "u", "patch")
+    current = await _target(request, repo, type_)
     if_match = parse_etag(request.header("if-match"))
     if if_match is not None and if_match != current.version:
         raise PreconditionFailed(f"{type_}/{current.id} is at version {current.version}")
@@ -36,9 +29,9 @@ async def patch(request: FhirRequest, tx: Transaction) -> FhirResponse:
     if patched.get("resourceType") != type_ or patched.get("id") != current.id:
         raise Unprocessable("a patch may not change resourceType or id")
     validate_for_write(patched)
-    if request.guard:
-        await request.guard.check_write(tx, patched, "u", "patch")
-    stored = await tx.update(patched, current.id, if_match=current.version)
+    stored = await repo.update(
+        patched, current.id, if_match=current.version, interaction="patch", current=current
+    )
     return stored_response(request, stored, 200)
 
 
@@ -52,17 +45,18 @@ def _operations(request: FhirRequest) -> list:
     return operations
 
 
-async def _target(request: FhirRequest, tx: Transaction, type_: str) -> StoredResource:
-    """The resource to patch, by id or by criteria, among those the caller may read."""
+async def _target(request: FhirRequest, repo: GuardedRepository, type_: str) -> StoredResource:
+    """The resource to patch, by id or by criteria, among those the caller may read and
+    change (checked before the patch touches it)."""
     if len(request.path) > 1:
-        return await readable(request, tx, type_, request.path[1], "patch")
+        return await repo.for_update(type_, request.path[1], "patch")
     if not request.params:
         raise Invalid("PATCH on a type needs search criteria (conditional patch)")
     criteria = "&".join(f"{k}={v}" for k, v in request.params)
-    found = await matches(tx, type_, criteria, limit=2, guard=request.guard)
+    found = await repo.matches(type_, criteria, limit=2)
     if len(found) != 1:
         raise PreconditionFailed(f"the criteria matched {len(found)} resources, not one")
-    return found[0]
+    return await repo.for_update(type_, found[0].id, "patch")
 
 
 def _apply(document: dict, operations: list) -> dict:

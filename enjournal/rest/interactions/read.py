@@ -8,38 +8,28 @@ from __future__ import annotations
 from email.utils import parsedate_to_datetime
 
 from enjournal.fhir.errors import Invalid, NotFound
-from enjournal.rest.interactions.common import current, known_type, newest_content
+from enjournal.rest.interactions.common import known_type
 from enjournal.rest.interactions.search import shaped_content
 from enjournal.rest.message import FhirRequest, FhirResponse, etag, version_headers
-from enjournal.storage import Transaction
+from enjournal.security.repository import GuardedRepository
 
 
-async def read(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def read(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     type_, id_ = known_type(request.path[0]), request.path[1]
-    stored = await current(request, tx, type_, id_, "read")
-    if request.guard:
-        await request.guard.check_stored(tx, stored, "r", "read")
+    stored = await repo.read(type_, id_)
     headers = version_headers(stored, request.base_url, location=False)
     if _not_modified(request, stored.version, stored.last_updated):
         return FhirResponse(304, None, headers, stored)
     return FhirResponse(200, shaped_content(request, stored.content), headers, stored)
 
 
-async def vread(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def vread(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     type_, id_, version = known_type(request.path[0]), request.path[1], request.path[3]
     if not (version.isascii() and version.isdigit()):
         raise Invalid(f"version {version!r} is not a number")
     if len(version) > 9:  # beyond the store's 32-bit versions (and int()'s digit limit)
         raise NotFound(f"{type_}/{id_} has no version {version[:12]}...")
-    if request.guard:
-        # An old version is readable only while the resource is: a rule on the current
-        # version (a privacy lock, a move out of a record) holds for its history too.
-        newest = await newest_content(tx, type_, id_)
-        if newest is None or not await request.guard.visible(tx, newest, "vread"):
-            raise NotFound(f"{type_}/{id_} is not known")
-    stored = await tx.vread(type_, id_, int(version))
-    if request.guard:
-        await request.guard.check_stored(tx, stored, "r", "vread")
+    stored = await repo.vread(type_, id_, int(version))
     headers = version_headers(stored, request.base_url, location=False)
     return FhirResponse(200, shaped_content(request, stored.content), headers, stored)
 

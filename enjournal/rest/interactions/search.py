@@ -13,10 +13,10 @@ import orjson
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid
 from enjournal.fhir.summary import apply_elements, apply_summary
-from enjournal.rest.interactions.common import current, known_type
-from enjournal.rest.interactions.search_guard import guarded_search
+from enjournal.rest.interactions.common import known_type
 from enjournal.rest.message import FhirRequest, FhirResponse, outcome
-from enjournal.storage import StoredResource, Transaction
+from enjournal.security.repository import GuardedRepository
+from enjournal.storage import StoredResource
 
 MATCH = b'"search":{"mode":"match"}'
 INCLUDE = b'"search":{"mode":"include"}'
@@ -37,38 +37,36 @@ def search_params(request: FhirRequest) -> list[tuple[str, str]]:
     return params
 
 
-async def search_type(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def search_type(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     type_ = known_type(request.path[0])
-    return await _search(request, tx, type_, f"{request.base_url}/{type_}", None)
+    return await _search(request, repo, type_, f"{request.base_url}/{type_}", None)
 
 
-async def search_system(request: FhirRequest, tx: Transaction) -> FhirResponse:
-    return await _search(request, tx, None, request.base_url, None)
+async def search_system(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
+    return await _search(request, repo, None, request.base_url, None)
 
 
-async def search_compartment(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def search_compartment(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     compartment, id_, type_ = request.path[0], request.path[1], request.path[2]
     if compartment != "Patient":
         raise Invalid(f"only the Patient compartment is supported, not {compartment}")
     known_type(type_)
-    patient = await current(request, tx, "Patient", id_, "search-compartment")
-    if request.guard:
-        await request.guard.check_stored(tx, patient, "r", "search-compartment")
+    await repo.read("Patient", id_, "search-compartment")
     link = f"{request.base_url}/Patient/{id_}/{type_}"
-    return await _search(request, tx, type_, link, ("Patient", id_))
+    return await _search(request, repo, type_, link, ("Patient", id_))
 
 
-async def _search(request, tx, type_, link_base, compartment) -> FhirResponse:
+async def _search(request, repo, type_, link_base, compartment) -> FhirResponse:
     from enjournal.fhir.search import parse_search
 
     query = parse_search(
-        type_, search_params(request), strict=strict_handling(request), compartment=compartment
+        type_,
+        search_params(request),
+        strict=strict_handling(request),
+        compartment=compartment,
+        parameters=repo.search_parameters,
     )
-    if request.guard:
-        await request.guard.scope_search(tx, query)
-        result = await guarded_search(request.guard, tx, query, "search-type")
-    else:
-        result = await tx.search(query)
+    result = await repo.search(query)
     applied = query.canonical_params(cursor=False)
     links = {"self": _link(link_base, query.canonical_params())}
     if result.next_cursor:

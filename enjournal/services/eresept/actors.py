@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from enjournal.security.audit import audit_event
 from enjournal.security.policy import PHARMACY_PROFESSIONS
 from enjournal.security.scopes import allows
 from enjournal.services.eresept import queries
-from enjournal.services.inputs import count_refusal, refused
+from enjournal.services.inputs import refused
 
 # The type of a dispensing organisation (Organization.type).  No national code system was
 # found for "apotek" versus "bandasjist" [unverified]: enjournal's own codes.
@@ -111,23 +110,16 @@ def audit(
 ) -> None:
     """One AuditEvent for an e-resept step (the router commits it with the write, or
     through the audit writer for reads), so the citizen's $access-log shows it."""
-    guard = request.guard
-    if guard is None:
+    context = request.context
+    if context is None:
         return
-    principal = guard.principal
-    if outcome != "0":
-        count_refusal(guard)
-    purpose = {"citizen": "PATRQT", "system": "HOPERAT"}.get(principal.kind, "TREAT")
-    guard.events.append(
-        audit_event(
-            principal,
-            action=action,
-            subtype=operation,
-            outcome=outcome,
-            patient_id=patient_id,
-            entities=refs,
-            purpose=purpose,
-            request_id=guard.request_id,
-            outcome_desc=description,
-        )
+    purpose = {"citizen": "PATRQT", "system": "HOPERAT"}.get(context.principal.kind, "TREAT")
+    context.record(
+        action=action,
+        subtype=operation,
+        outcome=outcome,
+        patient_id=patient_id,
+        entities=refs,
+        purpose=purpose,
+        outcome_desc=description,
     )

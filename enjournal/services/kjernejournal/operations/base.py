@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from enjournal.fhir.errors import FhirError, Forbidden
-from enjournal.security.audit import audit_event
+from enjournal.security.context import access_basis
 from enjournal.security.keys import load_or_create
 from enjournal.security.scopes import grant
-from enjournal.services.inputs import count_refusal
 from enjournal.services.kjernejournal import records, rules, summary
 
 
@@ -42,10 +41,10 @@ class ServiceBase:
     async def access(self, request, tx, patient_id: str, interaction: str) -> rules.Access:
         """The caller's access to this kjernejournal, or the error to answer with (a refusal
         is audited too)."""
-        basis = (request.header("nhn-access-basis") or "").strip().upper() or None
-        guard = request.guard
+        guard, context = request.guard, request.context
         if guard is None:  # security off (core tests, benchmarks)
-            return rules.Access(basis, "TREAT")
+            return rules.Access(access_basis(request.headers), "TREAT")
+        basis = context.basis
         principal = guard.principal
         try:
             if grant(principal.scopes, "Patient", "r") is None:
@@ -66,39 +65,29 @@ class ServiceBase:
                 privacy=privacy,
             )
         except FhirError as error:
-            count_refusal(guard)
-            guard.events.append(
-                audit_event(
-                    principal,
-                    action="R",
-                    subtype=interaction,
-                    outcome="4",
-                    patient_id=patient_id,
-                    purpose="ETREAT" if basis == rules.AKUTT else "TREAT",
-                    emergency_reason=guard.emergency_reason,
-                    request_id=guard.request_id,
-                    access_basis=basis if basis in rules.BASES else None,
-                    outcome_desc=error.message,
-                )
+            context.record(
+                action="R",
+                subtype=interaction,
+                outcome="4",
+                patient_id=patient_id,
+                purpose="ETREAT" if context.emergency else "TREAT",
+                outcome_desc=error.message,
             )
             raise
 
     async def audit(self, request, tx, patient_id, access, *, action, interaction, refs=()):
-        guard = request.guard
-        if guard is None:
+        context = request.context
+        if context is None:
             return
-        principal = guard.principal
-        event = audit_event(
-            principal,
+        event = context.record(
             action=action,
             subtype=interaction,
             patient_id=patient_id,
             entities=list(refs),
             purpose=access.purpose,
-            emergency_reason=guard.emergency_reason if access.emergency else None,
-            request_id=guard.request_id,
+            emergency=access.emergency,
             access_basis=access.basis,
-            organisation_name=await records.organisation_name(tx, principal.org_nr),
+            organisation_name=await records.organisation_name(tx, context.principal.org_nr),
         )
         if access.opened_restricted:
             # Flag for follow-up: restricted (sperret) parts were opened.
@@ -117,7 +106,6 @@ class ServiceBase:
                             "valueString": ",".join(sorted(access.opened_restricted)),
                         }
                     )
-        guard.events.append(event)
 
 
 def named_reference(target) -> tuple[str, str] | None:

@@ -8,7 +8,6 @@ from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound
 from enjournal.rest.interactions.common import validate_for_write
 from enjournal.rest.message import FhirResponse, info_outcome, version_headers
-from enjournal.security.audit import audit_event
 from enjournal.security.scopes import grant
 from enjournal.services.inputs import operation_parameters, refused
 from enjournal.services.kjernejournal import own, records
@@ -101,19 +100,14 @@ class OwnRegistrationOperations(ServiceBase):
             raise Forbidden(f"the token's scopes do not allow this change of {type_}")
 
     def _audit_own(self, request, patient_id: str, action: str, stored) -> None:
-        guard = request.guard
-        if guard is None:
+        if request.context is None:
             return
-        guard.events.append(
-            audit_event(
-                guard.principal,
-                action=action,
-                subtype="$kj-own-registration",
-                patient_id=patient_id,
-                entities=[f"{stored.type}/{stored.id}"],
-                purpose="PATRQT",
-                request_id=guard.request_id,
-            )
+        request.context.record(
+            action=action,
+            subtype="$kj-own-registration",
+            patient_id=patient_id,
+            entities=[f"{stored.type}/{stored.id}"],
+            purpose="PATRQT",
         )
 
     async def own_condition_codes(self, request, tx) -> FhirResponse:

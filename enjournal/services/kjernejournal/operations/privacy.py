@@ -8,7 +8,6 @@ from datetime import datetime
 from enjournal.fhir.errors import Forbidden, NotFound
 from enjournal.rest.interactions.common import validate_for_write
 from enjournal.rest.message import FhirResponse
-from enjournal.security.audit import audit_event
 from enjournal.services.inputs import operation_parameters, refused
 from enjournal.services.kjernejournal import records, rules
 from enjournal.services.kjernejournal.operations.base import ServiceBase
@@ -37,7 +36,7 @@ class PrivacyOperations(ServiceBase):
             await _save(tx, to_consent(patient_id, updated, now), patient_id)
             current = updated
             if guard is not None:
-                _audit_change(guard, "$kj-privacy", patient_id, "PATRQT")
+                _audit_change(request, "$kj-privacy", patient_id, "PATRQT")
         return FhirResponse.of(_privacy_parameters(current))
 
     async def lift_block(self, request, tx) -> FhirResponse:
@@ -98,19 +97,15 @@ async def _save(tx, consent: dict, patient_id: str) -> None:
     await tx.update(consent, consent_id(patient_id))
 
 
-def _audit_change(guard, operation: str, patient_id: str, purpose: str, **details) -> None:
+def _audit_change(request, operation: str, patient_id: str, purpose: str, **details) -> None:
     """The audit event of a change to the patient's privacy settings (their Consent)."""
-    guard.events.append(
-        audit_event(
-            guard.principal,
-            action="U",
-            subtype=operation,
-            patient_id=patient_id,
-            entities=[f"Consent/{consent_id(patient_id)}"],
-            purpose=purpose,
-            request_id=guard.request_id,
-            **details,
-        )
+    request.context.record(
+        action="U",
+        subtype=operation,
+        patient_id=patient_id,
+        entities=[f"Consent/{consent_id(patient_id)}"],
+        purpose=purpose,
+        **details,
     )
 
 
