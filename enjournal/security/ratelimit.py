@@ -26,17 +26,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from enjournal.fhir.errors import TooManyRequests
+from enjournal.rest.errors import error_response, send_response
 from enjournal.security.principal import Principal
 
 log = logging.getLogger("enjournal.security.ratelimit")
@@ -222,13 +221,6 @@ def limiter_from_url(url: str | None, **options: Any) -> Limiter:
 
 ScopeFunc = Callable[[dict], Any]
 
-_BODY = orjson.dumps(
-    {
-        "resourceType": "OperationOutcome",
-        "issue": [TooManyRequests("too many requests, retry later").issues[0].to_fhir()],
-    }
-)
-
 
 def peer_ip(scope: dict) -> str | None:
     """The default key for unauthenticated traffic: the peer address of the connection.
@@ -340,18 +332,6 @@ class RateLimitMiddleware:
 
 
 async def _refuse(send, retry: float) -> None:
-    seconds = max(1, math.ceil(retry))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/fhir+json; charset=utf-8"),
-                (b"content-length", str(len(_BODY)).encode()),
-                (b"retry-after", str(seconds).encode()),
-                (b"cache-control", b"no-store"),
-                (b"x-content-type-options", b"nosniff"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _BODY})
+    error = TooManyRequests("too many requests, retry later")
+    error.retry_after = retry  # rest.errors rounds it up to whole seconds, at least 1
+    await send_response(send, error_response(error))

@@ -21,21 +21,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from enjournal.fhir.errors import Invalid, MethodNotAllowed, NotFound
-from enjournal.rest.message import FhirRequest, FhirResponse, error_response
+from enjournal.fhir.errors import Invalid, TooLarge
+from enjournal.rest.errors import (
+    error_response,
+    internal_error,
+    send_response,
+    status_error,
+    wire_headers,
+)
+from enjournal.rest.message import FhirRequest, FhirResponse
 from enjournal.rest.router import handle
 from enjournal.server.observability import Metrics, request_id
 from enjournal.server.settings import Settings
 from enjournal.storage import Store
 
 log = logging.getLogger("enjournal.server")
-FHIR_JSON = "application/fhir+json; charset=utf-8"
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 def create_app(
@@ -273,24 +273,20 @@ async def _http_error_response(request: Request, error: HTTPException) -> Respon
     refused = _refused_url(request)
     if refused is not None:
         return _to_http(error_response(refused))
-    kind = {404: NotFound, 405: MethodNotAllowed}.get(error.status_code, Invalid)
     path = request.scope["path"]
-    response = error_response(kind(f"no FHIR interaction at {path!r}"))
-    response.status = error.status_code
-    return _to_http(response)
+    allow = tuple(m.strip() for m in (error.headers or {}).get("Allow", "").split(",") if m.strip())
+    refusal = status_error(error.status_code, f"no FHIR interaction at {path!r}", allow)
+    return _to_http(error_response(refusal))
 
 
 def _too_large(limit: int) -> FhirResponse:
-    response = error_response(Invalid(f"the request body is larger than {limit} bytes"))
-    response.status = 413
-    return response
+    return error_response(TooLarge(f"the request body is larger than {limit} bytes"))
 
 
 def _to_http(response: FhirResponse) -> Response:
-    headers = {**SECURITY_HEADERS, **response.headers}
-    if response.body is None:
-        return Response(status_code=response.status, headers=headers)
-    return Response(response.body, response.status, headers, media_type=FHIR_JSON)
+    """A FhirResponse as a Starlette Response, with the headers ``rest.errors`` gives
+    every FHIR response (the middleware around the app sends the same)."""
+    return Response(response.body, response.status, wire_headers(response))
 
 
 class RequestContext:
@@ -351,29 +347,12 @@ class RequestContext:
             request_id.reset(token)
 
 
-_INTERNAL_ERROR = (
-    b'{"resourceType":"OperationOutcome","issue":[{"severity":"fatal",'
-    b'"code":"exception","diagnostics":"internal server error"}]}'
-)
-
-
 async def _internal_error_response(request: Request, error: Exception) -> Response:
-    return Response(_INTERNAL_ERROR, 500, SECURITY_HEADERS, media_type=FHIR_JSON)
+    return _to_http(internal_error())
 
 
 async def _internal_error(send) -> None:
-    body = _INTERNAL_ERROR
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", FHIR_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, internal_error())
 
 
 def _route_label(path: str) -> str:

@@ -9,9 +9,8 @@ and the FHIR handler find it.  Refusals are 401 OperationOutcomes with a
 
 from __future__ import annotations
 
-import orjson
-
 from enjournal.fhir.errors import Unauthorized
+from enjournal.rest.errors import error_response, send_response
 
 PUBLIC = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
 
@@ -28,36 +27,14 @@ class AuthMiddleware:
             return await self.app(scope, receive, send)
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            # No bearer token (none, or another scheme): RFC 6750 3.1, no error code.
+            missing = Unauthorized("an access token is required (Authorization: Bearer ...)")
+            return await send_response(send, error_response(missing))
         try:
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthorized("an access token is required (Authorization: Bearer ...)")
             principal = await self.verifier.verify(token.strip())
         except Unauthorized as error:
-            return await _refuse(send, error.message, bool(token))
+            error.bearer_error = "invalid_token"
+            return await send_response(send, error_response(error))
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
-
-
-async def _refuse(send, message: str, had_token: bool) -> None:
-    body = orjson.dumps(
-        {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "login", "diagnostics": message}],
-        }
-    )
-    challenge = 'Bearer realm="enjournal"'
-    if had_token:
-        challenge += ', error="invalid_token"'
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/fhir+json; charset=utf-8"),
-                (b"www-authenticate", challenge.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

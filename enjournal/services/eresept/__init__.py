@@ -16,6 +16,7 @@ def _answering_conflicts(handler, name: str):
     """An unacknowledged severe interaction answers 409 with the DetectedIssues contained in
     the OperationOutcome.  It is raised before anything is written, so answering (which
     commits the transaction) writes nothing but the refusal's audit event."""
+    from enjournal.rest.errors import error_response
     from enjournal.services.eresept.actors import audit
     from enjournal.services.eresept.api import InteractionConflict
 
@@ -32,7 +33,7 @@ def _answering_conflicts(handler, name: str):
                 outcome="4",
                 description=conflict.message,
             )
-            return conflict.response()
+            return error_response(conflict)
 
     return run
 

@@ -26,10 +26,10 @@ from datetime import UTC, date, datetime
 import orjson
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
+from enjournal.fhir.errors import Conflict, Forbidden, Invalid, Issue, NotFound, Unprocessable
 from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_HPR, OID_ORGNR
 from enjournal.rest.interactions.common import validate_for_write
-from enjournal.rest.message import FhirResponse, outcome
+from enjournal.rest.message import FhirResponse
 from enjournal.services.eresept import drugs, queries, rules
 from enjournal.services.eresept.actors import Actor, audit, caller
 from enjournal.services.eresept.reports import current_atcs, dispense_resources, patient_record
@@ -248,6 +248,9 @@ def _require_acknowledged(found, params: dict, patient_id: str) -> None:
 
 
 class InteractionConflict(Conflict):
+    """409 naming each unacknowledged interaction in an issue of its own, with the
+    DetectedIssues contained; ``rest.errors.error_response`` renders it."""
+
     def __init__(self, interactions, patient_id: str):
         self.interactions = interactions
         self.patient_id = patient_id
@@ -255,25 +258,16 @@ class InteractionConflict(Conflict):
             "severe interaction(s) need an acknowledgement: "
             + ", ".join(f"{i.id} ({i.atc_a} + {i.atc_b})" for i in interactions)
         )
-
-    def response(self) -> FhirResponse:
-        issues = [e.to_fhir() for e in self.issues]
-        for i in self.interactions:
-            issues.append(
-                {
-                    "severity": "error",
-                    "code": "business-rule",
-                    "details": {"text": i.id},
-                    "diagnostics": f"{i.severity}: {i.atc_a} + {i.atc_b}: {i.consequence}",
-                }
-            )
-        body = outcome([])
-        body["issue"] = issues
-        body["contained"] = [
-            {**drugs.detected_issue(i, f"Patient/{self.patient_id}", []), "id": f"issue{n}"}
-            for n, i in enumerate(self.interactions)
+        self.issues += [_interaction_issue(i) for i in interactions]
+        self.contained = [
+            {**drugs.detected_issue(i, f"Patient/{patient_id}", []), "id": f"issue{n}"}
+            for n, i in enumerate(interactions)
         ]
-        return FhirResponse.of(body, 409)
+
+
+def _interaction_issue(found) -> Issue:
+    diagnostics = f"{found.severity}: {found.atc_a} + {found.atc_b}: {found.consequence}"
+    return Issue("error", "business-rule", diagnostics, details=found.id)
 
 
 async def _store_issues(tx, found, patient_id, new_ref, atcs, params) -> list[dict]:
