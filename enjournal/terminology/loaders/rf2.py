@@ -26,13 +26,13 @@ import contextlib
 import io
 import os
 import re
-import sqlite3
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from enjournal.storage.terminology.rf2_stage import Rf2Stage
 from enjournal.terminology.loaders import LoadError
 from enjournal.terminology.model import CodeSystemDraft, Concept, Designation
 
@@ -275,15 +275,8 @@ def _batched(rows: Iterator[Any], insert: Callable[[list[Any]], None], size: int
         insert(batch)
 
 
-def _stage(release: _Release, db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
-        CREATE TABLE c (id INTEGER PRIMARY KEY, time TEXT, active TEXT, module TEXT, status TEXT);
-        CREATE TABLE d (concept INTEGER, id INTEGER, lang TEXT, type TEXT, term TEXT);
-        CREATE TABLE l (description INTEGER, refset TEXT, acceptability TEXT);
-        CREATE TABLE r (source INTEGER, destination TEXT);
-        """
-    )
+def _stage(release: _Release, stage: Rf2Stage) -> None:
+    stage.create()
     for name in release.files["concept"]:
         label = release.label(name)
 
@@ -295,7 +288,7 @@ def _stage(release: _Release, db: sqlite3.Connection) -> None:
 
         _batched(
             concept_rows(),
-            lambda b: db.executemany("INSERT OR REPLACE INTO c VALUES (?,?,?,?,?)", b),
+            stage.add_concepts,
         )
     for name in release.files["description"]:
         _batched(
@@ -304,7 +297,7 @@ def _stage(release: _Release, db: sqlite3.Connection) -> None:
                 for _, f in release.rows(name, DESCRIPTION_COLUMNS)
                 if f[2] == "1"
             ),
-            lambda b: db.executemany("INSERT INTO d VALUES (?,?,?,?,?)", b),
+            stage.add_descriptions,
         )
     for name in release.files["language"]:
         _batched(
@@ -313,7 +306,7 @@ def _stage(release: _Release, db: sqlite3.Connection) -> None:
                 for _, f in release.rows(name, LANGUAGE_COLUMNS)
                 if f[2] == "1"
             ),
-            lambda b: db.executemany("INSERT INTO l VALUES (?,?,?)", b),
+            stage.add_language,
         )
     for name in release.files["relationship"]:
         _batched(
@@ -322,19 +315,12 @@ def _stage(release: _Release, db: sqlite3.Connection) -> None:
                 for _, f in release.rows(name, RELATIONSHIP_COLUMNS)
                 if f[2] == "1" and f[7] == IS_A
             ),
-            lambda b: db.executemany("INSERT INTO r VALUES (?,?)", b),
+            stage.add_parents,
         )
-    db.executescript(
-        """
-        CREATE INDEX d_concept ON d (concept, id);
-        CREATE INDEX l_description ON l (description);
-        CREATE INDEX r_source ON r (source, destination);
-        """
-    )
-    db.commit()
+    stage.finish()
 
 
-def _groups(cursor: sqlite3.Cursor) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+def _groups(cursor: Iterator[tuple[Any, ...]]) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
     """Rows ordered by their first column, grouped by it."""
     key: int | None = None
     group: list[tuple[Any, ...]] = []
@@ -371,31 +357,18 @@ def _concepts(
     """Stage everything in SQLite, then one ordered scan per table, merged by concept id."""
     rank = {refset: i for i, refset in enumerate(refsets)}
     with tempfile.TemporaryDirectory(prefix="enjournal-rf2-", dir=work_dir) as tmp:
-        db = sqlite3.connect(os.path.join(tmp, "stage.sqlite"))
+        stage = Rf2Stage(tmp)
         try:
-            db.execute("PRAGMA journal_mode = OFF")
-            db.execute("PRAGMA synchronous = OFF")
-            db.execute("PRAGMA cache_size = -16000")  # 16 MB
             try:
-                _stage(release, db)
+                _stage(release, stage)
             except ValueError as e:
                 raise LoadError(f"a non-numeric SCTID ({e})", source=str(release.path)) from None
-            descriptions = _Merge(
-                _groups(
-                    db.execute(
-                        "SELECT d.concept, d.id, d.lang, d.type, d.term, l.refset, "
-                        "l.acceptability FROM d LEFT JOIN l ON l.description = d.id "
-                        "ORDER BY d.concept, d.id"
-                    )
-                )
-            )
-            parents = _Merge(
-                _groups(db.execute("SELECT DISTINCT source, destination FROM r ORDER BY 1, 2"))
-            )
-            for row in db.execute("SELECT id, time, active, module, status FROM c ORDER BY id"):
+            descriptions = _Merge(_groups(stage.descriptions()))
+            parents = _Merge(_groups(stage.parents()))
+            for row in stage.concepts():
                 yield _concept(row, descriptions.take(row[0]), parents.take(row[0]), refsets, rank)
         finally:
-            db.close()
+            stage.close()
             if release.zip is not None:
                 release.zip.close()
 
