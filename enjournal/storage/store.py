@@ -11,7 +11,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -151,6 +151,23 @@ class Transaction(Lookups):
         if row[3]:
             raise Gone(f"{type_}/{id_} was deleted")
         return StoredResource(row[0], type_, id_, row[1], row[2], bytes(row[4]))
+
+    async def read_many(self, type_: str, ids: Sequence[str]) -> list[StoredResource]:
+        """The current versions of those of ``ids`` that exist and are not deleted, in the
+        order of ``ids`` (each once): one statement per 500 ids."""
+        wanted = list(dict.fromkeys(i for i in ids if is_fhir_id(i)))
+        found: dict[str, StoredResource] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = await self.conn.fetch(
+                "SELECT rid, id, version, last_updated, content FROM resources "
+                f"WHERE type = ? AND id IN ({', '.join('?' for _ in chunk)}) AND NOT deleted",
+                type_,
+                *chunk,
+            )
+            for r in rows:
+                found[r[1]] = StoredResource(r[0], type_, r[1], r[2], r[3], bytes(r[4]))
+        return [found[i] for i in wanted if i in found]
 
     async def exists(self, type_: str, id_: str) -> bool:
         if not is_fhir_id(id_):
@@ -558,13 +575,18 @@ async def open_store(
     read_timeout_ms: int = 0,
     write_timeout_ms: int = 0,
 ) -> Store:
-    """Open the store a database URL names: ``sqlite:///PATH``, ``sqlite://`` (in memory) or
-    ``postgresql://...``.  A statement of a read transaction may run ``read_timeout_ms``,
+    """Open the store a database URL names: ``sqlite:///PATH``, ``sqlite://`` (in memory),
+    ``postgresql://...`` or ``memory://`` (pure Python, ``storage.memory``; nothing to
+    migrate, no timeouts).  A statement of a read transaction may run ``read_timeout_ms``,
     one of a write transaction ``write_timeout_ms`` (0, the default: no limit, for batch
     commands; the server passes its Settings; migrations have none); then it is cancelled
     and Busy (503, too-costly) raised.  StoreOpenError (a ValueError) when the database
     cannot be opened."""
     limits = {"read_timeout_ms": read_timeout_ms, "write_timeout_ms": write_timeout_ms}
+    if url.startswith("memory:"):
+        from enjournal.storage.memory import MemoryStore
+
+        return MemoryStore()
     if url.startswith("sqlite:"):
         from enjournal.storage.sqlite import SqliteBackend
 
