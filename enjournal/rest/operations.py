@@ -24,7 +24,7 @@ class Operation:
     name: str  # without the $
     resource_type: str | None  # None: system level
     instance: bool  # served at /Type/id/$name (else /Type/$name or /$name)
-    handler: Handler  # async (request, tx) -> FhirResponse
+    handler: Handler  # async (request, repo: GuardedRepository) -> FhirResponse
     methods: tuple[str, ...] = ("GET", "POST")
     writes: bool | tuple[str, ...] = False  # all methods write, or the methods that do
     definition: str | None = None  # canonical URL of its OperationDefinition

@@ -93,14 +93,7 @@ def route(request: FhirRequest) -> Interaction:
 def _operation_table(request: FhirRequest) -> dict[str, Interaction]:
     """Registered operations: /$op, /Type/$op, /Type/id/$op."""
     op = _operation_for(request)
-    if op is None:
-        return {}
-
-    async def handler(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
-        return await op.handler(request, repo.trusted)  # TODO(one seam): services take repo
-
-    handler.__name__ = getattr(op.handler, "__name__", "operation")
-    return {method: handler for method in op.methods}
+    return {method: op.handler for method in op.methods} if op is not None else {}
 
 
 def writes(request: FhirRequest) -> bool:

@@ -173,6 +173,12 @@ class GuardedRepository:
         if self.guard is not None:
             await self.guard.check_write(self.trusted, resource, "c", interaction)
 
+    async def check_change(self, resource: dict, interaction: str) -> None:
+        """May the caller write this new content of a resource (an operation that decided
+        on the current version itself)?  Forbidden if not; audited."""
+        if self.guard is not None:
+            await self.guard.check_write(self.trusted, resource, "u", interaction)
+
     async def for_update(self, type_: str, id_: str, interaction: str) -> StoredResource:
         """The current version, for a caller who may read and change it."""
         stored = await self.readable(type_, id_, interaction)

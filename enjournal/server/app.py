@@ -169,18 +169,14 @@ def create_app(
 
 
 def _guard(principal, fhir_request: FhirRequest, request: Request, platform):
-    from enjournal.security.guard import emergency_reason_from
+    from enjournal.security.context import AccessContext
 
     try:
-        reason = emergency_reason_from(fhir_request.headers)
+        context = AccessContext.from_headers(principal, fhir_request.headers, request_id.get())
     except Invalid as error:
         return error_response(error)
-    return platform.guard(
-        principal,
-        emergency_reason=reason,
-        request_id=request_id.get(),
-        cache=platform.security.facts,
-    )
+    fhir_request.context = context
+    return platform.guard(context, cache=platform.security.facts)
 
 
 def _security_routes(settings: Settings, security) -> list:

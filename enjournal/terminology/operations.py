@@ -119,7 +119,8 @@ async def _code_system_url(tx, request, params: dict) -> tuple[str | None, str |
 # ---- CodeSystem -----------------------------------------------------------------------------
 
 
-async def lookup(request, tx) -> FhirResponse:
+async def lookup(request, repo) -> FhirResponse:
+    tx = repo.trusted  # code systems and value sets are not health data
     params = parameters(request)
     url, version = await _code_system_url(tx, request, params)
     system, code, given_version, _ = _coding(params, system_required=url is None)
@@ -182,7 +183,8 @@ def _validation_parts(v: ts.Validation) -> list[dict]:
     return parts
 
 
-async def cs_validate_code(request, tx) -> FhirResponse:
+async def cs_validate_code(request, repo) -> FhirResponse:
+    tx = repo.trusted  # code systems and value sets are not health data
     params = parameters(request)
     url, version = await _code_system_url(tx, request, params)
     url = url or _str(params, "url")
@@ -193,7 +195,8 @@ async def cs_validate_code(request, tx) -> FhirResponse:
     return _reply(_validation_parts(result))
 
 
-async def cs_subsumes(request, tx) -> FhirResponse:
+async def cs_subsumes(request, repo) -> FhirResponse:
+    tx = repo.trusted  # code systems and value sets are not health data
     params = parameters(request)
     url, version = await _code_system_url(tx, request, params)
     coding_a, coding_b = _one(params, "codingA"), _one(params, "codingB")
@@ -238,7 +241,8 @@ async def _value_set(tx, request, params: dict) -> dict:
     return vs
 
 
-async def expand(request, tx) -> FhirResponse:
+async def expand(request, repo) -> FhirResponse:
+    tx = repo.trusted  # code systems and value sets are not health data
     params = parameters(request)
     vs = await _value_set(tx, request, params)
     exclude_nested = _one(params, "excludeNested")
@@ -257,7 +261,8 @@ async def expand(request, tx) -> FhirResponse:
     return FhirResponse.of(result)
 
 
-async def vs_validate_code(request, tx) -> FhirResponse:
+async def vs_validate_code(request, repo) -> FhirResponse:
+    tx = repo.trusted  # code systems and value sets are not health data
     params = parameters(request)
     vs = await _value_set(tx, request, params)
     system, code, version, display = _coding(params)
@@ -268,7 +273,8 @@ async def vs_validate_code(request, tx) -> FhirResponse:
 # ---- ConceptMap ------------------------------------------------------------------------------
 
 
-async def translate(request, tx) -> FhirResponse:
+async def translate(request, repo) -> FhirResponse:
+    tx = repo.trusted  # code systems and value sets are not health data
     params = parameters(request)
     cmap = await _instance(tx, request, "ConceptMap")
     if cmap is None:

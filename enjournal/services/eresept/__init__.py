@@ -20,9 +20,9 @@ def _answering_conflicts(handler, name: str):
     from enjournal.services.eresept.actors import audit
     from enjournal.services.eresept.api import InteractionConflict
 
-    async def run(request, tx):
+    async def run(request, repo):
         try:
-            return await handler(request, tx)
+            return await handler(request, repo)
         except InteractionConflict as conflict:
             audit(
                 request,
@@ -42,7 +42,7 @@ def register(context) -> list[Job]:
     """Add the operations, guard hooks and search parameters to the platform ``context``."""
     from enjournal.services.eresept import api, jobs, pll
 
-    jobs.define_search_parameters()
+    jobs.define_search_parameters(context.search_parameters)
     post = ("POST",)
     for name, instance, handler in (
         ("prescribe", False, _answering_conflicts(api.prescribe, "prescribe")),
@@ -76,10 +76,10 @@ def _add(context, operation: Operation) -> None:
 def _with_clock(handler, context):
     from enjournal.services.eresept.api import platform_clock
 
-    async def run(request, tx):
+    async def run(request, repo):
         token = platform_clock.set(context.clock)
         try:
-            return await handler(request, tx)
+            return await handler(request, repo)
         finally:
             platform_clock.reset(token)
 

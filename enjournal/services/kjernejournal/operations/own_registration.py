@@ -15,10 +15,11 @@ from enjournal.services.kjernejournal.operations.base import ServiceBase, named_
 
 
 class OwnRegistrationOperations(ServiceBase):
-    async def own_registration(self, request, tx) -> FhirResponse:
+    async def own_registration(self, request, repo) -> FhirResponse:
         """Add, change or remove one of the patient's own registrations.  The patient
         (own record) or a parent of a child under 12 at the same address (domain.md 2.3:
         parents represent children under 12 on helsenorge); never health personnel."""
+        tx = repo.trusted  # its own access rules decide, below
         patient_id = request.path[1]
         await tx.read_for_update("Patient", patient_id)  # one writer per patient: the 30 limit
         guard = request.guard
@@ -110,5 +111,5 @@ class OwnRegistrationOperations(ServiceBase):
             purpose="PATRQT",
         )
 
-    async def own_condition_codes(self, request, tx) -> FhirResponse:
+    async def own_condition_codes(self, request, repo) -> FhirResponse:
         return FhirResponse.of(own.code_system())
