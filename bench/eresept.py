@@ -38,6 +38,7 @@ from bench.common import save_report, start_report
 from bench.httpclient import Connection
 from bench.run import Databases, Server, latency_summary
 from bench.security import secured_env
+from enjournal.fhir.definitions import SearchParameters
 from enjournal.fhir.errors import Conflict, Forbidden, Unprocessable
 from enjournal.fhir.norwegian_ids import OID_FNR, OID_HPR, OID_ORGNR, make_fnr, make_orgnr
 from enjournal.services.eresept import jobs, rules
@@ -136,9 +137,10 @@ def prescription(patient_id: str, varenr: str, gp: int, today: date) -> dict:
 
 async def load(url: str, count: int, batch: int, writers: int) -> tuple[list[str], dict]:
     """Write the world; the patients' national identity numbers and the timings."""
-    jobs.define_search_parameters()  # as the service does at registration: indexed on write
+    parameters = SearchParameters()  # with the service's own, as a platform has them
+    jobs.define_search_parameters(parameters)
     rng = random.Random(1)
-    store = await open_store(url, pool_size=writers + 2)
+    store = await open_store(url, pool_size=writers + 2, search_parameters=parameters)
     today = datetime.now(UTC).date()
     shared = [*catalogue(), *pharmacies(rng, 64)]
     for gp in range(GPS):

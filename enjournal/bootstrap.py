@@ -4,7 +4,8 @@ The server and every command (``serve``, ``migrate``, ``import``, ``fest load``,
 ``terminology load``, ``jobs run``, ``token``, ``audit verify``, ``demo``) and the test
 fixtures get their pieces here, so what the store enforces does not depend on which of them
 wrote the data: every platform has every service's search parameters, operations, guard
-hooks and jobs, and a store it opened has the write checks.
+hooks and jobs, and a store it opened indexes and searches by those search parameters and has
+the write checks.
 
     platform = await build_platform(settings)     # compose + open the store
     ...                                            # platform.store, .operations, .jobs
@@ -12,8 +13,9 @@ hooks and jobs, and a store it opened has the write checks.
 
 ``compose`` is the part without I/O (the app factory runs it before its event loop starts);
 ``open_platform`` opens the store.  ``migrate_platform`` is ``enjournal migrate``: the schema
-and the shipped code lists.  Registration is idempotent, so a process (a test run) may build
-many platforms.  docs/architecture.md, "Composition root", shows how a service plugs in.
+and the shipped code lists.  Registration is idempotent and all its state is the platform's
+(no process-wide registry), so a process (a test run) may build many platforms.
+docs/architecture.md, "Composition root", shows how a service plugs in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from enjournal.fhir.definitions import SearchParameters
 from enjournal.rest.operations import Operations
 from enjournal.server.settings import Settings
 from enjournal.services import Job, register_all, utc_now
@@ -35,13 +38,16 @@ Hook = Callable[..., Any]
 @dataclass
 class Platform:
     """Everything one server or command runs on.  Services receive it at registration
-    (``register(platform)``) and add their operations, guard hooks and Consent categories."""
+    (``register(platform)``) and add their operations, guard hooks, Consent categories and
+    search parameters (``search_parameters.add``: the official R4 ones plus the services',
+    which the store it opens indexes and searches by)."""
 
     settings: Settings
     security: Any = None  # enjournal.security.setup.Security, or None without security
     clock: Callable[[], datetime] = utc_now
     serving: bool = False  # the server: its statement time limits apply to the store
     operations: Operations = field(default_factory=Operations)
+    search_parameters: SearchParameters = field(default_factory=SearchParameters)
     hooks: list[tuple[bytes, Hook]] = field(default_factory=list)
     consent_systems: set[str] = field(default_factory=set)
     jobs: list[Job] = field(default_factory=list)
@@ -53,11 +59,12 @@ class Platform:
         if (marker, check) not in self.hooks:
             self.hooks.append((marker, check))
 
-    def guard(self, principal, **options):
-        """One request's Guard, with this platform's hooks and Consent categories."""
+    def guard(self, context, **options):
+        """One request's Guard (over its ``AccessContext``), with this platform's hooks and
+        Consent categories."""
         from enjournal.security.guard import Guard
 
-        return Guard(principal, hooks=self.hooks, consent_systems=self.consent_systems, **options)
+        return Guard(context, hooks=self.hooks, consent_systems=self.consent_systems, **options)
 
 
 def compose(
@@ -86,13 +93,18 @@ async def open_platform(
     platform: Platform, store: Store | None = None, *, migrate: bool = True
 ) -> Platform:
     """Give ``platform`` its store: ``store`` when given (already composed by its owner, e.g.
-    a test that installs its own checks), else one opened from the settings, with the write
-    checks the settings ask for."""
+    a test that installs its own checks, opened with ``platform.search_parameters``), else
+    one opened from the settings, with the platform's search parameters and the write checks
+    the settings ask for."""
     if store is not None:
+        if store.search_parameters is not platform.search_parameters:
+            raise ValueError("the store must index the platform's search parameters")
         platform.store, platform.owns_store = store, False
         return platform
     platform.store = await open_store(
-        platform.settings.database_url, **_store_options(platform, migrate)
+        platform.settings.database_url,
+        search_parameters=platform.search_parameters,
+        **_store_options(platform, migrate),
     )
     platform.owns_store = True
     install_checks(platform)

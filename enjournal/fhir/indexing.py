@@ -1,10 +1,11 @@
 """Turn a resource into the rows of the search index tables.
 
-``index_resource(resource)`` evaluates every search parameter of the resource's type (the R4
-definitions, see ``enjournal.fhir.definitions``) and returns, per index table of
-``enjournal.storage.schema.INDEX_COLUMNS``, the rows to store, as tuples in the table's column
-order without the leading ``(rid, type)``.  What a value of each FHIR type contributes to each
-parameter type follows http://hl7.org/fhir/R4/search.html:
+``index_resource(resource, parameters)`` evaluates every search parameter of the resource's
+type (a platform's ``SearchParameters``, see ``enjournal.fhir.definitions``) and returns, per
+kind of row (the search parameter types of ``ROW_COLUMNS``), the rows to store, as tuples in
+the column order ``ROW_COLUMNS`` names.  Which tables hold them is the storage's business
+(``enjournal.storage.schema``).  What a value of each FHIR type contributes to each parameter
+type follows http://hl7.org/fhir/R4/search.html:
 
 * string: string values; HumanName family/given/prefix/suffix/text and the whole name;
   Address line/city/district/state/postalCode/country/text.  ``(param, norm, exact)``.
@@ -17,7 +18,7 @@ parameter type follows http://hl7.org/fhir/R4/search.html:
   dropped) fills type and id, an absolute URL fills url and, if it ends in ``Type/id``, those
   too; canonical/uri values fill url (without ``|version``); contained ``#id`` references are
   not indexed.  A Reference.identifier adds the token row ``(param + ":identifier", system,
-  value, None)``.  ``_profile`` goes to idx_reference (url) as well as idx_uri.
+  value, None)``.  ``_profile`` gives a reference row (url) as well as a uri row.
 * date: ``(param, low, high)`` epoch ms; Period from start's low to end's high (open ends are
   ``MIN_MS``/``MAX_MS``); Timing by its events.
 * number: ``(param, low, high, value)`` with the implicit precision range of the decimal.
@@ -40,16 +41,28 @@ from functools import cache, lru_cache
 from typing import Any
 
 from enjournal.fhir.datetime import MAX_MS, MIN_MS, date_range, decimal_range
-from enjournal.fhir.definitions import on_search_parameters_change, search_parameters
+from enjournal.fhir.definitions import SearchParameters, official_search_parameters
 from enjournal.fhir.element_types import is_subtype, resource_type_names
 from enjournal.fhir.fhirpath import CompiledPath, compile_path, infer_type, root_keys, split_union
 from enjournal.fhir.text import normalize as _normalize
-from enjournal.storage.schema import INDEX_COLUMNS
 
 SKIPPED = frozenset({"_id", "_lastUpdated"})
 ISO_4217 = "urn:iso:std:iso:4217"
 FLOAT_MIN = -sys.float_info.max
 FLOAT_MAX = sys.float_info.max
+
+# The kinds of index row (a search parameter type each) and their columns, in the order of
+# the tuples ``index_resource`` returns.  ``param`` is the search parameter's code.
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "string": ("param", "norm", "exact"),
+    "token": ("param", "system", "code", "text"),
+    "reference": ("param", "target_type", "target_id", "url"),
+    "date": ("param", "low", "high"),
+    "number": ("param", "low", "high", "value"),
+    "quantity": ("param", "system", "code", "unit", "low", "high", "value"),
+    "uri": ("param", "value"),
+    "composite": ("param", "grp", "comp", "system", "code", "low", "high", "text"),
+}
 
 Rows = dict[str, dict[tuple, None]]
 
@@ -157,9 +170,9 @@ def _memo(rows: Rows, value: Any, what: str, compute: Callable[[], list]) -> lis
 def _index_string(code: str, value: Any, tp: str, rows: Rows) -> None:
     if type(value) is str:
         if tp != "xhtml":
-            rows["idx_string"][(code, normalize(value), value)] = None
+            rows["string"][(code, normalize(value), value)] = None
         return
-    table = rows["idx_string"]
+    table = rows["string"]
     pairs = _memo(
         rows,
         value,
@@ -217,7 +230,7 @@ def _tokens(value: Any, kind: str) -> list[tuple[str | None, str | None, str | N
 
 
 def _index_token(code: str, value: Any, tp: str, rows: Rows) -> None:
-    table = rows["idx_token"]
+    table = rows["token"]
     if type(value) is str:
         table[(code, None, value, None)] = None
         return
@@ -253,7 +266,7 @@ def parse_reference(ref: str) -> tuple[str | None, str | None, str | None] | Non
 
 def _index_reference(code: str, value: Any, tp: str, rows: Rows) -> None:
     kind = _typed(value, tp)
-    table = rows["idx_reference"]
+    table = rows["reference"]
     if kind == "Reference":
         ref = value.get("reference")
         if isinstance(ref, str):
@@ -263,7 +276,7 @@ def _index_reference(code: str, value: Any, tp: str, rows: Rows) -> None:
         ident = value.get("identifier")
         if type(ident) is dict:
             for system, token, _ in _tokens(ident, "Identifier"):
-                rows["idx_token"][(code + ":identifier", system, token, None)] = None
+                rows["token"][(code + ":identifier", system, token, None)] = None
     elif type(value) is str:
         if value.startswith("#"):
             return
@@ -276,7 +289,7 @@ def _index_reference(code: str, value: Any, tp: str, rows: Rows) -> None:
 
 
 def _index_date(code: str, value: Any, tp: str, rows: Rows) -> None:
-    table = rows["idx_date"]
+    table = rows["date"]
     if type(value) is str:
         r = _date(value)
         if r is not None:
@@ -316,7 +329,7 @@ def _range_bounds(value: dict) -> tuple[dict, float, float, float] | None:
 
 
 def _index_number(code: str, value: Any, tp: str, rows: Rows) -> None:
-    table = rows["idx_number"]
+    table = rows["number"]
     r = _decimal(value) if type(value) is not dict else None
     if r is not None:
         table[(code, *r)] = None
@@ -358,7 +371,7 @@ def _quantities(value: Any, kind: str) -> list[tuple]:
 
 
 def _index_quantity(code: str, value: Any, tp: str, rows: Rows) -> None:
-    table = rows["idx_quantity"]
+    table = rows["quantity"]
     for q in _quantities(value, _typed(value, tp)):
         table[(code, *q)] = None
 
@@ -368,7 +381,7 @@ def _index_quantity(code: str, value: Any, tp: str, rows: Rows) -> None:
 
 def _index_uri(code: str, value: Any, tp: str, rows: Rows) -> None:
     if type(value) is str:
-        rows["idx_uri"][(code, value)] = None
+        rows["uri"][(code, value)] = None
 
 
 # --------------------------------------------------------------------------- composite
@@ -388,15 +401,15 @@ def _component_rows(ctype: str, value: Any, tp: str) -> list[tuple]:
         r = _decimal(value.get("value") if type(value) is dict else value)
         return [(None, None, r[0], r[1], None)] if r else []
     if ctype == "date":
-        rows: Rows = {"idx_date": {}}
+        rows: Rows = {"date": {}}
         _index_date("", value, tp, rows)
-        return [(None, None, low, high, None) for _, low, high in rows["idx_date"]]
+        return [(None, None, low, high, None) for _, low, high in rows["date"]]
     if ctype == "string":
         return [(None, None, None, None, normalize(s)) for s in _strings(value, kind)]
     if ctype == "reference":
-        rows = {"idx_reference": {}, "idx_token": {}}
+        rows = {"reference": {}, "token": {}}
         _index_reference("", value, tp, rows)
-        return [(t, i, None, None, u) for _, t, i, u in rows["idx_reference"]]
+        return [(t, i, None, None, u) for _, t, i, u in rows["reference"]]
     if ctype == "uri" and type(value) is str:
         return [(None, value, None, None, None)]
     return []
@@ -424,7 +437,7 @@ def _composite(components: tuple[tuple[int, str, CompiledPath], ...]) -> Callabl
                     out.append((code, grp, comp, system, token, low, high, text))
             if len(out) == before:
                 return
-        table = rows["idx_composite"]
+        table = rows["composite"]
         for row in out:
             table[row] = None
 
@@ -472,11 +485,18 @@ def _check(resource_type: str, expression: str, components: tuple = ()) -> Check
 Param = tuple[str, str, CompiledPath, Any, Check]
 
 
-@cache
-def compiled_parameters(resource_type: str) -> tuple[Param, ...]:
-    """``(code, type, path, indexer, check)`` for each indexed search parameter of the type."""
+def compiled_parameters(
+    resource_type: str, parameters: SearchParameters | None = None
+) -> tuple[Param, ...]:
+    """``(code, type, path, indexer, check)`` for each indexed search parameter of the type
+    (``parameters``: the platform's; None: the official R4 ones), compiled once per set."""
+    parameters = parameters or official_search_parameters()
+    return parameters.memo(("index", resource_type), lambda: _compile(resource_type, parameters))
+
+
+def _compile(resource_type: str, parameters: SearchParameters) -> tuple[Param, ...]:
     out = []
-    for code, param in search_parameters(resource_type).items():
+    for code, param in parameters.of(resource_type).items():
         if code in SKIPPED or not param.expression or param.type == "special":
             continue
         path = compile_path(param.expression)
@@ -492,11 +512,20 @@ def compiled_parameters(resource_type: str) -> tuple[Param, ...]:
     return tuple(out)
 
 
-@cache
-def _dispatch(resource_type: str) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
+def _dispatch(
+    resource_type: str, parameters: SearchParameters
+) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
     """Top-level key -> the parameters (by position) that may have values when it is present,
     and the parameters to try whatever the resource holds."""
-    params = compiled_parameters(resource_type)
+    return parameters.memo(
+        ("dispatch", resource_type), lambda: _dispatch_table(resource_type, parameters)
+    )
+
+
+def _dispatch_table(
+    resource_type: str, parameters: SearchParameters
+) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
+    params = compiled_parameters(resource_type, parameters)
     by_key: dict[str, list[int]] = {}
     always: list[int] = []
     for i, (_, _, _, _, check) in enumerate(params):
@@ -513,20 +542,20 @@ def _dispatch(resource_type: str) -> tuple[dict[str, tuple[int, ...]], tuple[int
     return {k: tuple(v) for k, v in by_key.items()}, tuple(always)
 
 
-on_search_parameters_change(compiled_parameters.cache_clear)
-on_search_parameters_change(_dispatch.cache_clear)
-
-
-def index_resource(resource: dict) -> dict[str, list[tuple]]:
-    """The index rows of ``resource``: table name -> deduplicated rows (column order of
-    ``INDEX_COLUMNS`` without ``rid`` and ``type``).  Every table is present, maybe empty."""
-    rows: Rows = {table: {} for table in INDEX_COLUMNS}
+def index_resource(
+    resource: dict, parameters: SearchParameters | None = None
+) -> dict[str, list[tuple]]:
+    """The index rows of ``resource`` by ``parameters`` (the platform's; None: the official
+    R4 ones): kind of row -> deduplicated rows, in the column order of ``ROW_COLUMNS``.
+    Every kind is present, maybe empty."""
+    rows: Rows = {kind: {} for kind in ROW_COLUMNS}
     rows["_memo"] = {}
     resource_type = resource.get("resourceType")
     if not resource_type:
         raise ValueError("resource without resourceType")
-    params = compiled_parameters(resource_type)
-    by_key, always = _dispatch(resource_type)
+    parameters = parameters or official_search_parameters()
+    params = compiled_parameters(resource_type, parameters)
+    by_key, always = _dispatch(resource_type, parameters)
     selected = set(always)
     for key in resource:
         found = by_key.get(key)
@@ -564,20 +593,34 @@ def index_resource(resource: dict) -> dict[str, list[tuple]]:
         if code == "_profile":
             for value, _tp in items:
                 if type(value) is str:
-                    rows["idx_reference"][(code, None, None, value.split("|", 1)[0])] = None
+                    rows["reference"][(code, None, None, value.split("|", 1)[0])] = None
     del rows["_memo"]
-    return {table: list(found) for table, found in rows.items()}
+    return {kind: list(found) for kind, found in rows.items()}
 
 
-__all__ = ["compiled_parameters", "index_resource", "parse_reference"]
+class Indexer:
+    """The store's indexer for one platform: ``indexer(resource)`` is
+    ``index_resource(resource, parameters)``."""
+
+    def __init__(self, parameters: SearchParameters):
+        self.parameters = parameters
+
+    def __call__(self, resource: dict) -> dict[str, list[tuple]]:
+        return index_resource(resource, self.parameters)
 
 
-def referenced_patients(resource: dict, codes: frozenset[str]) -> list[str]:
+__all__ = ["ROW_COLUMNS", "Indexer", "compiled_parameters", "index_resource", "parse_reference"]
+
+
+def referenced_patients(
+    resource: dict, codes: frozenset[str], parameters: SearchParameters | None = None
+) -> list[str]:
     """Ids of the Patients that the reference parameters ``codes`` of ``resource`` point at:
     whose compartment the resource is in, found without indexing the whole resource."""
-    rows: Rows = {table: {} for table in INDEX_COLUMNS}
+    rows: Rows = {kind: {} for kind in ROW_COLUMNS}
     rows["_memo"] = {}
-    for code, ptype, path, indexer, _check in compiled_parameters(resource["resourceType"]):
+    compiled = compiled_parameters(resource["resourceType"], parameters)
+    for code, ptype, path, indexer, _check in compiled:
         if code not in codes or ptype != "reference":
             continue
         try:
@@ -585,4 +628,4 @@ def referenced_patients(resource: dict, codes: frozenset[str]) -> list[str]:
                 indexer(code, value, tp, rows)
         except (TypeError, AttributeError, ValueError):
             continue
-    return sorted({row[2] for row in rows["idx_reference"] if row[1] == "Patient" and row[2]})
+    return sorted({row[2] for row in rows["reference"] if row[1] == "Patient" and row[2]})

@@ -116,7 +116,7 @@ def _carries_national_id(patient: dict) -> bool:
 
 def _gps(patient: dict) -> set[tuple]:
     """The GP references as the guard finds them (the index rows)."""
-    rows = index_resource(patient)["idx_reference"]
+    rows = index_resource(patient)["reference"]
     return {row[1:3] for row in rows if row[0] == "general-practitioner"}
 
 
@@ -195,7 +195,7 @@ async def _self_link_refusal(guard, tx, resource: dict) -> str | None:
     if not links:
         return None
     caller = await guard._caller(tx)
-    rows = index_resource(resource)["idx_reference"]
+    rows = index_resource(resource, tx.search_parameters)["reference"]
     for param, types in links:
         # By id alone, as the guard's relationship query matches them.
         own_ids = {id_ for type_, id_ in caller if type_ in types}

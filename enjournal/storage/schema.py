@@ -18,17 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Column order of each index table after the leading (rid, type) columns.  The indexer
-# (enjournal.fhir.indexing) produces tuples in exactly this order.
+from enjournal.fhir.indexing import ROW_COLUMNS
+
+# The index table of each kind of index row the indexer (enjournal.fhir.indexing) returns:
+# one per search parameter type.
+INDEX_TABLES: dict[str, str] = {kind: f"idx_{kind}" for kind in ROW_COLUMNS}
+
+# Column order of each index table after the leading (rid, type) columns: the indexer's row
+# order (``ROW_COLUMNS``), which the CREATE TABLE statements below follow.
 INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
-    "idx_string": ("param", "norm", "exact"),
-    "idx_token": ("param", "system", "code", "text"),
-    "idx_reference": ("param", "target_type", "target_id", "url"),
-    "idx_date": ("param", "low", "high"),
-    "idx_number": ("param", "low", "high", "value"),
-    "idx_quantity": ("param", "system", "code", "unit", "low", "high", "value"),
-    "idx_uri": ("param", "value"),
-    "idx_composite": ("param", "grp", "comp", "system", "code", "low", "high", "text"),
+    INDEX_TABLES[kind]: columns for kind, columns in ROW_COLUMNS.items()
 }
 
 

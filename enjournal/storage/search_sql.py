@@ -1,11 +1,13 @@
 """Run a parsed FHIR search (``enjournal.fhir.search.SearchQuery``) as SQL.
 
 One statement per search: the criteria become ``r.rid IN (SELECT rid FROM idx_x WHERE type = ?
-AND param = ? AND ...)`` subqueries (each served by the ``(type, param, value...)`` index of
-its table), chains and ``_has`` become nested subqueries over ``idx_reference``.  The SQL is
-dialect-neutral (``?`` placeholders, ``NOT r.deleted``), except string prefixes, which use a
-``LIKE 'x%'`` on PostgreSQL (the ``text_pattern_ops`` index) and a ``>= x AND < x\\U0010ffff``
-range on SQLite (its LIKE is case-insensitive and cannot use the index).
+AND param = ? AND ...)`` subqueries over the index table of the criterion's parameter type
+(``schema.INDEX_TABLES``; each served by the ``(type, param, value...)`` index of its table),
+``_id`` and ``_lastUpdated`` conditions on the resource's own columns; chains and ``_has``
+become nested subqueries over ``idx_reference``.  The SQL is dialect-neutral (``?``
+placeholders, ``NOT r.deleted``), except string prefixes, which use a ``LIKE 'x%'`` on
+PostgreSQL (the ``text_pattern_ops`` index) and a ``>= x AND < x\\U0010ffff`` range on SQLite
+(its LIKE is case-insensitive and cannot use the index).
 
 Paging
 ------
@@ -32,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from enjournal.fhir.definitions import patient_compartment, search_parameters
+from enjournal.fhir.definitions import patient_compartment
 from enjournal.fhir.errors import Invalid
 from enjournal.fhir.search.query import (
     Chain,
@@ -52,6 +54,7 @@ from enjournal.fhir.search.query import (
 )
 from enjournal.fhir.text import normalize
 from enjournal.storage.base import Connection, SearchResult, StoredResource
+from enjournal.storage.schema import INDEX_TABLES
 
 MAX_SORTED = 10_000  # sorted searches larger than this must be narrowed
 MAX_INCLUDED = 1_000  # included resources per page
@@ -163,13 +166,14 @@ class _Sql:
         return f"{a}.type IN ({_marks(types)}) AND "
 
     def criterion(self, c: Criterion, alias: str, types: tuple[str, ...], args: list) -> str:
-        if c.table == "resources":
+        if c.on_resource:
             return self.resource_column(c, alias, args)
         x = self.alias("x")
         sub_args: list = []
         type_cond = self._type_cond(x, types, sub_args)
         sub_args.append(c.index_param)
-        head = f"SELECT {x}.rid FROM {c.table} {x} WHERE {type_cond}{x}.param = ?"
+        table = INDEX_TABLES[c.type]
+        head = f"SELECT {x}.rid FROM {table} {x} WHERE {type_cond}{x}.param = ?"
         if c.modifier == "missing":
             args.extend(sub_args)
             return f"{alias}.rid {'NOT IN' if c.missing else 'IN'} ({head})"
@@ -692,10 +696,8 @@ async def _include_one(
     by_type: dict[str, list[str]] = {}
     for s in sources:
         if inc.target_type is None or s.type == inc.target_type:
-            if inc.param is not None and inc.source_type is not None:
-                sp = search_parameters(inc.source_type).get(inc.param)
-                if sp is not None and sp.target and s.type not in sp.target:
-                    continue
+            if inc.targets and s.type not in inc.targets:
+                continue
             by_type.setdefault(s.type, []).append(s.id)
     for ttype, ids in by_type.items():
         for i in range(0, len(ids), _CHUNK):

@@ -20,14 +20,15 @@ from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import FhirError, Gone, Invalid, NotFound, PreconditionFailed
 from enjournal.storage.base import Connection, SearchResult, StoredResource, StoreOpenError
 from enjournal.storage.lookups import Lookups
-from enjournal.storage.schema import INDEX_COLUMNS
+from enjournal.storage.schema import INDEX_COLUMNS, INDEX_TABLES
 
 Indexer = Callable[[dict], dict[str, list[tuple]]]
 
+# Keyed by the indexer's kinds of row (search parameter types), each into its table.
 _INSERT = {
-    table: f"INSERT INTO {table} (rid, type, {', '.join(cols)}) "
-    f"VALUES (?, ?, {', '.join('?' for _ in cols)})"
-    for table, cols in INDEX_COLUMNS.items()
+    kind: f"INSERT INTO {table} (rid, type, {', '.join(INDEX_COLUMNS[table])}) "
+    f"VALUES (?, ?, {', '.join('?' for _ in INDEX_COLUMNS[table])})"
+    for kind, table in INDEX_TABLES.items()
 }
 _INSERT["resource_versions"] = (
     "INSERT INTO resource_versions (rid, type, id, version, last_updated, method, content) "
@@ -69,10 +70,17 @@ def _new_id(id_: str) -> str:
     return id_
 
 
-def _default_indexer(resource: dict) -> dict[str, list[tuple]]:
-    from enjournal.fhir.indexing import index_resource
+def _default_indexer(search_parameters: Any) -> Indexer:
+    """The indexer of ``search_parameters``: rows keyed by kind (search parameter type)."""
+    from enjournal.fhir.indexing import Indexer as ParameterIndexer
 
-    return index_resource(resource)
+    return ParameterIndexer(search_parameters)
+
+
+def _official_search_parameters() -> Any:
+    from enjournal.fhir.definitions import official_search_parameters
+
+    return official_search_parameters()
 
 
 def new_id() -> str:
@@ -83,9 +91,14 @@ class Transaction(Lookups):
     """FHIR storage operations on one open database transaction (and the guard's indexed
     lookups, ``enjournal.storage.lookups``)."""
 
-    def __init__(self, conn: Connection, indexer: Indexer, write: bool, checks=()):
+    def __init__(
+        self, conn: Connection, indexer: Indexer, write: bool, checks=(), search_parameters=None
+    ):
         self.conn = conn
         self.indexer = indexer
+        # The store's SearchParameters (enjournal.fhir.definitions): what the indexer indexes,
+        # so what a search of this transaction may ask for.
+        self.search_parameters = search_parameters or _official_search_parameters()
         self.write = write
         self.checks = checks
         self._clock_ms = 0
@@ -520,9 +533,13 @@ def _blame(index: int) -> Iterator[None]:
 class Store:
     """The store a server holds: opens transactions on its backend."""
 
-    def __init__(self, backend: Any, indexer: Indexer | None = None):
+    def __init__(self, backend: Any, indexer: Indexer | None = None, search_parameters: Any = None):
+        """``search_parameters``: the platform's ``SearchParameters`` (None: the official R4
+        ones alone); ``indexer`` (default: theirs) turns a resource into index rows keyed by
+        kind (``enjournal.fhir.indexing.ROW_COLUMNS``)."""
         self.backend = backend
-        self.indexer = indexer or _default_indexer
+        self.search_parameters = search_parameters or _official_search_parameters()
+        self.indexer = indexer or _default_indexer(self.search_parameters)
         # Async checks run on every resource before it is written, inside the write's
         # transaction (e.g. the terminology service's check of codes): each raises a
         # FhirError to refuse.  The composition root (app, importer) installs them.
@@ -535,7 +552,7 @@ class Store:
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Transaction]:
         async with self.backend.transaction(write=write) as conn:
-            tx = Transaction(conn, self.indexer, write, self.checks)
+            tx = Transaction(conn, self.indexer, write, self.checks, self.search_parameters)
             yield tx
             await tx.flush()
 
@@ -574,19 +591,21 @@ async def open_store(
     pool_size: int = 10,
     read_timeout_ms: int = 0,
     write_timeout_ms: int = 0,
+    search_parameters: Any = None,
 ) -> Store:
     """Open the store a database URL names: ``sqlite:///PATH``, ``sqlite://`` (in memory),
     ``postgresql://...`` or ``memory://`` (pure Python, ``storage.memory``; nothing to
     migrate, no timeouts).  A statement of a read transaction may run ``read_timeout_ms``,
     one of a write transaction ``write_timeout_ms`` (0, the default: no limit, for batch
     commands; the server passes its Settings; migrations have none); then it is cancelled
-    and Busy (503, too-costly) raised.  StoreOpenError (a ValueError) when the database
-    cannot be opened."""
+    and Busy (503, too-costly) raised.  ``search_parameters``: what the store indexes and
+    searches (the platform's; None: the official R4 ones).  StoreOpenError (a ValueError)
+    when the database cannot be opened."""
     limits = {"read_timeout_ms": read_timeout_ms, "write_timeout_ms": write_timeout_ms}
     if url.startswith("memory:"):
         from enjournal.storage.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(search_parameters=search_parameters)
     if url.startswith("sqlite:"):
         from enjournal.storage.sqlite import SqliteBackend
 
@@ -600,7 +619,7 @@ async def open_store(
         raise StoreOpenError(
             f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://"
         )
-    store = Store(backend)
+    store = Store(backend, search_parameters=search_parameters)
     if migrate:
         await store.migrate()
     return store

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from enjournal.fhir.datetime import MAX_MS, MIN_MS, date_range, decimal_range
-from enjournal.fhir.definitions import resource_types, search_parameters
+from enjournal.fhir.definitions import official_search_parameters, resource_types
 from enjournal.fhir.element_types import element_types, source
 from enjournal.fhir.fhirpath import compile_path
-from enjournal.fhir.indexing import index_resource, parse_reference
+from enjournal.fhir.indexing import ROW_COLUMNS, index_resource, parse_reference
 from enjournal.fhir.text import normalize
-from enjournal.storage.schema import INDEX_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = (
@@ -23,8 +22,8 @@ PACKAGE_DIRS = (
 PACKAGE = next((p for p in PACKAGE_DIRS if p.is_dir()), None)
 
 
-def rows(resource: dict, table: str, param: str) -> set[tuple]:
-    return {r for r in index_resource(resource)[table] if r[0] == param}
+def rows(resource: dict, kind: str, param: str) -> set[tuple]:
+    return {r for r in index_resource(resource)[kind] if r[0] == param}
 
 
 PATIENT = {
@@ -121,7 +120,7 @@ def test_element_types_table():
 def test_every_search_expression_compiles(capsys):
     expressions = set()
     for rtype in sorted(resource_types()):
-        for param in search_parameters(rtype).values():
+        for param in official_search_parameters().of(rtype).values():
             if param.expression:
                 expressions.add(param.expression)
             expressions.update(c.expression for c in param.component)
@@ -177,54 +176,54 @@ def test_fhirpath_fallback():
 # --------------------------------------------------------------------------- indexer
 
 
-def test_all_tables_present():
-    assert set(index_resource(PATIENT)) == set(INDEX_COLUMNS)
+def test_every_kind_of_row_present():
+    assert set(index_resource(PATIENT)) == set(ROW_COLUMNS)
     with pytest.raises(ValueError):
         index_resource({"id": "x"})
 
 
 def test_patient_strings():
-    assert rows(PATIENT, "idx_string", "family") == {("family", normalize("Ødegård"), "Ødegård")}
-    name = rows(PATIENT, "idx_string", "name")
+    assert rows(PATIENT, "string", "family") == {("family", normalize("Ødegård"), "Ødegård")}
+    name = rows(PATIENT, "string", "name")
     assert ("name", "åse", "Åse") in name
     assert ("name", "marie", "Marie") in name
     assert ("name", "dr.", "Dr.") in name
     assert ("name", normalize("Dr. Åse Marie Ødegård"), "Dr. Åse Marie Ødegård") in name
-    address = rows(PATIENT, "idx_string", "address")
+    address = rows(PATIENT, "string", "address")
     assert {r[2] for r in address} == {"Storgata 1", "Tromsø", "9008", "NO"}
-    assert rows(PATIENT, "idx_string", "address-city") == {("address-city", "tromsø", "Tromsø")}
+    assert rows(PATIENT, "string", "address-city") == {("address-city", "tromsø", "Tromsø")}
 
 
 def test_patient_tokens():
-    assert rows(PATIENT, "idx_token", "gender") == {("gender", None, "female", None)}
-    assert rows(PATIENT, "idx_token", "active") == {("active", None, "true", None)}
-    assert rows(PATIENT, "idx_token", "identifier") == {
+    assert rows(PATIENT, "token", "gender") == {("gender", None, "female", None)}
+    assert rows(PATIENT, "token", "active") == {("active", None, "true", None)}
+    assert rows(PATIENT, "token", "identifier") == {
         ("identifier", "urn:oid:2.16.578.1.12.4.1.4.1", "13031353453", "fødselsnummer")
     }
-    assert rows(PATIENT, "idx_token", "phone") == {("phone", "home", "+47 22 00 00 00", None)}
-    assert rows(PATIENT, "idx_token", "email") == {("email", None, "ase@example.no", None)}
-    assert rows(PATIENT, "idx_token", "_tag") == {("_tag", "http://example.org/tags", "vip", "vip")}
+    assert rows(PATIENT, "token", "phone") == {("phone", "home", "+47 22 00 00 00", None)}
+    assert rows(PATIENT, "token", "email") == {("email", None, "ase@example.no", None)}
+    assert rows(PATIENT, "token", "_tag") == {("_tag", "http://example.org/tags", "vip", "vip")}
     # FHIRPath: `deceased.exists() and deceased != false` is false without deceased[x]
-    assert rows(PATIENT, "idx_token", "deceased") == {("deceased", None, "false", None)}
+    assert rows(PATIENT, "token", "deceased") == {("deceased", None, "false", None)}
     dead = {**PATIENT, "deceasedDateTime": "2020-01-01"}
-    assert rows(dead, "idx_token", "deceased") == {("deceased", None, "true", None)}
+    assert rows(dead, "token", "deceased") == {("deceased", None, "true", None)}
 
 
 def test_patient_dates_and_meta():
-    assert rows(PATIENT, "idx_date", "birthdate") == {("birthdate", *date_range("1970-03"))}
-    assert rows(PATIENT, "idx_uri", "_source") == {("_source", "http://example.org/source#abc")}
+    assert rows(PATIENT, "date", "birthdate") == {("birthdate", *date_range("1970-03"))}
+    assert rows(PATIENT, "uri", "_source") == {("_source", "http://example.org/source#abc")}
     assert ("_profile", None, None, "http://example.org/StructureDefinition/my-patient") in rows(
-        PATIENT, "idx_reference", "_profile"
+        PATIENT, "reference", "_profile"
     )
     table = index_resource(PATIENT)
     assert not any(r[0] in ("_id", "_lastUpdated") for t in table.values() for r in t)
 
 
 def test_references():
-    assert rows(PATIENT, "idx_reference", "organization") == {
+    assert rows(PATIENT, "reference", "organization") == {
         ("organization", "Organization", "org1", None)
     }
-    assert rows(PATIENT, "idx_reference", "general-practitioner") == {
+    assert rows(PATIENT, "reference", "general-practitioner") == {
         (
             "general-practitioner",
             "Practitioner",
@@ -232,16 +231,16 @@ def test_references():
             "http://other.example/fhir/Practitioner/gp1/_history/3",
         )
     }
-    assert rows(PATIENT, "idx_token", "general-practitioner:identifier") == {
+    assert rows(PATIENT, "token", "general-practitioner:identifier") == {
         ("general-practitioner:identifier", "urn:oid:2.16.578.1.12.4.1.4.4", "9144900", None)
     }
     # relative with version: version dropped; contained: not indexed
-    assert rows(OBSERVATION, "idx_reference", "subject") == {("subject", "Patient", "p1", None)}
-    assert rows(OBSERVATION, "idx_reference", "patient") == {("patient", "Patient", "p1", None)}
-    assert rows(OBSERVATION, "idx_reference", "encounter") == set()
+    assert rows(OBSERVATION, "reference", "subject") == {("subject", "Patient", "p1", None)}
+    assert rows(OBSERVATION, "reference", "patient") == {("patient", "Patient", "p1", None)}
+    assert rows(OBSERVATION, "reference", "encounter") == set()
     # where(resolve() is Patient) keeps a Group subject out of `patient`
-    assert rows(BLOOD_PRESSURE, "idx_reference", "subject") == {("subject", "Group", "g1", None)}
-    assert rows(BLOOD_PRESSURE, "idx_reference", "patient") == set()
+    assert rows(BLOOD_PRESSURE, "reference", "subject") == {("subject", "Group", "g1", None)}
+    assert rows(BLOOD_PRESSURE, "reference", "patient") == set()
 
 
 def test_parse_reference():
@@ -265,19 +264,19 @@ def test_canonical_reference():
         "subject": {"reference": "Patient/p1"},
         "instantiatesCanonical": ["http://example.org/PlanDefinition/pd|2.0"],
     }
-    assert rows(plan, "idx_reference", "instantiates-canonical") == {
+    assert rows(plan, "reference", "instantiates-canonical") == {
         ("instantiates-canonical", None, None, "http://example.org/PlanDefinition/pd")
     }
 
 
 def test_observation_token_date_quantity():
-    assert rows(OBSERVATION, "idx_token", "code") == {
+    assert rows(OBSERVATION, "token", "code") == {
         ("code", "http://loinc.org", "29463-7", "body weight"),
         ("code", None, None, "vekt"),
     }
     low, _ = date_range("2024-03-05T10:00:00Z")
-    assert rows(OBSERVATION, "idx_date", "date") == {("date", low, MAX_MS)}
-    assert rows(OBSERVATION, "idx_quantity", "value-quantity") == {
+    assert rows(OBSERVATION, "date", "date") == {("date", low, MAX_MS)}
+    assert rows(OBSERVATION, "quantity", "value-quantity") == {
         ("value-quantity", "http://unitsofmeasure.org", "kg", "kg", *decimal_range("72.5"))
     }
 
@@ -290,11 +289,11 @@ def test_period_open_start():
         "class": {"code": "AMB"},
         "period": {"end": "2024"},
     }
-    assert rows(enc, "idx_date", "date") == {("date", MIN_MS, date_range("2024")[1])}
+    assert rows(enc, "date", "date") == {("date", MIN_MS, date_range("2024")[1])}
 
 
 def test_composite_code_value_quantity():
-    found = rows(OBSERVATION, "idx_composite", "code-value-quantity")
+    found = rows(OBSERVATION, "composite", "code-value-quantity")
     assert (
         "code-value-quantity",
         0,
@@ -308,16 +307,16 @@ def test_composite_code_value_quantity():
     lo, hi, _ = decimal_range("72.5")
     assert ("code-value-quantity", 0, 1, "http://unitsofmeasure.org", "kg", lo, hi, None) in found
     # no valueString: the group cannot match, so no rows at all
-    assert rows(OBSERVATION, "idx_composite", "code-value-string") == set()
+    assert rows(OBSERVATION, "composite", "code-value-string") == set()
 
 
 def test_composite_components_grouped():
-    found = rows(BLOOD_PRESSURE, "idx_composite", "component-code-value-quantity")
+    found = rows(BLOOD_PRESSURE, "composite", "component-code-value-quantity")
     groups = {}
     for _, grp, comp, _system, code, low, _high, _ in found:
         groups.setdefault(grp, {})[comp] = code if comp == 0 else low
     assert groups == {0: {0: "8480-6", 1: 119.5}, 1: {0: "8462-4", 1: 79.5}}
-    combo = rows(BLOOD_PRESSURE, "idx_composite", "combo-code-value-quantity")
+    combo = rows(BLOOD_PRESSURE, "composite", "combo-code-value-quantity")
     assert {r[1] for r in combo} == {1, 2}  # group 0 (the Observation) has no value
 
 
@@ -332,7 +331,7 @@ def test_number_range_money_uri():
             {"probabilityRange": {"low": {"value": 1}, "high": {"value": 3}}},
         ],
     }
-    assert rows(risk, "idx_number", "probability") == {
+    assert rows(risk, "number", "probability") == {
         ("probability", *decimal_range("0.25")),
         ("probability", 1.0, 3.0, 1.0),
     }
@@ -345,8 +344,8 @@ def test_number_range_money_uri():
             {"code": {"code": "age"}, "valueRange": {"low": {"value": 18, "unit": "a"}}}
         ],
     }
-    assert rows(item, "idx_uri", "url") == {("url", "http://example.org/cid")}
-    q = rows(item, "idx_quantity", "context-quantity")
+    assert rows(item, "uri", "url") == {("url", "http://example.org/cid")}
+    q = rows(item, "quantity", "context-quantity")
     assert len(q) == 1 and next(iter(q))[3:5] == ("a", 18.0)
     invoice = {
         "resourceType": "Invoice",
@@ -354,14 +353,14 @@ def test_number_range_money_uri():
         "status": "issued",
         "totalGross": {"value": 10.5, "currency": "NOK"},
     }
-    assert rows(invoice, "idx_quantity", "totalgross") == {
+    assert rows(invoice, "quantity", "totalgross") == {
         ("totalgross", "urn:iso:std:iso:4217", "NOK", "NOK", *decimal_range("10.5"))
     }
 
 
 def test_rows_deduplicated():
     obs = {**OBSERVATION, "category": [OBSERVATION["code"], OBSERVATION["code"]]}
-    found = index_resource(obs)["idx_token"]
+    found = index_resource(obs)["token"]
     assert len(found) == len(set(found))
 
 
@@ -380,15 +379,15 @@ def test_every_r4_example_indexes():
             result = index_resource(resource)
         except Exception as exc:  # pragma: no cover - the message names the file
             raise AssertionError(f"{path.name}: {exc!r}") from exc
-        for table, found in result.items():
-            width = len(INDEX_COLUMNS[table])
-            assert all(len(r) == width for r in found), (path.name, table)
+        for kind, found in result.items():
+            width = len(ROW_COLUMNS[kind])
+            assert all(len(r) == width for r in found), (path.name, kind)
         count += 1
     assert count > 2000
 
 
 def test_an_added_search_parameter_is_indexed_and_parsed():
-    from enjournal.fhir.definitions import add_search_parameter, search_parameters
+    from enjournal.fhir.definitions import SearchParameters
     from enjournal.fhir.search.parse import parse_search
 
     basic = {
@@ -396,7 +395,8 @@ def test_an_added_search_parameter_is_indexed_and_parsed():
         "code": {"text": "x"},
         "extension": [{"url": "https://example.org/due", "valueDate": "2030-05-01"}],
     }
-    assert not [r for r in index_resource(basic)["idx_date"] if r[0] == "test-due"]
+    parameters = SearchParameters()
+    assert not [r for r in index_resource(basic, parameters)["date"] if r[0] == "test-due"]
     parameter = {
         "resourceType": "SearchParameter",
         "url": "https://example.org/SearchParameter/test-due",
@@ -405,12 +405,39 @@ def test_an_added_search_parameter_is_indexed_and_parsed():
         "type": "date",
         "expression": "Basic.extension.where(url='https://example.org/due').value",
     }
-    add_search_parameter(parameter)
-    add_search_parameter(parameter)  # idempotent
-    assert search_parameters("Basic")["test-due"].url == parameter["url"]
-    (row,) = [r for r in index_resource(basic)["idx_date"] if r[0] == "test-due"]
+    parameters.add(parameter)
+    parameters.add(parameter)  # idempotent
+    assert parameters.of("Basic")["test-due"].url == parameter["url"]
+    (row,) = [r for r in index_resource(basic, parameters)["date"] if r[0] == "test-due"]
     assert row[1] < row[2]  # the whole day
-    query = parse_search("Basic", [("test-due", "lt2031-01-01")])
+    query = parse_search("Basic", [("test-due", "lt2031-01-01")], parameters=parameters)
     assert query.criteria and not query.ignored
     with pytest.raises(ValueError):
-        add_search_parameter({"resourceType": "Patient"})
+        parameters.add({"resourceType": "Patient"})
+
+
+def test_added_parameters_belong_to_their_set_alone():
+    """Parameters added to one platform's set are not known to another, nor to the official
+    set shared outside platforms (no process-wide registry)."""
+    from enjournal.fhir.definitions import SearchParameters
+    from enjournal.fhir.search.parse import parse_search
+
+    parameter = {
+        "resourceType": "SearchParameter",
+        "url": "https://example.org/SearchParameter/test-only-here",
+        "code": "test-only-here",
+        "base": ["Basic"],
+        "type": "token",
+        "expression": "Basic.code",
+    }
+    mine, other = SearchParameters([parameter]), SearchParameters()
+    basic = {"resourceType": "Basic", "code": {"coding": [{"code": "c"}]}}
+    assert [r for r in index_resource(basic, mine)["token"] if r[0] == "test-only-here"]
+    for parameters in (other, None):
+        assert not [
+            r for r in index_resource(basic, parameters)["token"] if r[0] == "test-only-here"
+        ]
+        query = parse_search("Basic", [("test-only-here", "c")], parameters=parameters)
+        assert query.ignored and not query.criteria
+    with pytest.raises(TypeError):
+        official_search_parameters().add(parameter)

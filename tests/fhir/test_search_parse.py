@@ -33,9 +33,7 @@ def one(rtype: str, name: str, value: str):
 
 def test_string_and_modifiers():
     c = one("Patient", "family", "Nordmann")
-    assert c == Criterion(
-        "family", "string", "idx_string", "family", None, (StringValue("Nordmann"),)
-    )
+    assert c == Criterion("family", "string", "family", None, (StringValue("Nordmann"),))
     assert one("Patient", "name:exact", "Kari").modifier == "exact"
     assert one("Patient", "name:contains", "ar").modifier == "contains"
 
@@ -104,8 +102,8 @@ def test_reference_forms():
     )
     assert one("Observation", "subject:Patient", "7").values == (ReferenceValue("Patient", "7"),)
     c = one("Observation", "subject:identifier", "sys|123")
-    assert (c.table, c.index_param, c.values) == (
-        "idx_token",
+    assert (c.type, c.index_param, c.values) == (
+        "token",
         "subject:identifier",
         (TokenValue("sys", "123"),),
     )
@@ -181,7 +179,7 @@ def test_chaining():
     assert c == Chain(
         "subject",
         "Patient",
-        Criterion("name", "string", "idx_string", "name", None, (StringValue("peter"),)),
+        Criterion("name", "string", "name", None, (StringValue("peter"),)),
     )
     # patient -> Patient|Group; only Patient has 'name': unambiguous.
     assert one("Observation", "patient.name", "x").target_type == "Patient"
@@ -203,7 +201,7 @@ def test_reverse_chaining():
     assert c == Has(
         "Observation",
         "patient",
-        Criterion("code", "token", "idx_token", "code", None, (TokenValue(None, "1234"),)),
+        Criterion("code", "token", "code", None, (TokenValue(None, "1234"),)),
     )
     c = one("Patient", "_has:Observation:patient:_has:AuditEvent:entity:agent", "Practitioner/1")
     assert isinstance(c.criterion, Has) and c.criterion.source_type == "AuditEvent"
@@ -217,12 +215,17 @@ def test_reverse_chaining():
 
 def test_common_parameters():
     assert one("Patient", "_id", "a,b").values == (StringValue("a"), StringValue("b"))
-    assert one("Patient", "_id", "a").table == "resources"
-    assert one("Patient", "_lastUpdated", "gt2024").table == "resources"
-    assert one("Patient", "_tag", "http://t|a").table == "idx_token"
-    assert one("Patient", "_security", "http://s|R").table == "idx_token"
-    assert one("Patient", "_profile", "http://p").table == "idx_uri"
-    assert one("Patient", "_source", "http://src").table == "idx_uri"
+    assert one("Patient", "_id", "a").on_resource
+    assert one("Patient", "_lastUpdated", "gt2024").on_resource
+    assert one("Patient", "_lastUpdated:missing", "false").on_resource
+    for name, value, type_ in (
+        ("_tag", "http://t|a", "token"),
+        ("_security", "http://s|R", "token"),
+        ("_profile", "http://p", "uri"),
+        ("_source", "http://src", "uri"),
+    ):
+        c = one("Patient", name, value)
+        assert (c.type, c.on_resource) == (type_, False)
 
 
 def test_result_parameters():

@@ -13,7 +13,12 @@ import time
 from decimal import Decimal, InvalidOperation
 
 from enjournal.fhir.datetime import date_range, decimal_range
-from enjournal.fhir.definitions import SearchParam, resource_types, search_parameters
+from enjournal.fhir.definitions import (
+    SearchParam,
+    SearchParameters,
+    official_search_parameters,
+    resource_types,
+)
 from enjournal.fhir.errors import Invalid, NotSupported
 from enjournal.fhir.jsonio import forbidden_character
 from enjournal.fhir.search.query import (
@@ -39,17 +44,6 @@ from enjournal.fhir.search.query import (
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
-TABLES = {
-    "string": "idx_string",
-    "token": "idx_token",
-    "reference": "idx_reference",
-    "date": "idx_date",
-    "number": "idx_number",
-    "quantity": "idx_quantity",
-    "uri": "idx_uri",
-    "composite": "idx_composite",
-}
-
 MODIFIERS = {
     "string": {"exact", "contains", "missing"},
     "token": {"not", "text", "missing"},
@@ -60,6 +54,7 @@ MODIFIERS = {
     "uri": {"missing", "above", "below"},
     "composite": {"missing"},
 }
+SORTABLE = {"string", "token", "reference", "date", "number", "quantity", "uri"}
 UNSUPPORTED_MODIFIERS = {"in", "not-in", "above", "below", "of-type", "type", "code-text"}
 
 # Result parameters and parameters this server knows but does not implement.
@@ -130,14 +125,18 @@ def parse_search(
     *,
     strict: bool = False,
     compartment: tuple[str, str] | None = None,
+    parameters: SearchParameters | None = None,
 ) -> SearchQuery:
     """Parse the (name, value) pairs of a search on ``resource_type`` (None: all types).
 
     ``compartment`` (e.g. ``("Patient", "123")``) restricts the search to that compartment.
+    ``parameters`` are the search parameters known: the store's (``tx.search_parameters``,
+    the official ones plus the platform's services'); None: the official R4 ones alone.
     """
     if resource_type is not None and resource_type not in resource_types():
         raise NotSupported(f"unknown resource type {resource_type!r}")
-    query = _Parser(resource_type, strict).run(params)
+    parameters = parameters or official_search_parameters()
+    query = _Parser(resource_type, strict, parameters).run(params)
     if compartment is not None:
         if compartment[0] != "Patient":
             raise NotSupported(f"the {compartment[0]} compartment is not supported")
@@ -163,9 +162,10 @@ def _check_size(params: list[tuple[str, str]]) -> None:
 
 
 class _Parser:
-    def __init__(self, resource_type: str | None, strict: bool):
+    def __init__(self, resource_type: str | None, strict: bool, parameters: SearchParameters):
         self.rtype = resource_type
         self.strict = strict
+        self.parameters = parameters
         self.query = SearchQuery(resource_type)
 
     # -- driver ---------------------------------------------------------------------------
@@ -254,10 +254,10 @@ class _Parser:
 
     def _lookup(self, rtype: str | None, code: str) -> SearchParam:
         if rtype is not None:
-            sp = search_parameters(rtype).get(code)
+            sp = self.parameters.of(rtype).get(code)
         else:
             types = self.query.types or ("Resource",)
-            found = [search_parameters(t).get(code) for t in types]
+            found = [self.parameters.of(t).get(code) for t in types]
             sp = found[0] if all(f and f.type == found[0].type for f in found) else None
         if sp is None:
             raise _Skip(f"unknown search parameter for {rtype or 'a system-wide search'}")
@@ -309,7 +309,7 @@ class _Parser:
             target = modifier
         else:
             inner_code = rest.split(".", 1)[0].split(":", 1)[0]
-            candidates = [t for t in sp.target if inner_code in search_parameters(t)]
+            candidates = [t for t in sp.target if inner_code in self.parameters.of(t)]
             if inner_code.startswith("_has"):
                 candidates = list(sp.target)
             if len(candidates) != 1:
@@ -324,39 +324,36 @@ class _Parser:
 
     def _criterion(self, rtype: str | None, sp: SearchParam, modifier: str | None, value: str):
         ptype, code = sp.type, sp.code
-        table = TABLES.get(ptype)
-        if code in ("_id", "_lastUpdated"):
-            table = "resources"
-        index_param = code
+        # _id and _lastUpdated are the resource's own id and time, not index rows
+        own = code in ("_id", "_lastUpdated")
         if modifier is not None:
             if modifier == "missing":
                 if value not in ("true", "false"):
                     raise Invalid(f"{code}:missing must be true or false, not {value!r}")
-                if table == "resources":
-                    return Criterion(code, ptype, table, code, None, (), value == "true")
-                return Criterion(code, ptype, table, code, "missing", (), value == "true")
+                if own:
+                    return Criterion(code, ptype, code, None, (), value == "true", own)
+                return Criterion(code, ptype, code, "missing", (), value == "true")
             if ptype == "reference" and modifier in resource_types():
                 if sp.target and modifier not in sp.target:
                     raise Invalid(f"{code}: cannot refer to {modifier}")
                 values = tuple(
                     self._reference(code, v, sp, forced=modifier) for v in self._ors(value)
                 )
-                return Criterion(code, ptype, table, code, None, values)
-            if modifier not in MODIFIERS.get(ptype, ()) or (
-                table == "resources" and modifier != "not"
-            ):
+                return Criterion(code, ptype, code, None, values)
+            if modifier not in MODIFIERS.get(ptype, ()) or (own and modifier != "not"):
                 if modifier in UNSUPPORTED_MODIFIERS:
                     raise NotSupported(f"{code}: the :{modifier} modifier is not supported")
                 raise Invalid(f"{code}: unknown modifier :{modifier} for a {ptype} parameter")
         if code == "_id":
             values = tuple(StringValue(unescape(v)) for v in self._ors(value))
-            return Criterion(code, "token", table, code, modifier, values)
+            return Criterion(code, "token", code, modifier, values, on_resource=True)
         if ptype == "reference" and modifier == "identifier":
+            # a Reference.identifier is indexed as token rows named <param>:identifier
             values = tuple(self._token(code, v) for v in self._ors(value))
-            return Criterion(code, "token", "idx_token", f"{code}:identifier", None, values)
+            return Criterion(code, "token", f"{code}:identifier", None, values)
         if ptype == "token" and modifier == "text":
             values = tuple(StringValue(unescape(v)) for v in self._ors(value))
-            return Criterion(code, ptype, table, code, modifier, values)
+            return Criterion(code, ptype, code, modifier, values)
         parse = {
             "string": lambda v: StringValue(unescape(v)),
             "token": lambda v: self._token(code, v),
@@ -370,7 +367,7 @@ class _Parser:
         if parse is None:
             raise _Skip(f"{ptype} parameters are not supported")
         values = tuple(parse(v) for v in self._ors(value))
-        return Criterion(code, ptype, table, index_param, modifier, values)
+        return Criterion(code, ptype, code, modifier, values, on_resource=own)
 
     @staticmethod
     def _ors(value: str) -> list[str]:
@@ -504,7 +501,7 @@ class _Parser:
                 keys.append(SortKey(code, code, desc))
                 continue
             sp = self._lookup(self.rtype, code)
-            if sp.type not in TABLES or sp.type == "composite":
+            if sp.type not in SORTABLE:
                 raise _Skip(f"cannot sort on {sp.type} parameter {code}")
             keys.append(SortKey(code, sp.type, desc))
         if len(keys) > MAX_SORT_KEYS:
@@ -530,7 +527,7 @@ class _Parser:
         if param == "*":
             self.query.includes.append(Include(source, None, target, reverse, iterate))
             return
-        sp = search_parameters(source).get(param)
+        sp = self.parameters.of(source).get(param)
         if sp is None or sp.type != "reference":
             raise Invalid(f"{name}: {source}.{param} is not a reference search parameter")
         if target and sp.target and target not in sp.target:
@@ -543,7 +540,7 @@ class _Parser:
             and source not in self.query.types
         ):
             raise _Skip(f"{source} is not the type searched; use _include:iterate")
-        self.query.includes.append(Include(source, param, target, reverse, iterate))
+        self.query.includes.append(Include(source, param, target, reverse, iterate, sp.target))
 
 
 __all__ = ["DEFAULT_COUNT", "parse_search", "split_unescaped", "unescape"]

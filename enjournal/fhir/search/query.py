@@ -1,7 +1,8 @@
 """A parsed FHIR search (http://hl7.org/fhir/R4/search.html) as plain, immutable data.
 
 ``enjournal.fhir.search.parse`` builds these from the request's parameters;
-``enjournal.storage.search_sql`` turns them into one SQL statement.
+``enjournal.storage.search_sql`` turns them into one SQL statement.  They name search
+parameters and their types, never where the store keeps them: the storage picks its tables.
 
 A search is an AND of *criteria*; each criterion is one of
 
@@ -97,20 +98,21 @@ Value = Union[  # noqa: UP007
 class Criterion:
     """One parameter of the resource, e.g. ``birthdate=ge2000`` or ``code:not=a,b``.
 
-    ``name`` is the parameter code; ``index_param`` the ``param`` value in the index table
-    (differs for ``:identifier``, indexed as token rows named ``<param>:identifier``).
-    ``type`` is the parameter type; ``table`` its index table, or ``"resources"`` for
-    ``_id`` / ``_lastUpdated``, which read the resources table itself.
+    ``name`` is the parameter code; ``type`` the type of the index rows to match (the
+    parameter type: string, token, reference, date, number, quantity, uri, composite) and
+    ``index_param`` their ``param`` (the code; ``:identifier`` matches the token rows named
+    ``<param>:identifier``, so its type is token).  ``on_resource`` is set for ``_id`` and
+    ``_lastUpdated``, which are the resource's own id and time rather than index rows.
     ``missing`` is set for ``:missing`` (then ``values`` is empty).
     """
 
     name: str
     type: str
-    table: str
     index_param: str
     modifier: str | None = None
     values: tuple[Value, ...] = ()
     missing: bool | None = None
+    on_resource: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ class Include:
     target_type: str | None = None
     reverse: bool = False  # _revinclude
     iterate: bool = False
+    # the types ``param`` may refer to (empty: any), from its definition; a _revinclude
+    # reaches only those
+    targets: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,9 @@ security applies, and is told so.
 
 from __future__ import annotations
 
-from functools import cache
-
 import orjson
 
-from enjournal.fhir.definitions import (
-    on_search_parameters_change,
-    resource_types,
-    search_parameters,
-)
+from enjournal.fhir.definitions import SearchParameters, resource_types
 from enjournal.rest import operations
 from enjournal.rest.message import FhirRequest, FhirResponse
 
@@ -44,15 +38,24 @@ OPEN_SECURITY = {
 SEARCH_TYPES = {"number", "date", "string", "token", "reference", "composite", "quantity", "uri"}
 
 
-@cache
-def _statement_bytes(base_url: str, security: bytes, served: tuple) -> bytes:
+def _statement_bytes(
+    base_url: str, security: bytes, served: tuple, parameters: SearchParameters
+) -> bytes:
+    """The statement, built once per platform's search parameters and request shape."""
+    key = ("capabilities", base_url, security, served)
+    return parameters.memo(key, lambda: _statement(base_url, security, served, parameters))
+
+
+def _statement(
+    base_url: str, security: bytes, served: tuple, parameters: SearchParameters
+) -> bytes:
     from enjournal import __version__
 
     resources = []
     for type_ in sorted(resource_types()):
         params = [
             {"name": code, "definition": p.url, "type": p.type}
-            for code, p in sorted(search_parameters(type_).items())
+            for code, p in sorted(parameters.of(type_).items())
             if p.type in SEARCH_TYPES and (p.expression or code == "_id")
         ]
         entry = {
@@ -130,12 +133,11 @@ def _statement_bytes(base_url: str, security: bytes, served: tuple) -> bytes:
     return orjson.dumps(statement)
 
 
-on_search_parameters_change(_statement_bytes.cache_clear)
-
-
 async def capabilities(request: FhirRequest, tx) -> FhirResponse:
     security = orjson.dumps(request.security or OPEN_SECURITY, option=orjson.OPT_SORT_KEYS)
     # The platform's operations, as a hashable key of the cached statement.
     table = operations.of(request).all()
     ops = tuple(sorted({(op.resource_type or "", op.name, op.definition or "") for op in table}))
-    return FhirResponse(200, _statement_bytes(request.base_url, security, ops))
+    # The search parameters the store indexes: the official ones and the platform's services'.
+    body = _statement_bytes(request.base_url, security, ops, tx.search_parameters)
+    return FhirResponse(200, body)

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import date_range
-from enjournal.fhir.definitions import add_search_parameter
 from enjournal.fhir.errors import Gone, NotFound
 from enjournal.services.eresept import rules
 from enjournal.services.eresept.reports import REPORT_KIND
@@ -66,9 +65,10 @@ SEARCH_PARAMETERS = (
 ENDED_CANDIDATE_DAYS = 27
 
 
-def define_search_parameters() -> None:
+def define_search_parameters(parameters) -> None:
+    """Add the job's search parameters to a platform's (``SearchParameters``)."""
     for resource in SEARCH_PARAMETERS:
-        add_search_parameter(resource)
+        parameters.add(resource)
 
 
 async def delete_prescriptions(store, now: datetime) -> int:
