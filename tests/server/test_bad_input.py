@@ -265,7 +265,8 @@ async def test_a_request_whose_client_disconnects_is_cancelled_and_rolled_back(s
 
     started = asyncio.Event()
 
-    async def slow_write(request, tx):
+    async def slow_write(request, repo):
+        tx = repo.trusted
         await tx.create({"resourceType": "Patient"}, id_="half-written")
         await tx.flush()
         started.set()
