@@ -2,7 +2,9 @@
 ``audit_head`` (last seq and hash).
 
 Only the SQL lives here; the hash chain, the events' columns and the citizen's view of them
-are ``enjournal.security.audit``.  Every function runs on the caller's transaction.
+are ``enjournal.security.audit``.  Every function runs on the caller's transaction; on the
+memory store (``storage.memory``, which runs no SQL) it asks the transaction's ``AuditLog``,
+which answers with the same rows.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ async def lock_head(tx: Any) -> tuple[int, bytes] | None:
 
     On PostgreSQL other writers wait here until this transaction ends; on SQLite the single
     writer lock already serialises write transactions."""
+    if memory := _memory(tx):
+        return memory.head  # write transactions already run one at a time
     conn = tx.conn
     lock = " FOR UPDATE" if conn.dialect == "postgres" else ""
     head = await conn.fetchrow(f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
@@ -36,10 +40,14 @@ async def lock_head(tx: Any) -> tuple[int, bytes] | None:
 
 async def insert_events(tx: Any, rows: list[tuple]) -> None:
     """Insert chained rows: (seq, *columns, event, prev_hash, hash)."""
+    if memory := _memory(tx, write=True):
+        return memory.insert_events(rows)
     await tx.conn.executemany(_INSERT, rows)
 
 
 async def move_head(tx: Any, seq: int, digest: bytes) -> None:
+    if memory := _memory(tx, write=True):
+        return memory.move_head(seq, digest)
     await tx.conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, digest)
 
 
@@ -52,6 +60,8 @@ async def relax_commit(tx: Any) -> None:
 
 async def read_head(tx: Any) -> tuple[int, bytes] | None:
     """The head (last seq, its hash), unlocked; None if the row is missing."""
+    if memory := _memory(tx):
+        return memory.head
     head = await tx.conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id = 1")
     return None if head is None else (int(head[0]), bytes(head[1]))
 
@@ -59,11 +69,15 @@ async def read_head(tx: Any) -> tuple[int, bytes] | None:
 async def rows_after(tx: Any, seq: int, limit: int) -> list:
     """Up to ``limit`` rows after ``seq`` in seq order: (seq, recorded, patient_id, actor,
     action, outcome, purpose, emergency, event, prev_hash, hash)."""
+    if memory := _memory(tx):
+        return memory.rows_after(seq, limit)
     return await tx.conn.fetch(_SELECT_PAGE, seq, limit)
 
 
 async def seq_linked_to(tx: Any, prev_hash: bytes, other_than: int) -> int | None:
     """The first seq (other than ``other_than``) whose prev_hash is ``prev_hash``."""
+    if memory := _memory(tx):
+        return memory.seq_linked_to(prev_hash, other_than)
     row = await tx.conn.fetchrow(
         "SELECT seq FROM audit_log WHERE prev_hash = ? AND seq <> ? ORDER BY seq LIMIT 1",
         prev_hash,
@@ -75,9 +89,16 @@ async def seq_linked_to(tx: Any, prev_hash: bytes, other_than: int) -> int | Non
 async def patient_rows(tx: Any, patient_id: str, count: int, before_seq: int | None) -> list:
     """Up to ``count`` rows about the patient, newest first, before ``before_seq`` if given:
     (seq, recorded, action, outcome, purpose, emergency, event, actor)."""
+    if memory := _memory(tx):
+        return memory.patient_rows(patient_id, count, before_seq)
     sql = _PATIENT_PAGE
     args: list[Any] = [patient_id]
     if before_seq is not None:
         sql += " AND seq < ?"
         args.append(before_seq)
     return await tx.conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count)
+
+
+def _memory(tx: Any, write: bool = False) -> Any:
+    """The memory store's ``AuditLog`` for ``tx``, or None on a SQL backend."""
+    return tx.audit_log(write) if tx.conn.dialect == "memory" else None

@@ -15,11 +15,15 @@ Write transactions run one at a time (an ``asyncio.Lock``), like SQLite's single
 writing in a read transaction is a RuntimeError.  Nothing is persisted: data lives as long
 as the store object.  Indexes kept for lookups and search: rids per type, per token
 (type, param, code) and per reference target id; everything else scans a type's resources.
+
+The audit log (``storage.audit_log`` asks ``MemoryTransaction.audit_log``) is part of the state:
+its rows and head fork and commit with the resources, so a failed write leaves no events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
@@ -103,6 +107,78 @@ class _Sets:
         return self.sets[key]
 
 
+class AuditLog:
+    """The audit log's rows in seq order and its head (``audit_log`` and ``audit_head``).
+
+    Rows are tuples in the SQL table's column order: (seq, recorded, patient_id, actor,
+    action, outcome, purpose, emergency, event, prev_hash, hash).  They are append-only, so
+    every state shares one list (and one position list per patient) and knows how many rows
+    are its own (``length``); a fork appends after its length, first cutting off what a
+    failed transaction left there, which no committed state counts.  The functions of
+    ``storage.audit_log`` call these methods on a memory transaction."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.of_patient: dict[str, list[int]] = {}  # patient id -> positions in rows
+        self.length = 0
+        self.head: tuple[int, bytes] = (0, bytes(32))
+
+    def fork(self) -> AuditLog:
+        copy = AuditLog.__new__(AuditLog)
+        copy.rows, copy.of_patient = self.rows, self.of_patient
+        copy.length, copy.head = self.length, self.head
+        return copy
+
+    def insert_events(self, rows: list[tuple]) -> None:
+        """Append chained rows; a seq not after the last one fails (the SQL primary key)."""
+        self._cut_uncommitted()
+        last = self.rows[-1][0] if self.rows else 0
+        for row in rows:
+            if row[0] <= last:
+                raise ValueError(f"audit_log: seq {row[0]} is already taken")
+            last = row[0]
+            if row[2] is not None:
+                self.of_patient.setdefault(row[2], []).append(len(self.rows))
+            self.rows.append(tuple(row))
+        self.length = len(self.rows)
+
+    def move_head(self, seq: int, digest: bytes) -> None:
+        if seq < self.head[0]:
+            raise ValueError("audit_head only moves forward")
+        self.head = (seq, bytes(digest))
+
+    def rows_after(self, seq: int, limit: int) -> list[tuple]:
+        start = bisect.bisect_right(self.rows, seq, hi=self.length, key=_seq)
+        return self.rows[start : min(start + limit, self.length)]
+
+    def seq_linked_to(self, prev_hash: bytes, other_than: int) -> int | None:
+        rows = (self.rows[n] for n in range(self.length))
+        return next((r[0] for r in rows if r[9] == prev_hash and r[0] != other_than), None)
+
+    def patient_rows(self, patient_id: str, count: int, before_seq: int | None) -> list[tuple]:
+        """Newest first: (seq, recorded, action, outcome, purpose, emergency, event, actor)."""
+        page = []
+        for n in reversed(self.of_patient.get(patient_id, ())):
+            row = self.rows[n]
+            if n >= self.length or (before_seq is not None and row[0] >= before_seq):
+                continue
+            if len(page) == count:
+                break
+            page.append((row[0], row[1], *row[4:9], row[3]))
+        return page
+
+    def _cut_uncommitted(self) -> None:
+        """Drop rows past this state's length: a failed transaction's, never committed."""
+        while len(self.rows) > self.length:
+            patient_id = self.rows.pop()[2]
+            if patient_id is not None:
+                self.of_patient[patient_id].pop()
+
+
+def _seq(row: tuple) -> int:
+    return row[0]
+
+
 class _State:
     """Everything the store holds; a write transaction changes a fork of it."""
 
@@ -115,6 +191,7 @@ class _State:
         self.by_type = _Sets()  # type -> rids of current resources
         self.by_code = _Sets()  # (type, param, code) -> rids with such a token row
         self.by_target = _Sets()  # reference target id -> rids pointing at it
+        self.audit = AuditLog()
         self.next_rid = 1
         self.next_seq = 1
 
@@ -124,6 +201,7 @@ class _State:
             setattr(copy, name, dict(getattr(self, name)))
         for name in ("by_type", "by_code", "by_target"):
             setattr(copy, name, getattr(self, name).fork())
+        copy.audit = self.audit.fork()
         copy.next_rid, copy.next_seq = self.next_rid, self.next_seq
         return copy
 
@@ -285,6 +363,13 @@ class MemoryTransaction(_ServiceLookups, Transaction):
         super().__init__(_NoSql(), store.indexer, write, store.checks, store.search_parameters)
         self.store = store
         self.state = state
+
+    def audit_log(self, write: bool = False) -> AuditLog:
+        """The audit log as this transaction sees it (``storage.audit_log`` asks it here);
+        ``write``: to append, only in a write transaction."""
+        if write:
+            self._writable()
+        return self.state.audit
 
     async def flush(self) -> None:
         """Nothing is buffered: the state is changed as each write runs."""

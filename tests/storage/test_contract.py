@@ -572,3 +572,163 @@ async def test_memory_store_refuses_what_it_cannot_do():
             await tx.create(patient())
         with pytest.raises(NotSupported):
             await tx.conn.fetch("SELECT 1")
+
+
+# ---- the audit log (storage.audit_log) --------------------------------------------------------
+
+
+def _audit_event(n: int, patient_id: str | None = "p1", **kw) -> dict:
+    from enjournal.security.audit import audit_event
+    from enjournal.security.principal import Principal
+
+    who = Principal(kind="personnel", subject="s", client_id="c", hpr="9144889", profession="LE")
+    return audit_event(
+        who, action="R", subtype="read", patient_id=patient_id, recorded_ms=1_000 * n, **kw
+    )
+
+
+async def _append(store, *events: dict) -> None:
+    from enjournal.security.audit import append
+
+    async with store.transaction() as tx:
+        await append(tx, list(events))
+
+
+async def _audit_rows(store) -> list:
+    from enjournal.storage import audit_log
+
+    async with store.transaction(write=False) as tx:
+        return await audit_log.rows_after(tx, -(2**62), 1000)
+
+
+async def test_audit_append_chains_and_moves_the_head(store):
+    from enjournal.security.audit import ZERO_HASH, chain_hash, verify
+    from enjournal.storage import audit_log
+
+    async with store.transaction(write=False) as tx:
+        assert await audit_log.read_head(tx) == (0, ZERO_HASH)
+    await _append(store, _audit_event(1), _audit_event(2, emergency_reason="akutt"))
+    await _append(store, _audit_event(3, patient_id=None))
+    rows = await _audit_rows(store)
+    assert [int(r[0]) for r in rows] == [1, 2, 3]
+    prev = ZERO_HASH
+    for row in rows:
+        assert bytes(row[9]) == prev and bytes(row[10]) == chain_hash(prev, row[0], row[8])
+        prev = bytes(row[10])
+    assert [(r[1], r[2], r[3], r[4], r[5], bool(r[7])) for r in rows] == [
+        (1000, "p1", "hpr:9144889", "R", "0", False),
+        (2000, "p1", "hpr:9144889", "R", "0", True),
+        (3000, None, "hpr:9144889", "R", "0", False),
+    ]
+    async with store.transaction() as tx:
+        assert await audit_log.lock_head(tx) == (3, prev)
+    async with store.transaction(write=False) as tx:
+        assert await audit_log.read_head(tx) == (3, prev)
+        result = await verify(tx, page_size=2)
+    assert result.ok and result.checked == 3 and result.head_seq == 3
+
+
+async def test_audit_rows_after_pages_in_seq_order(store):
+    from enjournal.storage import audit_log
+
+    await _append(store, *(_audit_event(n) for n in range(1, 8)))
+    async with store.transaction(write=False) as tx:
+        pages = [await audit_log.rows_after(tx, after, 3) for after in (-(2**62), 3, 6, 7)]
+        linked = await audit_log.seq_linked_to(tx, bytes(pages[0][0][10]), 99)
+        not_other = await audit_log.seq_linked_to(tx, bytes(pages[0][0][10]), 2)
+    assert [[int(r[0]) for r in page] for page in pages] == [[1, 2, 3], [4, 5, 6], [7], []]
+    assert (linked, not_other) == (2, None)
+
+
+async def test_audit_patient_rows_newest_first(store):
+    from enjournal.storage import audit_log
+
+    await _append(store, *(_audit_event(n, f"p{n % 2}") for n in range(1, 9)))
+    async with store.transaction(write=False) as tx:
+        first = await audit_log.patient_rows(tx, "p1", 2, None)
+        second = await audit_log.patient_rows(tx, "p1", 2, int(first[-1][0]))
+        last = await audit_log.patient_rows(tx, "p1", 5, 3)
+        nobody = await audit_log.patient_rows(tx, "nobody", 5, None)
+    assert [int(r[0]) for r in first] == [7, 5]
+    assert [int(r[0]) for r in second] == [3, 1]
+    assert [int(r[0]) for r in last] == [1] and nobody == []
+    _seq, recorded, action, outcome, purpose, emergency, event, actor = first[0]
+    assert (recorded, action, outcome, purpose, bool(emergency)) == (7000, "R", "0", "TREAT", False)
+    assert orjson.loads(bytes(event))["recorded"] and actor == "hpr:9144889"
+
+
+async def test_audit_failed_transaction_leaves_no_events(store):
+    from enjournal.security.audit import append, verify
+    from enjournal.storage import audit_log
+
+    await _append(store, _audit_event(1))
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await append(tx, [_audit_event(2), _audit_event(3, "p2")])
+            raise RuntimeError("the write fails after its audit events")
+    await _append(store, _audit_event(4, "p2"))  # the chain continues from the committed head
+    rows = await _audit_rows(store)
+    assert [(int(r[0]), r[1]) for r in rows] == [(1, 1000), (2, 4000)]
+    async with store.transaction(write=False) as tx:
+        assert [int(r[0]) for r in await audit_log.patient_rows(tx, "p2", 5, None)] == [2]
+        result = await verify(tx)
+    assert result.ok and result.head_seq == 2
+
+
+async def test_memory_audit_log_refuses_writes_in_a_read_transaction():
+    from enjournal.security.audit import append
+
+    store = await open_store("memory://")
+    async with store.transaction(write=False) as tx:
+        with pytest.raises(RuntimeError):
+            await append(tx, [_audit_event(1)])
+    assert await _audit_rows(store) == []
+
+
+async def test_memory_audit_log_verify_finds_a_changed_event():
+    from enjournal.security.audit import verify
+
+    store = await open_store("memory://")
+    await _append(store, *(_audit_event(n) for n in range(1, 4)))
+    log = store._state.audit
+    row = log.rows[1]
+    log.rows[1] = (*row[:8], row[8].replace(b'"R"', b'"U"'), *row[9:])
+    async with store.transaction(write=False) as tx:
+        result = await verify(tx)
+    assert (result.problem.kind, result.problem.seq) == ("changed", 2)
+
+
+# ---- terminology: the memory store holds no code systems -------------------------------------
+
+
+async def test_an_empty_store_holds_no_code_systems(store):
+    from enjournal.storage.terminology.code_systems import (
+        code_system_keys,
+        code_systems,
+        find_code_system,
+        held_urls,
+        require_code_system,
+    )
+
+    async with store.transaction(write=False) as tx:
+        assert await code_systems(tx) == [] and await code_system_keys(tx) == []
+        assert await held_urls(tx) == set()
+        assert await find_code_system(tx, "http://loinc.org") is None
+        with pytest.raises(NotFound, match="not known"):
+            await require_code_system(tx, "http://loinc.org", "2.77")
+
+
+async def test_memory_write_check_checks_units_and_refuses_a_code_system_load():
+    from enjournal.terminology.checks import CodeCheck
+    from enjournal.terminology.command import load_shipped
+
+    store = await open_store("memory://")
+    store.checks.append(CodeCheck())
+    coding = {"system": "http://loinc.org", "code": "no-such-code"}
+    quantity = {"value": 1, "system": "http://unitsofmeasure.org", "code": "kg"}
+    observation = {"resourceType": "Observation", "status": "final", "code": {"coding": [coding]}}
+    await store.create({**observation, "valueQuantity": quantity})  # codes it cannot know pass
+    with pytest.raises(Unprocessable, match="UCUM"):
+        await store.create({**observation, "valueQuantity": {**quantity, "code": "kg!!"}})
+    with pytest.raises(NotSupported):
+        await load_shipped(store)

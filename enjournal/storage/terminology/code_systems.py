@@ -1,4 +1,9 @@
-"""The loaded code systems: one ``tx_code_systems`` row per url + version."""
+"""The loaded code systems: one ``tx_code_systems`` row per url + version.
+
+The memory store (``storage.memory``) has no terminology tables and holds no code systems
+(loading one there is NotSupported): on it these questions answer "none", so the write
+check still checks UCUM units and lets codes of systems it does not hold pass, and the
+terminology operations answer that the code system is not known."""
 
 from __future__ import annotations
 
@@ -52,6 +57,8 @@ async def find_code_system(tx, url: str, version: str | None = None) -> CodeSyst
     """The loaded code system with this url (``url|version`` allowed) and version; the most
     recently loaded version when ``version`` is None."""
     url, version = split_canonical(url, version)
+    if _holds_none(tx):
+        return None
     if version is not None:
         row = await tx.conn.fetchrow(
             f"SELECT {_CS_COLUMNS} FROM tx_code_systems WHERE url = ? AND version = ?",
@@ -68,6 +75,8 @@ async def find_code_system(tx, url: str, version: str | None = None) -> CodeSyst
 
 
 async def code_systems(tx) -> list[CodeSystemInfo]:
+    if _holds_none(tx):
+        return []
     rows = await tx.conn.fetch(f"SELECT {_CS_COLUMNS} FROM tx_code_systems ORDER BY url, loaded")
     return [CodeSystemInfo.of(r) for r in rows]
 
@@ -87,12 +96,16 @@ def system_label(info: CodeSystemInfo) -> str:
 
 async def held_urls(tx) -> set[str]:
     """The urls of every loaded code system, in any version."""
+    if _holds_none(tx):
+        return set()
     return {row[0] for row in await tx.conn.fetch("SELECT DISTINCT url FROM tx_code_systems")}
 
 
 async def code_system_keys(tx) -> list[tuple[int, str, str | None, str]]:
     """(id, url, version or None, info JSON text) of every loaded code system, oldest load
     first: what the write check needs to pick a system and tell fragments."""
+    if _holds_none(tx):
+        return []
     rows = await tx.conn.fetch(
         "SELECT id, url, version, info FROM tx_code_systems ORDER BY loaded, id"
     )
@@ -101,3 +114,8 @@ async def code_system_keys(tx) -> list[tuple[int, str, str | None, str]]:
         text = info.decode() if isinstance(info, bytes) else info or ""
         out.append((id_, url, version or None, text))
     return out
+
+
+def _holds_none(tx) -> bool:
+    """Whether ``tx`` is the memory store's, which has no terminology tables."""
+    return tx.conn.dialect == "memory"
