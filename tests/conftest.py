@@ -1,5 +1,12 @@
-"""Shared fixtures: a platform (``enjournal.bootstrap``) and its store on each backend
-(embedded SQLite and the real PostgreSQL), and an in-process client of the app on it."""
+"""Shared fixtures: a platform (``enjournal.bootstrap``) and its store on each backend, and an
+in-process client of the app on it.
+
+Which backends a test runs on is its ``backends`` mark (the closest one: the test's, else its
+module's ``pytestmark``): by default the real databases, embedded SQLite and PostgreSQL.
+Tests of rules and access, not of storage, say ``pytest.mark.backends("memory")`` and run
+on the pure-Python memory store (``memory://``, fast); a few of them keep
+``pytest.mark.backends(*ALL_BACKENDS)`` as the check that the databases answer alike.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +40,36 @@ async def _drop_schema(schema: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+DATABASES = ("sqlite", "postgres")
+ALL_BACKENDS = ("memory", *DATABASES)
+MEMORY = pytest.mark.backends("memory")  # a module's ``pytestmark``: rules and access tests
+EVERY_BACKEND = pytest.mark.backends(*ALL_BACKENDS)  # the integration check among them
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): the stores store_url gives (memory, sqlite, postgres)"
+    )
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise ``store_url`` (and all built on it) by the test's ``backends`` mark."""
+    if "store_url" not in metafunc.fixturenames:
+        return
+    mark = metafunc.definition.get_closest_marker("backends")
+    names = mark.args if mark else DATABASES
+    unknown = set(names) - set(ALL_BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backends {sorted(unknown)}")
+    metafunc.parametrize("store_url", names, indirect=True)
+
+
+@pytest.fixture
 async def store_url(request, tmp_path):
-    """A database URL for an empty database on each backend."""
+    """A URL for an empty store on the backend the test's ``backends`` mark names."""
+    if request.param == "memory":
+        yield "memory://"
+        return
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/test.sqlite"
         return

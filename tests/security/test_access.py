@@ -12,6 +12,10 @@ import json
 import pytest
 
 from enjournal.security.audit import verify
+from tests.conftest import EVERY_BACKEND, MEMORY
+from tests.probes import audit_rows
+
+pytestmark = MEMORY
 
 EMERGENCY = {"nhn-access-basis": "AKUTT", "nhn-access-reason": "unconscious in the ER"}
 
@@ -172,13 +176,13 @@ async def test_citizen_may_write_own_consent_only(secured):
 # ---- emergency access and consent ---------------------------------------------------------
 
 
+@EVERY_BACKEND
 async def test_emergency_access_is_allowed_flagged_and_audited(secured):
     response = await secured.get("gp", "/fhir/Observation/siri-obs", **EMERGENCY)
     assert response.status_code == 200
-    async with secured.store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT purpose, emergency FROM audit_log WHERE patient_id = 'siri'"
-        )
+    rows = [
+        (r.purpose, r.emergency) for r in await audit_rows(secured.store) if r.patient_id == "siri"
+    ]
     assert ("ETREAT", True) in [(r[0], bool(r[1])) for r in rows]
     missing_reason = await secured.get(
         "gp", "/fhir/Observation/siri-obs", **{"nhn-access-basis": "AKUTT"}
@@ -355,14 +359,13 @@ async def test_citizen_sees_who_read_her_record(secured):
     assert (await secured.get("siri", "/fhir/Patient/kari/$access-log")).status_code == 404
 
 
+@EVERY_BACKEND
 async def test_every_access_is_audited_and_the_chain_holds(secured):
     await secured.get("gp", "/fhir/Observation/kari-obs")
     await secured.get("gp", "/fhir/Observation?patient=kari")
     await secured.get("siri", "/fhir/Observation/kari-obs")  # a refused read is audited too
+    rows = [(r.actor, r.outcome) for r in await audit_rows(secured.store) if r.patient_id == "kari"]
     async with secured.store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT actor, outcome FROM audit_log WHERE patient_id = 'kari' ORDER BY seq"
-        )
         result = await verify(tx)
     assert ("hpr:1000001", "0") in [(r[0], r[1]) for r in rows]
     assert any(r[0].startswith("fnr:") and r[1] != "0" for r in rows)

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import EVERY_BACKEND, MEMORY
+from tests.probes import audit_rows, current_of_type
 from tests.security.conftest import FNR, PIDS, org, patient, practitioner
 from tests.security.test_access import EMERGENCY
 from tests.security.test_access import deny_consent as bare_deny_consent
+
+pytestmark = MEMORY
 
 
 def deny_consent(patient_id: str, actor: str | None = None) -> dict:
@@ -26,11 +30,8 @@ def system_headers(secured) -> dict:
 
 async def refusals(secured, actor: str) -> list[tuple]:
     """(action, outcome) of the refused events the caller left in the audit log."""
-    async with secured.store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT action, outcome FROM audit_log WHERE actor = ? AND outcome <> '0'", actor
-        )
-    return [(r[0], r[1]) for r in rows]
+    rows = await audit_rows(secured.store)
+    return [(r.action, r.outcome) for r in rows if r.actor == actor and r.outcome != "0"]
 
 
 def encounter(patient_id: str, org_id: str | None = None, who: str | None = None) -> dict:
@@ -97,8 +98,7 @@ async def test_nurse_cannot_tie_another_gp_to_her_office(secured):
     assert ("C", "4") in await refusals(secured, "hpr:1000002")
     # No role was stored, so the GP's patients stay out of her reach (no cache to wait out).
     assert (await secured.get("nurse", "/fhir/Observation/siri-obs")).status_code == 404
-    async with secured.store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch("SELECT id FROM resources WHERE type = 'PractitionerRole'")
+    rows = await current_of_type(secured.store, "PractitionerRole")
     assert {r[0] for r in rows} == {"gp-role", "gp2-role"}
 
 
@@ -177,6 +177,7 @@ async def test_an_update_cannot_add_oneself_to_an_encounter(secured):
     assert response.status_code == 403, response.text
 
 
+@EVERY_BACKEND
 async def test_a_gp_records_encounters_and_referrals_for_list_patients(secured):
     at_office = await secured.http.post(
         "/fhir/Encounter",

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from enjournal.cli import main
 from enjournal.services import Job
 from enjournal.services.jobs import JobRunner, run_once
+from tests.conftest import MEMORY
+
+pytestmark = MEMORY  # the runner, not the store
 
 
 async def test_run_once_passes_the_given_time(store):

@@ -3,6 +3,7 @@ pharmacist, GP, citizen (domain 3.1)."""
 
 from __future__ import annotations
 
+from tests.conftest import EVERY_BACKEND, MEMORY
 from tests.services.eresept.conftest import (
     IBUPROFEN,
     PIDS,
@@ -10,6 +11,8 @@ from tests.services.eresept.conftest import (
     params,
     part,
 )
+
+pytestmark = MEMORY
 
 STATUS = "https://enjournal.no/fhir/StructureDefinition/resept-status"
 REMAINING = "https://enjournal.no/fhir/StructureDefinition/remaining-quantity"
@@ -24,6 +27,7 @@ def status(resource: dict) -> str:
     return ext(resource, STATUS)["valueCoding"]["code"]
 
 
+@EVERY_BACKEND
 async def test_prescribe_lookup_take_dispense_report_and_access_log(eresept):
     # The GP prescribes ibuprofen with one repeat (reit 1): two dispensings of 30.
     body = await eresept.prescribe(varenr=IBUPROFEN, quantity=30, repeats=1)

@@ -10,7 +10,11 @@ from enjournal.fhir.errors import Conflict, Forbidden, Unprocessable
 from enjournal.services.eresept import api, rules
 from enjournal.services.eresept.jobs import candidates, delete_prescriptions
 from enjournal.services.eresept.rules import Prescription
+from tests.conftest import EVERY_BACKEND, MEMORY
+from tests.probes import current_of_type, traces
 from tests.services.eresept.conftest import AMOXICILLIN, IBUPROFEN, part
+
+pytestmark = MEMORY
 
 
 async def exists(store, id_: str) -> bool:
@@ -18,30 +22,13 @@ async def exists(store, id_: str) -> bool:
         return await tx.exists("MedicationRequest", id_)
 
 
-async def traces(store, type_: str, id_: str) -> int:
-    """Rows left anywhere of a resource: its row, its versions, its index rows."""
-    async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT rid FROM resources WHERE type = ? AND id = ?", type_, id_
-        )
-        versions = await tx.conn.fetch(
-            "SELECT version FROM resource_versions WHERE type = ? AND id = ?", type_, id_
-        )
-        index = 0
-        for (rid,) in rows:
-            for table in ("idx_reference", "idx_token", "idx_date", "idx_string"):
-                index += len(await tx.conn.fetch(f"SELECT 1 FROM {table} WHERE rid = ?", rid))
-    return len(rows) + len(versions) + index
-
-
 async def reports_about(store, ref: str) -> tuple[list[str], list[str]]:
     """Ids of the MedicationDispenses authorised by ``ref`` and the Communications about it."""
-    async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT type, id, content FROM resources WHERE type IN (?, ?) AND NOT deleted",
-            "MedicationDispense",
-            "Communication",
-        )
+    rows = [
+        (type_, id_, content)
+        for type_ in ("MedicationDispense", "Communication")
+        for id_, content in await current_of_type(store, type_)
+    ]
     dispenses, reports = [], []
     for type_, id_, content in rows:
         text = bytes(content).decode()
@@ -50,6 +37,7 @@ async def reports_about(store, ref: str) -> tuple[list[str], list[str]]:
     return dispenses, reports
 
 
+@EVERY_BACKEND
 async def test_expired_deleted_at_once_dispensed_after_a_month(eresept):
     now = datetime.now(UTC)
     antibiotic = part(await eresept.prescribe(varenr=AMOXICILLIN), "prescription")[0]
@@ -111,6 +99,7 @@ async def candidate_ids(store, now: datetime) -> set[str]:
         return {row[1] for row in await candidates(tx, now)}
 
 
+@EVERY_BACKEND
 async def test_the_job_reads_only_candidates_through_its_search_parameters(eresept):
     now = datetime.now(UTC)
     antibiotic = part(await eresept.prescribe(varenr=AMOXICILLIN), "prescription")[0]

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import MEMORY
 from tests.services.eresept.conftest import PIDS, params, part
 from tests.services.eresept.test_chain import REMAINING, ext
+
+pytestmark = MEMORY
 
 DISPENSE = {"resourceType": "MedicationDispense", "status": "completed"}
 WRONG_BODIES = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from tests.conftest import MEMORY
 from tests.services.eresept.conftest import (
     AMOXICILLIN,
     BANDAGE,
@@ -14,6 +15,8 @@ from tests.services.eresept.conftest import (
     part,
     prescribe_body,
 )
+
+pytestmark = MEMORY
 
 
 def days_valid(mr: dict) -> int:

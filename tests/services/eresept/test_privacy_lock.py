@@ -4,7 +4,11 @@ and the prescriber who issued it do.  Plain REST writes cannot lift it."""
 
 from __future__ import annotations
 
+from tests.conftest import MEMORY
+from tests.probes import current_of_type
 from tests.services.eresept.conftest import CONTRACEPTIVE, IBUPROFEN, WARFARIN, params, part
+
+pytestmark = MEMORY
 
 
 async def locked_by_hdoc(eresept) -> tuple[dict, str]:
@@ -121,8 +125,7 @@ async def test_no_gp_report_of_a_locked_prescription(eresept):
     assert (await eresept.step("farm1", mr["id"], "take", **with_number)).status_code == 200
     done = await eresept.step("farm1", mr["id"], "dispense", **with_number)
     assert done.status_code == 200, done.text
-    async with eresept.store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch("SELECT content FROM resources WHERE type = 'Communication'")
+    rows = [(content,) for _, content in await current_of_type(eresept.store, "Communication")]
     kinds = [
         c for (content,) in rows for c in ("M6", "M8") if f'"code":"{c}"' in bytes(content).decode()
     ]

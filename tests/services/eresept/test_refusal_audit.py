@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import orjson
 
+from tests.conftest import MEMORY
+from tests.probes import audit_rows
 from tests.services.eresept.conftest import PIDS, params, part, prescribe_body
+
+pytestmark = MEMORY
 
 
 async def refusals(store, patient: str) -> list[tuple[str, str]]:
     """(actor, subtype code) of the refused events about the patient, in order."""
-    async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT actor, event FROM audit_log WHERE patient_id = ? AND outcome = '4' "
-            "ORDER BY seq",
-            patient,
-        )
+    rows = [
+        (r.actor, r.event)
+        for r in await audit_rows(store)
+        if r.patient_id == patient and r.outcome == "4"
+    ]
     out = []
     for actor, event in rows:
         codes = [c.get("code") for c in orjson.loads(bytes(event)).get("subtype", [])]

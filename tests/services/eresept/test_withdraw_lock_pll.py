@@ -3,6 +3,7 @@ and interaction checks, through the API."""
 
 from __future__ import annotations
 
+from tests.conftest import MEMORY
 from tests.services.eresept.conftest import (
     CLARITHROMYCIN,
     CONTRACEPTIVE,
@@ -14,6 +15,8 @@ from tests.services.eresept.conftest import (
     part,
 )
 from tests.services.eresept.test_chain import status
+
+pytestmark = MEMORY
 
 
 async def test_withdrawal_while_under_dispensing_is_seen_by_the_pharmacy(eresept):

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from tests import probes
+from tests.conftest import EVERY_BACKEND, MEMORY
 from tests.services.kjernejournal import ips
 from tests.services.kjernejournal.conftest import allergy
 
+pytestmark = MEMORY
+
 
 async def audit_rows(store, patient: str) -> list[tuple]:
-    async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
-            "SELECT actor, outcome, purpose, emergency, event FROM audit_log "
-            "WHERE patient_id = ? ORDER BY seq",
-            patient,
-        )
     import orjson
+
+    found = await probes.audit_rows(store)
+    rows = [
+        (r.actor, r.outcome, r.purpose, r.emergency, r.event)
+        for r in found
+        if r.patient_id == patient
+    ]
 
     return [(r[0], r[1], r[2], bool(r[3]), orjson.loads(bytes(r[4]))) for r in rows]
 
@@ -117,6 +122,7 @@ async def test_parent_sees_child_under_12_but_not_from_12(kj):
     assert (await kj.summary("per", "per")).status_code == 200
 
 
+@EVERY_BACKEND
 async def test_citizen_sees_who_read_on_what_basis(kj):
     await kj.summary("gp", "kari", "UNNTAK")
     await kj.summary("hdoc", "kari", "AKUTT", "Ulykke")

@@ -11,9 +11,12 @@ import orjson
 from enjournal.services.kjernejournal import rules
 from enjournal.services.kjernejournal.jobs import delete_reserved
 from enjournal.services.kjernejournal.privacy import consent_id, from_consent, to_consent
+from tests.conftest import MEMORY
 from tests.services.kjernejournal.conftest import allergy, condition
 from tests.services.kjernejournal.test_access import audit_rows
 from tests.services.kjernejournal.test_status_privacy import params
+
+pytestmark = MEMORY
 
 BDOC = "1000005"
 

@@ -9,7 +9,10 @@ from decimal import Decimal
 from enjournal.fhir import jsonio
 from enjournal.services.kjernejournal import summary
 from enjournal.services.kjernejournal.signing import canonical, verify
+from tests.conftest import MEMORY
 from tests.services.kjernejournal import ips
+
+pytestmark = MEMORY
 
 
 def test_stored_url_is_uuid5_of_type_and_id():

@@ -6,8 +6,11 @@ refused, never signed."""
 from __future__ import annotations
 
 from enjournal.fhir import jsonio
+from tests.conftest import MEMORY
 from tests.services.kjernejournal import ips
 from tests.services.kjernejournal.conftest import KJ, SOURCE, allergy
+
+pytestmark = MEMORY
 
 DAR = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
 

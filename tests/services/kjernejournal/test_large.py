@@ -7,9 +7,12 @@ from datetime import date, timedelta
 
 from enjournal.fhir import jsonio
 from enjournal.services.kjernejournal.signing import verify
+from tests.conftest import MEMORY
 from tests.security.conftest import patient
 from tests.services.kjernejournal import ips
 from tests.services.kjernejournal.conftest import KJ, allergy, condition, flag
+
+pytestmark = MEMORY
 
 ATC = "http://www.whocc.no/atc"
 

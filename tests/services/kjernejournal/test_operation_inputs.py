@@ -4,8 +4,11 @@ outcome 4 naming the patient."""
 
 from __future__ import annotations
 
+from tests.conftest import MEMORY
 from tests.services.kjernejournal.conftest import allergy
 from tests.services.kjernejournal.test_access import audit_rows
+
+pytestmark = MEMORY
 
 WRONG_BODIES = (
     allergy(),  # the entry itself instead of Parameters

@@ -5,9 +5,12 @@ health personnel, who read them marked as patient-reported."""
 from __future__ import annotations
 
 from enjournal.services.kjernejournal.own import CONDITION_SYSTEM, CONDITIONS
+from tests.conftest import MEMORY
 from tests.services.kjernejournal import ips
 from tests.services.kjernejournal.conftest import KJ, condition
 from tests.services.kjernejournal.test_access import audit_rows
+
+pytestmark = MEMORY
 
 OWN_SECTION = "egne-registreringer"
 

@@ -3,8 +3,11 @@ from the token, version history, and no way around it through the general API.""
 
 from __future__ import annotations
 
+from tests.conftest import MEMORY
 from tests.services.kjernejournal import ips
 from tests.services.kjernejournal.conftest import KJ, allergy, condition, flag
+
+pytestmark = MEMORY
 
 
 async def test_physician_registers_and_the_recorder_comes_from_the_token(kj):

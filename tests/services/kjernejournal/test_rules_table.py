@@ -21,6 +21,9 @@ from enjournal.services.kjernejournal.rules import (
     Access,
     Privacy,
 )
+from tests.conftest import MEMORY
+
+pytestmark = MEMORY
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ME = "1000001"  # the calling health worker's HPR number

@@ -6,8 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from enjournal.services.kjernejournal.jobs import delete_reserved
+from tests.conftest import EVERY_BACKEND, MEMORY
+from tests.probes import audit_rows, reference_index_rows, versions_with_id
 from tests.security.conftest import PIDS
 from tests.services.kjernejournal.conftest import allergy, condition
+
+pytestmark = MEMORY
 
 
 def params(response) -> dict:
@@ -19,8 +23,7 @@ def params(response) -> dict:
 
 
 async def audit_count(store) -> int:
-    async with store.transaction(write=False) as tx:
-        return (await tx.conn.fetchrow("SELECT count(*) FROM audit_log"))[0]
+    return len(await audit_rows(store))
 
 
 async def test_status_reveals_no_content_and_is_not_logged(kj):
@@ -68,6 +71,7 @@ async def test_privacy_settings_are_the_patients_own(kj):
     assert params(shown)["reserved"] is False
 
 
+@EVERY_BACKEND
 async def test_reservation_hides_at_once_and_deletes_after_30_days(kj):
     entry = (await kj.register("gp", "kari", allergy())).json()
     await kj.register("gp", "kari", condition())
@@ -86,16 +90,11 @@ async def test_reservation_hides_at_once_and_deletes_after_30_days(kj):
     async with kj.store.transaction(write=False) as tx:
         assert await tx.exists("AllergyIntolerance", entry["id"])
     assert await delete_reserved(kj.store, reserved_at + timedelta(days=30, seconds=1)) == 2
+    versions = await versions_with_id(kj.store, entry["id"])
+    index = await reference_index_rows(kj.store, "AllergyIntolerance", "kari")
     async with kj.store.transaction(write=False) as tx:
         assert not await tx.exists("AllergyIntolerance", entry["id"])
-        versions = await tx.conn.fetchrow(
-            "SELECT count(*) FROM resource_versions WHERE id = ?", entry["id"]
-        )
-        index = await tx.conn.fetchrow(
-            "SELECT count(*) FROM idx_reference WHERE type = 'AllergyIntolerance' "
-            "AND target_id = 'kari'"
-        )
-        assert versions[0] == 0 and index[0] == 0
+        assert versions == 0 and index == 0
         assert await tx.exists("Observation", "kari-obs")  # the record's own data stays
         assert await tx.exists("MedicationRequest", "kari-mr")
     assert await delete_reserved(kj.store, reserved_at + timedelta(days=31)) == 0

@@ -6,10 +6,14 @@ import copy
 
 from enjournal.fhir import jsonio
 from enjournal.services.kjernejournal.signing import verify
+from tests.conftest import EVERY_BACKEND, MEMORY
 from tests.services.kjernejournal import ips
 from tests.services.kjernejournal.conftest import allergy, condition, flag
 
+pytestmark = MEMORY
 
+
+@EVERY_BACKEND
 async def test_summary_is_a_valid_ips_document_with_registered_information(kj):
     for resource in (allergy(), condition(), flag(), condition("A41", "Sepsis", "smitte")):
         response = await kj.register("gp", "kari", resource)
