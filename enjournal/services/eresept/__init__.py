@@ -39,51 +39,42 @@ def _answering_conflicts(handler, name: str):
 
 
 def register(context) -> list[Job]:
-    """Add the operations, guard hooks and search parameters to the platform ``context``."""
+    """Add the operations, guard hooks and search parameters to the platform ``context``.
+    Its operations run with one ``EreseptState`` of its own (the platform's clock and the
+    service's caches, ``state.py``), so platforms in one process share none of it."""
+    from dataclasses import replace
+
     from enjournal.services.eresept import api, jobs, pll
+    from enjournal.services.eresept.state import EreseptState, serving
 
     jobs.define_search_parameters(context.search_parameters)
-    post = ("POST",)
-    for name, instance, handler in (
-        ("prescribe", False, _answering_conflicts(api.prescribe, "prescribe")),
-        ("take", True, api.take),
-        ("release", True, api.release),
-        ("dispense", True, _answering_conflicts(api.dispense, "dispense")),
-        ("withdraw", True, api.withdraw),
-        ("privacy-lock", True, api.privacy_lock),
-    ):
-        _add(context, Operation(name, "MedicationRequest", instance, handler, post, writes=True))
-    _add(context, Operation("dispensable", "MedicationRequest", False, api.dispensable, post))
-    _add(
-        context,
-        Operation("medication-list", "Patient", True, pll.medication_list, ("GET", "POST"), post),
-    )
-    _add(
-        context,
-        Operation("reserve-gp-reports", "Patient", True, pll.reserve_gp_reports, post, True),
-    )
+    state = EreseptState(clock=context.clock)
+    for operation in _operations(api, pll):
+        context.operations.add(replace(operation, handler=serving(operation.handler, state)))
     _install_guard_hooks(context)
     return [Job("eresept-delete-prescriptions", DELETE_EVERY, jobs.delete_prescriptions)]
 
 
-def _add(context, operation: Operation) -> None:
-    """Add ``operation``, run with the platform's clock as the service's clock."""
-    from dataclasses import replace
-
-    context.operations.add(replace(operation, handler=_with_clock(operation.handler, context)))
-
-
-def _with_clock(handler, context):
-    from enjournal.services.eresept.api import platform_clock
-
-    async def run(request, repo):
-        token = platform_clock.set(context.clock)
-        try:
-            return await handler(request, repo)
-        finally:
-            platform_clock.reset(token)
-
-    return run
+def _operations(api, pll) -> list[Operation]:
+    """The service's operations (docs/eresept.md)."""
+    post = ("POST",)
+    writing = [
+        Operation(name, "MedicationRequest", instance, handler, post, writes=True)
+        for name, instance, handler in (
+            ("prescribe", False, _answering_conflicts(api.prescribe, "prescribe")),
+            ("take", True, api.take),
+            ("release", True, api.release),
+            ("dispense", True, _answering_conflicts(api.dispense, "dispense")),
+            ("withdraw", True, api.withdraw),
+            ("privacy-lock", True, api.privacy_lock),
+        )
+    ]
+    return [
+        *writing,
+        Operation("dispensable", "MedicationRequest", False, api.dispensable, post),
+        Operation("medication-list", "Patient", True, pll.medication_list, ("GET", "POST"), post),
+        Operation("reserve-gp-reports", "Patient", True, pll.reserve_gp_reports, post, True),
+    ]
 
 
 async def _hide_locked(guard, tx, action, resource, patients) -> str | None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable
-from contextvars import ContextVar
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import orjson
 
@@ -34,21 +32,13 @@ from enjournal.services.eresept import drugs, queries, rules
 from enjournal.services.eresept.actors import Actor, audit, caller
 from enjournal.services.eresept.reports import current_atcs, dispense_resources, patient_record
 from enjournal.services.eresept.rules import Prescription
+from enjournal.services.eresept.state import current
 from enjournal.services.inputs import operation_parameters, refused
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-# The clock of the platform serving the current request: its operations run with it set
-# (``eresept.register`` wraps them), so two platforms in one process keep their own clocks.
-platform_clock: ContextVar[Callable[[], datetime]] = ContextVar("eresept_clock", default=utc_now)
 
 
 def clock() -> datetime:
     """The time now, by the serving platform's clock (tests may replace this function)."""
-    return platform_clock.get()()
+    return current().clock()
 
 
 # ---- prescribing ---------------------------------------------------------------------------

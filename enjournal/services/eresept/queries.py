@@ -11,15 +11,12 @@ the cycle's throughput (docs/performance.md, E-resept).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR, OID_ORGNR
+from enjournal.services.eresept.state import current
 from enjournal.storage.lookup_specs import Current, Referencing, ReferencingIdentified
-
-ORG_TTL = 60.0
-_orgs: dict[str, tuple[float, dict | None]] = {}
 
 
 async def patient_and_prescriptions(tx, pid: str) -> tuple[str | None, list[dict]]:
@@ -84,22 +81,16 @@ async def prescriptions_of(tx, patient_id: str) -> list[dict]:
 
 
 async def organization(tx, org_nr: str | None) -> dict | None:
-    """The Organization with this organisation number (cached per worker for a minute)."""
+    """The Organization with this organisation number (cached for a minute in the serving
+    platform's state)."""
     if not org_nr:
         return None
-    hit = _orgs.get(org_nr)
-    if hit is not None and hit[0] + ORG_TTL > time.monotonic():
-        return hit[1]
+    return await current().organizations.get(org_nr, lambda: _organization(tx, org_nr))
+
+
+async def _organization(tx, org_nr: str) -> dict | None:
     hits = await tx.by_identifier("Organization", (OID_ORGNR,), org_nr, limit=1)
-    found = jsonio.loads(hits[0].content) if hits else None
-    if len(_orgs) > 10_000:
-        _orgs.clear()
-    _orgs[org_nr] = (time.monotonic(), found)
-    return found
-
-
-def forget() -> None:
-    _orgs.clear()
+    return jsonio.loads(hits[0].content) if hits else None
 
 
 async def read_json(tx, type_: str, id_: str) -> dict:

@@ -25,7 +25,6 @@ from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
 from enjournal.server.settings import Settings
-from enjournal.services.eresept import drugs, queries
 from enjournal.services.eresept.actors import BANDAGIST, DISPENSER_TYPE, PHARMACY
 from enjournal.services.eresept.fest import resources as fest
 from tests.security.conftest import FNR, HPR, ORGNR, PIDS
@@ -269,14 +268,12 @@ def part(body: dict, name: str) -> list:
 
 @pytest.fixture
 async def world_store(store):
-    drugs.forget()
-    queries.forget()
+    # No caches to drop: each app (``eresept``) builds its platform, with its own e-resept
+    # state (services/eresept/state.py).
     async with store.transaction() as tx:
         for resource in world():
             await tx.update(resource, resource["id"])
     yield store
-    drugs.forget()
-    queries.forget()
 
 
 @pytest.fixture

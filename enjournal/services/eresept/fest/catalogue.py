@@ -38,6 +38,7 @@ __all__ = [
     "DEMO_FILE",
     "FestError",
     "Interaction",
+    "InteractionIndexes",
     "LoadSummary",
     "Product",
     "detected_issue",
@@ -180,31 +181,41 @@ class _Index:
         return hits
 
 
-# The index is built from the stored resources and rebuilt when they change: the key, the
-# type's latest change (``Transaction.latest_change``: one probe of the (type, seq) index),
-# is read on every call, so a catalogue loaded by another worker or process is seen at once.
-# A few keys are kept, for a process holding several stores (tests).
-_indexes: dict[tuple, _Index] = {}
 _TYPE = "MedicinalProductInteraction"
 
 
-async def _index(tx: Any) -> _Index:
-    key = (type(tx), await tx.latest_change(_TYPE))
-    index = _indexes.get(key)
-    if index is None:
-        index = _Index(orjson.loads(f.content) for f in await tx.with_id_prefix(_TYPE))
-        while len(_indexes) >= 4:
-            _indexes.pop(next(iter(_indexes)))
-        _indexes[key] = index
-    return index
+class InteractionIndexes:
+    """The index built from the stored interactions, rebuilt when they change: the key, the
+    type's latest change (``Transaction.latest_change``: one probe of the (type, seq)
+    index), is read on every call, so a catalogue loaded by another worker or process is
+    seen at once.  The e-resept service keeps one per platform (``state.EreseptState``);
+    a few keys are kept."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._built: dict[tuple, _Index] = {}
+
+    async def get(self, tx: Any) -> _Index:
+        key = (type(tx), await tx.latest_change(_TYPE))
+        index = self._built.get(key)
+        if index is None:
+            index = _Index(orjson.loads(f.content) for f in await tx.with_id_prefix(_TYPE))
+            while len(self._built) >= self.KEEP:
+                self._built.pop(next(iter(self._built)))
+            self._built[key] = index
+        return index
 
 
-async def interactions(tx: Any, new_atc: str, current_atcs: list[str]) -> list[Interaction]:
+async def interactions(
+    tx: Any, new_atc: str, current_atcs: list[str], indexes: InteractionIndexes | None = None
+) -> list[Interaction]:
     """The interactions between a new medicine and the patient's current ones, most severe
-    first: one per (interaction, current medicine) pair."""
+    first: one per (interaction, current medicine) pair.  ``indexes`` keeps the index from
+    one call to the next; without it the index is built for this call."""
     if not new_atc:
         return []
-    index = await _index(tx)
+    index = await (InteractionIndexes() if indexes is None else indexes).get(tx)
     new_hits = index.match(new_atc)
     if not new_hits:
         return []
