@@ -181,7 +181,7 @@ def _keep_nodelay_with_workers() -> None:
             return socket.socket(fileno=sock.detach())
         return sock
 
-    uvicorn.config.Config.bind_socket = bind_tcp
+    uvicorn.config.Config.bind_socket = bind_tcp  # type: ignore[method-assign]  # the patch is the point
 
 
 async def _migrate_only(url: str) -> list[int]:

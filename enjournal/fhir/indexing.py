@@ -37,7 +37,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any
 
 from enjournal.fhir.datetime import MAX_MS, MIN_MS, date_range, decimal_range
@@ -157,7 +157,7 @@ def _strings(value: Any, kind: str) -> list[str]:
 
 def _memo(rows: Rows, value: Any, what: str, compute: Callable[[], list]) -> list:
     """Per-resource memo of what a (dict) value yields: several parameters share elements."""
-    memo = rows.get("_memo")
+    memo: dict | None = rows.get("_memo")  # type: ignore[assignment]  # the "_memo" entry is not a kind
     if memo is None:
         return compute()
     key = (id(value), what)
@@ -428,9 +428,7 @@ def _composite(components: tuple[tuple[int, str, CompiledPath], ...]) -> Callabl
             before = len(out)
             for v, t in items:
                 if type(v) is dict:
-                    parts = _memo(
-                        rows, v, "c" + ctype, lambda c=ctype, v=v, t=t: _component_rows(c, v, t)
-                    )
+                    parts = _memo(rows, v, "c" + ctype, partial(_component_rows, ctype, v, t))
                 else:
                     parts = _component_rows(ctype, v, t)
                 for system, token, low, high, text in parts:

@@ -77,7 +77,7 @@ class Invariant:
     human: str
     names: frozenset[str] | None = None  # child names it reads; None: it reads everything
     shortcut: tuple | None = None  # (premises, disjuncts): see _shortcut
-    _fn: object = field(default=None, repr=False)
+    _fn: dict | None = field(default=None, repr=False)
     _empty: bool | None = field(default=None, repr=False)
 
     def holds(self, value, base: str, resource: dict, root: dict, present) -> bool:

@@ -34,7 +34,7 @@ _ELEMENT_NAMES = """
 """
 ELEMENTS = frozenset(_ELEMENT_NAMES.split())
 COMMON_ATTRIBUTES = frozenset(["id", "class", "style", "title", "lang", "dir", "xml:lang"])
-ATTRIBUTES = {
+_ATTRIBUTE_WORDS = {
     "a": "href name rel rev type hreflang charset shape coords",
     "img": "src alt width height longdesc border hspace vspace usemap ismap name align",
     "area": "href alt shape coords nohref",
@@ -68,7 +68,7 @@ ATTRIBUTES = {
     "pre": "width",
     "br": "clear",
 }
-ATTRIBUTES = {k: frozenset(v.split()) | COMMON_ATTRIBUTES for k, v in ATTRIBUTES.items()}
+ATTRIBUTES = {k: frozenset(v.split()) | COMMON_ATTRIBUTES for k, v in _ATTRIBUTE_WORDS.items()}
 URL_ATTRIBUTES = frozenset({"href", "src", "cite", "longdesc", "usemap"})
 
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)

@@ -58,6 +58,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
 from importlib import resources as _resources
@@ -243,7 +244,7 @@ class _Node:
     def __init__(self, name: str, is_resource: bool = False):
         self.name = name
         self.is_resource = is_resource
-        self.slots: dict[str, tuple[_Field, str, object]] = {}
+        self.slots: dict[str, tuple[_Field, str, Callable | None]] = {}
         self.required: list[_Field] = []
 
 

@@ -119,7 +119,7 @@ def _operation_for(request: FhirRequest):
     return table.find(p[0], name, len(p) == 3)
 
 
-async def _bundle_marker(request: FhirRequest, tx: Transaction) -> FhirResponse:
+async def _bundle_marker(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     raise AssertionError("bundles are dispatched by handle()")
 
 

@@ -186,7 +186,7 @@ def _check_jwks(jwks: object, where: str) -> None:
     if any(not isinstance(k, dict) or "d" in k for k in keys):
         raise ValueError(f"{where}: jwks must hold public keys only")
     try:
-        usable = list(to_keyset(jwks))
+        usable = list(to_keyset({"keys": keys}))
     except JoseError as error:
         raise ValueError(f"{where}: jwks holds a malformed key: {error}") from None
     if not usable:

@@ -259,7 +259,7 @@ def to_keyset(value: KeySet | dict | Sequence[Any]) -> KeySet:
         items = value.get("keys", [value])
     else:
         items = list(value)
-    keys = []
+    keys: list[Any] = []  # RSAKey and ECKey
     for item in items:
         data = item.as_dict(private=False) if hasattr(item, "as_dict") else dict(item)
         kty = data.get("kty")
@@ -337,13 +337,14 @@ def validate_claims(
     required: Sequence[str] = (),
 ) -> None:
     """Registered-claim checks: iss, aud, exp (required), nbf, iat, plus ``required``."""
+    essential: dict[str, Any] = {name: {"essential": True} for name in required}
     registry = jwt.JWTClaimsRegistry(
         now=now,
         leeway=leeway,
         iss={"essential": True, "value": issuer},
         aud={"essential": True, "values": list(audience)},
         exp={"essential": True},
-        **{name: {"essential": True} for name in required},
+        **essential,
     )
     try:
         registry.validate(claims)
@@ -425,7 +426,7 @@ def principal_from_claims(claims: dict[str, Any], kind: IssuedKind = "auto") -> 
     raise Unauthorized("invalid access token")
 
 
-def _guess_kind(claims: dict[str, Any]) -> str:
+def _guess_kind(claims: dict[str, Any]) -> IssuedKind:
     if claims.get(HPR_NUMBER) is not None:
         return "personnel"
     if claims.get(PID) is not None or claims.get(HELSEID_PID) is not None:

@@ -40,7 +40,7 @@ log = logging.getLogger("enjournal.server")
 
 def create_app(
     settings: Settings, store: Store | None = None, security=None, *, platform=None
-) -> Starlette:
+) -> RequestContext:
     """Build the app on ``platform`` (``enjournal.bootstrap``), else on one composed here
     from the settings; pass ``store`` to share one already open (tests), else the platform
     opens its own in the lifespan.
@@ -137,7 +137,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={
             Exception: _internal_error_response,
-            HTTPException: _http_error_response,
+            HTTPException: _http_error_response,  # type: ignore[dict-item]  # Starlette calls it only with an HTTPException
         },
     )
     if platform.store is not None:

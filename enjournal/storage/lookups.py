@@ -289,7 +289,8 @@ class Lookups:
         bound the e-resept cycle (docs/performance.md)."""
         if not specs:
             return []
-        ctes, selects, args, cte_args, owner = [], [], [], [], []
+        ctes, selects, args, cte_args = [], [], [], []
+        owner: list[int] = []
         for n, spec in enumerate(specs):
             part = len(owner)
             if isinstance(spec, Current):

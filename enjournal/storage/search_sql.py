@@ -243,7 +243,7 @@ class _Sql:
         outs = []
         for v in c.values:
             assert isinstance(v, CompositeValue)
-            joins, conds, cargs = [], [f"{x}.comp = 0"], []
+            joins, conds, cargs = [], [f"{x}.comp = 0"], []  # type: list[str], list[str], list
             for i, part in enumerate(v.parts):
                 a = x if i == 0 else f"{x}c{i}"
                 if i:
@@ -701,12 +701,12 @@ async def _include_one(
             by_type.setdefault(s.type, []).append(s.id)
     for ttype, ids in by_type.items():
         for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            args = [*chunk, ttype]
+            id_chunk = ids[i : i + _CHUNK]
+            args = [*id_chunk, ttype]
             cond = _include_filter(inc, args, with_target=False)
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM resources r WHERE NOT r.deleted AND r.rid IN "
-                f"(SELECT f.rid FROM idx_reference f WHERE f.target_id IN ({_marks(chunk)}) "
+                f"(SELECT f.rid FROM idx_reference f WHERE f.target_id IN ({_marks(id_chunk)}) "
                 f"AND f.target_type = ?{cond}) ORDER BY r.rid",
                 *args,
             )

@@ -223,7 +223,8 @@ class Transaction(Lookups):
         if before_seq is not None:
             before_seq = min(before_seq, MAX_SEQUENCE)  # "before" a larger one: before all
         await self.flush()
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if type_ is not None:
             where.append("type = ?")
             args.append(type_)

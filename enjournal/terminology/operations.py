@@ -65,7 +65,7 @@ def _int(params: dict, name: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        number = int(value)  # type: ignore[arg-type]
+        number = int(value)  # type: ignore[call-overload]  # a str; TypeError if not
     except (TypeError, ValueError):
         raise Invalid(f"the parameter {name!r} must be an integer") from None
     if number < 0:

@@ -255,7 +255,7 @@ class Prescription:
         if holder is not None:
             from enjournal.fhir.norwegian_ids import OID_ORGNR
 
-            org = {"identifier": {"system": OID_ORGNR, "value": holder.org_nr}}
+            org: dict[str, object] = {"identifier": {"system": OID_ORGNR, "value": holder.org_nr}}
             if holder.name:
                 org["display"] = holder.name
             value = {

@@ -12,6 +12,7 @@ id and its history is the history of the settings.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from enjournal.fhir.datetime import date_range
 from enjournal.fhir.norwegian_ids import OID_HPR
@@ -58,7 +59,7 @@ def to_consent(patient_id: str, privacy: Privacy, now: datetime) -> dict:
                 "period": {"start": privacy.reserved_at.isoformat(timespec="seconds")},
             }
         )
-    consent = {
+    consent: dict[str, Any] = {
         "resourceType": "Consent",
         "id": consent_id(patient_id),
         "meta": {"tag": [{"system": KJ, "code": "personvern"}]},

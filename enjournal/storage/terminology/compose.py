@@ -76,7 +76,7 @@ class Compiler:
             return " INTERSECT ".join(parts), [a for _, args in nested for a in args]
         info = await require_code_system(self.tx, system, inc.get("version"))
         self.systems[info.id] = info
-        where, args = ["cs = ?"], [info.id]
+        where, args = ["cs = ?"], [info.id]  # type: list[str], list[object]
         concepts = inc.get("concept")
         if concepts:
             codes = [c["code"] for c in concepts if isinstance(c, dict) and c.get("code")]

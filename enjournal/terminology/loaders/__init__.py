@@ -14,7 +14,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 from enjournal.terminology.model import CodeSystemDraft
 
@@ -64,7 +64,7 @@ def source_name(src: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def is_path(src: Any) -> bool:
+def is_path(src: Any) -> TypeGuard[str | os.PathLike]:
     return isinstance(src, str | os.PathLike)
 
 

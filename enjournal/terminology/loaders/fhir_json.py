@@ -161,7 +161,7 @@ def _property_value(p: dict[str, Any], where: str) -> object:
             value = p[key]
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise LoadError(f"{key} has the wrong type", where)
-            if key == "valueCoding":
+            if isinstance(value, dict):  # valueCoding
                 if not isinstance(value.get("code"), str):
                     raise LoadError("valueCoding without a code", where)
                 return value["code"]

@@ -61,7 +61,7 @@ def load_loinc_csv(
     """``version`` defaults from a path like ``Loinc_2.80/LoincTable/Loinc.csv``."""
     source = source_name(src)
     with open_text(src) as f:
-        header, _ = _read_header(f, source)
+        header = _read_header(f, source)[0]
     if version is None and source:
         m = _VERSION_IN_PATH.search(source)
         version = m.group(1) if m else None

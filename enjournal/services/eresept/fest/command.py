@@ -21,7 +21,7 @@ async def load_command(
     out = out or sys.stderr
     platform = await build_platform(Settings.from_env(database_url=database_url))
     try:
-        summary = await load_catalogue(platform.store, path)
+        summary = await load_catalogue(platform.store, os.fspath(path))
     except FestError as e:
         print(f"enjournal fest load: {e} (nothing loaded)", file=out)
         return 2

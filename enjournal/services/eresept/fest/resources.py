@@ -90,7 +90,7 @@ def medication(record: dict, brands: dict, strengths: dict, substances: dict, re
                 },
             }
         )
-        ingredients = []
+        ingredients: list[dict] = []
         for ref in brand["substances"]:
             substance_id = strengths.get(ref, ref)  # VirkestoffMedStyrke -> Virkestoff
             name = substances.get(substance_id)
