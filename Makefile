@@ -27,6 +27,8 @@ test: $(STAMP) $(EXAMPLES)
 lint: $(STAMP)
 	$(BIN)/ruff check enjournal tests bench scripts
 	$(BIN)/ruff format --check enjournal tests bench scripts
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
