@@ -18,7 +18,8 @@ def split_canonical(url: str, version: str | None = None) -> tuple[str, str | No
 async def search_resources(tx, type_: str, params: list[tuple[str, str]]) -> list[dict]:
     from enjournal.fhir.search.parse import parse_search
 
-    result = await tx.search(parse_search(type_, [*params, ("_count", "100")]))
+    params = [*params, ("_count", "100")]
+    result = await tx.search(parse_search(type_, params, parameters=tx.search_parameters))
     return [orjson.loads(m.content) for m in result.matches if m.content]
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.server.conftest import ServerProcess, assert_graceful, live_server  # noqa: F401
 
 FHIR = {"Content-Type": "application/fhir+json"}
-POSTGRES = pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+POSTGRES = pytest.mark.backends("postgres")
 
 
 @pytest.fixture

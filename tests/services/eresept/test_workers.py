@@ -20,6 +20,8 @@ from tests.server.conftest import ServerProcess, assert_graceful
 from tests.services.eresept.conftest import params, prescription, world
 from tests.services.eresept.test_races import dispenses_of
 
+pytestmark = pytest.mark.backends("postgres")  # two processes share one database
+
 ORGS = [make_orgnr(random.Random(n)) for n in range(10)]
 
 
@@ -38,8 +40,6 @@ def serving_pids(log: Path, operation: str) -> Counter:
 
 @pytest.fixture
 async def two_workers(store_url, tmp_path):
-    if not store_url.startswith("postgres"):
-        pytest.skip("needs PostgreSQL")
     store = await open_store(store_url)
     async with store.transaction() as tx:
         for resource in world():
