@@ -93,7 +93,6 @@ def _entry_request(outer: FhirRequest, entry: dict, body: bytes = b"") -> FhirRe
         body,
         outer.base_url,
         guard=outer.guard,
-        context=outer.context,
         operations=outer.operations,
     )
 

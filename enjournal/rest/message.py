@@ -24,9 +24,6 @@ class FhirRequest:
     # The access guard of an authenticated request (enjournal.security.guard.Guard), or
     # None when the server runs without security (tests of the FHIR core, benchmarks).
     guard: Any = None
-    # The request's access context (enjournal.security.context.AccessContext: principal,
-    # access basis, audit trail) beside its guard; None without security.
-    context: Any = None
     # CapabilityStatement.rest.security of this server (enjournal.security.smart); None when
     # the request comes from inside the process, where no security applies.
     security: dict | None = None
@@ -34,6 +31,12 @@ class FhirRequest:
     # None: no operations (a request made outside a platform).
     operations: Any = None
     _json: Any = None
+
+    @property
+    def context(self) -> Any:
+        """The request's access context (enjournal.security.context.AccessContext: principal,
+        access basis, audit trail), kept by its guard; None without security."""
+        return None if self.guard is None else self.guard.context
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)

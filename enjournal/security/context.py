@@ -48,17 +48,24 @@ class AccessContext:
     def emergency(self) -> bool:
         return self.basis == EMERGENCY
 
-    def record(self, **fields) -> dict:
+    def record(self, *, emergency: bool = False, **fields) -> dict:
         """Add an AuditEvent for this request (``audit_event``'s fields; the principal, the
-        access basis, the emergency reason and the request id are filled in)."""
+        request id and a health worker's access basis are filled in).  ``emergency`` says
+        the policy granted the access only because of the emergency: stating AKUTT alone
+        does not make an access an emergency access, nor does a refused one."""
         from enjournal.security.audit import audit_event
 
         if fields.get("outcome", "0") != "0":
             self.refusals += 1
-        fields.setdefault("access_basis", self.basis)
-        if fields.pop("emergency", self.emergency):
+            emergency = False
+        if self.principal.kind == "personnel":
+            # The basis is a health worker's statement; a citizen or a system states none.
+            fields.setdefault("access_basis", self.basis)
+        if emergency:
             fields.setdefault("emergency_reason", self.reason)
-        event = audit_event(self.principal, request_id=self.request_id, **fields)
+        event = audit_event(
+            self.principal, request_id=self.request_id, emergency=emergency, **fields
+        )
         self.events.append(event)
         return event
 

@@ -96,11 +96,12 @@ def create_app(
         fhir_request.security = rest_security
         fhir_request.operations = platform.operations
         principal = request.scope.get("state", {}).get("principal")
-        if principal is not None:
-            fhir_request.guard = _guard(principal, fhir_request, request, platform)
-            if isinstance(fhir_request.guard, FhirResponse):
-                return _to_http(fhir_request.guard)
         audit = security.audit if security is not None else None
+        if principal is not None:
+            guard = await _guard(principal, fhir_request, platform, audit)
+            if isinstance(guard, FhirResponse):
+                return _to_http(guard)
+            fhir_request.guard = guard
         response = await _unless_disconnected(
             request, handle(fhir_request, request.app.state.store, audit)
         )
@@ -168,14 +169,19 @@ def create_app(
     return RequestContext(outer, metrics)
 
 
-def _guard(principal, fhir_request: FhirRequest, request: Request, platform):
+async def _guard(principal, fhir_request: FhirRequest, platform, audit):
+    """The request's guard, or the 400 for an access basis or reason it may not state (that
+    refusal audited too: a worker sending a bad basis is worth a reviewer's look)."""
     from enjournal.security.context import AccessContext
 
     try:
         context = AccessContext.from_headers(principal, fhir_request.headers, request_id.get())
     except Invalid as error:
+        refused = AccessContext(principal, request_id=request_id.get())
+        refused.refuse("e", "/".join(fhir_request.path[:1]) or "request", error.message)
+        if audit is not None:
+            await audit.record(refused.take_events())
         return error_response(error)
-    fhir_request.context = context
     return platform.guard(context, cache=platform.security.facts)
 
 

@@ -188,6 +188,22 @@ async def test_emergency_access_is_allowed_flagged_and_audited(secured):
         "gp", "/fhir/Observation/siri-obs", **{"nhn-access-basis": "AKUTT"}
     )
     assert missing_reason.status_code == 400
+    unknown = await secured.get(
+        "gp", "/fhir/Observation/siri-obs", **{"nhn-access-basis": "TRUST-ME"}
+    )
+    assert unknown.status_code == 400
+    # Both refusals are audited, though no patient was read: the policy never ran.
+    refusals = [r for r in await audit_rows(secured.store) if r.outcome == "4"]
+    assert len(refusals) == 2 and not any(r.emergency for r in refusals)
+
+
+async def test_akutt_stated_by_a_worker_who_may_read_anyway_is_not_break_the_glass(secured):
+    # Kari is on the GP's list: AKUTT is logged as the stated basis, not as an emergency access.
+    response = await secured.get("gp", "/fhir/Observation/kari-obs", **EMERGENCY)
+    assert response.status_code == 200
+    rows = [r for r in await audit_rows(secured.store) if r.patient_id == "kari"]
+    assert rows and not any(r.emergency for r in rows)
+    assert all(r.purpose == "TREAT" for r in rows)
 
 
 def deny_consent(patient: str, actor: str | None = None, data: str | None = None) -> dict:

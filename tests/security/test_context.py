@@ -10,6 +10,7 @@ from enjournal.security.context import AccessContext
 from enjournal.security.principal import Principal
 
 NURSE = Principal("personnel", "sub", "client", hpr="1234567", profession="SP")
+CITIZEN = Principal("citizen", "sub-kari", "client", patient="kari")
 REASON = "bevisstløs pasient i akuttmottak"
 
 
@@ -55,7 +56,9 @@ def test_every_record_carries_the_basis_and_an_emergency_its_reason():
     context = AccessContext.from_headers(
         NURSE, {"nhn-access-basis": "AKUTT", "nhn-access-reason": REASON}, "req-9"
     )
-    event = context.record(action="R", subtype="read", patient_id="p1", purpose="ETREAT")
+    event = context.record(
+        action="R", subtype="read", patient_id="p1", purpose="ETREAT", emergency=True
+    )
     text = str(event)
     assert "AKUTT" in text and REASON in text and "req-9" in text
     assert context.refusals == 0 and context.events == [event]
@@ -71,3 +74,49 @@ def test_a_refusal_is_counted_and_handed_over_once():
     # Outside an emergency the reason is not written, even if the caller sent one.
     assert "extension" not in event or "reason" not in str(event["extension"])
     assert context.take_events() == []
+
+
+def _labels(event: dict) -> list[str]:
+    return [
+        label.get("code")
+        for entity in event.get("entity", [])
+        for label in entity.get("securityLabel", [])
+    ]
+
+
+def test_stating_akutt_does_not_make_an_allowed_access_an_emergency_access():
+    # A GP who may read anyway and says AKUTT: the basis is logged, but no break-the-glass.
+    context = AccessContext.from_headers(
+        NURSE, {"nhn-access-basis": "AKUTT", "nhn-access-reason": REASON}
+    )
+    event = context.record(action="R", subtype="read", patient_id="p1", purpose="TREAT")
+    assert "AKUTT" in str(event["purposeOfEvent"])
+    assert "BTG" not in _labels(event) and REASON not in str(event)
+
+
+def test_a_refused_access_is_never_flagged_as_an_emergency_access():
+    context = AccessContext.from_headers(
+        NURSE, {"nhn-access-basis": "AKUTT", "nhn-access-reason": REASON}
+    )
+    event = context.record(
+        action="R", subtype="read", outcome="4", patient_id="p1", purpose="ETREAT", emergency=True
+    )
+    assert "BTG" not in _labels(event) and REASON not in str(event)
+    assert context.refusals == 1
+
+
+def test_an_access_granted_by_the_emergency_is_flagged_with_its_reason():
+    context = AccessContext.from_headers(
+        NURSE, {"nhn-access-basis": "AKUTT", "nhn-access-reason": REASON}
+    )
+    event = context.record(
+        action="R", subtype="read", patient_id="p1", purpose="ETREAT", emergency=True
+    )
+    assert "BTG" in _labels(event) and REASON in str(event)
+
+
+def test_a_citizen_states_no_access_basis():
+    # The basis is a health worker's statement; a citizen's header is not written as one.
+    context = AccessContext.from_headers(CITIZEN, {"nhn-access-basis": "SAMTYKKE"})
+    event = context.record(action="R", subtype="read", patient_id="kari", purpose="PATRQT")
+    assert "SAMTYKKE" not in str(event)

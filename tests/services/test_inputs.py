@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import orjson
 import pytest
 
@@ -45,7 +47,7 @@ def test_required_parameters_and_other_accepted_bodies():
 def test_a_refusal_is_recorded_in_the_request_context():
     principal = Principal("personnel", "sub", "client", hpr="1")
     context = AccessContext(principal, basis="SAMTYKKE", request_id="r1")
-    request = FhirRequest("POST", ["x"], context=context)
+    request = FhirRequest("POST", ["x"], guard=SimpleNamespace(context=context))
     error = refused(request, "U", "$take", "not yours", "kari", NotFound)
     assert isinstance(error, NotFound)
     [event] = context.events

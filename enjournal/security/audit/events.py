@@ -51,6 +51,7 @@ def audit_event(
     organisation_name: str | None = None,
     outcome_desc: str | None = None,
     recorded_ms: int | None = None,
+    emergency: bool | None = None,
 ) -> dict:
     """A FHIR R4 AuditEvent for one interaction.
 
@@ -61,12 +62,14 @@ def audit_event(
     (TREAT, ETREAT for emergency access, PATRQT, HOPERAT ...), ``access_basis`` an NHN basis
     code (UNNTAK, SAMTYKKE, FORHOYET_SAMTYKKE, AKUTT) shown to the citizen.  Emergency access
     (purpose ETREAT/BTG, basis AKUTT, or a reason given) is flagged with the security label
-    BTG on the patient entity and the reason in its ``detail`` and in an extension.
+    BTG on the patient entity and the reason in its ``detail`` and in an extension;
+    ``emergency``, when given, says so instead (the policy's decision, not the stated basis).
     """
     ms = int(time.time() * 1000) if recorded_ms is None else recorded_ms
-    emergency = (
-        purpose in EMERGENCY_PURPOSES or access_basis == "AKUTT" or emergency_reason is not None
-    )
+    if emergency is None:  # not said: read from the purpose, the basis and the reason
+        emergency = (
+            purpose in EMERGENCY_PURPOSES or access_basis == "AKUTT" or emergency_reason is not None
+        )
     purpose_codings = [_purpose_coding(purpose)]
     if access_basis:
         purpose_codings.append(

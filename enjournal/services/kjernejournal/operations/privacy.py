@@ -61,14 +61,14 @@ class PrivacyOperations(ServiceBase):
         consent = to_consent(patient_id, updated, now)
         consent["extension"] = [_lifted(hpr, caller_hpr, reason, now)]
         await _save(tx, consent, patient_id)
-        guard = request.guard
-        if guard is not None:
+        context = request.context
+        if context is not None:
             _audit_change(
-                guard,
+                request,
                 "$kj-lift-block",
                 patient_id,
                 "TREAT",
-                organisation_name=await records.organisation_name(tx, guard.principal.org_nr),
+                organisation_name=await records.organisation_name(tx, context.principal.org_nr),
                 outcome_desc=f"Blokkering av helsepersonell (HPR {hpr}) opphevet",
             )
         return FhirResponse.of(_privacy_parameters(updated))
