@@ -199,7 +199,7 @@ async def load(url: str, count: int, batch: int, writers: int) -> tuple[list[str
     await asyncio.gather(*(writer() for _ in range(writers)))
     seconds = time.monotonic() - started
     async with store.transaction() as tx:
-        await tx.conn.execute("ANALYZE")
+        await tx._conn.execute("ANALYZE")
     await store.close()
     return pids, {
         "prescriptions": written,
@@ -464,7 +464,7 @@ async def scan_all(store, now: datetime) -> int:
     due, after = 0, 0
     while True:
         async with store.transaction(write=False) as tx:
-            rows = await tx.conn.fetch(
+            rows = await tx._conn.fetch(
                 "SELECT rid, id, content FROM resources WHERE type = 'MedicationRequest' "
                 "AND NOT deleted AND rid > ? ORDER BY rid LIMIT ?",
                 after,

@@ -56,7 +56,7 @@ async def gp_paths(url: str) -> tuple[list[str], list[str]]:
     store = await open_store(url, migrate=False)
     try:
         async with store.transaction(write=False) as tx:
-            rows = await tx.conn.fetch(
+            rows = await tx._conn.fetch(
                 "SELECT o.id, g.rid FROM idx_reference g JOIN resources p ON p.rid = g.rid "
                 "JOIN idx_reference s ON s.target_id = p.id AND s.target_type = 'Patient' "
                 "AND s.type = 'Observation' AND s.param = 'subject' "
@@ -64,7 +64,7 @@ async def gp_paths(url: str) -> tuple[list[str], list[str]]:
                 "WHERE g.param = 'general-practitioner' AND g.target_type = 'Practitioner' "
                 "AND g.target_id = 'legekontor-0001-fastlege-1' LIMIT 2000"
             )
-            patients = await tx.conn.fetch(
+            patients = await tx._conn.fetch(
                 "SELECT p.id FROM idx_reference g JOIN resources p ON p.rid = g.rid "
                 "WHERE g.param = 'general-practitioner' "
                 "AND g.target_id = 'legekontor-0001-fastlege-1' LIMIT 200"

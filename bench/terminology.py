@@ -42,7 +42,7 @@ async def prepare(url: str) -> list[str]:
             await save_code_system(tx, load_icd10_xml())
         await load_shipped(store)
         async with store.transaction(write=False) as tx:
-            rows = await tx.conn.fetch("SELECT code, display FROM tx_concepts")
+            rows = await tx._conn.fetch("SELECT code, display FROM tx_concepts")
     finally:
         await store.close()
     return [(r[0], r[1] or "") for r in rows]

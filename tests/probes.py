@@ -54,16 +54,16 @@ async def traces(store: Any, type_: str, id_: str) -> int:
     if store.dialect == "memory":
         return _memory_traces(store._state, type_, id_)
     async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
+        rows = await tx._conn.fetch(
             "SELECT rid FROM resources WHERE type = ? AND id = ?", type_, id_
         )
-        versions = await tx.conn.fetch(
+        versions = await tx._conn.fetch(
             "SELECT version FROM resource_versions WHERE type = ? AND id = ?", type_, id_
         )
         index = 0
         for (rid,) in rows:
             for table in ("idx_reference", "idx_token", "idx_date", "idx_string"):
-                index += len(await tx.conn.fetch(f"SELECT 1 FROM {table} WHERE rid = ?", rid))
+                index += len(await tx._conn.fetch(f"SELECT 1 FROM {table} WHERE rid = ?", rid))
     return len(rows) + len(versions) + index
 
 
@@ -79,7 +79,7 @@ async def versions_with_id(store: Any, id_: str) -> int:
     if store.dialect == "memory":
         return sum(len(seqs) for (_, i), seqs in store._state.versions_of.items() if i == id_)
     async with store.transaction(write=False) as tx:
-        row = await tx.conn.fetchrow("SELECT count(*) FROM resource_versions WHERE id = ?", id_)
+        row = await tx._conn.fetchrow("SELECT count(*) FROM resource_versions WHERE id = ?", id_)
     return row[0]
 
 
@@ -95,7 +95,7 @@ async def reference_index_rows(store: Any, type_: str, target_id: str) -> int:
         )
         return sum(1 for ref in refs if ref[2] == target_id)
     async with store.transaction(write=False) as tx:
-        row = await tx.conn.fetchrow(
+        row = await tx._conn.fetchrow(
             "SELECT count(*) FROM idx_reference WHERE type = ? AND target_id = ?", type_, target_id
         )
     return row[0]

@@ -65,7 +65,7 @@ async def _ids(url: str, type_: str) -> list[str]:
     platform = await build_platform(Settings(database_url=url), migrate=False)
     try:
         async with platform.store.transaction(write=False) as tx:
-            rows = await tx.conn.fetch(
+            rows = await tx._conn.fetch(
                 "SELECT id FROM resources WHERE type = ? AND NOT deleted ORDER BY id", type_
             )
         return [row[0] for row in rows]
@@ -118,10 +118,10 @@ async def test_migrate_twice_loads_the_code_lists_once(tmp_path):
     platform = await build_platform(Settings(database_url=url), migrate=False)
     try:
         async with platform.store.transaction(write=False) as tx:
-            rows = await tx.conn.fetch(
+            rows = await tx._conn.fetch(
                 "SELECT url, COUNT(*) FROM tx_code_systems GROUP BY url HAVING COUNT(*) > 1"
             )
-            loinc = await tx.conn.fetch(
+            loinc = await tx._conn.fetch(
                 "SELECT id FROM tx_code_systems WHERE url = 'http://loinc.org'"
             )
     finally:

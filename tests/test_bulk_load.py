@@ -17,14 +17,14 @@ async def test_bulk_load_stores_every_resource_with_its_references(store_url):
     store = await open_store(store_url)
     try:
         async with store.transaction(write=False) as tx:
-            count = (await tx.conn.fetchrow("SELECT count(*) FROM resources"))[0]
+            count = (await tx._conn.fetchrow("SELECT count(*) FROM resources"))[0]
             # every reference points at a stored resource (none left as urn:uuid)
-            dangling = await tx.conn.fetch(
+            dangling = await tx._conn.fetch(
                 "SELECT r.target_type, r.target_id, r.url FROM idx_reference r "
                 "LEFT JOIN resources t ON t.type = r.target_type AND t.id = r.target_id "
                 "WHERE t.rid IS NULL"
             )
-            linked = (await tx.conn.fetchrow("SELECT count(*) FROM idx_reference"))[0]
+            linked = (await tx._conn.fetchrow("SELECT count(*) FROM idx_reference"))[0]
     finally:
         await store.close()
     assert count == len(resources)

@@ -23,7 +23,7 @@ def write_ndjson(path, resources) -> None:
 
 async def families(store) -> dict[str, tuple[str, int]]:
     async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
+        rows = await tx._conn.fetch(
             "SELECT id, version, content FROM resources WHERE type = 'Patient'"
         )
     return {r[0]: (orjson.loads(bytes(r[2]))["name"][0]["family"], r[1]) for r in rows}
@@ -99,7 +99,7 @@ async def test_collection_bundle_and_repeated_shared_resources(store, tmp_path, 
         path.write_bytes(orjson.dumps(transaction))
         assert (await importer.import_file(store, path)).error is None
     async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch("SELECT type, count(*) FROM resources GROUP BY type")
+        rows = await tx._conn.fetch("SELECT type, count(*) FROM resources GROUP BY type")
     assert dict((r[0], r[1]) for r in rows) == {"Patient": 7, "Organization": 1}
     assert (await families(store))["given-id"] == ("Given", 1)
 
@@ -141,7 +141,7 @@ async def test_summary_counts_stored_merged_and_failed(store, tmp_path):
     assert text.startswith("3 of 4 files loaded: 6 resources stored, 3 merged as duplicates")
     assert "1 files failed" in text
     async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch("SELECT type, count(*) FROM resources GROUP BY type")
+        rows = await tx._conn.fetch("SELECT type, count(*) FROM resources GROUP BY type")
     assert dict((r[0], r[1]) for r in rows) == {"Patient": 3, "Organization": 3}
 
 

@@ -1,8 +1,8 @@
 """One seam: all SQL lives in ``enjournal/storage/`` (issue 12).
 
 Every module under ``enjournal/`` outside ``enjournal/storage/`` is parsed with ``ast``; it
-fails on a string constant that looks like SQL over tables, or on any ``.conn`` attribute
-(the transaction's connection is storage's business).
+fails on a string constant that looks like SQL over tables, or on any ``.conn`` or ``._conn``
+attribute (the transaction's connection is storage's business).
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ def _offences(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     where = path.relative_to(ROOT)
     found = [
-        f"{where}:{node.lineno}: .conn"
+        f"{where}:{node.lineno}: .{node.attr}"
         for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and node.attr == "conn"
+        if isinstance(node, ast.Attribute) and node.attr in ("conn", "_conn")
     ]
     for lineno, text in _strings(tree):
         if SQL.search(text):

@@ -32,7 +32,7 @@ async def lock_head(tx: Any) -> tuple[int, bytes] | None:
     writer lock already serialises write transactions."""
     if memory := _memory(tx):
         return memory.head  # write transactions already run one at a time
-    conn = tx.conn
+    conn = tx._conn
     lock = " FOR UPDATE" if conn.dialect == "postgres" else ""
     head = await conn.fetchrow(f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
     return None if head is None else (int(head[0]), bytes(head[1]))
@@ -42,27 +42,27 @@ async def insert_events(tx: Any, rows: list[tuple]) -> None:
     """Insert chained rows: (seq, *columns, event, prev_hash, hash)."""
     if memory := _memory(tx, write=True):
         return memory.insert_events(rows)
-    await tx.conn.executemany(_INSERT, rows)
+    await tx._conn.executemany(_INSERT, rows)
 
 
 async def move_head(tx: Any, seq: int, digest: bytes) -> None:
     if memory := _memory(tx, write=True):
         return memory.move_head(seq, digest)
-    await tx.conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, digest)
+    await tx._conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", seq, digest)
 
 
 async def relax_commit(tx: Any) -> None:
     """Commit this transaction without waiting for the disk (PostgreSQL only; see
     ``AuditWriter.synchronous``)."""
-    if tx.conn.dialect == "postgres":
-        await tx.conn.execute("SET LOCAL synchronous_commit TO OFF")
+    if tx._conn.dialect == "postgres":
+        await tx._conn.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 async def read_head(tx: Any) -> tuple[int, bytes] | None:
     """The head (last seq, its hash), unlocked; None if the row is missing."""
     if memory := _memory(tx):
         return memory.head
-    head = await tx.conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id = 1")
+    head = await tx._conn.fetchrow("SELECT seq, hash FROM audit_head WHERE id = 1")
     return None if head is None else (int(head[0]), bytes(head[1]))
 
 
@@ -71,14 +71,14 @@ async def rows_after(tx: Any, seq: int, limit: int) -> list:
     action, outcome, purpose, emergency, event, prev_hash, hash)."""
     if memory := _memory(tx):
         return memory.rows_after(seq, limit)
-    return await tx.conn.fetch(_SELECT_PAGE, seq, limit)
+    return await tx._conn.fetch(_SELECT_PAGE, seq, limit)
 
 
 async def seq_linked_to(tx: Any, prev_hash: bytes, other_than: int) -> int | None:
     """The first seq (other than ``other_than``) whose prev_hash is ``prev_hash``."""
     if memory := _memory(tx):
         return memory.seq_linked_to(prev_hash, other_than)
-    row = await tx.conn.fetchrow(
+    row = await tx._conn.fetchrow(
         "SELECT seq FROM audit_log WHERE prev_hash = ? AND seq <> ? ORDER BY seq LIMIT 1",
         prev_hash,
         other_than,
@@ -96,9 +96,9 @@ async def patient_rows(tx: Any, patient_id: str, count: int, before_seq: int | N
     if before_seq is not None:
         sql += " AND seq < ?"
         args.append(before_seq)
-    return await tx.conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count)
+    return await tx._conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count)
 
 
 def _memory(tx: Any, write: bool = False) -> Any:
     """The memory store's ``AuditLog`` for ``tx``, or None on a SQL backend."""
-    return tx.audit_log(write) if tx.conn.dialect == "memory" else None
+    return tx.audit_log(write) if tx._conn.dialect == "memory" else None

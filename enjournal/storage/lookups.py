@@ -35,14 +35,14 @@ from enjournal.storage.lookup_specs import (
 class Lookups:
     """Indexed lookups on one open transaction's connection (``Transaction`` inherits them)."""
 
-    conn: Connection
+    _conn: Connection
 
     async def ids_by_identifier(self, type_: str, systems: Sequence[str], value) -> list[str]:
         """The current ``type_`` resources with the identifier ``value`` in one of ``systems``
         (``Practitioner?identifier=<HPR>|<value>``)."""
         if not value or not systems:
             return []
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT r.id FROM idx_token t JOIN resources r ON r.rid = t.rid "
             "WHERE t.type = ? AND t.param = 'identifier' AND t.code = ? "
             f"AND t.system IN ({_marks(systems)}) AND NOT r.deleted",
@@ -55,7 +55,7 @@ class Lookups:
     async def contents_by_identifier(self, type_: str, value: str) -> list[bytes]:
         """The content of the current ``type_`` resources with an identifier ``value`` in any
         system (``RelatedPerson?identifier=<value>``)."""
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT r.content FROM idx_token t JOIN resources r ON r.rid = t.rid "
             "WHERE t.type = ? AND t.param = 'identifier' AND t.code = ? "
             "AND NOT r.deleted",
@@ -71,7 +71,7 @@ class Lookups:
         ``target_type``/``target_ids`` (``PractitionerRole?practitioner=Practitioner/a,b``)."""
         if not target_ids:
             return []
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT r.id FROM idx_reference f JOIN resources r ON r.rid = f.rid "
             "WHERE f.type = ? AND f.param = ? "
             f"AND f.target_type = ? AND f.target_id IN ({_marks(target_ids)}) "
@@ -88,7 +88,7 @@ class Lookups:
     ) -> list[bytes]:
         """The content of current ``type_`` resources whose reference ``param`` points at
         ``target_type/target_id`` (``Consent?patient=Patient/<id>``: a patient's Consents)."""
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT r.content FROM resources r WHERE r.type = ? AND NOT r.deleted "
             "AND r.rid IN (SELECT rid FROM idx_reference WHERE target_id = ? AND "
             "target_type = ? AND type = ? AND param = ?)",
@@ -103,12 +103,12 @@ class Lookups:
     async def references_of(self, type_: str, id_: str, param: str) -> list[tuple[str, str]] | None:
         """The (target type, id) pairs the reference ``param`` of the current ``type_/id_``
         holds (a Patient's ``general-practitioner``); None if no such current resource."""
-        row = await self.conn.fetchrow(
+        row = await self._conn.fetchrow(
             "SELECT rid FROM resources WHERE type = ? AND id = ? AND NOT deleted", type_, id_
         )
         if row is None:
             return None
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT target_type, target_id FROM idx_reference WHERE rid = ? AND param = ?",
             row[0],
             param,
@@ -118,7 +118,7 @@ class Lookups:
     async def content_of(self, type_: str, id_: str) -> bytes | None:
         """The current content of ``type_/id_``; None if never stored or deleted.  Unlike
         ``Transaction.read``, a miss is an answer, not an error."""
-        row = await self.conn.fetchrow(
+        row = await self._conn.fetchrow(
             "SELECT content FROM resources WHERE type = ? AND id = ? AND NOT deleted", type_, id_
         )
         return None if row is None else row[0]
@@ -136,7 +136,7 @@ class Lookups:
         link: an Encounter of the patient at the caller's organisation, say."""
         if not link_targets:
             return False
-        hit = await self.conn.fetchrow(
+        hit = await self._conn.fetchrow(
             "SELECT 1 FROM idx_reference a JOIN idx_reference b ON b.rid = a.rid "
             "WHERE a.target_id = ? AND a.target_type = 'Patient' AND a.type = ? "
             f"AND a.param = ? AND b.param = ? AND b.target_id IN ({_marks(link_targets)}) "
@@ -163,7 +163,7 @@ class Lookups:
         organisation."""
         if not target_ids or not other_ids:
             return False
-        hit = await self.conn.fetchrow(
+        hit = await self._conn.fetchrow(
             "SELECT 1 FROM idx_reference a JOIN idx_reference b ON b.rid = a.rid "
             "WHERE a.type = ? AND a.param = ? "
             f"AND a.target_id IN ({_marks(target_ids)}) "
@@ -181,7 +181,7 @@ class Lookups:
     async def ping(self) -> None:
         """Ask the database the smallest question (the health check); raises if it cannot
         answer."""
-        await self.conn.fetchrow("SELECT 1")
+        await self._conn.fetchrow("SELECT 1")
 
     async def by_identifier(
         self, type_: str, systems: Sequence[str], value: str, limit: int | None = None
@@ -191,7 +191,7 @@ class Lookups:
         order; at most ``limit`` (which ones, if more match, is unspecified)."""
         if not value or not systems:
             return []
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT r.type, r.id, r.last_updated, r.content FROM idx_token t "
             "JOIN resources r ON r.rid = t.rid "
             "WHERE t.type = ? AND t.param = 'identifier' AND t.code = ? "
@@ -217,7 +217,7 @@ class Lookups:
         if not types:
             return []
         by_param = "" if param is None else " AND param = ?"
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT type, id, last_updated, content FROM resources WHERE rid IN ("
             "SELECT rid FROM idx_reference WHERE target_id = ? AND target_type = ? "
             f"AND type IN ({_marks(types)}){by_param}) AND NOT deleted "
@@ -235,7 +235,7 @@ class Lookups:
         """The current ``type_`` resources whose id starts with ``prefix`` (exactly, case
         included) and sorts after ``after``, in id order (the backend's text order), at most
         ``limit``: page on by passing the last id as ``after``; a short page is the last."""
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT type, id, last_updated, content FROM resources WHERE type = ? "
             "AND id > ? AND substr(id, 1, ?) = ? AND NOT deleted "
             f"ORDER BY id{_limit(limit)}",
@@ -250,7 +250,7 @@ class Lookups:
         """A number that changes whenever a ``type_`` resource is created, updated or
         deleted (the newest version's sequence number; None if the type has no versions), so
         a cache built from the type's resources can tell it is stale in one indexed probe."""
-        row = await self.conn.fetchrow(
+        row = await self._conn.fetchrow(
             "SELECT MAX(seq) FROM resource_versions WHERE type = ?", type_
         )
         return None if row is None else row[0]
@@ -273,7 +273,7 @@ class Lookups:
                 f"{ends} AND rid > ?"
             )
             args += [type_, c.param, c.before, *([c.before] if c.ends else []), after]
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             f"WITH c AS ({' UNION '.join(parts)} ORDER BY rid LIMIT ?) "
             "SELECT c.rid, r.type, r.id, r.last_updated, r.content "
             "FROM c JOIN resources r ON r.rid = c.rid WHERE NOT r.deleted ORDER BY c.rid",
@@ -315,7 +315,7 @@ class Lookups:
         if not selects:
             return [[] for _ in specs]
         with_ = f"WITH {', '.join(ctes)} " if ctes else ""
-        rows = await self.conn.fetch(with_ + " UNION ALL ".join(selects), *cte_args, *args)
+        rows = await self._conn.fetch(with_ + " UNION ALL ".join(selects), *cte_args, *args)
         answers: list[list[Found]] = [[] for _ in specs]
         for row in sorted(rows, key=lambda r: r[0]):  # stable: keeps each part's own order
             answers[owner[row[0]]].append(_found(row[1:]))

@@ -342,7 +342,7 @@ def _found(row: Row) -> Found:
 
 
 class _NoSql:
-    """The ``conn`` of a memory transaction: a method inherited from ``Transaction`` that this
+    """The ``_conn`` of a memory transaction: a method inherited from ``Transaction`` that this
     store does not implement (one that runs SQL) fails with a clear error."""
 
     dialect = "memory"

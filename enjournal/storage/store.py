@@ -94,7 +94,7 @@ class Transaction(Lookups):
     def __init__(
         self, conn: Connection, indexer: Indexer, write: bool, checks=(), search_parameters=None
     ):
-        self.conn = conn
+        self._conn = conn
         self.indexer = indexer
         # The store's SearchParameters (enjournal.fhir.definitions): what the indexer indexes,
         # so what a search of this transaction may ask for.
@@ -114,17 +114,17 @@ class Transaction(Lookups):
         """Write the pending version and index rows (the store calls this before commit)."""
         if self._pending_deletes:
             rids, self._pending_deletes = self._pending_deletes, []
-            if self.conn.dialect == "postgres":
+            if self._conn.dialect == "postgres":
                 # One round trip for every index table (an update used to cost nine).
-                await self.conn.execute(_DELETE_INDEX_ROWS, *[rids] * len(INDEX_COLUMNS))
+                await self._conn.execute(_DELETE_INDEX_ROWS, *[rids] * len(INDEX_COLUMNS))
             else:
                 for table in INDEX_COLUMNS:
-                    await self.conn.executemany(
+                    await self._conn.executemany(
                         f"DELETE FROM {table} WHERE rid = ?", [(rid,) for rid in rids]
                     )
         pending, self._pending = self._pending, {}
         for table, rows in pending.items():
-            await self.conn.executemany(_INSERT[table], rows)
+            await self._conn.executemany(_INSERT[table], rows)
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -152,8 +152,8 @@ class Transaction(Lookups):
 
     async def _read(self, type_: str, id_: str, *, lock: bool) -> StoredResource:
         _known_id(type_, id_)
-        for_update = " FOR UPDATE" if lock and self.conn.dialect == "postgres" else ""
-        row = await self.conn.fetchrow(
+        for_update = " FOR UPDATE" if lock and self._conn.dialect == "postgres" else ""
+        row = await self._conn.fetchrow(
             "SELECT rid, version, last_updated, deleted, content FROM resources "
             f"WHERE type = ? AND id = ?{for_update}",
             type_,
@@ -172,7 +172,7 @@ class Transaction(Lookups):
         found: dict[str, StoredResource] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
-            rows = await self.conn.fetch(
+            rows = await self._conn.fetch(
                 "SELECT rid, id, version, last_updated, content FROM resources "
                 f"WHERE type = ? AND id IN ({', '.join('?' for _ in chunk)}) AND NOT deleted",
                 type_,
@@ -185,7 +185,7 @@ class Transaction(Lookups):
     async def exists(self, type_: str, id_: str) -> bool:
         if not is_fhir_id(id_):
             return False
-        row = await self.conn.fetchrow(
+        row = await self._conn.fetchrow(
             "SELECT deleted FROM resources WHERE type = ? AND id = ?", type_, id_
         )
         return row is not None and not row[0]
@@ -195,7 +195,7 @@ class Transaction(Lookups):
         if not 1 <= version <= MAX_VERSION:
             raise NotFound(f"{type_}/{id_} has no version {str(version)[:20]}")
         await self.flush()
-        row = await self.conn.fetchrow(
+        row = await self._conn.fetchrow(
             "SELECT rid, last_updated, method, content FROM resource_versions "
             "WHERE type = ? AND id = ? AND version = ?",
             type_,
@@ -238,7 +238,7 @@ class Transaction(Lookups):
             where.append("seq < ?")
             args.append(before_seq)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             "SELECT seq, rid, type, id, version, last_updated, method, content "
             f"FROM resource_versions {clause} ORDER BY seq DESC LIMIT ?",
             *args,
@@ -257,7 +257,7 @@ class Transaction(Lookups):
         from enjournal.storage.search_sql import run_search
 
         await self.flush()
-        return await run_search(self.conn, query)
+        return await run_search(self._conn, query)
 
     async def includes(self, query: Any, matches: list, keep=None) -> list[StoredResource]:
         """The resources ``query``'s ``_include``/``_revinclude`` reach from ``matches``;
@@ -265,7 +265,7 @@ class Transaction(Lookups):
         from enjournal.storage.search_sql import includes
 
         await self.flush()
-        return await includes(self.conn, query, matches, keep)
+        return await includes(self._conn, query, matches, keep)
 
     # ---- writes --------------------------------------------------------------------------
 
@@ -277,7 +277,7 @@ class Transaction(Lookups):
         id_ = _new_id(id_) if id_ else new_id()
         now = self._now()
         content = self._stamp(resource, id_, 1, now)
-        row = await self.conn.fetchrow(
+        row = await self._conn.fetchrow(
             "INSERT INTO resources (type, id, version, last_updated, deleted, content) "
             "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING RETURNING rid",
             type_,
@@ -363,7 +363,7 @@ class Transaction(Lookups):
             raise PreconditionFailed(f"{type_}/{id_} is at version {version}, not {if_match}")
         now = max(self._now(), last_updated + 1)
         content = self._stamp(resource, id_, version + 1, now)
-        await self.conn.execute(
+        await self._conn.execute(
             "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, content = ? "
             "WHERE rid = ?",
             version + 1,
@@ -389,7 +389,7 @@ class Transaction(Lookups):
         if if_match is not None and if_match != version:
             raise PreconditionFailed(f"{type_}/{id_} is at version {version}, not {if_match}")
         now = max(self._now(), last_updated + 1)
-        await self.conn.execute(
+        await self._conn.execute(
             "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, content = NULL "
             "WHERE rid = ?",
             version + 1,
@@ -415,10 +415,10 @@ class Transaction(Lookups):
         if self._pending:
             await self.flush()  # pending version/index rows of this resource go first
         rid = current[0]
-        await self.conn.execute(
+        await self._conn.execute(
             "DELETE FROM resource_versions WHERE type = ? AND id = ?", type_, id_
         )
-        await self.conn.execute("DELETE FROM resources WHERE rid = ?", rid)
+        await self._conn.execute("DELETE FROM resources WHERE rid = ?", rid)
         # Its index rows go with the transaction's other index deletes, at the next flush
         # (one statement for all of them on PostgreSQL): purging many costs 3 round trips
         # each, not 12.
@@ -427,9 +427,9 @@ class Transaction(Lookups):
 
     async def lock_criteria(self, type_: str, criteria: str) -> None:
         """Serialise conditional operations on the same criteria across workers."""
-        if self.conn.dialect == "postgres":
+        if self._conn.dialect == "postgres":
             digest = hashlib.blake2b(f"{type_}?{criteria}".encode(), digest_size=8).digest()
-            await self.conn.execute(
+            await self._conn.execute(
                 "SELECT pg_advisory_xact_lock(?)", int.from_bytes(digest, "big", signed=True)
             )
         # SQLite: the single writer lock already serialises every write transaction.
@@ -438,8 +438,8 @@ class Transaction(Lookups):
 
     async def _lock(self, type_: str, id_: str) -> tuple | None:
         self._locked.pop((type_, id_), None)  # about to be written: the copy goes stale
-        lock = " FOR UPDATE" if self.conn.dialect == "postgres" else ""
-        return await self.conn.fetchrow(
+        lock = " FOR UPDATE" if self._conn.dialect == "postgres" else ""
+        return await self._conn.fetchrow(
             "SELECT rid, version, last_updated, deleted FROM resources "
             f"WHERE type = ? AND id = ?{lock}",
             type_,
@@ -453,9 +453,9 @@ class Transaction(Lookups):
         those inserted."""
         if not keys:
             return {}
-        if self.conn.dialect == "postgres":
+        if self._conn.dialect == "postgres":
             # One statement for the whole batch: the arrays travel as parameters.
-            rows = await self.conn.fetch(
+            rows = await self._conn.fetch(
                 "INSERT INTO resources (type, id, version, last_updated, deleted, content) "
                 "SELECT t, i, 1, ?::bigint, FALSE, c FROM unnest(?::text[], ?::text[], ?::bytea[]) "
                 "AS u(t, i, c) ON CONFLICT (type, id) DO NOTHING RETURNING rid, type, id",
@@ -468,7 +468,7 @@ class Transaction(Lookups):
         # SQLite runs in-process: a statement per row costs no round trip.
         inserted = {}
         for key, content in zip(keys, contents, strict=True):
-            row = await self.conn.fetchrow(
+            row = await self._conn.fetchrow(
                 "INSERT INTO resources (type, id, version, last_updated, deleted, content) "
                 "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (type, id) DO NOTHING RETURNING rid",
                 key[0],

@@ -78,7 +78,7 @@ async def _verify(store, **kw):
 async def _sql(store, *statements: tuple) -> None:
     async with store.transaction() as tx:
         for sql, *args in statements:
-            await tx.conn.execute(sql, *args)
+            await tx._conn.execute(sql, *args)
 
 
 async def _disable_triggers(store) -> None:
@@ -106,7 +106,7 @@ async def _disable_triggers(store) -> None:
 
 async def _count(store) -> int:
     async with store.transaction(write=False) as tx:
-        return (await tx.conn.fetchrow("SELECT count(*) FROM audit_log"))[0]
+        return (await tx._conn.fetchrow("SELECT count(*) FROM audit_log"))[0]
 
 
 # ---- events ---------------------------------------------------------------------------------
@@ -244,7 +244,9 @@ async def test_two_workers_append_concurrently(store_url):
 async def test_hash_is_chained(store):
     await _fill(store, 3)
     async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch("SELECT seq, event, prev_hash, hash FROM audit_log ORDER BY seq")
+        rows = await tx._conn.fetch(
+            "SELECT seq, event, prev_hash, hash FROM audit_log ORDER BY seq"
+        )
     prev = ZERO_HASH
     for seq, event, prev_hash, digest in rows:
         assert bytes(prev_hash) == prev
@@ -299,9 +301,9 @@ async def test_changed_and_rehashed_event(store):
     await _fill(store, 20)
     await _disable_triggers(store)
     async with store.transaction() as tx:
-        prev = bytes((await tx.conn.fetchrow("SELECT prev_hash FROM audit_log WHERE seq = 9"))[0])
+        prev = bytes((await tx._conn.fetchrow("SELECT prev_hash FROM audit_log WHERE seq = 9"))[0])
         forged = orjson.dumps(_read("p-other"), option=orjson.OPT_SORT_KEYS)
-        await tx.conn.execute(
+        await tx._conn.execute(
             "UPDATE audit_log SET event = ?, patient_id = ?, hash = ? WHERE seq = 9",
             forged,
             "p-other",

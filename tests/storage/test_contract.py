@@ -571,7 +571,7 @@ async def test_memory_store_refuses_what_it_cannot_do():
         with pytest.raises(RuntimeError):
             await tx.create(patient())
         with pytest.raises(NotSupported):
-            await tx.conn.fetch("SELECT 1")
+            await tx._conn.fetch("SELECT 1")
 
 
 # ---- the audit log (storage.audit_log) --------------------------------------------------------

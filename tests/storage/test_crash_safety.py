@@ -61,7 +61,7 @@ async def check_consistent(url: str) -> dict[str, int]:
     store = await open_store(url)
     try:
         async with store.transaction(write=False) as tx:
-            conn = tx.conn
+            conn = tx._conn
             no_version = await conn.fetch(
                 "SELECT r.type, r.id, r.version FROM resources r WHERE NOT EXISTS "
                 "(SELECT 1 FROM resource_versions v WHERE v.type = r.type AND v.id = r.id "
@@ -106,7 +106,7 @@ async def identifiers(url: str) -> Counter:
     store = await open_store(url)
     try:
         async with store.transaction(write=False) as tx:
-            rows = await tx.conn.fetch(
+            rows = await tx._conn.fetch(
                 "SELECT content FROM resources WHERE type = 'Patient' AND NOT deleted"
             )
     finally:
@@ -170,7 +170,7 @@ async def test_import_killed_mid_file_is_all_or_nothing(store_url, tmp_path):
     store = await open_store(store_url)
     try:
         async with store.transaction(write=False) as tx:
-            versions = await tx.conn.fetch(
+            versions = await tx._conn.fetch(
                 "SELECT version, count(*) FROM resources WHERE type = 'Patient' GROUP BY version"
             )
     finally:

@@ -92,11 +92,11 @@ async def test_a_statement_over_the_time_limit_is_busy(tmp_path):
     try:
         with pytest.raises(Busy) as refused:
             async with store.transaction(write=False) as tx:
-                await tx.conn.fetch("SELECT pg_sleep(2)")
+                await tx._conn.fetch("SELECT pg_sleep(2)")
         assert "took longer" in refused.value.message
         assert refused.value.issues[0].code == "too-costly"
         async with store.transaction(write=False) as tx:  # the connection is usable again
-            assert await tx.conn.fetchrow("SELECT 1") is not None
+            assert await tx._conn.fetchrow("SELECT 1") is not None
     finally:
         await store.close()
         await _drop_schema(schema)
@@ -111,10 +111,10 @@ async def test_a_long_sqlite_read_is_interrupted(tmp_path):
         )
         with pytest.raises(Busy) as refused:
             async with store.transaction(write=False) as tx:
-                await tx.conn.fetch(slow)
+                await tx._conn.fetch(slow)
         assert "took longer" in refused.value.message
         async with store.transaction(write=False) as tx:
-            assert await tx.conn.fetchrow("SELECT 1") == (1,)
+            assert await tx._conn.fetchrow("SELECT 1") == (1,)
     finally:
         await store.close()
 
@@ -123,8 +123,8 @@ async def test_a_full_sqlite_disk_is_busy_with_a_clear_message(tmp_path):
     store = await open_store(f"sqlite:///{tmp_path}/db.sqlite")
     try:
         async with store.transaction(write=True) as tx:
-            pages = (await tx.conn.fetchrow("PRAGMA page_count"))[0]
-            await tx.conn.fetch(f"PRAGMA max_page_count = {pages + 2}")
+            pages = (await tx._conn.fetchrow("PRAGMA page_count"))[0]
+            await tx._conn.fetch(f"PRAGMA max_page_count = {pages + 2}")
         with pytest.raises(Busy) as refused:
             async with store.transaction(write=True) as tx:
                 for n in range(200):
@@ -177,7 +177,7 @@ async def test_a_statement_past_the_database_limits_is_a_400(backend, tmp_path):
         marks = ", ".join("?" for _ in ids)
         with pytest.raises(Invalid) as refused:
             async with store.transaction(write=False) as tx:
-                await tx.conn.fetch(f"SELECT id FROM resources WHERE id IN ({marks})", *ids)
+                await tx._conn.fetch(f"SELECT id FROM resources WHERE id IN ({marks})", *ids)
         assert refused.value.status == 400 and refused.value.issues[0].code == "too-costly"
     finally:
         await store.close()
@@ -190,5 +190,5 @@ async def test_an_integer_beyond_64_bits_is_a_400(store):
 
     with pytest.raises(Invalid) as refused:
         async with store.transaction(write=False) as tx:
-            await tx.conn.fetch("SELECT rid FROM resources WHERE rid = ?", 10**20)
+            await tx._conn.fetch("SELECT rid FROM resources WHERE rid = ?", 10**20)
     assert refused.value.status == 400

@@ -499,4 +499,4 @@ async def test_sorted_search_too_large(store, monkeypatch):
 async def test_count_function(data):
     query = parse_search("Patient", q("gender=female"))
     async with data.transaction(write=False) as tx:
-        assert await search_sql.count(tx.conn, query) == 2
+        assert await search_sql.count(tx._conn, query) == 2

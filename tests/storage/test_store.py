@@ -183,18 +183,18 @@ async def dump_rows(tx) -> dict[str, list]:
 
     await tx.flush()
     keys = {
-        r[0]: f"{r[1]}/{r[2]}" for r in await tx.conn.fetch("SELECT rid, type, id FROM resources")
+        r[0]: f"{r[1]}/{r[2]}" for r in await tx._conn.fetch("SELECT rid, type, id FROM resources")
     }
     dump = {
-        "resources": await tx.conn.fetch(
+        "resources": await tx._conn.fetch(
             "SELECT type, id, version, last_updated, deleted, content FROM resources"
         ),
-        "resource_versions": await tx.conn.fetch(
+        "resource_versions": await tx._conn.fetch(
             "SELECT rid, type, id, version, last_updated, method, content FROM resource_versions"
         ),
     }
     for table, cols in INDEX_COLUMNS.items():
-        dump[table] = await tx.conn.fetch(f"SELECT rid, type, {', '.join(cols)} FROM {table}")
+        dump[table] = await tx._conn.fetch(f"SELECT rid, type, {', '.join(cols)} FROM {table}")
     out = {}
     for table, rows in dump.items():
         rows = [tuple(r) for r in rows]
@@ -360,7 +360,7 @@ async def test_purge_leaves_no_row_of_the_resource_and_keeps_the_rest(store):
         assert not await tx.purge("Observation", "never")
         await tx.flush()
         for table in INDEX_COLUMNS:
-            orphans = await tx.conn.fetch(
+            orphans = await tx._conn.fetch(
                 f"SELECT rid FROM {table} WHERE rid NOT IN (SELECT rid FROM resources)"
             )
             assert orphans == [], table
@@ -382,12 +382,12 @@ async def test_statistics_follow_the_data_on_postgres(store):
     from enjournal.storage.schema import INDEX_COLUMNS
 
     async with store.transaction(write=False) as tx:
-        versions = [r[0] for r in await tx.conn.fetch("SELECT version FROM schema_migrations")]
+        versions = [r[0] for r in await tx._conn.fetch("SELECT version FROM schema_migrations")]
         assert 4 in versions
-        if tx.conn.dialect != "postgres":
+        if tx._conn.dialect != "postgres":
             return  # SQLite keeps no statistics unless ANALYZE runs
         for table in ("resources", "resource_versions", *INDEX_COLUMNS):
-            (options,) = await tx.conn.fetchrow(
+            (options,) = await tx._conn.fetchrow(
                 "SELECT reloptions FROM pg_class WHERE oid = to_regclass(?)", table
             )
             assert "autovacuum_analyze_threshold=20000" in options, table

@@ -182,11 +182,11 @@ async def test_load_and_code_system_resource(store):
         assert await ts.code_exists(tx, URL, "Z99") is False
         assert await ts.code_exists(tx, "http://unknown", "D1") is None
         # closure: D is ancestor of 7 concepts incl. itself; DH has 5 ancestors incl. itself
-        rows = await tx.conn.fetch(
+        rows = await tx._conn.fetch(
             "SELECT descendant FROM tx_closure WHERE cs = ? AND ancestor = ?", info.id, "D"
         )
         assert sorted(r[0] for r in rows) == ["D", "D1", "D1.1", "D1.2", "D2", "D2.1", "DH"]
-        rows = await tx.conn.fetch(
+        rows = await tx._conn.fetch(
             "SELECT ancestor FROM tx_closure WHERE cs = ? AND descendant = ?", info.id, "DH"
         )
         assert sorted(r[0] for r in rows) == ["D", "D1", "DH", "H", "H1"]
@@ -203,7 +203,7 @@ async def test_broken_load_leaves_nothing(store):
     async with store.transaction(write=False) as tx:
         assert await ts.find_code_system(tx, URL) is None
         for table in ("tx_code_systems", "tx_concepts", "tx_designations", "tx_words"):
-            assert (await tx.conn.fetchrow(f"SELECT count(*) FROM {table}"))[0] == 0
+            assert (await tx._conn.fetchrow(f"SELECT count(*) FROM {table}"))[0] == 0
         assert not await tx.exists("CodeSystem", "TestDiagnoses-1")
 
 
@@ -237,7 +237,7 @@ async def test_versions_side_by_side_and_replace(store):
         assert (await ts.find_code_system(tx, URL)).concept_count == 3
         assert await ts.code_exists(tx, URL, "D2", "1") is False
         assert await ts.code_exists(tx, URL, "D2", "2") is True
-        n = await tx.conn.fetchrow("SELECT count(*) FROM tx_concepts WHERE cs = ?", v1.id)
+        n = await tx._conn.fetchrow("SELECT count(*) FROM tx_concepts WHERE cs = ?", v1.id)
         assert n[0] == 3
 
 
@@ -450,7 +450,7 @@ async def test_translate(store, indexed):
             await tx.update(dict(CONCEPT_MAP), "icpc2-icd10")
     async with store.transaction(write=False) as tx:
         if indexed:
-            rows = await tx.conn.fetch("SELECT count(*) FROM tx_concept_map")
+            rows = await tx._conn.fetch("SELECT count(*) FROM tx_concept_map")
             assert rows[0][0] == 4
         cmap = await find_concept_map(tx, CONCEPT_MAP["url"])
         for using in (cmap, None):

@@ -60,13 +60,13 @@ async def find_code_system(tx, url: str, version: str | None = None) -> CodeSyst
     if _holds_none(tx):
         return None
     if version is not None:
-        row = await tx.conn.fetchrow(
+        row = await tx._conn.fetchrow(
             f"SELECT {_CS_COLUMNS} FROM tx_code_systems WHERE url = ? AND version = ?",
             url,
             version,
         )
     else:
-        row = await tx.conn.fetchrow(
+        row = await tx._conn.fetchrow(
             f"SELECT {_CS_COLUMNS} FROM tx_code_systems WHERE url = ? "
             "ORDER BY loaded DESC, id DESC LIMIT 1",
             url,
@@ -77,7 +77,7 @@ async def find_code_system(tx, url: str, version: str | None = None) -> CodeSyst
 async def code_systems(tx) -> list[CodeSystemInfo]:
     if _holds_none(tx):
         return []
-    rows = await tx.conn.fetch(f"SELECT {_CS_COLUMNS} FROM tx_code_systems ORDER BY url, loaded")
+    rows = await tx._conn.fetch(f"SELECT {_CS_COLUMNS} FROM tx_code_systems ORDER BY url, loaded")
     return [CodeSystemInfo.of(r) for r in rows]
 
 
@@ -98,7 +98,7 @@ async def held_urls(tx) -> set[str]:
     """The urls of every loaded code system, in any version."""
     if _holds_none(tx):
         return set()
-    return {row[0] for row in await tx.conn.fetch("SELECT DISTINCT url FROM tx_code_systems")}
+    return {row[0] for row in await tx._conn.fetch("SELECT DISTINCT url FROM tx_code_systems")}
 
 
 async def code_system_keys(tx) -> list[tuple[int, str, str | None, str]]:
@@ -106,7 +106,7 @@ async def code_system_keys(tx) -> list[tuple[int, str, str | None, str]]:
     first: what the write check needs to pick a system and tell fragments."""
     if _holds_none(tx):
         return []
-    rows = await tx.conn.fetch(
+    rows = await tx._conn.fetch(
         "SELECT id, url, version, info FROM tx_code_systems ORDER BY loaded, id"
     )
     out = []
@@ -118,4 +118,4 @@ async def code_system_keys(tx) -> list[tuple[int, str, str | None, str]]:
 
 def _holds_none(tx) -> bool:
     """Whether ``tx`` is the memory store's, which has no terminology tables."""
-    return tx.conn.dialect == "memory"
+    return tx._conn.dialect == "memory"

@@ -30,15 +30,15 @@ class Compiler:
         find_value_set: Callable[[Any, str], Awaitable[dict | None]],
     ):
         self.tx = tx
-        self.conn = tx.conn
+        self._conn = tx._conn
         self.find_value_set = find_value_set
         self.systems: dict[int, CodeSystemInfo] = {}
         self.tokens = _filter_tokens(filter_text) if filter_text else []
         self.active_only = active_only
         self.code = code  # restrict every leaf to this code ($validate-code)
         self.depth = 0
-        if self.conn.dialect == "sqlite":
-            _sqlite_regexp(self.conn)
+        if self._conn.dialect == "sqlite":
+            _sqlite_regexp(self._conn)
 
     async def compose(self, vs: dict) -> tuple[str, list]:
         compose = vs.get("compose")
@@ -171,7 +171,7 @@ class Compiler:
                 re.compile(value)
             except re.error as error:
                 raise Invalid(f"bad regex {value!r} in a value set filter: {error}") from None
-            match = "REGEXP ?" if self.conn.dialect == "sqlite" else "~ ?"
+            match = "REGEXP ?" if self._conn.dialect == "sqlite" else "~ ?"
             pattern = f"^(?:{value})$"
             if prop in ("code", "display"):
                 where.append(f"{prop} {match}")

@@ -10,10 +10,10 @@ async def index_concept_map(tx, map_id: str, map_version: int, rows: list[tuple]
     """Replace the map's indexed rows: (source system, source version, target system,
     target version, source code, source display, target code, target display,
     equivalence, comment) per mapping."""
-    await tx.conn.execute("DELETE FROM tx_concept_map WHERE map_id = ?", map_id)
+    await tx._conn.execute("DELETE FROM tx_concept_map WHERE map_id = ?", map_id)
     rows = [(map_id, map_version, *r) for r in rows]
     for i in range(0, len(rows), BATCH):
-        await tx.conn.executemany(
+        await tx._conn.executemany(
             "INSERT INTO tx_concept_map (map_id, map_version, source_system, source_version, "
             "target_system, target_version, source_code, source_display, target_code, "
             "target_display, equivalence, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -25,7 +25,7 @@ async def indexed_versions(tx, ids: list[str]) -> dict[str, int]:
     """The version of each map (by id) that is indexed."""
     if not ids:
         return {}
-    rows = await tx.conn.fetch(
+    rows = await tx._conn.fetch(
         "SELECT DISTINCT map_id, map_version FROM tx_concept_map "
         f"WHERE map_id IN ({', '.join('?' for _ in ids)})",
         *ids,
@@ -35,7 +35,7 @@ async def indexed_versions(tx, ids: list[str]) -> dict[str, int]:
 
 async def indexed_mappings(tx, map_id: str, code: str) -> list[tuple]:
     """The indexed rows of one map for one source code (same columns as indexed)."""
-    return await tx.conn.fetch(
+    return await tx._conn.fetch(
         "SELECT source_system, source_version, target_system, target_version, "
         "source_code, source_display, target_code, target_display, equivalence, "
         "comment FROM tx_concept_map WHERE map_id = ? AND source_code = ?",

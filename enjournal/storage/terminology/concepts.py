@@ -32,7 +32,7 @@ async def code_exists(tx, system_url: str, code: str, version: str | None = None
     info = await find_code_system(tx, system_url, version)
     if info is None:
         return None
-    row = await tx.conn.fetchrow(
+    row = await tx._conn.fetchrow(
         "SELECT 1 FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
     )
     return row is not None
@@ -42,14 +42,14 @@ async def lookup(tx, system_url: str, code: str, version: str | None = None) -> 
     """Everything known about one code; None if the code is not in the (known) system.
     NotFound if the code system is not loaded."""
     info = await require_code_system(tx, system_url, version)
-    row = await tx.conn.fetchrow(
+    row = await tx._conn.fetchrow(
         "SELECT display, inactive FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
     )
     if row is None:
         return None
     designations = [
         Designation(r[3], r[0], f"{r[1]}|{r[2]}" if r[1] else r[2])
-        for r in await tx.conn.fetch(
+        for r in await tx._conn.fetch(
             "SELECT language, use_system, use_code, value FROM tx_designations "
             "WHERE cs = ? AND code = ?",
             info.id,
@@ -58,7 +58,7 @@ async def lookup(tx, system_url: str, code: str, version: str | None = None) -> 
     ]
     properties = [
         (r[0], r[1], r[2])
-        for r in await tx.conn.fetch(
+        for r in await tx._conn.fetch(
             "SELECT property, value, type FROM tx_properties WHERE cs = ? AND code = ?",
             info.id,
             code,
@@ -66,7 +66,7 @@ async def lookup(tx, system_url: str, code: str, version: str | None = None) -> 
     ]
     parents = [
         r[0]
-        for r in await tx.conn.fetch(
+        for r in await tx._conn.fetch(
             "SELECT parent FROM tx_parents WHERE cs = ? AND child = ? ORDER BY parent",
             info.id,
             code,
@@ -74,7 +74,7 @@ async def lookup(tx, system_url: str, code: str, version: str | None = None) -> 
     ]
     children = [
         r[0]
-        for r in await tx.conn.fetch(
+        for r in await tx._conn.fetch(
             "SELECT child FROM tx_parents WHERE cs = ? AND parent = ? ORDER BY child",
             info.id,
             code,
@@ -98,7 +98,7 @@ class Validation:
 async def _display_ok(tx, cs: int, code: str, display: str, preferred: str | None) -> bool:
     if preferred is not None and normalize(preferred) == normalize(display):
         return True
-    row = await tx.conn.fetchrow(
+    row = await tx._conn.fetchrow(
         "SELECT 1 FROM tx_designations WHERE cs = ? AND code = ? AND norm = ?",
         cs,
         code,
@@ -113,7 +113,7 @@ async def validate_code(
     """$validate-code against a code system: is ``code`` in it (and is ``display`` one of its
     displays or designations, case and accents aside)?  NotFound if the system is unknown."""
     info = await require_code_system(tx, system_url, version)
-    row = await tx.conn.fetchrow(
+    row = await tx._conn.fetchrow(
         "SELECT display, inactive FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
     )
     if row is None:
@@ -150,7 +150,7 @@ async def subsumes(
     info = await require_code_system(tx, system_url, version)
     for code in dict.fromkeys((code_a, code_b)):
         if (
-            await tx.conn.fetchrow(
+            await tx._conn.fetchrow(
                 "SELECT 1 FROM tx_concepts WHERE cs = ? AND code = ?", info.id, code
             )
             is None
@@ -158,14 +158,14 @@ async def subsumes(
             raise Invalid(f"the code {code!r} is not in the code system {system_label(info)}")
     if code_a == code_b:
         return "equivalent"
-    if await tx.conn.fetchrow(
+    if await tx._conn.fetchrow(
         "SELECT 1 FROM tx_closure WHERE cs = ? AND ancestor = ? AND descendant = ?",
         info.id,
         code_a,
         code_b,
     ):
         return "subsumes"
-    if await tx.conn.fetchrow(
+    if await tx._conn.fetchrow(
         "SELECT 1 FROM tx_closure WHERE cs = ? AND ancestor = ? AND descendant = ?",
         info.id,
         code_b,
@@ -178,7 +178,7 @@ async def subsumes(
 async def known_codes(tx, cs: int, codes: list[str]) -> set[str]:
     """Those of ``codes`` that are concepts of the code system with id ``cs``."""
     marks = ", ".join("?" for _ in codes)
-    rows = await tx.conn.fetch(
+    rows = await tx._conn.fetch(
         f"SELECT code FROM tx_concepts WHERE cs = ? AND code IN ({marks})", cs, *codes
     )
     return {r[0] for r in rows}

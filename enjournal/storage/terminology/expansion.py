@@ -10,7 +10,7 @@ async def filtered_page(
     """A page of (cs, code, display, inactive) and the total, in one statement: filtered,
     the compose yields few rows, so join from them.  The total is None when the page is
     past the end (count with :func:`count` then)."""
-    found = await tx.conn.fetch(
+    found = await tx._conn.fetch(
         "SELECT c.cs, c.code, c.display, c.inactive, count(*) OVER () "
         f"FROM ({sql}) v JOIN tx_concepts c ON c.cs = v.cs AND c.code = v.code "
         "ORDER BY c.cs, c.code LIMIT ? OFFSET ?",
@@ -24,13 +24,13 @@ async def filtered_page(
 
 
 async def count(tx, sql: str, args: list) -> int:
-    return int((await tx.conn.fetchrow(f"SELECT count(*) FROM ({sql}) v", *args))[0])
+    return int((await tx._conn.fetchrow(f"SELECT count(*) FROM ({sql}) v", *args))[0])
 
 
 async def ordered_page(tx, sql: str, args: list, limit: int, offset: int) -> list[tuple]:
     """A page of (cs, code, display, inactive): unfiltered, walk the concepts in code order
     and stop after the page."""
-    return await tx.conn.fetch(
+    return await tx._conn.fetch(
         "SELECT c.cs, c.code, c.display, c.inactive FROM tx_concepts c "
         f"WHERE (c.cs, c.code) IN ({sql}) ORDER BY c.cs, c.code LIMIT ? OFFSET ?",
         *args,
@@ -48,7 +48,7 @@ async def designations(tx, keys: list[tuple[int, str]]) -> dict[tuple[int, str],
     for cs, codes in by_cs.items():
         for i in range(0, len(codes), 500):
             chunk = codes[i : i + 500]
-            rows = await tx.conn.fetch(
+            rows = await tx._conn.fetch(
                 "SELECT code, language, use_system, use_code, value FROM tx_designations "
                 f"WHERE cs = ? AND code IN ({', '.join('?' for _ in chunk)})",
                 cs,
@@ -65,7 +65,7 @@ async def proper_ancestors(tx, cs: int, codes: list[str]) -> list[tuple[str, str
     for i in range(0, len(codes), 400):
         chunk = codes[i : i + 400]
         marks = ", ".join("?" for _ in chunk)
-        found = await tx.conn.fetch(
+        found = await tx._conn.fetch(
             "SELECT ancestor, descendant FROM tx_closure WHERE cs = ? "
             f"AND descendant IN ({marks}) AND ancestor <> descendant",
             cs,
@@ -77,7 +77,7 @@ async def proper_ancestors(tx, cs: int, codes: list[str]) -> list[tuple[str, str
 
 async def display_in(tx, cs: int, code: str, sql: str, args: list) -> tuple | None:
     """(display,) of the concept if (cs, code) is in the compose, else None."""
-    return await tx.conn.fetchrow(
+    return await tx._conn.fetchrow(
         "SELECT c.display FROM tx_concepts c WHERE c.cs = ? AND c.code = ? "
         f"AND (c.cs, c.code) IN ({sql})",
         cs,

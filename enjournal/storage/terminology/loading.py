@@ -41,7 +41,7 @@ _LOAD_COLUMNS = {
 async def open_code_system(tx, draft: CodeSystemDraft, status: str) -> tuple[int, str | None]:
     """The ``tx_code_systems`` row for the draft's url + version, emptied of its concepts if
     loaded before, else new: (its id, the id of its CodeSystem resource if it had one)."""
-    conn = tx.conn
+    conn = tx._conn
     version = draft.version or ""
     now = int(time.time() * 1000)
     info = orjson.dumps(
@@ -125,18 +125,18 @@ class ConceptRows:
 
     async def flush(self) -> None:
         for table, columns in _LOAD_COLUMNS.items():
-            await _insert_many(self.tx.conn, table, columns, self.rows[table])
+            await _insert_many(self.tx._conn, table, columns, self.rows[table])
             self.rows[table].clear()
 
 
 async def build_closure(tx, cs: int) -> None:
     """The transitive closure: each concept is its own ancestor, then follow parents."""
-    await tx.conn.execute(
+    await tx._conn.execute(
         "INSERT INTO tx_closure (cs, ancestor, descendant) "
         "SELECT cs, code, code FROM tx_concepts WHERE cs = ?",
         cs,
     )
-    await tx.conn.execute(
+    await tx._conn.execute(
         "INSERT INTO tx_closure (cs, ancestor, descendant) "
         "WITH RECURSIVE anc (cs, descendant, ancestor) AS ("
         " SELECT cs, child, parent FROM tx_parents WHERE cs = ?"
@@ -150,7 +150,7 @@ async def build_closure(tx, cs: int) -> None:
 
 async def finish_code_system(tx, cs: int, count: int, resource_id: str) -> None:
     """Record the concept count and the CodeSystem resource's id."""
-    conn = tx.conn
+    conn = tx._conn
     await conn.execute(
         "UPDATE tx_code_systems SET concept_count = ?, resource_id = ? WHERE id = ?",
         count,

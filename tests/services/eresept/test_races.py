@@ -30,7 +30,7 @@ def pharmacists(count: int = PHARMACIES) -> list[str]:
 
 async def dispenses_of(store, mr_id: str) -> list[dict]:
     async with store.transaction(write=False) as tx:
-        rows = await tx.conn.fetch(
+        rows = await tx._conn.fetch(
             "SELECT r.content FROM idx_reference f JOIN resources r ON r.rid = f.rid "
             "WHERE f.type = 'MedicationDispense' AND f.param = 'prescription' "
             "AND f.target_id = ? AND NOT r.deleted",
