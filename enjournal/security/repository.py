@@ -86,6 +86,14 @@ class GuardedRepository:
         if self.guard is not None:
             await self.guard.check_stored(self.trusted, stored, "r", interaction)
 
+    async def consent_hides(self, patient_id: str, ref: str) -> bool:
+        """Does a Consent of the patient deny the caller ``ref`` (``provision.data``)?  For a
+        service that shows a resource by its own rule, outside the role's types."""
+        if self.guard is None:
+            return False
+        facts = await self.guard.facts(self.trusted, patient_id)
+        return ref in getattr(facts, "blocked_refs", ())
+
     async def newest_content(self, type_: str, id_: str) -> StoredResource | None:
         """The newest version that has content, or None: the current one, or for a deleted
         resource the one before its deletion (only then is the history read)."""

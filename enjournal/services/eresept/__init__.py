@@ -100,12 +100,13 @@ async def _hide_locked(guard, tx, action, resource, patients) -> str | None:
 
 
 async def _plain_writes(guard, tx, action, resource, patients) -> str | None:
-    """E-prescriptions and the reservation against GP reports change only through the
-    e-resept operations: a plain create, update or delete would bypass the chain's rules,
+    """E-prescriptions, the medication list (PLL) and the reservation against GP reports
+    change only through the e-resept operations: a plain create, update or delete would
+    bypass the chain's rules (the prescriber rule, the withdrawal of stopped medicines),
     and could lift the patient's privacy lock or reservation for them."""
     if action not in ("c", "u", "d") or not await _owned(tx, action, resource):
         return None
-    return "changed only through the e-resept operations ($prescribe, $reserve-gp-reports, ...)"
+    return "changed only through the e-resept operations ($prescribe, $medication-list, ...)"
 
 
 async def _owned(tx, action: str, resource: dict) -> bool:
@@ -114,8 +115,11 @@ async def _owned(tx, action: str, resource: dict) -> bool:
     content may have dropped what marks it."""
     from enjournal.fhir import jsonio
     from enjournal.fhir.errors import Gone, NotFound
+    from enjournal.services.eresept.reports import PLL_PREFIX
 
     type_ = resource.get("resourceType")
+    if type_ == "List":  # the PLL has a fixed id per patient (reports.pll_id)
+        return str(resource.get("id", "")).startswith(PLL_PREFIX)
     if type_ not in ("MedicationRequest", "Consent"):
         return False
     if _marks_owned(resource):
@@ -145,13 +149,14 @@ def _marks_owned(resource: dict) -> bool:
 def _install_guard_hooks(context) -> None:
     """The privacy-lock and plain-write hooks, and the reservation Consent's category as one
     the general Consent rules leave to this service (``add_hook`` is idempotent)."""
-    from enjournal.services.eresept.reports import RESERVATION
+    from enjournal.services.eresept.reports import PLL_PREFIX, RESERVATION
     from enjournal.services.eresept.rules import PRIVACY_EXT, RESEPT_ID
 
     for marker, check in (
         (PRIVACY_EXT, _hide_locked),
         (RESEPT_ID, _plain_writes),
         (RESERVATION, _plain_writes),
+        (PLL_PREFIX, _plain_writes),  # in a stored PLL's id: a plain delete is checked too
     ):
         context.add_hook(marker.encode(), check)
     context.consent_systems.add(RESERVATION)

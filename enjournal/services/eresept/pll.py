@@ -41,16 +41,21 @@ LIST_CODE = {
 
 
 async def medication_list(request, repo) -> FhirResponse:
-    """The patient's medication list (PLL): read as the patient's record is; changed by a
-    prescriber (the e-resept rule), with the new list checked like any write."""
+    """The patient's medication list (PLL): read as the patient's record is; changed only
+    here (a plain write of ``List/pll-*`` is refused by the guard hook), by a prescriber
+    (the e-resept rule) who may read the patient's record."""
     patient_id = request.path[1]
     if request.method == "GET":
+        # Whoever may read the record reads its list, a pharmacist too (the service's rule:
+        # the pharmacy's role covers no List), unless a Consent hides the list itself.
         await repo.read("Patient", patient_id, "$medication-list")
+        if await repo.consent_hides(patient_id, f"List/{pll_id(patient_id)}"):
+            message = f"List/{pll_id(patient_id)} is not known"
+            raise refused(request, "r", "$medication-list", message, patient_id, NotFound)
         stored = await repo.trusted.content_of("List", pll_id(patient_id))
         if stored is not None:
             return FhirResponse(200, bytes(stored))
         return FhirResponse.of(_empty(patient_id))
-    await repo.trusted.read("Patient", patient_id)
     return await _update(request, repo, patient_id)
 
 
@@ -66,12 +71,14 @@ def _empty(patient_id: str) -> dict:
 
 
 async def _update(request, repo, patient_id: str) -> FhirResponse:
-    tx = repo.trusted  # the prescriber rule decides, and the new list is checked below
+    tx = repo.trusted  # the prescriber rule and the read of the patient's record decide
     params = operation_parameters(request, "$medication-list", required=("list",))
     actor = await caller(request, tx, params, ("List", "u"))
     if actor.profession not in rules.PRESCRIBERS or actor.kind not in ("personnel", "trusted"):
         message = "only a prescriber updates the medication list (PLL)"
         raise refused(request, "U", "$medication-list", message, patient_id)
+    # After the rule, so a caller who may not write learns nothing of who is registered.
+    await repo.read("Patient", patient_id, "$medication-list")
     new = params.get("list")
     if not isinstance(new, dict) or new.get("resourceType") != "List":
         raise Invalid("$medication-list needs Parameters with a List in 'list'")
@@ -93,7 +100,6 @@ async def _update(request, repo, patient_id: str) -> FhirResponse:
     if kept:
         resource["entry"] = kept
     validate_for_write(resource)
-    await repo.check_change(resource, "$medication-list")
     old = await _old_list(tx, patient_id)
     stopped = _stopped(old, entries)
     withdrawn, locked = await _withdraw_stopped(tx, patient_id, stopped, now)

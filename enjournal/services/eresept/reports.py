@@ -19,10 +19,13 @@ RESERVATION = "https://enjournal.no/fhir/CodeSystem/eresept-reservation"
 GP_REPORTS = "utleveringsrapport-fastlege"
 
 
+PLL_PREFIX = "pll-"
+
+
 def pll_id(patient_id: str) -> str:
     """The one current medication list (PLL) of a patient has a fixed id, so updates of it
     lock one row and there is never a second list."""
-    return f"pll-{patient_id}"
+    return PLL_PREFIX + patient_id
 
 
 def reservation_id(patient_id: str) -> str:

@@ -4,6 +4,7 @@ and interaction checks, through the API."""
 from __future__ import annotations
 
 from tests.conftest import MEMORY
+from tests.security.test_access import deny_consent
 from tests.services.eresept.conftest import (
     CLARITHROMYCIN,
     CONTRACEPTIVE,
@@ -157,6 +158,47 @@ async def test_medication_list_read_update_and_stop_withdraws(eresept):
     after = await eresept.get("gp", f"MedicationRequest/{warfarin['id']}")
     assert status(after.json()) == "T"
     assert await eresept.lookup("farm1", "kari") == []
+
+
+async def test_the_medication_list_changes_only_through_its_operation(eresept):
+    entry = {"item": {"reference": f"Medication/fest-{WARFARIN}"}}
+    listed = {"resourceType": "List", "status": "current", "mode": "working", "entry": [entry]}
+    assert (
+        await eresept.post("gp", "Patient/kari/$medication-list", params(list=listed))
+    ).is_success
+    # A plain PUT or DELETE would skip the prescriber rule and the withdrawal of stopped
+    # medicines: the guard refuses both, even for the GP who may use the operation.
+    plain = {**listed, "id": "pll-kari", "subject": {"reference": "Patient/kari"}}
+    put = await eresept.http.put("/fhir/List/pll-kari", json=plain, headers=eresept.headers("gp"))
+    assert put.status_code == 403, put.text
+    deleted = await eresept.http.delete("/fhir/List/pll-kari", headers=eresept.headers("gp"))
+    assert deleted.status_code == 403, deleted.text
+    seen = await eresept.get("gp", "Patient/kari/$medication-list")
+    assert seen.json()["entry"] == [entry]
+
+
+async def test_a_consent_that_hides_the_list_is_honoured(eresept):
+    entry = {"item": {"reference": f"Medication/fest-{WARFARIN}"}}
+    listed = {"resourceType": "List", "status": "current", "mode": "working", "entry": [entry]}
+    assert (
+        await eresept.post("gp", "Patient/kari/$medication-list", params(list=listed))
+    ).is_success
+    consent = deny_consent("kari", data="List/pll-kari")
+    saved = await eresept.http.post("/fhir/Consent", json=consent, headers=eresept.headers("kari"))
+    assert saved.status_code == 201, saved.text
+    for who in ("gp", "farm1"):
+        hidden = await eresept.get(who, "Patient/kari/$medication-list")
+        assert hidden.status_code == 404, (who, hidden.text)
+        assert "warfarin" not in hidden.text.lower()
+    assert (await eresept.get("kari", "Patient/kari/$medication-list")).json()["entry"] == [entry]
+
+
+async def test_a_pharmacist_learns_nothing_of_who_is_registered(eresept):
+    # The prescriber rule answers first: the same 403 for a registered and an unknown patient.
+    for patient in ("kari", "nobody-here"):
+        body = params(list={"resourceType": "List", "status": "current", "mode": "working"})
+        response = await eresept.post("farm1", f"Patient/{patient}/$medication-list", body)
+        assert response.status_code == 403, (patient, response.text)
 
 
 def test_medication_list_reads_in_a_read_transaction(eresept):
