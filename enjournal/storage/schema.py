@@ -267,7 +267,7 @@ CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head
 
 # ---- Migration 3: the terminology store ----------------------------------------------------
 #
-# Code systems loaded by ``enjournal.terminology.store.save_code_system``.  Several versions
+# Code systems loaded by ``enjournal.terminology.loading.save_code_system``.  Several versions
 # of one URL live side by side (``version`` is '' when the publisher gave none).  Concepts
 # and everything hanging off them are keyed by (cs, code), ``cs`` being tx_code_systems.id, so
 # a load streams rows with executemany without reading generated keys back.
