@@ -98,16 +98,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _database_error(error: Exception) -> str | None:
     """One line for an error of the database (not a bug), or None."""
-    import sqlite3
-
-    import asyncpg
-
     from enjournal.fhir.errors import FhirError
+    from enjournal.storage import database_error
 
-    if isinstance(error, asyncpg.PostgresError):
-        return f"PostgreSQL: {_one_line(error)}"
-    if isinstance(error, sqlite3.Error):
-        return f"SQLite: {_one_line(error)}"
+    database = database_error(error)
+    if database is not None:
+        return f"{database}: {_one_line(error)}"
     if isinstance(error, FhirError):  # e.g. Busy: the disk is full
         return _one_line(error.message)
     return None

@@ -92,3 +92,17 @@ def too_costly() -> Busy:
     error = unavailable(message, 5)
     error.issues = [Issue("error", "too-costly", message)]
     return error
+
+
+def database_error(error: BaseException) -> str | None:
+    """The database that raised ``error`` ("PostgreSQL", "SQLite"), or None for an error
+    that is not a database's own (so a command can name it without importing a driver)."""
+    import sqlite3
+
+    import asyncpg
+
+    if isinstance(error, asyncpg.PostgresError):
+        return "PostgreSQL"
+    if isinstance(error, sqlite3.Error):
+        return "SQLite"
+    return None
