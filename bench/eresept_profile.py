@@ -118,7 +118,7 @@ def _params(**values) -> bytes:
 async def build_app(url: str, secured: bool, orgs: list[str]):
     """The app over its own store; with security, a pharmacist's token per organisation."""
     from enjournal.server.app import create_app
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
     from enjournal.storage import open_store
 
     store = await open_store(url, pool_size=4)

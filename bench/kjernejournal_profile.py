@@ -84,9 +84,9 @@ async def amain(opts: argparse.Namespace) -> None:
     from enjournal.security.setup import Security
     from enjournal.security.tokens import TokenVerifier
     from enjournal.server.app import create_app
-    from enjournal.server.settings import Settings
     from enjournal.services.kjernejournal import rules
     from enjournal.services.kjernejournal.api import Service
+    from enjournal.settings import Settings
     from enjournal.storage import open_store
 
     work = Path(tempfile.mkdtemp(prefix="kj-profile-"))

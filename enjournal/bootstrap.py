@@ -27,8 +27,8 @@ from typing import Any
 
 from enjournal.fhir.definitions import SearchParameters
 from enjournal.rest.operations import Operations
-from enjournal.server.settings import Settings
 from enjournal.services import Job, register_all, utc_now
+from enjournal.settings import Settings
 from enjournal.storage import Store, open_store
 
 # ``async check(guard, tx, action, resource, patients) -> str | None`` (security/guard.py)

@@ -132,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault(
         "ENJOURNAL_PUBLIC_URL", args.public_url or f"http://{args.host}:{args.port}"
     )
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     settings = Settings.from_env()
     if settings.auth and not (settings.trusted_issuers or settings.oidc_provider):
@@ -183,7 +183,7 @@ def _keep_nodelay_with_workers() -> None:
 async def _migrate_only(url: str) -> list[int]:
     """``enjournal migrate``: the schema, then the shipped code lists (docs/terminology.md)."""
     from enjournal.bootstrap import build_platform, close_platform, migrate_platform
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     platform = await build_platform(Settings.from_env(database_url=url), migrate=False)
     try:

@@ -211,7 +211,7 @@ async def run_import(
         console.print("[red]no .json or .ndjson files found[/red]")
         return 1
     from enjournal.bootstrap import build_platform, close_platform
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     settings = Settings.from_env(database_url=database_url, terminology_check=check_codes)
     platform = await build_platform(settings)

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from enjournal.bootstrap import build_platform, close_platform
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 
 PG_DSN = os.environ.get("ENJOURNAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

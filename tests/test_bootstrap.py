@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from enjournal.bootstrap import build_platform, close_platform, compose
-from enjournal.server.settings import Settings
 from enjournal.services.eresept.fest.resources import RESEPTGRUPPE_SYSTEM
 from enjournal.services.eresept.rules import RESEPT_ID
+from enjournal.settings import Settings
 from tests.services.eresept.fest.helpers import fest, package, write
 
 ROOT = Path(__file__).resolve().parents[1]

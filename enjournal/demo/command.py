@@ -21,8 +21,8 @@ async def _migrate_and_load_fest(url: str) -> int:
     """``enjournal migrate`` (schema and shipped code lists), then the demo drug catalogue;
     returns its number of entries."""
     from enjournal.bootstrap import build_platform, close_platform, migrate_platform
-    from enjournal.server.settings import Settings
     from enjournal.services.eresept.fest.catalogue import DEMO_FILE, load_file
+    from enjournal.settings import Settings
 
     platform = await build_platform(Settings(database_url=url), migrate=False)
     try:
@@ -106,7 +106,7 @@ def ready_for_tokens(data: Path, base: str) -> None:
     works at once, with or without ``--public-url``."""
     from enjournal.demo.tokens import record_server
     from enjournal.security.keys import load_or_create
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     load_or_create(data / KEY_FILE)
     record_server(data, base, Settings.from_env().audience)

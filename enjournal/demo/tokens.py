@@ -71,7 +71,7 @@ def print_token(args: argparse.Namespace) -> int:
 
 async def _users(url: str):
     from enjournal.bootstrap import build_platform, close_platform
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     platform = await build_platform(Settings(database_url=url), migrate=False)
     try:

@@ -32,7 +32,7 @@ from enjournal.rest.errors import (
 from enjournal.rest.message import FhirRequest, FhirResponse
 from enjournal.rest.router import handle
 from enjournal.server.observability import Metrics, request_id
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 from enjournal.storage import Store
 
 log = logging.getLogger("enjournal.server")
@@ -147,8 +147,8 @@ def create_app(
     app.state.platform = platform
     outer: object = app
     if security is not None:
-        from enjournal.security.ratelimit import RateLimitMiddleware
         from enjournal.server.auth import AuthMiddleware
+        from enjournal.server.ratelimit import RateLimitMiddleware
 
         inner = RateLimitMiddleware(
             app,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enjournal.bootstrap import compose
 from enjournal.server.app import create_app
 from enjournal.server.observability import configure_logging
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 
 
 def app_from_env():

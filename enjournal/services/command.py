@@ -10,7 +10,7 @@ from enjournal.services.jobs import run_once
 
 async def jobs_command(database_url: str, now: str | None) -> int:
     from enjournal.bootstrap import build_platform, close_platform
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     when = None
     if now:

@@ -116,7 +116,7 @@ async def load_command(
 ) -> int:
     """Load each file into the database; 0 when all loaded, 1 when any failed."""
     from enjournal.bootstrap import build_platform, close_platform
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
     from enjournal.terminology.loading import save_code_system
 
     console = console or Console(stderr=True)

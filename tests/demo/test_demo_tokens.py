@@ -14,7 +14,7 @@ from enjournal.cli import main
 from enjournal.demo.command import ready_for_tokens, run_demo, serve_environment, token_command
 from enjournal.demo.tokens import SERVER_FILE, record_server
 from enjournal.server.app import create_app
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 from enjournal.storage import open_store
 
 PORT = 8081

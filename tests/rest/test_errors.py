@@ -17,8 +17,9 @@ from enjournal.rest.errors import (
     status_error,
     wire_headers,
 )
-from enjournal.security.ratelimit import MemoryLimiter, RateLimitMiddleware
+from enjournal.security.ratelimit import MemoryLimiter
 from enjournal.server.auth import AuthMiddleware
+from enjournal.server.ratelimit import RateLimitMiddleware
 from enjournal.storage.base import unavailable
 
 

@@ -23,7 +23,7 @@ from enjournal.security.provider import Client, DemoUser, Provider, ProviderConf
 from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 HPR = "urn:oid:2.16.578.1.12.4.1.4.4"

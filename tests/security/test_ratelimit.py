@@ -14,12 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from enjournal.security.principal import Principal
-from enjournal.security.ratelimit import (
-    MemoryLimiter,
-    RateLimitMiddleware,
-    RedisLimiter,
-    limiter_from_url,
-)
+from enjournal.security.ratelimit import MemoryLimiter, RedisLimiter, limiter_from_url
+from enjournal.server.ratelimit import RateLimitMiddleware
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -14,7 +14,7 @@ from enjournal.security import keys
 from enjournal.security.setup import DEMO_APP, build_security, clients_from_file
 from enjournal.security.smart import OAUTH_URIS, SECURITY_SERVICE
 from enjournal.server.app import create_app
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 from enjournal.storage import open_store
 
 PUBLIC = "https://ehelse.example"

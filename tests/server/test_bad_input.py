@@ -261,7 +261,7 @@ async def test_a_request_whose_client_disconnects_is_cancelled_and_rolled_back(s
     from enjournal.rest import operations
     from enjournal.rest.message import FhirResponse
     from enjournal.server.app import create_app
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     started = asyncio.Event()
 

@@ -85,7 +85,7 @@ async def test_oversized_body_is_refused(store):
     import httpx
 
     from enjournal.server.app import create_app
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     app = create_app(Settings(database_url="unused", max_body_bytes=100, auth=False), store)
     async with httpx.AsyncClient(

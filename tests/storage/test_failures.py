@@ -34,7 +34,7 @@ async def pg_client(tmp_path):
     import httpx
 
     from enjournal.server.app import create_app
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
     from tests.conftest import _drop_schema, _pg_schema
 
     schema = await _pg_schema()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from enjournal.server.app import create_app
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 from enjournal.terminology.checks import CodeCheck
 from enjournal.terminology.command import load_shipped
 from enjournal.terminology.loaders.icd10_xml import load_icd10_xml

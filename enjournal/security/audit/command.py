@@ -11,7 +11,7 @@ async def verify_command(database_url: str) -> int:
     from rich.table import Table
 
     from enjournal.bootstrap import build_platform, close_platform
-    from enjournal.server.settings import Settings
+    from enjournal.settings import Settings
 
     console = Console()
     try:

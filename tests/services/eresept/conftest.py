@@ -24,9 +24,9 @@ from enjournal.security.provider import DemoUser, Provider, ProviderConfig
 from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
-from enjournal.server.settings import Settings
 from enjournal.services.eresept.actors import BANDAGIST, DISPENSER_TYPE, PHARMACY
 from enjournal.services.eresept.fest import resources as fest
+from enjournal.settings import Settings
 from tests.security.conftest import FNR, HPR, ORGNR, PIDS
 
 ISSUER = "http://test/oidc"

@@ -13,9 +13,9 @@ import httpx
 from enjournal.bootstrap import build_platform, close_platform
 from enjournal.fhir import jsonio
 from enjournal.server.app import create_app
-from enjournal.server.settings import Settings
 from enjournal.services.eresept import queries
 from enjournal.services.eresept.state import EreseptState, serving
+from enjournal.settings import Settings
 from tests.services.eresept.conftest import IBUPROFEN, ORGS, params, prescription, world
 
 PHARMACY_NR = ORGS["apotek1"][0]

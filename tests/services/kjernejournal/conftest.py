@@ -19,7 +19,7 @@ from enjournal.security.ratelimit import MemoryLimiter
 from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
-from enjournal.server.settings import Settings
+from enjournal.settings import Settings
 from tests.security.conftest import ISSUER, PIDS, SCOPES, USERS, Secured, practitioner, world
 
 KJ = "http://enjournal.no/fhir/CodeSystem/kjernejournal"

@@ -15,8 +15,8 @@ async def load_command(
 ) -> int:
     from enjournal.bootstrap import build_platform, close_platform
     from enjournal.fhir.errors import Unprocessable
-    from enjournal.server.settings import Settings
     from enjournal.services.eresept.fest.catalogue import FestError, load_catalogue
+    from enjournal.settings import Settings
 
     out = out or sys.stderr
     platform = await build_platform(Settings.from_env(database_url=database_url))
