@@ -29,6 +29,7 @@ from enjournal.security.context import AccessContext
 from enjournal.security.policy import (
     CHILD_AGE_LIMIT,
     DIRECTORY,
+    EMERGENCY,
     PHARMACY_PROFESSIONS,
     Decision,
     PatientFacts,
@@ -204,7 +205,7 @@ class Guard:
         """Narrow or refuse a search before it runs, so nothing outside the caller's reach
         is ever fetched.  Results are still filtered afterwards (``filter``)."""
         type_ = query.resource_type
-        self._check_traversed(query, interaction)
+        self.check_traversal(query, interaction)
         in_compartment = type_ is None or type_ in patient_compartment() or type_ == "Patient"
         if not in_compartment or self.principal.kind == "system":
             return
@@ -239,7 +240,7 @@ class Guard:
                 "does not exist); state an emergency reason if this is an emergency"
             )
 
-    def _check_traversed(self, query, interaction: str) -> None:
+    def check_traversal(self, query, interaction: str) -> None:
         """Chains and ``_has`` ask about resources of other types; the caller must be allowed
         to search those types, or the matches answer for them (a pharmacist's
         ``Patient?identifier=..&_has:Condition:patient:code=R76`` tells a diagnosis)."""
@@ -263,11 +264,14 @@ class Guard:
         for stored in resources:
             patients = self._patients_of_stored(stored)
             decision = await self._readable(tx, stored, patients)
-            if decision.allowed:
-                kept.append(stored)
-                key = patients[0] if patients else None
+            if not decision.allowed:
+                continue
+            kept.append(stored)
+            for key in patients or [None]:  # every patient the resource names is audited
                 by_patient.setdefault(key, []).append(f"{stored.type}/{stored.id}")
-                decisions[key] = decision
+                mine = decision.for_patient(key)
+                if key not in decisions or mine.emergency:
+                    decisions[key] = mine
         for patient, refs in by_patient.items():
             self._record("s", interaction, decisions[patient], [patient] if patient else [], refs)
         return kept
@@ -345,6 +349,7 @@ class Guard:
                 self.principal, action, type_, facts, emergency_reason=self.emergency_reason
             )
         last = Decision(False, reason="no patient")
+        emergency_for: set[str] = set()
         for patient in patients:
             facts = await self._facts_for(tx, patient)
             blocked = ref is not None and ref in getattr(facts, "blocked_refs", ())
@@ -355,6 +360,10 @@ class Guard:
             )
             if not last.allowed:
                 return last
+            if last.emergency:
+                emergency_for.add(patient)
+        if emergency_for:  # any patient opened only by the emergency makes it one
+            return Decision(True, EMERGENCY, True, last.reason, frozenset(emergency_for))
         return last
 
     async def _facts_for(self, tx: Transaction, patient: str) -> PatientFacts:
@@ -525,14 +534,15 @@ class Guard:
 
     def _record(self, action, interaction, decision, patients, refs) -> None:
         for patient in patients or [None]:
+            mine = decision.for_patient(patient)
             self.context.record(
                 action=ACTIONS.get(action, "E"),
                 subtype=interaction,
                 outcome="0" if decision.allowed else "4",
                 patient_id=patient,
                 entities=refs,
-                purpose=decision.purpose,
-                emergency=decision.emergency,
+                purpose=mine.purpose,
+                emergency=mine.emergency,
             )
 
 

@@ -66,6 +66,14 @@ class Decision:
     purpose: str = TREAT
     emergency: bool = False
     reason: str = ""  # why (for the audit log and for a refusal's message)
+    # With several patients: those whose record only the emergency opened (empty: all).
+    emergency_for: frozenset[str] = frozenset()
+
+    def for_patient(self, patient: str | None) -> Decision:
+        """This decision as it concerns one patient (what their audit record says)."""
+        if not self.emergency or not self.emergency_for or patient in self.emergency_for:
+            return self
+        return Decision(self.allowed, TREAT, False, self.reason)
 
 
 @dataclass

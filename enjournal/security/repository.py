@@ -143,6 +143,10 @@ class GuardedRepository:
         query = parse_search(
             type_, [*pairs, *extra], strict=True, parameters=self.search_parameters
         )
+        if self.guard is not None:
+            # Chains and _has test other records than those matched: the same limits as a
+            # search, or a 412-versus-200 would tell what a hidden record holds.
+            self.guard.check_traversal(query, "conditional")
         found = (await self.trusted.search(query)).matches
         if self.guard is None:
             return found

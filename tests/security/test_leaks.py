@@ -359,3 +359,92 @@ async def test_emergency_access_needs_a_reason_that_says_why(secured):
     assert (await secured.get("gp", "/fhir/Observation/siri-obs", **headers)).status_code == 200
     rows = [(r.event,) for r in await audit_rows(secured.store) if r.emergency]
     assert any("bevisstløs pasient" in bytes(r[0]).decode() for r in rows)
+
+
+# ---- conditional criteria are searches: the same limits on chains and _has ------------------
+
+
+async def _seed(secured, *resources: dict) -> None:
+    async with secured.store.transaction() as tx:
+        for resource in resources:
+            await tx.update(resource, resource["id"])
+
+
+B20 = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "B20"}]}
+
+
+@pytest.mark.parametrize("code", ["B20", "X99"])
+async def test_a_conditional_patch_cannot_test_a_diagnosis_the_caller_may_not_search(secured, code):
+    # The pharmacist may not search Condition; 412-versus-403 must not tell siri's diagnosis.
+    await _seed(
+        secured,
+        {"resourceType": "Condition", "id": "siri-b20", "subject": {"reference": "Patient/siri"},
+         "code": B20},
+    )  # fmt: skip
+    url = f"/fhir/Patient?_id=siri&_has:Condition:patient:code={code}"
+    body = [{"op": "add", "path": "/active", "value": True}]
+    response = await secured.http.patch(
+        url, json=body, headers={**secured.headers("farm"), **PATCH}
+    )
+    assert response.status_code == 403, response.text
+    assert "Condition" in response.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("who", ["siri", "ola"])
+async def test_if_none_exist_cannot_test_another_patients_medicines(secured, who):
+    # A _has from shared data (Medication) into a patient's record is refused, as a search is:
+    # otherwise 200 (exists) versus 201 (created) tells whether siri takes this medicine.
+    await _seed(
+        secured,
+        {"resourceType": "Medication", "id": "hivmed", "code": {"text": "Biktarvy"}},
+        {"resourceType": "MedicationRequest", "id": "siri-mr2", "status": "active",
+         "intent": "order", "subject": {"reference": "Patient/siri"},
+         "medicationReference": {"reference": "Medication/hivmed"}},
+    )  # fmt: skip
+    criteria = f"_id=hivmed&_has:MedicationRequest:medication:subject=Patient/{who}"
+    headers = {**secured.headers("gp"), "If-None-Exist": criteria}
+    body = {"resourceType": "Medication", "code": {"text": "x"}}
+    response = await secured.http.post("/fhir/Medication", json=body, headers=headers)
+    assert response.status_code == 403, response.text
+
+
+# ---- a resource naming several patients is audited for each, each with its own basis -------
+
+
+async def test_an_emergency_read_of_a_resource_naming_two_patients_is_flagged_for_the_one_opened(
+    secured,
+):
+    from tests.security.conftest import patient
+
+    zed = {**patient("kari", "1980-01-02", "Practitioner/gp"), "id": "zed", "identifier": []}
+    shared = {
+        "resourceType": "Observation",
+        "id": "shared-obs",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/siri"},  # no relation to the GP
+        "performer": [{"reference": "Patient/zed"}],  # on the GP's list
+    }
+    await _seed(secured, zed, shared)
+    before = len(await audit_rows(secured.store))
+    emergency = {"nhn-access-basis": "AKUTT", "nhn-access-reason": "bevisstlos i mottak"}
+    assert (await secured.get("gp", "/fhir/Observation/shared-obs", **emergency)).is_success
+    searched = await secured.get("gp", "/fhir/Observation?performer=Patient/zed", **emergency)
+    assert searched.is_success and searched.json()["entry"]
+    rows = (await audit_rows(secured.store))[before:]
+    seen = {(r.patient_id, r.purpose, r.emergency) for r in rows}
+    # Both the read and the search are audited for siri as an emergency access, and for zed
+    # (whose GP reads) as ordinary treatment.
+    assert seen == {("siri", "ETREAT", True), ("zed", "TREAT", False)}, seen
+    assert sum(r.patient_id == "siri" for r in rows) == 2
+
+
+# ---- an operation answers a patient the caller may not see as it answers a missing one -----
+
+
+async def test_the_access_log_tells_a_stranger_nothing_of_who_exists(secured):
+    answers = [
+        (await secured.get("hdoc", f"/fhir/Patient/{pid}/$access-log")).status_code
+        for pid in ("siri", "nobody-here")
+    ]
+    assert answers[0] == answers[1], answers

@@ -22,10 +22,11 @@ DEFAULT_COUNT, MAX_COUNT = 50, 500
 
 async def access_log(request: FhirRequest, repo: GuardedRepository) -> FhirResponse:
     id_ = request.path[1]
-    patient = await repo.current("Patient", id_, "access-log")
     context = request.context
     if context is None or context.principal.kind != "citizen":
+        # Before the patient is looked up: the same answer whether or not it exists.
         raise Forbidden("the access log is for the patient (or a parent) to read")
+    patient = await repo.current("Patient", id_, "access-log")
     await repo.check_read(patient, "access-log")
     context.events.clear()  # reading one's own log is not itself logged as record access
     count, cursor = _paging(request)

@@ -212,8 +212,9 @@ class Access:
 
     @property
     def flagged(self) -> bool:
-        """Emergency and restricted-part accesses are followed up (domain.md 2.3)."""
-        return self.emergency or bool(self.opened_restricted)
+        """Emergency and restricted-part accesses are followed up (domain.md 2.3), and so is
+        every claim of AKUTT: whether the emergency was real is the reviewer's question."""
+        return self.basis == AKUTT or self.emergency or bool(self.opened_restricted)
 
 
 def personnel_access(
@@ -244,7 +245,11 @@ def personnel_access(
     if basis == AKUTT:
         if not reason:
             raise Invalid("emergency access (AKUTT) needs nhn-access-reason")
-        return Access(basis, "ETREAT", opened_restricted=restricted, emergency=True)
+        # An emergency access is one the emergency opened: no care relationship, or
+        # restricted parts.  AKUTT from the patient's own clinician opens nothing more.
+        emergency = care_relationship is None or bool(restricted)
+        purpose = "ETREAT" if emergency else "TREAT"
+        return Access(basis, purpose, opened_restricted=restricted, emergency=emergency)
     if basis == UNNTAK and care_relationship not in GP_RELATIONSHIPS:
         raise Forbidden("access basis UNNTAK is for the patient's GP (fastlege) only")
     if care_relationship is None:

@@ -125,8 +125,12 @@ async def test_parent_sees_child_under_12_but_not_from_12(kj):
 @EVERY_BACKEND
 async def test_citizen_sees_who_read_on_what_basis(kj):
     await kj.summary("gp", "kari", "UNNTAK")
+    # hdoc treats kari already: AKUTT opens nothing more, so it is no emergency access.
     await kj.summary("hdoc", "kari", "AKUTT", "Ulykke")
     await kj.register("gp", "kari", allergy())
+    await kj.privacy("kari", "kari", restrict=["hele"])
+    # Now AKUTT opens the restricted record: that access is flagged (BTG).
+    assert (await kj.summary("bdoc", "kari", "AKUTT", "Bevisstlos i mottak")).status_code == 200
     response = await kj.http.get("/fhir/Patient/kari/$access-log", headers=kj.headers("kari"))
     assert response.status_code == 200
     events = [e["resource"] for e in response.json()["entry"]]
@@ -144,6 +148,19 @@ async def test_citizen_sees_who_read_on_what_basis(kj):
     assert ("Gina Lege", "Lege", "lk", "UNNTAK", "R") in seen
     assert ("Hanne Overlege", "Lege", "hf", "AKUTT", "R") in seen
     assert ("Gina Lege", "Lege", "lk", "UNNTAK", "C") in seen  # something was changed
-    emergency = next(e for e in kj_events if basis_of(e) == "AKUTT")
-    assert emergency["entity"][0]["securityLabel"][0]["code"] == "BTG"
+    labels = [
+        (e["agent"][0]["who"]["display"], e["entity"][0].get("securityLabel", []))
+        for e in kj_events
+        if basis_of(e) == "AKUTT"
+    ]
+    flagged = [who for who, label in labels if any(x["code"] == "BTG" for x in label)]
+    assert len(labels) == 2 and len(flagged) == 1 and flagged != ["Hanne Overlege"]
     assert all(e.get("recorded") for e in kj_events)
+
+
+async def test_a_refused_summary_tells_nothing_of_whether_the_patient_exists(kj):
+    # No care relationship with siri, and no patient "nobody-here": the same answer.
+    answers = [
+        (await kj.summary("hdoc", pid, "SAMTYKKE")).status_code for pid in ("siri", "nobody-here")
+    ]
+    assert answers == [403, 403], answers

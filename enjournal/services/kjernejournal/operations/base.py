@@ -70,7 +70,7 @@ class ServiceBase:
                 subtype=interaction,
                 outcome="4",
                 patient_id=patient_id,
-                purpose="ETREAT" if context.emergency else "TREAT",
+                purpose="TREAT",  # refused: the emergency opened nothing
                 outcome_desc=error.message,
             )
             raise

@@ -19,8 +19,9 @@ class DocumentOperations(ServiceBase):
     async def summary(self, request, repo) -> FhirResponse:
         tx = repo.trusted  # its own access rules decide, below
         patient_id = request.path[1]
-        stored = await tx.read("Patient", patient_id)
+        # The access rule first: the same answer whether or not the patient exists.
         access = await self.access(request, tx, patient_id, "$summary")
+        stored = await tx.read("Patient", patient_id)
         now = self.now()
         privacy, _ = await records.privacy(tx, patient_id)
         body = await self.document(tx, stored, access, now, privacy)

@@ -21,7 +21,6 @@ class OwnRegistrationOperations(ServiceBase):
         parents represent children under 12 on helsenorge); never health personnel."""
         tx = repo.trusted  # its own access rules decide, below
         patient_id = request.path[1]
-        await tx.read_for_update("Patient", patient_id)  # one writer per patient: the 30 limit
         guard = request.guard
         registrant = None
         if guard is not None:
@@ -40,6 +39,7 @@ class OwnRegistrationOperations(ServiceBase):
                 raise refused(request, "u", "$kj-own-registration", message, patient_id)
             if facts.child_in_care:
                 registrant = own.parent(principal.pid, principal.name, patient_id)
+        await tx.read_for_update("Patient", patient_id)  # one writer per patient: the 30 limit
         privacy, _ = await records.privacy(tx, patient_id)
         if privacy.reserved_at is not None:
             raise Conflict(

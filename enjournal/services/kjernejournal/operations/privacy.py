@@ -18,7 +18,6 @@ class PrivacyOperations(ServiceBase):
     async def privacy(self, request, repo) -> FhirResponse:
         tx = repo.trusted  # its own access rules decide, below
         patient_id = request.path[1]
-        await tx.read("Patient", patient_id)
         guard = request.guard
         action = "u" if request.method == "POST" else "r"
         values = operation_parameters(request, "$kj-privacy")
@@ -27,6 +26,7 @@ class PrivacyOperations(ServiceBase):
             if guard.principal.kind != "citizen" or not facts.own_record:
                 message = "privacy settings are the patient's own to read and change"
                 raise refused(request, action, "$kj-privacy", message, patient_id)
+        await tx.read("Patient", patient_id)
         current, _ = await records.privacy(tx, patient_id)
         if request.method == "POST":
             now = self.now()
@@ -47,11 +47,11 @@ class PrivacyOperations(ServiceBase):
         not in the log (citizens' logs show no free text, domain.md 10)."""
         tx = repo.trusted  # its own access rules decide, below
         patient_id = request.path[1]
-        await tx.read("Patient", patient_id)
         values = operation_parameters(request, "$kj-lift-block", required=("hpr", "reason"))
         hpr, reason = str(values["hpr"]).strip(), str(values["reason"]).strip()
         current, _ = await records.privacy(tx, patient_id)
         await self._may_lift(request, tx, patient_id, current)
+        await tx.read("Patient", patient_id)
         caller_hpr = request.guard.principal.hpr if request.guard is not None else None
         try:
             updated = rules.lift_block(current, hpr, caller_hpr or "trusted", reason)
