@@ -320,6 +320,10 @@ class Guard:
             decision = await self._hooks(tx, "r", stored.content, None, patients, decision)
         return decision
 
+    async def reads_record(self, tx: Transaction, patient: str) -> bool:
+        """Whether the policy lets the caller read ``patient``'s record; not audited."""
+        return (await self._decide(tx, "r", "MedicationRequest", [patient], None)).allowed
+
     async def facts(self, tx: Transaction, patient: str) -> PatientFacts:
         """What the policy knows of the caller's relation to ``patient`` (care relationship,
         own record, child in care, blocking Consents), for services' own access rules."""

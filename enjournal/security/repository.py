@@ -86,6 +86,14 @@ class GuardedRepository:
         if self.guard is not None:
             await self.guard.check_stored(self.trusted, stored, "r", interaction)
 
+    async def reads_record(self, patient_id: str) -> bool:
+        """May the caller read this patient's record (care relationship, own record, or the
+        emergency stated)?  For a service that may act without it (a prescriber may
+        prescribe for anyone) but must not then show what the record holds."""
+        if self.guard is None:
+            return True
+        return await self.guard.reads_record(self.trusted, patient_id)
+
     async def consent_hides(self, patient_id: str, ref: str) -> bool:
         """Does a Consent of the patient deny the caller ``ref`` (``provision.data``)?  For a
         service that shows a resource by its own rule, outside the role's types."""

@@ -85,6 +85,11 @@ async def prescribe(request, repo) -> FhirResponse:
 
     atcs = await current_atcs(tx, record)
     found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
+    # Any prescriber may prescribe (as in RF), but the patient's medicines are shown only
+    # to one who may read the record: the check still protects the patient, unnamed.
+    sees_record = await repo.reads_record(patient_id)
+    if not sees_record and any(i.severity == "high" for i in found):
+        raise refused(request, "C", "$prescribe", UNNAMED_SEVERE, patient_id, Conflict)
     _require_acknowledged(found, params, patient_id)
 
     resource = _prescription(body, actor, hpr, product, patient_id, now, start, end, performer)
@@ -97,8 +102,14 @@ async def prescribe(request, repo) -> FhirResponse:
     ref = f"MedicationRequest/{stored.id}"
     issues = await _store_issues(tx, found, patient_id, ref, atcs, params)
     audit(request, "C", "$prescribe", patient_id, [ref, *issues_refs(issues)])
-    out = [("prescription", resource)] + [("issue", i) for i in issues]
+    out = [("prescription", resource)] + [("issue", i) for i in issues if sees_record]
     return FhirResponse.of(_parameters(out), 201, Location=f"{request.base_url}/{ref}")
+
+
+UNNAMED_SEVERE = (
+    "this medicine interacts severely with one the patient already uses; the interaction is "
+    "shown to a prescriber with a care relationship with the patient, or on emergency access"
+)
 
 
 def _prescription(body, actor: Actor, hpr, product, patient_id, now, start, end, performer):

@@ -94,6 +94,26 @@ async def test_severe_interaction_needs_acknowledgement(eresept):
     assert issue["mitigation"]
 
 
+async def test_a_prescriber_without_access_is_protected_but_not_told_the_medicines(eresept):
+    # hdoc may prescribe for kari (any prescriber may, as in RF) but may not read her record.
+    warfarin = part(await eresept.prescribe(varenr=WARFARIN), "prescription")[0]
+    assert (await eresept.get("hdoc", "Patient/kari/$medication-list")).status_code == 404
+    refused = await eresept.prescribe("hdoc", varenr=IBUPROFEN, expect=409)
+    text = str(refused)
+    assert "B01AA03" not in text and HIGH_WARFARIN_NSAID not in text and warfarin["id"] not in text
+    assert "contained" not in refused
+    # Naming the interaction does not help: it is still refused, unnamed.
+    again = await eresept.prescribe(
+        "hdoc", varenr=IBUPROFEN, acknowledge=[HIGH_WARFARIN_NSAID], expect=409
+    )
+    assert "B01AA03" not in str(again)
+    # A moderate interaction is recorded, and not reported to them.
+    await eresept.prescribe(varenr=SIMVASTATIN)
+    body = await eresept.prescribe("hdoc", varenr=CLARITHROMYCIN)
+    assert part(body, "issue") == []
+    assert [i["severity"] for i in part(await eresept.prescribe(varenr=CLARITHROMYCIN), "issue")]
+
+
 async def test_moderate_interaction_reported_without_blocking(eresept):
     await eresept.prescribe(varenr=SIMVASTATIN)
     body = await eresept.prescribe(varenr=CLARITHROMYCIN)
