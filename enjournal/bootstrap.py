@@ -97,9 +97,7 @@ async def open_platform(
     one opened from the settings, with the platform's search parameters and the write checks
     the settings ask for."""
     if store is not None:
-        if store.search_parameters is not platform.search_parameters:
-            raise ValueError("the store must index the platform's search parameters")
-        platform.store, platform.owns_store = store, False
+        adopt_store(platform, store)
         return platform
     platform.store = await open_store(
         platform.settings.database_url,
@@ -109,6 +107,14 @@ async def open_platform(
     platform.owns_store = True
     install_checks(platform)
     return platform
+
+
+def adopt_store(platform: Platform, store: Store) -> None:
+    """Serve ``platform`` from a store its owner opened and closes (a test's, shared by
+    several apps); it must index what the platform's services search by."""
+    if store.search_parameters != platform.search_parameters:
+        raise ValueError("the store must index the platform's search parameters")
+    platform.store, platform.owns_store = store, False
 
 
 def _store_options(platform: Platform, migrate: bool) -> dict:

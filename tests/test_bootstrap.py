@@ -214,3 +214,20 @@ async def test_the_write_check_follows_the_settings(tmp_path, check):
     finally:
         await close_platform(platform)
     assert len(installed) == (1 if check else 0)
+
+
+async def test_an_app_refuses_a_store_that_does_not_index_its_services_parameters():
+    # A store opened outside the root knows only the R4 parameters: serving e-resept from it
+    # would leave its prescriptions unindexed for the deletion job the law requires.
+    from enjournal.server.app import create_app
+    from enjournal.storage import open_store
+
+    bare = await open_store("memory://")
+    platform = await build_platform(Settings(database_url="memory://", auth=False))
+    try:
+        with pytest.raises(ValueError, match="search parameters"):
+            create_app(Settings(database_url="unused", auth=False), bare)
+        create_app(Settings(database_url="unused", auth=False), platform.store)  # composed alike
+    finally:
+        await bare.close()
+        await close_platform(platform)

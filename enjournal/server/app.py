@@ -47,13 +47,14 @@ def create_app(
 
     With ``settings.auth`` on, ``security`` (an ``enjournal.security.setup.Security``) is
     built from the settings unless given."""
-    from enjournal.bootstrap import close_platform, compose, open_platform
+    from enjournal.bootstrap import adopt_store, close_platform, compose, open_platform
     from enjournal.services.jobs import JobRunner
 
     metrics = Metrics()
     if platform is None:
         platform = compose(settings, security=security, serving=True)
-        platform.store = store
+        if store is not None:
+            adopt_store(platform, store)
     security = platform.security
     rest_security = security.rest_security() if security is not None else None
 

@@ -10,12 +10,12 @@ import shlex
 import httpx
 import pytest
 
+from enjournal.bootstrap import build_platform, close_platform
 from enjournal.cli import main
 from enjournal.demo.command import ready_for_tokens, run_demo, serve_environment, token_command
 from enjournal.demo.tokens import SERVER_FILE, record_server
 from enjournal.server.app import create_app
 from enjournal.settings import Settings
-from enjournal.storage import open_store
 
 PORT = 8081
 BASE = f"http://127.0.0.1:{PORT}"
@@ -57,8 +57,9 @@ def printed_command(data, who: str) -> list[str]:
 async def statuses(requests: list[tuple[str, str]]) -> list[int]:
     settings = Settings.from_env()
     assert settings.public_url == BASE
-    store = await open_store(settings.database_url)
-    app = create_app(settings, store)
+    platform = await build_platform(settings, serving=True)  # as `enjournal serve` does
+    store = platform.store
+    app = create_app(settings, platform=platform)
     await app.state.security.start(store)
     try:
         transport = httpx.ASGITransport(app=app)
@@ -69,7 +70,7 @@ async def statuses(requests: list[tuple[str, str]]) -> list[int]:
             ]
     finally:
         await app.state.security.stop()
-        await store.close()
+        await close_platform(platform)
 
 
 def test_printed_token_command_names_the_demo_url(demo_data):

@@ -15,16 +15,12 @@ from enjournal.security.setup import DEMO_APP, build_security, clients_from_file
 from enjournal.security.smart import OAUTH_URIS, SECURITY_SERVICE
 from enjournal.server.app import create_app
 from enjournal.settings import Settings
-from enjournal.storage import open_store
+from tests.conftest import MEMORY
 
 PUBLIC = "https://ehelse.example"
 
 
-@pytest.fixture
-async def store(tmp_path):
-    store = await open_store(f"sqlite:///{tmp_path}/smart.sqlite")
-    yield store
-    await store.close()
+pytestmark = MEMORY  # the discovery documents and the provider, not storage
 
 
 def secured_settings(tmp_path, **overrides) -> Settings:

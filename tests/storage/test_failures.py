@@ -33,18 +33,20 @@ async def _terminate_backends(application: str) -> int:
 async def pg_client(tmp_path):
     import httpx
 
+    from enjournal.bootstrap import build_platform, close_platform
     from enjournal.server.app import create_app
     from enjournal.settings import Settings
     from tests.conftest import _drop_schema, _pg_schema
 
     schema = await _pg_schema()
     url = f"{PG_DSN}?search_path={schema}&application_name={schema}"
-    store = await open_store(url, pool_size=3)
-    app = create_app(Settings(database_url="unused", auth=False), store)
+    settings = Settings(database_url=url, auth=False, pool_size=3)
+    platform = await build_platform(settings, serving=True)
+    app = create_app(settings, platform=platform)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http, schema
-    await store.close()
+    await close_platform(platform)
     await _drop_schema(schema)
 
 

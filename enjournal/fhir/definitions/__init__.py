@@ -107,6 +107,12 @@ class SearchParameters:
         if changed:
             self._memo.clear()
 
+    def __eq__(self, other: object) -> bool:
+        """The same parameters added (two platforms composed alike index alike)."""
+        return isinstance(other, SearchParameters) and self._added == other._added
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: compared, never a key
+
     def of(self, resource_type: str) -> dict[str, SearchParam]:
         """All search parameters of ``resource_type``: the common Resource ones, the type's
         own and the added ones."""
