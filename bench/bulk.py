@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from enjournal.storage import open_store
+from bench.common import bench_store
 
 
 async def bulk_load(
@@ -34,7 +34,7 @@ async def bulk_load(
     """Load ``resources`` (their ``id`` kept when given, else assigned) into the store at
     ``url``; returns counts, seconds and resources/s.  A failing batch stops the load and
     raises; batches committed before it stay."""
-    store = await open_store(url, pool_size=concurrency + 1)
+    store = await bench_store(url, pool_size=concurrency + 1)
     queue: asyncio.Queue[list[dict] | None] = asyncio.Queue(maxsize=concurrency * 2)
     counts = {"resources": 0, "batches": 0}
 

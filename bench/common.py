@@ -1,5 +1,5 @@
 """What every benchmark script does at its start and end: describe the machine, save the
-result under bench/results/."""
+result under bench/results/; and the platform a benchmark writes and reads through."""
 
 from __future__ import annotations
 
@@ -12,6 +12,24 @@ import asyncpg
 from bench import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+async def bench_platform(url: str, *, pool_size: int = 10, migrate: bool = True, **settings):
+    """The platform as the commands build it (``enjournal.bootstrap``), so what a benchmark
+    writes is indexed by every service's search parameters; security off, no write checks
+    (the data is generated valid), unless ``settings`` say otherwise."""
+    from enjournal.bootstrap import build_platform
+    from enjournal.settings import Settings
+
+    options = {"auth": False, "jobs": False, "terminology_check": False, **settings}
+    return await build_platform(
+        Settings(database_url=url, pool_size=pool_size, **options), migrate=migrate
+    )
+
+
+async def bench_store(url: str, **options):
+    """The store of ``bench_platform`` (closing it closes the platform's store)."""
+    return (await bench_platform(url, **options)).store
 
 
 async def start_report(admin_url: str, options: dict) -> dict:

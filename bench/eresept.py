@@ -34,17 +34,15 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from bench.common import save_report, start_report
+from bench.common import bench_store, save_report, start_report
 from bench.httpclient import Connection
 from bench.run import Databases, Server, latency_summary
 from bench.security import secured_env
-from enjournal.fhir.definitions import SearchParameters
 from enjournal.fhir.errors import Conflict, Forbidden, Unprocessable
 from enjournal.fhir.norwegian_ids import OID_FNR, OID_HPR, OID_ORGNR, make_fnr, make_orgnr
 from enjournal.services.eresept import jobs, rules
 from enjournal.services.eresept.actors import DISPENSER_TYPE, PHARMACY
 from enjournal.services.eresept.fest import resources as fest
-from enjournal.storage import open_store
 
 # varenr: (name, ATC, group); none of these interact severely with another
 PRODUCTS = {
@@ -137,10 +135,8 @@ def prescription(patient_id: str, varenr: str, gp: int, today: date) -> dict:
 
 async def load(url: str, count: int, batch: int, writers: int) -> tuple[list[str], dict]:
     """Write the world; the patients' national identity numbers and the timings."""
-    parameters = SearchParameters()  # with the service's own, as a platform has them
-    jobs.define_search_parameters(parameters)
     rng = random.Random(1)
-    store = await open_store(url, pool_size=writers + 2, search_parameters=parameters)
+    store = await bench_store(url, pool_size=writers + 2)  # with the service's parameters
     today = datetime.now(UTC).date()
     shared = [*catalogue(), *pharmacies(rng, 64)]
     for gp in range(GPS):
@@ -490,7 +486,7 @@ async def deletion_job(url: str, *, later: bool) -> dict:
     """Time one pass of the deletion job (``jobs.delete_prescriptions``) with nothing due,
     beside the previous version's full scan as baseline; with ``later``, a pass a month on,
     which deletes the prescriptions the run fully dispensed."""
-    store = await open_store(url, pool_size=2)
+    store = await bench_store(url, pool_size=2)
     now = datetime.now(UTC)
     try:
         if later:

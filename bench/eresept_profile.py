@@ -117,11 +117,11 @@ def _params(**values) -> bytes:
 
 async def build_app(url: str, secured: bool, orgs: list[str]):
     """The app over its own store; with security, a pharmacist's token per organisation."""
+    from bench.common import bench_store
     from enjournal.server.app import create_app
     from enjournal.settings import Settings
-    from enjournal.storage import open_store
 
-    store = await open_store(url, pool_size=4)
+    store = await bench_store(url, pool_size=4)
     settings = Settings(database_url=url, public_url="http://bench", jobs=False, auth=secured)
     if not secured:
         return create_app(settings, store, None), store, None, {}

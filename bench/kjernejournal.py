@@ -214,9 +214,9 @@ def record(patient_id: str, size: int, today: date) -> list[dict]:
 
 
 async def add_patients(url: str, sizes: list[int], per_size: int) -> dict[int, list[str]]:
-    from enjournal.storage import open_store
+    from bench.common import bench_store
 
-    store = await open_store(url, migrate=False)
+    store = await bench_store(url, migrate=False)
     ids: dict[int, list[str]] = {}
     try:
         for size in sizes:

@@ -77,6 +77,7 @@ def figures(samples: list[float]) -> str:
 async def amain(opts: argparse.Namespace) -> None:
     import httpx
 
+    from bench.common import bench_store
     from enjournal.bootstrap import compose
     from enjournal.security.keys import generate
     from enjournal.security.provider import DemoUser, Provider, ProviderConfig
@@ -87,11 +88,10 @@ async def amain(opts: argparse.Namespace) -> None:
     from enjournal.services.kjernejournal import rules
     from enjournal.services.kjernejournal.api import Service
     from enjournal.settings import Settings
-    from enjournal.storage import open_store
 
     work = Path(tempfile.mkdtemp(prefix="kj-profile-"))
     url = opts.database or f"sqlite:///{work}/profile.sqlite"
-    store = await open_store(url)
+    store = await bench_store(url)
     patient_id = f"kjprof-{os.getpid()}"
     try:
         async with store.transaction() as tx:

@@ -51,9 +51,9 @@ async def load(url: str, patients: int, workdir: Path) -> None:
 
 async def gp_paths(url: str) -> tuple[list[str], list[str]]:
     """Observations (by id) and searches of the demo GP's own patients."""
-    from enjournal.storage import open_store
+    from bench.common import bench_store
 
-    store = await open_store(url, migrate=False)
+    store = await bench_store(url, migrate=False)
     try:
         async with store.transaction(write=False) as tx:
             rows = await tx._conn.fetch(
@@ -95,12 +95,12 @@ def secured_env(key_file: Path, **extra: str) -> None:
 
 
 async def gp_token(url: str, key_file: Path, issuer: str) -> str:
+    from bench.common import bench_store
     from enjournal.demo.users import SCOPES, demo_users
     from enjournal.security.keys import load_or_create
     from enjournal.security.provider import issue_token
-    from enjournal.storage import open_store
 
-    store = await open_store(url, migrate=False)
+    store = await bench_store(url, migrate=False)
     try:
         gp = next(u for u in await demo_users(store) if u.name == "gp")
     finally:

@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def prepare(url: str) -> list[str]:
     """Load ICD-10 and the shipped lists; return ICD-10 codes and display words."""
-    from enjournal.storage import open_store
+    from bench.common import bench_store
     from enjournal.terminology.command import load_shipped
     from enjournal.terminology.loaders.icd10_xml import load_icd10_xml
     from enjournal.terminology.loading import save_code_system
 
-    store = await open_store(url)
+    store = await bench_store(url)
     try:
         async with store.transaction() as tx:
             await save_code_system(tx, load_icd10_xml())

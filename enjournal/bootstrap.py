@@ -119,9 +119,9 @@ def adopt_store(platform: Platform, store: Store) -> None:
 
 def _store_options(platform: Platform, migrate: bool) -> dict:
     """The server bounds each statement and sizes its pool; batch commands have no limit."""
-    if not platform.serving:
-        return {"migrate": migrate}
     s = platform.settings
+    if not platform.serving:
+        return {"migrate": migrate, "pool_size": s.pool_size}
     return {
         "migrate": migrate,
         "pool_size": s.pool_size,
