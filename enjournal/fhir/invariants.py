@@ -41,6 +41,7 @@ ElementDefinitions of a StructureDefinition cheap.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -48,6 +49,8 @@ from functools import cache, lru_cache
 from importlib import resources as _resources
 
 import orjson
+
+log = logging.getLogger("enjournal.fhir.invariants")
 
 __all__ = ["Invariant", "failures", "invariants_for", "skipped"]
 
@@ -127,7 +130,7 @@ class Invariant:
             "dataRoot": data,
             "vars": {"context": value, "resource": resource, "rootResource": root},
             "model": _model(),
-            "userInvocationTable": _INVOCATIONS,
+            "userInvocationTable": _invocations(),
             "traceFn": _no_trace,  # dom-3 traces; nothing is printed
         }
         try:
@@ -135,7 +138,7 @@ class Invariant:
             # reads now() or today()) and the per-call set-up of the extra functions.
             result = do_eval(ctx, data, self._fn["children"][0])
         except Exception:  # fhirpathpy's own failure is not the resource's fault
-            EVALUATION_FAILURES[self.key] = EVALUATION_FAILURES.get(self.key, 0) + 1
+            _failed_once(self.key)
             return True
         # Empty counts as met (the reference validator counts it as failed: a Period from
         # 2023-06-21 to 2023-06-21T06:20Z breaks per-1 there, not here); else not false.
@@ -323,16 +326,17 @@ def _no_trace(*_args) -> None:
     return None
 
 
+@cache
 def _invocations() -> dict:
     from fhirpathpy.engine.util import process_user_invocation_table
 
     return process_user_invocation_table({"hasValue": {"fn": _has_value}})
 
 
-_INVOCATIONS: dict | None = None
-
-# Invariant key -> how often fhirpathpy could not evaluate it (counted as met); for tuning.
-EVALUATION_FAILURES: dict[str, int] = {}
+@cache
+def _failed_once(key: str) -> None:
+    """An invariant fhirpathpy cannot evaluate counts as met; said once per key, for tuning."""
+    log.warning("fhirpathpy could not evaluate invariant %s; it is counted as met", key)
 
 
 @cache
@@ -392,9 +396,6 @@ def invariants_for(path: str) -> tuple[Invariant, ...]:
     found = list(_table()[0].get(path, ()))
     if "." not in path and path not in _NOT_DOMAIN and _is_resource(path):
         found += _table()[0].get("DomainResource", ())
-    global _INVOCATIONS
-    if _INVOCATIONS is None:
-        _INVOCATIONS = _invocations()
     for inv in found:
         if inv._fn is None:
             from fhirpathpy.parser import parse

@@ -53,11 +53,9 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
-import importlib
 import json
 import math
 import re
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
@@ -372,23 +370,10 @@ def _absolute() -> frozenset[str]:
     return _ABSOLUTE_ALWAYS | canonical
 
 
-_norwegian = None
-_norwegian_retry = 0.0
-
-
 def _identifier_problem(system: str, value: str) -> str | None:
-    """Ask ``enjournal.fhir.norwegian_ids`` (imported lazily; skipped while it is absent)."""
-    global _norwegian, _norwegian_retry
-    if _norwegian is None:
-        now = time.monotonic()
-        if now < _norwegian_retry:
-            return None
-        try:
-            _norwegian = importlib.import_module("enjournal.fhir.norwegian_ids")
-        except ImportError:
-            _norwegian_retry = now + 5.0  # look again later, not on every identifier
-            return None
-    return _norwegian.identifier_problem(system, value)
+    from enjournal.fhir.norwegian_ids import identifier_problem
+
+    return identifier_problem(system, value)
 
 
 class _Walker:

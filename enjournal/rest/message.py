@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import FhirError, Invalid, Issue
+from enjournal.fhir.errors import Invalid, Issue
 from enjournal.storage.base import StoredResource
 
 
@@ -108,13 +108,6 @@ def outcome(issues: list[Issue]) -> dict:
 
 def info_outcome(message: str) -> dict:
     return outcome([Issue("information", "informational", message)])
-
-
-def error_response(error: FhirError) -> FhirResponse:
-    """Kept for old imports: ``enjournal.rest.errors.error_response`` is the one place."""
-    from enjournal.rest.errors import error_response
-
-    return error_response(error)
 
 
 def parse_etag(value: str | None) -> int | None:

@@ -1,11 +1,12 @@
 """The guard: applies the access policy to one request and collects its audit events.
 
-The REST interactions call the guard at each point where health data is touched: a resource
-read (``check_stored``), a resource about to be written (``check_write``), a search before it
-runs (``scope_search``) and its results after (``filter``).  The guard gathers the facts the
-policy needs (whose record a resource is in, the caller's care relationship, the patient's
-Consents) with small indexed queries, cached for the request, and records an AuditEvent for
-every decision.  The router appends the events in the same transaction as a write, or
+The guarded repository (``security/repository.py``) calls it wherever health data is
+touched: a resource read (``check_stored``), a resource about to be written
+(``check_write``), a search before it runs (``scope_search``) and its results after
+(``filter``).  The guard gathers the facts the policy needs (whose record a resource is in,
+the caller's care relationship, the patient's Consents) with small indexed lookups, cached
+for the request, and records an AuditEvent for every decision in the request's
+``AccessContext``.  The router appends the events in the same transaction as a write, or
 through the group-committing audit writer for reads.
 """
 

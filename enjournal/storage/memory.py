@@ -157,7 +157,7 @@ class AuditLog:
 
     def patient_rows(self, patient_id: str, count: int, before_seq: int | None) -> list[tuple]:
         """Newest first: (seq, recorded, action, outcome, purpose, emergency, event, actor)."""
-        page = []
+        page: list[tuple] = []
         for n in reversed(self.of_patient.get(patient_id, ())):
             row = self.rows[n]
             if n >= self.length or (before_seq is not None and row[0] >= before_seq):

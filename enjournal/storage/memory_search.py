@@ -420,7 +420,7 @@ def _keyset_links(
 def _sorted_page(tx: MemoryTransaction, query: SearchQuery) -> SearchResult:
     if query.cursor:
         cursor = _decode_cursor(query)
-        stored = tx.store.pages.get(cursor.get("p"))
+        stored = tx.store.pages.get(str(cursor.get("p")))
         if stored is None:
             raise Invalid(
                 "_cursor: this search has expired; repeat the search", expression="_cursor"
@@ -503,7 +503,8 @@ def _chunks(items: list, size: int = search_sql._CHUNK) -> Iterable[list]:
 def _include_one(tx: MemoryTransaction, inc: Include, sources: list[StoredResource]) -> list[Row]:
     if inc.reverse:
         return _revinclude_one(tx, inc, sources)
-    state, out = tx.state, []
+    state = tx.state
+    out: list[Row] = []
     rids = [s.rid for s in sources if inc.source_type is None or s.type == inc.source_type]
     for chunk in _chunks(rids):
         found: dict[int, Row] = {}

@@ -540,7 +540,7 @@ class Store:
         kind (``enjournal.fhir.indexing.ROW_COLUMNS``)."""
         self.backend = backend
         self.search_parameters = search_parameters or _official_search_parameters()
-        self.indexer = indexer or _default_indexer(self.search_parameters)
+        self.indexer: Indexer = indexer or _default_indexer(self.search_parameters)
         # Async checks run on every resource before it is written, inside the write's
         # transaction (e.g. the terminology service's check of codes): each raises a
         # FhirError to refuse.  The composition root (app, importer) installs them.

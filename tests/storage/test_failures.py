@@ -77,7 +77,7 @@ async def test_writes_after_dropped_connections_succeed(pg_client):
 
 def test_a_lost_connection_is_busy_with_retry_after():
     from enjournal.fhir.errors import Busy
-    from enjournal.rest.message import error_response
+    from enjournal.rest.errors import error_response
     from enjournal.storage.postgres import storage_error
 
     lost = storage_error(asyncpg.ConnectionDoesNotExistError("connection was closed"))
