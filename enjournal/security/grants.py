@@ -3,7 +3,7 @@
 The guard derives access from shared data: the caller's Practitioner (HPR identifier),
 Organization (orgnr identifier) and PractitionerRoles; a patient's GP
 (Patient.generalPractitioner) and the GP's office; encounters, episodes of care and referrals
-that point at the caller (``guard.CARE_LINKS``); Consents that deny; and, for a citizen, the
+that point at the caller (``facts.CARE_LINKS``); Consents that deny; and, for a citizen, the
 Patient with their national id and the children a parent RelatedPerson links them to at the
 same address.  Writing any of that is granting access, so once the ordinary policy has allowed
 a write these rules decide whether this caller may make that grant:
@@ -140,7 +140,7 @@ def _parent_link_refusal(new: dict | None, old: dict | None) -> str | None:
 def _is_parent_link(related: dict | None) -> bool:
     """A RelatedPerson the guard could read as a citizen's child: a parent role and an
     identifier (the guard finds a citizen's children by identifier alone)."""
-    from enjournal.security.guard import PARENT_ROLES
+    from enjournal.security.facts import PARENT_ROLES
 
     if not related or not related.get("identifier"):
         return False
@@ -187,14 +187,14 @@ def _denies(consent: dict | None) -> bool:
 
 
 async def _self_link_refusal(guard, tx, resource: dict) -> str | None:
-    from enjournal.security.guard import CARE_LINKS
+    from enjournal.security.facts import CARE_LINKS
 
     links = [
         (param, types) for t, _p, param, types, _l in CARE_LINKS if t == resource["resourceType"]
     ]
     if not links:
         return None
-    caller = await guard._caller(tx)
+    caller = await guard.finder.caller(tx)
     rows = index_resource(resource, tx.search_parameters)["reference"]
     for param, types in links:
         # By id alone, as the guard's relationship query matches them.

@@ -13,22 +13,16 @@ through the group-committing audit writer for reads.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Collection, Sequence
 
 import orjson
 
-from enjournal.fhir import jsonio
 from enjournal.fhir.definitions import patient_compartment
 from enjournal.fhir.errors import Forbidden, NotFound
-from enjournal.fhir.norwegian_ids import OID_DNR as DNR
-from enjournal.fhir.norwegian_ids import OID_FNR as FNR
-from enjournal.fhir.norwegian_ids import OID_HPR as HPR
-from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
 from enjournal.security import grants
 from enjournal.security.context import AccessContext
+from enjournal.security.facts import FactFinder, FactsCache
 from enjournal.security.policy import (
-    CHILD_AGE_LIMIT,
     DIRECTORY,
     EMERGENCY,
     PHARMACY_PROFESSIONS,
@@ -38,23 +32,6 @@ from enjournal.security.policy import (
 )
 from enjournal.storage import StoredResource, Transaction
 
-# (resource type, its patient param, its param naming the caregiver, caregiver types)
-CARE_LINKS = (
-    ("Encounter", "patient", "service-provider", ("Organization",), "encounter"),
-    ("Encounter", "patient", "participant", ("Practitioner", "PractitionerRole"), "encounter"),
-    ("EpisodeOfCare", "patient", "organization", ("Organization",), "episode of care"),
-    ("EpisodeOfCare", "patient", "care-manager", ("Practitioner",), "episode of care"),
-    (
-        "ServiceRequest",
-        "patient",
-        "performer",
-        ("Organization", "Practitioner", "PractitionerRole"),
-        "referral",
-    ),
-)
-PARENT_ROLES = frozenset(
-    {"MTH", "FTH", "PRN", "NMTH", "NFTH", "GUARD", "MOTHER", "FATHER", "parent", "guardian"}
-)
 ACTIONS = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}
 
 # A Guard receives from its platform (``enjournal.bootstrap``, through the app):
@@ -67,39 +44,6 @@ ACTIONS = {"c": "C", "r": "R", "s": "R", "u": "U", "d": "D"}
 # ``consent_systems``: Consent categories (coding systems) a service interprets itself; the
 # general Consent rules here skip them (kjernejournal's privacy settings are not whole-record
 # restrictions).
-
-
-class FactsCache:
-    """Facts that change rarely, shared by the requests of one worker for a short time:
-    who the caller is in the data (their Practitioner/Organization resources), their care
-    relationship with a patient (seen within ``ttl`` seconds), and a patient's Consents
-    (re-read every ``CONSENT_TTL`` seconds, and at once by the worker that stored one)."""
-
-    def __init__(self, ttl: float = 30.0, max_entries: int = 50_000):
-        self.ttl, self.max_entries = ttl, max_entries
-        self._data: dict[tuple, tuple[float, object]] = {}
-
-    def get(self, key: tuple, ttl: float | None = None):
-        """The cached value, if stored less than ``ttl`` (default: the cache's) seconds ago."""
-        hit = self._data.get(key)
-        limit = self.ttl if ttl is None else min(ttl, self.ttl)
-        if hit is None or hit[0] + limit < time.monotonic():
-            return _MISSING
-        return hit[1]
-
-    def put(self, key: tuple, value) -> None:
-        if len(self._data) >= self.max_entries:
-            self._data.clear()  # crude but bounded; entries are cheap to recompute
-        self._data[key] = (time.monotonic(), value)
-
-    def forget(self, key: tuple) -> None:
-        self._data.pop(key, None)
-
-
-_MISSING = object()
-# A patient's Consents are re-read at least this often (seconds) by every worker; the worker
-# that stores a Consent forgets its copy at once.
-CONSENT_TTL = 2.0
 
 
 class Guard:
@@ -118,11 +62,9 @@ class Guard:
         self.principal = context.principal
         self.resource_hooks = hooks
         self.consent_systems = consent_systems
-        self._facts: dict[str, PatientFacts] = {}
-        self._caller_refs: set[tuple[str, str]] | None = None
-        self._own: set[str] | None = None
-        self._today = today
-        self._cache = cache or FactsCache(ttl=0)
+        self.finder = FactFinder(
+            context.principal, cache or FactsCache(ttl=0), consent_systems, today
+        )
 
     @property
     def emergency_reason(self) -> str | None:
@@ -147,7 +89,7 @@ class Guard:
             decision = grants.checked_delete(self, stored, decision)
             if stored.type == "Consent":  # a lifted block must hold at once on this worker
                 for patient in patients or ():
-                    self._cache.forget(("consents", patient))
+                    self.finder.forget_consents(patient)
         if decision.allowed:
             decision = await self._hooks(tx, action, stored.content, None, patients, decision)
         self._record(action, interaction, decision, patients, [f"{stored.type}/{stored.id}"])
@@ -189,7 +131,7 @@ class Guard:
         patients = self._patients_in_content(resource)
         if type_ == "Consent":
             for patient in patients or ():
-                self._cache.forget(("consents", patient))
+                self.finder.forget_consents(patient)
         ref = f"{type_}/{resource.get('id', '')}"
         if type_ == "Patient" and action == "c" and self.principal.kind != "citizen":
             patients = None  # registering a new patient: no relation exists yet
@@ -212,7 +154,7 @@ class Guard:
             return
         patient = query.compartment[1] if query.compartment else _patient_criterion(query)
         if self.principal.kind == "citizen":
-            own = await self._own_and_children(tx)
+            own = await self.finder.own_and_children(tx)
             if patient is None:
                 if len(own) != 1:
                     raise Forbidden("name the patient (yourself or a child in your care)")
@@ -328,7 +270,7 @@ class Guard:
     async def facts(self, tx: Transaction, patient: str) -> PatientFacts:
         """What the policy knows of the caller's relation to ``patient`` (care relationship,
         own record, child in care, blocking Consents), for services' own access rules."""
-        return await self._facts_for(tx, patient)
+        return await self.finder.facts_for(tx, patient)
 
     # ---- facts --------------------------------------------------------------------------
 
@@ -356,7 +298,7 @@ class Guard:
         last = Decision(False, reason="no patient")
         emergency_for: set[str] = set()
         for patient in patients:
-            facts = await self._facts_for(tx, patient)
+            facts = await self.finder.facts_for(tx, patient)
             blocked = ref is not None and ref in getattr(facts, "blocked_refs", ())
             if blocked:
                 facts = PatientFacts(patient, blocked_by_consent=True)
@@ -371,25 +313,6 @@ class Guard:
             return Decision(True, EMERGENCY, True, last.reason, frozenset(emergency_for))
         return last
 
-    async def _facts_for(self, tx: Transaction, patient: str) -> PatientFacts:
-        if patient in self._facts:
-            return self._facts[patient]
-        facts = PatientFacts(patient)
-        if self.principal.kind == "citizen":
-            own = await self._own_and_children(tx)
-            facts.own_record = patient in (self._own or set())
-            facts.child_in_care = patient in own and not facts.own_record
-        elif self.principal.profession in PHARMACY_PROFESSIONS:
-            # e-resept: any pharmacy may dispense to anyone who presents; the role rule limits
-            # what it sees to prescriptions and dispensations.
-            facts.care_relationship = "pharmacy dispensing"
-            await self._consents(tx, facts)
-        elif self.principal.kind == "personnel":
-            facts.care_relationship = await self._care_relationship(tx, patient)
-            await self._consents(tx, facts)
-        self._facts[patient] = facts
-        return facts
-
     def _patients_of_stored(self, stored: StoredResource) -> list[str] | None:
         """Whose data a stored resource is, read from its content (no query, no parse)."""
         if stored.type == "Patient":
@@ -403,132 +326,6 @@ class Guard:
         if type_ == "Patient":
             return [resource["id"]] if resource.get("id") else None
         return _patients(type_, orjson.dumps(resource))
-
-    async def _caller(self, tx) -> set[tuple[str, str]]:
-        """The caller's own Practitioner, PractitionerRole and Organization resources."""
-        key = ("caller", self.principal.hpr, self.principal.org_nr)
-        if self._caller_refs is None:
-            cached = self._cache.get(key)
-            if cached is not _MISSING:
-                self._caller_refs = cached
-        if self._caller_refs is None:
-            refs: set[tuple[str, str]] = set()
-            for pid in await tx.ids_by_identifier("Practitioner", (HPR,), self.principal.hpr):
-                refs.add(("Practitioner", pid))
-            for oid in await tx.ids_by_identifier("Organization", (ORGNR,), self.principal.org_nr):
-                refs.add(("Organization", oid))
-            practitioners = [i for t, i in refs if t == "Practitioner"]
-            roles = await tx.referencing(
-                "PractitionerRole", "practitioner", "Practitioner", practitioners
-            )
-            refs.update(("PractitionerRole", id_) for id_ in roles)
-            self._caller_refs = refs
-            self._cache.put(key, refs)
-        return self._caller_refs
-
-    async def _care_relationship(self, tx, patient: str) -> str | None:
-        key = ("care", self.principal.hpr, self.principal.org_nr, patient)
-        cached = self._cache.get(key)
-        if cached is not _MISSING:
-            return cached
-        found = await self._find_care_relationship(tx, patient)
-        self._cache.put(key, found)
-        return found
-
-    async def _find_care_relationship(self, tx, patient: str) -> str | None:
-        caller = await self._caller(tx)
-        if not caller:
-            return None
-        listed = await tx.references_of("Patient", patient, "general-practitioner")
-        if listed is None:
-            return None
-        gps = set(listed)
-        if gps & caller:
-            return "gp-list"
-        offices = [i for t, i in caller if t == "Organization"]
-        gp_practitioners = [i for t, i in gps if t == "Practitioner"]
-        # The patient's GP works at the caller's office (the office's nurses and locums);
-        # asked only when both are known (the lookup answers False without a query).
-        if await tx.same_resource_links(
-            "PractitionerRole", "practitioner", gp_practitioners, "organization", offices
-        ):
-            return "gp-list (same office)"
-        for type_, patient_param, link_param, link_types, label in CARE_LINKS:
-            targets = [i for t, i in caller if t in link_types]
-            if not targets:
-                continue
-            if await tx.linked(type_, patient_param, patient, link_param, targets):
-                return label
-        return None
-
-    async def _consents(self, tx, facts: PatientFacts) -> None:
-        key = ("consents", facts.patient_id)
-        rows = self._cache.get(key, ttl=CONSENT_TTL)
-        if rows is _MISSING:
-            rows = await tx.contents_referencing("Consent", "patient", "Patient", facts.patient_id)
-            self._cache.put(key, rows)
-        caller = {f"{t}/{i}" for t, i in await self._caller(tx)}
-        blocked_refs: set[str] = set()
-        for content in rows:
-            consent = jsonio.loads(content)
-            if self.consent_systems and any(
-                c.get("system") in self.consent_systems
-                for cat in consent.get("category", [])
-                for c in cat.get("coding", [])
-            ):
-                continue
-            provision = consent.get("provision") or {}
-            if consent.get("status") != "active" or provision.get("type") != "deny":
-                continue
-            actors = {
-                (a.get("reference") or {}).get("reference") for a in provision.get("actor", [])
-            }
-            data = [(d.get("reference") or {}).get("reference") for d in provision.get("data", [])]
-            if actors and not (actors & caller):
-                continue
-            if data:
-                blocked_refs.update(d for d in data if d)
-            elif actors:
-                facts.blocked_by_consent = True
-            else:
-                facts.restricted_by_consent = True
-        facts.blocked_refs = frozenset(blocked_refs)  # type: ignore[attr-defined]
-
-    async def _own_and_children(self, tx) -> set[str]:
-        """Citizen: their own Patient ids, plus children under 12 at the same address."""
-        if self._own is not None:
-            return self._own | self._children
-        self._own = set(await tx.ids_by_identifier("Patient", (FNR, DNR), self.principal.pid))
-        self._children: set[str] = set()
-        rows = await tx.contents_by_identifier("RelatedPerson", self.principal.pid or "")
-        own_addresses = await self._addresses(tx, self._own)
-        for content in rows:
-            related = jsonio.loads(content)
-            roles = {
-                c.get("code") for r in related.get("relationship", []) for c in r.get("coding", [])
-            }
-            child = ((related.get("patient") or {}).get("reference") or "").removeprefix("Patient/")
-            if not child or not (roles & PARENT_ROLES) or related.get("active") is False:
-                continue
-            child_content = await tx.content_of("Patient", child)
-            if child_content is None:
-                continue
-            patient = jsonio.loads(child_content)
-            if _age(patient.get("birthDate"), self._today) is None:
-                continue
-            if _age(patient.get("birthDate"), self._today) >= CHILD_AGE_LIMIT:
-                continue
-            if own_addresses & _address_keys(patient):
-                self._children.add(child)
-        return self._own | self._children
-
-    async def _addresses(self, tx, ids: set[str]) -> set[str]:
-        keys: set[str] = set()
-        for id_ in ids:
-            content = await tx.content_of("Patient", id_)
-            if content is not None:
-                keys |= _address_keys(jsonio.loads(content))
-        return keys
 
     # ---- audit --------------------------------------------------------------------------
 
@@ -659,24 +456,3 @@ def _names_identifier(query) -> bool:
         and t.values[0].code
         for t in query.criteria
     )
-
-
-def _age(birth_date: str | None, today=None) -> int | None:
-    from datetime import date
-
-    if not birth_date or len(birth_date) < 10:
-        return None
-    today = today or date.today()
-    born = date.fromisoformat(birth_date[:10])
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-
-
-def _address_keys(patient: dict) -> set[str]:
-    keys = set()
-    for address in patient.get("address", []):
-        if address.get("use") == "old" or address.get("period", {}).get("end"):
-            continue
-        line = " ".join(address.get("line", [])).strip().casefold()
-        if line and address.get("postalCode"):
-            keys.add(f"{line}|{address['postalCode']}")
-    return keys

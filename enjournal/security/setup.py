@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from joserfc.errors import JoseError
 
 from enjournal.security.audit import AuditWriter
-from enjournal.security.guard import FactsCache
+from enjournal.security.facts import FactsCache
 from enjournal.security.keys import load_or_create
 from enjournal.security.provider import Client, Provider, ProviderConfig
 from enjournal.security.ratelimit import limiter_from_url

@@ -18,7 +18,7 @@ def _answering_conflicts(handler, name: str):
     commits the transaction) writes nothing but the refusal's audit event."""
     from enjournal.rest.errors import error_response
     from enjournal.services.eresept.actors import audit
-    from enjournal.services.eresept.api import InteractionConflict
+    from enjournal.services.eresept.interactions import InteractionConflict
 
     async def run(request, repo):
         try:
@@ -44,24 +44,24 @@ def register(context) -> list[Job]:
     service's caches, ``state.py``), so platforms in one process share none of it."""
     from dataclasses import replace
 
-    from enjournal.services.eresept import api, jobs, pll
+    from enjournal.services.eresept import api, jobs, pll, prescribing
     from enjournal.services.eresept.state import EreseptState, serving
 
     jobs.define_search_parameters(context.search_parameters)
     state = EreseptState(clock=context.clock)
-    for operation in _operations(api, pll):
+    for operation in _operations(api, prescribing, pll):
         context.operations.add(replace(operation, handler=serving(operation.handler, state)))
     _install_guard_hooks(context)
     return [Job("eresept-delete-prescriptions", DELETE_EVERY, jobs.delete_prescriptions)]
 
 
-def _operations(api, pll) -> list[Operation]:
+def _operations(api, prescribing, pll) -> list[Operation]:
     """The service's operations (docs/eresept.md)."""
     post = ("POST",)
     writing = [
         Operation(name, "MedicationRequest", instance, handler, post, writes=True)
         for name, instance, handler in (
-            ("prescribe", False, _answering_conflicts(api.prescribe, "prescribe")),
+            ("prescribe", False, _answering_conflicts(prescribing.prescribe, "prescribe")),
             ("take", True, api.take),
             ("release", True, api.release),
             ("dispense", True, _answering_conflicts(api.dispense, "dispense")),

@@ -2,7 +2,7 @@
 prescription intermediary (Reseptformidleren, RF), domain 3.1-3.4.  docs/eresept.md shows
 each with an example.
 
-    POST /MedicationRequest/$prescribe          prescriber issues (M1)
+    POST /MedicationRequest/$prescribe          prescriber issues (M1): prescribing.py
     POST /MedicationRequest/$dispensable        dispenser lists a patient's (M9.1/M9.2)
     POST /MedicationRequest/{id}/$take          dispenser takes it under dispensing (M9.3/M9.4)
     POST /MedicationRequest/{id}/$release       ... gives it back undispensed
@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import math
 import secrets
-from datetime import date, datetime
+from datetime import datetime
 
 import orjson
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import Conflict, Forbidden, Invalid, Issue, NotFound, Unprocessable
-from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_HPR, OID_ORGNR
+from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from enjournal.rest.interactions.common import validate_for_write
 from enjournal.rest.message import FhirResponse
-from enjournal.services.eresept import drugs, queries, rules
+from enjournal.services.eresept import drugs, interactions, queries, rules
 from enjournal.services.eresept.actors import Actor, audit, caller
 from enjournal.services.eresept.reports import current_atcs, dispense_resources, patient_record
 from enjournal.services.eresept.rules import Prescription
@@ -39,264 +38,6 @@ from enjournal.services.inputs import operation_parameters, refused
 def clock() -> datetime:
     """The time now, by the serving platform's clock (tests may replace this function)."""
     return current().clock()
-
-
-# ---- prescribing ---------------------------------------------------------------------------
-
-
-async def prescribe(request, repo) -> FhirResponse:
-    tx = repo.trusted  # its own access rules decide, below
-    params = operation_parameters(request, "$prescribe", also=("MedicationRequest",))
-    body = params.get("prescription")
-    if body is None and request.method == "POST" and request.body:
-        candidate = request.json()
-        body = candidate if candidate.get("resourceType") == "MedicationRequest" else None
-    if not isinstance(body, dict) or body.get("resourceType") != "MedicationRequest":
-        raise Invalid("$prescribe needs a MedicationRequest (or Parameters with 'prescription')")
-    actor = await caller(request, tx, params, ("MedicationRequest", "c"))
-    if actor.kind not in ("personnel", "trusted") or actor.profession not in rules.PRESCRIBERS:
-        patient = (body.get("subject") or {}).get("reference", "").partition("/")[2]
-        raise refused(request, "C", "$prescribe", "only a prescriber prescribes", patient or None)
-    hpr = actor.hpr or _hpr_in(body) if actor.kind == "trusted" else actor.hpr
-    validate_for_write(body)
-    patient_id = _reference_id(body.get("subject"), "Patient", "MedicationRequest.subject")
-    record = await patient_record(tx, patient_id)
-    if record.patient is None:
-        raise Unprocessable(f"Patient/{patient_id} is not known", expression="subject")
-    product = await _product_of(tx, body)
-    try:
-        rules.check_prescriber(actor.profession, hpr, product.group)
-    except Forbidden as error:
-        raise refused(request, "C", "$prescribe", error.message, patient_id) from None
-    blue = _reimbursement(body) is not None
-    request_ = body.get("dispenseRequest") or {}
-    repeats = int(request_.get("numberOfRepeatsAllowed") or 0)
-    rules.check_repeats(product.group, repeats, blue)
-    quantity = float((request_.get("quantity") or {}).get("value") or 0)
-    if quantity <= 0:
-        raise Unprocessable(
-            "the quantity to dispense is required and positive",
-            expression="MedicationRequest.dispenseRequest.quantity",
-        )
-    now = clock()
-    start, requested_end = _validity_in(request_, now.date())
-    end = rules.validity(start, product.atc, blue, requested_end)
-    performer = await _named_dispenser(tx, request_.get("performer"), product.kind)
-
-    atcs = await current_atcs(tx, record)
-    found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
-    # Any prescriber may prescribe (as in RF), but the patient's medicines are shown only
-    # to one who may read the record: the check still protects the patient, unnamed.
-    sees_record = await repo.reads_record(patient_id)
-    if not sees_record and any(i.severity == "high" for i in found):
-        raise refused(request, "C", "$prescribe", UNNAMED_SEVERE, patient_id, Conflict)
-    _require_acknowledged(found, params, patient_id)
-
-    resource = _prescription(body, actor, hpr, product, patient_id, now, start, end, performer)
-    resource["dispenseRequest"]["numberOfRepeatsAllowed"] = repeats
-    p = Prescription(resource)
-    p.set_status(rules.EXPEDITABLE)
-    p.set_remaining(quantity * (1 + repeats))
-    validate_for_write(resource)
-    stored = await tx.create(resource)
-    ref = f"MedicationRequest/{stored.id}"
-    issues = await _store_issues(tx, found, patient_id, ref, atcs, params)
-    audit(request, "C", "$prescribe", patient_id, [ref, *issues_refs(issues)])
-    out = [("prescription", resource)] + [("issue", i) for i in issues if sees_record]
-    return FhirResponse.of(_parameters(out), 201, Location=f"{request.base_url}/{ref}")
-
-
-UNNAMED_SEVERE = (
-    "this medicine interacts severely with one the patient already uses; the interaction is "
-    "shown to a prescriber with a care relationship with the patient, or on emergency access"
-)
-
-
-def _prescription(body, actor: Actor, hpr, product, patient_id, now, start, end, performer):
-    requester: dict = {"identifier": {"system": OID_HPR, "value": hpr}}
-    if actor.name:
-        requester["display"] = actor.name
-    resource = {
-        "resourceType": "MedicationRequest",
-        "identifier": [{"system": rules.RESEPT_ID, "value": secrets.token_hex(16)}],
-        "status": "active",
-        "intent": "order",
-        "category": [
-            {"coding": [{"system": rules.PRODUCT_KIND, "code": product.kind}], "text": product.kind}
-        ],
-        "medicationReference": {
-            "reference": f"Medication/{product.medication_id}",
-            "display": product.name,
-        },
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "authoredOn": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "requester": requester,
-        "dispenseRequest": {
-            "validityPeriod": {"start": start.isoformat(), "end": end.isoformat()},
-            "quantity": body["dispenseRequest"]["quantity"],
-        },
-    }
-    for key in ("dosageInstruction", "note", "reasonCode", "substitution", "courseOfTherapyType"):
-        if key in body:
-            resource[key] = body[key]
-    if performer is not None:
-        resource["dispenseRequest"]["performer"] = performer
-    extensions = [{"url": rules.GROUP_EXT, "valueCode": product.group}]
-    reimbursement = _reimbursement(body)
-    if reimbursement is not None:
-        extensions.append(reimbursement)
-    institution = _institution(actor)
-    if institution is not None:
-        extensions.append({"url": rules.ORG_EXT, "valueReference": institution})
-    resource["extension"] = extensions
-    return resource
-
-
-def _institution(actor: Actor) -> dict | None:
-    """Institutions are named by HER-id, else organisation number (domain 3.4)."""
-    if actor.her_id:
-        ident = {"system": OID_HER_ID, "value": actor.her_id}
-    elif actor.org_nr:
-        ident = {"system": OID_ORGNR, "value": actor.org_nr}
-    else:
-        return None
-    out: dict = {"identifier": ident}
-    if actor.org_name:
-        out["display"] = actor.org_name
-    return out
-
-
-def _hpr_in(body: dict) -> str | None:
-    ident = (body.get("requester") or {}).get("identifier") or {}
-    return ident.get("value") if ident.get("system") == OID_HPR else None
-
-
-def _reimbursement(body: dict) -> dict | None:
-    return next(
-        (e for e in body.get("extension", []) if e.get("url") == rules.REIMBURSEMENT_EXT), None
-    )
-
-
-def _validity_in(request_: dict, today: date) -> tuple[date, date | None]:
-    period = request_.get("validityPeriod") or {}
-    try:
-        start = date.fromisoformat(period["start"][:10]) if period.get("start") else today
-        end = date.fromisoformat(period["end"][:10]) if period.get("end") else None
-    except ValueError:
-        raise Invalid("validityPeriod needs dates", expression="validityPeriod") from None
-    if start < today:
-        raise Unprocessable("a prescription's validity cannot start in the past")
-    return start, end
-
-
-async def _product_of(tx, body: dict):
-    ref = (body.get("medicationReference") or {}).get("reference")
-    if ref is None:
-        for coding in (body.get("medicationCodeableConcept") or {}).get("coding", []):
-            if coding.get("code"):
-                ref = coding["code"]  # a varenr
-                break
-    if not ref:
-        raise Unprocessable("name the medicine: medicationReference to a catalogue Medication")
-    product = await drugs.product(tx, ref)
-    if product is None:
-        raise Unprocessable(f"{ref} is not in the drug catalogue (FEST)", expression="medication")
-    if not product.active:
-        raise Unprocessable(f"{ref} is no longer in the drug catalogue (FEST)")
-    return product
-
-
-async def _named_dispenser(tx, performer: dict | None, kind: str) -> dict | None:
-    if not performer:
-        return None
-    from enjournal.services.eresept.actors import BANDAGIST, org_type
-
-    org_nr = (performer.get("identifier") or {}).get("value")
-    if not org_nr and performer.get("reference", "").startswith("Organization/"):
-        org = await queries.read_json(tx, "Organization", performer["reference"].split("/")[1])
-        org_nr = next(
-            (i.get("value") for i in org.get("identifier", []) if i.get("system") == OID_ORGNR),
-            None,
-        )
-    org = await queries.organization(tx, org_nr)
-    if org is None:
-        raise Unprocessable(
-            "the named dispenser is not a known organisation (by organisation number)",
-            expression="MedicationRequest.dispenseRequest.performer",
-        )
-    rules.check_named_dispenser(kind, org_type(org) == BANDAGIST)
-    return {
-        "reference": f"Organization/{org['id']}",
-        "identifier": {"system": OID_ORGNR, "value": org_nr},
-        "display": org.get("name", ""),
-    }
-
-
-# ---- interactions ----------------------------------------------------------------------
-
-
-def _acknowledged(params: dict) -> set[str]:
-    value = params.get("acknowledge") or []
-    values = value if isinstance(value, list) else [value]
-    return {str(v) for v in values}
-
-
-def _require_acknowledged(found, params: dict, patient_id: str) -> None:
-    """The most severe interactions need the caller to name them in ``acknowledge``; else
-    409 with an OperationOutcome listing them and the DetectedIssues contained."""
-    missing = [i for i in found if i.severity == "high" and i.id not in _acknowledged(params)]
-    if missing:
-        raise InteractionConflict(missing, patient_id)
-
-
-class InteractionConflict(Conflict):
-    """409 naming each unacknowledged interaction in an issue of its own, with the
-    DetectedIssues contained; ``rest.errors.error_response`` renders it."""
-
-    def __init__(self, interactions, patient_id: str):
-        self.interactions = interactions
-        self.patient_id = patient_id
-        super().__init__(
-            "severe interaction(s) need an acknowledgement: "
-            + ", ".join(f"{i.id} ({i.atc_a} + {i.atc_b})" for i in interactions)
-        )
-        self.issues += [_interaction_issue(i) for i in interactions]
-        self.contained = [
-            {**drugs.detected_issue(i, f"Patient/{patient_id}", []), "id": f"issue{n}"}
-            for n, i in enumerate(interactions)
-        ]
-
-
-def _interaction_issue(found) -> Issue:
-    diagnostics = f"{found.severity}: {found.atc_a} + {found.atc_b}: {found.consequence}"
-    return Issue("error", "business-rule", diagnostics, details=found.id)
-
-
-async def _store_issues(tx, found, patient_id, new_ref, atcs, params) -> list[dict]:
-    """Store the detected interactions (acknowledged ones with the acknowledgement)."""
-    acknowledged = _acknowledged(params)
-    out: list[dict] = []
-    for interaction in found:
-        implicated = [new_ref] + [
-            ref for atc, ref in atcs if _matches(atc, interaction.atc_a, interaction.atc_b)
-        ]
-        issue = drugs.detected_issue(interaction, f"Patient/{patient_id}", implicated)
-        if interaction.id in acknowledged:
-            issue.setdefault("mitigation", []).append(
-                {"action": {"text": "Acknowledged by the prescriber or pharmacist"}}
-            )
-        out.append(issue)
-    if out:
-        await tx.create_many(out)  # stamps id and meta into each issue
-    return out
-
-
-def _matches(atc: str, a: str, b: str) -> bool:
-    return bool(atc) and (atc.startswith(a) or atc.startswith(b))
-
-
-def issues_refs(issues: list[dict]) -> list[str]:
-    return [f"DetectedIssue/{i['id']}" for i in issues]
 
 
 # ---- the dispenser's steps ---------------------------------------------------------------
@@ -459,18 +200,18 @@ async def dispense(request, repo) -> FhirResponse:
     record = await patient_record(tx, p.patient_id)
     atcs = [(a, r) for a, r in await current_atcs(tx, record) if r != ref]
     found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
-    _require_acknowledged(found, params, p.patient_id)
+    interactions.require_acknowledged(found, params, p.patient_id)
     saved = await _save(tx, p)
     dispensed, reports = await dispense_resources(
         tx, p, saved, actor, product, quantity, now, record
     )
     dispensed_ref = f"MedicationDispense/{dispensed['id']}"
-    issues = await _store_issues(tx, found, p.patient_id, dispensed_ref, atcs, params)
+    issues = await interactions.store_issues(tx, found, p.patient_id, dispensed_ref, atcs, params)
     audit(request, "C", "$dispense", p.patient_id, [ref, dispensed_ref, *reports])
     out = [("prescription", _public(saved)), ("dispense", dispensed)]
     out += [("issue", i) for i in issues]
     out.append(("closed", {"valueBoolean": closed}))
-    return FhirResponse.of(_parameters(out))
+    return FhirResponse.of(parameters_of(out))
 
 
 async def withdraw(request, repo) -> FhirResponse:
@@ -515,7 +256,7 @@ async def privacy_lock(request, repo) -> FhirResponse:
     p.set_privacy_hash(rules.reference_hash(number))
     await _save(tx, p)
     audit(request, "U", "$privacy-lock", p.patient_id, [f"MedicationRequest/{p.id}"])
-    return FhirResponse.of(_parameters([("reference-number", {"valueString": number})]))
+    return FhirResponse.of(parameters_of([("reference-number", {"valueString": number})]))
 
 
 def _reference_number() -> str:
@@ -551,7 +292,7 @@ def _number(value) -> float | None:
     return number
 
 
-def _reference_id(reference: dict | None, type_: str, where: str) -> str:
+def reference_id(reference: dict | None, type_: str, where: str) -> str:
     ref = (reference or {}).get("reference") or ""
     kind, _, id_ = ref.partition("/")
     if kind != type_ or not id_:
@@ -559,7 +300,7 @@ def _reference_id(reference: dict | None, type_: str, where: str) -> str:
     return id_
 
 
-def _parameters(parts: list[tuple[str, dict]]) -> dict:
+def parameters_of(parts: list[tuple[str, dict]]) -> dict:
     out = []
     for name, value in parts:
         if "resourceType" in value:

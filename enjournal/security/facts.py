@@ -1,0 +1,262 @@
+"""What the access policy needs to know about a caller and a patient, found in the data.
+
+Who the caller is in the data (their Practitioner, PractitionerRole and Organization
+resources), their care relationship with a patient (GP list, the GP's office, an encounter,
+episode of care or referral), the patient's Consents, and for a citizen their own record and
+their children's.  Found with the store's small indexed lookups, kept for the request, and
+the slow-changing ones for a short time in the worker's ``FactsCache``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.norwegian_ids import OID_DNR as DNR
+from enjournal.fhir.norwegian_ids import OID_FNR as FNR
+from enjournal.fhir.norwegian_ids import OID_HPR as HPR
+from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
+from enjournal.security.policy import CHILD_AGE_LIMIT, PHARMACY_PROFESSIONS, PatientFacts
+from enjournal.security.principal import Principal
+from enjournal.storage import Transaction
+
+# (resource type, its patient param, its param naming the caregiver, caregiver types)
+CARE_LINKS = (
+    ("Encounter", "patient", "service-provider", ("Organization",), "encounter"),
+    ("Encounter", "patient", "participant", ("Practitioner", "PractitionerRole"), "encounter"),
+    ("EpisodeOfCare", "patient", "organization", ("Organization",), "episode of care"),
+    ("EpisodeOfCare", "patient", "care-manager", ("Practitioner",), "episode of care"),
+    (
+        "ServiceRequest",
+        "patient",
+        "performer",
+        ("Organization", "Practitioner", "PractitionerRole"),
+        "referral",
+    ),
+)
+PARENT_ROLES = frozenset(
+    {"MTH", "FTH", "PRN", "NMTH", "NFTH", "GUARD", "MOTHER", "FATHER", "parent", "guardian"}
+)
+
+
+class FactsCache:
+    """Facts that change rarely, shared by the requests of one worker for a short time:
+    who the caller is in the data (their Practitioner/Organization resources), their care
+    relationship with a patient (seen within ``ttl`` seconds), and a patient's Consents
+    (re-read every ``CONSENT_TTL`` seconds, and at once by the worker that stored one)."""
+
+    def __init__(self, ttl: float = 30.0, max_entries: int = 50_000):
+        self.ttl, self.max_entries = ttl, max_entries
+        self._data: dict[tuple, tuple[float, object]] = {}
+
+    def get(self, key: tuple, ttl: float | None = None):
+        """The cached value, if stored less than ``ttl`` (default: the cache's) seconds ago."""
+        hit = self._data.get(key)
+        limit = self.ttl if ttl is None else min(ttl, self.ttl)
+        if hit is None or hit[0] + limit < time.monotonic():
+            return _MISSING
+        return hit[1]
+
+    def put(self, key: tuple, value) -> None:
+        if len(self._data) >= self.max_entries:
+            self._data.clear()  # crude but bounded; entries are cheap to recompute
+        self._data[key] = (time.monotonic(), value)
+
+    def forget(self, key: tuple) -> None:
+        self._data.pop(key, None)
+
+
+_MISSING = object()
+# A patient's Consents are re-read at least this often (seconds) by every worker; the worker
+# that stores a Consent forgets its copy at once.
+CONSENT_TTL = 2.0
+
+
+class FactFinder:
+    """One request's facts about its caller and the patients it touches."""
+
+    def __init__(
+        self,
+        principal: Principal,
+        cache: FactsCache,
+        consent_systems: Collection[str] = frozenset(),
+        today=None,
+    ):
+        self.principal = principal
+        self.cache = cache
+        self.consent_systems = consent_systems
+        self._facts: dict[str, PatientFacts] = {}
+        self._caller_refs: set[tuple[str, str]] | None = None
+        self._own: set[str] | None = None
+        self._today = today
+
+    def forget_consents(self, patient: str) -> None:
+        """A Consent of ``patient`` is being written: a lifted block must hold at once."""
+        self.cache.forget(("consents", patient))
+        self._facts.pop(patient, None)
+
+    async def facts_for(self, tx: Transaction, patient: str) -> PatientFacts:
+        if patient in self._facts:
+            return self._facts[patient]
+        facts = PatientFacts(patient)
+        if self.principal.kind == "citizen":
+            own = await self.own_and_children(tx)
+            facts.own_record = patient in (self._own or set())
+            facts.child_in_care = patient in own and not facts.own_record
+        elif self.principal.profession in PHARMACY_PROFESSIONS:
+            # e-resept: any pharmacy may dispense to anyone who presents; the role rule limits
+            # what it sees to prescriptions and dispensations.
+            facts.care_relationship = "pharmacy dispensing"
+            await self._consents(tx, facts)
+        elif self.principal.kind == "personnel":
+            facts.care_relationship = await self._care_relationship(tx, patient)
+            await self._consents(tx, facts)
+        self._facts[patient] = facts
+        return facts
+
+    async def caller(self, tx) -> set[tuple[str, str]]:
+        """The caller's own Practitioner, PractitionerRole and Organization resources."""
+        key = ("caller", self.principal.hpr, self.principal.org_nr)
+        if self._caller_refs is None:
+            cached = self.cache.get(key)
+            if cached is not _MISSING:
+                self._caller_refs = cached
+        if self._caller_refs is None:
+            refs: set[tuple[str, str]] = set()
+            for pid in await tx.ids_by_identifier("Practitioner", (HPR,), self.principal.hpr):
+                refs.add(("Practitioner", pid))
+            for oid in await tx.ids_by_identifier("Organization", (ORGNR,), self.principal.org_nr):
+                refs.add(("Organization", oid))
+            practitioners = [i for t, i in refs if t == "Practitioner"]
+            roles = await tx.referencing(
+                "PractitionerRole", "practitioner", "Practitioner", practitioners
+            )
+            refs.update(("PractitionerRole", id_) for id_ in roles)
+            self._caller_refs = refs
+            self.cache.put(key, refs)
+        return self._caller_refs
+
+    async def _care_relationship(self, tx, patient: str) -> str | None:
+        key = ("care", self.principal.hpr, self.principal.org_nr, patient)
+        cached = self.cache.get(key)
+        if cached is not _MISSING:
+            return cached
+        found = await self._find_care_relationship(tx, patient)
+        self.cache.put(key, found)
+        return found
+
+    async def _find_care_relationship(self, tx, patient: str) -> str | None:
+        caller = await self.caller(tx)
+        if not caller:
+            return None
+        listed = await tx.references_of("Patient", patient, "general-practitioner")
+        if listed is None:
+            return None
+        gps = set(listed)
+        if gps & caller:
+            return "gp-list"
+        offices = [i for t, i in caller if t == "Organization"]
+        gp_practitioners = [i for t, i in gps if t == "Practitioner"]
+        # The patient's GP works at the caller's office (the office's nurses and locums);
+        # asked only when both are known (the lookup answers False without a query).
+        if await tx.same_resource_links(
+            "PractitionerRole", "practitioner", gp_practitioners, "organization", offices
+        ):
+            return "gp-list (same office)"
+        for type_, patient_param, link_param, link_types, label in CARE_LINKS:
+            targets = [i for t, i in caller if t in link_types]
+            if not targets:
+                continue
+            if await tx.linked(type_, patient_param, patient, link_param, targets):
+                return label
+        return None
+
+    async def _consents(self, tx, facts: PatientFacts) -> None:
+        key = ("consents", facts.patient_id)
+        rows = self.cache.get(key, ttl=CONSENT_TTL)
+        if rows is _MISSING:
+            rows = await tx.contents_referencing("Consent", "patient", "Patient", facts.patient_id)
+            self.cache.put(key, rows)
+        caller = {f"{t}/{i}" for t, i in await self.caller(tx)}
+        blocked_refs: set[str] = set()
+        for content in rows:
+            consent = jsonio.loads(content)
+            if self.consent_systems and any(
+                c.get("system") in self.consent_systems
+                for cat in consent.get("category", [])
+                for c in cat.get("coding", [])
+            ):
+                continue
+            provision = consent.get("provision") or {}
+            if consent.get("status") != "active" or provision.get("type") != "deny":
+                continue
+            actors = {
+                (a.get("reference") or {}).get("reference") for a in provision.get("actor", [])
+            }
+            data = [(d.get("reference") or {}).get("reference") for d in provision.get("data", [])]
+            if actors and not (actors & caller):
+                continue
+            if data:
+                blocked_refs.update(d for d in data if d)
+            elif actors:
+                facts.blocked_by_consent = True
+            else:
+                facts.restricted_by_consent = True
+        facts.blocked_refs = frozenset(blocked_refs)  # type: ignore[attr-defined]
+
+    async def own_and_children(self, tx) -> set[str]:
+        """Citizen: their own Patient ids, plus children under 12 at the same address."""
+        if self._own is not None:
+            return self._own | self._children
+        self._own = set(await tx.ids_by_identifier("Patient", (FNR, DNR), self.principal.pid))
+        self._children: set[str] = set()
+        rows = await tx.contents_by_identifier("RelatedPerson", self.principal.pid or "")
+        own_addresses = await self._addresses(tx, self._own)
+        for content in rows:
+            related = jsonio.loads(content)
+            roles = {
+                c.get("code") for r in related.get("relationship", []) for c in r.get("coding", [])
+            }
+            child = ((related.get("patient") or {}).get("reference") or "").removeprefix("Patient/")
+            if not child or not (roles & PARENT_ROLES) or related.get("active") is False:
+                continue
+            child_content = await tx.content_of("Patient", child)
+            if child_content is None:
+                continue
+            patient = jsonio.loads(child_content)
+            age = _age(patient.get("birthDate"), self._today)
+            if age is None or age >= CHILD_AGE_LIMIT:
+                continue
+            if own_addresses & _address_keys(patient):
+                self._children.add(child)
+        return self._own | self._children
+
+    async def _addresses(self, tx, ids: set[str]) -> set[str]:
+        keys: set[str] = set()
+        for id_ in ids:
+            content = await tx.content_of("Patient", id_)
+            if content is not None:
+                keys |= _address_keys(jsonio.loads(content))
+        return keys
+
+
+def _age(birth_date: str | None, today=None) -> int | None:
+    from datetime import date
+
+    if not birth_date or len(birth_date) < 10:
+        return None
+    today = today or date.today()
+    born = date.fromisoformat(birth_date[:10])
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _address_keys(patient: dict) -> set[str]:
+    keys = set()
+    for address in patient.get("address", []):
+        if address.get("use") == "old" or address.get("period", {}).get("end"):
+            continue
+        line = " ".join(address.get("line", [])).strip().casefold()
+        if line and address.get("postalCode"):
+            keys.add(f"{line}|{address['postalCode']}")
+    return keys
