@@ -59,6 +59,18 @@ def test_an_imported_prescription_is_purged_by_the_deletion_job(store_url, tmp_p
     assert ran.returncode == 0, ran.stderr
     assert "eresept-delete-prescriptions: 1" in ran.stdout
     assert asyncio.run(_ids(store_url, "MedicationRequest")) == ["valid"]
+    # Purged, not deleted: no row, version or index row of it is left.
+    assert asyncio.run(_traces(store_url, "MedicationRequest", "old")) == 0
+
+
+async def _traces(url: str, type_: str, id_: str) -> int:
+    from tests.probes import traces
+
+    platform = await build_platform(Settings(database_url=url), migrate=False)
+    try:
+        return await traces(platform.store, type_, id_)
+    finally:
+        await close_platform(platform)
 
 
 async def _ids(url: str, type_: str) -> list[str]:

@@ -65,6 +65,8 @@ class Guard:
         self.finder = FactFinder(
             context.principal, cache or FactsCache(ttl=0), consent_systems, today
         )
+        # What a service's hook finds once per request (kjernejournal: privacy settings).
+        self.request_cache: dict[str, dict] = {}
 
     @property
     def emergency_reason(self) -> str | None:

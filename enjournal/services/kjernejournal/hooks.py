@@ -44,7 +44,7 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
 
 
 async def _privacy(guard, tx, patient: str) -> Privacy:
-    cache = guard.__dict__.setdefault("_kj_privacy", {})
+    cache = guard.request_cache.setdefault("kj-privacy", {})
     if patient not in cache:
         cache[patient], _ = await records.privacy(tx, patient)
     return cache[patient]
