@@ -203,7 +203,7 @@ class FactFinder:
                 facts.blocked_by_consent = True
             else:
                 facts.restricted_by_consent = True
-        facts.blocked_refs = frozenset(blocked_refs)  # type: ignore[attr-defined]
+        facts.blocked_refs = frozenset(blocked_refs)
 
     async def own_and_children(self, tx) -> set[str]:
         """Citizen: their own Patient ids, plus children under 12 at the same address."""

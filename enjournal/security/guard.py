@@ -301,7 +301,7 @@ class Guard:
         emergency_for: set[str] = set()
         for patient in patients:
             facts = await self.finder.facts_for(tx, patient)
-            blocked = ref is not None and ref in getattr(facts, "blocked_refs", ())
+            blocked = ref is not None and ref in facts.blocked_refs
             if blocked:
                 facts = PatientFacts(patient, blocked_by_consent=True)
             last = decide(

@@ -86,6 +86,7 @@ class PatientFacts:
     care_relationship: str | None = None  # personnel: "gp-list", "encounter", "referral"...
     blocked_by_consent: bool = False  # a Consent denies this caller by name
     restricted_by_consent: bool = False  # a Consent restricts the record generally
+    blocked_refs: frozenset[str] = frozenset()  # resources a Consent denies this caller
 
 
 def decide(

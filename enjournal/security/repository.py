@@ -100,7 +100,7 @@ class GuardedRepository:
         if self.guard is None:
             return False
         facts = await self.guard.facts(self.trusted, patient_id)
-        return ref in getattr(facts, "blocked_refs", ())
+        return ref in facts.blocked_refs
 
     async def newest_content(self, type_: str, id_: str) -> StoredResource | None:
         """The newest version that has content, or None: the current one, or for a deleted

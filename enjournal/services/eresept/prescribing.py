@@ -64,7 +64,7 @@ async def prescribe(request, repo) -> FhirResponse:
     found = await drugs.interactions(tx, product.atc, [a for a, _ in atcs])
     # Any prescriber may prescribe (as in RF), but the patient's medicines are shown only
     # to one who may read the record: the check still protects the patient, unnamed.
-    sees_record = await repo.reads_record(patient_id)
+    sees_record = not found or await repo.reads_record(patient_id)
     if not sees_record and any(i.severity == "high" for i in found):
         raise refused(request, "C", "$prescribe", UNNAMED_SEVERE, patient_id, Conflict)
     interactions.require_acknowledged(found, params, patient_id)

@@ -180,12 +180,18 @@ async def test_medication_list_read_update_and_stop_withdraws(eresept):
     assert await eresept.lookup("farm1", "kari") == []
 
 
-async def test_the_medication_list_changes_only_through_its_operation(eresept):
+async def _list_warfarin(eresept) -> tuple[dict, dict]:
+    """Kari's GP puts warfarin on her medication list; the entry and the list sent."""
     entry = {"item": {"reference": f"Medication/fest-{WARFARIN}"}}
     listed = {"resourceType": "List", "status": "current", "mode": "working", "entry": [entry]}
     assert (
         await eresept.post("gp", "Patient/kari/$medication-list", params(list=listed))
     ).is_success
+    return entry, listed
+
+
+async def test_the_medication_list_changes_only_through_its_operation(eresept):
+    entry, listed = await _list_warfarin(eresept)
     # A plain PUT or DELETE would skip the prescriber rule and the withdrawal of stopped
     # medicines: the guard refuses both, even for the GP who may use the operation.
     plain = {**listed, "id": "pll-kari", "subject": {"reference": "Patient/kari"}}
@@ -198,11 +204,7 @@ async def test_the_medication_list_changes_only_through_its_operation(eresept):
 
 
 async def test_a_consent_that_hides_the_list_is_honoured(eresept):
-    entry = {"item": {"reference": f"Medication/fest-{WARFARIN}"}}
-    listed = {"resourceType": "List", "status": "current", "mode": "working", "entry": [entry]}
-    assert (
-        await eresept.post("gp", "Patient/kari/$medication-list", params(list=listed))
-    ).is_success
+    entry, _ = await _list_warfarin(eresept)
     consent = deny_consent("kari", data="List/pll-kari")
     saved = await eresept.http.post("/fhir/Consent", json=consent, headers=eresept.headers("kari"))
     assert saved.status_code == 201, saved.text
