@@ -51,6 +51,7 @@ class Platform:
     hooks: list[tuple[bytes, Hook]] = field(default_factory=list)
     consent_systems: set[str] = field(default_factory=set)
     jobs: list[Job] = field(default_factory=list)
+    routes: list = field(default_factory=list)  # web pages a service serves (serving only)
     store: Store | None = None
     owns_store: bool = False
 

@@ -40,6 +40,14 @@ PHARMACY_TYPES = frozenset({"Patient", "MedicationRequest", "MedicationDispense"
 # e-resept operations, and the patient's identity is not the pharmacy's to change.
 PHARMACY_WRITES = frozenset({"MedicationDispense"})
 CHILD_AGE_LIMIT = 12
+# Helsenorge's service areas (tjenesteområder, domain brief 4.1) a representative may hold:
+# 1 "Innsyn i opplysninger registrert om deg" (reading the record) and 3 "Digitale
+# helsetjenester" (messages, appointments and forms with the GP office).
+INSIGHT, SERVICES = "1", "3"
+# What a citizen writes in their own (or a represented person's) compartment: the digital
+# services with the GP office.  Each goes through a helsenorge operation that fills in who
+# wrote it from the token.
+CITIZEN_SERVICE_TYPES = frozenset({"Communication", "Appointment", "QuestionnaireResponse"})
 # The directory: who the caller is and where they work (the guard finds a caller's
 # Practitioner by HPR number, their Organization by organisation number, their roles).  It is
 # kept by the national registers (HPR, Enhetsregisteret, NHN's address register), so writing
@@ -83,6 +91,9 @@ class PatientFacts:
     patient_id: str
     own_record: bool = False  # citizen: this is the caller
     child_in_care: bool = False  # citizen: a child under 12 at the caller's address
+    # citizen acting for another person (a child, or by fullmakt): the service areas they
+    # hold for this patient (``INSIGHT``, ``SERVICES``); own_record and child_in_care hold all
+    areas: frozenset[str] = frozenset()
     care_relationship: str | None = None  # personnel: "gp-list", "encounter", "referral"...
     blocked_by_consent: bool = False  # a Consent denies this caller by name
     restricted_by_consent: bool = False  # a Consent restricts the record generally
@@ -139,13 +150,38 @@ def _system(principal: Principal, action: str, resource_type: str) -> Decision:
 
 
 def _citizen(action: str, resource_type: str, facts: PatientFacts) -> Decision:
-    if not (facts.own_record or facts.child_in_care):
+    """What the patient may do themself, narrowed to the areas a representative holds: a
+    representative never gets more than the person represented has."""
+    own = _citizen_own(action, resource_type, facts)
+    if not own.allowed or facts.own_record or facts.child_in_care:
+        return own
+    if not facts.areas:
+        return Decision(False, PATIENT_REQUEST, reason="not the caller's record")
+    needed = _area_needed(action, resource_type)
+    if needed is None or not (needed & facts.areas):
+        return Decision(False, PATIENT_REQUEST, reason="outside the representation's areas")
+    return own
+
+
+def _citizen_own(action: str, resource_type: str, facts: PatientFacts) -> Decision:
+    if not (facts.own_record or facts.child_in_care or facts.areas):
         return Decision(False, PATIENT_REQUEST, reason="not the caller's record")
     if action in ("r", "s"):
         return Decision(True, PATIENT_REQUEST)
     if resource_type == "Consent" and facts.own_record:
         return Decision(True, PATIENT_REQUEST)
+    if resource_type in CITIZEN_SERVICE_TYPES and action in ("c", "u"):
+        return Decision(True, PATIENT_REQUEST)  # messages, appointments, forms
     return Decision(False, PATIENT_REQUEST, reason="citizens cannot change clinical data")
+
+
+def _area_needed(action: str, resource_type: str) -> frozenset[str] | None:
+    """The areas, any of which lets a representative do ``action`` on ``resource_type``."""
+    if resource_type == "Patient" and action in ("r", "s"):
+        return frozenset({INSIGHT, SERVICES})  # whom one acts for
+    if resource_type in CITIZEN_SERVICE_TYPES:
+        return frozenset({SERVICES})
+    return frozenset({INSIGHT}) if action in ("r", "s") else None
 
 
 def _personnel(

@@ -132,6 +132,7 @@ def create_app(
         Route("/health", health),
         Route("/metrics", metrics_endpoint),
         *_security_routes(settings, security),
+        *platform.routes,
         Route("/fhir{path:path}", fhir, methods=methods),
     ]
     app = Starlette(

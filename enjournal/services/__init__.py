@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-SERVICES = ("kjernejournal", "eresept")
+SERVICES = ("kjernejournal", "eresept", "helsenorge")
 
 
 def utc_now() -> datetime:
