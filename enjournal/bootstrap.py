@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from enjournal.fhir.definitions import SearchParameters
@@ -59,6 +60,48 @@ class Platform:
         """A guard hook for the resources whose stored JSON holds ``marker`` (idempotent)."""
         if (marker, check) not in self.hooks:
             self.hooks.append((marker, check))
+
+    async def handle(self, fhir_request, principal=None):
+        """One FHIR interaction, by ``principal`` (None on a server without security): the
+        one path the HTTP API and the citizen portal share, so every page reads and writes
+        through the same operations, policy and audit as the API."""
+        from enjournal.rest.message import FhirResponse
+        from enjournal.rest.router import handle
+
+        security = self.security
+        fhir_request.operations = self.operations
+        audit = security.audit if security is not None else None
+        if security is not None:
+            fhir_request.security = self.rest_security
+        if principal is not None:
+            guard = await self._request_guard(principal, fhir_request, audit)
+            if isinstance(guard, FhirResponse):
+                return guard  # the refusal of a bad access basis
+            fhir_request.guard = guard
+        return await handle(fhir_request, self.store, audit)
+
+    @cached_property
+    def rest_security(self):
+        return self.security.rest_security()
+
+    async def _request_guard(self, principal, fhir_request, audit):
+        """The request's guard, or the 400 for an access basis or reason it may not state
+        (that refusal audited too: a worker sending a bad basis is worth a reviewer's look)."""
+        from enjournal.fhir.errors import Invalid
+        from enjournal.rest.errors import error_response
+        from enjournal.security.context import AccessContext
+        from enjournal.server.observability import request_id as current_request
+
+        request_id = current_request.get()
+        try:
+            context = AccessContext.from_headers(principal, fhir_request.headers, request_id)
+        except Invalid as error:
+            refused = AccessContext(principal, request_id=request_id)
+            refused.refuse("e", "/".join(fhir_request.path[:1]) or "request", error.message)
+            if audit is not None:
+                await audit.record(refused.take_events())
+            return error_response(error)
+        return self.guard(context, cache=self.security.facts)
 
     def guard(self, context, **options):
         """One request's Guard (over its ``AccessContext``), with this platform's hooks and

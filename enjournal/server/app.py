@@ -30,7 +30,6 @@ from enjournal.rest.errors import (
     wire_headers,
 )
 from enjournal.rest.message import FhirRequest, FhirResponse
-from enjournal.rest.router import handle
 from enjournal.server.observability import Metrics, request_id
 from enjournal.settings import Settings
 from enjournal.storage import Store
@@ -56,7 +55,6 @@ def create_app(
         if store is not None:
             adopt_store(platform, store)
     security = platform.security
-    rest_security = security.rest_security() if security is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -94,18 +92,8 @@ def create_app(
             body,
             base,
         )
-        fhir_request.security = rest_security
-        fhir_request.operations = platform.operations
         principal = request.scope.get("state", {}).get("principal")
-        audit = security.audit if security is not None else None
-        if principal is not None:
-            guard = await _guard(principal, fhir_request, platform, audit)
-            if isinstance(guard, FhirResponse):
-                return _to_http(guard)
-            fhir_request.guard = guard
-        response = await _unless_disconnected(
-            request, handle(fhir_request, request.app.state.store, audit)
-        )
+        response = await _unless_disconnected(request, platform.handle(fhir_request, principal))
         if response is None:
             return Response(status_code=499)  # nobody is listening: nginx's "client closed"
         if request.method == "HEAD":
@@ -169,22 +157,6 @@ def create_app(
             per_ip=settings.rate_limit("ip"),
         )
     return RequestContext(outer, metrics)
-
-
-async def _guard(principal, fhir_request: FhirRequest, platform, audit):
-    """The request's guard, or the 400 for an access basis or reason it may not state (that
-    refusal audited too: a worker sending a bad basis is worth a reviewer's look)."""
-    from enjournal.security.context import AccessContext
-
-    try:
-        context = AccessContext.from_headers(principal, fhir_request.headers, request_id.get())
-    except Invalid as error:
-        refused = AccessContext(principal, request_id=request_id.get())
-        refused.refuse("e", "/".join(fhir_request.path[:1]) or "request", error.message)
-        if audit is not None:
-            await audit.record(refused.take_events())
-        return error_response(error)
-    return platform.guard(context, cache=platform.security.facts)
 
 
 def _security_routes(settings: Settings, security) -> list:
