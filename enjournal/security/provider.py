@@ -152,6 +152,9 @@ class Client:
     org_nr: str | None = None  # system tokens: the client's organisation (orgnr_parent)
     org_child: str | None = None  # system tokens: point of care (orgnr_child)
     name: str | None = None
+    # The kinds of user who may log in to it (empty: any); a citizen portal takes citizens
+    # only, as ID-porten serves only citizens.
+    user_kinds: tuple[str, ...] = ()
 
 
 @dataclass
@@ -410,10 +413,13 @@ class Provider:
             if not self._is_this_server(q.get("aud", "")):
                 raise OAuthError("invalid_request", "aud must be this FHIR server's base URL")
             user = self.users.get(q.get("login_hint", ""))
+            if user is not None and client.user_kinds and user.kind not in client.user_kinds:
+                raise OAuthError("access_denied", f"this client serves {client.user_kinds[0]}s")
             if user is None:
                 if q.get("prompt") == "none":
                     raise OAuthError("login_required", "no user chosen")
-                return HTMLResponse(self._chooser(q), headers=_PAGE_HEADERS, status_code=200)
+                page = self._chooser(q, client.user_kinds)
+                return HTMLResponse(page, headers=_PAGE_HEADERS, status_code=200)
             granted = self._grant_user_scopes(client, q.get("scope", ""))
             patient = self._patient_context(user, granted, q.get("patient"))
         except OAuthError as error:
@@ -686,7 +692,12 @@ class Provider:
             for digest in [d for d, g in tokens.items() if g.expires < now]:
                 del tokens[digest]
 
-    def _chooser(self, q: Mapping[str, str]) -> str:
+    def add_client(self, client: Client) -> None:
+        """Register ``client`` (a service's own, e.g. the citizen portal's), replacing one of
+        the same id."""
+        self.clients[client.client_id] = client
+
+    def _chooser(self, q: Mapping[str, str], kinds: tuple[str, ...] = ()) -> str:
         hidden = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
             for k, v in q.items()
@@ -695,6 +706,8 @@ class Provider:
         wants_patient = "launch/patient" in smart_scopes.split(q.get("scope", ""))
         rows = []
         for user in self.users.values():
+            if kinds and user.kind not in kinds:
+                continue
             label = html.escape(user.display_name or user.name)
             detail = (
                 f"{user.kind}, HPR {user.hpr}, {user.profession or ''}"

@@ -1,0 +1,71 @@
+"""The access log on the portal ("hvem har sett min journal", ``Patient/$access-log``): who,
+which organisation, when, on what basis, emergency accesses marked; filtered by period and
+organisation.  Only coded bases are shown: never a health worker's free-text reason."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from enjournal.services.helsenorge.web.fhir import entries
+from enjournal.services.helsenorge.web.portal import Portal, View
+
+HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
+ACCESS_BASIS = "https://enjournal.no/fhir/CodeSystem/access-basis"
+EMERGENCY = "ETREAT"
+
+
+def routes(portal: Portal) -> list:
+    return [("/innsynslogg", portal.page(access_log), ["GET"])]
+
+
+async def access_log(view: View) -> str:
+    query = view.request.query_params
+    start, end = _day(query.get("from")), _day(query.get("to"))
+    org = query.get("organisation", "").strip()
+    params = [("_count", "100")]
+    params += [("date", f"ge{start}")] if start else []
+    params += [("date", f"le{end}")] if end else []
+    params += [("organization", org)] if org.isdigit() and len(org) == 9 else []
+    bundle = await view.fhir.get(f"Patient/{view.patient}/$access-log", params)
+    view.data["rows"] = [row(e) for e in entries(bundle, "AuditEvent")]
+    view.data["filters"] = {"from": start or "", "to": end or "", "organisation": org}
+    return "access_log.html"
+
+
+def row(event: dict) -> dict:
+    person, org = _agents(event)
+    codes = [c for p in event.get("purposeOfEvent") or () for c in p.get("coding") or ()]
+    basis = next((c for c in codes if c.get("system") == ACCESS_BASIS), {})
+    who = person.get("who") or {}
+    identifier = who.get("identifier") or {}
+    role = ((person.get("role") or [{}])[0].get("coding") or [{}])[0]
+    return {
+        "when": event.get("recorded"),
+        "who": person.get("name") or who.get("display") or "",
+        "hpr": identifier.get("value") if identifier.get("system") == HPR else None,
+        "role": role.get("display") or role.get("code") or "",
+        "organisation": org.get("name") or (org.get("who") or {}).get("display") or "",
+        "organisation_number": ((org.get("who") or {}).get("identifier") or {}).get("value"),
+        "basis": basis.get("display") or basis.get("code") or "",
+        "emergency": any(c.get("code") == EMERGENCY for c in codes),
+        "changed": event.get("action") not in ("R", "E"),
+        "refused": event.get("outcome") not in (None, "0"),
+    }
+
+
+def _agents(event: dict) -> tuple[dict, dict]:
+    person: dict = {}
+    org: dict = {}
+    for agent in event.get("agent") or ():
+        if agent.get("requestor"):
+            person = agent
+        elif (agent.get("who") or {}).get("type") == "Organization":
+            org = agent
+    return person, org
+
+
+def _day(value: str | None) -> str | None:
+    try:
+        return date.fromisoformat(value).isoformat() if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,153 @@
+"""Logging in as a citizen: OpenID Connect authorization code flow with PKCE (RFC 7636)
+against the configured ID-porten-style issuer, and logging out.
+
+The portal is a public client: it proves the code is its own with the PKCE verifier kept
+in the pre-login session, checks ``state`` against that session, and takes the tokens only
+for a citizen.  The embedded demo provider is called in process (no network round trip to
+itself); any other issuer over HTTPS, found through its discovery document.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from enjournal.fhir.errors import Unauthorized
+
+CLIENT_ID = "helsenorge"
+# What a citizen does on the portal: read their record; change privacy settings (Consent),
+# lock a prescription, their own kjernejournal registrations and power of attorney
+# (RelatedPerson); write to the GP office, book appointments and answer forms.
+SCOPES = (
+    "openid fhirUser launch/patient online_access patient/*.rs patient/Consent.cu "
+    "patient/MedicationRequest.u patient/Condition.cud patient/RelatedPerson.cud "
+    "patient/Flag.cud patient/Communication.c patient/Appointment.cu "
+    "patient/QuestionnaireResponse.c"
+)
+
+
+class LoginFailed(Exception):
+    """The login did not complete (refused, tampered with, expired): start again."""
+
+
+@dataclass
+class Tokens:
+    access_token: str
+    refresh_token: str | None
+    expires_at: float
+
+
+@dataclass
+class LoginStart:
+    url: str  # where to send the browser
+    state: str
+    nonce: str
+    verifier: str
+
+
+class OidcClient:
+    def __init__(self, issuer: str, redirect_uri: str, audience: str, transport=None):
+        self.issuer = issuer.rstrip("/")
+        self.redirect_uri = redirect_uri
+        self.audience = audience  # the FHIR base (SMART ``aud``)
+        self._transport = transport  # in process for the embedded provider
+        self._config: dict[str, Any] | None = None
+
+    async def start(self) -> LoginStart:
+        config = await self._discovery()
+        state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        verifier = secrets.token_urlsafe(48)
+        query = {
+            "response_type": "code",
+            "client_id": CLIENT_ID,
+            "redirect_uri": self.redirect_uri,
+            "scope": SCOPES,
+            "state": state,
+            "nonce": nonce,
+            "aud": self.audience,
+            "code_challenge": _challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+        return LoginStart(
+            f"{config['authorization_endpoint']}?{urlencode(query)}", state, nonce, verifier
+        )
+
+    async def exchange(self, code: str, verifier: str) -> Tokens:
+        return await self._token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": self.redirect_uri,
+                "client_id": CLIENT_ID,
+                "code_verifier": verifier,
+            }
+        )
+
+    async def refresh(self, refresh_token: str) -> Tokens:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return await self._token({**form, "client_id": CLIENT_ID})
+
+    async def revoke(self, refresh_token: str | None) -> None:
+        config = await self._discovery()
+        endpoint = config.get("revocation_endpoint")
+        if not refresh_token or not endpoint:
+            return
+        form = {"token": refresh_token, "client_id": CLIENT_ID}
+        async with self._client() as client:
+            await client.post(endpoint, data=form)
+
+    async def _token(self, form: dict[str, str]) -> Tokens:
+        config = await self._discovery()
+        async with self._client() as client:
+            answer = await client.post(config["token_endpoint"], data=form)
+        if answer.status_code != 200:
+            raise LoginFailed(f"the token endpoint refused: {answer.status_code}")
+        body = answer.json()
+        expires = time.time() + float(body.get("expires_in", 300))
+        return Tokens(body["access_token"], body.get("refresh_token"), expires)
+
+    async def _discovery(self) -> dict[str, Any]:
+        if self._config is None:
+            async with self._client() as client:
+                answer = await client.get(f"{self.issuer}/.well-known/openid-configuration")
+            if answer.status_code != 200:
+                raise LoginFailed("the issuer's discovery document is unavailable")
+            self._config = answer.json()
+        return self._config
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self._transport, timeout=10.0)
+
+
+def in_process(prefix: str, app) -> httpx.ASGITransport:
+    """A transport that hands requests to ``app`` (the embedded provider's router, mounted
+    at ``prefix``) without a network round trip."""
+
+    async def mounted(scope, receive, send):
+        path = scope["path"].removeprefix(prefix) or "/"
+        await app({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+
+    return httpx.ASGITransport(app=mounted)
+
+
+async def citizen(verifier, tokens: Tokens):
+    """The verified principal of ``tokens``; only citizens use the portal."""
+    try:
+        principal = await verifier.verify(tokens.access_token)
+    except Unauthorized as error:
+        raise LoginFailed(f"the access token is not valid: {error.message}") from None
+    if principal.kind != "citizen" or not principal.pid:
+        raise LoginFailed("only citizens log in to the portal")
+    return principal
+
+
+def _challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

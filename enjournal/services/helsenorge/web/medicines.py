@@ -1,0 +1,105 @@
+"""Prescriptions on the portal (e-resept): valid and earlier prescriptions, dispensings,
+the privacy lock (låst resept) with its reference number, reserving against reports to the
+GP, and asking the GP for a renewal."""
+
+from __future__ import annotations
+
+from enjournal.services.helsenorge.web import describe
+from enjournal.services.helsenorge.web.fhir import FhirError, entries
+from enjournal.services.helsenorge.web.portal import Portal, View
+
+VALID = ("active",)  # ekspederbar (and under dispensing, marked by an extension)
+
+
+def routes(portal: Portal) -> list:
+    return [
+        ("/resepter", portal.page(prescriptions), ["GET"]),
+        ("/resepter/las", portal.page(lock), ["POST"]),
+        ("/resepter/reservasjon", portal.page(reserve_reports), ["POST"]),
+        ("/resepter/fornying", portal.page(renewal), ["POST"]),
+    ]
+
+
+async def prescriptions(view: View) -> str:
+    params = [("subject", f"Patient/{view.patient}"), ("_count", "200"), ("_sort", "-authoredon")]
+    found = entries(await view.fhir.get("MedicationRequest", params), "MedicationRequest")
+    rows = [_prescription(r) for r in found]
+    view.data["valid"] = [r for r in rows if r["status"] in VALID]
+    view.data["earlier"] = [r for r in rows if r["status"] not in VALID]
+    dispensed = await view.fhir.get(
+        "MedicationDispense", [("subject", f"Patient/{view.patient}"), ("_count", "200")]
+    )
+    view.data["dispensings"] = [_dispensing(r) for r in entries(dispensed, "MedicationDispense")]
+    view.data["reserved"] = await _reserved(view)
+    return "prescriptions.html"
+
+
+def _prescription(resource: dict) -> dict:
+    urls = [e.get("url", "") for e in resource.get("extension") or ()]
+    validity = ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
+    return {
+        "id": resource.get("id"),
+        "medicine": describe.medication(resource),
+        "dosage": "; ".join(d.get("text", "") for d in resource.get("dosageInstruction") or ()),
+        "written": resource.get("authoredOn"),
+        "valid_to": validity,
+        "prescriber": describe.reference(resource.get("requester")),
+        "status": resource.get("status"),
+        "locked": any(u.endswith("privacy-lock") for u in urls),
+        "under_dispensing": any(u.endswith("under-dispensing") for u in urls),
+    }
+
+
+def _dispensing(resource: dict) -> dict:
+    quantity = resource.get("quantity") or {}
+    return {
+        "medicine": describe.medication(resource),
+        "when": resource.get("whenHandedOver") or resource.get("whenPrepared"),
+        "pharmacy": describe.where(resource),
+        "quantity": quantity.get("value"),
+        "unit": quantity.get("unit") or "",
+    }
+
+
+async def _reserved(view: View) -> bool:
+    try:
+        consent = await view.fhir.get(f"Consent/m8-reservation-{view.patient}")
+    except FhirError:
+        return False
+    return consent.get("status") == "active"
+
+
+async def lock(view: View):
+    prescription = view.field("prescription")
+    answer = await view.fhir.operation(f"MedicationRequest/{prescription}/$privacy-lock")
+    number = next(
+        (
+            p.get("valueString")
+            for p in answer.get("parameter") or ()
+            if p.get("name") == "reference-number"
+        ),
+        "",
+    )
+    message = view.t(
+        "The prescription is locked. Its reference number is %(number)s: write it down, "
+        "it is shown only now. The pharmacy needs it to find the prescription.",
+        number=number,
+    )
+    return view.back("/resepter", message)
+
+
+async def reserve_reports(view: View):
+    reserve = view.field("reserve") == "true"
+    await view.fhir.operation(f"Patient/{view.patient}/$reserve-gp-reports", reserve=reserve)
+    return view.back("/resepter", view.t("Your choice is saved."))
+
+
+async def renewal(view: View):
+    prescription = view.field("prescription")
+    await view.fhir.operation(
+        f"Patient/{view.patient}/$message-gp",
+        topic="fornyelse",
+        text=view.field("text") or view.t("Please renew this prescription."),
+        about={"reference": f"MedicationRequest/{prescription}"},
+    )
+    return view.back("/resepter", view.t("Your request for a renewal is sent to your GP."))

@@ -1,0 +1,130 @@
+"""The portal's sessions: kept on the server, named by a random id in a cookie.
+
+The cookie holds nothing but that id (HttpOnly, Secure, SameSite=Lax, path /helsenorge), so
+logging out really ends a session: the id is forgotten, and a copied cookie is worth nothing
+afterwards.  A session ends after ``idle`` seconds without a request, and at the latest when
+the login's refresh grant ends.  One worker keeps sessions in memory; several share them in
+Redis (``ENJOURNAL_REDIS_URL``), so any worker serves any request.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+COOKIE = "hn_session"
+PATH = "/helsenorge"
+
+
+@dataclass
+class Session:
+    id: str
+    csrf: str  # the token every form carries (synchroniser token)
+    created: float
+    seen: float
+    lang: str = "nb"
+    access_token: str | None = None
+    refresh_token: str | None = None
+    token_expires: float = 0.0
+    ends: float = 0.0  # when the login's refresh grant ends
+    self_patient: str | None = None  # the citizen's own Patient id
+    acting_for: str | None = None  # whose pages these are, when not the citizen's own
+    acting_name: str | None = None
+    name: str | None = None  # the citizen's name, for the header
+    login: dict[str, str] = field(default_factory=dict)  # state, nonce, PKCE verifier
+    flash: str | None = None  # one message for the next page
+
+    @property
+    def logged_in(self) -> bool:
+        return self.access_token is not None
+
+
+def new_session(lang: str = "nb", now: float | None = None) -> Session:
+    now = time.time() if now is None else now
+    return Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now, lang)
+
+
+class Sessions(Protocol):
+    idle: float
+
+    async def get(self, id_: str) -> Session | None: ...
+    async def put(self, session: Session) -> None: ...
+    async def drop(self, id_: str) -> None: ...
+
+
+class MemorySessions:
+    """One worker's sessions; ``max_sessions`` bounds memory (the oldest idle go first)."""
+
+    def __init__(self, idle: float = 1800.0, max_sessions: int = 100_000):
+        self.idle = idle
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, Session] = {}
+
+    async def get(self, id_: str) -> Session | None:
+        session = self._sessions.get(id_)
+        if session is None or _expired(session, self.idle):
+            self._sessions.pop(id_, None)
+            return None
+        return session
+
+    async def put(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        if len(self._sessions) > self.max_sessions:
+            oldest = min(self._sessions.values(), key=lambda s: s.seen)
+            self._sessions.pop(oldest.id, None)
+
+    async def drop(self, id_: str) -> None:
+        self._sessions.pop(id_, None)
+
+
+class RedisSessions:
+    """Sessions every worker shares, each a JSON value that Redis expires when idle."""
+
+    def __init__(self, url: str, idle: float = 1800.0):
+        import redis.asyncio as redis
+
+        self.idle = idle
+        self._redis: Any = redis.from_url(url)
+
+    async def get(self, id_: str) -> Session | None:
+        raw = await self._redis.get(_key(id_))
+        if raw is None:
+            return None
+        session = Session(**orjson.loads(raw))
+        return None if _expired(session, self.idle) else session
+
+    async def put(self, session: Session) -> None:
+        await self._redis.set(_key(session.id), orjson.dumps(asdict(session)), ex=int(self.idle))
+
+    async def drop(self, id_: str) -> None:
+        await self._redis.delete(_key(id_))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def sessions_from_url(url: str | None, idle: float) -> Sessions:
+    if url and url.split("://", 1)[0].lower() in ("redis", "rediss", "unix"):
+        return RedisSessions(url, idle)
+    return MemorySessions(idle)
+
+
+def _key(id_: str) -> str:
+    return f"enjournal:helsenorge:session:{id_}"
+
+
+def _expired(session: Session, idle: float, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    if now - session.seen > idle:
+        return True
+    return session.logged_in and session.ends < now
+
+
+def cookie_options(secure: bool) -> dict[str, Any]:
+    """The session cookie's flags: not readable by scripts, not sent by other sites' forms
+    or sub-requests (Lax still lets the login redirect back in), HTTPS only."""
+    return {"httponly": True, "secure": secure, "samesite": "lax", "path": PATH}
