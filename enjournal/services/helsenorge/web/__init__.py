@@ -42,10 +42,18 @@ def routes(platform) -> list:
 
 
 def _pages(portal: Portal) -> list:
-    from enjournal.services.helsenorge.web import access, account, medicines, record
+    from enjournal.services.helsenorge.web import (
+        access,
+        account,
+        forms,
+        gp,
+        medicines,
+        record,
+        representation,
+    )
 
     found = []
-    for module in (account, record, medicines, access):
+    for module in (account, record, medicines, access, gp, forms, representation):
         found.extend(module.routes(portal))
     return found
 

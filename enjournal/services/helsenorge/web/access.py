@@ -35,7 +35,7 @@ async def access_log(view: View) -> str:
 def row(event: dict) -> dict:
     person, org = _agents(event)
     codes = [c for p in event.get("purposeOfEvent") or () for c in p.get("coding") or ()]
-    basis = next((c for c in codes if c.get("system") == ACCESS_BASIS), {})
+    basis: dict = next((c for c in codes if c.get("system") == ACCESS_BASIS), {})
     who = person.get("who") or {}
     identifier = who.get("identifier") or {}
     role = ((person.get("role") or [{}])[0].get("coding") or [{}])[0]

@@ -1,0 +1,163 @@
+"""The GP office on the portal: who one's GP is, messages with the office as threads
+(e-konsultasjon, dialogue), and booking and cancelling appointments in the GP's free slots.
+All of it FHIR (Communication, Appointment, Slot, Schedule), which the GP reads through the
+API; the writes go through helsenorge's operations (``$message-gp``, ``$book``,
+``$cancel``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from enjournal.services.helsenorge.web import describe
+from enjournal.services.helsenorge.web.fhir import FhirError, entries
+from enjournal.services.helsenorge.web.portal import Portal, View
+
+TOPICS = ("dialog", "e-konsultasjon")
+
+
+def routes(portal: Portal) -> list:
+    return [
+        ("/fastlege", portal.page(overview), ["GET"]),
+        ("/fastlege/melding", portal.page(message), ["POST"]),
+        ("/fastlege/bestill", portal.page(book), ["POST"]),
+        ("/fastlege/avbestill", portal.page(cancel), ["POST"]),
+    ]
+
+
+async def overview(view: View) -> str:
+    patient = await view.fhir.get(f"Patient/{view.patient}")
+    gps = [await _read(view, ref) for ref in _gp_refs(patient)]
+    view.data["gps"] = [describe.name(g) for g in gps if g]
+    view.data["threads"] = threads(await _messages(view), view.patient)
+    view.data["appointments"] = await _appointments(view)
+    view.data["slots"] = await _free_slots(view, [g for g in gps if g])
+    view.data["topics"] = TOPICS
+    return "gp.html"
+
+
+def _gp_refs(patient: dict) -> list[str]:
+    return [r.get("reference", "") for r in patient.get("generalPractitioner") or ()]
+
+
+async def _read(view: View, reference: str) -> dict | None:
+    if reference.count("/") != 1:
+        return None
+    try:
+        return await view.fhir.get(reference)
+    except FhirError:
+        return None
+
+
+async def _messages(view: View) -> list[dict]:
+    params = [("subject", f"Patient/{view.patient}"), ("_sort", "sent"), ("_count", "200")]
+    return entries(await view.fhir.get("Communication", params), "Communication")
+
+
+def threads(messages: list[dict], patient: str) -> list[dict]:
+    """Messages as threads: each root (no ``inResponseTo``) with its replies in order."""
+    by_id = {m.get("id"): m for m in messages}
+    roots: dict[str, list[dict]] = {}
+    for m in messages:
+        root = _root(m, by_id)
+        roots.setdefault(root, []).append(_message(m, patient))
+    return [
+        {"id": root, "topic": msgs[0]["topic"], "messages": msgs}
+        for root, msgs in sorted(
+            roots.items(), key=lambda kv: kv[1][-1]["sent"] or "", reverse=True
+        )
+    ]
+
+
+def _root(message: dict, by_id: dict) -> str:
+    seen = set()
+    while message.get("inResponseTo") and message.get("id") not in seen:
+        seen.add(message.get("id"))
+        parent = (message["inResponseTo"][0].get("reference") or "").removeprefix("Communication/")
+        if parent not in by_id:
+            break
+        message = by_id[parent]
+    return message.get("id", "")
+
+
+def _message(m: dict, patient: str) -> dict:
+    sender = (m.get("sender") or {}).get("reference", "")
+    topic = ((m.get("category") or [{}])[0].get("coding") or [{}])[0].get("code", "")
+    text = " ".join(p.get("contentString", "") for p in m.get("payload") or ())
+    return {
+        "id": m.get("id"),
+        "from_office": not sender.startswith("Patient/"),
+        "sender": describe.reference(m.get("sender")),
+        "sent": m.get("sent"),
+        "text": text,
+        "topic": topic,
+    }
+
+
+async def _appointments(view: View) -> list[dict]:
+    params = [("patient", f"Patient/{view.patient}"), ("_sort", "date"), ("_count", "100")]
+    found = entries(await view.fhir.get("Appointment", params), "Appointment")
+    now = _now()
+    return [
+        {
+            "id": a.get("id"),
+            "start": a.get("start"),
+            "status": a.get("status"),
+            "comment": a.get("comment") or "",
+            "future": (a.get("start") or "") > now,
+        }
+        for a in found
+    ]
+
+
+async def _free_slots(view: View, gps: list[dict]) -> list[dict]:
+    practitioners = [g for g in gps if g.get("resourceType") == "Practitioner"]
+    if not practitioners:
+        return []
+    params = [("actor", f"Practitioner/{practitioners[0]['id']}"), ("_count", "5")]
+    schedules = entries(await view.fhir.get("Schedule", params), "Schedule")
+    slots: list[dict] = []
+    for schedule in schedules:
+        query = [
+            ("schedule", f"Schedule/{schedule['id']}"),
+            ("status", "free"),
+            ("start", f"ge{_now()}"),
+            ("_sort", "start"),
+            ("_count", "12"),
+        ]
+        slots += entries(await view.fhir.get("Slot", query), "Slot")
+    return sorted(({"id": s["id"], "start": s.get("start")} for s in slots), key=_start)[:12]
+
+
+def _start(slot: dict) -> str:
+    return slot.get("start") or ""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def message(view: View):
+    reply_to = view.field("in_response_to")
+    topic = view.field("topic") if view.field("topic") in TOPICS else "dialog"
+    await view.fhir.operation(
+        f"Patient/{view.patient}/$message-gp",
+        text=view.field("text"),
+        topic=topic,
+        in_response_to={"reference": f"Communication/{reply_to}"} if reply_to else None,
+    )
+    return view.back("/fastlege", view.t("Your message is sent to the GP's office."))
+
+
+async def book(view: View):
+    await view.fhir.operation(
+        "Appointment/$book",
+        patient={"reference": f"Patient/{view.patient}"},
+        slot={"reference": f"Slot/{view.field('slot')}"},
+        comment=view.field("comment") or None,
+    )
+    return view.back("/fastlege", view.t("The appointment is booked."))
+
+
+async def cancel(view: View):
+    await view.fhir.operation(f"Appointment/{view.field('appointment')}/$cancel")
+    return view.back("/fastlege", view.t("The appointment is cancelled."))
