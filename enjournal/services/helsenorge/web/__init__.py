@@ -11,6 +11,7 @@ from __future__ import annotations
 from importlib import resources
 from urllib.parse import urlsplit
 
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -36,9 +37,17 @@ def routes(platform) -> list:
                     for path, endpoint, methods in _pages(portal)
                 ),
                 Mount("/static", app=StaticFiles(directory=static), name="static"),
+                Route(
+                    "/{rest:path}", portal.page(_not_found, login=False), methods=["GET", "POST"]
+                ),
             ],
         )
     ]
+
+
+async def _not_found(view) -> Response:
+    view.status = 404
+    return view.portal.render(view, "error.html", code=404, message=None)
 
 
 def _pages(portal: Portal) -> list:

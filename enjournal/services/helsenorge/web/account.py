@@ -68,9 +68,22 @@ async def _complete_login(portal: Portal, request: Request, before):
     session.access_token, session.refresh_token = tokens.access_token, tokens.refresh_token
     session.token_expires = tokens.expires_at
     session.ends = time.time() + ONLINE_GRANT_SECONDS
-    session.self_patient = principal.patient
+    session.self_patient = principal.patient or await _own_patient(portal, session, principal)
     session.name = principal.name
     return session
+
+
+async def _own_patient(portal: Portal, session, principal) -> str:
+    """The citizen's Patient id when the token names none (an issuer without SMART launch
+    context): the ``self`` entry of ``Patient/$represented``."""
+    fhir = PortalFhir(portal.platform, session.access_token or "")
+    answer = await fhir.get("Patient/$represented")
+    for part in answer.get("parameter") or ():
+        fields = {p.get("name"): p for p in part.get("part") or ()}
+        if _code(fields.get("relation")) == "self":
+            reference = (fields.get("patient") or {}).get("valueReference") or {}
+            return (reference.get("reference") or "").removeprefix("Patient/")
+    raise LoginFailed("no record of this citizen")
 
 
 # The login's refresh grant (``online_access``) lasts an hour at the embedded provider; the
@@ -128,6 +141,3 @@ async def represented(view: View) -> list[dict]:
 def _code(part: dict | None) -> str:
     part = part or {}
     return str(part.get("valueCode") or part.get("valueString") or "")
-
-
-__all__ = ["PortalFhir", "routes"]
