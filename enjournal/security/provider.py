@@ -15,7 +15,9 @@ Routes (relative to the mount point; the issuer is ``{public base}/oidc``):
                                             ``state`` is echoed, ``nonce`` goes in the ID
                                             token, ``redirect_uri`` must be registered.
                                             Demo extension: ``patient=<id>`` chooses the
-                                            SMART patient context for personnel.
+                                            SMART patient context for personnel;
+                                            ``login_hint=pid:<fødselsnummer>`` logs in as
+                                            any citizen (a demo population has thousands).
 ``POST /token``                             ``authorization_code`` (+ ``code_verifier``;
                                             codes are one-time and short-lived),
                                             ``refresh_token`` and ``client_credentials`` with
@@ -412,7 +414,7 @@ class Provider:
                 raise OAuthError("invalid_request", "PKCE with S256 is required")
             if not self._is_this_server(q.get("aud", "")):
                 raise OAuthError("invalid_request", "aud must be this FHIR server's base URL")
-            user = self.users.get(q.get("login_hint", ""))
+            user = self._user(q.get("login_hint", ""))
             if user is not None and client.user_kinds and user.kind not in client.user_kinds:
                 raise OAuthError("access_denied", f"this client serves {client.user_kinds[0]}s")
             if user is None:
@@ -691,6 +693,14 @@ class Provider:
         for tokens in (self._refresh, self._spent):
             for digest in [d for d, g in tokens.items() if g.expires < now]:
                 del tokens[digest]
+
+    def _user(self, hint: str) -> DemoUser | None:
+        """A demo user by name, or a citizen by ``pid:<national id>`` (demo only: the
+        resource server decides what that citizen may see, from their own record)."""
+        pid = hint.removeprefix("pid:")
+        if pid != hint and len(pid) == 11 and pid.isascii() and pid.isdigit():
+            return DemoUser(name=hint, kind="citizen", display_name=None, pid=pid)
+        return self.users.get(hint)
 
     def add_client(self, client: Client) -> None:
         """Register ``client`` (a service's own, e.g. the citizen portal's), replacing one of

@@ -68,12 +68,12 @@ async def _complete_login(portal: Portal, request: Request, before):
     session.access_token, session.refresh_token = tokens.access_token, tokens.refresh_token
     session.token_expires = tokens.expires_at
     session.ends = time.time() + ONLINE_GRANT_SECONDS
-    session.self_patient = principal.patient or await _own_patient(portal, session, principal)
     session.name = principal.name
+    session.self_patient = principal.patient or await _own_patient(portal, session)
     return session
 
 
-async def _own_patient(portal: Portal, session, principal) -> str:
+async def _own_patient(portal: Portal, session) -> str:
     """The citizen's Patient id when the token names none (an issuer without SMART launch
     context): the ``self`` entry of ``Patient/$represented``."""
     fhir = PortalFhir(portal.platform, session.access_token or "")
@@ -82,6 +82,7 @@ async def _own_patient(portal: Portal, session, principal) -> str:
         fields = {p.get("name"): p for p in part.get("part") or ()}
         if _code(fields.get("relation")) == "self":
             reference = (fields.get("patient") or {}).get("valueReference") or {}
+            session.name = session.name or reference.get("display")
             return (reference.get("reference") or "").removeprefix("Patient/")
     raise LoginFailed("no record of this citizen")
 
