@@ -86,16 +86,44 @@ async def seq_linked_to(tx: Any, prev_hash: bytes, other_than: int) -> int | Non
     return None if row is None else int(row[0])
 
 
-async def patient_rows(tx: Any, patient_id: str, count: int, before_seq: int | None) -> list:
+async def patient_rows(
+    tx: Any,
+    patient_id: str,
+    count: int,
+    before_seq: int | None,
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    skip_actors: frozenset[str] = frozenset(),
+    containing: bytes | None = None,
+) -> list:
     """Up to ``count`` rows about the patient, newest first, before ``before_seq`` if given:
-    (seq, recorded, action, outcome, purpose, emergency, event, actor)."""
+    (seq, recorded, action, outcome, purpose, emergency, event, actor).
+
+    ``since`` and ``until`` bound ``recorded`` (epoch ms, inclusive), ``skip_actors`` leaves
+    out rows by those actors, and ``containing`` keeps rows whose stored event holds these
+    bytes (a cheap pre-filter: the caller checks the parsed event)."""
     if memory := _memory(tx):
-        return memory.patient_rows(patient_id, count, before_seq)
+        return memory.patient_rows(
+            patient_id, count, before_seq, since, until, skip_actors, containing
+        )
     sql = _PATIENT_PAGE
     args: list[Any] = [patient_id]
-    if before_seq is not None:
-        sql += " AND seq < ?"
-        args.append(before_seq)
+    for clause, value in (
+        ("seq < ?", before_seq),
+        ("recorded >= ?", since),
+        ("recorded <= ?", until),
+    ):
+        if value is not None:
+            sql += f" AND {clause}"
+            args.append(value)
+    if skip_actors:
+        sql += f" AND actor NOT IN ({', '.join('?' * len(skip_actors))})"
+        args += sorted(skip_actors)
+    if containing:
+        pg = tx._conn.dialect == "postgres"
+        sql += " AND position(? in event) > 0" if pg else " AND instr(event, ?) > 0"
+        args.append(containing)
     return await tx._conn.fetch(sql + " ORDER BY seq DESC LIMIT ?", *args, count)
 
 

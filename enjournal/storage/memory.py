@@ -155,8 +155,18 @@ class AuditLog:
         rows = (self.rows[n] for n in range(self.length))
         return next((r[0] for r in rows if r[9] == prev_hash and r[0] != other_than), None)
 
-    def patient_rows(self, patient_id: str, count: int, before_seq: int | None) -> list[tuple]:
-        """Newest first: (seq, recorded, action, outcome, purpose, emergency, event, actor)."""
+    def patient_rows(
+        self,
+        patient_id: str,
+        count: int,
+        before_seq: int | None,
+        since: int | None = None,
+        until: int | None = None,
+        skip_actors: frozenset[str] = frozenset(),
+        containing: bytes | None = None,
+    ) -> list[tuple]:
+        """Newest first: (seq, recorded, action, outcome, purpose, emergency, event, actor),
+        filtered as ``storage.audit_log.patient_rows`` says."""
         page: list[tuple] = []
         for n in reversed(self.of_patient.get(patient_id, ())):
             row = self.rows[n]
@@ -164,7 +174,8 @@ class AuditLog:
                 continue
             if len(page) == count:
                 break
-            page.append((row[0], row[1], *row[4:9], row[3]))
+            if _audit_row_matches(row, since, until, skip_actors, containing):
+                page.append((row[0], row[1], *row[4:9], row[3]))
         return page
 
     def _cut_uncommitted(self) -> None:
@@ -177,6 +188,13 @@ class AuditLog:
 
 def _seq(row: tuple) -> int:
     return row[0]
+
+
+def _audit_row_matches(row: tuple, since, until, skip_actors, containing) -> bool:
+    """The filters of ``AuditLog.patient_rows`` (the SQL WHERE clause of the databases)."""
+    if (since is not None and row[1] < since) or (until is not None and row[1] > until):
+        return False
+    return row[3] not in skip_actors and (not containing or containing in row[8])
 
 
 class _State:

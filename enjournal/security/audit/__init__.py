@@ -16,7 +16,8 @@ One module per job:
 * ``writer``: :class:`AuditWriter` records events for reads: callers wait until their events
   are committed, and concurrent callers share one transaction (group commit).
 * ``verify`` walks the hash chain (``command``: ``enjournal audit verify``).
-* ``citizen_view``: :func:`access_log` and :func:`access_events`, the citizen's view.
+* ``citizen_view``: :func:`access_log` and :func:`access_events`, the citizen's view;
+  ``redaction``: what of an event the citizen sees (no free text, domain.md 10).
 
 The chain: ``hash = sha256(prev_hash || seq (8 bytes, big-endian) || event)``, where ``event``
 is the stored canonical JSON (orjson, sorted keys) and the first ``prev_hash`` is 32 zero
@@ -33,6 +34,7 @@ from enjournal.security.audit.appending import append
 from enjournal.security.audit.chain import ZERO_HASH, chain_hash
 from enjournal.security.audit.citizen_view import (
     EventPage,
+    LogFilter,
     access_events,
     access_log,
     citizen_actors,
@@ -46,6 +48,7 @@ __all__ = [
     "ZERO_HASH",
     "AuditWriter",
     "EventPage",
+    "LogFilter",
     "Problem",
     "VerifyResult",
     "access_events",

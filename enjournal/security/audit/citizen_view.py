@@ -1,34 +1,50 @@
 """The citizen's view of the audit log: who looked at or changed their record, newest first.
 
 Two shapes of one page query: :func:`access_log` gives plain entries (name, role,
-organisation, basis ...), :func:`access_events` the stored AuditEvents that
-``Patient/$access-log`` answers with.
+organisation, basis ...), :func:`access_events` the AuditEvents that ``Patient/$access-log``
+answers with, filtered (:class:`LogFilter`) and stripped of free text (``redaction``).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from enjournal.fhir.datetime import format_instant
-from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR, OID_HPR
+from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR, OID_HPR, OID_ORGNR
 from enjournal.security.audit.codes import (
     ACCESS_BASIS,
     ACCESS_BASIS_SYSTEM,
     ACT_REASON,
     CLIENT_ID_SYSTEM,
-    EMERGENCY_REASON_EXT,
     PURPOSES,
 )
+from enjournal.security.audit.redaction import citizen_copy
 from enjournal.storage import audit_log
+
+# Rows one page reads at most when the organisation filter runs in Python: past this a page
+# may come back short (even empty), with a next link to go on from where it stopped.
+SCAN_LIMIT = 5000
 
 
 @dataclass(frozen=True)
 class EventPage:
-    events: list[bytes]  # stored AuditEvent JSON, newest first
+    events: list[bytes]  # the citizen's copies of the events (JSON), newest first
     next_seq: int | None  # ``before_seq`` of the next page; None on the last page
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What the citizen narrows the log to: ``recorded`` within ``since``..``until`` (epoch
+    ms, inclusive) and the organisation (organisasjonsnummer) the reader acted for."""
+
+    since: int | None = None
+    until: int | None = None
+    organisation: str | None = None
 
 
 def citizen_actors(pid: str | None) -> frozenset[str]:
@@ -43,16 +59,65 @@ async def access_events(
     count: int = 50,
     before_seq: int | None = None,
     skip_actors: frozenset[str] = frozenset(),
+    where: LogFilter = LogFilter(),
 ) -> EventPage:
-    """One page of ``count`` stored events about the patient, newest first.
+    """One page of up to ``count`` events about the patient, newest first, as the citizen
+    sees them (``redaction.citizen_copy``: no free text).
 
-    Events by ``skip_actors`` (the citizen's own look-ups) are left out of the page rather
-    than replaced, so a page can hold fewer than ``count`` events and still have a next one.
+    The time bounds and ``skip_actors`` (the citizen's own look-ups) are in the query; the
+    organisation is pre-filtered in the query by its number's bytes in the event, then
+    checked on the parsed event, reading on until the page is full and one more match is
+    found (so a next link means more matches), or :data:`SCAN_LIMIT` rows are read (then the
+    page may be short, and its next link goes on from the last row read).
     """
-    rows = await audit_log.patient_rows(tx, patient_id, count + 1, before_seq)
-    events = [bytes(row[6]) for row in rows[:count] if row[7] not in skip_actors]
-    next_seq = int(rows[count - 1][0]) if len(rows) > count else None
-    return EventPage(events, next_seq)
+    events: list[bytes] = []
+    last_seq = 0
+    matches = _matches(tx, patient_id, count + 1, before_seq, skip_actors, where)
+    async with aclosing(matches):
+        async for seq, event in matches:
+            if event is None:  # the scan limit: the next page goes on from here
+                return EventPage(events, seq)
+            if len(events) == count:
+                return EventPage(events, last_seq)  # one more match: there is a next page
+            events.append(orjson.dumps(citizen_copy(event)))
+            last_seq = seq
+    return EventPage(events, None)
+
+
+async def _matches(
+    tx: Any,
+    patient_id: str,
+    batch: int,
+    cursor: int | None,
+    skip_actors: frozenset[str],
+    where: LogFilter,
+) -> AsyncGenerator[tuple[int, dict | None], None]:
+    """(seq, event) of the matching events, newest first, read ``batch`` rows at a time;
+    then (seq of the last row read, None) if :data:`SCAN_LIMIT` rows were read."""
+    needle = f'"{where.organisation}"'.encode() if where.organisation else None
+    scanned = 0
+    while True:
+        rows = await audit_log.patient_rows(
+            tx,
+            patient_id,
+            batch,
+            cursor,
+            since=where.since,
+            until=where.until,
+            skip_actors=skip_actors,
+            containing=needle,
+        )
+        for row in rows:
+            event = orjson.loads(bytes(row[6]))
+            if not where.organisation or _organisation_number(event) == where.organisation:
+                yield int(row[0]), event
+        scanned += len(rows)
+        if len(rows) < batch:
+            return
+        cursor = int(rows[-1][0])
+        if scanned >= SCAN_LIMIT:
+            yield cursor, None
+            return
 
 
 async def access_log(
@@ -65,7 +130,8 @@ async def access_log(
     ``role_code`` (profession), ``organisation`` and ``organisation_number``, ``action``
     ("read" or "changed"), ``interaction``, ``resources`` (types looked at), ``basis`` and
     ``basis_text`` (v3-ActReason purpose), ``access_basis`` and ``access_basis_text`` (NHN
-    code: SAMTYKKE ...), ``emergency`` and ``emergency_reason``, ``success``.
+    code: SAMTYKKE ...), ``emergency`` and ``success``.  No free text: the emergency reason a
+    health worker wrote stays in the audit log (domain.md 10).
     """
     rows = await audit_log.patient_rows(tx, patient_id, count, before_seq)
     return [_entry(row) for row in rows]
@@ -95,7 +161,6 @@ def _entry(row: tuple) -> dict:
         "access_basis": access,
         "access_basis_text": ACCESS_BASIS.get(access or ""),
         "emergency": bool(emergency),
-        "emergency_reason": _emergency_reason(event),
         "success": outcome == "0",
     }
 
@@ -137,12 +202,11 @@ def _purpose_codes(event: dict) -> tuple[str | None, str | None]:
     return basis, access
 
 
-def _emergency_reason(event: dict) -> str | None:
-    reason = None
-    for ext in event.get("extension") or ():
-        if ext.get("url") == EMERGENCY_REASON_EXT:
-            reason = ext.get("valueString")
-    return reason
+def _organisation_number(event: dict) -> str | None:
+    """The organisation number of the event's organisation agent."""
+    _, org = _requestor_and_organisation(event)
+    ident = (org.get("who") or {}).get("identifier") or {}
+    return ident.get("value") if ident.get("system") in (None, OID_ORGNR) else None
 
 
 def _resource_types(event: dict) -> list[str]:

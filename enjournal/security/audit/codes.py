@@ -84,6 +84,11 @@ PROFESSIONS = {
     "RA": "Radiograf",
 }
 
+# Texts this server writes into events from fixed templates (no caller's free text in them):
+# the only texts a citizen's copy of an event keeps (``redaction``).
+CITIZEN_ROLE = "Innbygger"  # agent.role.text of a citizen
+BLOCK_LIFTED = "Blokkering av helsepersonell (HPR {hpr}) opphevet"  # $kj-lift-block outcomeDesc
+
 ACTOR_PREFIX = {
     OID_HPR: "hpr",
     OID_FNR: "fnr",

@@ -15,6 +15,7 @@ from enjournal.security.audit.codes import (
     ACCESS_BASIS_SYSTEM,
     ACT_REASON,
     AUDIT_EVENT_TYPE,
+    CITIZEN_ROLE,
     CLIENT_ID_SYSTEM,
     DICOM,
     EMERGENCY_PURPOSES,
@@ -138,7 +139,7 @@ def _agents(principal: Principal, purpose_of_use: list[dict], org_name: str | No
         who: dict[str, Any] = {"type": "Practitioner", "identifier": ident}
     elif principal.kind == "citizen":
         agent["type"] = {"coding": [_coding(SECURITY_ROLE_TYPE, "humanuser", "human user")]}
-        agent["role"] = [{"text": "Innbygger"}]
+        agent["role"] = [{"text": CITIZEN_ROLE}]
         if principal.pid:
             system = OID_DNR if principal.pid[:1] in "4567" else OID_FNR
             ident = {"system": system, "value": principal.pid}

@@ -8,6 +8,7 @@ from datetime import datetime
 from enjournal.fhir.errors import Forbidden, NotFound
 from enjournal.rest.interactions.common import validate_for_write
 from enjournal.rest.message import FhirResponse
+from enjournal.security.audit.codes import BLOCK_LIFTED
 from enjournal.services.inputs import operation_parameters, refused
 from enjournal.services.kjernejournal import records, rules
 from enjournal.services.kjernejournal.operations.base import ServiceBase
@@ -69,7 +70,7 @@ class PrivacyOperations(ServiceBase):
                 patient_id,
                 "TREAT",
                 organisation_name=await records.organisation_name(tx, context.principal.org_nr),
-                outcome_desc=f"Blokkering av helsepersonell (HPR {hpr}) opphevet",
+                outcome_desc=BLOCK_LIFTED.format(hpr=hpr),  # a template: shown to the citizen
             )
         return FhirResponse.of(_privacy_parameters(updated))
 
