@@ -21,7 +21,7 @@ def routes(portal: Portal) -> list[tuple[str, object, list[str]]]:
         ("/login", portal.page(lambda view: login(portal, view), login=False), ["GET"]),
         ("/callback", callback_endpoint(portal), ["GET"]),
         ("/logout", portal.page(lambda view: logout(portal, view)), ["POST"]),
-        ("/language", portal.page(language, login=False), ["POST"]),
+        ("/language", portal.page(language, login=False), ["GET", "POST"]),
         ("/act-for", portal.page(act_for), ["POST"]),
     ]
 
@@ -101,8 +101,11 @@ async def logout(portal: Portal, view: View) -> Response:
 
 
 async def language(view: View) -> Response:
-    view.session.lang = i18n.chosen(view.field("lang"))
-    back = view.field("back", "/")
+    """The language, kept in the session: a form when logged in, links before (choosing a
+    language is all a GET here may change)."""
+    chosen = view.form if view.request.method == "POST" else view.request.query_params
+    view.session.lang = i18n.chosen(str(chosen.get("lang", "")))
+    back = str(chosen.get("back", "/"))
     if not back.startswith(PATH) or "//" in back:
         back = f"{PATH}/"  # only pages of the portal: no open redirect
     return RedirectResponse(back, status_code=303)

@@ -183,8 +183,9 @@ class Portal:
             response.delete_cookie(COOKIE, **cookie_options(secure=True))
             return response
         session.seen = time.time()
-        await self.sessions.put(session)
-        response.set_cookie(COOKIE, session.id, **cookie_options(secure=True))
+        if session.worth_keeping:
+            await self.sessions.put(session)
+            response.set_cookie(COOKIE, session.id, **cookie_options(secure=True))
         return response
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +43,12 @@ class Session:
     def logged_in(self) -> bool:
         return self.access_token is not None
 
+    @property
+    def worth_keeping(self) -> bool:
+        """Whether to store it: an anonymous visit that chose nothing is not kept, so
+        requests without a cookie cannot fill the store."""
+        return self.logged_in or bool(self.login) or self.lang != "nb" or bool(self.flash)
+
 
 def new_session(lang: str = "nb", now: float | None = None) -> Session:
     now = time.time() if now is None else now
@@ -57,25 +64,27 @@ class Sessions(Protocol):
 
 
 class MemorySessions:
-    """One worker's sessions; ``max_sessions`` bounds memory (the oldest idle go first)."""
+    """One worker's sessions, least recently used first; ``max_sessions`` bounds memory
+    (the least recently used go first)."""
 
     def __init__(self, idle: float = 1800.0, max_sessions: int = 100_000):
         self.idle = idle
         self.max_sessions = max_sessions
-        self._sessions: dict[str, Session] = {}
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
 
     async def get(self, id_: str) -> Session | None:
         session = self._sessions.get(id_)
         if session is None or _expired(session, self.idle):
             self._sessions.pop(id_, None)
             return None
+        self._sessions.move_to_end(id_)
         return session
 
     async def put(self, session: Session) -> None:
         self._sessions[session.id] = session
-        if len(self._sessions) > self.max_sessions:
-            oldest = min(self._sessions.values(), key=lambda s: s.seen)
-            self._sessions.pop(oldest.id, None)
+        self._sessions.move_to_end(session.id)
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
 
     async def drop(self, id_: str) -> None:
         self._sessions.pop(id_, None)
