@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-security bench-terminology definitions clean
+.PHONY: demo test lint bench bench-security bench-terminology definitions catalogs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-terminology: $(STAMP)
 
 definitions: $(STAMP)
 	$(BIN)/python scripts/build_definitions.py
+
+# The helsenorge portal's messages: extract, update nb and nn, list what needs translating.
+catalogs: $(STAMP)
+	$(BIN)/python scripts/update_catalogs.py
 
 clean:
 	rm -rf $(VENV) .cache data
