@@ -151,6 +151,30 @@ def render(template: str, lang: str, logged_in: bool, **data) -> str:
     return _environment(lang).get_template(template).render(context)
 
 
+# Text a template may show unmarked: the brand and each language's own name.
+UNMARKED = {"Helsenorge", "Bokmål", "Nynorsk", "English"}
+
+
+def unmarked(source: str) -> set[str]:
+    """The words a template shows outside ``{{ }}`` and ``{% %}`` (its literal text)."""
+    env = _environment("en")
+    literal = "".join(v for _, kind, v in env.lex(source) if kind == "data")
+    return set(re.findall(r"[^\W\d_]{2,}", visible(literal))) - UNMARKED
+
+
+def test_templates_show_no_unmarked_text():
+    found = {
+        path.name: words
+        for path in sorted((WEB / "templates").glob("*.html"))
+        if (words := unmarked(path.read_text()))
+    }
+    assert found == {}, "wrap the text in _(...)"
+
+
+def test_unmarked_text_is_reported():
+    assert unmarked('<p title="Help">Hello {{ _("Log out") }}</p>') == {"Help", "Hello"}
+
+
 PEOPLE = [
     {"id": "kari", "name": "Kari Nordmann", "relation": "self", "age": 40},
     {"id": "lise", "name": "Lise Nordmann", "relation": "parent", "age": 8},
