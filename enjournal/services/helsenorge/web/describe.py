@@ -14,6 +14,9 @@ def concept(value: dict | None) -> str:
 
 
 def name(resource: dict) -> str:
+    """A person's name (HumanName list) or an organisation's (a string)."""
+    if isinstance(resource.get("name"), str):
+        return resource["name"]
     for n in resource.get("name") or ():
         if isinstance(n, str):
             return n
