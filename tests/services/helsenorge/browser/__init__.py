@@ -1,0 +1,1 @@
+"""Browser tests of the helsenorge portal (Playwright, Debian chromium, axe-core)."""

@@ -1,0 +1,230 @@
+"""The helsenorge portal in a real browser: Debian's chromium driven by Playwright, against a
+real ``enjournal`` server with the demo population and the embedded login provider.
+
+- ``chromium_path``: /usr/bin/chromium, installed with apt-get when missing (never
+  ``playwright install``, which downloads a browser); a failure, not a skip, if it cannot be.
+- pytest-playwright's ``browser``/``context``/``page`` fixtures launch it headless through
+  ``executable_path``; every test gets a new context (its own cookies).
+- ``portal``: one server for the session, loaded as ``enjournal demo --no-serve`` loads it
+  and served with ``serve_environment`` (security on, the embedded provider).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.conftest import ROOT, ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+PATIENTS = 40  # enough for the demo users and strangers, quick to load
+
+
+# ---- the browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's chromium, installed now if missing; the session fails if it cannot be."""
+    if not CHROMIUM.exists():
+        problems = _install_chromium()
+        if not CHROMIUM.exists():
+            pytest.fail(
+                f"{CHROMIUM} is missing and `apt-get install -y chromium` did not install it "
+                "(the browser tests need Debian's chromium; never `playwright install`):\n"
+                + "\n".join(problems),
+                pytrace=False,
+            )
+    return str(CHROMIUM)
+
+
+def _install_chromium() -> list[str]:
+    """apt-get as root, else through ``sudo -n``; what went wrong, for the failure message."""
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if prefix and shutil.which("sudo") is None:
+        return ["not root, and no sudo to run apt-get with"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    problems = []
+    for command in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"]):
+        done = subprocess.run([*prefix, *command], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            problems.append(f"$ {' '.join(command)}: {done.stderr.strip()[-800:]}")
+        if CHROMIUM.exists():
+            return problems
+    # A stale package list is the usual cause: install once more after the update.
+    again = subprocess.run(
+        [*prefix, "apt-get", "install", "-y", "chromium"], env=env, capture_output=True, text=True
+    )
+    if again.returncode != 0:
+        problems.append(f"$ apt-get install -y chromium: {again.stderr.strip()[-800:]}")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(chromium_path: str) -> dict:
+    """pytest-playwright launches chromium with these (its own option is replaced)."""
+    return {"executable_path": chromium_path, "headless": True, "args": ["--no-sandbox"]}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(portal: str) -> dict:
+    """Every new context: the portal's server as base URL, a plain desktop window."""
+    return {"base_url": portal, "viewport": {"width": 1280, "height": 900}, "locale": "nb-NO"}
+
+
+TIMEOUT_MS = 10_000  # a page of the portal answers in well under a second
+
+
+@pytest.fixture
+def context(new_context):
+    """pytest-playwright's context, failing after 10 s instead of 30 s."""
+    context = new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture(scope="session")
+def login_states(browser, browser_context_args) -> dict:
+    """Cached logins, ``(who, lang)`` -> storage state, made on first use (a login costs a
+    second; most tests are about what comes after it)."""
+    return {}
+
+
+@pytest.fixture
+def signed_in(new_context, login_states, browser, browser_context_args):
+    """``signed_in(who, path="/", lang="nb")``: a page in a new context, logged in as
+    ``who`` (one session per user and language, shared by the tests that ask for it), at
+    the portal's ``path`` (None: a blank page)."""
+    from .helpers import choose_language, login
+
+    def open_page(who: str, path: str | None = "/", lang: str = "nb"):
+        if (who, lang) not in login_states:
+            fresh = browser.new_context(**browser_context_args)
+            fresh.set_default_timeout(TIMEOUT_MS)
+            page = fresh.new_page()
+            login(page, who)
+            if lang != "nb":
+                choose_language(page, lang)
+            login_states[who, lang] = fresh.storage_state()
+            fresh.close()
+        context = new_context(storage_state=login_states[who, lang])
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        if path is not None:
+            page.goto(f"/helsenorge{path}")
+        return page
+
+    return open_page
+
+
+# ---- the server -----------------------------------------------------------------------------
+
+
+class DemoServer(ServerProcess):
+    """``enjournal serve`` with the environment ``enjournal demo`` serves with."""
+
+    def __init__(self, data: Path):
+        super().__init__(f"sqlite:///{data / 'enjournal.sqlite'}", data / "server.log")
+        self.data = data
+
+    def start(self, timeout: float = 30.0, *, wait: bool = True) -> DemoServer:
+        from enjournal.demo.command import ready_for_tokens, serve_environment
+
+        env = {
+            **os.environ,
+            **serve_environment(self.data, "127.0.0.1", self.port),
+            "ENJOURNAL_AUTH": "on",
+            "ENJOURNAL_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+        ready_for_tokens(self.data, self.base)
+        command = [sys.executable, "-m", "enjournal.cli", "serve", "--database", self.database]
+        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+
+def load_demo(data: Path, patients: int = PATIENTS) -> None:
+    """The population, drug catalogue and portal world, as ``enjournal demo --no-serve``."""
+    command = [sys.executable, "-m", "enjournal.cli", "demo", "--data", str(data)]
+    command += ["--patients", str(patients), "--no-serve"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.fail(f"the demo did not load:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    data = tmp_path_factory.mktemp("helsenorge-demo")
+    load_demo(data)
+    return data
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_data: Path):
+    server = DemoServer(demo_data).start(timeout=60)
+    try:
+        yield server
+    finally:
+        server.terminate(10)
+        server.kill()
+
+
+@pytest.fixture(scope="session")
+def portal(demo_server: DemoServer) -> str:
+    """The server's base URL (the portal is under /helsenorge)."""
+    return demo_server.base
+
+
+def demo_token(data: Path, base: str, who: str) -> str:
+    """``enjournal token --as <who>`` for the demo served from ``data`` at ``base``."""
+    command = [sys.executable, "-m", "enjournal.cli", "token", "--data", str(data)]
+    command += ["--public-url", base, "--as", who]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+class DemoApi:
+    """The FHIR API of the demo server as a demo user holding a token from ``enjournal
+    token`` (one per user for the session)."""
+
+    def __init__(self, server: DemoServer):
+        self.server = server
+        self._tokens: dict[str, str] = {}
+
+    def token(self, who: str) -> str:
+        if who not in self._tokens:
+            self._tokens[who] = demo_token(self.server.data, self.server.base, who)
+        return self._tokens[who]
+
+    def get(self, who: str, path: str, **headers: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token(who)}", **headers}
+        return httpx.get(f"{self.server.base}/fhir/{path}", headers=headers, timeout=30)
+
+    def own_patient(self, who: str) -> dict:
+        """The citizen ``who``'s own Patient (a citizen's search finds only their own)."""
+        answer = self.get(who, "Patient")
+        assert answer.status_code == 200, answer.text
+        return answer.json()["entry"][0]["resource"]
+
+
+@pytest.fixture(scope="session")
+def api(demo_server: DemoServer) -> DemoApi:
+    return DemoApi(demo_server)

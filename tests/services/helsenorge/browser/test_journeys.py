@@ -1,0 +1,146 @@
+"""A citizen's journeys through the portal with the mouse, in a real browser: log in, read
+the kjernejournal, lock a prescription, read the access log after a GP looked, block a
+health worker, reserve against the kjernejournal, log out.
+
+The server is shared by the session, so each journey that changes something does it as a
+demo citizen of its own (or to something it chooses afresh): the order of tests is free.
+Assertions look at data and structure, not at wording, so they hold in every language.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .helpers import PORTAL, axe_check, flash, login
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REFERENCE_NUMBER = re.compile(r"\b[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}\b")
+GP = "legekontor-0001-fastlege-1"  # the demo's GP (``gp``), on whose list ``citizen`` is
+# Strict: once the demo's prescriptions can be locked this XPASSes and fails; remove it then.
+LOCK_BROKEN = pytest.mark.xfail(
+    reason="the demo citizens' prescriptions (enjournal/demo/portal.py) carry no reseptID "
+    "identifier, so $privacy-lock answers 404 (not an e-prescription) and the portal shows "
+    "its 404 page instead of the reference number",
+)
+
+
+def nav(page: Page, path: str) -> None:
+    """Follow the main menu's link to ``path``."""
+    with page.expect_navigation():
+        page.locator(f"nav.main a[href='{PORTAL}{path}']").click()
+    expect(page.locator(f"nav.main a[href='{PORTAL}{path}']")).to_have_attribute(
+        "aria-current", "page"
+    )
+
+
+def test_log_in_and_read_the_kjernejournal(page: Page, api):
+    patient = api.own_patient("citizen")
+    name = " ".join([*patient["name"][0].get("given", []), patient["name"][0]["family"]])
+    login(page, "citizen")
+    expect(page.locator("p.acting")).to_contain_text(name)
+    nav(page, "/kjernejournal")
+    expect(page.locator("main h1")).to_have_count(1)
+    sections = page.locator("main section")
+    expect(sections.first).to_be_visible()
+    assert sections.count() >= 5  # critical info, allergies, medicines, vaccines, visits ...
+    # The demo citizen has visits with the GP: the visit history has rows with a date.
+    dates = page.locator("main section td", has_text=re.compile(r"\d\d\.\d\d\.\d{4}"))
+    expect(dates.first).to_be_visible()
+
+
+@LOCK_BROKEN
+def test_lock_a_prescription_shows_its_reference_number(page: Page):
+    login(page, "giver")
+    nav(page, "/resepter")
+    lock_buttons = page.locator(f"form[action='{PORTAL}/resepter/las'] button")
+    before = lock_buttons.count()
+    assert before >= 1, "giver has no valid prescription left to lock"
+    row = page.locator("main tbody tr", has=lock_buttons.first)
+    medicine = row.locator("td").first.inner_text()
+    with page.expect_navigation():
+        lock_buttons.first.click()
+    expect(flash(page)).to_be_visible()
+    assert REFERENCE_NUMBER.search(flash(page).inner_text()), flash(page).inner_text()
+    expect(lock_buttons).to_have_count(before - 1)
+    locked_row = page.locator("main tbody tr", has_text=medicine).first
+    expect(locked_row.locator(".tag.locked")).to_be_visible()
+    axe_check(page)  # the page with its message
+    page.reload()
+    expect(flash(page)).to_have_count(0)  # the number is shown once only
+    assert not REFERENCE_NUMBER.search(page.content())
+
+
+def test_the_access_log_shows_the_gps_look(page: Page, api):
+    patient = api.own_patient("citizen")
+    practitioner = api.get("gp", f"Practitioner/{GP}").json()
+    hpr = next(i["value"] for i in practitioner["identifier"] if i["system"].endswith(".4.4"))
+    family = practitioner["name"][0]["family"]
+    assert api.get("gp", f"Patient/{patient['id']}").status_code == 200
+    login(page, "citizen")
+    nav(page, "/innsynslogg")
+    rows = page.locator("main tbody tr", has_text=hpr)
+    expect(rows.first).to_be_visible()
+    expect(rows.first).to_contain_text(family)
+    axe_check(page)
+    # Filter: today keeps the GP's look; an organisation that never looked shows nothing.
+    page.fill("#from", date.today().isoformat())
+    with page.expect_navigation():
+        page.locator("main form[method=get] button[type=submit]").click()
+    expect(page.locator("main tbody tr", has_text=hpr).first).to_be_visible()
+    page.fill("#organisation", "999999999")
+    with page.expect_navigation():
+        page.locator("main form[method=get] button[type=submit]").click()
+    expect(page.locator("main tbody tr")).to_have_count(0)
+    assert "organisation=999999999" in page.url
+
+
+def test_block_a_health_worker_by_hpr(page: Page):
+    hpr = "9144889"
+    login(page, "parent")
+    nav(page, "/kjernejournal")
+    with page.expect_navigation():
+        page.locator(f"main a[href='{PORTAL}/kjernejournal/personvern']").click()
+    page.locator("#hpr").fill(hpr)
+    with page.expect_navigation():
+        page.locator("form:has(#hpr) button[type=submit]").click()
+    expect(flash(page)).to_be_visible()
+    expect(page.locator("main li", has_text=hpr)).to_have_count(1)
+    axe_check(page)
+
+
+def test_reserve_and_see_the_deletion_date(page: Page):
+    login(page, "confidential")
+    page.goto(f"{PORTAL}/kjernejournal/personvern")
+    with page.expect_navigation():
+        page.locator("main button.danger").click()
+    expect(flash(page)).to_be_visible()
+    deletion = (date.today() + timedelta(days=30)).strftime("%d.%m.%Y")
+    expect(page.locator("main")).to_contain_text(deletion)
+    axe_check(page)
+    nav(page, "/kjernejournal")
+    expect(page.locator("main [role=alert]")).to_contain_text(deletion)
+
+
+def test_logout_ends_the_session(page: Page, new_context):
+    login(page, "proxy")
+    nav(page, "/kjernejournal")
+    stolen = page.context.cookies()
+    assert [c["name"] for c in stolen] == ["hn_session"]
+    with page.expect_navigation():
+        page.locator("form[action$='/logout'] button").click()
+    expect(page.locator("form[action$='/logout']")).to_have_count(0)
+    assert page.context.cookies() == []  # the cookie is removed
+    # The old cookie, replayed in another browser, reaches only the start page.
+    other = new_context()
+    other.add_cookies(stolen)
+    replay = other.new_page()
+    replay.goto(f"{PORTAL}/kjernejournal")
+    assert replay.url.endswith(f"{PORTAL}/")
+    expect(replay.locator(f"main a[href='{PORTAL}/login']")).to_be_visible()
+    expect(replay.locator("nav.main")).to_have_count(0)
+    expect(replay.locator("main section")).to_have_count(0)
