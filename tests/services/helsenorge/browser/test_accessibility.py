@@ -23,6 +23,9 @@ PAGES = (
     "/resepter",
     "/innsynslogg",
     "/fastlege",
+    "/skjema",
+    "/skjema/egenrapport-for-time",  # the demo's questionnaire (enjournal/demo/portal.py)
+    "/fullmakt",
 )
 
 
