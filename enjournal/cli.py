@@ -43,7 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         "--as",
         dest="who",
         required=True,
-        choices=["gp", "nurse", "pharmacist", "citizen", "system"],
+        choices=[
+            "gp",
+            "nurse",
+            "pharmacist",
+            "citizen",
+            "parent",
+            "proxy",
+            "giver",
+            "confidential",
+            "system",
+        ],
     )
     token.add_argument("--patient", help="SMART patient context (a Patient id)")
     token.add_argument("--data", default="./data", help="the demo's data folder")

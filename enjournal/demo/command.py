@@ -32,6 +32,22 @@ async def _migrate_and_load_fest(url: str) -> int:
         await close_platform(platform)
 
 
+async def _load_portal(url: str, patients: int, seed: int) -> int:
+    """The citizen portal's demo world and the GPs' slots from today (``portal.py``): what
+    is missing, so a reused database gains the coming days' slots and keeps its bookings."""
+    from datetime import date
+
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.demo.portal import load_portal
+    from enjournal.settings import Settings
+
+    platform = await build_platform(Settings(database_url=url), migrate=False)
+    try:
+        return await load_portal(platform.store, patients, seed, date.today())
+    finally:
+        await close_platform(platform)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from enjournal.demo.population import write_bundles
     from enjournal.importer import run_import
@@ -61,6 +77,8 @@ def run_demo(args: argparse.Namespace) -> int:
         stamp.write_text(json.dumps(wanted))
     else:
         console.print(f"reusing the demo population in {data}")
+    added = asyncio.run(_load_portal(url, args.patients, args.seed))
+    console.print(f"added {added} portal resources (families, fullmakt, form, GP slots from today)")
     if args.no_serve:
         return 0
     base = f"http://{args.host}:{args.port}"
@@ -77,6 +95,8 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  nurse:      TOKEN=$({token} --as nurse)\n"
         f"  pharmacist: TOKEN=$({token} --as pharmacist)\n"
         f"  citizen:    TOKEN=$({token} --as citizen)\n"
+        f"  portal:     --as parent (two children), proxy (holds a fullmakt), giver, "
+        "confidential\n"
         f'then: curl -H "Authorization: Bearer $TOKEN" "{base}/fhir/Patient?_count=5"\n'
         "Stop with Ctrl-C.\n"
     )

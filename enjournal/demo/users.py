@@ -6,11 +6,16 @@
               encounters).
 - pharmacist: a pharmacist at the first pharmacy (sees prescriptions and dispensations only).
 - citizen:    a patient on the GP's list, logging in as themself.
+- parent:     the helsenorge portal's parent of two children at her address, 5 and 13
+              (``portal.py``); acts for the 5-year-old.
+- proxy:      holds a fullmakt (areas 1 and 3) from ``giver``; giver: gave it.
+- confidential: a person with a strengt fortrolig address (kode 6).
 - system:     an integration client with ``system/*.rs`` (client credentials).
 """
 
 from __future__ import annotations
 
+from enjournal.demo.portal import PORTAL_USERS
 from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_FNR, OID_HER_ID, OID_HPR, OID_ORGNR
 from enjournal.security.provider import DemoUser
@@ -21,10 +26,12 @@ GP_SCOPES = "openid fhirUser user/*.cruds"
 # the service's role rules narrow this further.
 PHARMACIST_SCOPES = "openid fhirUser user/*.rs user/MedicationRequest.u user/MedicationDispense.c"
 # A citizen reads their record and makes the changes helsenorge offers: privacy settings
-# (Consent), a prescription's privacy lock, their own kjernejournal registrations.
+# (Consent), a prescription's privacy lock, their own kjernejournal registrations, and the
+# GP office's digital services (messages, appointments, forms).
 CITIZEN_SCOPES = (
     "openid fhirUser patient/*.rs patient/Consent.cu patient/MedicationRequest.u "
-    "patient/Condition.cud patient/RelatedPerson.cud patient/Flag.cud"
+    "patient/Condition.cud patient/RelatedPerson.cud patient/Flag.cud "
+    "patient/Communication.c patient/Appointment.cu patient/QuestionnaireResponse.c"
 )
 SYSTEM_SCOPES = "system/*.rs"
 SCOPES = {
@@ -32,6 +39,7 @@ SCOPES = {
     "nurse": GP_SCOPES,
     "pharmacist": PHARMACIST_SCOPES,
     "citizen": CITIZEN_SCOPES,
+    **{name: CITIZEN_SCOPES for name in PORTAL_USERS},
     "system": SYSTEM_SCOPES,
 }
 
@@ -90,7 +98,23 @@ async def demo_users(store: Store) -> list[DemoUser]:
                     fhir_user=f"Patient/{listed[0].id}",
                 )
             )
+        for handle, patient_id in PORTAL_USERS.items():
+            portal_patient = await _get(tx, "Patient", patient_id)
+            if portal_patient is not None:
+                users.append(_citizen(handle, portal_patient))
     return users
+
+
+def _citizen(handle: str, patient: dict) -> DemoUser:
+    name = patient["name"][0]
+    return DemoUser(
+        name=handle,
+        kind="citizen",
+        display_name=" ".join([*name.get("given", []), name.get("family", "")]),
+        pid=_identifier(patient, OID_FNR),
+        patient=patient["id"],
+        fhir_user=f"Patient/{patient['id']}",
+    )
 
 
 def _personnel(handle: str, practitioner: dict, profession: str, org_nr, her_id) -> DemoUser:

@@ -14,4 +14,6 @@ def register_operations(platform) -> None:
 
 
 def _groups() -> list:
-    return []
+    from enjournal.services.helsenorge import gp
+
+    return [gp]
