@@ -13,6 +13,7 @@ from enjournal.services.helsenorge.web.fhir import FhirError, entries
 from enjournal.services.helsenorge.web.portal import Portal, View
 
 TOPICS = ("dialog", "e-konsultasjon")
+SLOTS_SHOWN = 15
 
 
 def routes(portal: Portal) -> list:
@@ -30,7 +31,7 @@ async def overview(view: View) -> str:
     view.data["gps"] = [describe.name(g) for g in gps if g]
     view.data["threads"] = threads(await _messages(view), view.patient)
     view.data["appointments"] = await _appointments(view)
-    view.data["slots"] = await _free_slots(view, [g for g in gps if g])
+    view.data["slots"] = await _free_slots(view)
     view.data["topics"] = TOPICS
     return "gp.html"
 
@@ -109,27 +110,10 @@ async def _appointments(view: View) -> list[dict]:
     ]
 
 
-async def _free_slots(view: View, gps: list[dict]) -> list[dict]:
-    practitioners = [g for g in gps if g.get("resourceType") == "Practitioner"]
-    if not practitioners:
-        return []
-    params = [("actor", f"Practitioner/{practitioners[0]['id']}"), ("_count", "5")]
-    schedules = entries(await view.fhir.get("Schedule", params), "Schedule")
-    slots: list[dict] = []
-    for schedule in schedules:
-        query = [
-            ("schedule", f"Schedule/{schedule['id']}"),
-            ("status", "free"),
-            ("start", f"ge{_now()}"),
-            ("_sort", "start"),
-            ("_count", "12"),
-        ]
-        slots += entries(await view.fhir.get("Slot", query), "Slot")
-    return sorted(({"id": s["id"], "start": s.get("start")} for s in slots), key=_start)[:12]
-
-
-def _start(slot: dict) -> str:
-    return slot.get("start") or ""
+async def _free_slots(view: View) -> list[dict]:
+    """The GP's free future times, earliest first (``Patient/$gp-slots``)."""
+    found = entries(await view.fhir.get(f"Patient/{view.patient}/$gp-slots"), "Slot")
+    return [{"id": s["id"], "start": s.get("start")} for s in found[:SLOTS_SHOWN]]
 
 
 def _now() -> str:
