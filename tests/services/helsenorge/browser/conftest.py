@@ -3,10 +3,13 @@ real ``enjournal`` server with the demo population and the embedded login provid
 
 - ``chromium_path``: /usr/bin/chromium, installed with apt-get when missing (never
   ``playwright install``, which downloads a browser); a failure, not a skip, if it cannot be.
-- pytest-playwright's ``browser``/``context``/``page`` fixtures launch it headless through
-  ``executable_path``; every test gets a new context (its own cookies).
-- ``portal``: one server for the session, loaded as ``enjournal demo --no-serve`` loads it
+- pytest-playwright's ``context``/``page``/``new_context`` fixtures, on one headless browser
+  launched through ``executable_path``; every test gets a new context (its own cookies).
+  The browser and Playwright live for this package only (see ``playwright`` below).
+- ``portal``: one server for these tests, loaded as ``enjournal demo --no-serve`` loads it
   and served with ``serve_environment`` (security on, the embedded provider).
+- ``signed_in(who)``: a page logged in as a demo citizen, the login made once per user.
+- ``api``: the FHIR API as a demo user (``enjournal token --as gp``), e.g. for a GP's look.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.server.conftest import ROOT, ServerProcess
 
@@ -29,7 +33,7 @@ PATIENTS = 40  # enough for the demo users and strangers, quick to load
 # ---- the browser ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_path() -> str:
     """Debian's chromium, installed now if missing; the session fails if it cannot be."""
     if not CHROMIUM.exists():
@@ -66,13 +70,43 @@ def _install_chromium() -> list[str]:
     return problems
 
 
-@pytest.fixture(scope="session")
+# pytest-playwright's Playwright and browser live for the whole session.  Its sync API
+# marks an event loop as running between calls, so every asyncio test after the first
+# browser test would fail ("Runner.run() cannot be called from a running event loop"):
+# here they live for this package only, and stop before the next package's tests.
+
+
+@pytest.fixture(scope="package")
+def playwright():
+    pw = sync_playwright().start()
+    yield pw
+    pw.stop()
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright, browser_name: str):
+    return getattr(playwright, browser_name)
+
+
+@pytest.fixture(scope="package")
+def launch_browser(browser_type_launch_args: dict, browser_type):
+    return lambda **kwargs: browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+
+@pytest.fixture(scope="package")
+def browser(launch_browser):
+    browser = launch_browser()
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="package")
 def browser_type_launch_args(chromium_path: str) -> dict:
-    """pytest-playwright launches chromium with these (its own option is replaced)."""
+    """Debian's chromium, headless (pytest-playwright's own options are replaced)."""
     return {"executable_path": chromium_path, "headless": True, "args": ["--no-sandbox"]}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_context_args(portal: str) -> dict:
     """Every new context: the portal's server as base URL, a plain desktop window."""
     return {"base_url": portal, "viewport": {"width": 1280, "height": 900}, "locale": "nb-NO"}
@@ -89,7 +123,7 @@ def context(new_context):
     return context
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def login_states(browser, browser_context_args) -> dict:
     """Cached logins, ``(who, lang)`` -> storage state, made on first use (a login costs a
     second; most tests are about what comes after it)."""
@@ -169,14 +203,14 @@ def load_demo(data: Path, patients: int = PATIENTS) -> None:
         pytest.fail(f"the demo did not load:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo_data(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("helsenorge-demo")
     load_demo(data)
     return data
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo_server(demo_data: Path):
     server = DemoServer(demo_data).start(timeout=60)
     try:
@@ -186,7 +220,7 @@ def demo_server(demo_data: Path):
         server.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def portal(demo_server: DemoServer) -> str:
     """The server's base URL (the portal is under /helsenorge)."""
     return demo_server.base
@@ -225,6 +259,6 @@ class DemoApi:
         return answer.json()["entry"][0]["resource"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(demo_server: DemoServer) -> DemoApi:
     return DemoApi(demo_server)
