@@ -252,6 +252,10 @@ class DemoApi:
         headers = {"Authorization": f"Bearer {self.token(who)}", **headers}
         return httpx.get(f"{self.server.base}/fhir/{path}", headers=headers, timeout=30)
 
+    def post(self, who: str, path: str, body: dict) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token(who)}"}
+        return httpx.post(f"{self.server.base}/fhir/{path}", json=body, headers=headers, timeout=30)
+
     def own_patient(self, who: str) -> dict:
         """The citizen ``who``'s own Patient (a citizen's search finds only their own)."""
         answer = self.get(who, "Patient")

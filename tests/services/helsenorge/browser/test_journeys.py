@@ -144,3 +144,142 @@ def test_logout_ends_the_session(page: Page, new_context):
     expect(replay.locator(f"main a[href='{PORTAL}/login']")).to_be_visible()
     expect(replay.locator("nav.main")).to_have_count(0)
     expect(replay.locator("main section")).to_have_count(0)
+
+
+# ---- acting for others, the GP office, forms, power of attorney ---------------------------
+
+FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
+
+
+def act_for(page: Page, patient_id: str) -> None:
+    """On the home page, choose whom to act for and confirm."""
+    page.goto(f"{PORTAL}/")
+    page.locator(f"input[name=patient][value='{patient_id}']").check()
+    with page.expect_navigation():
+        page.locator(f"form[action='{PORTAL}/act-for'] button[type=submit]").click()
+
+
+@pytest.mark.xfail(
+    reason="the kjernejournal page asks $kj-privacy, which refuses a representative ('privacy "
+    "settings are the patient's own to read and change'), so a parent acting for a child of 5 "
+    "gets the 404 page for the whole kjernejournal ($summary itself answers)",
+)
+def test_act_for_a_child_of_5(page: Page):
+    login(page, "parent")
+    act_for(page, "demo-barn-5")
+    expect(page.locator("p.acting")).to_contain_text("Emma")
+    answer = page.goto(f"{PORTAL}/kjernejournal")
+    assert answer is not None and answer.status == 200
+    expect(page.locator("main section").first).to_be_visible()
+    axe_check(page)  # a page acting for someone (the banner)
+
+
+def test_a_parent_is_refused_the_record_of_a_child_of_13(page: Page):
+    login(page, "parent")
+    act_for(page, "demo-barn-13")
+    expect(page.locator("p.acting")).to_contain_text("Jonas")
+    answer = page.goto(f"{PORTAL}/kjernejournal")
+    assert answer is not None and answer.status == 404
+    expect(page.locator("main section")).to_have_count(0)
+    axe_check(page)
+
+
+def test_write_to_the_gp_and_see_the_reply(page: Page, api):
+    text = f"Hei, jeg lurer på blodprøvesvaret mitt ({date.today():%d.%m}, nettleser)."
+    login(page, "citizen")
+    nav(page, "/fastlege")
+    page.locator("#text").fill(text)
+    with page.expect_navigation():
+        page.locator("form:has(#text) button[type=submit]").click()
+    expect(flash(page)).to_be_visible()
+    thread = page.locator("main section.thread", has_text=text)
+    expect(thread).to_have_count(1)
+    # The GP answers through the plain FHIR API.
+    patient = api.own_patient("citizen")["id"]
+    found = api.get("gp", f"Communication?subject=Patient/{patient}&_count=100").json()
+    (mine,) = [
+        e["resource"]
+        for e in found.get("entry", [])
+        if any(p.get("contentString") == text for p in e["resource"].get("payload", []))
+    ]
+    reply = {
+        "resourceType": "Communication",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{patient}"},
+        "sender": {"reference": f"Practitioner/{GP}"},
+        "recipient": [{"reference": f"Patient/{patient}"}],
+        "inResponseTo": [{"reference": f"Communication/{mine['id']}"}],
+        "payload": [{"contentString": "Svaret er fint. Hilsen fastlegen."}],
+    }
+    assert api.post("gp", "Communication", reply).status_code == 201
+    page.reload()
+    expect(thread.locator(".message.from-office")).to_contain_text("Svaret er fint")
+    axe_check(page)
+
+
+def test_book_and_cancel_an_appointment(page: Page):
+    login(page, "citizen")
+    nav(page, "/fastlege")
+    slot = page.locator("main input[name=slot]").nth(1)
+    when = page.locator(f"label[for='{slot.get_attribute('id')}']").inner_text()
+    slot.check()
+    with page.expect_navigation():
+        page.locator(f"form[action='{PORTAL}/fastlege/bestill'] button[type=submit]").click()
+    expect(flash(page)).to_be_visible()
+    booked = page.locator("main tbody tr", has_text=when)
+    expect(booked).to_have_count(1)
+    expect(page.locator("main input[name=slot] + label", has_text=when)).to_have_count(0)
+    with page.expect_navigation():
+        booked.locator(f"form[action='{PORTAL}/fastlege/avbestill'] button").click()
+    expect(flash(page)).to_be_visible()
+    expect(page.locator("main tbody tr", has_text=when)).to_have_count(0)
+
+
+def test_submit_a_form(page: Page):
+    login(page, "giver")
+    nav(page, "/skjema")
+    sent_before = page.locator("main h2 + ul li").count()
+    with page.expect_navigation():
+        page.locator(f"main a[href='{PORTAL}/skjema/egenrapport-for-time']").click()
+    page.locator("#q-arsak").fill("Vondt i kneet")
+    page.locator("#q-varighet").fill("4")
+    page.locator("#q-feber-no").check()
+    page.locator("#q-smerte-2").check()
+    with page.expect_navigation():
+        page.locator("main form button[type=submit]").click()
+    expect(flash(page)).to_be_visible()
+    assert page.url.endswith(f"{PORTAL}/skjema")
+    sent = page.locator("main h2 + ul li")
+    expect(sent).to_have_count(sent_before + 1)
+    expect(sent.first).to_contain_text(date.today().strftime("%d.%m.%Y"))
+
+
+def test_give_use_and_revoke_a_power_of_attorney(page: Page, new_context, api):
+    citizen = api.own_patient("citizen")
+    fnr = next(i["value"] for i in citizen["identifier"] if i["system"] == FNR)
+    family = citizen["name"][0]["family"]
+    login(page, "giver")
+    nav(page, "/fullmakt")
+    page.locator("#receiver").fill(fnr)
+    page.locator("#area-3").check()
+    with page.expect_navigation():
+        page.locator("form:has(#receiver) button[type=submit]").click()
+    expect(flash(page)).to_be_visible()
+    given = page.locator("main tbody tr", has_text=family)
+    expect(given).to_have_count(1)
+    # The citizen now acts for the giver, and sees the giver's prescriptions.
+    other = new_context().new_page()
+    login(other, "citizen")
+    act_for(other, "demo-fullmaktsgiver")
+    expect(other.locator("p.acting")).to_contain_text("Arne Haugen")
+    answer = other.goto(f"{PORTAL}/resepter")
+    assert answer is not None and answer.status == 200
+    expect(other.locator("main tbody")).to_contain_text("Metformin")
+    # Revoked: gone from both sides, and the citizen's next page is refused.
+    with page.expect_navigation():
+        given.locator("button").click()
+    expect(page.locator("main tbody tr", has_text=family)).to_have_count(0)
+    answer = other.goto(f"{PORTAL}/resepter")
+    assert answer is not None and answer.status == 404
+    other.goto(f"{PORTAL}/")
+    expect(other.locator("input[name=patient][value='demo-fullmaktsgiver']")).to_have_count(0)
