@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-security bench-terminology definitions catalogs clean
+.PHONY: demo test lint bench bench-security bench-terminology bench-helsenorge definitions catalogs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-security: $(STAMP)
 
 bench-terminology: $(STAMP)
 	$(BIN)/python -m bench.terminology
+
+bench-helsenorge: $(STAMP)
+	$(BIN)/python -m bench.helsenorge
 
 definitions: $(STAMP)
 	$(BIN)/python scripts/build_definitions.py
