@@ -42,7 +42,7 @@ def routes(portal: Portal) -> list:
 async def summary(view: View) -> str:
     document = await view.fhir.get(f"Patient/{view.patient}/$summary")
     view.data["sections"] = sections(document)
-    view.data["privacy"] = await _privacy(view)
+    view.data["privacy"] = await _privacy_if_own(view)
     codes = await view.fhir.get("$kj-own-condition-codes")
     view.data["own_codes"] = [(c.get("code"), c.get("display")) for c in codes.get("concept", [])]
     return "kjernejournal.html"
@@ -81,6 +81,14 @@ def _resolved(where: str, resources: dict) -> str:
     return where
 
 
+async def _privacy_if_own(view: View) -> dict:
+    """The privacy settings, which are the person's own: a representative sees the record
+    without them."""
+    if view.session.acting_for:
+        return {"restrict": [], "block": [], "reserved": False}
+    return await _privacy(view)
+
+
 async def _privacy(view: View) -> dict:
     answer = await view.fhir.get(f"Patient/{view.patient}/$kj-privacy")
     found: dict = {"restrict": [], "block": [], "reserved": False}
@@ -97,6 +105,8 @@ async def _privacy(view: View) -> dict:
 
 
 async def privacy(view: View):
+    if view.session.acting_for:
+        return "privacy_own_only.html"
     if view.request.method == "GET":
         view.data["privacy"] = await _privacy(view)
         view.data["parts"] = PARTS
