@@ -159,11 +159,6 @@ def act_for(page: Page, patient_id: str) -> None:
         page.locator(f"form[action='{PORTAL}/act-for'] button[type=submit]").click()
 
 
-@pytest.mark.xfail(
-    reason="the kjernejournal page asks $kj-privacy, which refuses a representative ('privacy "
-    "settings are the patient's own to read and change'), so a parent acting for a child of 5 "
-    "gets the 404 page for the whole kjernejournal ($summary itself answers)",
-)
 def test_act_for_a_child_of_5(page: Page):
     login(page, "parent")
     act_for(page, "demo-barn-5")
