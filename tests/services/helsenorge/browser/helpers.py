@@ -71,13 +71,15 @@ def flash(page: Page):
 
 
 def focused(page: Page) -> dict:
-    """What has the focus: tag, type, name, value, text and href."""
+    """What has the focus: tag, type, name, value, id, href, text, aria-label, its form's
+    action and the form's ``change`` (which setting a privacy form changes)."""
     return page.evaluate(
         """() => { const e = document.activeElement; return {
             tag: e.tagName.toLowerCase(), type: e.type || '', name: e.name || '',
             value: e.value || '', id: e.id || '', href: e.getAttribute('href') || '',
             text: (e.innerText || '').trim(), label: e.getAttribute('aria-label') || '',
-            form: e.form ? (e.form.getAttribute('action') || '') : '' }; }"""
+            form: e.form ? (e.form.getAttribute('action') || '') : '',
+            change: e.form && e.form.elements.change ? e.form.elements.change.value : '' }; }"""
     )
 
 

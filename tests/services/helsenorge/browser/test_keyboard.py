@@ -5,7 +5,7 @@ is not usable without a mouse)."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -124,3 +124,109 @@ def test_log_out(page: Page):
     press_enter_and_wait(page)
     expect(page.locator("form[action$='/logout']")).to_have_count(0)
     assert page.context.cookies() == []
+
+
+def choose_radio(page: Page, name: str, value: str) -> None:
+    """In a radio group that has the focus, arrow down to ``value`` (arrows select)."""
+    for _ in range(40):
+        if focused(page)["value"] == value:
+            return
+        page.keyboard.press("ArrowDown")
+    raise AssertionError(f"{value} not reached in the {name} radio group")
+
+
+def test_act_for_a_child(signed_in):
+    page = signed_in("parent")
+    tab_to(page, lambda f: f["name"] == "patient")  # the group's checked radio
+    choose_radio(page, "patient", "demo-barn-5")
+    tab_to(page, button(form="/act-for"))
+    press_enter_and_wait(page)
+    expect(page.locator("p.acting")).to_contain_text("Emma")
+    expect(page.locator("input[name=patient][value='demo-barn-5']")).to_be_checked()
+
+
+def test_write_to_the_gp(signed_in):
+    text = "Kan jeg få en telefontime? (tastatur)"
+    page = signed_in("proxy")
+    go(page, "/fastlege")
+    tab_to(page, field("text"))
+    page.keyboard.type(text)
+    tab_to(page, button(form="/fastlege/melding"))
+    press_enter_and_wait(page)
+    expect(flash(page)).to_be_visible()
+    expect(page.locator("main section.thread", has_text=text)).to_have_count(1)
+
+
+def test_book_and_cancel_an_appointment(signed_in):
+    page = signed_in("proxy")
+    go(page, "/fastlege")
+    tab_to(page, lambda f: f["name"] == "slot")
+    page.keyboard.press("ArrowDown")  # the second free time
+    chosen = focused(page)["id"]
+    when = page.locator(f"label[for='{chosen}']").inner_text()
+    tab_to(page, field("comment"))
+    page.keyboard.type("Kontroll")
+    page.keyboard.press("Enter")  # Enter in a text field submits its form
+    page.wait_for_load_state()
+    expect(flash(page)).to_be_visible()
+    expect(page.locator("main tbody tr", has_text=when)).to_have_count(1)
+    tab_to(page, button(form="/fastlege/avbestill"))
+    press_enter_and_wait(page)
+    expect(flash(page)).to_be_visible()
+    expect(page.locator("main tbody tr", has_text=when)).to_have_count(0)
+
+
+def test_submit_a_form(signed_in):
+    page = signed_in("proxy")
+    go(page, "/skjema")
+    tab_to(page, link_to("/skjema/egenrapport-for-time"))
+    press_enter_and_wait(page)
+    tab_to(page, field("q-arsak"))
+    page.keyboard.type("Hoste")
+    page.keyboard.press("Tab")
+    page.keyboard.type("3")
+    page.keyboard.press("Tab")  # the fever group: no choice yet, so its first radio
+    page.keyboard.press("Space")
+    assert focused(page)["id"] == "q-feber-yes"
+    tab_to(page, button())
+    press_enter_and_wait(page)
+    expect(flash(page)).to_be_visible()
+    assert page.url.endswith(f"{PORTAL}/skjema")
+
+
+def test_give_and_revoke_a_power_of_attorney(signed_in, api):
+    receiver = api.own_patient("giver")
+    fnr = next(i["value"] for i in receiver["identifier"] if i["system"].endswith(".4.1"))
+    page = signed_in("parent")
+    go(page, "/fullmakt")
+    tab_to(page, field("receiver"))
+    page.keyboard.type(fnr)
+    page.keyboard.press("Tab")  # area 1, checked already
+    page.keyboard.press("Tab")  # area 3
+    page.keyboard.press("Space")
+    assert page.locator("#area-3").is_checked()
+    tab_to(page, lambda f: f["tag"] == "button" and f["text"] and f["form"] == "")
+    press_enter_and_wait(page)
+    expect(flash(page)).to_be_visible()
+    row = page.locator("main tbody tr", has_text=receiver["name"][0]["family"])
+    expect(row).to_have_count(1)
+    tab_to(page, lambda f: f["tag"] == "button" and f["name"] == "" and "Haugen" in f["label"])
+    press_enter_and_wait(page)
+    expect(row).to_have_count(0)
+
+
+def test_reserve_and_regret(signed_in):
+    page = signed_in("citizen")
+    go(page, "/kjernejournal")
+    tab_to(page, link_to("/kjernejournal/personvern"))
+    press_enter_and_wait(page)
+    reserve_form = lambda f: f["tag"] == "button" and f["change"] == "reserve"  # noqa: E731
+    tab_to(page, reserve_form)
+    press_enter_and_wait(page)
+    expect(flash(page)).to_be_visible()
+    deletion = (date.today() + timedelta(days=30)).strftime("%d.%m.%Y")
+    expect(page.locator("main")).to_contain_text(deletion)
+    tab_to(page, reserve_form)  # now the form withdraws the reservation
+    press_enter_and_wait(page)
+    expect(flash(page)).to_be_visible()
+    expect(page.locator("main")).not_to_contain_text(deletion)
