@@ -153,12 +153,14 @@ def citizens_with_fnr(database: Path, count: int, seed: int) -> list[Citizen]:
 class DemoServer:
     """``enjournal serve`` with ``enjournal demo``'s environment, in its own process group."""
 
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, workers: int = 1):
         self.data = data
+        self.workers = workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = data / "bench-server.log"
         self.proc: subprocess.Popen | None = None
+        self.redis: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> DemoServer:
         from enjournal.demo.command import ready_for_tokens, serve_environment
@@ -166,9 +168,12 @@ class DemoServer:
         env = {**os.environ, **serve_environment(self.data, "127.0.0.1", self.port)}
         env |= {"ENJOURNAL_AUTH": "on", "ENJOURNAL_LOG_LEVEL": "WARNING"}
         env |= {f"ENJOURNAL_RATE_LIMIT_{k}": NO_LIMIT for k in ("USER", "CLIENT", "IP")}
+        if self.workers > 1:  # the portal's sessions must be shared by the workers
+            env["ENJOURNAL_REDIS_URL"] = self._start_redis()
         ready_for_tokens(self.data, self.base)
         command = [sys.executable, "-m", "enjournal.cli", "serve", "--database"]
         command += [env["ENJOURNAL_DATABASE_URL"], "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--workers", str(self.workers)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -176,6 +181,17 @@ class DemoServer:
             )  # fmt: skip
         self._wait_healthy(timeout)
         return self
+
+    def _start_redis(self) -> str:
+        """A private redis-server (no persistence) on a free port; its URL."""
+        port = free_port()
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)
+        return f"redis://127.0.0.1:{port}/0"
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -194,17 +210,32 @@ class DemoServer:
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far."""
+    def pids(self) -> list[int]:
+        """The server's processes (uvicorn and its workers) and redis-server."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        found = [self.proc.pid, *machine.descendants(self.proc.pid)]
+        return found + ([self.redis.pid] if self.redis else [])
 
-    def peak_rss_mb(self) -> float:
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server's processes so far."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> list[float]:
         assert self.proc is not None
-        return round((machine.status_kb(self.proc.pid, "VmHWM") or 0) / 1024, 1)
+        workers = machine.server_workers(self.proc.pid)
+        return [round((machine.status_kb(pid, "VmHWM") or 0) / 1024, 1) for pid in workers]
 
     def stop(self) -> None:
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(10)
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -278,14 +309,13 @@ async def api_token(client: httpx.AsyncClient, citizen: Citizen, base: str) -> N
 
 
 async def log_in_all(base: str, citizens: list[Citizen]) -> dict:
-    """Every citizen logged in to the portal and holding an API token; the logins' times."""
+    """Every citizen logged in to the portal; the logins' times."""
     seconds: list[float] = []
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         for citizen in citizens:
             started = time.perf_counter()
             await portal_login(client, citizen)
             seconds.append(time.perf_counter() - started)
-            await api_token(client, citizen, base)
     values = sorted(seconds)
     return {
         "count": len(values),
@@ -293,6 +323,14 @@ async def log_in_all(base: str, citizens: list[Citizen]) -> dict:
         "p95_ms": round(percentile(values, 95) * 1000, 1),
         "max_ms": round(values[-1] * 1000, 1),
     }
+
+
+async def api_tokens(base: str, citizens: list[Citizen]) -> None:
+    """A fresh API token for every citizen (they last 5 minutes; the portal refreshes its
+    own)."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        for citizen in citizens:
+            await api_token(client, citizen, base)
 
 
 # ---- the load -------------------------------------------------------------------------------
@@ -389,6 +427,14 @@ def _keep(samples: Samples, ttfb: float, total: float, error: str | None) -> Non
         samples.errors.append(error)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy (not idle, not waiting for I/O), /proc/stat;
+    steal (the hypervisor ran someone else) counts as busy."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def portal_scenario(citizen: Citizen):
     return {"Cookie": f"hn_session={citizen.cookie}"}, lambda page: page_calls(citizen, page)
 
@@ -420,18 +466,22 @@ async def measure(name: str, server: DemoServer, scenario, citizens, think: floa
     """One scenario: its figures per page, the server's and the load generator's CPU."""
     console.print(f"[bold]{name}[/bold]: {len(citizens)} clients, think {think:g} s, "
                   f"{opts.warmup:g} s warm-up, {opts.seconds:g} s measured")  # fmt: skip
-    server_cpu, own_cpu = server.cpu_seconds(), time.process_time()
+    server_cpu, own_cpu, busy = server.cpu_seconds(), time.process_time(), machine_busy_seconds()
     started = time.monotonic()
     samples = await drive(server.port, scenario, citizens, think, opts)
     wall = time.monotonic() - started
+    server_cpu, own_cpu = server.cpu_seconds() - server_cpu, time.process_time() - own_cpu
+    busy = machine_busy_seconds() - busy
     pages = {page: summary(samples[page], opts.seconds) for page in PAGES}
     for page, figures in pages.items():
         for example in figures["error_examples"]:
             console.print(f"  [red]error[/red] {page}: {example}")
     return {
         "pages": pages,
-        "server_cpu_share": round((server.cpu_seconds() - server_cpu) / wall, 2),
-        "load_generator_cpu_share": round((time.process_time() - own_cpu) / wall, 2),
+        "server_cpu_share": round(server_cpu / wall, 2),
+        "load_generator_cpu_share": round(own_cpu / wall, 2),
+        # the machine is shared: what everything else ran meanwhile, in cores
+        "others_cpu_share": round(max(0.0, busy - server_cpu - own_cpu) / wall, 2),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -635,13 +685,14 @@ async def amain(opts: argparse.Namespace) -> dict:
     report: dict = {"machine": describe_machine(), "options": {**vars(opts), "data": str(data)}}
     build_demo(data, opts.patients)
     citizens = citizens_with_fnr(data / "enjournal.sqlite", opts.citizens, opts.seed)
-    server = DemoServer(data).start()
+    server = DemoServer(data, opts.workers).start()
     try:
         console.print(f"server {server.base}, log {server.log}")
         report["logins"] = await log_in_all(server.base, citizens)
         console.print(f"logged in {len(citizens)} citizens: {report['logins']}")
         report["results"] = {}
         for think in opts.think:
+            await api_tokens(server.base, citizens)
             scenarios = {"portal": portal_scenario}
             scenarios |= {"api": api_scenario(False), "api-all": api_scenario(True)}
             report["results"][f"think {think:g} s"] = {
@@ -656,8 +707,9 @@ async def amain(opts: argparse.Namespace) -> dict:
     for think, results in report["results"].items():
         console.print(table(think, results))
         for name, scenario in results.items():
-            console.print(f"{name}: server CPU {scenario['server_cpu_share']} cores, load "
-                          f"generator {scenario['load_generator_cpu_share']} cores, load average "
+            console.print(f"{name}: CPU in cores: server {scenario['server_cpu_share']}, load "
+                          f"generator {scenario['load_generator_cpu_share']}, other processes "
+                          f"{scenario['others_cpu_share']}; load average "
                           f"{scenario['load_average']}")  # fmt: skip
     for page, figures in report.get("profile", {}).items():
         console.print(costs_table(page, figures))
@@ -684,6 +736,12 @@ def main(argv: list[str] | None = None) -> int:
         help="mean pause between a client's pages (s, exponential); one run per value",
     )
     parser.add_argument("--seed", type=int, default=1, help="which citizens")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers (as `enjournal demo`: 1); more share sessions in a redis-server",
+    )
     parser.add_argument(
         "--profile",
         action=argparse.BooleanOptionalAction,
