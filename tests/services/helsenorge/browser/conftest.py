@@ -134,7 +134,8 @@ def login_states(browser, browser_context_args) -> dict:
 def signed_in(new_context, login_states, browser, browser_context_args):
     """``signed_in(who, path="/", lang="nb")``: a page in a new context, logged in as
     ``who`` (one session per user and language, shared by the tests that ask for it), at
-    the portal's ``path`` (None: a blank page)."""
+    the portal's ``path`` (None: a blank page).  A test that changes the session itself
+    (whom it acts for, the language, logging out) logs in on its own instead."""
     from .helpers import choose_language, login
 
     def open_page(who: str, path: str | None = "/", lang: str = "nb"):
@@ -248,7 +249,7 @@ class DemoApi:
             self._tokens[who] = demo_token(self.server.data, self.server.base, who)
         return self._tokens[who]
 
-    def get(self, who: str, path: str, **headers: str) -> httpx.Response:
+    def get(self, who: str, path: str, **headers: str | bytes) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token(who)}", **headers}
         return httpx.get(f"{self.server.base}/fhir/{path}", headers=headers, timeout=30)
 

@@ -40,6 +40,7 @@ def axe_check(page: Page) -> None:
     """No WCAG 2.1 A or AA violation on the page as it is now (axe-core)."""
     options = {"runOnly": {"type": "tag", "values": WCAG_21_AA}, "resultTypes": ["violations"]}
     results = _axe.run(page, options=options)
+    assert results.response.get("testEngine", {}).get("name") == "axe-core", "axe did not run"
     violations = results.response.get("violations", [])
     assert not violations, f"axe on {page.url}:\n{describe_violations(violations)}"
 

@@ -77,3 +77,17 @@ def test_error_page_for_an_unknown_id(signed_in, lang):
         lock.locator("button").click()
     assert navigation.value is not None and navigation.value.status == 404
     axe_check(page)
+
+
+def test_the_check_itself_finds_violations(page: Page):
+    """axe runs under the portal's CSP and reports what it finds (a check that passes
+    because it never ran would prove nothing)."""
+    page.goto(f"{PORTAL}/")
+    page.evaluate(
+        """() => { const i = document.createElement('input'); i.type = 'text';
+        document.querySelector('main').append(i);
+        document.documentElement.removeAttribute('lang'); }"""
+    )
+    with pytest.raises(AssertionError) as failure:
+        axe_check(page)
+    assert "label" in str(failure.value) and "html-has-lang" in str(failure.value)

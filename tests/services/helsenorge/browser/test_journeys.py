@@ -62,8 +62,9 @@ def test_lock_a_prescription_shows_its_reference_number(page: Page):
     assert before >= 1, "giver has no valid prescription left to lock"
     row = page.locator("main tbody tr", has=lock_buttons.first)
     medicine = row.locator("td").first.inner_text()
-    with page.expect_navigation():
+    with page.expect_navigation() as locked:
         lock_buttons.first.click()
+    assert locked.value is not None and locked.value.status == 200, page.url
     expect(flash(page)).to_be_visible()
     assert REFERENCE_NUMBER.search(flash(page).inner_text()), flash(page).inner_text()
     expect(lock_buttons).to_have_count(before - 1)
@@ -278,3 +279,30 @@ def test_give_use_and_revoke_a_power_of_attorney(page: Page, new_context, api):
     assert answer is not None and answer.status == 404
     other.goto(f"{PORTAL}/")
     expect(other.locator("input[name=patient][value='demo-fullmaktsgiver']")).to_have_count(0)
+
+
+def test_restrict_and_see_an_emergency_access_marked(page: Page, api):
+    """A restricted record opened in an emergency (AKUTT) is marked in the access log; the
+    health worker's free-text reason is never shown."""
+    reason = "Bevisstløs etter fall, ingen pårørende"
+    nurse = api.get("gp", "Practitioner/legekontor-0001-sykepleier-1").json()
+    login(page, "proxy")
+    page.goto(f"{PORTAL}/kjernejournal/personvern")
+    page.locator("#part-hele").check()
+    with page.expect_navigation():
+        page.locator("form:has(#part-hele) button[type=submit]").click()
+    expect(page.locator("#part-hele")).to_be_checked()
+    try:
+        headers = {"nhn-access-basis": "AKUTT", "nhn-access-reason": reason.encode()}
+        opened = api.get("nurse", "Patient/demo-fullmektig/$summary", **headers)
+        assert opened.status_code == 200, opened.text
+        nav(page, "/innsynslogg")
+        row = page.locator("main tbody tr", has=page.locator(".tag.emergency")).first
+        expect(row).to_contain_text(nurse["name"][0]["family"])
+        assert reason not in page.content()
+        axe_check(page)
+    finally:  # the restriction lifted again, for the other tests of proxy's record
+        page.goto(f"{PORTAL}/kjernejournal/personvern")
+        page.locator("#part-hele").uncheck()
+        with page.expect_navigation():
+            page.locator("form:has(#part-hele) button[type=submit]").click()

@@ -69,8 +69,9 @@ def test_lock_a_prescription(signed_in):
     before = lock_buttons.count()
     assert before >= 1, "giver has no valid prescription left to lock"
     tab_to(page, button(form="/resepter/las"))
-    with page.expect_navigation():
+    with page.expect_navigation() as locked:
         page.keyboard.press("Space")
+    assert locked.value is not None and locked.value.status == 200, page.url
     expect(flash(page)).to_be_visible()
     assert REFERENCE_NUMBER.search(flash(page).inner_text()), flash(page).inner_text()
     expect(lock_buttons).to_have_count(before - 1)
@@ -135,8 +136,8 @@ def choose_radio(page: Page, name: str, value: str) -> None:
     raise AssertionError(f"{value} not reached in the {name} radio group")
 
 
-def test_act_for_a_child(signed_in):
-    page = signed_in("parent")
+def test_act_for_a_child(page: Page):
+    keyboard_login(page, "parent")  # a session of its own: it ends acting for the child
     tab_to(page, lambda f: f["name"] == "patient")  # the group's checked radio
     choose_radio(page, "patient", "demo-barn-5")
     tab_to(page, button(form="/act-for"))
