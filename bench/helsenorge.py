@@ -15,14 +15,22 @@ concurrent logged-in citizens, on 2 cores, on the demo population.
    through the portal's own flow (``/helsenorge/login`` -> ``/oidc/authorize`` with
    ``login_hint=pid:<fnr>`` -> ``/helsenorge/callback``); the logins are timed on their own.
 4. Portal: one keep-alive connection per citizen, all at once, each looping over the three
-   pages for ``--seconds`` after ``--warmup``; time to first byte (request written to the
-   response head read) and total time (whole body read) per page.
+   pages; time to first byte (request written to the response head read) and total time
+   (whole body read) per page.
 5. Baseline, same run, same server and concurrency: the FHIR API calls behind each page over
    HTTP with each citizen's own bearer token (public client ``enjournal-demo-app``, PKCE,
    same ``login_hint``): ``api`` is the page's main call (``$summary``, the MedicationRequest
    search, ``$access-log``); ``api-all`` is every call the page makes, one after the other
    (timed from the first request written to the last response read).  Page minus
    ``api-all`` is the portal's own cost (session, HTML rendering).
+6. Each scenario is warmed up (``--warmup``), then ``--rounds`` rounds run the three in turn
+   for ``--seconds`` each (after 1 s to settle), so what other processes do on the shared
+   machine hits all three alike; the samples of all rounds are pooled, and each round's p95
+   is shown too.  The CPU the server, the load generator and everything else used meanwhile
+   is reported in cores.
+7. Afterwards (``--profile``, on by default), the server stopped: each page ``--repeat``
+   times through the app in this process, one at a time (service time without queueing),
+   then under cProfile: own time by area of the code, the costliest functions.
 
 Each ``--think`` value is a run of the three scenarios: clients pause a random time (exponential,
 that mean) after each page.  With 0 they do not pause: the figures are the latency of a server
@@ -390,14 +398,14 @@ async def one_step(conn: TimedConnection, calls: list[Call]) -> tuple[float, flo
 
 
 async def drive(
-    port: int, scenario, citizens: list[Citizen], think: float, opts
+    port: int, scenario, citizens: list[Citizen], think: float, settle: float, seconds: float
 ) -> dict[str, Samples]:
     """Every citizen at once on their own connection, looping over the pages, pausing a
-    random time of mean ``think`` seconds after each; ``scenario`` gives (headers,
-    calls(page)) for a citizen."""
+    random time of mean ``think`` seconds after each; measured after ``settle`` seconds, for
+    ``seconds``.  ``scenario`` gives (headers, calls(page)) for a citizen."""
     samples = {page: Samples() for page in PAGES}
-    measure_from = time.monotonic() + opts.warmup
-    stop = measure_from + opts.seconds
+    measure_from = time.monotonic() + settle
+    stop = measure_from + seconds
 
     async def client(n: int, citizen: Citizen) -> None:
         headers, calls = scenario(citizen)
@@ -462,28 +470,82 @@ def summary(samples: Samples, seconds: float) -> dict:
     return out
 
 
-async def measure(name: str, server: DemoServer, scenario, citizens, think: float, opts) -> dict:
-    """One scenario: its figures per page, the server's and the load generator's CPU."""
-    console.print(f"[bold]{name}[/bold]: {len(citizens)} clients, think {think:g} s, "
-                  f"{opts.warmup:g} s warm-up, {opts.seconds:g} s measured")  # fmt: skip
+@dataclass
+class Usage:
+    """CPU seconds over wall seconds, summed over a scenario's rounds."""
+
+    wall: float = 0.0
+    server: float = 0.0
+    load_generator: float = 0.0
+    others: float = 0.0
+
+    def shares(self) -> dict:
+        """In cores: the server's, the load generator's and every other process's (the
+        machine is shared)."""
+        wall = self.wall or 1.0
+        return {
+            "server_cpu_share": round(self.server / wall, 2),
+            "load_generator_cpu_share": round(self.load_generator / wall, 2),
+            "others_cpu_share": round(self.others / wall, 2),
+        }
+
+
+async def measure_once(
+    server: DemoServer, scenario, citizens, think: float, settle: float, seconds: float
+) -> tuple[dict[str, Samples], Usage]:
+    """One round of a scenario: its samples per page and the CPU used meanwhile."""
     server_cpu, own_cpu, busy = server.cpu_seconds(), time.process_time(), machine_busy_seconds()
     started = time.monotonic()
-    samples = await drive(server.port, scenario, citizens, think, opts)
-    wall = time.monotonic() - started
-    server_cpu, own_cpu = server.cpu_seconds() - server_cpu, time.process_time() - own_cpu
-    busy = machine_busy_seconds() - busy
-    pages = {page: summary(samples[page], opts.seconds) for page in PAGES}
+    samples = await drive(server.port, scenario, citizens, think, settle, seconds)
+    usage = Usage(time.monotonic() - started)
+    usage.server = server.cpu_seconds() - server_cpu
+    usage.load_generator = time.process_time() - own_cpu
+    usage.others = max(0.0, machine_busy_seconds() - busy - usage.server - usage.load_generator)
+    return samples, usage
+
+
+async def measure(server: DemoServer, scenarios: dict, citizens, think: float, opts) -> dict:
+    """Every scenario warmed up, then ``--rounds`` rounds that run each in turn (so what
+    other processes do on the shared machine hits all alike); samples pooled per page."""
+    console.print(f"think {think:g} s: {len(citizens)} clients; {opts.warmup:g} s warm-up per "
+                  f"scenario, then {opts.rounds} rounds of {opts.seconds:g} s each")  # fmt: skip
+    for scenario in scenarios.values():
+        await drive(server.port, scenario, citizens, think, opts.warmup, 0.0)
+    pooled = {name: {page: Samples() for page in PAGES} for name in scenarios}
+    usage = {name: Usage() for name in scenarios}
+    round_p95: dict = {name: {page: [] for page in PAGES} for name in scenarios}
+    for _ in range(opts.rounds):
+        for name, scenario in scenarios.items():
+            samples, used = await measure_once(server, scenario, citizens, think, 1.0, opts.seconds)
+            _add(usage[name], used)
+            for page in PAGES:
+                _merge(pooled[name][page], samples[page])
+                values = sorted(samples[page].ttfb)
+                round_p95[name][page].append(round(percentile(values, 95) * 1000, 1))
+    return {name: _figures(pooled[name], usage[name], round_p95[name], opts) for name in scenarios}
+
+
+def _add(total: Usage, one: Usage) -> None:
+    total.wall += one.wall
+    total.server += one.server
+    total.load_generator += one.load_generator
+    total.others += one.others
+
+
+def _merge(into: Samples, more: Samples) -> None:
+    into.ttfb += more.ttfb
+    into.total += more.total
+    into.errors += more.errors
+
+
+def _figures(samples: dict[str, Samples], usage: Usage, round_p95: dict, opts) -> dict:
+    pages = {page: summary(samples[page], opts.seconds * opts.rounds) for page in PAGES}
     for page, figures in pages.items():
+        figures["ttfb_p95_ms_by_round"] = round_p95[page]
         for example in figures["error_examples"]:
             console.print(f"  [red]error[/red] {page}: {example}")
-    return {
-        "pages": pages,
-        "server_cpu_share": round(server_cpu / wall, 2),
-        "load_generator_cpu_share": round(own_cpu / wall, 2),
-        # the machine is shared: what everything else ran meanwhile, in cores
-        "others_cpu_share": round(max(0.0, busy - server_cpu - own_cpu) / wall, 2),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
+    load = [round(x, 2) for x in os.getloadavg()]
+    return {"pages": pages, **usage.shares(), "load_average": load}
 
 
 # ---- where a page's time goes (in process) ----------------------------------------------
@@ -630,7 +692,8 @@ def table(think: str, results: dict) -> Table:
         title=f"time to first byte (ms) per page, {think} between pages; baseline: the FHIR "
         "calls behind it"
     )
-    for column in ("page", "served by", "p50", "p95", "p99", "max", "total p95", "req/s", "n"):
+    columns = ("page", "served by", "p50", "p95", "p95 by round", "p99", "max", "total p95")
+    for column in (*columns, "req/s", "n"):
         out.add_column(column, justify="left" if column in ("page", "served by") else "right")
     out.add_column("errors", justify="right")
     for page in PAGES:
@@ -641,7 +704,8 @@ def table(think: str, results: dict) -> Table:
                 good = f["ttfb_p95_ms"] < TARGET_P95_MS
                 p95 = f"[{'green' if good else 'red'}]{p95}[/]"
             out.add_row(
-                page, name, str(f["ttfb_p50_ms"]), p95, str(f["ttfb_p99_ms"]),
+                page, name, str(f["ttfb_p50_ms"]), p95,
+                " ".join(f"{v:.0f}" for v in f["ttfb_p95_ms_by_round"]), str(f["ttfb_p99_ms"]),
                 str(f["ttfb_max_ms"]), str(f["total_p95_ms"]), str(f["per_second"]),
                 str(f["count"]), str(f["errors"]),
             )  # fmt: skip
@@ -695,10 +759,9 @@ async def amain(opts: argparse.Namespace) -> dict:
             await api_tokens(server.base, citizens)
             scenarios = {"portal": portal_scenario}
             scenarios |= {"api": api_scenario(False), "api-all": api_scenario(True)}
-            report["results"][f"think {think:g} s"] = {
-                name: await measure(name, server, scenario, citizens, think, opts)
-                for name, scenario in scenarios.items()
-            }
+            report["results"][f"think {think:g} s"] = await measure(
+                server, scenarios, citizens, think, opts
+            )
         report["server_peak_rss_mb"] = server.peak_rss_mb()
     finally:
         server.stop()
@@ -726,8 +789,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=2000, help="demo population size")
     parser.add_argument("--data", help="demo directory (default: a kept temp dir per size)")
     parser.add_argument("--citizens", type=int, default=50, help="concurrent logged-in citizens")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured, per scenario")
-    parser.add_argument("--warmup", type=float, default=5.0, help="not measured, per scenario")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured, per round")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of every scenario")
+    parser.add_argument("--warmup", type=float, default=3.0, help="not measured, per scenario")
     parser.add_argument(
         "--think",
         type=float,
