@@ -306,3 +306,38 @@ def test_restrict_and_see_an_emergency_access_marked(page: Page, api):
         page.locator("#part-hele").uncheck()
         with page.expect_navigation():
             page.locator("form:has(#part-hele) button[type=submit]").click()
+
+
+# ---- what the pages show --------------------------------------------------------------------
+
+PAGES = ("/", "/kjernejournal", "/resepter", "/innsynslogg", "/fastlege", "/skjema", "/fullmakt")
+RAW_REFERENCE = re.compile(
+    r"\b(Patient|Practitioner|PractitionerRole|Organization|Location|Medication|"
+    r"MedicationRequest|Communication|Encounter|RelatedPerson|Condition)/[A-Za-z0-9\-.]+"
+)
+RAW_NAMES = pytest.mark.xfail(
+    reason="pages show FHIR references where a name belongs: the prescriber on /resepter "
+    "(Practitioner/legekontor-0001-fastlege-1), message senders on /fastlege (Practitioner/..., "
+    "Patient/..., RelatedPerson/demo-fullmakt), the giver on /fullmakt (Patient/...)",
+)
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        "citizen",
+        pytest.param("parent", marks=RAW_NAMES),
+        pytest.param("proxy", marks=RAW_NAMES),
+        pytest.param("giver", marks=RAW_NAMES),
+    ],
+)
+def test_pages_name_people_not_references(signed_in, who):
+    page = signed_in(who, None)
+    found = {}
+    for path in PAGES:
+        page.goto(f"{PORTAL}{path}")
+        text = page.locator("main").inner_text()
+        refs = sorted({m.group(0) for m in RAW_REFERENCE.finditer(text)})
+        if refs:
+            found[path] = refs
+    assert not found, f"raw references shown to {who}: {found}"
