@@ -84,3 +84,24 @@ def where(resource: dict) -> str:
         if value:
             return reference(value)
     return ""
+
+
+async def names(fhir, references: list[str]) -> dict[str, str]:
+    """The names of the people and organisations ``references`` point to, read through the
+    API (one read each, none twice); those the citizen may not read keep no name."""
+    from enjournal.services.helsenorge.web.fhir import FhirError
+
+    found: dict[str, str] = {}
+    for reference in dict.fromkeys(r for r in references if r.count("/") == 1):
+        try:
+            found[reference] = name(await fhir.get(reference))
+        except FhirError:
+            continue
+    return found
+
+
+def named(value: dict | None, known: dict[str, str]) -> str:
+    """A reference as a person's or organisation's name: its display, else the name read,
+    else nothing (never a bare ``Type/id``)."""
+    value = value or {}
+    return str(value.get("display") or known.get(value.get("reference", "")) or "")

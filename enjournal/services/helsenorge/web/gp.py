@@ -29,7 +29,10 @@ async def overview(view: View) -> str:
     patient = await view.fhir.get(f"Patient/{view.patient}")
     gps = [await _read(view, ref) for ref in _gp_refs(patient)]
     view.data["gps"] = [describe.name(g) for g in gps if g]
-    view.data["threads"] = threads(await _messages(view), view.patient)
+    messages = await _messages(view)
+    senders = [(m.get("sender") or {}).get("reference", "") for m in messages]
+    known = await describe.names(view.fhir, senders)
+    view.data["threads"] = threads(messages, known)
     view.data["appointments"] = await _appointments(view)
     view.data["slots"] = await _free_slots(view)
     view.data["topics"] = TOPICS
@@ -54,13 +57,13 @@ async def _messages(view: View) -> list[dict]:
     return entries(await view.fhir.get("Communication", params), "Communication")
 
 
-def threads(messages: list[dict], patient: str) -> list[dict]:
+def threads(messages: list[dict], known: dict[str, str]) -> list[dict]:
     """Messages as threads: each root (no ``inResponseTo``) with its replies in order."""
     by_id = {m.get("id"): m for m in messages}
     roots: dict[str, list[dict]] = {}
     for m in messages:
         root = _root(m, by_id)
-        roots.setdefault(root, []).append(_message(m, patient))
+        roots.setdefault(root, []).append(_message(m, known))
     return [
         {"id": root, "topic": msgs[0]["topic"], "messages": msgs}
         for root, msgs in sorted(
@@ -80,14 +83,14 @@ def _root(message: dict, by_id: dict) -> str:
     return message.get("id", "")
 
 
-def _message(m: dict, patient: str) -> dict:
+def _message(m: dict, known: dict[str, str]) -> dict:
     sender = (m.get("sender") or {}).get("reference", "")
     topic = ((m.get("category") or [{}])[0].get("coding") or [{}])[0].get("code", "")
     text = " ".join(p.get("contentString", "") for p in m.get("payload") or ())
     return {
         "id": m.get("id"),
         "from_office": not sender.startswith("Patient/"),
-        "sender": describe.reference(m.get("sender")),
+        "sender": describe.named(m.get("sender"), known),
         "sent": m.get("sent"),
         "text": text,
         "topic": topic,

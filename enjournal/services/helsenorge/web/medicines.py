@@ -23,18 +23,32 @@ def routes(portal: Portal) -> list:
 async def prescriptions(view: View) -> str:
     params = [("subject", f"Patient/{view.patient}"), ("_count", "200"), ("_sort", "-authoredon")]
     found = entries(await view.fhir.get("MedicationRequest", params), "MedicationRequest")
-    rows = [_prescription(r) for r in found]
+    dispensed = entries(
+        await view.fhir.get(
+            "MedicationDispense", [("subject", f"Patient/{view.patient}"), ("_count", "200")]
+        ),
+        "MedicationDispense",
+    )
+    refs = [_ref(r.get("requester")) for r in found] + [_performer(d) for d in dispensed]
+    known = await describe.names(view.fhir, refs)
+    rows = [_prescription(r, known) for r in found]
     view.data["valid"] = [r for r in rows if r["status"] in VALID]
     view.data["earlier"] = [r for r in rows if r["status"] not in VALID]
-    dispensed = await view.fhir.get(
-        "MedicationDispense", [("subject", f"Patient/{view.patient}"), ("_count", "200")]
-    )
-    view.data["dispensings"] = [_dispensing(r) for r in entries(dispensed, "MedicationDispense")]
+    view.data["dispensings"] = [_dispensing(d, known) for d in dispensed]
     view.data["reserved"] = await _reserved(view)
     return "prescriptions.html"
 
 
-def _prescription(resource: dict) -> dict:
+def _ref(value: dict | None) -> str:
+    return (value or {}).get("reference", "")
+
+
+def _performer(dispense: dict) -> str:
+    performers = dispense.get("performer") or [{}]
+    return _ref(performers[0].get("actor"))
+
+
+def _prescription(resource: dict, known: dict[str, str]) -> dict:
     urls = [e.get("url", "") for e in resource.get("extension") or ()]
     validity = ((resource.get("dispenseRequest") or {}).get("validityPeriod") or {}).get("end")
     return {
@@ -43,19 +57,19 @@ def _prescription(resource: dict) -> dict:
         "dosage": "; ".join(d.get("text", "") for d in resource.get("dosageInstruction") or ()),
         "written": resource.get("authoredOn"),
         "valid_to": validity,
-        "prescriber": describe.reference(resource.get("requester")),
+        "prescriber": describe.named(resource.get("requester"), known),
         "status": resource.get("status"),
         "locked": any(u.endswith("privacy-lock") for u in urls),
         "under_dispensing": any(u.endswith("under-dispensing") for u in urls),
     }
 
 
-def _dispensing(resource: dict) -> dict:
+def _dispensing(resource: dict, known: dict[str, str]) -> dict:
     quantity = resource.get("quantity") or {}
     return {
         "medicine": describe.medication(resource),
         "when": resource.get("whenHandedOver") or resource.get("whenPrepared"),
-        "pharmacy": describe.where(resource),
+        "pharmacy": describe.named((resource.get("performer") or [{}])[0].get("actor"), known),
         "quantity": quantity.get("value"),
         "unit": quantity.get("unit") or "",
     }

@@ -76,9 +76,10 @@ def _row(resource: dict, resources: dict) -> dict:
 
 def _resolved(where: str, resources: dict) -> str:
     """A reference inside the document (``urn:uuid:``) as the name of what it points to."""
-    if where.startswith("urn:uuid:") and where in resources:
+    if where in resources:
         return describe.name(resources[where]) or ""
-    return where
+    looks_like_reference = where.startswith("urn:") or (where.count("/") == 1 and " " not in where)
+    return "" if looks_like_reference else where  # a display, never a bare reference
 
 
 async def _privacy_if_own(view: View) -> dict:

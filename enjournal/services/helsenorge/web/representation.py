@@ -24,7 +24,9 @@ async def fullmakt(view: View):
         return await _change(view, own)
     answer = await view.fhir.get(own)
     mine = f"Patient/{view.session.self_patient}"
-    found = [_row(r) for r in related_people(answer)]
+    people = related_people(answer)
+    known = await describe.names(view.fhir, [_giver(r) for r in people if _giver(r) != mine])
+    found = [_row(r, known) for r in people]
     view.data["given"] = [r for r in found if r["giver"] == mine]
     view.data["received"] = [r for r in found if r["giver"] != mine]
     view.data["today"] = date.today().isoformat()
@@ -67,7 +69,11 @@ def related_people(answer: dict) -> list[dict]:
     return found
 
 
-def _row(resource: dict) -> dict:
+def _giver(resource: dict) -> str:
+    return (resource.get("patient") or {}).get("reference", "")
+
+
+def _row(resource: dict, known: dict[str, str]) -> dict:
     period = resource.get("period") or {}
     areas = [
         (e.get("valueCoding") or {}).get("code")
@@ -77,7 +83,7 @@ def _row(resource: dict) -> dict:
     return {
         "id": resource.get("id"),
         "giver": (resource.get("patient") or {}).get("reference", ""),
-        "giver_name": describe.reference(resource.get("patient")),
+        "giver_name": describe.named(resource.get("patient"), known),
         "name": describe.name(resource),
         "areas": areas,
         "start": period.get("start"),

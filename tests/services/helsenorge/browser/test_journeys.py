@@ -315,21 +315,11 @@ RAW_REFERENCE = re.compile(
     r"\b(Patient|Practitioner|PractitionerRole|Organization|Location|Medication|"
     r"MedicationRequest|Communication|Encounter|RelatedPerson|Condition)/[A-Za-z0-9\-.]+"
 )
-RAW_NAMES = pytest.mark.xfail(
-    reason="pages show FHIR references where a name belongs: the prescriber on /resepter "
-    "(Practitioner/legekontor-0001-fastlege-1), message senders on /fastlege (Practitioner/..., "
-    "Patient/..., RelatedPerson/demo-fullmakt), the giver on /fullmakt (Patient/...)",
-)
 
 
 @pytest.mark.parametrize(
     "who",
-    [
-        "citizen",
-        pytest.param("parent", marks=RAW_NAMES),
-        pytest.param("proxy", marks=RAW_NAMES),
-        pytest.param("giver", marks=RAW_NAMES),
-    ],
+    ["citizen", "parent", "proxy", "giver"],
 )
 def test_pages_name_people_not_references(signed_in, who):
     page = signed_in(who, None)
