@@ -161,9 +161,10 @@ def citizens_with_fnr(database: Path, count: int, seed: int) -> list[Citizen]:
 class DemoServer:
     """``enjournal serve`` with ``enjournal demo``'s environment, in its own process group."""
 
-    def __init__(self, data: Path, workers: int = 1):
+    def __init__(self, data: Path, workers: int = 1, nice: int = 0):
         self.data = data
         self.workers = workers
+        self.nice = nice
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = data / "bench-server.log"
@@ -179,7 +180,8 @@ class DemoServer:
         if self.workers > 1:  # the portal's sessions must be shared by the workers
             env["ENJOURNAL_REDIS_URL"] = self._start_redis()
         ready_for_tokens(self.data, self.base)
-        command = [sys.executable, "-m", "enjournal.cli", "serve", "--database"]
+        command = ["nice", "-n", str(self.nice)] if self.nice else []
+        command += [sys.executable, "-m", "enjournal.cli", "serve", "--database"]
         command += [env["ENJOURNAL_DATABASE_URL"], "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--workers", str(self.workers)]
         with self.log.open("wb") as out:
@@ -749,7 +751,9 @@ async def amain(opts: argparse.Namespace) -> dict:
     report: dict = {"machine": describe_machine(), "options": {**vars(opts), "data": str(data)}}
     build_demo(data, opts.patients)
     citizens = citizens_with_fnr(data / "enjournal.sqlite", opts.citizens, opts.seed)
-    server = DemoServer(data, opts.workers).start()
+    if opts.nice:  # the load generator too (and the in-process profile)
+        os.setpriority(os.PRIO_PROCESS, 0, opts.nice)
+    server = DemoServer(data, opts.workers, opts.nice).start()
     try:
         console.print(f"server {server.base}, log {server.log}")
         report["logins"] = await log_in_all(server.base, citizens)
@@ -805,6 +809,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1,
         help="uvicorn workers (as `enjournal demo`: 1); more share sessions in a redis-server",
+    )
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="scheduling priority of the server and the load generator (negative: before "
+        "other processes on a shared machine; needs root)",
     )
     parser.add_argument(
         "--profile",
