@@ -100,8 +100,14 @@ def test_the_access_log_shows_the_gps_look(page: Page, api):
     assert "organisation=999999999" in page.url
 
 
-def test_block_a_health_worker_by_hpr(page: Page):
-    hpr = "9144889"
+def test_block_a_health_worker_by_hpr(page: Page, api):
+    """The parent blocks the demo nurse, who read her record a moment before and is now
+    refused, even in an emergency."""
+    nurse = api.get("gp", "Practitioner/legekontor-0001-sykepleier-1").json()
+    hpr = next(i["value"] for i in nurse["identifier"] if i["system"].endswith(".4.4"))
+    summary = "Patient/demo-forelder/$summary"
+    consent = {"nhn-access-basis": "SAMTYKKE"}
+    assert api.get("nurse", summary, **consent).status_code == 200
     login(page, "parent")
     nav(page, "/kjernejournal")
     with page.expect_navigation():
@@ -112,6 +118,9 @@ def test_block_a_health_worker_by_hpr(page: Page):
     expect(flash(page)).to_be_visible()
     expect(page.locator("main li", has_text=hpr)).to_have_count(1)
     axe_check(page)
+    assert api.get("nurse", summary, **consent).status_code in (403, 404)
+    emergency = {"nhn-access-basis": "AKUTT", "nhn-access-reason": b"Bevisstlos pasient"}
+    assert api.get("nurse", summary, **emergency).status_code in (403, 404)
 
 
 def test_reserve_and_see_the_deletion_date(page: Page):
