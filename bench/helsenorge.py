@@ -226,6 +226,22 @@ class DemoServer:
         found = [self.proc.pid, *machine.descendants(self.proc.pid)]
         return found + ([self.redis.pid] if self.redis else [])
 
+    def runqueue_seconds(self) -> float:
+        """How long the server's threads have waited, runnable, for a CPU (schedstat): on a
+        shared machine, the time other processes took from it."""
+        total = 0
+        for pid in self.pids():
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        return total / 1e9
+
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server's processes so far."""
         total = 0
@@ -385,6 +401,7 @@ class Samples:
     ttfb: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    served: int = 0  # pages served, measured or not (for the CPU per page)
 
 
 async def one_step(conn: TimedConnection, calls: list[Call]) -> tuple[float, float, str | None]:
@@ -419,6 +436,7 @@ async def drive(
                 page = PAGES[step % len(PAGES)]
                 step += 1
                 ttfb, total, error = await one_step(conn, calls(page))
+                samples[page].served += 1
                 if time.monotonic() >= measure_from:
                     _keep(samples[page], ttfb, total, error)
                 if think:
@@ -480,6 +498,8 @@ class Usage:
     server: float = 0.0
     load_generator: float = 0.0
     others: float = 0.0
+    server_waiting: float = 0.0  # runnable, waiting for a CPU
+    pages: int = 0  # pages (or their API calls) served meanwhile
 
     def shares(self) -> dict:
         """In cores: the server's, the load generator's and every other process's (the
@@ -489,6 +509,9 @@ class Usage:
             "server_cpu_share": round(self.server / wall, 2),
             "load_generator_cpu_share": round(self.load_generator / wall, 2),
             "others_cpu_share": round(self.others / wall, 2),
+            "server_waiting_for_cpu_share": round(self.server_waiting / wall, 2),
+            # what the shared machine changes least: the server's CPU time per page
+            "server_cpu_ms_per_page": round(self.server * 1000 / max(1, self.pages), 2),
         }
 
 
@@ -497,12 +520,15 @@ async def measure_once(
 ) -> tuple[dict[str, Samples], Usage]:
     """One round of a scenario: its samples per page and the CPU used meanwhile."""
     server_cpu, own_cpu, busy = server.cpu_seconds(), time.process_time(), machine_busy_seconds()
+    waited = server.runqueue_seconds()
     started = time.monotonic()
     samples = await drive(server.port, scenario, citizens, think, settle, seconds)
     usage = Usage(time.monotonic() - started)
     usage.server = server.cpu_seconds() - server_cpu
     usage.load_generator = time.process_time() - own_cpu
     usage.others = max(0.0, machine_busy_seconds() - busy - usage.server - usage.load_generator)
+    usage.server_waiting = server.runqueue_seconds() - waited
+    usage.pages = sum(s.served for s in samples.values())
     return samples, usage
 
 
@@ -532,6 +558,8 @@ def _add(total: Usage, one: Usage) -> None:
     total.server += one.server
     total.load_generator += one.load_generator
     total.others += one.others
+    total.server_waiting += one.server_waiting
+    total.pages += one.pages
 
 
 def _merge(into: Samples, more: Samples) -> None:
@@ -774,9 +802,11 @@ async def amain(opts: argparse.Namespace) -> dict:
     for think, results in report["results"].items():
         console.print(table(think, results))
         for name, scenario in results.items():
-            console.print(f"{name}: CPU in cores: server {scenario['server_cpu_share']}, load "
+            console.print(f"{name}: server CPU per page {scenario['server_cpu_ms_per_page']} ms; "
+                          f"CPU in cores: server {scenario['server_cpu_share']}, load "
                           f"generator {scenario['load_generator_cpu_share']}, other processes "
-                          f"{scenario['others_cpu_share']}; load average "
+                          f"{scenario['others_cpu_share']}; server waiting for a CPU "
+                          f"{scenario['server_waiting_for_cpu_share']}; load average "
                           f"{scenario['load_average']}")  # fmt: skip
     for page, figures in report.get("profile", {}).items():
         console.print(costs_table(page, figures))
