@@ -32,18 +32,22 @@ async def _migrate_and_load_fest(url: str) -> int:
         await close_platform(platform)
 
 
-async def _load_portal(url: str, patients: int, seed: int) -> int:
+async def _load_portal(url: str, patients: int, seed: int) -> tuple[int, int]:
     """The citizen portal's demo world and the GPs' slots from today (``portal.py``): what
-    is missing, so a reused database gains the coming days' slots and keeps its bookings."""
+    is missing, so a reused database gains the coming days' slots and keeps its bookings;
+    then the portal citizens' e-prescriptions (``prescriptions.py``), for those who have
+    none.  Returns how many resources and prescriptions were added."""
     from datetime import date
 
     from enjournal.bootstrap import build_platform, close_platform
     from enjournal.demo.portal import load_portal
+    from enjournal.demo.prescriptions import load_prescriptions
     from enjournal.settings import Settings
 
     platform = await build_platform(Settings(database_url=url), migrate=False)
     try:
-        return await load_portal(platform.store, patients, seed, date.today())
+        added = await load_portal(platform.store, patients, seed, date.today())
+        return added, await load_prescriptions(platform)
     finally:
         await close_platform(platform)
 
@@ -77,8 +81,9 @@ def run_demo(args: argparse.Namespace) -> int:
         stamp.write_text(json.dumps(wanted))
     else:
         console.print(f"reusing the demo population in {data}")
-    added = asyncio.run(_load_portal(url, args.patients, args.seed))
+    added, prescribed = asyncio.run(_load_portal(url, args.patients, args.seed))
     console.print(f"added {added} portal resources (families, fullmakt, form, GP slots from today)")
+    console.print(f"issued {prescribed} e-prescriptions to the portal's citizens ($prescribe)")
     if args.no_serve:
         return 0
     base = f"http://{args.host}:{args.port}"

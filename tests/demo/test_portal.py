@@ -246,3 +246,34 @@ async def test_the_holder_of_the_fullmakt_writes_to_the_givers_gp(portal_api):
     assert sent.json()["sender"] == {"reference": "RelatedPerson/demo-fullmakt"}
     other = await portal_api("proxy", "POST", "Patient/demo-forelder/$message-gp", body)
     assert other.status_code == 404, other.text
+
+
+@MEMORY
+async def test_the_portal_citizens_have_e_prescriptions_one_dispensed(platform):
+    from enjournal.demo.prescriptions import PLANS, load_prescriptions, planned
+    from enjournal.services.eresept.fest.catalogue import DEMO_FILE, load_file
+    from enjournal.services.eresept.rules import RESEPT_ID
+
+    store = platform.store
+    await load_file(store, DEMO_FILE)
+    await load(store, date.today())
+    users = {u.name: u for u in await demo_users(store)}
+    plans = planned(users)
+    assert await load_prescriptions(platform) == sum(len(items) for items in plans.values())
+    assert await load_prescriptions(platform) == 0  # a reused database gets no duplicates
+    for patient, items in plans.items():
+        async with store.transaction(write=False) as tx:
+            found = await tx.referencing_target(
+                "Patient", patient, ("MedicationRequest", "MedicationDispense"), "subject"
+            )
+        resources = [orjson.loads(f.content) for f in found]
+        ours = [r for r in resources if RESEPT_ID in str(r.get("identifier"))]
+        assert len(ours) == len(items), patient
+        assert all(r["resourceType"] == "MedicationRequest" for r in ours)
+        dispensed = [r for r in resources if r["resourceType"] == "MedicationDispense"]
+        assert len(dispensed) == sum(i.dispensed for i in items), patient
+        statuses = {r["status"] for r in ours}
+        assert statuses == ({"active", "completed"} if dispensed else {"active"}), patient
+        assert any(r["dispenseRequest"]["numberOfRepeatsAllowed"] > 0 for r in ours)
+    for who in ("citizen", "demo-forelder"):
+        assert any(i.dispensed for i in PLANS[who])

@@ -21,12 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REFERENCE_NUMBER = re.compile(r"\b[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}\b")
 GP = "legekontor-0001-fastlege-1"  # the demo's GP (``gp``), on whose list ``citizen`` is
-# Strict: once the demo's prescriptions can be locked this XPASSes and fails; remove it then.
-LOCK_BROKEN = pytest.mark.xfail(
-    reason="the demo citizens' prescriptions (enjournal/demo/portal.py) carry no reseptID "
-    "identifier, so $privacy-lock answers 404 (not an e-prescription) and the portal shows "
-    "its 404 page instead of the reference number",
-)
 
 
 def nav(page: Page, path: str) -> None:
@@ -53,7 +47,6 @@ def test_log_in_and_read_the_kjernejournal(page: Page, api):
     expect(dates.first).to_be_visible()
 
 
-@LOCK_BROKEN
 def test_lock_a_prescription_shows_its_reference_number(page: Page):
     login(page, "giver")
     nav(page, "/resepter")

@@ -20,7 +20,7 @@ from .helpers import (
     press_enter_and_wait,
     tab_to,
 )
-from .test_journeys import GP, LOCK_BROKEN, REFERENCE_NUMBER
+from .test_journeys import GP, REFERENCE_NUMBER
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -61,7 +61,6 @@ def test_log_in_and_read_the_kjernejournal(page: Page):
     expect(dates.first).to_be_visible()
 
 
-@LOCK_BROKEN
 def test_lock_a_prescription(signed_in):
     page = signed_in("giver")  # logging in by keyboard: the first test
     go(page, "/resepter")
