@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_DNR as DNR
 from enjournal.fhir.norwegian_ids import OID_FNR as FNR
 from enjournal.fhir.norwegian_ids import OID_HPR as HPR
 from enjournal.fhir.norwegian_ids import OID_ORGNR as ORGNR
-from enjournal.security.policy import CHILD_AGE_LIMIT, PHARMACY_PROFESSIONS, PatientFacts
+from enjournal.security import representation as rules
+from enjournal.security.policy import PHARMACY_PROFESSIONS, PatientFacts
 from enjournal.security.principal import Principal
 from enjournal.storage import Transaction
 
@@ -35,9 +38,7 @@ CARE_LINKS = (
         "referral",
     ),
 )
-PARENT_ROLES = frozenset(
-    {"MTH", "FTH", "PRN", "NMTH", "NFTH", "GUARD", "MOTHER", "FATHER", "parent", "guardian"}
-)
+PARENT_ROLES = rules.PARENT_ROLES  # grants.py asks here
 
 
 class FactsCache:
@@ -89,6 +90,7 @@ class FactFinder:
         self._facts: dict[str, PatientFacts] = {}
         self._caller_refs: set[tuple[str, str]] | None = None
         self._own: set[str] | None = None
+        self._represented: dict[str, Representation] | None = None
         self._today = today
 
     def forget_consents(self, patient: str) -> None:
@@ -101,9 +103,12 @@ class FactFinder:
             return self._facts[patient]
         facts = PatientFacts(patient)
         if self.principal.kind == "citizen":
-            own = await self.own_and_children(tx)
-            facts.own_record = patient in (self._own or set())
-            facts.child_in_care = patient in own and not facts.own_record
+            facts.own_record = patient in await self._own_ids(tx)
+            acting = (await self.represented(tx)).get(patient)
+            if acting is not None and not facts.own_record:
+                facts.areas = acting.areas
+                # kjernejournal's parents: a child under 12, both areas
+                facts.child_in_care = acting.relation == "parent" and acting.areas == rules.BOTH
         elif self.principal.profession in PHARMACY_PROFESSIONS:
             # e-resept: any pharmacy may dispense to anyone who presents; the role rule limits
             # what it sees to prescriptions and dispensations.
@@ -206,49 +211,138 @@ class FactFinder:
         facts.blocked_refs = frozenset(blocked_refs)
 
     async def own_and_children(self, tx) -> set[str]:
-        """Citizen: their own Patient ids, plus children under 12 at the same address."""
-        if self._own is not None:
-            return self._own | self._children
-        self._own = set(await tx.ids_by_identifier("Patient", (FNR, DNR), self.principal.pid))
-        self._children: set[str] = set()
-        rows = await tx.contents_by_identifier("RelatedPerson", self.principal.pid or "")
-        own_addresses = await self._addresses(tx, self._own)
+        """Citizen: their own Patient ids, plus everyone they may act for now (a child, a
+        giver of a fullmakt), whatever the areas: the policy narrows each to its areas."""
+        return (await self._own_ids(tx)) | set(await self.represented(tx))
+
+    async def _own_ids(self, tx) -> set[str]:
+        if self._own is None:
+            pid = self.principal.pid
+            self._own = (
+                set(await tx.ids_by_identifier("Patient", (FNR, DNR), pid)) if pid else set()
+            )
+        return self._own
+
+    async def represented(self, tx) -> dict[str, Representation]:
+        """Citizen: the people they may act for today, and how (representation.py's rules).
+        Found anew for every request (a revoked fullmakt holds at once on every worker),
+        with one indexed lookup of the RelatedPersons naming the caller."""
+        if self._represented is not None:
+            return self._represented
+        found: dict[str, Representation] = {}
+        pid = self.principal.pid
+        rows = await tx.contents_by_identifier("RelatedPerson", pid) if pid else []
+        me = await self._me(tx)
         for content in rows:
             related = jsonio.loads(content)
-            roles = {
-                c.get("code") for r in related.get("relationship", []) for c in r.get("coding", [])
-            }
-            child = ((related.get("patient") or {}).get("reference") or "").removeprefix("Patient/")
-            if not child or not (roles & PARENT_ROLES) or related.get("active") is False:
+            if not rules.names(related, pid) or related.get("active") is False:
                 continue
-            child_content = await tx.content_of("Patient", child)
-            if child_content is None:
+            if rules.is_fullmakt(related):
+                found_one = await self._fullmakt(tx, related, me)
+            elif rules.is_parent(related):
+                found_one = await self._parenthood(tx, related, me)
+            else:
                 continue
-            patient = jsonio.loads(child_content)
-            age = _age(patient.get("birthDate"), self._today)
-            if age is None or age >= CHILD_AGE_LIMIT:
-                continue
-            if own_addresses & _address_keys(patient):
-                self._children.add(child)
-        return self._own | self._children
+            if found_one is not None and found_one.areas:
+                _merge(found, found_one)
+        own = await self._own_ids(tx)
+        self._represented = {k: v for k, v in found.items() if k not in own}
+        return self._represented
 
-    async def _addresses(self, tx, ids: set[str]) -> set[str]:
-        keys: set[str] = set()
-        for id_ in ids:
+    async def _me(self, tx) -> dict:
+        """The caller's own Patient (the first, if the register holds several), or {}."""
+        for id_ in sorted(await self._own_ids(tx)):
             content = await tx.content_of("Patient", id_)
             if content is not None:
-                keys |= _address_keys(jsonio.loads(content))
-        return keys
+                return jsonio.loads(content)
+        return {}
+
+    async def _parenthood(self, tx, related: dict, me: dict) -> Representation | None:
+        child_id = rules.patient_of(related)
+        child = await self._patient(tx, child_id)
+        if child_id is None or child is None:
+            return None
+        child_age = rules.patient_age(child, self.today)
+        parent_confidential = rules.is_confidential(me)
+        child_confidential = rules.is_confidential(child)
+        same = False
+        if rules.parent_areas(child_age, True, parent_confidential, child_confidential):
+            same = await self._a_parent_lives_with(tx, child_id, child, me)
+        areas = rules.parent_areas(child_age, same, parent_confidential, child_confidential)
+        return Representation(child_id, "parent", areas, child_age)
+
+    async def _a_parent_lives_with(self, tx, child_id: str, child: dict, me: dict) -> bool:
+        """Whether the caller or another parent is registered at the child's address."""
+        home = _address_keys(child)
+        if not home:
+            return False
+        if _address_keys(me) & home:
+            return True
+        links = await tx.contents_referencing("RelatedPerson", "patient", "Patient", child_id)
+        for content in links:
+            link = jsonio.loads(content)
+            number = rules.person_number(link)
+            if link.get("active") is False or not rules.is_parent(link) or not number:
+                continue
+            for parent_id in await tx.ids_by_identifier("Patient", (FNR, DNR), number):
+                parent = await self._patient(tx, parent_id)
+                if parent is not None and _address_keys(parent) & home:
+                    return True
+        return False
+
+    async def _fullmakt(self, tx, related: dict, me: dict) -> Representation | None:
+        giver_id = rules.patient_of(related)
+        giver = await self._patient(tx, giver_id)
+        if giver_id is None or giver is None:
+            return None
+        start, end = rules.period(related)
+        receiver_age = rules.patient_age(me, self.today)
+        if receiver_age is None:
+            receiver_age = rules.age_from_number(self.principal.pid, self.today)
+        areas = rules.fullmakt_areas(
+            rules.patient_age(giver, self.today),
+            receiver_age,
+            start,
+            end,
+            related.get("active") is not False,
+            rules.areas_of(related),
+            rules.is_confidential(giver),
+            rules.is_confidential(me),
+            self.today,
+        )
+        return Representation(giver_id, "fullmakt", areas, rules.patient_age(giver, self.today))
+
+    async def _patient(self, tx, id_: str | None) -> dict | None:
+        content = await tx.content_of("Patient", id_) if id_ else None
+        return jsonio.loads(content) if content is not None else None
+
+    @property
+    def today(self) -> date:
+        return self._today or date.today()
 
 
-def _age(birth_date: str | None, today=None) -> int | None:
-    from datetime import date
+@dataclass(frozen=True)
+class Representation:
+    """Whom a citizen acts for: ``relation`` "parent" or "fullmakt", the areas held today,
+    the person's age."""
 
-    if not birth_date or len(birth_date) < 10:
-        return None
-    today = today or date.today()
-    born = date.fromisoformat(birth_date[:10])
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    patient_id: str
+    relation: str
+    areas: frozenset[str]
+    age: int | None
+
+
+def _merge(found: dict[str, Representation], new: Representation) -> None:
+    """A person the caller acts for in two ways (a 13-year-old who also gave a fullmakt):
+    the union of the areas, named by the relation that gives the most."""
+    old = found.get(new.patient_id)
+    if old is None:
+        found[new.patient_id] = new
+        return
+    best = new if len(new.areas) > len(old.areas) else old
+    found[new.patient_id] = Representation(
+        new.patient_id, best.relation, old.areas | new.areas, best.age
+    )
 
 
 def _address_keys(patient: dict) -> set[str]:

@@ -14,7 +14,8 @@ a write these rules decide whether this caller may make that grant:
   fastlegeregisteret: personnel and citizens may not set or change them (a new Patient
   registered by personnel names no GP);
 - a RelatedPerson that makes someone a parent (parent role and an identifier) comes from
-  Folkeregisteret too: system clients only;
+  Folkeregisteret too: system clients only; one that is a fullmakt (HPOWATT and an
+  identifier) is given by the patient through helsenorge's ``$fullmakt`` alone;
 - an encounter, episode of care or referral that points at the caller themselves needs a care
   relationship the caller already has, and not through emergency access, so nobody turns an
   emergency access (or none) into an ordinary relationship for themselves;
@@ -134,7 +135,17 @@ def _national_ids(patient: dict) -> set[tuple]:
 def _parent_link_refusal(new: dict | None, old: dict | None) -> str | None:
     if _is_parent_link(new) or _is_parent_link(old):
         return "a parent's link to a child (RelatedPerson) is kept by Folkeregisteret"
+    if _is_fullmakt(new) or _is_fullmakt(old):
+        return "a fullmakt is given by the patient on helsenorge (Patient/[id]/$fullmakt)"
     return None
+
+
+def _is_fullmakt(related: dict | None) -> bool:
+    """A RelatedPerson the guard reads as a power of attorney (HPOWATT with an identifier):
+    written only by the patient's own ``$fullmakt`` operation."""
+    from enjournal.security.representation import is_fullmakt
+
+    return bool(related and related.get("identifier")) and is_fullmakt(related or {})
 
 
 def _is_parent_link(related: dict | None) -> bool:

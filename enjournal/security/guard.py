@@ -167,6 +167,12 @@ class Guard:
                     "s", interaction, Decision(False, reason="not own record"), [patient], []
                 )
                 raise Forbidden("you may only search your own record or your child's")
+            # Someone the caller acts for: only within the areas they hold (a parent of a
+            # 13-year-old books appointments but does not read the record).
+            decision = await self._decide(tx, "s", type_ or "Patient", [patient], None)
+            if not decision.allowed:
+                self._record("s", interaction, decision, [patient], [])
+                raise Forbidden(f"you may not search this in their record ({decision.reason})")
             return
         if type_ == "Patient" and patient is None:
             if self.principal.profession in PHARMACY_PROFESSIONS and not _names_identifier(query):

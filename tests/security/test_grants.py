@@ -399,13 +399,16 @@ async def test_nobody_but_the_register_makes_a_parent(secured):
 
 
 async def test_a_parent_does_not_move_in_with_the_child_by_writing_an_address(secured):
-    # siri is made lise's parent by the register but lives elsewhere: no access.  Moving
-    # her own (or the child's) address is Folkeregisteret's, so she cannot close the gap.
+    # siri is made lise's parent by the register but lives elsewhere, and so does the
+    # mother (no parent at the child's address): no access.  Moving her own (or the
+    # child's) address is Folkeregisteret's, so she cannot close the gap.
     async with secured.store.transaction() as tx:
         link = {**parent_link("lise", PIDS["siri"]), "id": "lise-father"}
         await tx.update(link, "lise-father")
         elsewhere = [{"line": ["Lillegata 9"], "postalCode": "5003", "city": "BERGEN"}]
         await tx.update(patient("siri", "1975-06-11", address=elsewhere), "siri")
+        away = [{"line": ["Fjordveien 2"], "postalCode": "7010", "city": "TRONDHEIM"}]
+        await tx.update(patient("kari", "1980-01-02", "Practitioner/gp", address=away), "kari")
     assert (await secured.get("siri", "/fhir/Observation/lise-obs")).status_code == 404
     moved = patient("lise", "2018-01-15", "Practitioner/gp", address=elsewhere)
     response = await secured.http.put(

@@ -14,6 +14,6 @@ def register_operations(platform) -> None:
 
 
 def _groups() -> list:
-    from enjournal.services.helsenorge import gp
+    from enjournal.services.helsenorge import fullmakt, gp
 
-    return [gp]
+    return [gp, fullmakt]
