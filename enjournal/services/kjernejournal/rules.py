@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound, Unprocessable
+from enjournal.security.policy import INSIGHT
 
 # ---- code systems and markers ----------------------------------------------------------------
 
@@ -262,10 +263,13 @@ def personnel_access(
     return Access(basis, "TREAT", withheld=restricted)
 
 
-def citizen_access(own_record: bool, child_in_care: bool) -> Access:
-    """The citizen reads their own kjernejournal and that of a child under 12 at the same
-    address (the guard's facts); not a child from 12."""
-    if not (own_record or child_in_care):
+def citizen_access(
+    own_record: bool, child_in_care: bool, areas: frozenset[str] = frozenset()
+) -> Access:
+    """The citizen reads their own kjernejournal, that of a child under 12 at the same
+    address (the guard's facts; not a child from 12), and that of someone whose fullmakt
+    gives them the area "innsyn" (helsenorge's service area 1)."""
+    if not (own_record or child_in_care or INSIGHT in areas):
         raise NotFound("no kjernejournal of yours with this id")
     return Access(None, "PATRQT")
 

@@ -155,24 +155,28 @@ def test_flagged_for_follow_up(basis, opened, flagged):
 # ---- the citizen, and parents of children under 12 (domain.md 2.3, 10) ----------------------
 
 CITIZEN = [
-    ("own record", True, False, granted(None, "PATRQT")),
-    ("a child under 12 at the parent's address", False, True, granted(None, "PATRQT")),
-    # The guard gives child_in_care only under 12 at a shared address; from 12 it is False.
-    ("a child from 12, or at another address", False, False, NotFound),
-    ("someone else's record", False, False, NotFound),
+    ("own record", True, False, (), granted(None, "PATRQT")),
+    ("a child under 12 at the parent's address", False, True, (), granted(None, "PATRQT")),
+    # The guard gives child_in_care only under 12 at a shared address; from 12 it is False,
+    # and a parent of a child 12-15 holds only the GP services (area 3).
+    ("a child from 12, or at another address", False, False, (), NotFound),
+    ("a child of 12-15: GP services only", False, False, ("3",), NotFound),
+    ("a fullmakt for innsyn (area 1)", False, False, ("1",), granted(None, "PATRQT")),
+    ("a fullmakt for both areas", False, False, ("1", "3"), granted(None, "PATRQT")),
+    ("someone else's record", False, False, (), NotFound),
 ]
 
 
 @pytest.mark.parametrize(
-    ("own_record", "child", "expected"),
-    [pytest.param(o, c, e, id=name) for name, o, c, e in CITIZEN],
+    ("own_record", "child", "areas", "expected"),
+    [pytest.param(o, c, a, e, id=name) for name, o, c, a, e in CITIZEN],
 )
-def test_citizen_access(own_record, child, expected):
+def test_citizen_access(own_record, child, areas, expected):
     if isinstance(expected, type):
         with pytest.raises(expected):
-            rules.citizen_access(own_record, child)
+            rules.citizen_access(own_record, child, frozenset(areas))
     else:
-        assert rules.citizen_access(own_record, child) == expected
+        assert rules.citizen_access(own_record, child, frozenset(areas)) == expected
 
 
 # ---- who registers critical information (domain.md 2.2) ---------------------------------------

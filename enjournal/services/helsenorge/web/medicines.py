@@ -9,6 +9,10 @@ from enjournal.services.helsenorge.web.fhir import FhirError, entries
 from enjournal.services.helsenorge.web.portal import Portal, View
 
 VALID = ("active",)  # ekspederbar (and under dispensing, marked by an extension)
+# The prescriptions in the intermediary (Reseptformidleren) carry its reseptID; other
+# MedicationRequests in the record (hospital orders, imported histories) are not
+# prescriptions a pharmacy can dispense, and are shown in the kjernejournal instead.
+RESEPT_ID = "https://enjournal.no/fhir/NamingSystem/resept-id"
 
 
 def routes(portal: Portal) -> list:
@@ -21,7 +25,12 @@ def routes(portal: Portal) -> list:
 
 
 async def prescriptions(view: View) -> str:
-    params = [("subject", f"Patient/{view.patient}"), ("_count", "200"), ("_sort", "-authoredon")]
+    params = [
+        ("subject", f"Patient/{view.patient}"),
+        ("identifier", f"{RESEPT_ID}|"),
+        ("_count", "200"),
+        ("_sort", "-authoredon"),
+    ]
     found = entries(await view.fhir.get("MedicationRequest", params), "MedicationRequest")
     dispensed = entries(
         await view.fhir.get(

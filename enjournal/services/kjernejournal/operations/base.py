@@ -52,7 +52,7 @@ class ServiceBase:
             privacy, _ = await records.privacy(tx, patient_id)
             facts = await guard.facts(tx, patient_id)
             if principal.kind == "citizen":
-                return rules.citizen_access(facts.own_record, facts.child_in_care)
+                return rules.citizen_access(facts.own_record, facts.child_in_care, facts.areas)
             if principal.kind != "personnel":
                 raise Forbidden("the kjernejournal is for health personnel and the patient")
             return rules.personnel_access(
