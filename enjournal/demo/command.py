@@ -92,6 +92,9 @@ def run_demo(args: argparse.Namespace) -> int:
     console.print(
         f"\n[bold]enjournal is running[/bold] with a demo population of {args.patients}, "
         "security on.\n"
+        f"  portal:     {base}/helsenorge/  (helsenorge: log in with ID-porten, then choose a\n"
+        "              demo citizen: Nils/citizen, a parent of children aged 5 and 13,\n"
+        "              a fullmakt holder (proxy) and its giver, one with a confidential address)\n"
         f"  FHIR API:   {base}/fhir   metadata: {base}/fhir/metadata\n"
         f"  login:      {base}/oidc (embedded OpenID Connect provider for the demo users)\n"
         f"  health:     {base}/health     metrics: {base}/metrics\n"
