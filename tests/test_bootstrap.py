@@ -203,10 +203,11 @@ def test_every_platform_has_every_service_and_keeps_its_own_tables():
     two = compose(Settings(auth=False))
     names = {(op.resource_type, op.name) for op in one.operations.all()}
     assert {("MedicationRequest", "prescribe"), ("Patient", "summary")} <= names
-    assert {("CodeSystem", "lookup")} <= names
+    assert {("CodeSystem", "lookup"), ("Appointment", "book"), ("Patient", "fullmakt")} <= names
     assert {job.name for job in one.jobs} == {
         "kjernejournal-reservation-deletion",
         "eresept-delete-prescriptions",
+        "helsenorge-end-fullmakts",
     }
     assert one.hooks and one.consent_systems and one.hooks == two.hooks
     one.operations.remove("MedicationRequest", "prescribe", False)
