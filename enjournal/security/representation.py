@@ -56,8 +56,8 @@ def parent_areas(
         return frozenset()
     if child_age < CHILD_AGE_LIMIT:
         return BOTH
-    if child_age < OF_AGE_IN_HEALTH:
-        return frozenset({SERVICES})  # assumed: the record is cut off, the GP services stay
+    # From 12 a young person has no digital parental access (domain.md 2.3): not the record,
+    # and not their own messages to the GP either (a teenager writes to the GP in confidence).
     return frozenset()
 
 

@@ -27,8 +27,8 @@ TODAY = date(2026, 12, 3)
         (5, True, False, False, BOTH),
         (11, True, False, False, BOTH),
         (11, False, False, False, NONE),  # no parent at the child's address
-        (12, True, False, False, ONLY_SERVICES),  # the record is cut off at 12
-        (15, True, False, False, ONLY_SERVICES),
+        (12, True, False, False, NONE),  # no digital parental access from 12 (domain 2.3)
+        (15, True, False, False, NONE),
         (15, False, False, False, NONE),
         (16, True, False, False, NONE),  # of age in health law
         (18, True, False, False, NONE),

@@ -25,6 +25,7 @@ from enjournal.fhir.errors import Forbidden, Invalid
 from enjournal.fhir.norwegian_ids import OID_ORGNR, is_valid_orgnr
 from enjournal.rest.message import FhirRequest, FhirResponse
 from enjournal.security.audit import LogFilter, access_events, citizen_actors
+from enjournal.security.policy import INSIGHT
 from enjournal.security.repository import GuardedRepository
 
 DEFAULT_COUNT, MAX_COUNT = 50, 500
@@ -38,7 +39,14 @@ async def access_log(request: FhirRequest, repo: GuardedRepository) -> FhirRespo
         raise Forbidden("the access log is for the patient (or a parent) to read")
     patient = await repo.current("Patient", id_, "access-log")
     await repo.check_read(patient, "access-log")
-    context.events.clear()  # reading one's own log is not itself logged as record access
+    facts = await request.guard.facts(repo.trusted, id_)
+    if not (facts.own_record or facts.child_in_care or INSIGHT in facts.areas):
+        # Who looked at someone's record is part of their record: a representative needs
+        # the area "innsyn", not only the digital services.
+        # (the router audits the refusal)
+        raise Forbidden("the access log is part of the record: it needs the area innsyn")
+    if facts.own_record:
+        context.events.clear()  # reading one's own log is not itself logged as record access
     count, cursor = _paging(request)
     where = log_filter(request)
     own = citizen_actors(context.principal.pid)

@@ -364,7 +364,7 @@ async def test_a_parent_reads_a_5_year_olds_record_not_a_13_year_olds(hn):
     assert (await get(hn, "kari", "Observation?patient=mia")).json()["total"] == 1
     assert (await get(hn, "kari", "Observation/per-obs")).status_code == 404
     assert (await get(hn, "kari", "Observation?patient=per")).status_code == 403
-    assert (await get(hn, "kari", "Patient/per")).status_code == 200  # GP services stay
+    assert (await get(hn, "kari", "Patient/per")).status_code == 404  # nothing from 12
 
 
 async def test_represented_lists_whom_one_acts_for(hn):
@@ -377,8 +377,8 @@ async def test_represented_lists_whom_one_acts_for(hn):
         "age": 5,
     }
     assert listed["lise"]["area"] == ["1", "3"]
-    assert listed["per"]["relation"] == "parent" and listed["per"]["area"] == ["3"]
-    assert set(listed) == {"kari", "mia", "lise", "per"}
+    assert "per" not in listed  # 13: no digital parental access (domain.md 2.3)
+    assert set(listed) == {"kari", "mia", "lise"}
     assert people((await get(hn, "siri", "Patient/$represented")).json()).keys() == {"siri"}
     await give(hn, areas=("1",))
     siri = people((await get(hn, "siri", "Patient/$represented")).json())
