@@ -113,11 +113,16 @@ def fullmakt_refusal(
         return f"you must be {GIVER_MIN_AGE} or older to give a fullmakt"
     if same_person:
         return "you cannot give a fullmakt to yourself"
+    # The period before anything about the receiver, so a refusal of the period tells
+    # nothing about whether the person exists.
+    period = period_refusal(start, end, today)
+    if period is not None:
+        return period
     if receiver_age is not None and receiver_age < RECEIVER_MIN_AGE:
         return f"the receiver of a fullmakt must be {RECEIVER_MIN_AGE} or older"
     if receiver_age is None or receiver_confidential:
         return NEUTRAL_REFUSAL
-    return period_refusal(start, end, today)
+    return None
 
 
 NEUTRAL_REFUSAL = "this person cannot receive a fullmakt on helsenorge"

@@ -2,7 +2,8 @@
 
     GET       /Patient/$represented      the caller and everyone they may act for today
     GET       /Patient/{id}/$fullmakt    the fullmakts the patient has given and received
-    POST      /Patient/{id}/$fullmakt    give (``receiver``, ``area``, ``start``, ``end``),
+    POST      /Patient/{id}/$fullmakt    give (``receiver``, ``receiver-family``, ``area``,
+                                         ``start``, ``end``),
                                          revoke (``revoke``), or change (``change`` with the
                                          new terms: the old one is revoked, a new one given)
 
@@ -78,7 +79,9 @@ class FullmaktServices:
             return _answer(request, revoked, 200)
         if "change" in params:
             old = await self._revoke(request, repo.trusted, patient_id, params["change"])
-            params.setdefault("receiver", rules.person_number(jsonio.loads(old.content)))
+            previous = jsonio.loads(old.content)
+            params.setdefault("receiver", rules.person_number(previous))
+            params.setdefault("receiver-family", (previous.get("name") or [{}])[0].get("family"))
         return _answer(request, await self._give(request, repo.trusted, patient_id, params), 201)
 
     async def _giver(self, request, repo, patient_id: str, action: str) -> None:
@@ -140,6 +143,8 @@ class FullmaktServices:
         terms = _terms(params, self.today())
         giver = jsonio.loads(await tx.content_of("Patient", patient_id) or b"{}")
         receiver = await _receiver(tx, terms.receiver)
+        if receiver is not None and not _family_matches(receiver, terms.family):
+            receiver = None  # the number and the name must both be right: no lookup by number
         reason = rules.fullmakt_refusal(
             giver_age=rules.patient_age(giver, terms.today),
             receiver_age=rules.age_from_number(terms.receiver, terms.today),
@@ -222,6 +227,7 @@ class Terms:
     """A fullmakt's terms from the operation's parameters."""
 
     receiver: str  # fødselsnummer or D-number
+    family: str  # the receiver's family name, as the giver writes it
     areas: frozenset[str]
     start: date
     end: date | None
@@ -238,8 +244,20 @@ def _terms(params: dict, today: date) -> Terms:
         raise Invalid(
             f"'area' (valueCode, repeated) must be one or more of {', '.join(rules.AREAS)}"
         )
+    family = params.get("receiver-family")
+    if not isinstance(family, str) or not family.strip() or len(family) > 200:
+        raise Invalid("'receiver-family' must be the receiver's family name (valueString)")
     start = _date(params.get("start"), "start") or today
-    return Terms(receiver.strip(), frozenset(codes), start, _date(params.get("end"), "end"), today)
+    end = _date(params.get("end"), "end")
+    return Terms(receiver.strip(), family.strip(), frozenset(codes), start, end, today)
+
+
+def _family_matches(patient: dict, family: str) -> bool:
+    """Helsenorge asks for the receiver's national id and family name: both must match the
+    register, so a national id alone finds nobody (and shows no name)."""
+    wanted = " ".join(family.split()).casefold()
+    names = [" ".join(str(n.get("family", "")).split()).casefold() for n in patient.get("name", [])]
+    return wanted in names
 
 
 def _date(value, name: str) -> date | None:
@@ -301,8 +319,9 @@ def _fullmakt(giver_id: str, terms: Terms, receiver: dict) -> dict:
         ],
         "period": period,
     }
-    for name in receiver.get("name", [])[:1]:  # the receiver as the register names them
-        resource["name"] = [{k: v for k, v in name.items() if k in ("text", "family", "given")}]
+    # The receiver as the giver named them (the register's given names are not the giver's
+    # to learn from this operation).
+    resource["name"] = [{"family": terms.family}]
     return resource
 
 

@@ -126,8 +126,11 @@ async def post(client, who: str, url: str, *parts: tuple[str, str, object]):
     return await client.http.post(f"/fhir/{url}", json=body, headers=token(client, who))
 
 
-async def give(client, giver="kari", receiver="siri", areas=("1",), start=None, end=None):
-    parts = [("receiver", "valueString", ALL[receiver])]
+async def give(
+    client, giver="kari", receiver="siri", areas=("1",), start=None, end=None, family=None
+):
+    family = family or ("Test" if receiver in PEOPLE else receiver)
+    parts = [("receiver", "valueString", ALL[receiver]), ("receiver-family", "valueString", family)]
     parts += [("area", "valueCode", a) for a in areas]
     if start:
         parts.append(("start", "valueDate", start))
@@ -285,6 +288,7 @@ async def test_who_cannot_receive_reads_the_same(hn):
         "kari",
         "Patient/kari/$fullmakt",
         ("receiver", "valueString", unknown),
+        ("receiver-family", "valueString", "Test"),
         ("area", "valueCode", "1"),
     )
     assert hidden.status_code == response.status_code == 422
@@ -413,3 +417,16 @@ async def test_a_refused_change_keeps_the_old_fullmakt(hn):
     )
     assert response.status_code == 422
     assert (await get(hn, "siri", "Observation/kari-obs")).status_code == 200
+
+
+async def test_a_national_id_alone_finds_nobody_and_shows_no_name(hn):
+    wrong = await give(hn, receiver="siri", family="Nordmann")
+    assert wrong.status_code == 422 and rules.NEUTRAL_REFUSAL in wrong.text
+    assert "siri" not in wrong.text.replace(PIDS["siri"], "")
+    # A period refusal comes before the receiver is looked up: it reads the same for a
+    # person who exists and for a number nobody has.
+    past = (TODAY - timedelta(days=3)).isoformat()
+    known = await give(hn, receiver="siri", start=past)
+    unknown = await give(hn, receiver="ung", family="Nobody", start=past)
+    assert known.status_code == unknown.status_code == 422
+    assert known.json()["issue"][0]["diagnostics"] == unknown.json()["issue"][0]["diagnostics"]

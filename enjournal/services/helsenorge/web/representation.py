@@ -42,6 +42,7 @@ async def _change(view: View, own: str):
     await view.fhir.operation(
         own,
         receiver=view.field("receiver"),
+        receiver_family=view.field("receiver_family"),
         area=areas,
         start=view.field("start") or None,
         end=view.field("end") or None,

@@ -259,6 +259,7 @@ def test_give_use_and_revoke_a_power_of_attorney(page: Page, new_context, api):
     login(page, "giver")
     nav(page, "/fullmakt")
     page.locator("#receiver").fill(fnr)
+    page.locator("#receiver-family").fill(family)
     page.locator("#area-3").check()
     with page.expect_navigation():
         page.locator("form:has(#receiver) button[type=submit]").click()

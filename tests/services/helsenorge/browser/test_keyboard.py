@@ -201,6 +201,8 @@ def test_give_and_revoke_a_power_of_attorney(signed_in, api):
     go(page, "/fullmakt")
     tab_to(page, field("receiver"))
     page.keyboard.type(fnr)
+    page.keyboard.press("Tab")  # the receiver's family name
+    page.keyboard.type(receiver["name"][0]["family"])
     page.keyboard.press("Tab")  # area 1, checked already
     page.keyboard.press("Tab")  # area 3
     page.keyboard.press("Space")
