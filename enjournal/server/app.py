@@ -155,6 +155,7 @@ def create_app(
             per_user=None,
             per_client=None,
             per_ip=settings.rate_limit("ip"),
+            paths=("/fhir", "/oidc", "/helsenorge"),
         )
     return RequestContext(outer, metrics)
 

@@ -141,15 +141,35 @@ async def test_anonymous_visits_keep_no_session_until_they_choose(portal):
 async def test_sessions_end_when_idle_and_the_least_recent_go_first():
     from enjournal.services.helsenorge.web.sessions import MemorySessions, new_session
 
-    sessions = MemorySessions(idle=60, max_sessions=2)
+    sessions = MemorySessions(idle=60, max_sessions=2, max_anonymous=2)
     old = new_session(now=0)
     old.access_token, old.ends = "t", 10**12
     await sessions.put(old)
     assert await sessions.get(old.id) is None  # idle since 1970
     a, b, c = (new_session() for _ in range(3))
+    for s in (a, b, c):
+        s.access_token, s.ends = "t", 10**12
     for s in (a, b):
         await sessions.put(s)
     await sessions.get(a.id)  # a is used again: b is now the least recent
     await sessions.put(c)
     assert await sessions.get(b.id) is None
     assert await sessions.get(a.id) is a and await sessions.get(c.id) is c
+    for _ in range(1000):  # a flood of anonymous sessions pushes out no citizen
+        await sessions.put(new_session())
+    assert await sessions.get(a.id) is a and await sessions.get(c.id) is c
+
+
+async def test_static_files_carry_the_security_headers(portal):
+    answer = await portal.get("/helsenorge/static/portal.css")
+    assert answer.status_code == 200
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("raw", ["²", "99999999999999999999999", "1e999", "٣"])
+def test_odd_numbers_in_a_form_go_to_the_operation_as_text(raw):
+    from enjournal.services.helsenorge.web.forms import _answer
+
+    for kind in ("integer", "decimal"):
+        assert _answer({"type": kind, "linkId": "x"}, raw) == {"valueString": raw}

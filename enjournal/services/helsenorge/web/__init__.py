@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from enjournal.services.helsenorge.web.login import CLIENT_ID, SCOPES, OidcClient, in_process
-from enjournal.services.helsenorge.web.portal import Portal
+from enjournal.services.helsenorge.web.portal import HEADERS, Portal
 from enjournal.services.helsenorge.web.sessions import PATH
 
 
@@ -36,13 +36,28 @@ def routes(platform) -> list:
                     Route(path, endpoint, methods=methods)
                     for path, endpoint, methods in _pages(portal)
                 ),
-                Mount("/static", app=StaticFiles(directory=static), name="static"),
+                Mount("/static", app=_with_headers(StaticFiles(directory=static)), name="static"),
                 Route(
                     "/{rest:path}", portal.page(_not_found, login=False), methods=["GET", "POST"]
                 ),
             ],
         )
     ]
+
+
+def _with_headers(app):
+    """The portal's security headers on the static files too."""
+    extra = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items() if k != "Cache-Control"]
+
+    async def wrapped(scope, receive, send):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return wrapped
 
 
 async def _not_found(view) -> Response:

@@ -94,7 +94,7 @@ def _answer(item: dict, raw: str) -> dict | None:
     if kind == "boolean":
         return {"valueBoolean": raw == "true"}
     if kind == "integer":
-        return {"valueInteger": int(raw)} if raw.lstrip("-").isdigit() else {"valueString": raw}
+        return {"valueInteger": int(raw)} if _is_integer(raw) else {"valueString": raw}
     if kind == "decimal":
         return (
             {"valueDecimal": float(raw.replace(",", "."))}
@@ -116,9 +116,16 @@ def _answer(item: dict, raw: str) -> dict | None:
     return {"valueString": raw}
 
 
+def _is_integer(raw: str) -> bool:
+    """A whole number FHIR's integer holds (32-bit); anything else goes to the operation as
+    text, which it refuses with the item named (``isdigit`` alone takes "²")."""
+    digits = raw.removeprefix("-")
+    return digits.isascii() and digits.isdigit() and len(digits) <= 10 and abs(int(raw)) < 2**31
+
+
 def _is_number(raw: str) -> bool:
     try:
-        float(raw.replace(",", "."))
+        number = float(raw.replace(",", "."))
     except ValueError:
         return False
-    return True
+    return raw.isascii() and abs(number) < 1e15

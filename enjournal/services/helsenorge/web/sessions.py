@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 COOKIE = "hn_session"
+ANONYMOUS_SECONDS = 600.0
 PATH = "/helsenorge"
 
 
@@ -64,29 +65,53 @@ class Sessions(Protocol):
 
 
 class MemorySessions:
-    """One worker's sessions, least recently used first; ``max_sessions`` bounds memory
-    (the least recently used go first)."""
+    """One worker's sessions, least recently used first.  Logged-in sessions and those not
+    (yet) logged in are kept apart, each bounded: anonymous requests can push out only
+    other anonymous sessions, never a citizen who is logged in."""
 
-    def __init__(self, idle: float = 1800.0, max_sessions: int = 100_000):
+    def __init__(
+        self, idle: float = 1800.0, max_sessions: int = 100_000, max_anonymous: int = 10_000
+    ):
         self.idle = idle
-        self.max_sessions = max_sessions
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._pools = {True: _Pool(max_sessions), False: _Pool(max_anonymous)}
 
     async def get(self, id_: str) -> Session | None:
-        session = self._sessions.get(id_)
-        if session is None or _expired(session, self.idle):
-            self._sessions.pop(id_, None)
-            return None
-        self._sessions.move_to_end(id_)
-        return session
+        for pool in self._pools.values():
+            session = pool.get(id_)
+            if session is not None:
+                if _expired(session, self.idle):
+                    pool.drop(id_)
+                    return None
+                return session
+        return None
 
     async def put(self, session: Session) -> None:
-        self._sessions[session.id] = session
-        self._sessions.move_to_end(session.id)
-        while len(self._sessions) > self.max_sessions:
-            self._sessions.popitem(last=False)
+        self._pools[not session.logged_in].drop(session.id)  # logged out, or in
+        self._pools[session.logged_in].put(session)
 
     async def drop(self, id_: str) -> None:
+        for pool in self._pools.values():
+            pool.drop(id_)
+
+
+class _Pool:
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+
+    def get(self, id_: str) -> Session | None:
+        session = self._sessions.get(id_)
+        if session is not None:
+            self._sessions.move_to_end(id_)
+        return session
+
+    def put(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        self._sessions.move_to_end(session.id)
+        while len(self._sessions) > self.limit:
+            self._sessions.popitem(last=False)
+
+    def drop(self, id_: str) -> None:
         self._sessions.pop(id_, None)
 
 
@@ -107,7 +132,9 @@ class RedisSessions:
         return None if _expired(session, self.idle) else session
 
     async def put(self, session: Session) -> None:
-        await self._redis.set(_key(session.id), orjson.dumps(asdict(session)), ex=int(self.idle))
+        # A session not logged in lives a short while: an unfinished login, a language.
+        ttl = self.idle if session.logged_in else ANONYMOUS_SECONDS
+        await self._redis.set(_key(session.id), orjson.dumps(asdict(session)), ex=int(ttl))
 
     async def drop(self, id_: str) -> None:
         await self._redis.delete(_key(id_))
