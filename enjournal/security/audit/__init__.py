@@ -38,6 +38,7 @@ from enjournal.security.audit.citizen_view import (
     access_events,
     access_log,
     citizen_actors,
+    requestor_and_organisation,
 )
 from enjournal.security.audit.command import verify_command
 from enjournal.security.audit.events import audit_event
@@ -57,6 +58,7 @@ __all__ = [
     "audit_event",
     "chain_hash",
     "citizen_actors",
+    "requestor_and_organisation",
     "verify",
     "verify_command",
 ]

@@ -140,7 +140,7 @@ async def access_log(
 def _entry(row: tuple) -> dict:
     seq, recorded, action, outcome, _purpose, emergency, data, _actor = row
     event = orjson.loads(bytes(data))
-    person, org = _requestor_and_organisation(event)
+    person, org = requestor_and_organisation(event)
     ident = (person.get("who") or {}).get("identifier") or {}
     system = ident.get("system")
     basis, access = _purpose_codes(event)
@@ -165,7 +165,8 @@ def _entry(row: tuple) -> dict:
     }
 
 
-def _requestor_and_organisation(event: dict) -> tuple[dict, dict]:
+def requestor_and_organisation(event: dict) -> tuple[dict, dict]:
+    """The agent who asked (the person) and the organisation they asked from."""
     person: dict = {}
     org: dict = {}
     for agent in event.get("agent") or ():
@@ -204,7 +205,7 @@ def _purpose_codes(event: dict) -> tuple[str | None, str | None]:
 
 def _organisation_number(event: dict) -> str | None:
     """The organisation number of the event's organisation agent."""
-    _, org = _requestor_and_organisation(event)
+    _, org = requestor_and_organisation(event)
     ident = (org.get("who") or {}).get("identifier") or {}
     return ident.get("value") if ident.get("system") in (None, OID_ORGNR) else None
 

@@ -13,15 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from enjournal.security.keys import generate
-from enjournal.security.provider import Provider, ProviderConfig
-from enjournal.security.ratelimit import MemoryLimiter
-from enjournal.security.setup import Security
-from enjournal.security.tokens import TokenVerifier
-from enjournal.server.app import create_app
-from enjournal.settings import Settings
-from tests.security.conftest import ISSUER, SCOPES
-from tests.services.kjernejournal.conftest import KJ_USERS, kj_world
+from enjournal.security.provider import Provider
+from tests.security.conftest import SCOPES
+from tests.services.kjernejournal.conftest import KJ_USERS, kj_app
 
 COOKIE = "hn_session"
 # Citizens launch in their own record (SMART patient context), as the demo's do.
@@ -88,27 +82,5 @@ class PortalClient:
 
 @pytest.fixture
 async def portal(store, tmp_path):
-    async with store.transaction() as tx:
-        for resource in kj_world():
-            await tx.update(resource, resource["id"])
-    provider = Provider(
-        ProviderConfig(issuer=ISSUER, key=generate(), users=list(KJ_USERS.values()))
-    )
-    security = Security(
-        verifier=TokenVerifier([provider.issuer_config()]),
-        provider=provider,
-        limiter=MemoryLimiter(),
-    )
-    await security.start(store)
-    provider.users = {u.name: u for u in PORTAL_USERS.values()}  # start() loads the demo's
-    settings = Settings(
-        database_url="unused",
-        public_url="http://test",
-        signing_key_file=str(tmp_path / "document-key.json"),
-        jobs=False,
-    )
-    app = create_app(settings, store, security)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with kj_app(store, tmp_path, PORTAL_USERS) as (http, provider, _):
         yield PortalClient(http, provider, store)
-    await security.stop()

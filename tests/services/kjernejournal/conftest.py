@@ -10,6 +10,8 @@ The world of tests/security/conftest.py (GP "gp" with patient "kari" and her chi
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import httpx
 import pytest
 
@@ -179,20 +181,20 @@ def flag(text="Ikke gjenoppliv (HLR minus)", until="2099-12-31") -> dict:
     }
 
 
-@pytest.fixture
-async def kj(store, tmp_path):
+@asynccontextmanager
+async def kj_app(store, tmp_path, users=KJ_USERS):
+    """The kjernejournal test world on a secured app: (HTTP client, provider, security)."""
     async with store.transaction() as tx:
         for resource in kj_world():
             await tx.update(resource, resource["id"])
-    provider = Provider(
-        ProviderConfig(issuer=ISSUER, key=generate(), users=list(KJ_USERS.values()))
-    )
+    provider = Provider(ProviderConfig(issuer=ISSUER, key=generate(), users=list(users.values())))
     security = Security(
         verifier=TokenVerifier([provider.issuer_config()]),
         provider=provider,
         limiter=MemoryLimiter(),
     )
     await security.start(store)
+    provider.users = dict(users)  # start() offers the demo population's users
     settings = Settings(
         database_url="unused",
         public_url="http://test",
@@ -201,6 +203,14 @@ async def kj(store, tmp_path):
     )
     app = create_app(settings, store, security)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http, provider, security
+    finally:
+        await security.stop()
+
+
+@pytest.fixture
+async def kj(store, tmp_path):
+    async with kj_app(store, tmp_path) as (http, provider, security):
         yield KjClient(http, provider, store, security)
-    await security.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from enjournal.security.audit import requestor_and_organisation
 from enjournal.services.helsenorge.web.fhir import entries
 from enjournal.services.helsenorge.web.portal import Portal, View
 
@@ -33,7 +34,7 @@ async def access_log(view: View) -> str:
 
 
 def row(event: dict) -> dict:
-    person, org = _agents(event)
+    person, org = requestor_and_organisation(event)
     codes = [c for p in event.get("purposeOfEvent") or () for c in p.get("coding") or ()]
     basis: dict = next((c for c in codes if c.get("system") == ACCESS_BASIS), {})
     who = person.get("who") or {}
@@ -51,17 +52,6 @@ def row(event: dict) -> dict:
         "changed": event.get("action") not in ("R", "E"),
         "refused": event.get("outcome") not in (None, "0"),
     }
-
-
-def _agents(event: dict) -> tuple[dict, dict]:
-    person: dict = {}
-    org: dict = {}
-    for agent in event.get("agent") or ():
-        if agent.get("requestor"):
-            person = agent
-        elif (agent.get("who") or {}).get("type") == "Organization":
-            org = agent
-    return person, org
 
 
 def _day(value: str | None) -> str | None:
