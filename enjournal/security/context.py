@@ -61,6 +61,10 @@ class AccessContext:
         if self.principal.kind == "personnel":
             # The basis is a health worker's statement; a citizen or a system states none.
             fields.setdefault("access_basis", self.basis)
+        if self.principal.kind == "citizen":
+            # A citizen acts for themselves (or someone they represent), never to treat:
+            # this holds for their refusals too, which name no purpose of their own.
+            fields.setdefault("purpose", "PATRQT")
         if emergency:
             fields.setdefault("emergency_reason", self.reason)
         event = audit_event(

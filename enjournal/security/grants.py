@@ -10,9 +10,11 @@ a write these rules decide whether this caller may make that grant:
 
 - the directory (``policy.DIRECTORY``) is written by system clients only (a rule of
   ``policy.py``, since it needs no data);
-- a Patient's national ids, birth date, address and GP come from Folkeregisteret and
-  fastlegeregisteret: personnel and citizens may not set or change them (a new Patient
-  registered by personnel names no GP);
+- a Patient's national ids, birth date, address, address protection (the
+  ``adressebeskyttelse`` label in ``meta.security``, which ``representation.py`` reads) and
+  GP come from Folkeregisteret and fastlegeregisteret: personnel and citizens may not set or
+  change them (a new Patient registered by personnel names no GP and no protection; an
+  update that leaves the label out changes it, and is refused like any other such field);
 - a RelatedPerson that makes someone a parent (parent role and an identifier) comes from
   Folkeregisteret too: system clients only; one that is a fullmakt (HPOWATT and an
   identifier) is given by the patient through helsenorge's ``$fullmakt`` alone;
@@ -21,6 +23,9 @@ a write these rules decide whether this caller may make that grant:
   emergency access (or none) into an ordinary relationship for themselves;
 - a Consent that denies access (a deny provision anywhere) is not created, changed or
   deleted by personnel: a blocked health worker cannot lift their own block.
+- a Schedule and its Slots are the office's own: personnel write (or delete) them only when
+  the Schedule's actor is the caller, their role or their organisation (helsenorge's
+  ``$book``/``$cancel`` change Slots through the trusted store after their own rules).
 System clients write all of it, within their scopes.
 """
 
@@ -30,9 +35,11 @@ from enjournal.fhir import jsonio
 from enjournal.fhir.indexing import index_resource
 from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
 from enjournal.security.policy import Decision
+from enjournal.security.representation import ADDRESS_PROTECTION
 from enjournal.storage import StoredResource, Transaction
 
 REGISTER_FIELDS = ("birthDate", "address")  # Folkeregisteret's, compared as stored
+CALENDAR = ("Schedule", "Slot")  # an office's own: citizens book what it offers
 
 
 async def checked_write(guard, tx: Transaction, action: str, resource: dict, decision: Decision):
@@ -56,8 +63,20 @@ def checked_delete(guard, stored: StoredResource, decision: Decision) -> Decisio
     return Decision(False, decision.purpose, reason=reason) if reason else decision
 
 
+async def checked_calendar(guard, tx, stored: StoredResource, decision: Decision) -> Decision:
+    """``decision`` for deleting ``stored``: a Schedule or Slot only by its own office."""
+    if not decision.allowed or guard.principal.kind == "system":
+        return decision
+    if stored.type not in CALENDAR:
+        return decision
+    reason = await _calendar_refusal(guard, tx, jsonio.loads(stored.content))
+    return Decision(False, decision.purpose, reason=reason) if reason else decision
+
+
 async def _refusal(guard, tx, new: dict, old: dict | None) -> str | None:
     type_ = new["resourceType"]
+    if type_ in CALENDAR:
+        return await _calendar_refusal(guard, tx, new, old)
     if type_ == "Patient":
         return _patient_refusal(new, old)
     if type_ == "RelatedPerson":
@@ -69,7 +88,12 @@ async def _refusal(guard, tx, new: dict, old: dict | None) -> str | None:
 
 async def _stored(tx, resource: dict) -> dict | None:
     id_ = resource.get("id")
-    if not id_ or resource["resourceType"] not in ("Patient", "RelatedPerson", "Consent"):
+    if not id_ or resource["resourceType"] not in (
+        "Patient",
+        "RelatedPerson",
+        "Consent",
+        *CALENDAR,
+    ):
         return None  # care links are judged on the new content alone
     if not await tx.exists(resource["resourceType"], id_):
         return None
@@ -80,6 +104,13 @@ async def _stored(tx, resource: dict) -> dict | None:
 
 
 def _patient_refusal(new: dict, old: dict | None) -> str | None:
+    if _protection(new) != (_protection(old) if old else set()):
+        # Lifting it exposes a hidden address to a parent or fullmakt; setting it silently
+        # ends their access.  Either is Folkeregisteret's decision.
+        return (
+            "the address protection (Patient.meta.security, adressebeskyttelse) is changed "
+            "only by Folkeregisteret"
+        )
     if old is None:
         if new.get("generalPractitioner"):
             return (
@@ -105,6 +136,17 @@ def _patient_refusal(new: dict, old: dict | None) -> str | None:
     return None
 
 
+def _protection(patient: dict) -> set[tuple]:
+    """The address protection labels, compared whatever else ``meta`` holds."""
+    meta = patient.get("meta")
+    labels = meta.get("security") or () if isinstance(meta, dict) else ()
+    return {
+        (label.get("system"), label.get("code"))
+        for label in labels
+        if isinstance(label, dict) and label.get("system") == ADDRESS_PROTECTION
+    }
+
+
 def _carries_national_id(patient: dict) -> bool:
     """A fødselsnummer or D-nummer under another system, or none, is still one."""
     from enjournal.fhir.norwegian_ids import is_valid_fnr
@@ -127,6 +169,36 @@ def _national_ids(patient: dict) -> set[tuple]:
         for i in patient.get("identifier") or ()
         if isinstance(i, dict) and i.get("system") in (OID_FNR, OID_DNR)
     }
+
+
+# ---- Schedule and Slot: an office's own calendar -----------------------------------------
+
+
+async def _calendar_refusal(guard, tx, new: dict, old: dict | None = None) -> str | None:
+    """Personnel write a Schedule (and its Slots) only when its actor is themselves, their
+    role or their organisation; for an update both the old and the new must be theirs."""
+    mine = await guard.finder.caller(tx)
+    for resource in (new, old) if old else (new,):
+        if not _actors(await _schedule_of(tx, resource)) & mine:
+            return f"{new['resourceType']} belongs to another office's Schedule (Schedule.actor)"
+    return None
+
+
+async def _schedule_of(tx, resource: dict) -> dict | None:
+    if resource.get("resourceType") == "Schedule":
+        return resource
+    schedule = resource.get("schedule")
+    ref = schedule.get("reference") if isinstance(schedule, dict) else None
+    parts = ref.split("/")[-2:] if isinstance(ref, str) else []
+    if len(parts) != 2 or parts[0] != "Schedule" or not await tx.exists(*parts):
+        return None
+    return jsonio.loads((await tx.read(*parts)).content)
+
+
+def _actors(schedule: dict | None) -> set[tuple]:
+    actors = (schedule or {}).get("actor") or ()
+    refs = [a.get("reference") for a in actors if isinstance(a, dict)]
+    return {tuple(r.split("/")[-2:]) for r in refs if isinstance(r, str)}
 
 
 # ---- RelatedPerson: parent links ------------------------------------------------------------

@@ -89,6 +89,7 @@ class Guard:
         )
         if action == "d":
             decision = grants.checked_delete(self, stored, decision)
+            decision = await grants.checked_calendar(self, tx, stored, decision)
             if stored.type == "Consent":  # a lifted block must hold at once on this worker
                 for patient in patients or ():
                     self.finder.forget_consents(patient)
@@ -134,14 +135,16 @@ class Guard:
         if type_ == "Consent":
             for patient in patients or ():
                 self.finder.forget_consents(patient)
-        ref = f"{type_}/{resource.get('id', '')}"
+        # A resource not yet created has no id: its audit event names no entity rather
+        # than an empty reference ("Communication/").
+        ref = f"{type_}/{resource['id']}" if resource.get("id") else None
         if type_ == "Patient" and action == "c" and self.principal.kind != "citizen":
             patients = None  # registering a new patient: no relation exists yet
         decision = await self._decide(tx, action, type_, patients, ref)
         decision = await grants.checked_write(self, tx, action, resource, decision)
         if decision.allowed and self.resource_hooks:
             decision = await self._hooks(tx, action, None, resource, patients, decision)
-        self._record(action, interaction, decision, patients or [], [ref])
+        self._record(action, interaction, decision, patients or [], [ref] if ref else [])
         if not decision.allowed:
             raise Forbidden(decision.reason)
         return decision

@@ -48,6 +48,9 @@ INSIGHT, SERVICES = "1", "3"
 # services with the GP office.  Each goes through a helsenorge operation that fills in who
 # wrote it from the token.
 CITIZEN_SERVICE_TYPES = frozenset({"Communication", "Appointment", "QuestionnaireResponse"})
+# NATIONAL_FORMS: the forms helsenorge serves to citizens (the self-report form); a health
+# worker who rewrote one would change what every citizen is asked, so system clients only.
+NATIONAL_FORMS = frozenset({"Questionnaire"})
 # The directory: who the caller is and where they work (the guard finds a caller's
 # Practitioner by HPR number, their Organization by organisation number, their roles).  It is
 # kept by the national registers (HPR, Enhetsregisteret, NHN's address register), so writing
@@ -135,6 +138,10 @@ def _shared_data(principal: Principal, action: str, resource_type: str) -> Decis
         return Decision(True, SYSTEM if principal.kind == "system" else TREAT)
     if principal.kind == "citizen":
         return Decision(False, reason="citizens cannot change shared data")
+    if resource_type in NATIONAL_FORMS and principal.kind != "system":
+        return Decision(
+            False, reason=f"{resource_type} is a national form, published by system clients only"
+        )
     if resource_type in DIRECTORY and principal.kind != "system":
         return Decision(
             False,

@@ -337,6 +337,24 @@ async def citizen_writes(guard, tx, action: str, resource: dict, patients) -> st
     return f"a citizen writes {type_} through {use}"
 
 
+async def personnel_messages(guard, tx, action: str, resource: dict, patients) -> str | None:
+    """A health worker's Communication is sent by themselves: the portal shows the sender,
+    so one naming the patient (or a colleague) would put words in someone else's mouth."""
+    if action not in ("c", "u") or guard.principal.kind != "personnel":
+        return None
+    if resource.get("resourceType") != "Communication":
+        return None
+    sender = resource.get("sender")
+    ref = sender.get("reference") if isinstance(sender, dict) else None
+    parts = tuple(ref.split("/")[-2:]) if isinstance(ref, str) else ()
+    if parts in await guard.finder.caller(tx):
+        return None
+    return (
+        "Communication.sender must be the caller (their Practitioner, PractitionerRole "
+        "or Organization)"
+    )
+
+
 # ---- small helpers -------------------------------------------------------------------------
 
 
@@ -440,3 +458,4 @@ def register(platform) -> None:
             )
         )
     platform.add_hook(HOOK_MARKER, citizen_writes)
+    platform.add_hook(HOOK_MARKER, personnel_messages)

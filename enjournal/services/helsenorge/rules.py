@@ -319,8 +319,12 @@ def form_answer(
     out = {
         k: v
         for k, v in response.items()
-        if k not in ("id", "meta", "status", "subject", "author", "authored", "questionnaire")
+        if k
+        not in ("id", "meta", "status", "subject", "author", "authored", "questionnaire", "source")
     }
+    if isinstance(out.get("item"), list):
+        # The texts shown with the answers are the form's own, not the caller's.
+        out["item"] = _with_form_texts(out["item"], _form_texts(questionnaire.get("item")))
     out.update(
         resourceType="QuestionnaireResponse",
         questionnaire=questionnaire_canonical(questionnaire),
@@ -328,5 +332,41 @@ def form_answer(
         subject={"reference": f"Patient/{patient_id}"},
         authored=instant(now),
         author={"reference": author},
+        source={"reference": author},  # who gave the answers: the acting citizen
     )
     return out
+
+
+def _form_texts(items) -> dict[str, str]:
+    """linkId -> text of the Questionnaire's items, nested ones included."""
+    texts: dict[str, str] = {}
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict):
+            if isinstance(item.get("linkId"), str) and isinstance(item.get("text"), str):
+                texts[item["linkId"]] = item["text"]
+            texts.update(_form_texts(item.get("item")))
+    return texts
+
+
+def _with_form_texts(items: list, texts: dict[str, str]) -> list:
+    """The answer items with each ``text`` taken from the form (left out if it has none)."""
+    out = []
+    for item in items:
+        if not isinstance(item, dict):
+            out.append(item)
+            continue
+        item = {k: v for k, v in item.items() if k != "text"}
+        if item.get("linkId") in texts:
+            item["text"] = texts[item["linkId"]]
+        if isinstance(item.get("item"), list):
+            item["item"] = _with_form_texts(item["item"], texts)
+        if isinstance(item.get("answer"), list):
+            item["answer"] = [_answer_with_texts(a, texts) for a in item["answer"]]
+        out.append(item)
+    return out
+
+
+def _answer_with_texts(answer, texts: dict[str, str]):
+    if isinstance(answer, dict) and isinstance(answer.get("item"), list):
+        return {**answer, "item": _with_form_texts(answer["item"], texts)}
+    return answer
