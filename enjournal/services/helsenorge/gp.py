@@ -61,8 +61,8 @@ class GpServices:
         patient = await self._patient(request, repo, patient_id, op)
         sender = await self._acting(request, tx, patient_id, op)
         recipients = await self._recipients(request, tx, patient, op)
-        thread = await self._thread(request, tx, params, patient_id)
-        about = await self._prescription(request, tx, params, patient_id)
+        thread = await self._own(request, tx, params, patient_id, "in-response-to")
+        about = await self._own(request, tx, params, patient_id, "about")
         resource = rules.communication(
             patient_id,
             sender,
@@ -100,31 +100,19 @@ class GpServices:
                 gps.append(office)
         return gps
 
-    async def _thread(self, request, tx, params: dict, patient_id: str) -> str | None:
-        """``in-response-to``: a message in this patient's own thread."""
-        value = params.get("in-response-to")
+    async def _own(self, request, tx, params: dict, patient_id: str, name: str) -> str | None:
+        """``in-response-to`` (a message in this patient's own thread) or ``about`` (the
+        patient's own prescription a renewal request is about), as a reference."""
+        value = params.get(name)
         if value is None:
             return None
-        id_ = rules.reference(value, "Communication", "in-response-to")
-        content = await tx.content_of("Communication", id_)
-        if content is None or not rules.refers_to(
-            jsonio.loads(content), "subject", f"Patient/{patient_id}"
-        ):
-            message = f"Communication/{id_} is not one of this patient's messages"
+        type_, what = _OWN[name]
+        id_ = rules.reference(value, type_, name)
+        content = await tx.content_of(type_, id_)
+        if content is None or rules.subject_patient(jsonio.loads(content)) != patient_id:
+            message = f"{type_}/{id_} is not one of this patient's {what}"
             raise refused(request, "c", "$message-gp", message, patient_id, NotFound)
-        return f"Communication/{id_}"
-
-    async def _prescription(self, request, tx, params: dict, patient_id: str) -> str | None:
-        """``about``: the patient's own prescription a renewal request is about."""
-        value = params.get("about")
-        if value is None:
-            return None
-        id_ = rules.reference(value, "MedicationRequest", "about")
-        content = await tx.content_of("MedicationRequest", id_)
-        if content is None or rules.patient_of_prescription(jsonio.loads(content)) != patient_id:
-            message = f"MedicationRequest/{id_} is not one of this patient's prescriptions"
-            raise refused(request, "c", "$message-gp", message, patient_id, NotFound)
-        return f"MedicationRequest/{id_}"
+        return f"{type_}/{id_}"
 
     # ---- appointments --------------------------------------------------------------------
 
@@ -459,3 +447,11 @@ def register(platform) -> None:
         )
     platform.add_hook(HOOK_MARKER, citizen_writes)
     platform.add_hook(HOOK_MARKER, personnel_messages)
+
+
+# What a message may refer to (its parameter: the type, and what it is in words); it must be
+# the same patient's (``subject``).
+_OWN = {
+    "in-response-to": ("Communication", "messages"),
+    "about": ("MedicationRequest", "prescriptions"),
+}

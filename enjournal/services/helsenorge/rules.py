@@ -45,8 +45,9 @@ def refers_to(resource: dict, path: str, ref: str) -> bool:
     return ((resource.get(path) or {}).get("reference") or "").endswith(ref)
 
 
-def patient_of_prescription(prescription: dict) -> str | None:
-    ref = (prescription.get("subject") or {}).get("reference") or ""
+def subject_patient(resource: dict) -> str | None:
+    """The id of the Patient a resource's ``subject`` names (a message, a prescription)."""
+    ref = (resource.get("subject") or {}).get("reference") or ""
     return ref.split("/", 1)[1] if ref.startswith("Patient/") else None
 
 
