@@ -41,15 +41,15 @@ async def login(portal: Portal, view: View) -> Response:
 
 def callback_endpoint(portal: Portal):
     async def endpoint(request: Request) -> Response:
-        before = await portal._session(request)
+        before = await portal.session_of(request)
         try:
             session = await _complete_login(portal, request, before)
         except LoginFailed:
             view = View(request, before, portal)
             view.status = 400
-            return await portal._finish(portal.render(view, "login_failed.html"), before)
+            return await portal.finish(portal.render(view, "login_failed.html"), before)
         await portal.sessions.drop(before.id)  # a new id after login: no session fixation
-        return await portal._finish(RedirectResponse(f"{PATH}/", status_code=303), session)
+        return await portal.finish(RedirectResponse(f"{PATH}/", status_code=303), session)
 
     return endpoint
 
@@ -97,7 +97,7 @@ async def logout(portal: Portal, view: View) -> Response:
     await portal.sessions.drop(view.session.id)
     view.session.access_token = None
     response = portal.render(view, "logged_out.html")
-    return await portal._finish(response, None)
+    return await portal.finish(response, None)
 
 
 async def language(view: View) -> Response:

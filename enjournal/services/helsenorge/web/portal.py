@@ -94,15 +94,15 @@ class Portal:
 
     def page(self, handler, *, login: bool = True):
         async def endpoint(request: Request) -> Response:
-            session = await self._session(request)
+            session = await self.session_of(request)
             if login and not session.logged_in:
-                return await self._finish(RedirectResponse(f"{PATH}/", status_code=303), session)
+                return await self.finish(RedirectResponse(f"{PATH}/", status_code=303), session)
             view = View(request, session, self)
             if request.method == "POST":
                 refused = await self._read_form(view)
                 if refused is not None:
-                    return await self._finish(refused, session)
-            return await self._finish(await self._run(handler, view), session)
+                    return await self.finish(refused, session)
+            return await self.finish(await self._run(handler, view), session)
 
         return endpoint
 
@@ -141,7 +141,7 @@ class Portal:
         html = env.get_template(template).render(context)
         return HTMLResponse(html, status_code=view.status)
 
-    async def _session(self, request: Request) -> Session:
+    async def session_of(self, request: Request) -> Session:
         id_ = request.cookies.get(COOKIE, "")
         session = await self.sessions.get(id_) if id_ else None
         if session is None:
@@ -175,7 +175,7 @@ class Portal:
             return self.render(view, "error.html", code=403, message=None)
         return None
 
-    async def _finish(self, response: Response, session: Session | None) -> Response:
+    async def finish(self, response: Response, session: Session | None) -> Response:
         """Every answer: the security headers; the session saved and its cookie renewed
         (None: the session ended, its cookie is removed)."""
         response.headers.update(HEADERS)
