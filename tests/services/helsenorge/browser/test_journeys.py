@@ -174,11 +174,16 @@ def test_act_for_a_child_of_5(page: Page):
 
 def test_a_parent_is_refused_the_record_of_a_child_of_13(page: Page):
     login(page, "parent")
-    act_for(page, "demo-barn-13")
-    expect(page.locator("p.acting")).to_contain_text("Jonas")
-    answer = page.goto(f"{PORTAL}/kjernejournal")
-    assert answer is not None and answer.status == 404
-    expect(page.locator("main section")).to_have_count(0)
+    page.goto(f"{PORTAL}/")
+    # From 12 there is no digital parental access (domain.md 2.3): the child is not offered,
+    expect(page.locator("input[name=patient][value='demo-barn-13']")).to_have_count(0)
+    # and a form changed to name the child anyway is refused like any stranger's id.
+    page.locator("input[name=patient]").first.evaluate("e => { e.value = 'demo-barn-13' }")
+    page.locator("input[name=patient]").first.check()
+    with page.expect_navigation() as refused:
+        page.locator(f"form[action='{PORTAL}/act-for'] button[type=submit]").click()
+    assert refused.value is not None and refused.value.status == 404
+    expect(page.locator("p.acting")).not_to_contain_text("Jonas")
     axe_check(page)
 
 
