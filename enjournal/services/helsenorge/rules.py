@@ -15,6 +15,8 @@ TOPICS = {
     "dialog": "Dialog med legekontoret",
     "e-konsultasjon": "E-konsultasjon",
     "fornyelse": "Fornyelse av resept",
+    # Only a health worker the citizen has not blocked lifts a block (domain.md 2.3).
+    "oppheve-blokkering": "Oppheve blokkering i kjernejournal",
 }
 # A message is a few paragraphs; the GP office reads it, a document belongs elsewhere.
 MAX_TEXT = 4000

@@ -4,15 +4,19 @@ organisation.  Only coded bases are shown: never a health worker's free-text rea
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from enjournal.security.audit import requestor_and_organisation
+from enjournal.security.audit.codes import BLOCK_LIFTED
 from enjournal.services.helsenorge.web.fhir import entries
 from enjournal.services.helsenorge.web.portal import Portal, View
 
 HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
 ACCESS_BASIS = "https://enjournal.no/fhir/CodeSystem/access-basis"
 EMERGENCY = "ETREAT"
+# The one fixed text a citizen's copy of an event keeps; the portal says it in its language.
+LIFTED = re.compile(re.escape(BLOCK_LIFTED).replace(r"\{hpr\}", r"(\d{1,9})"))
 
 
 def routes(portal: Portal) -> list:
@@ -51,7 +55,14 @@ def row(event: dict) -> dict:
         "emergency": any(c.get("code") == EMERGENCY for c in codes),
         "changed": event.get("action") not in ("R", "E"),
         "refused": event.get("outcome") not in (None, "0"),
+        "lifted": _lifted_hpr(event.get("outcomeDesc")),
     }
+
+
+def _lifted_hpr(text: str | None) -> str | None:
+    """The HPR number whose block this event lifted, if it is a ``$kj-lift-block``."""
+    found = LIFTED.fullmatch(text or "")
+    return found.group(1) if found else None
 
 
 def _day(value: str | None) -> str | None:

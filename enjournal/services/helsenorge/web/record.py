@@ -114,6 +114,8 @@ async def privacy(view: View):
         return "privacy.html"
     current = await _privacy(view)
     change = view.field("change")
+    if change == "lift-request":
+        return await _ask_gp_to_lift(view, view.field("hpr"), current["block"])
     params: dict = {}
     if change == "restrict":
         params["restrict"] = [p for p in view.values("part") if p in (*PARTS, "hele")] or [""]
@@ -124,6 +126,22 @@ async def privacy(view: View):
         params["reserve"] = view.field("reserve") == "true"
     await view.fhir.operation(f"Patient/{view.patient}/$kj-privacy", **_clean(params))
     return view.back("/kjernejournal/personvern", view.t("Your choice is saved."))
+
+
+async def _ask_gp_to_lift(view: View, hpr: str, blocked: list[str]):
+    """The citizen cannot lift a block; they ask their GP, who is not blocked, to do it
+    (``$kj-lift-block``) with a message the GP's office sees among the others."""
+    if hpr not in blocked:
+        return view.back("/kjernejournal/personvern", view.t("You have not blocked that number."))
+    text = view.t(
+        "Please lift my block of the health worker with HPR number %(hpr)s in the summary care "
+        "record.",
+        hpr=hpr,
+    )
+    await view.fhir.operation(
+        f"Patient/{view.patient}/$message-gp", text=text, topic="oppheve-blokkering"
+    )
+    return view.back("/kjernejournal/personvern", view.t("Your GP's office is asked to lift it."))
 
 
 def _clean(params: dict) -> dict:

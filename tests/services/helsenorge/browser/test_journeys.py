@@ -1,6 +1,6 @@
 """A citizen's journeys through the portal with the mouse, in a real browser: log in, read
 the kjernejournal, lock a prescription, read the access log after a GP looked, block a
-health worker, reserve against the kjernejournal, log out.
+health worker and have the GP lift the block, reserve against the kjernejournal, log out.
 
 The server is shared by the session, so each journey that changes something does it as a
 demo citizen of its own (or to something it chooses afresh): the order of tests is free.
@@ -114,6 +114,50 @@ def test_block_a_health_worker_by_hpr(page: Page, api):
     assert api.get("nurse", summary, **consent).status_code in (403, 404)
     emergency = {"nhn-access-basis": "AKUTT", "nhn-access-reason": b"Bevisstlos pasient"}
     assert api.get("nurse", summary, **emergency).status_code in (403, 404)
+
+
+def test_block_and_have_the_gp_lift_it(page: Page, api):
+    """A citizen blocks a health worker, then asks the GP to lift the block (a citizen
+    cannot lift one, domain.md 2.3); the GP, not blocked, lifts it through the API, and the
+    citizen sees the block gone and the lifting in the access log."""
+    doctor = api.get("gp", "Practitioner/legekontor-0001-fastlege-2").json()
+    hpr = next(i["value"] for i in doctor["identifier"] if i["system"].endswith(".4.4"))
+    patient = api.own_patient("citizen")["id"]
+    login(page, "citizen")
+    page.goto(f"{PORTAL}/kjernejournal/personvern")
+    page.locator("#hpr").fill(hpr)
+    with page.expect_navigation():
+        page.locator("form:has(#hpr) button[type=submit]").click()
+    blocked = page.locator("main ul.blocked li", has_text=hpr)
+    expect(blocked).to_have_count(1)
+    with page.expect_navigation():
+        blocked.locator("button").click()
+    expect(flash(page)).to_be_visible()
+    axe_check(page)
+    # The GP's office finds the request among the patient's messages and lifts the block.
+    found = api.get("gp", f"Communication?subject=Patient/{patient}&_count=100").json()
+    asks = [
+        e["resource"]
+        for e in found.get("entry", [])
+        if e["resource"]["category"][0]["coding"][0]["code"] == "oppheve-blokkering"
+        and hpr in e["resource"]["payload"][0]["contentString"]
+    ]
+    assert asks, "the request to lift did not reach the GP's office"
+    lift = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "hpr", "valueString": hpr},
+            {"name": "reason", "valueString": "Pasienten ba om det via helsenorge"},
+        ],
+    }
+    assert api.post("gp", f"Patient/{patient}/$kj-lift-block", lift).status_code == 200
+    page.reload()
+    expect(page.locator("main ul.blocked li", has_text=hpr)).to_have_count(0)
+    nav(page, "/innsynslogg")
+    gp = api.get("gp", f"Practitioner/{GP}").json()
+    gp_hpr = next(i["value"] for i in gp["identifier"] if i["system"].endswith(".4.4"))
+    lifting = page.locator("main tbody tr", has_text=gp_hpr).filter(has_text=hpr)
+    expect(lifting).to_have_count(1)  # who lifted it, and which block, in one row
 
 
 def test_reserve_and_see_the_deletion_date(page: Page):

@@ -116,6 +116,10 @@ def test_block_a_health_worker(signed_in):
         page.keyboard.press("Enter")
     expect(flash(page)).to_be_visible()
     expect(page.locator("main li", has_text=hpr)).to_have_count(1)
+    # The block's own button asks the GP to lift it (a citizen cannot lift a block).
+    tab_to(page, lambda f: f["tag"] == "button" and f["change"] == "lift-request")
+    press_enter_and_wait(page)
+    expect(flash(page)).to_be_visible()
 
 
 def test_log_out(page: Page):
