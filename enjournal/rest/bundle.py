@@ -192,8 +192,25 @@ async def _prepare_create(
     validate_for_write(resource)
 
 
+async def _lock_conditions(repo: GuardedRepository, entries: list[dict]) -> None:
+    """Serialise this transaction's conditional creates and updates with other workers'
+    (as a single conditional create does), so two transactions carrying the same
+    ``ifNoneExist`` do not both create; taken in one order, so two cannot deadlock."""
+    conditions = set()
+    for entry in entries:
+        req = entry["request"]
+        type_ = req["url"].split("?")[0].strip("/")
+        if req["method"] == "POST" and req.get("ifNoneExist"):
+            conditions.add((type_, req["ifNoneExist"]))
+        elif req["method"] == "PUT" and "?" in req["url"]:
+            conditions.add((type_, req["url"].split("?", 1)[1]))
+    for type_, criteria in sorted(conditions):
+        await repo.lock_criteria(type_, criteria)
+
+
 async def _allocate_ids(repo: GuardedRepository, entries: list[dict]) -> dict[str, str]:
     """fullUrl -> "Type/id" for every entry that creates or names a resource."""
+    await _lock_conditions(repo, entries)
     ids: dict[str, str] = {}
     for n, entry in enumerate(entries):
         full_url = entry.get("fullUrl")

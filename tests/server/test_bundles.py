@@ -224,3 +224,23 @@ async def test_transaction_mixed_entries_keep_their_responses(client):
     assert all(e["response"]["lastModified"] for e in entries[1:])
     obs = (await client.get("/fhir/" + entries[1]["fullUrl"])).json()
     assert obs["subject"]["reference"] == entries[3]["fullUrl"]
+
+
+async def test_concurrent_transactions_with_one_condition_create_once(client):
+    """Transactions racing on the same ifNoneExist (a redelivered reading handled by two
+    workers at once) store one resource: the condition is locked as a single conditional
+    create's is."""
+    import asyncio
+
+    reading = {"system": "urn:enjournal:test:reading", "value": "r-1"}
+    obs = {**observation("Patient/p-race"), "identifier": [reading]}
+    one = bundle(
+        "transaction",
+        entry("POST", "Observation", obs, ifNoneExist="identifier=urn:enjournal:test:reading|r-1"),
+    )
+    answers = await asyncio.gather(*(client.post("/fhir", json=one) for _ in range(6)))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    statuses = sorted(a.json()["entry"][0]["response"]["status"] for a in answers)
+    assert statuses == ["200 OK"] * 5 + ["201 Created"]
+    found = await client.get("/fhir/Observation?identifier=urn:enjournal:test:reading|r-1")
+    assert found.json()["total"] == 1
