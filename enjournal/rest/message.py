@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-import orjson
-
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid, Issue
 from enjournal.storage.base import StoredResource
@@ -84,7 +82,7 @@ class FhirResponse:
 
     @classmethod
     def of(cls, value: dict, status: int = 200, **headers: str) -> FhirResponse:
-        return cls(status, orjson.dumps(value), dict(headers))
+        return cls(status, jsonio.dumps(value), dict(headers))
 
 
 def etag(version: int) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 
 import orjson
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.definitions import patient_compartment
 from enjournal.fhir.errors import Forbidden, NotFound
 from enjournal.security import grants
@@ -336,7 +337,7 @@ class Guard:
         type_ = resource["resourceType"]
         if type_ == "Patient":
             return [resource["id"]] if resource.get("id") else None
-        return _patients(type_, orjson.dumps(resource))
+        return _patients(type_, jsonio.dumps(resource))
 
     # ---- audit --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from enjournal.security.audit import verify
@@ -95,6 +96,27 @@ async def test_gp_patient_search_only_returns_own_list(secured):
 
 
 # ---- writes -----------------------------------------------------------------------------
+
+
+async def test_a_secured_write_keeps_decimals(secured):
+    """The guard reads whose data a new resource is from its JSON: a decimal (parsed as a
+    Decimal to keep its precision) once made every secured write of one a 500."""
+    from tests.security.conftest import observation
+
+    obs = observation("x", "kari")
+    obs["valueQuantity"] = {**obs["valueQuantity"], "value": 36.80}
+    created = await secured.http.post(
+        "/fhir/Observation",
+        content=orjson.dumps(obs).replace(b"36.8", b"36.80"),
+        headers={**secured.headers("gp"), "content-type": "application/fhir+json"},
+    )
+    assert created.status_code == 201, created.text
+    read = await secured.get("gp", f"/fhir/Observation/{created.json()['id']}")
+    assert b'"value":36.80' in read.content  # the precision as written
+    entry = {"resource": obs, "request": {"method": "POST", "url": "Observation"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+    answer = await secured.http.post("/fhir", json=bundle, headers=secured.headers("gp"))
+    assert answer.status_code == 200, answer.text
 
 
 async def test_writes_follow_the_same_rules(secured):

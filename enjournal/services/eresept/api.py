@@ -21,8 +21,6 @@ import math
 import secrets
 from datetime import datetime
 
-import orjson
-
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from enjournal.rest.interactions.common import validate_for_write
@@ -80,7 +78,7 @@ async def dispensable(request, repo) -> FhirResponse:
             for r in found
         ],
     }
-    return FhirResponse(200, orjson.dumps(bundle))
+    return FhirResponse(200, jsonio.dumps(bundle))
 
 
 def _public(resource: dict) -> dict:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import orjson
-
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
@@ -419,7 +417,7 @@ def _searchset(request, contents: list[bytes]) -> bytes:
         "total": len(entries),
         "entry": entries,
     }
-    return orjson.dumps(bundle)
+    return jsonio.dumps(bundle)
 
 
 def register(platform) -> None:
