@@ -84,6 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         "--now", help="the time the jobs see, ISO 8601 with offset (default: the real time)"
     )
 
+    vkp = sub.add_parser("vkp", help="velferdsteknologi: readings from home devices")
+    vkp_sub = vkp.add_subparsers(dest="vkp_command", required=True)
+    consume = vkp_sub.add_parser("consume", help="consume device readings from an MQTT broker")
+    _database_option(consume)
+    consume.add_argument(
+        "--broker",
+        default=os.environ.get("ENJOURNAL_MQTT_URL", "mqtt://127.0.0.1:1883"),
+        help="mqtt://[user:password@]host[:port] (default: $ENJOURNAL_MQTT_URL)",
+    )
+    consume.add_argument("--client-id", default="enjournal-vkp-1", help="stable, one per consumer")
+    consume.add_argument("--group", default="enjournal", help="the shared subscription's group")
+    consume.add_argument("--batch", type=int, default=500, help="most readings per transaction")
+
     fest = sub.add_parser("fest", help="the drug catalogue (FEST)")
     fest_sub = fest.add_subparsers(dest="fest_command", required=True)
     fest_load = fest_sub.add_parser("load", help="load a FEST M30 XML file (streamed)")
@@ -250,6 +263,14 @@ def _fest(args: argparse.Namespace) -> int:
     return asyncio.run(load_command(args.database, args.path))
 
 
+def _vkp(args: argparse.Namespace) -> int:
+    from enjournal.services.velferdsteknologi.command import consume_command
+
+    return asyncio.run(
+        consume_command(args.database, args.broker, args.client_id, args.group, args.batch)
+    )
+
+
 COMMANDS = {
     "serve": _serve,
     "migrate": _migrate,
@@ -258,6 +279,7 @@ COMMANDS = {
     "token": _token,
     "audit": _audit,
     "jobs": _jobs,
+    "vkp": _vkp,
     "fest": _fest,
     "terminology": _terminology,
 }

@@ -90,6 +90,29 @@ def build_security(settings) -> Security:
     )
 
 
+class NoTokens:
+    """The verifier of a process that takes no tokens: every token is refused."""
+
+    issuers: dict = {}
+
+    async def verify(self, token: str):
+        from enjournal.fhir.errors import Unauthorized
+
+        raise Unauthorized("this process accepts no access tokens")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def worker_security(settings) -> Security:
+    """Security for a process that takes no tokens (a queue consumer acting as a system
+    client of its own): the same policy, guard hooks and audit as the server."""
+    return Security(
+        verifier=NoTokens(),  # type: ignore[arg-type]
+        audit_reads_synchronous=settings.audit_reads_synchronous,
+    )
+
+
 DEMO_APP = "enjournal-demo-app"
 DEMO_APP_SCOPES = (
     "openid",

@@ -1,1 +1,20 @@
-"""Velferdsteknologi: remote follow-up at home and safety alarms (domain.md section 6)."""
+"""Velferdsteknologi: remote follow-up at home and safety alarms (domain.md section 6).
+
+Readings from home devices reach the record through the hub (``ingest.py``: MQTT through
+``mqtt.py``, or a gateway's FHIR batch over HTTP), are checked (``readings.py``, the device
+hook ``hooks.py``) and stored once; ``rules.py`` and ``news2.py`` decide what needs a
+nurse's attention.  See docs/velferdsteknologi.md.
+"""
+
+from __future__ import annotations
+
+from enjournal.services import Job
+
+
+def register(platform) -> list[Job]:
+    """Add the device hook (and, as they come, the operations, pages and jobs)."""
+    from enjournal.services.velferdsteknologi import api, hooks
+
+    platform.add_hook(hooks.MARKER, hooks.check)
+    api.register(platform)
+    return []

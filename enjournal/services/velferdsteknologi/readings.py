@@ -371,7 +371,8 @@ def _factor(kind: ReadingType, unit: object) -> Decimal:
 def _number(key: str, value: object) -> float:
     if value is None:
         raise Refused("missing-field", f"the reading has no {key!r}")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+    # Decimal: an Observation parsed by the platform keeps FHIR decimals exactly (jsonio)
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal) or value != value:
         raise Refused("bad-value", f"{key!r} must be a number")
     return float(value)
 

@@ -1,0 +1,65 @@
+"""Velferdsteknologi's rule inside the general FHIR API (a guard hook): a reading from a
+home device is written only for the patient the device is assigned to.
+
+Only home follow-up devices are checked (a Device with the identifier system
+``HOME_DEVICE``); an Observation from another device (a hospital's monitor) is not this
+service's business.  The assignment is the Device itself: ``Device.patient`` (R4: "patient
+to whom Device is affixed") while ``Device.status`` is ``active``; reassigning a device is
+an update of the Device, so its history keeps who had it when.  The check runs for every
+Observation that names a home device, whichever way it came (a gateway's HTTP batch, the
+MQTT consumer), and also checks the reading itself (``readings.check_observation``): a
+refusal of content is a 422 naming the reason, a device writing for someone else a 403,
+both audited.
+"""
+
+from __future__ import annotations
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.errors import Gone, NotFound, Unprocessable
+from enjournal.services.velferdsteknologi import readings
+
+MARKER = b"Device/"  # absent from the stored JSON: no device, nothing to check
+# A home follow-up device is registered with this identifier system (its serial number).
+HOME_DEVICE = "urn:enjournal:vkp:device"
+
+
+def is_home_device(device: dict) -> bool:
+    return any(i.get("system") == HOME_DEVICE for i in device.get("identifier") or ())
+
+
+def _is_reading(resource: dict) -> bool:
+    """An Observation the hub made from a device's reading (its de-duplication key)."""
+    systems = (i.get("system") or "" for i in resource.get("identifier") or ())
+    return any(s.startswith(readings.READING_SYSTEM) for s in systems)
+
+
+async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
+    if action not in ("c", "u") or resource.get("resourceType") != "Observation":
+        return None
+    reference = (resource.get("device") or {}).get("reference") or ""
+    if not reference.startswith("Device/"):
+        return None
+    device = await _device(tx, reference[7:])
+    if device is None or not is_home_device(device):
+        if not _is_reading(resource):
+            return None  # another kind of device (a hospital's monitor): not ours to check
+        raise Unprocessable(f"unknown device {reference}")
+    if device.get("status") != "active":
+        raise Unprocessable(f"the device {reference} is not in use")
+    assigned = (device.get("patient") or {}).get("reference")
+    if not assigned or assigned != (resource.get("subject") or {}).get("reference"):
+        return "the device is not assigned to this patient"
+    try:
+        readings.check_observation(resource)
+    except readings.Refused as refused:
+        raise Unprocessable(f"reading refused ({refused.code}): {refused}") from None
+    if readings.reading_key(resource) is None:
+        raise Unprocessable("a device reading needs its stable identifier (Observation.identifier)")
+    return None
+
+
+async def _device(tx, device_id: str) -> dict | None:
+    try:
+        return jsonio.loads((await tx.read("Device", device_id)).content)
+    except (NotFound, Gone):
+        return None
