@@ -82,7 +82,7 @@ class Consumer:
             clean_start=False,
             properties=connect,
         )
-        client._client.manual_ack_set(True)
+        client._client.manual_ack_set(True)  # paho: acknowledge only after the commit
         return client
 
     async def run_forever(self, stop: asyncio.Event) -> None:

@@ -5,6 +5,7 @@ lets anyone in, so the device checks are tested on a broker of our own)."""
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -113,7 +114,9 @@ def private_broker(tmp_path_factory):
 
 def _config(port: int, passwords: Path, acl: Path) -> str:
     return (
-        f"listener {port} 127.0.0.1\nallow_anonymous false\n"
+        # run as whoever runs the tests (as root, mosquitto would switch to its own user,
+        # which cannot read the test's private folder)
+        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous false\n"
         f"password_file {passwords}\nacl_file {acl}\npersistence false\n"
         "max_inflight_messages 1000\nmax_queued_messages 100000\n"
     )
