@@ -51,12 +51,42 @@ def device(device_id: str, patient_id: str | None, status: str = "active") -> di
     return found
 
 
+NURSE_HPR = "9144889"
+
+
+def care_world() -> list[dict]:
+    """The municipality's home-care service, its nurse, and the episode of care that gives
+    the nurse a care relationship with vkp-pas-1 (not with vkp-pas-2)."""
+    return [
+        {
+            "resourceType": "Organization",
+            "id": "hjemmetjenesten",
+            "identifier": [{"system": ORG, "value": MUNICIPALITY}],
+            "name": "Hjemmetjenesten, Bodø kommune",
+        },
+        {
+            "resourceType": "Practitioner",
+            "id": "sykepleier-hjemme",
+            "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": NURSE_HPR}],
+            "name": [{"family": "Pleie", "given": ["Siri"]}],
+        },
+        {
+            "resourceType": "EpisodeOfCare",
+            "id": "oppfolging-pas-1",
+            "status": "active",
+            "patient": {"reference": "Patient/vkp-pas-1"},
+            "managingOrganization": {"reference": "Organization/hjemmetjenesten"},
+        },
+    ]
+
+
 def world() -> list[dict]:
-    return (
-        [patient(p, f) for p, f in PATIENTS.items()]
-        + [device(d, p) for d, p in DEVICES.items()]
-        + [device("dev-spare", None)]
-    )
+    return [
+        *(patient(p, f) for p, f in PATIENTS.items()),
+        *(device(d, p) for d, p in DEVICES.items()),
+        device("dev-spare", None),
+        *care_world(),
+    ]
 
 
 @pytest.fixture
