@@ -13,8 +13,8 @@ from enjournal.services import Job
 
 def register(platform) -> list[Job]:
     """Add the device hook (and, as they come, the operations, pages and jobs)."""
-    from enjournal.services.velferdsteknologi import api, hooks
+    from enjournal.services.velferdsteknologi import api, hooks, jobs
 
     platform.add_hook(hooks.MARKER, hooks.check)
     api.register(platform)
-    return []
+    return jobs.all_jobs(platform)

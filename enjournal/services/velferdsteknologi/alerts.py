@@ -11,11 +11,15 @@ twice) finds the alert already there: both resources are conditional creates on 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 ALERT = "https://enjournal.no/fhir/CodeSystem/vkp-alert"
 ALERT_ID = "urn:enjournal:vkp:alert"
 LEVEL = "https://enjournal.no/fhir/StructureDefinition/vkp-escalation-level"
+# The priority an alert was raised with (escalation raises Task.priority; this stays).
+FIRST_PRIORITY = "https://enjournal.no/fhir/StructureDefinition/vkp-first-priority"
 KINDS = {
     "threshold": "Individuell terskel overskredet",
     "news2": "NEWS2-skår",
@@ -26,8 +30,9 @@ KINDS = {
 
 
 def identifier(kind: str, patient_id: str, what: str) -> str:
-    """The alert's stable key: the rule, the patient, and what raised it."""
-    return f"{kind}:{patient_id}:{what}"
+    """The alert's stable key: the rule, the patient, and what raised it (characters a
+    search would read differently, such as the ``+`` of a time's offset, made ``-``)."""
+    return re.sub(r"[^A-Za-z0-9._:\-]", "-", f"{kind}:{patient_id}:{what}")
 
 
 def detected_issue(
@@ -39,7 +44,7 @@ def detected_issue(
     evidence: list[str],
     now: datetime,
 ) -> dict:
-    return {
+    issue = {
         "resourceType": "DetectedIssue",
         "identifier": [{"system": ALERT_ID, "value": key}],
         "status": "preliminary",
@@ -47,9 +52,11 @@ def detected_issue(
         "severity": severity,
         "patient": {"reference": f"Patient/{patient_id}"},
         "identifiedDateTime": instant(now),
-        "evidence": [{"detail": [{"reference": r} for r in evidence]}] if evidence else [],
         "detail": text,
     }
+    if evidence:
+        issue["evidence"] = [{"detail": [{"reference": r} for r in evidence]}]
+    return issue
 
 
 def task(
@@ -75,14 +82,17 @@ def task(
         "lastModified": instant(now),
         "owner": owner,
         "restriction": {"period": {"end": instant(deadline)}},
-        "extension": [{"url": LEVEL, "valueInteger": 1}],
+        "extension": [
+            {"url": LEVEL, "valueInteger": 1},
+            {"url": FIRST_PRIORITY, "valueCode": priority},
+        ],
     }
 
 
 def entries(issue: dict, work: dict) -> list[dict]:
     """Transaction entries creating both once (conditional on the alert's identifier)."""
     key = issue["identifier"][0]["value"]
-    condition = f"identifier={ALERT_ID}|{key}"
+    condition = f"identifier={ALERT_ID}|{quote(key, safe=':')}"
     return [
         {
             "fullUrl": f"urn:uuid:issue-{_slug(key)}",

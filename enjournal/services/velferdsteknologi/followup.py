@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from enjournal.services.velferdsteknologi import alerts, rules
-from enjournal.services.velferdsteknologi.hub import Hub
+from enjournal.services.velferdsteknologi.hub import Hub, diagnostics
 
 PLAN_TTL = 60.0  # seconds
 NEWS2_CODE = "1104051000000101"  # SNOMED CT: Royal College of Physicians NEWS2 score
@@ -145,14 +145,7 @@ class FollowUp:
         return alerts.detected_issue(key, kind, patient_id, text, severity, evidence, now)
 
     async def _create(self, issue, patient_id, priority, plan, severity, now) -> int:
-        key, kind = issue["identifier"][0]["value"], issue["code"]["coding"][0]["code"]
-        deadline = now + rules.DEADLINES[severity][0]
-        work = alerts.task(key, kind, patient_id, "", priority, plan.owner, now, deadline)
-        status, answer = await self.hub.transaction(alerts.entries(issue, work))
-        if status >= 400:
-            raise RuntimeError(f"the alert could not be stored: {answer}")
-        created = (answer.get("entry") or [{}])[0].get("response", {}).get("status", "")
-        return 1 if created.startswith("201") else 0
+        return await store_alert(self.hub, issue, priority, plan.owner, severity, now)
 
     async def _open(
         self,
@@ -185,6 +178,29 @@ class FollowUp:
 
 def _rank(severity: str | None) -> int:
     return ("low", "moderate", "high").index(severity) if severity in ("moderate", "high") else 0
+
+
+async def store_alert(
+    hub: Hub, issue: dict, priority: str, owner: dict, severity: str, now: datetime
+) -> int:
+    """Store the alert (DetectedIssue + Task), once per key; 1 if it is new."""
+    key, kind = issue["identifier"][0]["value"], issue["code"]["coding"][0]["code"]
+    deadline = now + rules.DEADLINES[severity][0]
+    work = alerts.task(
+        key,
+        kind,
+        issue["patient"]["reference"].split("/", 1)[1],
+        "",
+        priority,
+        owner,
+        now,
+        deadline,
+    )
+    status, answer = await hub.transaction(alerts.entries(issue, work))
+    if status >= 400:
+        raise RuntimeError(f"the alert could not be stored: {diagnostics(answer)}")
+    created = (answer.get("entry") or [{}])[0].get("response", {}).get("status", "")
+    return 1 if created.startswith("201") else 0
 
 
 def _codes(issue: dict) -> set[str]:

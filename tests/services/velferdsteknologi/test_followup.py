@@ -29,22 +29,37 @@ def goal(id_: str, loinc: str, **target) -> dict:
         "lifecycleStatus": "active",
         "description": {"text": id_},
         "subject": {"reference": "Patient/vkp-pas-1"},
-        "target": [{"measure": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
-                    **target}],
+        "target": [
+            {"measure": {"coding": [{"system": "http://loinc.org", "code": loinc}]}, **target}
+        ],
     }
 
 
 def plan_world() -> list[dict]:
-    spo2 = goal("spo2-min", "2708-6", detailRange={"low": {"value": 92, "unit": "%",
-                                                           "system": UCUM, "code": "%"}})
-    weight = goal("weight-rise", "29463-7", extension=[{
-        "url": "https://enjournal.no/fhir/StructureDefinition/vkp-threshold-change",
-        "extension": [
-            {"url": "rise", "valueQuantity": {"value": 2, "unit": "kg", "system": UCUM,
-                                              "code": "kg"}},
-            {"url": "within", "valueDuration": {"value": 3, "unit": "d", "system": UCUM,
-                                                "code": "d"}},
-        ]}])
+    spo2 = goal(
+        "spo2-min",
+        "2708-6",
+        detailRange={"low": {"value": 92, "unit": "%", "system": UCUM, "code": "%"}},
+    )
+    weight = goal(
+        "weight-rise",
+        "29463-7",
+        extension=[
+            {
+                "url": "https://enjournal.no/fhir/StructureDefinition/vkp-threshold-change",
+                "extension": [
+                    {
+                        "url": "rise",
+                        "valueQuantity": {"value": 2, "unit": "kg", "system": UCUM, "code": "kg"},
+                    },
+                    {
+                        "url": "within",
+                        "valueDuration": {"value": 3, "unit": "d", "system": UCUM, "code": "d"},
+                    },
+                ],
+            }
+        ],
+    )
     care_plan = {
         "resourceType": "CarePlan",
         "id": "plan-pas-1",
@@ -53,8 +68,16 @@ def plan_world() -> list[dict]:
         "subject": {"reference": "Patient/vkp-pas-1"},
         "careTeam": [{"reference": "CareTeam/hjemmesykepleien", "display": "Hjemmesykepleien"}],
         "goal": [{"reference": "Goal/spo2-min"}, {"reference": "Goal/weight-rise"}],
-        "activity": [{"detail": {"status": "in-progress", "code": {"coding": [
-            {"system": "http://snomed.info/sct", "code": "1104051000000101"}]}}}],
+        "activity": [
+            {
+                "detail": {
+                    "status": "in-progress",
+                    "code": {
+                        "coding": [{"system": "http://snomed.info/sct", "code": "1104051000000101"}]
+                    },
+                }
+            }
+        ],
     }
     return [spo2, weight, care_plan]
 
@@ -68,8 +91,14 @@ async def planned(hub):
 
 
 def reading(n, kind, value, unit, at=NOW, device="dev-oxi-1"):
-    body = {"id": f"{kind}-{n}", "type": kind, "value": value, "unit": unit,
-            "measured": at.isoformat(), "patient": "13097248022"}
+    body = {
+        "id": f"{kind}-{n}",
+        "type": kind,
+        "value": value,
+        "unit": unit,
+        "measured": at.isoformat(),
+        "patient": "13097248022",
+    }
     return Message(device, orjson.dumps(body))
 
 
@@ -113,12 +142,14 @@ async def test_a_weight_rise_within_three_days_is_an_alert(planned):
 
 async def test_news2_high_is_an_urgent_alert(planned):
     ingest = Ingest(planned, clock=lambda: NOW)
-    await ingest.handle([
-        reading(1, "pulse", 135, "/min"),  # 3
-        reading(2, "respiration-rate", 26, "/min"),  # 3
-        reading(3, "temperature", 39.2, "Cel"),  # 2
-        reading(4, "spo2", 93, "%"),  # 2 (and under nothing: the Goal says 92)
-    ])
+    await ingest.handle(
+        [
+            reading(1, "pulse", 135, "/min"),  # 3
+            reading(2, "respiration-rate", 26, "/min"),  # 3
+            reading(3, "temperature", 39.2, "Cel"),  # 2
+            reading(4, "spo2", 93, "%"),  # 2 (and under nothing: the Goal says 92)
+        ]
+    )
     issues = {i["code"]["coding"][0]["code"]: i for i in await resources(planned, "DetectedIssue")}
     assert set(issues) == {"news2"}
     assert issues["news2"]["severity"] == "high"
@@ -128,10 +159,23 @@ async def test_news2_high_is_an_urgent_alert(planned):
 
 
 async def _as_nurse(platform, method: str, path: str, body: dict | None = None, org=MUNICIPALITY):
-    nurse = Principal("personnel", "siri", "epj", frozenset({"user/*.cruds"}), "Siri Pleie",
-                      hpr=NURSE_HPR, org_nr=org)
-    request = FhirRequest(method, path.split("/"), [], {"content-type": "application/fhir+json"},
-                          orjson.dumps(body) if body else b"", "http://test/fhir")
+    nurse = Principal(
+        "personnel",
+        "siri",
+        "epj",
+        frozenset({"user/*.cruds"}),
+        "Siri Pleie",
+        hpr=NURSE_HPR,
+        org_nr=org,
+    )
+    request = FhirRequest(
+        method,
+        path.split("/"),
+        [],
+        {"content-type": "application/fhir+json"},
+        orjson.dumps(body) if body else b"",
+        "http://test/fhir",
+    )
     return await platform.handle(request, nurse)
 
 
@@ -150,11 +194,14 @@ async def test_the_nurse_acknowledges_and_closes_an_alert(planned):
     assert orjson.loads(done.body)["status"] == "accepted"
     again = await _as_nurse(planned, "POST", f"{path}/$vkp-acknowledge")
     assert again.status == 409
-    no_action = await _as_nurse(planned, "POST", f"{path}/$vkp-close",
-                                {"resourceType": "Parameters", "parameter": []})
+    no_action = await _as_nurse(
+        planned, "POST", f"{path}/$vkp-close", {"resourceType": "Parameters", "parameter": []}
+    )
     assert no_action.status == 400
-    close = {"resourceType": "Parameters",
-             "parameter": [{"name": "action", "valueString": "Ringte pasienten, ga oksygen"}]}
+    close = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "action", "valueString": "Ringte pasienten, ga oksygen"}],
+    }
     closed = await _as_nurse(planned, "POST", f"{path}/$vkp-close", close)
     assert closed.status == 200, closed.body
     assert orjson.loads(closed.body)["output"][0]["valueString"].startswith("Ringte")
