@@ -237,13 +237,15 @@ def _detail(alarm: AlarmEvent, device_id: str) -> str:
 # --- the response steps --------------------------------------------------------------------
 
 
-def accept(task: dict, responder_ref: str, now: datetime) -> dict:
-    """The response centre takes the alarm: requested -> accepted, owned by the responder."""
+def accept(task: dict, responder: str | dict, now: datetime) -> dict:
+    """The response centre takes the alarm: requested -> accepted, owned by the responder
+    (a reference string, or a Reference such as one by HPR identifier)."""
     _allow(task, "accepted", ("requested",), now)
-    if not responder_ref.strip():
+    owner = {"reference": responder.strip()} if isinstance(responder, str) else responder
+    if not (owner.get("reference") or owner.get("identifier")):
         raise ValueError("say who accepts the alarm")
     changed = _changed(task, "accepted", now)
-    changed["owner"] = {"reference": responder_ref.strip()}
+    changed["owner"] = owner
     changed["executionPeriod"] = {"start": alerts.instant(now)}
     return changed
 

@@ -181,21 +181,23 @@ def _rank(severity: str | None) -> int:
 
 
 async def store_alert(
-    hub: Hub, issue: dict, priority: str, owner: dict, severity: str, now: datetime
+    hub: Hub,
+    issue: dict,
+    priority: str,
+    owner: dict,
+    severity: str,
+    now: datetime,
+    *,
+    requester: dict | None = None,
+    deadline: datetime | None = None,
 ) -> int:
-    """Store the alert (DetectedIssue + Task), once per key; 1 if it is new."""
+    """Store the alert (DetectedIssue + Task to ``owner``), once per key; 1 if it is new."""
     key, kind = issue["identifier"][0]["value"], issue["code"]["coding"][0]["code"]
-    deadline = now + rules.DEADLINES[severity][0]
-    work = alerts.task(
-        key,
-        kind,
-        issue["patient"]["reference"].split("/", 1)[1],
-        "",
-        priority,
-        owner,
-        now,
-        deadline,
-    )
+    due = deadline or now + rules.DEADLINES[severity][0]
+    patient_id = issue["patient"]["reference"].split("/", 1)[1]
+    work = alerts.task(key, kind, patient_id, "", priority, owner, now, due)
+    if requester:
+        work["requester"] = requester
     status, answer = await hub.transaction(alerts.entries(issue, work))
     if status >= 400:
         raise RuntimeError(f"the alert could not be stored: {diagnostics(answer)}")

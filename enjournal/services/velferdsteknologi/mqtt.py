@@ -1,8 +1,9 @@
 """The MQTT consumer: readings from home gateways and devices, through a real broker.
 
-Topics: a device publishes each reading (QoS 1) on ``vkp/<device id>/readings``.  The broker
+Topics: a device publishes each reading (QoS 1) on ``vkp/<device id>/readings`` and each
+safety-alarm event on ``vkp/<device id>/alarms`` (``intake.py``).  The broker
 authenticates each device with its own credentials and lets it publish only under its own id
-(Mosquitto: a password file and ``pattern write vkp/%u/readings``, see docs/velferdsteknologi.md);
+(Mosquitto: a password file and ``pattern write vkp/%u/#``, see docs/velferdsteknologi.md);
 the hook then refuses a reading for any patient the device is not assigned to.
 
 Consumers share the load with an MQTT 5 shared subscription (``$share/<group>/vkp/+/readings``):
@@ -28,11 +29,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from enjournal.services.velferdsteknologi.ingest import Ingest, Message
+from enjournal.services.velferdsteknologi.intake import AlarmIntake
 
 log = logging.getLogger("enjournal.velferdsteknologi.mqtt")
 
-TOPIC = "vkp/+/readings"
-_DEVICE_TOPIC = re.compile(r"^vkp/([A-Za-z0-9\-.]{1,64})/readings$")
+TOPICS = ("vkp/+/readings", "vkp/+/alarms")
+_DEVICE_TOPIC = re.compile(r"^vkp/([A-Za-z0-9\-.]{1,64})/(readings|alarms)$")
 SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps a stopped consumer's messages
 
 
@@ -54,9 +56,10 @@ class Broker:
         return cls(parts.hostname, parts.port or 1883, user, password)
 
 
-def device_of(topic: str) -> str | None:
+def device_of(topic: str) -> tuple[str, str] | None:
+    """(device id, "readings" or "alarms") of a topic; None for any other topic."""
     found = _DEVICE_TOPIC.match(topic)
-    return found.group(1) if found else None
+    return (found.group(1), found.group(2)) if found else None
 
 
 class Consumer:
@@ -67,6 +70,7 @@ class Consumer:
         self, ingest: Ingest, broker: Broker, client_id: str, *, group="enjournal", batch=500
     ):
         self.ingest, self.broker, self.client_id = ingest, broker, client_id
+        self.alarms = AlarmIntake(ingest.hub, ingest.counts, ingest.clock)
         self.group, self.batch = group, batch
 
     def _client(self) -> aiomqtt.Client:
@@ -99,7 +103,8 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
-            await client.subscribe(f"$share/{self.group}/{TOPIC}", qos=1)
+            for topic in TOPICS:
+                await client.subscribe(f"$share/{self.group}/{topic}", qos=1)
             messages = aiter(client.messages)
             while not stop.is_set():
                 group = await self._gather(client, messages, stop)
@@ -119,15 +124,19 @@ class Consumer:
         return group
 
     async def _store(self, client, group: list) -> None:
-        wanted = [(m, device_of(m.topic.value)) for m in group]
-        known = [(m, d) for m, d in wanted if d is not None]
-        for m, d in wanted:
-            if d is None:  # the broker's ACL should have stopped it: count, log, drop
+        wanted: dict[str, list[Message]] = {"readings": [], "alarms": []}
+        for m in group:
+            found = device_of(m.topic.value)
+            if found is None:  # the broker's ACL should have stopped it: count, log, drop
                 self.ingest.counts["refused:topic"] += 1
                 fields = {"topic": m.topic.value}
                 log.warning("message on an unknown topic", extra={"fields": fields})
-        if known:
-            await self.ingest.handle([Message(d, _bytes(m.payload)) for m, d in known])
+                continue
+            wanted[found[1]].append(Message(found[0], _bytes(m.payload)))
+        if wanted["alarms"]:  # first: a fall waits for no batch of readings
+            await self.alarms.handle(wanted["alarms"])
+        if wanted["readings"]:
+            await self.ingest.handle(wanted["readings"])
         for m in group:  # committed (or refused for good): now the broker may forget them
             client._client.ack(m.mid, m.qos)
 

@@ -120,7 +120,8 @@ class PrivateBroker:
 @pytest.fixture(scope="session")
 def private_broker(tmp_path_factory):
     """Mosquitto (Debian's, from the machine) with a password per device and an ACL:
-    ``pattern write vkp/%u/readings`` (a device publishes only under its own id)."""
+    ``pattern write vkp/%u/readings`` and ``.../alarms`` (a device publishes only under its
+    own id)."""
     if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
         pytest.fail("mosquitto and mosquitto_passwd are needed (Debian package mosquitto)")
     folder = tmp_path_factory.mktemp("mosquitto")
@@ -130,7 +131,8 @@ def private_broker(tmp_path_factory):
         subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, secret], check=True)
     acl = folder / "acl"
     acl.write_text(
-        f"user {CONSUMER[0]}\ntopic read vkp/+/readings\n\npattern write vkp/%u/readings\n"
+        f"user {CONSUMER[0]}\ntopic read vkp/+/readings\ntopic read vkp/+/alarms\n\n"
+        "pattern write vkp/%u/readings\npattern write vkp/%u/alarms\n"
     )
     port = free_port()
     config = folder / "mosquitto.conf"
