@@ -20,8 +20,9 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
-from enjournal.services.helsenorge.web.portal import _environment
-from enjournal.services.helsenorge.web.sessions import new_session
+from enjournal.services.helsenorge.web.portal import CONFIG
+from enjournal.web.sessions import new_session
+from enjournal.web.site import environment
 
 WEB = Path(str(resources.files("enjournal.services.helsenorge.web")))
 LANGUAGES = ("nb", "nn")
@@ -138,9 +139,12 @@ def shown(msgid: str, text: str) -> bool:
 def render(template: str, lang: str, logged_in: bool, **data) -> str:
     session = new_session(lang)
     if logged_in:
-        session.access_token, session.name, session.self_patient = "t", "Kari Nordmann", "kari"
+        session.access_token, session.name = "t", "Kari Nordmann"
     context = {
         **data,
+        "self_patient": "kari" if logged_in else None,
+        "acting_for": None,
+        "acting_name": None,
         "session": session,
         "lang": lang,
         "csrf": session.csrf,
@@ -148,7 +152,7 @@ def render(template: str, lang: str, logged_in: bool, **data) -> str:
         "path": "/helsenorge/",
         "base": "/helsenorge",
     }
-    return _environment(lang).get_template(template).render(context)
+    return environment(CONFIG, lang).get_template(template).render(context)
 
 
 # Text a template may show unmarked: the brand and each language's own name.
@@ -157,7 +161,7 @@ UNMARKED = {"Helsenorge", "Bokmål", "Nynorsk", "English"}
 
 def unmarked(source: str) -> set[str]:
     """The words a template shows outside ``{{ }}`` and ``{% %}`` (its literal text)."""
-    env = _environment("en")
+    env = environment(CONFIG, "en")
     literal = "".join(v for _, kind, v in env.lex(source) if kind == "data")
     return set(re.findall(r"[^\W\d_]{2,}", visible(literal))) - UNMARKED
 

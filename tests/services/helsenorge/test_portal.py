@@ -119,11 +119,11 @@ async def test_the_language_is_kept_and_only_portal_pages_are_redirected_to(port
 async def test_an_expired_access_token_is_refreshed_with_the_login_grant(portal, monkeypatch):
     from types import SimpleNamespace
 
-    from enjournal.services.helsenorge.web import portal as portal_module
+    from enjournal.web import site as site_module
 
     await portal.login("kari")
-    later = portal_module.time.time() + 600  # the 5-minute access token has run out
-    monkeypatch.setattr(portal_module, "time", SimpleNamespace(time=lambda: later))
+    later = site_module.time.time() + 600  # the 5-minute access token has run out
+    monkeypatch.setattr(site_module, "time", SimpleNamespace(time=lambda: later))
     for _ in range(2):  # the refresh token rotates: the second refresh uses the new one
         page = await portal.get("/helsenorge/kjernejournal")
         assert page.status_code == 200, page.text
@@ -136,28 +136,6 @@ async def test_anonymous_visits_keep_no_session_until_they_choose(portal):
     assert chosen.status_code == 303 and portal.cookie
     page = await portal.get("/helsenorge/")
     assert '<html lang="en">' in page.text and "Log in with ID-porten" in page.text
-
-
-async def test_sessions_end_when_idle_and_the_least_recent_go_first():
-    from enjournal.services.helsenorge.web.sessions import MemorySessions, new_session
-
-    sessions = MemorySessions(idle=60, max_sessions=2, max_anonymous=2)
-    old = new_session(now=0)
-    old.access_token, old.ends = "t", 10**12
-    await sessions.put(old)
-    assert await sessions.get(old.id) is None  # idle since 1970
-    a, b, c = (new_session() for _ in range(3))
-    for s in (a, b, c):
-        s.access_token, s.ends = "t", 10**12
-    for s in (a, b):
-        await sessions.put(s)
-    await sessions.get(a.id)  # a is used again: b is now the least recent
-    await sessions.put(c)
-    assert await sessions.get(b.id) is None
-    assert await sessions.get(a.id) is a and await sessions.get(c.id) is c
-    for _ in range(1000):  # a flood of anonymous sessions pushes out no citizen
-        await sessions.put(new_session())
-    assert await sessions.get(a.id) is a and await sessions.get(c.id) is c
 
 
 async def test_static_files_carry_the_security_headers(portal):

@@ -9,8 +9,8 @@ from datetime import date
 
 from enjournal.security.audit import requestor_and_organisation
 from enjournal.security.audit.codes import BLOCK_LIFTED
-from enjournal.services.helsenorge.web.fhir import entries
-from enjournal.services.helsenorge.web.portal import Portal, View
+from enjournal.services.helsenorge.web.portal import View
+from enjournal.web import Site, entries
 
 HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
 ACCESS_BASIS = "https://enjournal.no/fhir/CodeSystem/access-basis"
@@ -19,8 +19,8 @@ EMERGENCY = "ETREAT"
 LIFTED = re.compile(re.escape(BLOCK_LIFTED).replace(r"\{hpr\}", r"(\d{1,9})"))
 
 
-def routes(portal: Portal) -> list:
-    return [("/innsynslogg", portal.page(access_log), ["GET"])]
+def routes(site: Site) -> list:
+    return [("/innsynslogg", site.page(access_log), ["GET"])]
 
 
 async def access_log(view: View) -> str:

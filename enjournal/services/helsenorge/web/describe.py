@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enjournal.web import FhirError
+
 
 def concept(value: dict | None) -> str:
     value = value or {}
@@ -89,8 +91,6 @@ def where(resource: dict) -> str:
 async def names(fhir, references: list[str]) -> dict[str, str]:
     """The names of the people and organisations ``references`` point to, read through the
     API (one read each, none twice); those the citizen may not read keep no name."""
-    from enjournal.services.helsenorge.web.fhir import FhirError
-
     found: dict[str, str] = {}
     for reference in dict.fromkeys(r for r in references if r.count("/") == 1):
         try:

@@ -3,8 +3,8 @@ QuestionnaireResponse (``Questionnaire/[id]/$submit``, which checks the answers)
 
 from __future__ import annotations
 
-from enjournal.services.helsenorge.web.fhir import entries
-from enjournal.services.helsenorge.web.portal import Portal, View
+from enjournal.services.helsenorge.web.portal import View
+from enjournal.web import Site, entries
 
 FIELD_TYPES = {
     "string": "text",
@@ -17,10 +17,10 @@ FIELD_TYPES = {
 }
 
 
-def routes(portal: Portal) -> list:
+def routes(site: Site) -> list:
     return [
-        ("/skjema", portal.page(forms), ["GET"]),
-        ("/skjema/{id}", portal.page(form), ["GET", "POST"]),
+        ("/skjema", site.page(forms), ["GET"]),
+        ("/skjema/{id}", site.page(form), ["GET", "POST"]),
     ]
 
 

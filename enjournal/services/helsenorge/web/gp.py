@@ -9,19 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from enjournal.services.helsenorge.web import describe
-from enjournal.services.helsenorge.web.fhir import FhirError, entries
-from enjournal.services.helsenorge.web.portal import Portal, View
+from enjournal.services.helsenorge.web.portal import View
+from enjournal.web import FhirError, Site, entries
 
 TOPICS = ("dialog", "e-konsultasjon")
 SLOTS_SHOWN = 15
 
 
-def routes(portal: Portal) -> list:
+def routes(site: Site) -> list:
     return [
-        ("/fastlege", portal.page(overview), ["GET"]),
-        ("/fastlege/melding", portal.page(message), ["POST"]),
-        ("/fastlege/bestill", portal.page(book), ["POST"]),
-        ("/fastlege/avbestill", portal.page(cancel), ["POST"]),
+        ("/fastlege", site.page(overview), ["GET"]),
+        ("/fastlege/melding", site.page(message), ["POST"]),
+        ("/fastlege/bestill", site.page(book), ["POST"]),
+        ("/fastlege/avbestill", site.page(cancel), ["POST"]),
     ]
 
 

@@ -5,8 +5,8 @@ GP, and asking the GP for a renewal."""
 from __future__ import annotations
 
 from enjournal.services.helsenorge.web import describe
-from enjournal.services.helsenorge.web.fhir import FhirError, entries
-from enjournal.services.helsenorge.web.portal import Portal, View
+from enjournal.services.helsenorge.web.portal import View
+from enjournal.web import FhirError, Site, entries
 
 VALID = ("active",)  # ekspederbar (and under dispensing, marked by an extension)
 # The prescriptions in the intermediary (Reseptformidleren) carry its reseptID; other
@@ -15,12 +15,12 @@ VALID = ("active",)  # ekspederbar (and under dispensing, marked by an extension
 RESEPT_ID = "https://enjournal.no/fhir/NamingSystem/resept-id"
 
 
-def routes(portal: Portal) -> list:
+def routes(site: Site) -> list:
     return [
-        ("/resepter", portal.page(prescriptions), ["GET"]),
-        ("/resepter/las", portal.page(lock), ["POST"]),
-        ("/resepter/reservasjon", portal.page(reserve_reports), ["POST"]),
-        ("/resepter/fornying", portal.page(renewal), ["POST"]),
+        ("/resepter", site.page(prescriptions), ["GET"]),
+        ("/resepter/las", site.page(lock), ["POST"]),
+        ("/resepter/reservasjon", site.page(reserve_reports), ["POST"]),
+        ("/resepter/fornying", site.page(renewal), ["POST"]),
     ]
 
 

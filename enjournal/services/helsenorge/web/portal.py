@@ -1,203 +1,102 @@
-"""The portal's request handling: session, CSRF, whom the citizen acts for, rendering and
-the security headers every page carries.
+"""The citizen portal as a site of ``enjournal.web``: its settings (path, client, scopes,
+cookie; citizens only), its login step (the citizen's own Patient) and its View (whom the
+citizen acts for: ``view.patient``).
 
-A page handler is ``async def handler(view: View) -> Response | str`` (a string is a
-template name rendered with ``view.data``).  ``Portal.page`` wraps it: no session, to the
-login; a POST without the session's CSRF token, 403; a refusal of the API, the error page
-(403 and 404 both as 404, so another citizen's ids reveal nothing).
+Sessions, login, CSRF, rendering and the security headers are ``enjournal.web``'s; what
+the portal keeps in a session of its own is in ``session.data``: ``self_patient`` (the
+citizen's own Patient id), ``acting_for`` and ``acting_name`` (whose pages these are, when
+not the citizen's own).
 """
 
 from __future__ import annotations
 
-import hmac
-import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import jinja2
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from enjournal import web
+from enjournal.web import FhirClient, LoginFailed, Session, Site, SiteConfig
 
-from enjournal.services.helsenorge.web import i18n
-from enjournal.services.helsenorge.web.fhir import FhirError, PortalFhir
-from enjournal.services.helsenorge.web.sessions import (
-    COOKIE,
-    PATH,
-    Session,
-    cookie_options,
-    new_session,
-    sessions_from_url,
+# What a citizen does on the portal: read their record; change privacy settings (Consent),
+# lock a prescription, their own kjernejournal registrations and power of attorney
+# (RelatedPerson); write to the GP office, book appointments and answer forms.
+SCOPES = (
+    "openid fhirUser launch/patient online_access patient/*.rs patient/Consent.cu "
+    "patient/MedicationRequest.u patient/Condition.cud patient/RelatedPerson.cud "
+    "patient/Flag.cud patient/Communication.c patient/Appointment.cu "
+    "patient/QuestionnaireResponse.c"
 )
 
-log = logging.getLogger("enjournal.helsenorge")
-IDLE_SECONDS = 30 * 60  # helsenorge logs out after 30 minutes without activity [assumed]
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
-}
+
+async def _citizen_logged_in(site: Site, session: Session, principal) -> None:
+    """Only citizens with a national id; their own Patient kept in the session."""
+    if not principal.pid:
+        raise LoginFailed("only citizens log in to the portal")
+    own = principal.patient or await _own_patient(site, session)
+    session.data["self_patient"] = own
+
+
+async def _own_patient(site: Site, session: Session) -> str:
+    """The citizen's Patient id when the token names none (an issuer without SMART launch
+    context): the ``self`` entry of ``Patient/$represented``."""
+    fhir = FhirClient(site.platform, session.access_token or "")
+    answer = await fhir.get("Patient/$represented")
+    for part in answer.get("parameter") or ():
+        fields = {p.get("name"): p for p in part.get("part") or ()}
+        if code(fields.get("relation")) == "self":
+            reference = (fields.get("patient") or {}).get("valueReference") or {}
+            session.name = session.name or reference.get("display")
+            return (reference.get("reference") or "").removeprefix("Patient/")
+    raise LoginFailed("no record of this citizen")
+
+
+def code(part: dict | None) -> str:
+    """A Parameters part's code (``valueCode``, or ``valueString``)."""
+    part = part or {}
+    return str(part.get("valueCode") or part.get("valueString") or "")
+
+
+CONFIG = SiteConfig(
+    name="helsenorge",
+    path="/helsenorge",
+    package=__package__ or "enjournal.services.helsenorge.web",
+    client_id="helsenorge",
+    title="Helsenorge",
+    scopes=SCOPES,
+    user_kinds=("citizen",),  # ID-porten serves citizens only: a health worker is refused
+    cookie="hn_session",
+    idle_seconds=30 * 60,  # helsenorge logs out after 30 minutes without activity [assumed]
+    # The login's refresh grant (``online_access``) lasts an hour at the embedded provider;
+    # the session ends with it, whatever the activity.
+    grant_seconds=3600,
+    on_login=_citizen_logged_in,
+)
+PATH = CONFIG.path
 
 
 @dataclass
-class View:
-    """One page request: the session, the citizen's FHIR client and what the page shows."""
-
-    request: Request
-    session: Session
-    portal: Portal
-    form: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    status: int = 200
+class View(web.View):
+    """A portal page request: the citizen's own Patient and whom they act for."""
 
     @property
-    def fhir(self) -> PortalFhir:
-        return PortalFhir(self.portal.platform, self.session.access_token or "")
+    def self_patient(self) -> str | None:
+        return self.session.data.get("self_patient")
+
+    @property
+    def acting_for(self) -> str | None:
+        return self.session.data.get("acting_for")
 
     @property
     def patient(self) -> str:
         """The Patient id whose pages these are."""
-        return self.session.acting_for or self.session.self_patient or ""
+        return self.acting_for or self.self_patient or ""
 
-    def field(self, name: str, default: str = "") -> str:
-        value = self.form.get(name, default)
-        return value.strip() if isinstance(value, str) else default
+    def act_for(self, patient: str | None, name: str | None) -> None:
+        """Whose pages these are from now on (None: the citizen's own)."""
+        self.session.data["acting_for"], self.session.data["acting_name"] = patient, name
 
-    def values(self, name: str) -> list[str]:
-        return [v for v in self.form.get(f"{name}[]", []) if isinstance(v, str)]
-
-    def t(self, message: str, **values: str) -> str:
-        """``message`` in the session's language."""
-        text = i18n.translations(i18n.chosen(self.session.lang)).gettext(message)
-        return text % values if values else text
-
-    def back(self, path: str, message: str | None = None) -> Response:
-        """After a POST: to ``path`` (under the portal) with a message for the next page."""
-        self.session.flash = message
-        return RedirectResponse(f"{PATH}{path}", status_code=303)
-
-
-class Portal:
-    def __init__(self, platform):
-        self.platform = platform
-        settings = platform.settings
-        self.sessions = sessions_from_url(settings.redis_url, IDLE_SECONDS)
-        self.public_url = settings.public_url.rstrip("/")
-        self._env = {lang: _environment(lang) for lang in i18n.LANGUAGES}
-        self.oidc: Any = None  # set by ``web.routes`` (it needs the provider)
-
-    def page(self, handler, *, login: bool = True):
-        async def endpoint(request: Request) -> Response:
-            session = await self.session_of(request)
-            if login and not session.logged_in:
-                return await self.finish(RedirectResponse(f"{PATH}/", status_code=303), session)
-            view = View(request, session, self)
-            if request.method == "POST":
-                refused = await self._read_form(view)
-                if refused is not None:
-                    return await self.finish(refused, session)
-            return await self.finish(await self._run(handler, view), session)
-
-        return endpoint
-
-    async def _run(self, handler, view: View) -> Response:
-        try:
-            result = await handler(view)
-        except FhirError as error:
-            return self.error(view, error)
-        if isinstance(result, str):
-            return self.render(view, result)
-        return result
-
-    def error(self, view: View, error: FhirError) -> Response:
-        if error.status == 401:
-            view.session.access_token = None
-            return RedirectResponse(f"{PATH}/", status_code=303)
-        status = 404 if error.status in (403, 404) else error.status
-        view.status = status
-        message = None if status == 404 else error.message
-        return self.render(view, "error.html", message=message, code=status)
-
-    def render(self, view: View, template: str, **extra: Any) -> HTMLResponse:
-        session = view.session
-        env = self._env[i18n.chosen(session.lang)]
-        flash, session.flash = session.flash, None
-        context = {
-            **view.data,
-            **extra,
-            "session": session,
-            "lang": i18n.chosen(session.lang),
-            "csrf": session.csrf,
-            "flash": flash,
-            "path": view.request.url.path,
-            "base": PATH,
+    def context(self) -> dict[str, Any]:
+        return {
+            "self_patient": self.self_patient,
+            "acting_for": self.acting_for,
+            "acting_name": self.session.data.get("acting_name"),
         }
-        html = env.get_template(template).render(context)
-        return HTMLResponse(html, status_code=view.status)
-
-    async def session_of(self, request: Request) -> Session:
-        id_ = request.cookies.get(COOKIE, "")
-        session = await self.sessions.get(id_) if id_ else None
-        if session is None:
-            session = new_session(i18n.chosen(request.query_params.get("lang")))
-        if session.logged_in and session.token_expires < time.time() + 30:
-            await self._refresh(session)
-        return session
-
-    async def _refresh(self, session: Session) -> None:
-        from enjournal.services.helsenorge.web.login import LoginFailed
-
-        try:
-            tokens = await self.oidc.refresh(session.refresh_token or "")
-        except LoginFailed:
-            session.access_token = None  # the grant ended: log in again
-            return
-        session.access_token, session.token_expires = tokens.access_token, tokens.expires_at
-        session.refresh_token = tokens.refresh_token or session.refresh_token
-
-    async def _read_form(self, view: View) -> Response | None:
-        """The form, or the 403 for a POST without this session's CSRF token."""
-        form = await view.request.form()
-        view.form = {k: (form.getlist(k) if k.endswith("[]") else form.get(k)) for k in form}
-        sent = view.form.get("csrf")
-        if not isinstance(sent, str) or not hmac.compare_digest(sent, view.session.csrf):
-            view.status = 403
-            log.info(
-                "form refused: no valid CSRF token",
-                extra={"fields": {"path": view.request.url.path}},
-            )
-            return self.render(view, "error.html", code=403, message=None)
-        return None
-
-    async def finish(self, response: Response, session: Session | None) -> Response:
-        """Every answer: the security headers; the session saved and its cookie renewed
-        (None: the session ended, its cookie is removed)."""
-        response.headers.update(HEADERS)
-        if session is None:
-            response.delete_cookie(COOKIE, **cookie_options(secure=True))
-            return response
-        session.seen = time.time()
-        if session.worth_keeping:
-            await self.sessions.put(session)
-            response.set_cookie(COOKIE, session.id, **cookie_options(secure=True))
-        return response
-
-
-def _environment(lang: str) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("enjournal.services.helsenorge.web", "templates"),
-        autoescape=True,
-        extensions=["jinja2.ext.i18n"],
-        undefined=jinja2.StrictUndefined,
-    )
-    env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
-    env.filters["when"] = lambda v: i18n.when(v, lang)
-    env.filters["day"] = lambda v: i18n.day(v, lang)
-    env.filters["number"] = lambda v: i18n.number(v, lang)
-    return env

@@ -5,9 +5,9 @@ citizen's privacy settings (``$kj-privacy``) and own registrations
 from __future__ import annotations
 
 from enjournal.services.helsenorge.web import describe
-from enjournal.services.helsenorge.web.fhir import entries
-from enjournal.services.helsenorge.web.i18n import N_
-from enjournal.services.helsenorge.web.portal import Portal, View
+from enjournal.services.helsenorge.web.portal import View
+from enjournal.web import Site, entries
+from enjournal.web.i18n import N_
 
 # The summary's sections (LOINC, or kjernejournal's own code) and their titles here.
 SECTIONS = {
@@ -31,11 +31,11 @@ SECTION_PART = {
 PARTS = ("kritisk-info", "legemidler", "vaksiner", "besokshistorikk", "egne-registreringer")
 
 
-def routes(portal: Portal) -> list:
+def routes(site: Site) -> list:
     return [
-        ("/kjernejournal", portal.page(summary), ["GET"]),
-        ("/kjernejournal/personvern", portal.page(privacy), ["GET", "POST"]),
-        ("/kjernejournal/egne", portal.page(own_registration), ["POST"]),
+        ("/kjernejournal", site.page(summary), ["GET"]),
+        ("/kjernejournal/personvern", site.page(privacy), ["GET", "POST"]),
+        ("/kjernejournal/egne", site.page(own_registration), ["POST"]),
     ]
 
 
@@ -85,7 +85,7 @@ def _resolved(where: str, resources: dict) -> str:
 async def _privacy_if_own(view: View) -> dict:
     """The privacy settings, which are the person's own: a representative sees the record
     without them."""
-    if view.session.acting_for:
+    if view.acting_for:
         return {"restrict": [], "block": [], "reserved": False}
     return await _privacy(view)
 
@@ -106,7 +106,7 @@ async def _privacy(view: View) -> dict:
 
 
 async def privacy(view: View):
-    if view.session.acting_for:
+    if view.acting_for:
         return "privacy_own_only.html"
     if view.request.method == "GET":
         view.data["privacy"] = await _privacy(view)

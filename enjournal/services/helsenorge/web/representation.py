@@ -8,22 +8,23 @@ from __future__ import annotations
 from datetime import date
 
 from enjournal.services.helsenorge.web import describe
-from enjournal.services.helsenorge.web.portal import Portal, View
+from enjournal.services.helsenorge.web.portal import View
+from enjournal.web import Site
 
 AREA_EXT = "https://enjournal.no/fhir/StructureDefinition/fullmakt-area"
 AREAS = ("1", "3")  # innsyn (read the record), digitale helsetjenester
 
 
-def routes(portal: Portal) -> list:
-    return [("/fullmakt", portal.page(fullmakt), ["GET", "POST"])]
+def routes(site: Site) -> list:
+    return [("/fullmakt", site.page(fullmakt), ["GET", "POST"])]
 
 
 async def fullmakt(view: View):
-    own = f"Patient/{view.session.self_patient}/$fullmakt"
+    own = f"Patient/{view.self_patient}/$fullmakt"
     if view.request.method == "POST":
         return await _change(view, own)
     answer = await view.fhir.get(own)
-    mine = f"Patient/{view.session.self_patient}"
+    mine = f"Patient/{view.self_patient}"
     people = related_people(answer)
     known = await describe.names(view.fhir, [_giver(r) for r in people if _giver(r) != mine])
     found = [_row(r, known) for r in people]

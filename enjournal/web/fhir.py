@@ -1,7 +1,7 @@
-"""The portal's FHIR client: every page reads and writes through ``Platform.handle``, the
+"""A web site's FHIR client: every page reads and writes through ``Platform.handle``, the
 path the HTTP API takes (token verification, operations, policy, audit), in process.
 
-The portal has no side door: it holds the citizen's access token and nothing else, each call
+A site has no side door: it holds the user's access token and nothing else, each call
 verifies that token like a bearer token on the API, and what the API refuses the page
 cannot show.
 """
@@ -25,7 +25,9 @@ class FhirError(Exception):
         self.message = message
 
 
-class PortalFhir:
+class FhirClient:
+    """The API as the user of ``access_token`` sees it (``platform``: the Platform)."""
+
     def __init__(self, platform, access_token: str):
         self.platform = platform
         self.access_token = access_token
@@ -68,6 +70,8 @@ class PortalFhir:
 
 
 def parameters_of(values: dict[str, Any]) -> dict:
+    """A Parameters resource: ``under_scores`` become ``hyphens``, a list repeats, None is
+    left out; bool, int, a resource, a reference (dict) or text."""
     parts = []
     for name, value in values.items():
         for one in value if isinstance(value, list) else [value]:

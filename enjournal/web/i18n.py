@@ -1,6 +1,6 @@
 """Languages: bokmål (nb, the default), nynorsk (nn) and English (en), from Babel message
-catalogues (``locale/<lang>/LC_MESSAGES/messages.po``, read at start: no compile step), and
-dates and numbers in Norwegian format in every language.
+catalogues (``<package>/<folder>/<lang>/LC_MESSAGES/<domain>.po``, read at start: no compile
+step), and dates and numbers in Norwegian format in every language.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ OSLO = ZoneInfo("Europe/Oslo")
 
 
 @cache
-def translations(lang: str) -> NullTranslations:
-    """The catalogue of ``lang``, compiled in memory."""
-    path = resources.files(__package__) / "locale" / lang / "LC_MESSAGES" / "messages.po"
+def translations(
+    package: str, lang: str, domain: str = "messages", folder: str = "locale"
+) -> NullTranslations:
+    """The catalogue of ``lang`` in ``package`` (a site's web package), compiled in memory;
+    none (the English msgids) where there is no catalogue."""
+    path = resources.files(package) / folder / lang / "LC_MESSAGES" / f"{domain}.po"
     if not path.is_file():
         return NullTranslations()
     with path.open("rb") as source:
@@ -42,6 +45,7 @@ def N_(message: str) -> str:
 
 
 def chosen(lang: str | None) -> str:
+    """``lang`` if it is one of ours, else the default (bokmål)."""
     return lang if lang in LANGUAGES else DEFAULT
 
 
