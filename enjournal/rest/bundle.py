@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import FhirError, Invalid, NotFound, PreconditionFailed
+from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
 from enjournal.rest.errors import error_response
 from enjournal.rest.interactions.common import known_type, validate_for_write
 from enjournal.rest.message import FhirRequest, FhirResponse, outcome
@@ -99,13 +100,17 @@ def _entry_request(outer: FhirRequest, entry: dict, body: bytes = b"") -> FhirRe
 
 async def _batch_entry(outer, store, entry, dispatch) -> dict:
     try:
-        body = jsonio.dumps(entry["resource"]) if "resource" in entry else b""
-        if entry["request"]["method"] == "PATCH":
-            body = _patch_body(entry)
-        request = _entry_request(outer, entry, body)
-        write = request.method not in ("GET", "HEAD")
+        write = entry["request"]["method"] not in ("GET", "HEAD")
         async with store.transaction(write=write) as tx:
-            response = await dispatch(request, tx)
+            if isinstance(entry.get("resource"), dict):
+                # conditional and logical patient references, as in a transaction; a
+                # batch entry names no other entry (no interdependencies, http.html#brules)
+                repo = GuardedRepository(tx, outer.guard)
+                await _resolve_references(repo, entry["resource"], {})
+            body = jsonio.dumps(entry["resource"]) if "resource" in entry else b""
+            if entry["request"]["method"] == "PATCH":
+                body = _patch_body(entry)
+            response = await dispatch(_entry_request(outer, entry, body), tx)
     except FhirError as error:
         response = error_response(error)
     return _response_entry(response)
@@ -289,6 +294,8 @@ async def _resolve_references(
     (to what the caller may read); ``before_lookup()`` runs before a conditional reference
     is searched for."""
     if isinstance(node, dict):
+        if "reference" not in node and _national_id(node.get("identifier")):
+            await _resolve_logical_patient(repo, node)
         for key, value in node.items():
             if key == "reference" and isinstance(value, str):
                 node[key] = await _target(repo, value, ids, before_lookup)
@@ -297,6 +304,23 @@ async def _resolve_references(
     elif isinstance(node, list):
         for item in node:
             await _resolve_references(repo, item, ids, before_lookup)
+
+
+def _national_id(identifier: object) -> bool:
+    return isinstance(identifier, dict) and identifier.get("system") in (OID_FNR, OID_DNR)
+
+
+async def _resolve_logical_patient(repo: GuardedRepository, node: dict) -> None:
+    """A logical reference by national id (as HL7 Norway's VKP profiles send a subject)
+    gets the literal reference of the one Patient the caller may read with that id; with
+    none or several it stays logical (and the resource is nobody's record)."""
+    ident = node["identifier"]
+    value = str(ident.get("value") or "")
+    if not value.isdigit():
+        return
+    found = await repo.matches("Patient", f"identifier={ident['system']}|{value}", limit=2)
+    if len(found) == 1:
+        node["reference"] = f"Patient/{found[0].id}"
 
 
 async def _target(repo: GuardedRepository, reference: str, ids: dict[str, str], before_lookup):

@@ -27,12 +27,6 @@ def is_home_device(device: dict) -> bool:
     return any(i.get("system") == HOME_DEVICE for i in device.get("identifier") or ())
 
 
-def _is_reading(resource: dict) -> bool:
-    """An Observation the hub made from a device's reading (its de-duplication key)."""
-    systems = (i.get("system") or "" for i in resource.get("identifier") or ())
-    return any(s.startswith(readings.READING_SYSTEM) for s in systems)
-
-
 async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
     if action not in ("c", "u") or resource.get("resourceType") != "Observation":
         return None
@@ -40,10 +34,10 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
     if not reference.startswith("Device/"):
         return None
     device = await _device(tx, reference[7:])
-    if device is None or not is_home_device(device):
-        if not _is_reading(resource):
-            return None  # another kind of device (a hospital's monitor): not ours to check
+    if device is None:  # a reading from a device nobody registered is nobody's to trust
         raise Unprocessable(f"unknown device {reference}")
+    if not is_home_device(device):
+        return None  # another kind of device (a hospital's monitor): not ours to check
     if device.get("status") != "active":
         raise Unprocessable(f"the device {reference} is not in use")
     assigned = (device.get("patient") or {}).get("reference")

@@ -11,6 +11,7 @@ from enjournal.rest.message import FhirRequest
 from enjournal.security.principal import Principal
 
 HUB_CLIENT = "vkp-hub"
+HUB_SOURCE = "urn:enjournal:vkp-hub"  # meta.source of what the hub stores
 HEADERS = {"content-type": "application/fhir+json", "prefer": "return=minimal"}
 # What the hub does: write readings and alerts, read what its rules need.
 HUB_SCOPES = frozenset(

@@ -29,7 +29,7 @@ from enjournal.security.principal import Principal
 from enjournal.services import utc_now
 from enjournal.services.velferdsteknologi import readings
 from enjournal.services.velferdsteknologi.followup import FollowUp
-from enjournal.services.velferdsteknologi.hub import Hub, diagnostics
+from enjournal.services.velferdsteknologi.hub import HUB_SOURCE, Hub, diagnostics
 
 log = logging.getLogger("enjournal.velferdsteknologi")
 
@@ -101,6 +101,7 @@ class Ingest:
                 pending[key].messages.append(n)
                 continue
             obs["subject"]["reference"] = f"Patient/{patient_id}"
+            obs["meta"] = {"source": HUB_SOURCE}  # evaluated here, not by the gateway job
             pending[key] = _Pending(obs, patient_id, [n])
         return list(pending.values())
 

@@ -4,6 +4,9 @@
   owner, more urgent, a new deadline), up to ``rules.MAX_LEVEL``.
 - ``silent_devices``: a home device that sent nothing for ``SILENT_AFTER`` raises an alert,
   once per silence (the key holds the time of its last reading).
+- ``evaluate_gateway_readings``: readings a gateway stored over HTTP (a FHIR batch, not
+  through the hub) get the same follow-up as the hub's, within ``EVALUATE_EVERY`` seconds:
+  each pass looks back ``LOOKBACK`` (several passes see a reading; alerts are made once).
 - ``missing_measurements``: a measurement the care plan asks for that is overdue raises an
   alert, once per overdue measurement (the key holds the time of the last one).
 
@@ -17,13 +20,15 @@ from datetime import datetime, timedelta
 
 from enjournal.services import Job
 from enjournal.services.velferdsteknologi import alerts, rules
-from enjournal.services.velferdsteknologi.followup import store_alert
+from enjournal.services.velferdsteknologi.followup import FollowUp, store_alert
 from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE
-from enjournal.services.velferdsteknologi.hub import Hub
+from enjournal.services.velferdsteknologi.hub import HUB_SOURCE, Hub
 
 SILENT_AFTER = timedelta(hours=1)  # the heartbeat window (the issue's default)
 GRACE = timedelta(hours=2)  # assumed: a planned measurement is late this long after its time
 PAGE = 500
+EVALUATE_EVERY = 15.0
+LOOKBACK = timedelta(seconds=60)
 PRIORITY_SEVERITY = {"stat": "high", "asap": "high", "urgent": "moderate", "routine": "low"}
 # Assumed: who owns an alert at each level (the municipality names them in its CareTeam).
 LEVEL_OWNERS = {2: "Vakthavende sykepleier", 3: "Vakthavende lege (legevakt)"}
@@ -38,11 +43,41 @@ def all_jobs(platform) -> list[Job]:
 
         return run
 
+    followup = FollowUp(hub)
+
+    async def gateway_readings(_store, now: datetime) -> int:
+        return await evaluate_gateway_readings(hub, followup, now)
+
     return [
+        Job("vkp-evaluate-gateway-readings", EVALUATE_EVERY, gateway_readings),
         Job("vkp-escalate", 60.0, bound(escalate)),
         Job("vkp-silent-devices", 600.0, bound(silent_devices)),
         Job("vkp-missing-measurements", 900.0, bound(missing_measurements)),
     ]
+
+
+async def evaluate_gateway_readings(hub: Hub, followup: FollowUp, now: datetime) -> int:
+    """Alerts raised for home-device readings stored lately, not by the hub."""
+    recent = await hub.search(
+        "Observation",
+        [("_lastUpdated", f"ge{(now - LOOKBACK).isoformat()}"), ("_count", str(PAGE))],
+    )
+    by_patient: dict[str, list[dict]] = {}
+    for obs in recent:
+        if _from_a_gateway(obs):
+            patient = obs["subject"]["reference"].split("/", 1)[1]
+            by_patient.setdefault(patient, []).append(obs)
+    raised = 0
+    for patient_id, observations in by_patient.items():
+        raised += await followup.evaluate(patient_id, observations, now)
+    return raised
+
+
+def _from_a_gateway(obs: dict) -> bool:
+    device = (obs.get("device") or {}).get("reference") or ""
+    subject = (obs.get("subject") or {}).get("reference") or ""
+    source = (obs.get("meta") or {}).get("source")
+    return device.startswith("Device/") and subject.startswith("Patient/") and source != HUB_SOURCE
 
 
 async def escalate(hub: Hub, now: datetime) -> int:

@@ -164,3 +164,74 @@ def _wait_for(port: int, process: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("mosquitto did not open its port")
+
+
+UCUM = "http://unitsofmeasure.org"
+
+
+def goal(id_: str, loinc: str, **target) -> dict:
+    return {
+        "resourceType": "Goal",
+        "id": id_,
+        "lifecycleStatus": "active",
+        "description": {"text": id_},
+        "subject": {"reference": "Patient/vkp-pas-1"},
+        "target": [
+            {"measure": {"coding": [{"system": "http://loinc.org", "code": loinc}]}, **target}
+        ],
+    }
+
+
+def plan_world() -> list[dict]:
+    spo2 = goal(
+        "spo2-min",
+        "2708-6",
+        detailRange={"low": {"value": 92, "unit": "%", "system": UCUM, "code": "%"}},
+    )
+    weight = goal(
+        "weight-rise",
+        "29463-7",
+        extension=[
+            {
+                "url": "https://enjournal.no/fhir/StructureDefinition/vkp-threshold-change",
+                "extension": [
+                    {
+                        "url": "rise",
+                        "valueQuantity": {"value": 2, "unit": "kg", "system": UCUM, "code": "kg"},
+                    },
+                    {
+                        "url": "within",
+                        "valueDuration": {"value": 3, "unit": "d", "system": UCUM, "code": "d"},
+                    },
+                ],
+            }
+        ],
+    )
+    care_plan = {
+        "resourceType": "CarePlan",
+        "id": "plan-pas-1",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"reference": "Patient/vkp-pas-1"},
+        "careTeam": [{"reference": "CareTeam/hjemmesykepleien", "display": "Hjemmesykepleien"}],
+        "goal": [{"reference": "Goal/spo2-min"}, {"reference": "Goal/weight-rise"}],
+        "activity": [
+            {
+                "detail": {
+                    "status": "in-progress",
+                    "code": {
+                        "coding": [{"system": "http://snomed.info/sct", "code": "1104051000000101"}]
+                    },
+                }
+            }
+        ],
+    }
+    return [spo2, weight, care_plan]
+
+
+@pytest.fixture
+async def planned(hub):
+    async with hub.store.transaction() as tx:
+        for resource in plan_world():
+            await tx.update(resource, resource["id"])
+    return hub

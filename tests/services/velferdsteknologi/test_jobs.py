@@ -12,18 +12,10 @@ from enjournal.services.velferdsteknologi import jobs
 from enjournal.services.velferdsteknologi.hub import Hub
 from enjournal.services.velferdsteknologi.ingest import Ingest
 
-from .test_followup import NOW, _as_nurse, plan_world, reading, resources
+from .test_followup import NOW, _as_nurse, reading, resources
 
 pytestmark = pytest.mark.backends("memory", "postgres")
 MIN = timedelta(minutes=1)
-
-
-@pytest.fixture
-async def planned(hub):
-    async with hub.store.transaction() as tx:
-        for resource in plan_world():
-            await tx.update(resource, resource["id"])
-    return hub
 
 
 def _by_kind(tasks: list[dict]) -> dict[str, dict]:

@@ -135,9 +135,15 @@ async def test_kill_minus_9_mid_stream_loses_nothing(hub, private_broker, store_
     try:
         await until(lambda: _at_least(hub, total), seconds=120)
         await asyncio.sleep(1.0)  # anything extra would show now
-    finally:
+    except AssertionError:
+        stored = len(await observations(hub))
         second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+        _, err = second.communicate(timeout=30)
+        raise AssertionError(f"{stored} of {total} stored; consumer: {err[-3000:]!r}") from None
+    finally:
+        if second.poll() is None:
+            second.send_signal(signal.SIGTERM)
+            second.wait(timeout=30)
     stored = await observations(hub)
     ids = sorted(int(c.split(b'"value":"r-')[1].split(b'"')[0]) for c in stored)
     assert ids == list(range(total))  # every published reading, once
