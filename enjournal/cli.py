@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=[
             "gp",
             "nurse",
+            "homecare",
             "pharmacist",
             "citizen",
             "parent",

@@ -47,6 +47,8 @@ class Settings:
     terminology_check: bool = True
     # Run the services' scheduled jobs (deletions after their deadlines) in this process.
     jobs: bool = True
+    # The demo's simulated home devices (velferdsteknologi): readings every 20 s, in process.
+    demo_devices: bool = False
     demo_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/callback",)
 
     def rate_limit(self, which: str) -> tuple[float, int] | None:

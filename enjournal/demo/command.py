@@ -52,6 +52,31 @@ async def _load_portal(url: str, patients: int, seed: int) -> tuple[int, int]:
         await close_platform(platform)
 
 
+async def _load_homecare(url: str, history: bool) -> tuple[int, int]:
+    """The home follow-up's world (``homecare.py``), then, the first time, a week of
+    readings from the simulated devices through the hub.  (resources added, readings)"""
+    from datetime import UTC, datetime
+
+    from enjournal.bootstrap import close_platform, compose, open_platform
+    from enjournal.demo.homecare import load_homecare
+    from enjournal.security.setup import worker_security
+    from enjournal.services.velferdsteknologi.simulator import Simulator
+    from enjournal.settings import Settings
+
+    settings = Settings(database_url=url)
+    security = worker_security(settings)
+    platform = await open_platform(compose(settings, security=security), migrate=False)
+    await security.start(platform.store)
+    try:
+        now = datetime.now(UTC)
+        added, _patients = await load_homecare(platform.store, now)
+        readings = await Simulator(platform).history(now) if added and history else 0
+        return added, readings
+    finally:
+        await security.stop()
+        await close_platform(platform)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from enjournal.demo.population import write_bundles
     from enjournal.importer import run_import
@@ -84,6 +109,11 @@ def run_demo(args: argparse.Namespace) -> int:
     added, prescribed = asyncio.run(_load_portal(url, args.patients, args.seed))
     console.print(f"added {added} portal resources (families, fullmakt, form, GP slots from today)")
     console.print(f"issued {prescribed} e-prescriptions to the portal's citizens ($prescribe)")
+    homecare, readings = asyncio.run(_load_homecare(url, history=True))
+    console.print(
+        f"added {homecare} home follow-up resources and {readings} readings from simulated "
+        "home devices (velferdsteknologi)"
+    )
     if args.no_serve:
         return 0
     base = f"http://{args.host}:{args.port}"
@@ -101,6 +131,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "Tokens for the demo users (valid an hour):\n"
         f"  GP:         TOKEN=$({token} --as gp)\n"
         f"  nurse:      TOKEN=$({token} --as nurse)\n"
+        f"  home care:  TOKEN=$({token} --as homecare)   (follows six patients at home)\n"
         f"  pharmacist: TOKEN=$({token} --as pharmacist)\n"
         f"  citizen:    TOKEN=$({token} --as citizen)\n"
         f"  portal:     --as parent (two children), proxy (holds a fullmakt), giver, "
@@ -126,6 +157,7 @@ def serve_environment(data: Path, host: str, port: int) -> dict[str, str]:
         "ENJOURNAL_PUBLIC_URL": f"http://{host}:{port}",
         "ENJOURNAL_OIDC_PROVIDER": "on",
         "ENJOURNAL_OIDC_KEY_FILE": str(data / KEY_FILE),
+        "ENJOURNAL_DEMO_DEVICES": "on",  # simulated home devices send readings
     }
 
 

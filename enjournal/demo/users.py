@@ -4,6 +4,8 @@
               hers to read (care relationship: GP list).
 - nurse:      a nurse at the same legekontor (care relationship through the office's
               encounters).
+- homecare:   the municipal home-care service's nurse (``homecare.py``): follows six older
+              patients at home (care relationship: their episodes of care).
 - pharmacist: a pharmacist at the first pharmacy (sees prescriptions and dispensations only).
 - citizen:    a patient on the GP's list, logging in as themself.
 - parent:     the helsenorge portal's parent of two children at her address, 5 and 13
@@ -15,6 +17,8 @@
 
 from __future__ import annotations
 
+from enjournal.demo.homecare import NURSE_ID as HOMECARE_NURSE
+from enjournal.demo.homecare import SERVICE_ORG_NR as HOMECARE_ORG_NR
 from enjournal.demo.portal import PORTAL_USERS
 from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_FNR, OID_HER_ID, OID_HPR, OID_ORGNR
@@ -37,6 +41,7 @@ SYSTEM_SCOPES = "system/*.rs"
 SCOPES = {
     "gp": GP_SCOPES,
     "nurse": GP_SCOPES,
+    "homecare": GP_SCOPES,
     "pharmacist": PHARMACIST_SCOPES,
     "citizen": CITIZEN_SCOPES,
     **{name: CITIZEN_SCOPES for name in PORTAL_USERS},
@@ -69,6 +74,9 @@ async def demo_users(store: Store) -> list[DemoUser]:
         nurse = await _get(tx, "Practitioner", "legekontor-0001-sykepleier-1")
         if nurse is not None:
             users.append(_personnel("nurse", nurse, "SP", office_nr, office_her))
+        homecare = await _get(tx, "Practitioner", HOMECARE_NURSE)
+        if homecare is not None:  # the home follow-up's nurse (demo/homecare.py)
+            users.append(_personnel("homecare", homecare, "SP", HOMECARE_ORG_NR, None))
         pharmacy = await _get(tx, "Organization", "apotek-0001")
         if pharmacy is not None:
             users.append(

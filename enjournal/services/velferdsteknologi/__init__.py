@@ -17,4 +17,9 @@ def register(platform) -> list[Job]:
 
     platform.add_hook(hooks.MARKER, hooks.check)
     api.register(platform)
-    return jobs.all_jobs(platform)
+    found = jobs.all_jobs(platform)
+    if platform.settings.demo_devices:
+        from enjournal.services.velferdsteknologi.simulator import demo_job
+
+        found.append(demo_job(platform))
+    return found
