@@ -51,7 +51,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from enjournal.fhir.norwegian_ids import is_valid_fnr
-from enjournal.services.velferdsteknologi import alerts
+from enjournal.services.velferdsteknologi import alerts, readings
+from enjournal.services.velferdsteknologi.readings import device_time, parse_time
 
 VKP_ALERT = "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
 KIND = "safety-alarm"
@@ -59,19 +60,15 @@ SENT = "https://enjournal.no/fhir/StructureDefinition/gateway-sent-time"
 ARRIVED = "https://enjournal.no/fhir/StructureDefinition/vkp-arrived"
 OUTCOME = "https://enjournal.no/fhir/CodeSystem/vkp-alarm-outcome"  # ours: no national list found
 ACCEPT_WITHIN = timedelta(minutes=2)  # assumed: the response centre accepts within 2 minutes
-CLOCK_SKEW = timedelta(minutes=5)  # assumed: how far ahead a device clock may run
 NORWAY = ZoneInfo("Europe/Oslo")
 NIGHT_FROM, NIGHT_UNTIL = 22, 6  # assumed night hours, Norwegian wall clock
 REQUIRED = ("id", "event", "patient", "at", "sent")
 FINAL = ("completed", "cancelled", "failed", "rejected", "entered-in-error")
 
 
-class Refused(ValueError):
-    """An alarm event we cannot take: ``code`` for machines, the message for people."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+# An alarm event we cannot take: ``code`` for machines, the message for people (the same
+# refusal as a reading's).
+Refused = readings.Refused
 
 
 class IllegalStep(ValueError):
@@ -175,23 +172,7 @@ def _patient(fnr: str) -> str:
 
 
 def _time(event: Mapping[str, Any], name: str, received: datetime) -> datetime:
-    when = parse_time(_text(event, name))
-    if when is None:
-        raise Refused("bad-time", f"{name!r} must be an ISO 8601 date-time with its UTC offset")
-    if when > received + CLOCK_SKEW:
-        raise Refused("bad-time", f"{name!r} is in the future (is the device clock right?)")
-    return when
-
-
-def parse_time(text: str) -> datetime | None:
-    """An ISO 8601 date-time with a UTC offset ("Z" or "+01:00"); None otherwise."""
-    if "T" not in text:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else None
+    return device_time(_text(event, name), name, received)
 
 
 # --- the alert -----------------------------------------------------------------------------

@@ -330,7 +330,12 @@ def _vital_signs() -> dict:
 
 
 def _time(reading: Mapping[str, Any], name: str, received: datetime) -> datetime:
-    text = _field(reading, name)
+    return device_time(_field(reading, name), name, received)
+
+
+def device_time(text: object, name: str, received: datetime) -> datetime:
+    """A device's or gateway's time, with its offset, not ahead of ours by more than the
+    allowed clock skew; Refused (``bad-time``) otherwise."""
     when = parse_time(text) if isinstance(text, str) else None
     if when is None:
         raise Refused("bad-time", f"{name!r} must be an ISO 8601 date-time with its UTC offset")
