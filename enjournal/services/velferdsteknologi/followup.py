@@ -51,7 +51,7 @@ class FollowUp:
         raised = 0
         for reading in found:
             raised += await self._thresholds(patient_id, plan, reading, now)
-        if plan.news2 and found:
+        if plan.news2 and _scores_in_news2(found):
             raised += await self._news2(patient_id, plan, now)
         return raised
 
@@ -207,6 +207,20 @@ async def store_alert(
 
 def _codes(issue: dict) -> set[str]:
     return {c.get("code") for c in (issue.get("code") or {}).get("coding") or ()}
+
+
+def _scores_in_news2(found: list[rules.Reading]) -> bool:
+    """Does any of these readings score in NEWS2 on its own?  Only then can the patient's
+    total have risen, so only then is it worth reading the last hour's vital signs (most
+    readings are normal: this spares a search per patient and batch)."""
+    for reading in found:
+        try:
+            alone = rules.news2_from([reading], reading.at, timedelta(0))
+        except ValueError:
+            continue  # a unit NEWS2 does not score
+        if alone is not None and alone.total > 0:
+            return True
+    return False
 
 
 def _asks_news2(care_plan: dict) -> bool:
