@@ -33,7 +33,7 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
     reference = (resource.get("device") or {}).get("reference") or ""
     if not reference.startswith("Device/"):
         return None
-    device = await _device(tx, reference[7:])
+    device = await _device(guard, tx, reference[7:])
     if device is None:  # a reading from a device nobody registered is nobody's to trust
         raise Unprocessable(f"unknown device {reference}")
     if not is_home_device(device):
@@ -52,8 +52,12 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
     return None
 
 
-async def _device(tx, device_id: str) -> dict | None:
-    try:
-        return jsonio.loads((await tx.read("Device", device_id)).content)
-    except (NotFound, Gone):
-        return None
+async def _device(guard, tx, device_id: str) -> dict | None:
+    """The Device, read once per request (a group of readings names the same few)."""
+    cache = guard.request_cache.setdefault("vkp-devices", {})
+    if device_id not in cache:
+        try:
+            cache[device_id] = jsonio.loads((await tx.read("Device", device_id)).content)
+        except (NotFound, Gone):
+            cache[device_id] = None
+    return cache[device_id]
