@@ -1,11 +1,13 @@
-"""Refresh the helsenorge portal's message catalogues (``make catalogs``).
+"""Refresh the web sites' message catalogues (``make catalogs``): the helsenorge portal's and
+the follow-up centre's (velferdsteknologi), each a web package with its own catalogues;
+``python scripts/update_catalogs.py helsenorge`` does one of them.
 
-Extracts every message of the portal's templates and Python sources (``web/babel.cfg``) to
+For each, extracts every message of its templates and Python sources (``web/babel.cfg``) to
 ``web/locale/messages.pot``, then updates the bokmål and nynorsk ``messages.po`` from it:
 existing translations are kept, new messages arrive with an empty msgstr, and a changed
 message is offered its old translation marked ``fuzzy`` (shown in English until a translator
 removes the mark).  Then lists what still needs translating; exit status 1 when anything
-does, so a translator sees it and tests/services/helsenorge/test_catalogues.py agrees.
+does, so a translator sees it and the sites' test_catalogues.py agree.
 """
 
 from __future__ import annotations
@@ -17,24 +19,24 @@ from pathlib import Path
 from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
 
-WEB = Path(__file__).resolve().parent.parent / "enjournal" / "services" / "helsenorge" / "web"
-LOCALE = WEB / "locale"
-TEMPLATE = LOCALE / "messages.pot"
+SERVICES = Path(__file__).resolve().parent.parent / "enjournal" / "services"
+SITES = {name: SERVICES / name / "web" for name in ("helsenorge", "velferdsteknologi")}
 LANGUAGES = ("nb", "nn")  # English is the msgid: no catalogue
 
 
-def extract() -> None:
-    LOCALE.mkdir(exist_ok=True)
-    before = TEMPLATE.read_text() if TEMPLATE.exists() else ""
-    os.chdir(WEB)  # locations relative to web/: templates/home.html, record.py
+def extract(web: Path) -> None:
+    locale, template = web / "locale", web / "locale" / "messages.pot"
+    locale.mkdir(exist_ok=True)
+    before = template.read_text() if template.exists() else ""
+    os.chdir(web)  # locations relative to web/: templates/home.html, record.py
     pybabel(
         "extract",
         "--mapping-file",
-        str(WEB / "babel.cfg"),
+        str(web / "babel.cfg"),
         "--output-file",
-        str(TEMPLATE),
+        str(template),
         "--project",
-        "enjournal helsenorge",
+        f"enjournal {web.parent.name}",
         "--copyright-holder",
         "enjournal",
         "--no-wrap",
@@ -43,21 +45,21 @@ def extract() -> None:
         "--sort-by-file",
         ".",
     )
-    if _undated(TEMPLATE.read_text()) == _undated(before):
-        TEMPLATE.write_text(before)  # nothing new: no diff for the date alone
+    if _undated(template.read_text()) == _undated(before):
+        template.write_text(before)  # nothing new: no diff for the date alone
 
 
 def _undated(pot: str) -> str:
     return "\n".join(line for line in pot.splitlines() if "POT-Creation-Date" not in line)
 
 
-def update(lang: str) -> None:
+def update(web: Path, lang: str) -> None:
     pybabel(
         "update",
         "--input-file",
-        str(TEMPLATE),
+        str(web / "locale" / "messages.pot"),
         "--output-dir",
-        str(LOCALE),
+        str(web / "locale"),
         "--locale",
         lang,
         "--init-missing",
@@ -70,24 +72,35 @@ def pybabel(*args: str) -> None:
     CommandLineInterface().run(["pybabel", "--quiet", *args])
 
 
-def untranslated(lang: str) -> list[str]:
-    with (LOCALE / lang / "LC_MESSAGES" / "messages.po").open("rb") as source:
+def untranslated(web: Path, lang: str) -> list[str]:
+    with (web / "locale" / lang / "LC_MESSAGES" / "messages.po").open("rb") as source:
         catalog = read_po(source, locale=lang)
     return [m.id for m in catalog if m.id and (not m.string or m.fuzzy)]
 
 
-def main() -> int:
-    extract()
+def refresh(web: Path) -> int:
+    """Extract and update one site's catalogues; how many messages need translating."""
+    extract(web)
     missing = 0
     for lang in LANGUAGES:
-        update(lang)
-        todo = untranslated(lang)
+        update(web, lang)
+        todo = untranslated(web, lang)
         missing += len(todo)
         for message in todo:
-            print(f"{lang}: untranslated or fuzzy: {message!r}")
-    print(f"{TEMPLATE.relative_to(WEB.parents[3])}: updated; {missing} to translate")
+            print(f"{web.parent.name} {lang}: untranslated or fuzzy: {message!r}")
+    template = web / "locale" / "messages.pot"
+    print(f"{template.relative_to(web.parents[3])}: updated; {missing} to translate")
+    return missing
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in SITES]
+    if unknown:
+        print(f"no site {unknown}; the sites are {sorted(SITES)}", file=sys.stderr)
+        return 2
+    missing = sum(refresh(SITES[name]) for name in names or SITES)
     return 1 if missing else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

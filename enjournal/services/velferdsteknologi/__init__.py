@@ -12,11 +12,15 @@ from enjournal.services import Job
 
 
 def register(platform) -> list[Job]:
-    """Add the device hook (and, as they come, the operations, pages and jobs)."""
+    """Add the device hook, the operations, the follow-up centre's pages and the jobs."""
     from enjournal.services.velferdsteknologi import api, hooks, jobs
 
     platform.add_hook(hooks.MARKER, hooks.check)
     api.register(platform)
+    if platform.serving:
+        from enjournal.services.velferdsteknologi.web import routes
+
+        platform.routes.extend(routes(platform))
     found = jobs.all_jobs(platform)
     if platform.settings.demo_devices:
         from enjournal.services.velferdsteknologi.simulator import demo_job
