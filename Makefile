@@ -42,6 +42,9 @@ bench-terminology: $(STAMP)
 bench-helsenorge: $(STAMP)
 	$(BIN)/python -m bench.helsenorge
 
+bench-velferdsteknologi: $(STAMP)
+	$(BIN)/python -m bench.velferdsteknologi
+
 definitions: $(STAMP)
 	$(BIN)/python scripts/build_definitions.py
 
