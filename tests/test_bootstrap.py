@@ -204,10 +204,15 @@ def test_every_platform_has_every_service_and_keeps_its_own_tables():
     names = {(op.resource_type, op.name) for op in one.operations.all()}
     assert {("MedicationRequest", "prescribe"), ("Patient", "summary")} <= names
     assert {("CodeSystem", "lookup"), ("Appointment", "book"), ("Patient", "fullmakt")} <= names
+    assert {("Task", "vkp-acknowledge"), ("Task", "vkp-close")} <= names
     assert {job.name for job in one.jobs} == {
         "kjernejournal-reservation-deletion",
         "eresept-delete-prescriptions",
         "helsenorge-end-fullmakts",
+        "vkp-escalate",
+        "vkp-evaluate-gateway-readings",
+        "vkp-missing-measurements",
+        "vkp-silent-devices",
     }
     assert one.hooks and one.consent_systems and one.hooks == two.hooks
     one.operations.remove("MedicationRequest", "prescribe", False)

@@ -122,7 +122,7 @@ async def test_kill_minus_9_mid_stream_loses_nothing(hub, private_broker, store_
     published set, each once."""
     total, client_id, group = 2000, f"kill-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:8]
     first = _consumer_process(store_url, private_broker.url, client_id, group)
-    await asyncio.sleep(1.5)  # connected and subscribed (its session now exists)
+    await _until_consuming(hub, private_broker.port)  # its session exists from now on
     # All published at once: the consumer then holds many read but not yet stored, the
     # ones an acknowledgement on receipt would lose.
     await publish(private_broker.port, "dev-oxi-1", [reading(n) for n in range(total)])
@@ -145,8 +145,21 @@ async def test_kill_minus_9_mid_stream_loses_nothing(hub, private_broker, store_
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=30)
     stored = await observations(hub)
-    ids = sorted(int(c.split(b'"value":"r-')[1].split(b'"')[0]) for c in stored)
+    ids = sorted(
+        int(c.split(b'"value":"r-')[1].split(b'"')[0]) for c in stored if b'"value":"r-' in c
+    )
     assert ids == list(range(total))  # every published reading, once
+
+
+async def _until_consuming(hub, port: int) -> None:
+    """A new consumer process takes a while to start (more on a loaded machine): readings
+    published before it subscribed reach nobody.  Probe until one is stored."""
+    for n in range(240):
+        await publish(port, "dev-oxi-1", [reading(0, id=f"probe-{n}")])
+        if await _at_least(hub, 1):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError("the consumer process never started consuming")
 
 
 async def _at_least(hub, count: int) -> bool:
