@@ -121,34 +121,40 @@ async def test_kill_minus_9_mid_stream_loses_nothing(hub, private_broker, store_
     the same client id gets what the first had not acknowledged: the stored set equals the
     published set, each once."""
     total, client_id, group = 2000, f"kill-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:8]
-    first = _consumer_process(store_url, private_broker.url, client_id, group)
-    await _until_consuming(hub, private_broker.port)  # its session exists from now on
-    # All published at once: the consumer then holds many read but not yet stored, the
-    # ones an acknowledgement on receipt would lose.
-    await publish(private_broker.port, "dev-oxi-1", [reading(n) for n in range(total)])
-    await until(lambda: _at_least(hub, 300), seconds=60)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
-    at_kill = len(await observations(hub))
-    assert at_kill < total, "the first consumer finished before it was killed: no test"
-    second = _consumer_process(store_url, private_broker.url, client_id, group)
+    processes = [_consumer_process(store_url, private_broker.url, client_id, group)]
     try:
-        await until(lambda: _at_least(hub, total), seconds=120)
-        await asyncio.sleep(1.0)  # anything extra would show now
-    except AssertionError:
-        stored = len(await observations(hub))
-        second.send_signal(signal.SIGTERM)
-        _, err = second.communicate(timeout=30)
-        raise AssertionError(f"{stored} of {total} stored; consumer: {err[-3000:]!r}") from None
+        await _until_consuming(hub, private_broker.port)  # its session exists from now on
+        # All published at once: the consumer then holds many read but not yet stored,
+        # the ones an acknowledgement on receipt would lose.
+        await publish(private_broker.port, "dev-oxi-1", [reading(n) for n in range(total)])
+        await until(lambda: _at_least(hub, 300), seconds=60)
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait(timeout=10)
+        at_kill = len(await observations(hub))
+        assert at_kill < total, "the first consumer finished before it was killed: no test"
+        processes.append(_consumer_process(store_url, private_broker.url, client_id, group))
+        await _until_stored(hub, total, processes[1])
     finally:
-        if second.poll() is None:
-            second.send_signal(signal.SIGTERM)
-            second.wait(timeout=30)
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
     stored = await observations(hub)
     ids = sorted(
         int(c.split(b'"value":"r-')[1].split(b'"')[0]) for c in stored if b'"value":"r-' in c
     )
     assert ids == list(range(total))  # every published reading, once
+
+
+async def _until_stored(hub, total: int, consumer) -> None:
+    try:
+        await until(lambda: _at_least(hub, total), seconds=120)
+        await asyncio.sleep(1.0)  # anything extra would show now
+    except AssertionError:
+        stored = len(await observations(hub))
+        consumer.send_signal(signal.SIGTERM)
+        _, err = consumer.communicate(timeout=30)
+        raise AssertionError(f"{stored} of {total} stored; consumer: {err[-3000:]!r}") from None
 
 
 async def _until_consuming(hub, port: int) -> None:
