@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.datetime import format_instant
@@ -209,13 +209,72 @@ async def _lock_conditions(repo: GuardedRepository, entries: list[dict]) -> None
             conditions.add((type_, req["ifNoneExist"]))
         elif req["method"] == "PUT" and "?" in req["url"]:
             conditions.add((type_, req["url"].split("?", 1)[1]))
-    for type_, criteria in sorted(conditions):
-        await repo.lock_criteria(type_, criteria)
+    await repo.lock_all_criteria(sorted(conditions))
+
+
+# The length of one search value's identifiers (MAX_VALUE_CHARS, with room for escapes).
+IDENTIFIER_CHARS = 1500
+
+
+async def _existing_by_identifier(repo: GuardedRepository, entries: list[dict]) -> dict:
+    """Entry number -> what its ``ifNoneExist`` matches, for the conditions of the plain
+    form ``identifier=system|value``, looked up together (one search per type and
+    ``IDENTIFIER_BATCH`` instead of one per entry: a gateway's group of readings)."""
+    wanted: dict[str, list[tuple[int, str, str]]] = {}
+    for n, entry in enumerate(entries):
+        req = entry["request"]
+        key = _identifier_condition(req.get("ifNoneExist")) if req["method"] == "POST" else None
+        if key is not None:
+            type_ = known_type(req["url"].split("?")[0].strip("/"))
+            wanted.setdefault(type_, []).append((n, *key))
+    known: dict[int, list[StoredResource]] = {}
+    for type_, keys in wanted.items():
+        if len(keys) < 2:
+            continue  # one condition: the general path
+        for part in _chunks(keys):
+            known.update(await _lookup_identifiers(repo, type_, part))
+    return known
+
+
+def _chunks(keys: list[tuple[int, str, str]]) -> list[list[tuple[int, str, str]]]:
+    """Groups whose ``system|value,...`` stays within a search value's length limit."""
+    chunks: list[list[tuple[int, str, str]]] = [[]]
+    length = 0
+    for key in keys:
+        size = len(key[1]) + len(key[2]) + 2
+        if chunks[-1] and length + size > IDENTIFIER_CHARS:
+            chunks.append([])
+            length = 0
+        chunks[-1].append(key)
+        length += size
+    return chunks
+
+
+def _identifier_condition(criteria: str | None) -> tuple[str, str] | None:
+    """(system, value) of ``identifier=system|value``, when nothing in it needs escaping."""
+    pairs = parse_qsl(criteria or "", keep_blank_values=True)
+    if len(pairs) != 1 or pairs[0][0] != "identifier":
+        return None
+    system, bar, value = pairs[0][1].partition("|")
+    if not bar or not system or not value or any(c in pairs[0][1] for c in ",$\\"):
+        return None
+    return (system, value) if "|" not in value else None
+
+
+async def _lookup_identifiers(repo: GuardedRepository, type_: str, keys: list) -> dict:
+    criteria = "identifier=" + ",".join(quote(f"{s}|{v}", safe=":/|") for _, s, v in keys)
+    found = await repo.matches(type_, criteria, limit=2 * len(keys))
+    by_key: dict[tuple[str, str], list[StoredResource]] = {}
+    for stored in found:
+        for ident in jsonio.loads(stored.content or b"{}").get("identifier") or ():
+            by_key.setdefault((ident.get("system"), ident.get("value")), []).append(stored)
+    return {n: by_key.get((s, v), []) for n, s, v in keys}
 
 
 async def _allocate_ids(repo: GuardedRepository, entries: list[dict]) -> dict[str, str]:
     """fullUrl -> "Type/id" for every entry that creates or names a resource."""
     await _lock_conditions(repo, entries)
+    known = await _existing_by_identifier(repo, entries)
     ids: dict[str, str] = {}
     for n, entry in enumerate(entries):
         full_url = entry.get("fullUrl")
@@ -226,7 +285,9 @@ async def _allocate_ids(repo: GuardedRepository, entries: list[dict]) -> dict[st
             type_ = known_type(req["url"].split("?")[0].strip("/"))
             target = None
             if req.get("ifNoneExist"):
-                found = await repo.matches(type_, req["ifNoneExist"], limit=2)
+                found = known.get(n)
+                if found is None:
+                    found = await repo.matches(type_, req["ifNoneExist"], limit=2)
                 if len(found) > 1:
                     raise PreconditionFailed(
                         f"Bundle.entry[{n}]: ifNoneExist matched several {type_} resources"

@@ -14,6 +14,7 @@ plain store's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -266,6 +267,9 @@ class GuardedRepository:
 
     async def lock_criteria(self, type_: str, criteria: str) -> None:
         await self.trusted.lock_criteria(type_, criteria)
+
+    async def lock_all_criteria(self, conditions: Sequence[tuple[str, str]]) -> None:
+        await self.trusted.lock_all_criteria(conditions)
 
     # ---- internals -----------------------------------------------------------------------
 

@@ -560,6 +560,9 @@ class MemoryTransaction(_ServiceLookups, Transaction):
     async def lock_criteria(self, type_: str, criteria: str) -> None:
         """Nothing to do: write transactions already run one at a time."""
 
+    async def lock_all_criteria(self, conditions) -> None:
+        """Nothing to do: write transactions already run one at a time."""
+
     # ---- internals -----------------------------------------------------------------------
 
     def _writable(self) -> None:

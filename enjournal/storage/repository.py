@@ -112,6 +112,10 @@ class Repository(Protocol):
         """Serialise conditional operations on the same criteria until the unit of work ends."""
         ...
 
+    async def lock_all_criteria(self, conditions: Sequence[tuple[str, str]]) -> None:
+        """``lock_criteria`` for each (type, criteria) at once, in a fixed order."""
+        ...
+
     async def flush(self) -> None:
         """Send buffered writes to the backend (the store does this before commit)."""
         ...

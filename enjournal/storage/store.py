@@ -427,12 +427,22 @@ class Transaction(Lookups):
 
     async def lock_criteria(self, type_: str, criteria: str) -> None:
         """Serialise conditional operations on the same criteria across workers."""
-        if self._conn.dialect == "postgres":
-            digest = hashlib.blake2b(f"{type_}?{criteria}".encode(), digest_size=8).digest()
-            await self._conn.execute(
-                "SELECT pg_advisory_xact_lock(?)", int.from_bytes(digest, "big", signed=True)
-            )
-        # SQLite: the single writer lock already serialises every write transaction.
+        await self.lock_all_criteria([(type_, criteria)])
+
+    async def lock_all_criteria(self, conditions: Sequence[tuple[str, str]]) -> None:
+        """``lock_criteria`` for each (type, criteria), in one statement, taken in the order
+        of their keys (so two transactions locking overlapping sets cannot deadlock)."""
+        if self._conn.dialect != "postgres" or not conditions:
+            return  # SQLite: the single writer lock already serialises write transactions
+        keys = sorted({_lock_key(type_, criteria) for type_, criteria in conditions})
+        if len(keys) == 1:
+            await self._conn.execute("SELECT pg_advisory_xact_lock(?)", keys[0])
+            return
+        await self._conn.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT unnest(?::bigint[]) AS k ORDER BY 1) AS sorted_keys",
+            keys,
+        )
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -631,3 +641,9 @@ def sqlite_path(url: str) -> str:
     ``sqlite://`` or ``sqlite:///:memory:`` -> in memory."""
     path = url.removeprefix("sqlite:").removeprefix("//").removeprefix("/")
     return path or ":memory:"
+
+
+def _lock_key(type_: str, criteria: str) -> int:
+    """The advisory lock key of a conditional operation's criteria."""
+    digest = hashlib.blake2b(f"{type_}?{criteria}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

@@ -244,3 +244,27 @@ async def test_concurrent_transactions_with_one_condition_create_once(client):
     assert statuses == ["200 OK"] * 5 + ["201 Created"]
     found = await client.get("/fhir/Observation?identifier=urn:enjournal:test:reading|r-1")
     assert found.json()["total"] == 1
+
+
+async def test_a_transactions_identifier_conditions_are_looked_up_together(client):
+    """Many ``identifier=system|value`` conditions (a gateway's readings) are found in one
+    search per type: each entry still gets its own answer, and a value that needs escaping
+    takes the general path."""
+    system = "urn:enjournal:test:reading"
+
+    def one(value: str) -> dict:
+        obs = {**observation("Patient/p-bulk"), "identifier": [{"system": system, "value": value}]}
+        escaped = value.replace(",", "\\,")  # a comma in a search value is escaped
+        return entry("POST", "Observation", obs, ifNoneExist=f"identifier={system}|{escaped}")
+
+    first = await client.post("/fhir", json=bundle("transaction", one("b-2")))
+    assert first.status_code == 200, first.text
+    values = ["b-1", "b-2", "b-3", "b,4"]  # b-2 exists; "b,4" holds a comma
+    answer = await client.post("/fhir", json=bundle("transaction", *map(one, values)))
+    assert answer.status_code == 200, answer.text
+    statuses = [e["response"]["status"] for e in answer.json()["entry"]]
+    assert statuses == ["201 Created", "200 OK", "201 Created", "201 Created"]
+    again = await client.post("/fhir", json=bundle("transaction", *map(one, values)))
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 4
+    found = await client.get(f"/fhir/Observation?identifier={system}|&_count=100")
+    assert found.json()["total"] == 4
