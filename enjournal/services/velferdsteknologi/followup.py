@@ -133,7 +133,8 @@ class FollowUp:
         if await self._open(patient_id, "news2", at_least=severity):
             return 0
         newest = max(found, key=lambda r: r.at).observation_id
-        text = f"NEWS2 {result.total} ({result.risk})" + ("" if result.complete else ", delvis")
+        risk = RISKS.get(result.risk, result.risk)
+        text = f"NEWS2 {result.total} ({risk})" + ("" if result.complete else ", delvis")
         evidence = sorted({f"Observation/{r.observation_id}" for r in found})
         issue = self._issue(
             "news2", patient_id, f"{result.risk}:{newest}", text, severity, evidence, now
@@ -236,10 +237,26 @@ def _panel_code(loinc: str) -> str:
     return "85354-9" if loinc in ("8480-6", "8462-4") else loinc
 
 
+# What a nurse calls a measurement (LOINC) and a NEWS2 risk, in the alert's text.
+NAMES = {
+    "2708-6": "SpO2",
+    "8867-4": "Puls",
+    "8480-6": "Systolisk blodtrykk",
+    "8462-4": "Diastolisk blodtrykk",
+    "29463-7": "Vekt",
+    "8310-5": "Temperatur",
+    "15074-8": "Glukose",
+    "9279-1": "Respirasjonsfrekvens",
+}
+RISKS = {"low": "lav", "low-medium": "lav-middels", "medium": "middels", "high": "høy"}
+
+
 def _crossing_text(crossing) -> str:
     t = crossing.threshold
-    words = {"below": "under", "above": "over", "rise": "økning", "fall": "fall"}[crossing.kind]
+    name, unit = NAMES.get(t.loinc, t.loinc), f" {t.unit}" if t.unit else ""
     if crossing.kind in ("rise", "fall"):
         change = crossing.value - (crossing.baseline or 0)
-        return f"{t.loinc}: {words} {change:+g} (grense {crossing.limit:g})"
-    return f"{t.loinc}: {crossing.value:g} er {words} grensen {crossing.limit:g}"
+        words = "økt" if crossing.kind == "rise" else "falt"
+        return f"{name} har {words} {abs(change):g}{unit} (grense {crossing.limit:g}{unit})"
+    words = "under nedre" if crossing.kind == "below" else "over øvre"
+    return f"{name} {crossing.value:g}{unit} er {words} grense {crossing.limit:g}{unit}"

@@ -48,6 +48,7 @@ async def test_a_reading_below_the_threshold_raises_one_alert(planned):
     assert issue["patient"]["reference"] == "Patient/vkp-pas-1"
     assert issue["implicated"] == [{"reference": "Goal/spo2-min"}]
     assert issue["severity"] == "moderate" and issue["status"] == "preliminary"
+    assert issue["detail"] == "SpO2 90 % er under nedre grense 92 %"
     (evidence,) = issue["evidence"][0]["detail"]
     assert evidence["reference"].startswith("Observation/")
     assert task["focus"]["reference"] == f"DetectedIssue/{issue['id']}"
@@ -85,7 +86,7 @@ async def test_news2_high_is_an_urgent_alert(planned):
     issues = {i["code"]["coding"][0]["code"]: i for i in await resources(planned, "DetectedIssue")}
     assert set(issues) == {"news2"}
     assert issues["news2"]["severity"] == "high"
-    assert issues["news2"]["detail"].startswith("NEWS2 10 (high)")
+    assert issues["news2"]["detail"].startswith("NEWS2 10 (høy)")
     (task,) = await resources(planned, "Task")
     assert task["priority"] == "stat"
 
