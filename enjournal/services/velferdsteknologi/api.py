@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import Conflict, Invalid, NotFound
+from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound
 from enjournal.fhir.search import parse_search
 from enjournal.rest.message import FhirResponse, version_headers
 from enjournal.rest.operations import Operation
@@ -28,6 +28,7 @@ from enjournal.services.velferdsteknologi import alarms, alerts
 
 DEFINITION = "https://enjournal.no/fhir/OperationDefinition/"
 HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
+MAX_ACTION = 2_000  # characters of "what was done": a note, not a document
 MAX_REPORTED = 10_000  # alarms in one report; a longer period is asked for in parts
 
 
@@ -60,6 +61,8 @@ class Steps:
         action, outcome = params["action"], params.get("outcome")
         if not isinstance(action, str) or not action.strip():
             raise Invalid("'action' (what was done) must be a non-empty valueString")
+        if len(action) > MAX_ACTION:
+            raise Invalid(f"'action' is longer than {MAX_ACTION} characters")
         current, work = await self._alert(request, repo, op)
         if _is_alarm(work):
             code = outcome.get("code") if isinstance(outcome, dict) else outcome
@@ -72,6 +75,7 @@ class Steps:
         return response
 
     async def response_times(self, request, repo) -> FhirResponse:
+        _staff_only(request, "$vkp-response-times")
         params = operation_parameters(request, "$vkp-response-times")
         criteria = [("code", f"{alerts.ALERT}|{alarms.KIND}"), ("_count", str(MAX_REPORTED))]
         for name, prefix in (("from", "ge"), ("to", "le")):
@@ -84,6 +88,7 @@ class Steps:
         return FhirResponse.of(_report(report))
 
     async def _alert(self, request, repo, op: str):
+        _staff_only(request, op)
         current = await repo.for_update("Task", request.path[1], op)
         work = jsonio.loads(current.content)
         if not alerts.is_alert(work):
@@ -112,6 +117,14 @@ class Steps:
             {"action": {"text": action.strip()}, "date": alerts.instant(self.now())},
         ]
         await repo.update(issue, issue_id, if_match=current.version, current=current)
+
+
+def _staff_only(request, op: str) -> None:
+    """The steps and the report are the care staff's and the response centre's: a citizen
+    (even on their own alert) gets a 403, as does a caller without a principal."""
+    principal = request.guard.principal if request.guard is not None else None
+    if principal is not None and principal.kind == "citizen":
+        raise Forbidden(f"{op} is for health personnel")
 
 
 def _is_alarm(work: dict) -> bool:

@@ -16,6 +16,7 @@ changed threshold applies within that time.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 from enjournal.services.velferdsteknologi import alerts, rules
 from enjournal.services.velferdsteknologi.hub import Hub, diagnostics
 
+log = logging.getLogger("enjournal.velferdsteknologi")
 PLAN_TTL = 60.0  # seconds
 NEWS2_CODE = "1104051000000101"  # SNOMED CT: Royal College of Physicians NEWS2 score
 SCT = "http://snomed.info/sct"
@@ -47,10 +49,13 @@ class FollowUp:
         plan = await self.plan(patient_id)
         if not plan.thresholds and not plan.news2:
             return 0
-        found = [r for obs in observations for r in rules.readings(obs)]
+        found = [r for obs in observations for r in _readable(obs)]
         raised = 0
         for reading in found:
-            raised += await self._thresholds(patient_id, plan, reading, now)
+            try:
+                raised += await self._thresholds(patient_id, plan, reading, now)
+            except ValueError as error:  # a Goal in another unit: not compared, not fatal
+                log.warning("threshold not compared", extra={"fields": {"why": str(error)}})
         if plan.news2 and _scores_in_news2(found):
             raised += await self._news2(patient_id, plan, now)
         return raised
@@ -100,7 +105,7 @@ class FollowUp:
                 ("_count", str(HISTORY)),
             ],
         )
-        return [r for obs in found for r in rules.readings(obs)]
+        return [r for obs in found for r in _readable(obs)]
 
     async def _raise_crossing(self, patient_id: str, plan: Plan, crossing, now: datetime) -> int:
         goal = f"Goal/{crossing.threshold.goal_id}"
@@ -125,8 +130,11 @@ class FollowUp:
                 ("_count", "200"),
             ],
         )
-        found = [r for obs in recent for r in rules.readings(obs)]
-        result = rules.news2_from(found, now)
+        found = [r for obs in recent for r in _readable(obs)]
+        try:
+            result = rules.news2_from(found, now)
+        except ValueError:  # a vital sign in a unit NEWS2 does not score
+            return 0
         if result is None or result.risk == "low":
             return 0
         severity, priority = rules.severity(risk=result.risk)
@@ -175,6 +183,15 @@ class FollowUp:
         if at_least:
             found = [i for i in found if _rank(i.get("severity")) >= _rank(at_least)]
         return bool(found)
+
+
+def _readable(observation: dict) -> list[rules.Reading]:
+    """The readings of a stored Observation; none when the rules cannot read it (a gateway's
+    date without a time of day): one such reading must not stop the others' evaluation."""
+    try:
+        return rules.readings(observation)
+    except ValueError:
+        return []
 
 
 def _rank(severity: str | None) -> int:

@@ -30,10 +30,15 @@ def is_home_device(device: dict) -> bool:
 async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
     if action not in ("c", "u") or resource.get("resourceType") != "Observation":
         return None
-    reference = (resource.get("device") or {}).get("reference") or ""
-    if not reference.startswith("Device/"):
+    named = resource.get("device") or {}
+    if _names_home_device_by_identifier(named):
+        raise Unprocessable("name a home device by its reference Device/<id>")
+    reference, device_id = _local_device(named.get("reference"))
+    if device_id is None:
         return None
-    device = await _device(guard, tx, reference[7:])
+    device = await _device(guard, tx, device_id)
+    if device is None and "://" in reference:
+        return None  # another server's device (an absolute URL we do not hold)
     if device is None:  # a reading from a device nobody registered is nobody's to trust
         raise Unprocessable(f"unknown device {reference}")
     if not is_home_device(device):
@@ -50,6 +55,26 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
     if readings.reading_key(resource) is None:
         raise Unprocessable("a device reading needs its stable identifier (Observation.identifier)")
     return None
+
+
+def _local_device(reference: object) -> tuple[str, str | None]:
+    """The reference and the id of the Device it names, also when written as an absolute
+    URL (``https://host/fhir/Device/<id>``): the check must not be one spelling away."""
+    if not isinstance(reference, str):
+        return "", None
+    parts = reference.split("/")
+    if reference.startswith("Device/") and len(parts) == 2:
+        return reference, parts[1]
+    if "://" in reference and len(parts) >= 2 and parts[-2] == "Device" and parts[-1]:
+        return reference, parts[-1]
+    if reference.startswith("Device/"):  # Device/<id>/_history/<n> and the like
+        return reference, parts[1]
+    return reference, None
+
+
+def _names_home_device_by_identifier(named: dict) -> bool:
+    ident = named.get("identifier") if isinstance(named, dict) else None
+    return isinstance(ident, dict) and ident.get("system") == HOME_DEVICE
 
 
 async def _device(guard, tx, device_id: str) -> dict | None:

@@ -16,6 +16,7 @@ Task and changes it only if still due), so two workers running a pass do no harm
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from enjournal.services import Job
@@ -24,6 +25,7 @@ from enjournal.services.velferdsteknologi.followup import FollowUp, store_alert
 from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE
 from enjournal.services.velferdsteknologi.hub import HUB_SOURCE, Hub
 
+log = logging.getLogger("enjournal.velferdsteknologi")
 SILENT_AFTER = timedelta(hours=1)  # the heartbeat window (the default)
 GRACE = timedelta(hours=2)  # assumed: a planned measurement is late this long after its time
 PAGE = 500
@@ -69,7 +71,12 @@ async def evaluate_gateway_readings(hub: Hub, followup: FollowUp, now: datetime)
             by_patient.setdefault(patient, []).append(obs)
     raised = 0
     for patient_id, observations in by_patient.items():
-        raised += await followup.evaluate(patient_id, observations, now)
+        try:
+            raised += await followup.evaluate(patient_id, observations, now)
+        except (LookupError, RuntimeError, ValueError):  # one patient's trouble stops nobody else's
+            log.exception(
+                "gateway readings not evaluated", extra={"fields": {"patient": patient_id}}
+            )
     return raised
 
 
@@ -86,7 +93,10 @@ async def escalate(hub: Hub, now: datetime) -> int:
     open_ = await hub.search("Task", [*waiting, ("_count", str(PAGE))])
     done = 0
     for work in open_:
-        done += await _escalate_one(hub, work, now)
+        try:
+            done += await _escalate_one(hub, work, now)
+        except (KeyError, TypeError, ValueError):  # a Task not of our making: skip, go on
+            log.warning("alert not escalated", extra={"fields": {"task": work.get("id")}})
     return done
 
 

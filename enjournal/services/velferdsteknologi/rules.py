@@ -53,6 +53,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TypeGuard
 
+from enjournal.services.velferdsteknologi import readings as catalogue
 from enjournal.services.velferdsteknologi.news2 import News2, Vitals, score
 
 LOINC = "http://loinc.org"
@@ -251,13 +252,31 @@ def readings(observation: dict) -> list[Reading]:
     quantity = observation.get("valueQuantity")
     if quantity is None or quantity.get("value") is None:
         return []  # dataAbsentReason: nothing measured
-    return [Reading(loinc, _number(quantity), _unit(quantity), at, obs_id)]
+    value, unit = _canonical(loinc, _number(quantity), _unit(quantity))
+    return [Reading(loinc, value, unit, at, obs_id)]
 
 
 def _observation_loinc(resource: dict) -> str | None:
+    """The LOINC code, or the catalogue's LOINC for an Observation a gateway coded only in
+    MDC or SNOMED CT (the hook accepts those codes: its readings must be evaluated too)."""
     codings = (resource.get("code") or {}).get("coding") or []
     codes = [c["code"] for c in codings if c.get("system") == LOINC and c.get("code")]
-    return normalised(codes[0]) if codes else None
+    if codes:
+        return normalised(codes[0])
+    try:
+        return catalogue.CATALOGUE[catalogue.reading_type(resource)].concept.loinc.code
+    except catalogue.Refused:
+        return None
+
+
+def _canonical(loinc: str, value: float, unit: str | None) -> tuple[float, str | None]:
+    """A value in the unit the catalogue stores (a gateway may send weight in g or
+    [lb_av]: the hook accepts those), so it compares with the care plan's thresholds."""
+    for kind in catalogue.CATALOGUE.values():
+        factor = kind.units.get(unit or "") if kind.concept.loinc.code == loinc else None
+        if factor is not None and factor != 1:
+            return round(float(Decimal(str(value)) * factor), 3), kind.unit
+    return value, unit
 
 
 def _observation_id(observation: dict) -> str:

@@ -243,11 +243,22 @@ def test_readings_that_are_not_final_do_not_count(status):
     assert readings(observation("29463-7", 82.4, "kg", status=status)) == []
 
 
-def test_no_value_or_no_loinc_gives_no_reading():
+def test_no_value_or_an_unknown_code_gives_no_reading():
     assert readings(observation("29463-7", None, "kg")) == []
-    no_loinc = observation("29463-7", 82.4, "kg")
-    no_loinc["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "27113001"}]}
-    assert readings(no_loinc) == []
+    unknown = observation("29463-7", 82.4, "kg")
+    unknown["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "1234"}]}
+    assert readings(unknown) == []
+
+
+def test_a_reading_coded_without_loinc_or_in_grams_is_read_as_the_catalogue_stores_it():
+    # The device hook accepts SNOMED CT or MDC alone, and g or [lb_av]: the rules must
+    # read such a gateway's reading too, in kg, or its alert never comes.
+    snomed = observation("29463-7", 82.4, "kg")
+    snomed["code"] = {"coding": [{"system": "http://snomed.info/sct", "code": "27113001"}]}
+    (found,) = readings(snomed)
+    assert (found.loinc, found.value, found.unit) == ("29463-7", 82.4, "kg")
+    (grams,) = readings(observation("29463-7", 82400, "g"))
+    assert (grams.value, grams.unit) == (82.4, "kg")
 
 
 @pytest.mark.parametrize(
