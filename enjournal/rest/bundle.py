@@ -19,7 +19,7 @@ from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
 from enjournal.rest.errors import error_response
 from enjournal.rest.interactions.common import known_type, validate_for_write
 from enjournal.rest.message import FhirRequest, FhirResponse, outcome
-from enjournal.security.repository import GuardedRepository
+from enjournal.security.repository import GuardedRepository, independent
 from enjournal.storage import StoredResource, Transaction
 from enjournal.storage.store import new_id
 
@@ -124,7 +124,7 @@ async def _transaction(outer, tx: Transaction, entries: list[dict], dispatch) ->
     for n in sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"]]):
         entry = entries[n]
         try:
-            if outer.guard is None and _plain_create(entry):
+            if _plain_create(entry) and (outer.guard is None or independent(entry["resource"])):
                 await _prepare_create(repo, entry, ids, creates.write)
                 creates.add(n, entry)
                 continue
@@ -153,10 +153,10 @@ def _plain_create(entry: dict) -> bool:
 
 class _Creates:
     """Plain creates of a transaction, held back and written together by
-    ``Transaction.create_many`` (one statement for the batch's rows).  Only without a
-    guard: the access checks read the store, and must see every earlier entry written.
-    Written before any other entry and before any lookup, so nothing reads the store
-    without seeing them."""
+    ``Transaction.create_many`` (one statement for the batch's rows).  Without a guard any
+    type; with one only types no access check reads (``independent``: the checks read the
+    store and must see every earlier entry they depend on written).  Written before any
+    other entry and before any lookup, so nothing reads the store without seeing them."""
 
     def __init__(self, outer: FhirRequest, repo: GuardedRepository, responses: list[dict | None]):
         self.outer, self.repo, self.responses = outer, repo, responses

@@ -19,13 +19,21 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import Gone, Invalid, NotFound
+from enjournal.fhir.errors import FhirError, Gone, Invalid, NotFound
 from enjournal.security.search_guard import guarded_search
 from enjournal.storage import SearchResult, StoredResource
 
 # With a guard, matches the caller may not read are dropped before counting; this many are
 # looked at, so hidden matches cannot crowd out the visible ones.
 GUARDED_LOOKAHEAD = 100
+# Types whose new resources no access check reads (the guard's facts read care links,
+# Consents, people and organisations; the services' hooks their own types): many of them
+# can be checked first and written together.  Add a type only with that certainty.
+INDEPENDENT_TYPES = frozenset({"Observation"})
+
+
+def independent(resource: dict) -> bool:
+    return resource.get("resourceType") in INDEPENDENT_TYPES
 
 
 class GuardedRepository:
@@ -183,10 +191,19 @@ class GuardedRepository:
     ) -> list[StoredResource]:
         """``create`` for each (``Transaction.create_many``: one statement for the batch).
         With a guard each is checked, and written, before the next is checked: the checks
-        read the store and must see the earlier ones."""
+        read the store and must see the earlier ones; except for types no check reads
+        (``independent``), which are all checked, then written together."""
         if self.guard is None:
             return await self.trusted.create_many(resources, ids)
         ids = ids or [None] * len(resources)
+        if all(independent(r) for r in resources):
+            for n, resource in enumerate(resources):
+                try:
+                    await self.check_create(resource)
+                except FhirError as error:
+                    error.index = n  # type: ignore[attr-defined]  # which one, for its caller
+                    raise
+            return await self.trusted.create_many(resources, ids)
         return [await self.create(r, id_=i) for r, i in zip(resources, ids, strict=True)]
 
     async def check_create(self, resource: dict, interaction: str = "create") -> None:

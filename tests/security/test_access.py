@@ -119,6 +119,29 @@ async def test_a_secured_write_keeps_decimals(secured):
     assert answer.status_code == 200, answer.text
 
 
+async def test_a_guarded_transaction_of_observations_is_checked_entry_by_entry(secured):
+    """Observations (no access check reads them) are checked first and written together:
+    a refused one still refuses the transaction, names its own entry, and nothing is
+    written."""
+    from tests.security.conftest import observation
+
+    post = {"method": "POST", "url": "Observation"}
+    entries = [
+        {"resource": observation(f"t-{n}", who), "request": post}
+        for n, who in enumerate(["kari", "siri", "kari"])
+    ]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    refused = await secured.http.post("/fhir", json=bundle, headers=secured.headers("gp"))
+    assert refused.status_code == 403, refused.text
+    assert "Bundle.entry[1]" in refused.text
+    before = await secured.get("gp", "/fhir/Observation?subject=Patient/kari")
+    bundle["entry"] = [entries[0], entries[2]]
+    done = await secured.http.post("/fhir", json=bundle, headers=secured.headers("gp"))
+    assert done.status_code == 200, done.text
+    after = await secured.get("gp", "/fhir/Observation?subject=Patient/kari")
+    assert after.json()["total"] == before.json()["total"] + 2
+
+
 async def test_writes_follow_the_same_rules(secured):
     from tests.security.conftest import observation
 
