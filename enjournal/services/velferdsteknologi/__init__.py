@@ -16,6 +16,7 @@ def register(platform) -> list[Job]:
     from enjournal.services.velferdsteknologi import api, hooks, jobs
 
     platform.add_hook(hooks.MARKER, hooks.check)
+    platform.add_hook(hooks.ALERT_MARKER, hooks.alerts_by_the_hub)
     api.register(platform)
     if platform.serving:
         from enjournal.services.velferdsteknologi.web import routes

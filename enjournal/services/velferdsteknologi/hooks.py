@@ -17,6 +17,7 @@ from __future__ import annotations
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Gone, NotFound, Unprocessable
 from enjournal.services.velferdsteknologi import readings
+from enjournal.services.velferdsteknologi.hub import HUB_CLIENT
 
 MARKER = b"Device/"  # absent from the stored JSON: no device, nothing to check
 # A home follow-up device is registered with this identifier system (its serial number).
@@ -86,3 +87,18 @@ async def _device(guard, tx, device_id: str) -> dict | None:
         except (NotFound, Gone):
             cache[device_id] = None
     return cache[device_id]
+
+
+ALERT_MARKER = b"urn:enjournal:vkp:alert"  # alerts.ALERT_ID, in the stored JSON
+
+
+async def alerts_by_the_hub(guard, tx, action: str, resource: dict, patients) -> str | None:
+    """Only the hub raises alerts: a DetectedIssue or Task carrying the alert identifier
+    is created by the hub's system client (the staff change them through the steps)."""
+    if action != "c" or resource.get("resourceType") not in ("DetectedIssue", "Task"):
+        return None
+    if not any(i.get("system") == ALERT_MARKER.decode() for i in resource.get("identifier") or ()):
+        return None
+    if guard.principal.kind == "system" and guard.principal.client_id == HUB_CLIENT:
+        return None
+    return "follow-up alerts are raised by the hub (urn:enjournal:vkp:alert is reserved)"
