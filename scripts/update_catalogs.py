@@ -2,7 +2,9 @@
 the follow-up centre's (velferdsteknologi), each a web package with its own catalogues;
 ``python scripts/update_catalogs.py helsenorge`` does one of them.
 
-For each, extracts every message of its templates and Python sources (``web/babel.cfg``) to
+For each, extracts every message of its templates and Python sources (``web/babel.cfg``), and
+of the templates the sites share (``enjournal/web/templates``, rendered with the site's
+catalogue), to
 ``web/locale/messages.pot``, then updates the bokmål and nynorsk ``messages.po`` from it:
 existing translations are kept, new messages arrive with an empty msgstr, and a changed
 message is offered its old translation marked ``fuzzy`` (shown in English until a translator
@@ -21,6 +23,7 @@ from babel.messages.pofile import read_po
 
 SERVICES = Path(__file__).resolve().parent.parent / "enjournal" / "services"
 SITES = {name: SERVICES / name / "web" for name in ("helsenorge", "velferdsteknologi")}
+SHARED = SERVICES.parent / "web"  # enjournal.web: templates/ every site falls back to
 LANGUAGES = ("nb", "nn")  # English is the msgid: no catalogue
 
 
@@ -44,6 +47,7 @@ def extract(web: Path) -> None:
         "file",  # no line numbers: editing a template does not touch every entry
         "--sort-by-file",
         ".",
+        os.path.relpath(SHARED, web),  # ../../../web/templates/layout.html
     )
     if _undated(template.read_text()) == _undated(before):
         template.write_text(before)  # nothing new: no diff for the date alone

@@ -46,9 +46,16 @@ A site::
     def routes(platform) -> list:
         return mount(platform, CONFIG, lambda site: [("/", site.page(home), ["GET"])])
 
-The service's ``templates/`` holds ``error.html``, ``login_failed.html`` and
-``logged_out.html`` besides its pages; ``locale/<lang>/LC_MESSAGES/messages.po`` its
-catalogues; ``static/`` its files.  The package data (pyproject.toml) must list them.
+The service's ``templates/`` holds ``error.html`` and ``login_failed.html`` besides its
+pages; ``locale/<lang>/LC_MESSAGES/messages.po`` its catalogues (the shared templates'
+messages too); ``static/`` its files.  The package data (pyproject.toml) must list them.
+
+What the sites share is here, after the site's own (a site's file of the same name wins):
+``templates/layout.html`` (the page: head, header with language and logout, main; the
+site's ``base.html`` extends it and fills ``brand``, ``stylesheet``, ``account`` and
+``footer``), ``templates/error_page.html`` (its ``error.html`` extends it, filling
+``not_found`` and ``back``), ``templates/logged_out.html``, and ``static/base.css``
+(linked before the site's own stylesheet, served under the site's ``/static``).
 """
 
 from __future__ import annotations

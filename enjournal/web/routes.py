@@ -2,7 +2,8 @@
 endpoints every site has, its static files, and the 404 page for anything else.
 
 The service's templates provide ``error.html`` (``code``: 403, 404 or the API's status;
-``message``), ``login_failed.html`` and ``logged_out.html``.
+``message``; it may extend the shared ``error_page.html``) and ``login_failed.html``;
+``logged_out.html`` is shared (enjournal/web/templates), a site's own wins.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from enjournal.web import i18n
 from enjournal.web.headers import with_headers
 from enjournal.web.login import LoginFailed, OidcClient, in_process, verified
 from enjournal.web.sessions import Session, new_session
-from enjournal.web.site import Site, SiteConfig, View
+from enjournal.web.site import SHARED, Site, SiteConfig, View
 
 # A page: its path under the site, its endpoint (``Site.page(handler)``) and methods.
 Page = tuple[str, Callable, list[str]]
@@ -40,13 +41,18 @@ def mount(
     site.oidc = embedded_login(platform, security.provider, config)
     found = [*account_pages(site), *pages(site)]
     routes: list[BaseRoute] = [Route(p, endpoint, methods=m) for p, endpoint, m in found]
-    static = resources.files(config.package) / "static"
-    if static.is_dir():
-        files = with_headers(StaticFiles(directory=str(static)), config.headers)
-        routes.append(Mount("/static", app=files, name="static"))
+    routes.append(Mount("/static", app=static_files(config), name="static"))
     catch_all = site.page(_not_found, login=False)
     routes.append(Route("/{rest:path}", catch_all, methods=["GET", "POST"]))
     return [Mount(config.path, routes=routes)]
+
+
+def static_files(config: SiteConfig):
+    """The site's ``static/`` and then the shared one (``base.css``): its own file of the
+    same name wins."""
+    own = resources.files(config.package) / "static"
+    files = StaticFiles(directory=str(own) if own.is_dir() else None, packages=[(SHARED, "static")])
+    return with_headers(files, config.headers)
 
 
 def embedded_login(platform, provider, config: SiteConfig) -> OidcClient:

@@ -27,6 +27,8 @@ from enjournal.web.headers import SECURITY_HEADERS
 from enjournal.web.login import LoginFailed
 from enjournal.web.sessions import Session, cookie_options, new_session, sessions_from_url
 
+SHARED = "enjournal.web"  # the package whose templates/ and static/ every site falls back to
+
 LoginHook = Callable[["Site", Session, Principal], Awaitable[None]]
 
 
@@ -220,8 +222,10 @@ class Site:
 
 def environment(config: SiteConfig, lang: str) -> jinja2.Environment:
     """The site's Jinja environment for ``lang``: autoescape, strict, its templates first and
-    then the shared ones, its catalogue, and the filters ``when``, ``day`` and ``number``."""
-    packages = (config.package, *config.shared_templates)
+    then the shared ones and last this package's (``layout.html``, ``error_page.html``,
+    ``logged_out.html``: a site's own template of the same name wins), its catalogue, and
+    the filters ``when``, ``day`` and ``number``."""
+    packages = (config.package, *config.shared_templates, SHARED)
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader([jinja2.PackageLoader(p, "templates") for p in packages]),
         autoescape=True,

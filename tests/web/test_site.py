@@ -20,7 +20,9 @@ from starlette.routing import Mount, Route
 from enjournal.web import SECURITY_HEADERS, FhirError, Site, SiteConfig, i18n
 from enjournal.web.headers import with_headers
 from enjournal.web.login import pkce_challenge, pkce_verifier
+from enjournal.web.routes import static_files
 from enjournal.web.sessions import MemorySessions, cookie_options, new_session, stored_session
+from enjournal.web.site import environment
 
 CONFIG = SiteConfig(
     name="test",
@@ -212,3 +214,17 @@ def test_norwegian_dates_and_numbers_in_every_language():
 
 def test_a_site_without_a_catalogue_shows_the_english_messages():
     assert i18n.translations("tests.web", "nn").gettext("Not found") == "Not found"
+
+
+async def test_a_site_serves_the_shared_stylesheet_and_falls_back_to_the_shared_templates():
+    files = static_files(CONFIG)  # tests.web has no static/ of its own
+    transport = httpx.ASGITransport(app=files)
+    async with httpx.AsyncClient(transport=transport, base_url="https://test") as http:
+        answer = await http.get("/base.css")
+    assert answer.status_code == 200 and "--brand" in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+    env = environment(CONFIG, "en")
+    assert env.get_template("error.html").filename.endswith("tests/web/templates/error.html")
+    assert env.get_template("logged_out.html").filename.endswith(
+        "enjournal/web/templates/logged_out.html"
+    )

@@ -1,13 +1,15 @@
 """The portal's bokmål and nynorsk catalogues cover every message it shows.
 
-The messages are extracted here, at test time, from the templates and Python sources with
-Babel's extractors and the portal's ``babel.cfg`` (not read from the committed
+The messages are extracted here, at test time, from the templates and Python sources (the
+portal's and the shared templates of ``enjournal.web``, which render with the portal's
+catalogue) with Babel's extractors and the portal's ``babel.cfg`` (not read from the committed
 ``messages.pot``), so a new ``_("...")``, ``N_("...")`` or ``view.t("...")`` without a
 translation fails until ``make catalogs`` has run and someone has translated it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from html import unescape
 from html.parser import HTMLParser
@@ -25,20 +27,25 @@ from enjournal.web.sessions import new_session
 from enjournal.web.site import environment
 
 WEB = Path(str(resources.files("enjournal.services.helsenorge.web")))
+SHARED = Path(str(resources.files("enjournal.web")))  # the templates every site shares
 LANGUAGES = ("nb", "nn")
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]")
 
 
-def extracted(directory: Path = WEB) -> dict[str, set[str]]:
-    """Every message under ``directory`` with the files it is in, as ``babel.cfg`` says."""
+def extracted(*directories: Path) -> dict[str, set[str]]:
+    """Every message under ``directories`` (the portal's and the shared ones) with the files
+    it is in, relative to the first as ``make catalogs`` writes them, as ``babel.cfg`` says."""
+    directories = directories or (WEB, SHARED)
     with (WEB / "babel.cfg").open() as config:
         method_map, options_map = parse_mapping_cfg(config, str(WEB / "babel.cfg"))
     found: dict[str, set[str]] = {}
-    for filename, _line, message, _comments, _context in extract_from_dir(
-        str(directory), method_map, options_map
-    ):
-        for text in message if isinstance(message, tuple) else (message,):
-            found.setdefault(text, set()).add(filename)
+    for directory in directories:
+        for filename, _line, message, _comments, _context in extract_from_dir(
+            str(directory), method_map, options_map
+        ):
+            where = os.path.relpath(directory / filename, directories[0])
+            for text in message if isinstance(message, tuple) else (message,):
+                found.setdefault(text, set()).add(where)
     return found
 
 
@@ -68,7 +75,8 @@ def problems(messages: dict[str, set[str]], catalog: Catalog) -> list[str]:
 
 def test_extraction_finds_templates_n_and_view_t():
     messages = extracted()
-    assert "templates/base.html" in messages["Log out"]
+    assert "templates/base.html" in messages["Services"]
+    assert "../../../web/templates/layout.html" in messages["Log out"]  # shared
     assert "record.py" in messages["Vaccines"]  # N_()
     assert "medicines.py" in messages["Please renew this prescription."]  # view.t()
     assert any("%(number)s" in m for m in messages)  # a view.t() over several lines
@@ -166,12 +174,13 @@ def unmarked(source: str) -> set[str]:
     return set(re.findall(r"[^\W\d_]{2,}", visible(literal))) - UNMARKED
 
 
+def templates(web: Path) -> list[Path]:
+    """The site's templates and the shared ones it falls back to."""
+    return sorted([*(web / "templates").glob("*.html"), *(SHARED / "templates").glob("*.html")])
+
+
 def test_templates_show_no_unmarked_text():
-    found = {
-        path.name: words
-        for path in sorted((WEB / "templates").glob("*.html"))
-        if (words := unmarked(path.read_text()))
-    }
+    found = {path.name: words for path in templates(WEB) if (words := unmarked(path.read_text()))}
     assert found == {}, "wrap the text in _(...)"
 
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -211,14 +212,19 @@ def demo_data(tmp_path_factory) -> Path:
     return data
 
 
-@pytest.fixture(scope="package")
-def demo_server(demo_data: Path):
-    server = DemoServer(demo_data).start(timeout=60)
+def running(server: DemoServer) -> Iterator[DemoServer]:
+    """``server`` for a fixture to yield, stopped when the fixture ends (the follow-up
+    centre's conftest uses it too)."""
     try:
         yield server
     finally:
         server.terminate(10)
         server.kill()
+
+
+@pytest.fixture(scope="package")
+def demo_server(demo_data: Path):
+    yield from running(DemoServer(demo_data).start(timeout=60))
 
 
 @pytest.fixture(scope="package")

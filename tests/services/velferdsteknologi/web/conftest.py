@@ -61,11 +61,7 @@ def demo_server(demo_data: Path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(command, "serve_environment", quiet_environment)
         server = DemoServer(demo_data).start(timeout=60)
-    try:
-        yield server
-    finally:
-        server.terminate(10)
-        server.kill()
+    yield from portal.running(server)
 
 
 @pytest.fixture(scope="package")
