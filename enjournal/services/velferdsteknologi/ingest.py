@@ -29,12 +29,14 @@ from enjournal.security.principal import Principal
 from enjournal.services import utc_now
 from enjournal.services.velferdsteknologi import readings
 from enjournal.services.velferdsteknologi.followup import FollowUp
+from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE
 from enjournal.services.velferdsteknologi.hub import HUB_SOURCE, Hub, diagnostics
 
 log = logging.getLogger("enjournal.velferdsteknologi")
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 PATIENT_TTL = 300.0  # seconds a national id -> Patient id answer is kept
+WARM_UP = 1000  # home devices whose patients a consumer reads before its first message
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,26 @@ class Ingest:
             pending[key] = _Pending(obs, patient_id, [n])
         return list(pending.values())
 
+    async def warm_up(self) -> int:
+        """Before the first message: the patients of up to ``WARM_UP`` home devices and
+        their care plans, read a hundred patients per search, so the first readings' alerts
+        do not wait for one look-up per patient.  How many patients were read."""
+        active = [("identifier", f"{HOME_DEVICE}|"), ("status", "active")]
+        devices = await self.hub.search("Device", [*active, ("_count", str(WARM_UP))])
+        ids = sorted({p for p in map(_patient_id, devices) if p})
+        for start in range(0, len(ids), 100):
+            chunk = ",".join(ids[start : start + 100])
+            for patient in await self.hub.search("Patient", [("_id", chunk), ("_count", "100")]):
+                self._remember(patient)
+        for patient_id in ids:
+            await self.followup.plan(patient_id)
+        return len(ids)
+
+    def _remember(self, patient: dict) -> None:
+        for ident in patient.get("identifier") or ():
+            if ident.get("system") == FNR and ident.get("value"):
+                self._patients[ident["value"]] = (patient["id"], time.monotonic())
+
     async def _patient(self, fnr: str) -> str:
         """The Patient id of a national id (cached); Refused when nobody has it."""
         known = self._patients.get(fnr)
@@ -158,6 +180,11 @@ def _observation(message: Message, now: datetime) -> tuple[dict, str]:
     if not isinstance(fnr, str) or not fnr.isdigit() or len(fnr) != 11:
         raise readings.Refused("missing-field", "'patient' must be an 11-digit national id")
     return readings.observation(reading, message.device_id, fnr, now), fnr
+
+
+def _patient_id(device: dict) -> str | None:
+    reference = (device.get("patient") or {}).get("reference") or ""
+    return reference.removeprefix("Patient/") if reference.startswith("Patient/") else None
 
 
 def _entry(obs: dict) -> dict:

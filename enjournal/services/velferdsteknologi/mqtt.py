@@ -102,6 +102,8 @@ class Consumer:
                 delay = min(delay * 2, 30.0)
 
     async def run(self, stop: asyncio.Event) -> None:
+        warmed = await self.ingest.warm_up()
+        log.info("warmed up", extra={"fields": {"patients": warmed}})
         async with self._client() as client:
             for topic in TOPICS:
                 await client.subscribe(f"$share/{self.group}/{topic}", qos=1)

@@ -144,3 +144,21 @@ async def test_the_nurse_acknowledges_and_closes_an_alert(planned):
     # Closed: a new low reading is a new threshold alert (the NEWS2 one is still open).
     await ingest.handle([reading(2, "spo2", 87, "%")])
     assert len(await resources(planned, "DetectedIssue")) == 3
+
+
+async def test_a_consumer_warms_up_its_patients_and_plans_before_the_first_reading(planned):
+    """So the first readings' alerts do not wait for a look-up per patient."""
+    ingest = Ingest(planned, clock=lambda: NOW)
+    assert await ingest.warm_up() == 2  # the patients of the home devices (dev-spare: none)
+    assert set(ingest.followup.plans) == {"vkp-pas-1", "vkp-pas-2"}
+    assert ingest.followup.plans["vkp-pas-1"].news2  # the plan was read
+    searches = []
+    original = ingest.hub.search
+
+    async def counting(type_, params):
+        searches.append(type_)
+        return await original(type_, params)
+
+    ingest.hub.search = counting  # type: ignore[method-assign]
+    await ingest.handle([reading(1, "spo2", 96, "%")])
+    assert "Patient" not in searches and "CarePlan" not in searches and "Goal" not in searches
