@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     consume.add_argument("--client-id", default="enjournal-vkp-1", help="stable, one per consumer")
     consume.add_argument("--group", default="enjournal", help="the shared subscription's group")
-    consume.add_argument("--batch", type=int, default=500, help="most readings per transaction")
+    consume.add_argument("--batch", type=int, default=100, help="most readings per transaction")
 
     fest = sub.add_parser("fest", help="the drug catalogue (FEST)")
     fest_sub = fest.add_subparsers(dest="fest_command", required=True)

@@ -67,7 +67,7 @@ class Consumer:
     one transaction, then acknowledged."""
 
     def __init__(
-        self, ingest: Ingest, broker: Broker, client_id: str, *, group="enjournal", batch=500
+        self, ingest: Ingest, broker: Broker, client_id: str, *, group="enjournal", batch=100
     ):
         self.ingest, self.broker, self.client_id = ingest, broker, client_id
         self.alarms = AlarmIntake(ingest.hub, ingest.counts, ingest.clock)
