@@ -190,10 +190,12 @@ def alarm_resources(
     """
     alarm = read_event(event, received)
     key = alerts.identifier(KIND, patient_id, f"{device_id}:{alarm.id}")
-    return _issue(key, alarm, device_id, patient_id), _task(key, alarm, patient_id, owner, received)
+    return alarm_issue(alarm, device_id, patient_id), _task(key, alarm, patient_id, owner, received)
 
 
-def _issue(key: str, alarm: AlarmEvent, device_id: str, patient_id: str) -> dict:
+def alarm_issue(alarm: AlarmEvent, device_id: str, patient_id: str) -> dict:
+    """The DetectedIssue of a checked alarm event."""
+    key = alerts.identifier(KIND, patient_id, f"{device_id}:{alarm.id}")
     detail, evidence = _detail(alarm, device_id), [f"Device/{device_id}"]
     issue = alerts.detected_issue(
         key, KIND, patient_id, detail, alarm.kind.severity, evidence, alarm.at

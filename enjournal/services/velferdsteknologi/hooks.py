@@ -24,6 +24,12 @@ MARKER = b"Device/"  # absent from the stored JSON: no device, nothing to check
 HOME_DEVICE = "urn:enjournal:vkp:device"
 
 
+def assigned_patient(device: dict) -> str | None:
+    """The id of the Patient a device is assigned to (``Device.patient``), if any."""
+    reference = (device.get("patient") or {}).get("reference") or ""
+    return reference.removeprefix("Patient/") if reference.startswith("Patient/") else None
+
+
 def is_home_device(device: dict) -> bool:
     return any(i.get("system") == HOME_DEVICE for i in device.get("identifier") or ())
 
@@ -46,8 +52,8 @@ async def check(guard, tx, action: str, resource: dict, patients) -> str | None:
         return None  # another kind of device (a hospital's monitor): not ours to check
     if device.get("status") != "active":
         raise Unprocessable(f"the device {reference} is not in use")
-    assigned = (device.get("patient") or {}).get("reference")
-    if not assigned or assigned != (resource.get("subject") or {}).get("reference"):
+    assigned = assigned_patient(device)
+    if not assigned or f"Patient/{assigned}" != (resource.get("subject") or {}).get("reference"):
         return "the device is not assigned to this patient"
     try:
         readings.check_observation(resource)

@@ -29,7 +29,7 @@ from enjournal.security.principal import Principal
 from enjournal.services import utc_now
 from enjournal.services.velferdsteknologi import readings
 from enjournal.services.velferdsteknologi.followup import FollowUp
-from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE
+from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE, assigned_patient
 from enjournal.services.velferdsteknologi.hub import HUB_SOURCE, Hub, diagnostics
 
 log = logging.getLogger("enjournal.velferdsteknologi")
@@ -113,7 +113,7 @@ class Ingest:
         do not wait for one look-up per patient.  How many patients were read."""
         active = [("identifier", f"{HOME_DEVICE}|"), ("status", "active")]
         devices = await self.hub.search("Device", [*active, ("_count", str(WARM_UP))])
-        ids = sorted({p for p in map(_patient_id, devices) if p})
+        ids = sorted({p for p in map(assigned_patient, devices) if p})
         for start in range(0, len(ids), 100):
             chunk = ",".join(ids[start : start + 100])
             for patient in await self.hub.search("Patient", [("_id", chunk), ("_count", "100")]):
@@ -180,11 +180,6 @@ def _observation(message: Message, now: datetime) -> tuple[dict, str]:
     if not isinstance(fnr, str) or not fnr.isdigit() or len(fnr) != 11:
         raise readings.Refused("missing-field", "'patient' must be an 11-digit national id")
     return readings.observation(reading, message.device_id, fnr, now), fnr
-
-
-def _patient_id(device: dict) -> str | None:
-    reference = (device.get("patient") or {}).get("reference") or ""
-    return reference.removeprefix("Patient/") if reference.startswith("Patient/") else None
 
 
 def _entry(obs: dict) -> dict:

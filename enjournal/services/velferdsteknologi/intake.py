@@ -19,7 +19,7 @@ import orjson
 from enjournal.services import utc_now
 from enjournal.services.velferdsteknologi import alarms
 from enjournal.services.velferdsteknologi.followup import store_alert
-from enjournal.services.velferdsteknologi.hooks import is_home_device
+from enjournal.services.velferdsteknologi.hooks import assigned_patient, is_home_device
 from enjournal.services.velferdsteknologi.hub import Hub
 from enjournal.services.velferdsteknologi.ingest import FNR, Message, Outcome
 
@@ -50,15 +50,15 @@ class AlarmIntake:
         event = _json(message.payload)
         checked = alarms.read_event(event, now)
         device = await self._device(message.device_id)
-        patient_id = (device.get("patient") or {}).get("reference", "").removeprefix("Patient/")
+        patient_id = assigned_patient(device)
         if not patient_id or not await self._is(patient_id, checked.patient_fnr):
             raise alarms.Refused("not-assigned", "the device is not assigned to this patient")
         owner = device.get("owner") or {}
-        issue, work = alarms.alarm_resources(event, message.device_id, patient_id, owner, now)
+        issue = alarms.alarm_issue(checked, message.device_id, patient_id)
         new = await store_alert(
             self.hub,
             issue,
-            work["priority"],
+            checked.kind.priority,
             RESPONSE_CENTRE,
             issue["severity"],
             now,

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enjournal.services import Job
 from enjournal.services.velferdsteknologi import alerts, rules
 from enjournal.services.velferdsteknologi.followup import FollowUp, store_alert
-from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE
+from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE, assigned_patient
 from enjournal.services.velferdsteknologi.hub import HUB_SOURCE, Hub
 
 log = logging.getLogger("enjournal.velferdsteknologi")
@@ -134,7 +134,7 @@ async def silent_devices(hub: Hub, now: datetime) -> int:
     )
     raised = 0
     for device in devices:
-        if (device.get("patient") or {}).get("reference"):
+        if assigned_patient(device):
             raised += await _silent_device(hub, device, now)
     return raised
 
@@ -146,7 +146,7 @@ async def _silent_device(hub: Hub, device: dict, now: datetime) -> int:
     last = _effective(newest[0]) if newest else None
     if not rules.silent(last, now, SILENT_AFTER):
         return 0
-    patient_id = device["patient"]["reference"].split("/", 1)[1]
+    patient_id = assigned_patient(device) or ""
     since = last.isoformat() if last else "never"
     text = f"Utstyret {device['id']} har ikke sendt målinger siden {since}"
     evidence = [f"Device/{device['id']}"]

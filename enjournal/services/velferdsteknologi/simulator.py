@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import orjson
 
 from enjournal.services import Job
-from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE
+from enjournal.services.velferdsteknologi.hooks import HOME_DEVICE, assigned_patient
 from enjournal.services.velferdsteknologi.ingest import Ingest, Message
 
 EVERY = 20.0  # seconds between simulated rounds
@@ -51,7 +51,7 @@ class Simulator:
         out = []
         for device in found:
             kind = device["id"].split("-")[0]
-            patient = (device.get("patient") or {}).get("reference", "").removeprefix("Patient/")
+            patient = assigned_patient(device)
             fnr = await self._fnr(patient) if kind in KINDS and patient else None
             if fnr:
                 out.append((device["id"], kind, fnr))
