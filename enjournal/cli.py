@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     consume.add_argument("--group", default="enjournal", help="the shared subscription's group")
     consume.add_argument("--batch", type=int, default=100, help="most readings per transaction")
 
+    from enjournal.services.registers import command as register_command
+
+    register_command.add_parser(sub)
+
     fest = sub.add_parser("fest", help="the drug catalogue (FEST)")
     fest_sub = fest.add_subparsers(dest="fest_command", required=True)
     fest_load = fest_sub.add_parser("load", help="load a FEST M30 XML file (streamed)")
@@ -272,6 +276,12 @@ def _vkp(args: argparse.Namespace) -> int:
     )
 
 
+def _register(args: argparse.Namespace) -> int:
+    from enjournal.services.registers.command import run
+
+    return run(args)
+
+
 COMMANDS = {
     "serve": _serve,
     "migrate": _migrate,
@@ -281,6 +291,7 @@ COMMANDS = {
     "audit": _audit,
     "jobs": _jobs,
     "vkp": _vkp,
+    "register": _register,
     "fest": _fest,
     "terminology": _terminology,
 }

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-SERVICES = ("kjernejournal", "eresept", "helsenorge", "velferdsteknologi")
+SERVICES = ("kjernejournal", "eresept", "helsenorge", "velferdsteknologi", "registers")
 
 
 def utc_now() -> datetime:
