@@ -393,9 +393,40 @@ _STATISTICS_POSTGRES = "".join(
 # SQLite plans without statistics unless ANALYZE ran, preferring the unique index.
 _STATISTICS_SQLITE = ""
 
+# ---- Migration 5: Bulk Data export jobs ---------------------------------------------------
+#
+# One row per ``$export`` (enjournal.storage.exports, services/registers/bulk.py): what was
+# asked (``params``, JSON), by which client, its state, the worker holding it and until when
+# (``lease_until``: a worker that stops renewing loses the job to another), the checkpoint
+# it resumes from (``progress``, JSON) and the files it wrote (``output``, JSON).
+_EXPORT_JOBS = """
+CREATE TABLE export_jobs (
+    id TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    request TEXT NOT NULL,
+    params TEXT NOT NULL,
+    transaction_time {int} NOT NULL,
+    created {int} NOT NULL,
+    lease_owner TEXT,
+    lease_until {int} NOT NULL DEFAULT 0,
+    progress TEXT,
+    output TEXT,
+    finished {int},
+    expires {int}
+);
+CREATE INDEX export_jobs_status ON export_jobs (status, lease_until);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, versions and search indexes", _TABLES_SQLITE, _TABLES_POSTGRES),
     Migration(2, "tamper-evident audit log", _AUDIT_SQLITE, _AUDIT_POSTGRES),
     Migration(3, "terminology store", _TERMINOLOGY_SQLITE, _TERMINOLOGY_POSTGRES),
     Migration(4, "planner statistics follow the data", _STATISTICS_SQLITE, _STATISTICS_POSTGRES),
+    Migration(
+        5,
+        "bulk data export jobs",
+        _EXPORT_JOBS.format(int="INTEGER"),
+        _EXPORT_JOBS.format(int="BIGINT"),
+    ),
 ]
