@@ -45,11 +45,26 @@ class Settings:
     audit_reads_synchronous: bool = True
     # Refuse codes missing from complete code systems the server holds, and bad UCUM units.
     terminology_check: bool = True
+    # Bulk Data $export (services/registers/bulk.py, docs/registers.md): where the NDJSON
+    # files go, how long a finished export's files live, the bytes one read from the store
+    # (and one file) may hold, how long a worker's claim on a job lasts without a sign of
+    # life, and how many exports one process runs side by side.
+    export_dir: str = "data/exports"
+    export_expire_seconds: int = 3600
+    export_batch_bytes: int = 4 * 1024 * 1024
+    export_file_bytes: int = 256 * 1024 * 1024
+    export_lease_seconds: int = 60
+    export_workers: int = 2
     # Run the services' scheduled jobs (deletions after their deadlines) in this process.
     jobs: bool = True
     # The demo's simulated home devices (velferdsteknologi): readings every 20 s, in process.
     demo_devices: bool = False
     demo_redirect_uris: tuple[str, ...] = ("http://127.0.0.1:8080/callback",)
+    # The registers' pseudonym keys, held outside the data store: a directory with one
+    # ``<register>.key`` file each, or a JSON file {"kpr": "<hex>"}; no default key.
+    register_keys: str | None = None
+    # Where register feeds (``$register-export``, ``enjournal register export``) are written.
+    register_out: str = "data/registers"
 
     def rate_limit(self, which: str) -> tuple[float, int] | None:
         """``rate_limit_user`` etc. as (rate, burst), or None when "off"."""
@@ -76,7 +91,7 @@ class Settings:
                 values[f.name] = int(raw)
             else:
                 values[f.name] = (
-                    raw or None if f.name in ("base_url", "trusted_issuers", "redis_url") else raw
+                    raw or None if f.name in ("base_url", "trusted_issuers", "redis_url", "register_keys") else raw
                 )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

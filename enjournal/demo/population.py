@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from enjournal.demo import codes, names, places
+from enjournal.demo import codes, municipal, names, places
 from enjournal.fhir import norwegian_ids as ids
 
 DEFAULT_AS_OF = date(2025, 1, 1)
@@ -577,6 +577,7 @@ class _Patient:
         self.hospital_stays()
         self.allergies()
         self.immunizations()
+        municipal.add_services(self)  # last: the rest of the patient stays as it was
         return self.entries
 
     def _pick_gp(self) -> tuple[_GpOffice, _Staff]:
