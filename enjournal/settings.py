@@ -91,7 +91,7 @@ class Settings:
                 values[f.name] = int(raw)
             else:
                 values[f.name] = (
-                    raw or None if f.name in ("base_url", "trusted_issuers", "redis_url", "register_keys") else raw
+                    raw or None if f.name in ("base_url", "trusted_issuers", "redis_url") else raw
                 )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
