@@ -1,0 +1,35 @@
+"""The SQL on FHIR v2 suite's counts per engine, printed at the end of every run."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+SUITE_TEST = "test_official_suite.py::test_official_case["
+counts: dict[str, dict[str, int]] = defaultdict(lambda: {"passed": 0, "total": 0})
+
+
+def pytest_runtest_logreport(report):
+    if SUITE_TEST not in report.nodeid:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        engine = report.nodeid.split(SUITE_TEST, 1)[1].split(":", 1)[0]
+        counts[engine]["total"] += 1
+        if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):
+            counts[engine]["passed"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not counts:
+        return
+    parts = [
+        f"{engine} {c['passed']} passed / {c['total']}" for engine, c in sorted(counts.items())
+    ]
+    terminalreporter.write_line("SQL-on-FHIR v2 suite: " + ", ".join(parts))
+
+
+def pytest_sessionfinish(session):
+    from enjournal.storage.views import ENGINES
+
+    stop = getattr(ENGINES.get("spark"), "stop", None)
+    if stop is not None:
+        stop()

@@ -1,0 +1,108 @@
+"""The DuckDB engine beyond the suite: file sources, the limit, errors, the result's forms."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pyarrow
+import pyarrow.parquet
+import pytest
+
+from enjournal.fhir.errors import Invalid
+from enjournal.storage.views import ENGINES, run_view
+
+PATIENTS = [
+    {
+        "resourceType": "Patient",
+        "id": "a",
+        "gender": "female",
+        "name": [{"family": "Berg", "given": ["Kari", "Anne"]}],
+    },
+    {"resourceType": "Patient", "id": "b", "gender": "male", "name": [{"family": "Dahl"}]},
+    {"resourceType": "Observation", "id": "o", "status": "final"},
+]
+VIEW = {
+    "resource": "Patient",
+    "select": [
+        {
+            "column": [
+                {"name": "id", "path": "getResourceKey()"},
+                {"name": "female", "path": "gender = 'female'"},
+            ]
+        },
+        {
+            "forEachOrNull": "name.given",
+            "column": [{"name": "given", "path": "$this", "type": "string"}],
+        },
+    ],
+}
+EXPECTED = [("a", True, "Kari"), ("a", True, "Anne"), ("b", False, None)]
+
+
+def test_registered():
+    assert "duckdb" in ENGINES
+
+
+def test_over_resource_dicts():
+    result = run_view(VIEW, PATIENTS)
+    assert result.columns == ["id", "female", "given"]
+    assert sorted(result.rows, key=str) == sorted(EXPECTED, key=str)
+    assert {"id": "b", "female": False, "given": None} in result.to_dicts()
+    assert result.to_arrow().num_rows == 3
+
+
+def test_over_ndjson_files(tmp_path):
+    plain = tmp_path / "Patient.ndjson"
+    plain.write_text("\n".join(json.dumps(r) for r in PATIENTS[:1]) + "\n")
+    packed = tmp_path / "more.ndjson.gz"
+    packed.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in PATIENTS[1:]).encode()))
+    result = run_view(VIEW, [plain, str(packed)])
+    assert sorted(result.rows, key=str) == sorted(EXPECTED, key=str)
+
+
+def test_over_parquet_with_a_resource_column(tmp_path):
+    path = tmp_path / "resources.parquet"
+    pyarrow.parquet.write_table(
+        pyarrow.table({"resource": [json.dumps(r) for r in PATIENTS]}), path
+    )
+    assert sorted(run_view(VIEW, [path]).rows, key=str) == sorted(EXPECTED, key=str)
+
+
+def test_limit():
+    assert len(run_view(VIEW, PATIENTS, limit=1).rows) == 1
+
+
+def test_several_values_without_collection_is_invalid():
+    view = {
+        "resource": "Patient",
+        "select": [{"column": [{"name": "given", "path": "name.given"}]}],
+    }
+    with pytest.raises(Invalid, match="several values"):
+        run_view(view, PATIENTS)
+
+
+def test_unknown_engine_is_invalid():
+    with pytest.raises(Invalid, match="unknown view engine"):
+        run_view(VIEW, PATIENTS, engine="oracle")
+
+
+def test_repeat_orders_depth_first():
+    response = {
+        "resourceType": "QuestionnaireResponse",
+        "id": "q",
+        "item": [
+            {"linkId": "1", "item": [{"linkId": "1.1", "item": [{"linkId": "1.1.1"}]}]},
+            {"linkId": "2"},
+        ],
+    }
+    view = {
+        "resource": "QuestionnaireResponse",
+        "select": [
+            {
+                "repeat": ["item"],
+                "column": [{"name": "i", "path": "%rowIndex"}, {"name": "link", "path": "linkId"}],
+            }
+        ],
+    }
+    assert sorted(run_view(view, [response]).rows) == [(0, "1"), (1, "1.1"), (2, "1.1.1"), (3, "2")]
