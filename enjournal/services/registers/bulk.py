@@ -1,13 +1,288 @@
-"""Placeholder: being built (issue 15)."""
+"""FHIR Bulk Data Access IG 2.0 ``$export`` (https://hl7.org/fhir/uv/bulkdata/STU2/export.html):
+the asynchronous request pattern over the job runner in ``bulk_runner`` (docs/registers.md,
+"Bulk export").
+
+- Kick-off: ``GET|POST [base]/$export``, ``[base]/Patient/$export``,
+  ``[base]/Group/[id]/$export`` with ``Prefer: respond-async``: the parameters are checked
+  (``bulk_params``), the job is queued in the database (``enjournal.storage.exports``) with
+  its AuditEvent, and the answer is 202 with ``Content-Location`` naming the status URL.
+- Status: ``GET [base]/$export-poll-status?_jobId=...``: 202 with ``X-Progress`` and
+  ``Retry-After`` while it runs, then 200 with the manifest; ``DELETE`` cancels the job and
+  deletes its files (202).
+- Files: ``GET [base]/$export-file?_jobId=...&file=...``: the NDJSON, streamed from disk by
+  the route in ``bulk_routes`` (the operation authorises and audits it).
+
+Who may export: system clients (SMART Backend Services, client credentials with
+``private_key_jwt``) for the types their ``system/`` scopes let them read, register clients
+included (``policy.py`` rule 1: they read only through export operations).  Only the client
+that started an export sees its status and files; anyone else gets 404, as for a job that
+does not exist.  What the files hold of each patient follows ``enjournal.security.exports``.
+"""
 
 from __future__ import annotations
 
+import time
+import uuid
+from pathlib import Path
+
+from enjournal.fhir.errors import Forbidden, Invalid, NotFound
+from enjournal.rest.message import FhirResponse, info_outcome
+from enjournal.rest.operations import Operation
+from enjournal.security.scopes import grant
 from enjournal.services import Job
+from enjournal.services.registers import bulk_params
+from enjournal.services.registers.bulk_runner import Exporter, job_dir, remove_files
+from enjournal.storage import Transaction
+from enjournal.storage import exports as db
+
+BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+STATUS, FILE = "export-poll-status", "export-file"
+RETRY_AFTER = "2"
+
+
+class FileReply(FhirResponse):
+    """A file to send: the route streams ``path``; anyone else gets its bytes as the body."""
+
+    path: Path | None = None
 
 
 def register(platform) -> None:
-    return None
+    """The three kick-off levels, the status and file operations, and (serving) the route
+    that streams files."""
+    settings = platform.settings
+
+    async def kick_off(request, repo) -> FhirResponse:
+        return await export(request, repo)
+
+    async def status(request, repo) -> FhirResponse:
+        return await poll(request, repo, settings)
+
+    async def file(request, repo) -> FhirResponse:
+        return await fetch(request, repo, settings)
+
+    definition = f"{BULK_DATA}/export"
+    for type_, instance in ((None, False), ("Patient", False), ("Group", True)):
+        platform.operations.add(Operation("export", type_, instance, kick_off, writes=True,
+                                          definition=definition))  # fmt: skip
+    platform.operations.add(Operation(STATUS, None, False, status, ("GET", "DELETE"), ("DELETE",)))
+    platform.operations.add(Operation(FILE, None, False, file, ("GET",)))
+    if platform.serving:
+        from enjournal.services.registers.bulk_routes import routes
+
+        platform.routes.extend(routes(platform))
 
 
 def jobs(platform) -> list[Job]:
-    return []
+    """``bulk-export``: runs the queued exports and deletes expired ones (``bulk_runner``)."""
+    exporter = Exporter(platform.settings, platform.clock)
+    platform.bulk_exporter = exporter  # tests and the benchmark read its stats
+    return [Job("bulk-export", 1.0, exporter.run_pass)]
+
+
+# ---- kick-off -------------------------------------------------------------------------------
+
+
+async def export(request, repo) -> FhirResponse:
+    if "respond-async" not in bulk_params.preferences(request):
+        raise Invalid("$export is asynchronous: send Prefer: respond-async")
+    tx = _sql(repo)
+    principal = _exporter(request)
+    params = bulk_params.parse_request(request, _granted(principal))
+    if params.group is not None:
+        params.patients = await _group_patients(tx, params.group, params.patients)
+    now = int(time.time() * 1000)
+    job = db.ExportJob(
+        uuid.uuid4().hex,
+        principal.client_id if principal else "",
+        db.QUEUED,
+        _request_url(request),
+        params.to_json(),
+        now,
+        now,
+    )
+    await db.create_job(tx, job)
+    _audit_kick_off(request, principal, params, job)
+    location = f"{request.base_url}/${STATUS}?_jobId={job.id}"
+    body = info_outcome(f"export {job.id} queued; poll {location}")
+    return FhirResponse.of(body, 202, **{"Content-Location": location})
+
+
+def _sql(repo) -> Transaction:
+    """The store's transaction under the guarded repository: the export's own rules
+    (``_exporter``, ``_granted``) decide access, the export policy what the files hold."""
+    tx = repo.trusted  # its own access rules decide, above and in security/exports.py
+    if not isinstance(tx, Transaction):
+        raise Invalid("bulk export needs the SQLite or PostgreSQL store")
+    return tx
+
+
+def _exporter(request):
+    """The caller, who must be a system client (None: a server without security)."""
+    context = request.context
+    if context is None:
+        return None
+    principal = context.principal
+    if principal.kind != "system":
+        raise Forbidden("bulk export is for system clients (SMART Backend Services)")
+    return principal
+
+
+def _granted(principal):
+    """The types of an export narrowed to what the client's ``system/`` scopes let it read:
+    a type named in ``_type`` that is not granted is refused (ignored when lenient); without
+    ``_type``, the export holds the granted types."""
+
+    def narrow(types: list[str], named: bool, lenient: bool, notes: list[str]) -> list[str]:
+        if principal is None:
+            return types
+        allowed = [t for t in types if grant(principal.scopes, t, "r") == "system"]
+        refused = [t for t in types if t not in allowed]
+        if not allowed:
+            raise Forbidden("the token's system/ scopes allow reading none of the types asked")
+        if refused and named:
+            if not lenient:
+                raise Forbidden(f"the token's system/ scopes do not allow reading {refused[0]}")
+            notes.append(f"_type {', '.join(refused)} left out: not in the token's scopes")
+        return allowed
+
+    return narrow
+
+
+async def _group_patients(tx, group_id: str, asked: list[str] | None) -> list[str]:
+    members = await db.group_members(tx, group_id)
+    if members is None:
+        raise NotFound(f"Group/{group_id} is not known")
+    if asked is None:
+        return members
+    return [p for p in asked if p in set(members)]
+
+
+def _request_url(request) -> str:
+    query = "&".join(f"{k}={v}" for k, v in request.params)
+    url = f"{request.base_url}/{'/'.join(request.path)}"
+    return f"{url}?{query}" if query else url
+
+
+def _audit_kick_off(request, principal, params, job) -> None:
+    """One AuditEvent: the export asked for, the types and patients in its query."""
+    if request.context is None:
+        return
+    patients = params.patients or []
+    request.context.record(
+        action="E",
+        subtype="$export",
+        patient_id=patients[0] if len(patients) == 1 else None,
+        entities=_entities(params),
+        purpose="PUBHLTH" if _is_register(principal) else "HOPERAT",
+        query=f"job={job.id} level={params.level} types={','.join(params.types)} "
+        f"patients={len(patients) if params.patients is not None else 'all'} "
+        f"request={job.request}"[:2000],
+    )
+
+
+def _entities(params) -> list[str]:
+    """The Group and (the first hundred of) the patients an export names."""
+    named = [f"Group/{params.group}"] if params.group else []
+    return named + [f"Patient/{p}" for p in (params.patients or [])[:100]]
+
+
+def _is_register(principal) -> bool:
+    scopes = principal.scopes if principal else ()
+    return "register" in scopes or any(s.startswith("register/") for s in scopes)
+
+
+# ---- status and cancel ----------------------------------------------------------------------
+
+
+async def poll(request, repo, settings) -> FhirResponse:
+    tx = _sql(repo)
+    job = await _own_job(request, tx)
+    if request.method == "DELETE":
+        await db.delete_job(tx, job.id)
+        remove_files(settings, job.id)
+        return FhirResponse.of(info_outcome(f"export {job.id} cancelled"), 202)
+    if job.status in (db.QUEUED, db.RUNNING):
+        return FhirResponse(202, None, {"X-Progress": _progress(job), "Retry-After": RETRY_AFTER})
+    if job.status == db.FAILED:
+        failure = (job.output or {}).get("failure", "the export failed")
+        return FhirResponse.of(_outcome("error", "exception", failure), 500)
+    return FhirResponse.of(_manifest(request, job), 200, **_expires(job))
+
+
+async def _own_job(request, tx) -> db.ExportJob:
+    """The job the request names, if the caller started it (404 otherwise, as for none)."""
+    job_id = request.param("_jobId") or ""
+    job = await db.read_job(tx, job_id) if job_id else None
+    principal = request.context.principal if request.context is not None else None
+    if job is None or (principal is not None and job.client_id != principal.client_id):
+        raise NotFound(f"no export {job_id[:64]!r}")
+    return job
+
+
+def _progress(job: db.ExportJob) -> str:
+    progress = job.progress or {}
+    if job.status == db.QUEUED or not progress.get("total"):
+        return "queued" if job.status == db.QUEUED else "started"
+    done, total = progress.get("done", 0), progress["total"]
+    return f"{min(100, done * 100 // total)}% ({done} of {total} resources)"
+
+
+def _manifest(request, job: db.ExportJob) -> dict:
+    from enjournal.fhir.datetime import format_instant
+
+    output = job.output or {}
+
+    def entries(files: list[dict]) -> list[dict]:
+        return [
+            {"type": f["type"], "url": _file_url(request, job.id, f["file"]), "count": f["count"]}
+            for f in files
+        ]
+
+    return {
+        "transactionTime": format_instant(job.transaction_time),
+        "request": job.request,
+        "requiresAccessToken": True,
+        "output": entries(output.get("output", [])),
+        "error": entries(output.get("error", [])),
+    }
+
+
+def _file_url(request, job_id: str, name: str) -> str:
+    return f"{request.base_url}/${FILE}?_jobId={job_id}&file={name}"
+
+
+def _expires(job: db.ExportJob) -> dict[str, str]:
+    from enjournal.rest.message import http_date
+
+    return {"Expires": http_date(job.expires)} if job.expires else {}
+
+
+def _outcome(severity: str, code: str, text: str) -> dict:
+    issue = {"severity": severity, "code": code, "diagnostics": text}
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+
+async def fetch(request, repo, settings) -> FhirResponse:
+    """One file of a finished export, to the client that started it; audited."""
+    job = await _own_job(request, _sql(repo))
+    name = request.param("file") or ""
+    output = job.output or {}
+    files = {f["file"] for f in [*output.get("output", []), *output.get("error", [])]}
+    path = job_dir(settings, job.id) / name
+    if job.status != db.DONE or name not in files or not path.is_file():
+        raise NotFound(f"no file {name[:64]!r} in export {job.id}")
+    if request.context is not None:
+        request.context.record(
+            action="R",
+            subtype="$export-file",
+            purpose="PUBHLTH" if _is_register(request.context.principal) else "HOPERAT",
+            query=f"job={job.id} file={name}",
+        )
+    reply = FileReply(200, None, {"Content-Type": "application/fhir+ndjson"})
+    reply.path = path
+    if not getattr(request, "stream_file", False):
+        reply.body = path.read_bytes()  # an in-process caller (no route to stream it)
+    return reply

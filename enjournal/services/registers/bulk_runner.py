@@ -1,0 +1,310 @@
+"""The export job runner: claims queued exports from the database and writes their NDJSON
+files (docs/registers.md, "Bulk export").
+
+It runs as the platform job ``bulk-export`` (``services/jobs.py``: every server process, or
+``enjournal jobs run``).  One pass claims up to ``export_workers`` jobs (a lease in the
+database, so two workers never run the same job), runs them side by side, and claims more as
+they finish, until none is waiting; a job whose worker died is claimed again once its lease
+runs out and resumes from its last checkpoint.  The same pass deletes the files of exports
+past their expiry, and of jobs cancelled or removed.
+
+Memory stays flat: a job reads one page of stored JSON at a time, bounded by
+``export_batch_bytes`` (``enjournal.storage.exports.read_batch``), and writes it straight
+to the file; only the rows the export policy must change (a redacted Patient) or ``_elements``
+trims are parsed.  Files are split at ``export_file_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import parse_qsl
+
+import orjson
+
+from enjournal.fhir.search import parse_search
+from enjournal.fhir.summary import apply_elements
+from enjournal.security.exports import ADDRESS_PROTECTION, CONSENT_SYSTEMS, ExportPolicy
+from enjournal.security.exports import export_policy as make_policy
+from enjournal.services.registers.bulk_params import ExportParams
+from enjournal.storage import Store
+from enjournal.storage import exports as db
+
+log = logging.getLogger("enjournal.registers.bulk")
+
+
+def job_dir(settings, job_id: str) -> Path:
+    return Path(settings.export_dir) / job_id
+
+
+def remove_files(settings, job_id: str) -> None:
+    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+
+
+@dataclass
+class Stats:
+    """What the runner did, for tests and the benchmark: the largest page it held."""
+
+    largest_batch_bytes: int = 0
+    batches: int = 0
+    resources: int = 0
+
+
+class Stopped(Exception):
+    """The job is no longer this worker's (cancelled, or taken over)."""
+
+
+@dataclass
+class Exporter:
+    """The export jobs of one platform (its settings and clock)."""
+
+    settings: object
+    clock: object = None
+    worker: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    )
+    stats: Stats = field(default_factory=Stats)
+
+    def now_ms(self) -> int:
+        if self.clock is not None:
+            return int(self.clock().timestamp() * 1000)  # type: ignore[operator]
+        return int(time.time() * 1000)
+
+    async def run_pass(self, store, now) -> int:
+        """One pass: expire old exports, then run every waiting job; how many finished."""
+        if not isinstance(store, Store):
+            return 0  # the memory store keeps no jobs
+        await self.expire(store, int(now.timestamp() * 1000))
+        return await self.drain(store)
+
+    async def drain(self, store) -> int:
+        """Claim and run jobs, up to ``export_workers`` at a time, until none is waiting."""
+        limit = max(1, self.settings.export_workers)  # type: ignore[attr-defined]
+        running: set[asyncio.Task] = set()
+        finished = 0
+        try:
+            while True:
+                for job in await self._claim(store, limit - len(running)):
+                    running.add(asyncio.create_task(self.run_job(store, job)))
+                if not running:
+                    return finished
+                done, running = await asyncio.wait(
+                    running, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
+                finished += sum(1 for task in done if task.result())
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _claim(self, store, slots: int) -> list:
+        lease = self.settings.export_lease_seconds * 1000  # type: ignore[attr-defined]
+        return await db.claim_jobs(store, self.worker, self.now_ms(), lease, slots)
+
+    async def run_job(self, store, job: db.ExportJob) -> bool:
+        """Write one job's files from its checkpoint on; True when it finished."""
+        try:
+            output = await self._export(store, job)
+        except Stopped:
+            if await self._gone(store, job.id):
+                remove_files(self.settings, job.id)
+            return False
+        except asyncio.CancelledError:
+            await asyncio.shield(db.release(store, job, self.worker))
+            raise
+        except Exception as error:  # one failed export must not stop the others
+            log.exception("export failed", extra={"fields": {"job": job.id}})
+            return await self._finish(store, job, db.FAILED, {"failure": str(error)[:500]})
+        return await self._finish(store, job, db.DONE, output)
+
+    async def _finish(self, store, job, status: str, output: dict) -> bool:
+        now = self.now_ms()
+        expires = now + self.settings.export_expire_seconds * 1000  # type: ignore[attr-defined]
+        return await db.finish(store, job, self.worker, status, output, now, expires)
+
+    async def _gone(self, store, job_id: str) -> bool:
+        async with store.transaction(write=False) as tx:
+            return await db.read_job(tx, job_id) is None
+
+    async def _export(self, store, job: db.ExportJob) -> dict:
+        params = ExportParams.from_json(job.params)
+        policy = await self._policy(store)
+        progress = job.progress or await self._start(store, job, params, policy)
+        job.progress = progress
+        folder = job_dir(self.settings, job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(progress["type"], len(params.types)):
+            await self._export_type(store, job, params, policy, params.types[index], folder)
+            progress.update({"type": index + 1, "after": 0, "file": None, "offset": 0, "count": 0})
+            progress["part"] = 0
+            await self._checkpoint(store, job)
+        return {"output": progress["outputs"], "error": self._notes(folder, params)}
+
+    async def _start(self, store, job, params: ExportParams, policy: ExportPolicy) -> dict:
+        """The first checkpoint: the total to report progress against."""
+        total = 0
+        async with store.transaction(write=False) as tx:
+            for type_ in params.types:
+                total += await db.count_selection(tx, self._selection(params, policy, type_))
+        return {"type": 0, "after": 0, "file": None, "part": 0, "offset": 0, "count": 0,
+                "outputs": [], "done": 0, "total": total}  # fmt: skip
+
+    async def _policy(self, store) -> ExportPolicy:
+        """The citizen's controls, read once per job (two indexed queries)."""
+        async with store.transaction(write=False) as tx:
+            protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
+            consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
+        return make_policy(protected, consents)
+
+    def _selection(self, params: ExportParams, policy: ExportPolicy, type_: str) -> db.Selection:
+        filters = tuple(
+            parse_search(type_, parse_qsl(query)) for query in params.type_filters.get(type_, ())
+        )
+        return db.Selection(
+            type_,
+            since_ms=params.since_ms,
+            filters=filters,
+            patients=tuple(params.patients) if params.patients is not None else None,
+            any_patient=params.level != "system",
+            excluded=tuple(sorted(policy.excluded)),
+        )
+
+    async def _export_type(self, store, job, params, policy, type_: str, folder: Path) -> None:
+        progress = job.progress
+        selection = self._selection(params, policy, type_)
+        elements = params.elements_of(type_)
+        limit = self.settings.export_batch_bytes  # type: ignore[attr-defined]
+        writer = _Writer(folder, type_, progress, self.settings.export_file_bytes)  # type: ignore[attr-defined]
+        try:
+            while True:
+                async with store.transaction(write=False) as tx:
+                    rows = await db.read_batch(tx, selection, progress["after"], limit)
+                if not rows:
+                    break
+                self._count(rows)
+                writer.write(_lines(rows, type_, policy, elements))
+                progress["after"] = rows[-1][0]
+                progress["done"] += len(rows)
+                await self._checkpoint(store, job)
+            writer.complete()
+        finally:
+            writer.close()
+
+    def _count(self, rows: list) -> None:
+        size = sum(len(row[2]) for row in rows)
+        self.stats.largest_batch_bytes = max(self.stats.largest_batch_bytes, size)
+        self.stats.batches += 1
+        self.stats.resources += len(rows)
+
+    async def _checkpoint(self, store, job) -> None:
+        lease = self.settings.export_lease_seconds * 1000  # type: ignore[attr-defined]
+        if not await db.checkpoint(store, job, self.worker, self.now_ms() + lease):
+            raise Stopped(job.id)
+
+    def _notes(self, folder: Path, params: ExportParams) -> list[dict]:
+        """What lenient handling ignored, as one NDJSON file of an OperationOutcome."""
+        if not params.notes:
+            return []
+        issues = [
+            {"severity": "warning", "code": "not-supported", "diagnostics": note}
+            for note in params.notes
+        ]
+        outcome = {"resourceType": "OperationOutcome", "issue": issues}
+        name = "OperationOutcome-1.ndjson"
+        (folder / name).write_bytes(orjson.dumps(outcome) + b"\n")
+        return [{"type": "OperationOutcome", "file": name, "count": 1}]
+
+    async def expire(self, store, now_ms: int) -> int:
+        """Delete exports past their expiry, and folders whose job no longer exists."""
+        expired = await db.expired_jobs(store, now_ms)
+        for job_id in expired:
+            async with store.transaction(write=True) as tx:
+                await db.delete_job(tx, job_id)
+            remove_files(self.settings, job_id)
+        root = Path(self.settings.export_dir)  # type: ignore[attr-defined]
+        if root.is_dir():
+            known = await db.job_ids(store)
+            for folder in root.iterdir():
+                if folder.is_dir() and folder.name not in known:
+                    shutil.rmtree(folder, ignore_errors=True)
+        return len(expired)
+
+
+def _lines(rows: list, type_: str, policy: ExportPolicy, elements: list[str]) -> list[bytes]:
+    """The NDJSON lines of one page: stored JSON as it is, except rows the policy changes or
+    drops and, with ``_elements``, the trimmed resources."""
+    lines = []
+    for _rid, id_, content in rows:
+        if policy.drops(content):
+            continue
+        if elements or policy.touches(type_, id_, content):
+            resource = policy.apply(orjson.loads(content))
+            if resource is None:
+                continue
+            if elements:
+                resource = apply_elements(resource, elements)
+            content = orjson.dumps(resource)
+        lines.append(content)
+    return lines
+
+
+class _Writer:
+    """The NDJSON files of one type, ``Type-N.ndjson``, a new one past ``max_bytes``; the
+    checkpoint (``progress``) names the open file and the offset written, so a resumed job
+    cuts off what the crashed worker wrote after its last checkpoint."""
+
+    def __init__(self, folder: Path, type_: str, progress: dict, max_bytes: int):
+        self.folder, self.type, self.progress, self.max_bytes = folder, type_, progress, max_bytes
+        self.file: BinaryIO | None = None
+        if progress.get("file"):
+            self.file = open(folder / progress["file"], "r+b")  # noqa: SIM115  # closed in close()
+            self.file.truncate(progress["offset"])
+            self.file.seek(progress["offset"])
+
+    def write(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        data = b"\n".join(lines) + b"\n"
+        progress = self.progress
+        if self.file is not None and progress["offset"] + len(data) > self.max_bytes:
+            self._close_file()
+        if self.file is None:
+            progress["part"] = progress.get("part", 0) + 1
+            progress["file"] = f"{self.type}-{progress['part']}.ndjson"
+            progress["offset"], progress["count"] = 0, 0
+            self.file = open(self.folder / progress["file"], "wb")  # noqa: SIM115
+        file = self.file
+        file.write(data)
+        file.flush()  # on disk (the OS's) before the checkpoint says so
+        progress["offset"] += len(data)
+        progress["count"] += len(lines)
+
+    def _close_file(self) -> None:
+        progress = self.progress
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        progress["outputs"].append(
+            {"type": self.type, "file": progress["file"], "count": progress["count"]}
+        )
+        progress["file"], progress["offset"], progress["count"] = None, 0, 0
+
+    def close(self) -> None:
+        """Close the open file; a finished type's last file joins the outputs (only when the
+        type is done: on a stop the checkpoint keeps it open for the resumed job)."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def complete(self) -> None:
+        """The type is done: its last file joins the outputs."""
+        if self.progress.get("file"):
+            self._close_file()
