@@ -151,6 +151,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 KEY_FILE = "oidc-signing-key.json"
+REGISTER_KEYS = "register-keys"  # the registers' pseudonym keys, one file each (0600)
 
 
 def serve_environment(data: Path, host: str, port: int) -> dict[str, str]:
@@ -161,6 +162,7 @@ def serve_environment(data: Path, host: str, port: int) -> dict[str, str]:
         "ENJOURNAL_OIDC_PROVIDER": "on",
         "ENJOURNAL_OIDC_KEY_FILE": str(data / KEY_FILE),
         "ENJOURNAL_DEMO_DEVICES": "on",  # simulated home devices send readings
+        "ENJOURNAL_REGISTER_KEYS": str(data / REGISTER_KEYS),  # the demo's own (make_demo_keys)
     }
 
 
@@ -172,6 +174,10 @@ def ready_for_tokens(data: Path, base: str) -> None:
     from enjournal.settings import Settings
 
     load_or_create(data / KEY_FILE)
+    from enjournal.services.registers.feeds import registers
+    from enjournal.services.registers.pseudonyms import make_demo_keys
+
+    make_demo_keys(data / REGISTER_KEYS, registers())
     record_server(data, base, Settings.from_env().audience)
 
 

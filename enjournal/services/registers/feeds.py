@@ -1,12 +1,426 @@
-"""Placeholder: being built (issue 15)."""
+"""Register feeds: each register's pseudonymised file set for a period (docs/registers.md).
+
+A feed is defined by data, not code: ``feeds/<register>/feed.json`` (what each file holds,
+what is pseudonymised, coarsened and removed, where identity goes) and the SQL-on-FHIR v2
+ViewDefinitions beside it, run by ``enjournal.storage.views.run_view``.  A register's module
+(``kpr.py``) turns the views' rows into the files.  :func:`export` makes one file set:
+
+    <out>/<register>/<period>/<register>-<file>-<period>.csv and .parquet   activity files
+    <out>/<register>/<period>/identitet/<register>-identitet-<period>.*    identity (0600)
+    <out>/<register>/<period>/<register>-kvalitet-<period>.json              data quality
+    <out>/<register>/<period>/manifest.json
+
+The resources are read as the registers' own system client (``EXTRACT_CLIENT``) through
+``Platform.handle``, so the access policy, guard hooks and audit apply to every read as to
+any client's: what the API hides (a privacy lock) the feed does not see.
+
+``$register-export`` (system level, ``register`` and ``period``): the same for a register's
+system client (scope ``register/<name>`` or ``register/*``); it answers with the manifest.
+"""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.errors import Invalid
+from enjournal.rest.message import FhirRequest, FhirResponse
+from enjournal.rest.operations import Operation
+from enjournal.security.principal import Principal
 from enjournal.services import Job
+from enjournal.services.inputs import operation_parameters, refused
+from enjournal.services.registers.pseudonyms import (
+    DIRECT_IDENTIFIERS,
+    Pseudonymiser,
+    load_key,
+)
+
+DEFINITION = "https://enjournal.no/fhir/OperationDefinition/register-export"
+EXTRACT_CLIENT = "register-extract"
+# ASSUMED: a reservation against a register's disclosure with the national identity number
+# is a Consent of this category (code "<register>-fnr"); the platform had no such kind.
+RESERVATION = "https://enjournal.no/fhir/CodeSystem/register-reservation"
+PAGE = 500
+ID_VALUE_CHARS = 2_000  # ids per _id search: within a search value's 2,048 characters
+# What the extract reads (read and search only; never a register's scope: the policy keeps
+# a register's own client out of direct reads).
+EXTRACT_SCOPES = frozenset(
+    f"system/{t}.rs"
+    for t in ("Patient", "Encounter", "Condition", "EpisodeOfCare", "Organization", "Device")
+) | {"system/Consent.rs", "system/CodeSystem.rs"}
+
+
+class UnknownRegister(LookupError):
+    """No feed is defined for the register named."""
+
+
+class BadPeriod(ValueError):
+    """A period that is neither a year (2025) nor a month (2025-03)."""
+
+
+# ---- periods ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str  # "2025" or "2025-03"
+    start: date
+    end: date  # exclusive
+
+    @property
+    def yearly(self) -> bool:
+        return len(self.label) == 4
+
+    def search(self) -> list[tuple[str, str]]:
+        """FHIR date criteria matching what overlaps the period."""
+        return [("date", f"ge{self.start.isoformat()}"), ("date", f"lt{self.end.isoformat()}")]
+
+    def days_overlapping(self, first: date, last: date | None) -> int:
+        """Days of [first, last] (last None: ongoing) inside the period."""
+        latest = min(last or self.end, self.end - timedelta(days=1))
+        return max(0, (latest - max(first, self.start)).days + 1)
+
+
+def parse_period(text: str) -> Period:
+    match = re.fullmatch(r"(\d{4})(?:-(\d{2}))?", (text or "").strip())
+    if not match or not 1900 <= int(match.group(1)) <= 2999:
+        raise BadPeriod(f"bad period {text!r}: give a year (2025) or a month (2025-03)")
+    year = int(match.group(1))
+    if match.group(2) is None:
+        return Period(str(year), date(year, 1, 1), date(year + 1, 1, 1))
+    month = int(match.group(2))
+    if not 1 <= month <= 12:
+        raise BadPeriod(f"bad period {text!r}: the month must be 01-12")
+    end = date(year + month // 12, month % 12 + 1, 1)
+    return Period(f"{year}-{month:02d}", date(year, month, 1), end)
+
+
+# ---- feed definitions ---------------------------------------------------------------------
+
+
+@dataclass
+class Feed:
+    name: str
+    description: dict
+    views: dict[str, dict]  # role in the feed -> ViewDefinition
+
+    @property
+    def removed(self) -> frozenset[str]:
+        """Columns that must never reach an activity file."""
+        person = self.description.get("person") or {}
+        return (
+            frozenset([*self.description.get("removed", ()), *person.get("national_id", ())])
+            | DIRECT_IDENTIFIERS
+        )
+
+
+def _feeds_dir():
+    return resources.files("enjournal.services.registers") / "feeds"
+
+
+def registers() -> list[str]:
+    """The registers that have a feed definition."""
+    return sorted(d.name for d in _feeds_dir().iterdir() if (d / "feed.json").is_file())
+
+
+def load_feed(name: str) -> Feed:
+    if name not in registers():
+        known = ", ".join(registers())
+        raise UnknownRegister(f"unknown register {name!r}; known: {known}")
+    folder = _feeds_dir() / name
+    description = json.loads((folder / "feed.json").read_text())
+    views = {
+        role: json.loads((folder / file).read_text()) for role, file in description["views"].items()
+    }
+    return Feed(name, description, views)
+
+
+def run_views(feed: Feed, roles: Iterable[str], source: list[dict]) -> dict[str, list[dict]]:
+    """The rows of each named view of ``feed`` over ``source`` (resources of any types)."""
+    from enjournal.storage.views import run_view
+
+    return {role: run_view(feed.views[role], source, engine="duckdb").to_dicts() for role in roles}
+
+
+# ---- reading as the registers' system client ------------------------------------------------
+
+
+def extract_principal() -> Principal:
+    return Principal("system", EXTRACT_CLIENT, EXTRACT_CLIENT, EXTRACT_SCOPES, "Registeruttrekk")
+
+
+class Reader:
+    """Searches and code checks through ``Platform.handle`` as the extract's system client."""
+
+    def __init__(self, platform, principal: Principal | None = None):
+        self.platform = platform
+        self.principal = principal or extract_principal()
+        self._codes: dict[tuple[str, str], bool | None] = {}
+
+    async def call(self, path: str, params: list[tuple[str, str]]) -> tuple[int, dict]:
+        request = FhirRequest(
+            "GET",
+            [p for p in path.split("/") if p],
+            params,
+            {"accept": "application/fhir+json"},
+            b"",
+            self.platform.settings.fhir_base,
+        )
+        principal = self.principal if self.platform.security is not None else None
+        response = await self.platform.handle(request, principal)
+        return response.status, orjson.loads(response.body) if response.body else {}
+
+    async def search(self, type_: str, params: list[tuple[str, str]]) -> list[dict]:
+        """Every match of a search, page by page."""
+        found: list[dict] = []
+        query: list[tuple[str, str]] | None = [*params, ("_count", str(PAGE))]
+        while query is not None:
+            status, bundle = await self.call(type_, query)
+            if status >= 400:
+                raise LookupError(f"{type_} search refused ({status}): {_diagnostics(bundle)}")
+            found += [e["resource"] for e in bundle.get("entry") or () if _is_match(e)]
+            query = _next_page(bundle)
+        return found
+
+    async def by_ids(self, type_: str, ids: Iterable[str]) -> list[dict]:
+        found: list[dict] = []
+        for group in _groups(sorted({i for i in ids if i})):
+            found += await self.search(type_, [("_id", ",".join(group))])
+        return found
+
+    async def code_known(self, system: str, code: str) -> bool | None:
+        """Whether the platform's terminology holds ``code`` in ``system``; None when it
+        does not hold the code system (then only the code's form can be checked)."""
+        key = (system, code)
+        if key not in self._codes:
+            status, answer = await self.call(
+                "CodeSystem/$validate-code", [("url", system), ("code", code)]
+            )
+            self._codes[key] = _validation(answer) if status == 200 else None
+        return self._codes[key]
+
+
+def _groups(ids: list[str]) -> Iterable[list[str]]:
+    """``ids`` in groups that fit one search value (the parser's limit is 2,048 characters)."""
+    group: list[str] = []
+    for id_ in ids:
+        if group and len(",".join([*group, id_])) > ID_VALUE_CHARS:
+            yield group
+            group = []
+        group.append(id_)
+    if group:
+        yield group
+
+
+def _is_match(entry: dict) -> bool:
+    return (entry.get("search") or {}).get("mode", "match") == "match"
+
+
+def _next_page(bundle: dict) -> list[tuple[str, str]] | None:
+    for link in bundle.get("link") or ():
+        if link.get("relation") == "next" and link.get("url"):
+            return parse_qsl(urlsplit(link["url"]).query, keep_blank_values=True)
+    return None
+
+
+def _validation(parameters: dict) -> bool | None:
+    for part in parameters.get("parameter") or ():
+        if part.get("name") == "result":
+            return bool(part.get("valueBoolean"))
+    return None
+
+
+def _diagnostics(outcome: dict) -> str:
+    issues = outcome.get("issue") or [{}]
+    return str(issues[0].get("diagnostics") or "refused")
+
+
+# ---- progress -----------------------------------------------------------------------------
+
+
+class Progress:
+    """What an export reports as it goes (the CLI draws a bar; the operation ignores it)."""
+
+    def start(self, total: int) -> None:
+        return None
+
+    def step(self, description: str) -> None:
+        return None
+
+
+# ---- the file set -------------------------------------------------------------------------
+
+
+@dataclass
+class Extract:
+    """What a register's module makes of a period: activity files, identity, report."""
+
+    files: dict[str, list[dict]]
+    identity: list[dict]
+    report: dict
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+async def export(
+    platform,
+    name: str,
+    period_text: str,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Make ``name``'s file set for a period; returns its manifest.  UnknownRegister,
+    BadPeriod or MissingKey before anything is read."""
+    from enjournal.services.registers import kpr
+
+    feed = load_feed(name)
+    period = parse_period(period_text)
+    key = load_key(platform.settings.register_keys, name)
+    progress = progress or Progress()
+    builders = {"kpr": kpr.extract}
+    made = await builders[name](feed, Reader(platform), period, Pseudonymiser(name, key), progress)
+    progress.step("writing the files")
+    folder = Path(out or platform.settings.register_out) / name / period.label
+    manifest = write_file_set(feed, period, made, folder, platform.clock(), key)
+    progress.step("done")
+    return manifest
+
+
+def write_file_set(
+    feed: Feed, period: Period, made: Extract, folder: Path, now: datetime, key: bytes
+) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for file, rows in made.files.items():
+        columns = feed.description["files"][file]
+        _refuse_identifying(feed, columns)
+        files += _write_table(folder / f"{feed.name}-{file}-{period.label}", columns, rows)
+    identity_dir = folder / feed.description["identity"]["file"]
+    identity_dir.mkdir(exist_ok=True)
+    identity_dir.chmod(0o700)
+    identity = _write_table(
+        identity_dir / f"{feed.name}-identitet-{period.label}",
+        feed.description["identity"]["columns"],
+        made.identity,
+        private=True,
+    )
+    report = folder / f"{feed.name}-kvalitet-{period.label}.json"
+    report.write_bytes(jsonio.dumps(made.report))
+    manifest = {
+        "register": feed.name,
+        "title": feed.description.get("title"),
+        "period": period.label,
+        "periodStart": period.start.isoformat(),
+        "periodEnd": (period.end - timedelta(days=1)).isoformat(),
+        "generated": now.astimezone(UTC).isoformat(),
+        "location": str(folder),
+        "keyId": hashlib.sha256(key).hexdigest()[:16],  # which key, never the key
+        "files": files,
+        "identity": identity,
+        "quality": {"path": str(report), "findings": made.report.get("total", 0)},
+        "counts": made.counts,
+    }
+    (folder / "manifest.json").write_bytes(jsonio.dumps(manifest))
+    return manifest
+
+
+def _refuse_identifying(feed: Feed, columns: list[str]) -> None:
+    """A feed definition that would put identity in an activity file is not run."""
+    leaking = sorted(set(columns) & feed.removed)
+    if leaking:
+        raise ValueError(f"{feed.name}: an activity file may not hold {', '.join(leaking)}")
+
+
+def _write_table(stem: Path, columns: list[str], rows: list[dict], private: bool = False):
+    import pyarrow
+    import pyarrow.parquet
+
+    written = []
+    csv_path, parquet_path = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    with _open_private(csv_path) if private else csv_path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows([row.get(c) for c in columns] for row in rows)
+    table = pyarrow.table({c: [row.get(c) for row in rows] for c in columns})
+    if private:
+        _open_private(parquet_path).close()
+    pyarrow.parquet.write_table(table, parquet_path)
+    for path in (csv_path, parquet_path):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        written.append({"path": str(path), "rows": len(rows), "sha256": digest})
+    return written
+
+
+def _open_private(path: Path):
+    """A file only its owner may read (the identity file)."""
+    path.unlink(missing_ok=True)
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", newline="")
+
+
+# ---- the operation ------------------------------------------------------------------------
 
 
 def register(platform) -> None:
-    return None
+    """``$register-export``, and the reservation Consents' category, which is a register's
+    rule, not an access restriction the guard should apply."""
+    platform.consent_systems.add(RESERVATION)
+
+    async def handler(request, repo) -> FhirResponse:
+        return await register_export(platform, request)
+
+    platform.operations.add(
+        Operation("register-export", None, False, handler, definition=DEFINITION)
+    )
+
+
+async def register_export(platform, request) -> FhirResponse:
+    from enjournal.services.registers.pseudonyms import MissingKey
+
+    op = "$register-export"
+    params = operation_parameters(request, op, required=("register", "period"))
+    name, period = params["register"], params["period"]
+    if not isinstance(name, str) or not isinstance(period, str):
+        raise Invalid(f"{op}: 'register' and 'period' are strings")
+    _register_client_only(request, op, name)
+    try:
+        manifest = await export(platform, name, period)
+    except (UnknownRegister, BadPeriod) as error:
+        raise Invalid(str(error.args[0])) from None
+    except MissingKey as error:
+        raise Invalid(f"{op}: {error.args[0]}") from None
+    return FhirResponse.of(_manifest_parameters(manifest))
+
+
+def _register_client_only(request, op: str, name: str) -> None:
+    """Only a system client with the register's scope (or every register's) may export."""
+    principal: Any = request.guard.principal if request.guard is not None else None
+    if principal is None:
+        return  # a platform without security (tests of the FHIR core)
+    wanted = {f"register/{name}", "register/*"}
+    if principal.kind != "system" or not wanted & set(principal.scopes):
+        raise refused(request, "r", op, f"{op} is for the register's system client")
+
+
+def _manifest_parameters(manifest: dict) -> dict:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "location", "valueString": manifest["location"]},
+            {"name": "manifest", "valueString": jsonio.dumps(manifest).decode()},
+        ],
+    }
 
 
 def jobs(platform) -> list[Job]:

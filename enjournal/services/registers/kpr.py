@@ -1,0 +1,357 @@
+"""The KPR extract (Kommunalt pasient- og brukerregister, domain.md 7 and 10): municipal
+health and care services per person, for a year or a month, as the platform holds them.
+
+- ``kontakter`` (as KPR-KUHR): GP contacts (fastlege: an Encounter coded ``fastlege``, or
+  at a GP office, an Organization of the kind "Legekontor") and out-of-hours contacts
+  (legevakt: coded ``legevakt``) that started in the period, with their diagnoses in ICPC-2
+  and ICD-10, in rank order.
+- ``tjenester`` (as KPR helse og omsorg): decided services, each an EpisodeOfCare whose
+  type is a KPR service code (home nursing 15, practical help 1, safety alarm 6, stays in
+  an institution 18-21 ...), with its dates and the days of it inside the period.
+- the identity file: pseudonym -> fødselsnummer/D-nummer, for the register's key holder,
+  without the persons who reserved against disclosure with their national identity number
+  (an active Consent of the ASSUMED category ``register-reservation|kpr-fnr``): their rows
+  go out under the pseudonym alone (domain.md 7).
+
+The person columns are the register's pseudonym, sex, birth year and home municipality;
+names, addresses, contact details, full birth dates and resource ids never reach an
+activity file.  What is wrong or missing is counted in the data-quality report.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from enjournal.fhir.norwegian_ids import is_valid_fnr
+from enjournal.services.registers.pseudonyms import Pseudonymiser, coarsen_birth
+from enjournal.services.registers.quality import CodeChecker, Findings
+
+CONTACT_TYPES = ("fastlege", "legevakt")
+GP_OFFICE = "Legekontor"  # Organization.type.text of a GP office in the platform's directory
+NOT_DONE = frozenset({"cancelled", "entered-in-error", "planned", "waitlist", "arrived"})
+# KPR helse og omsorg service codes (Helsedirektoratet); the code-system URL is ASSUMED.
+SERVICES = {
+    "1": "Praktisk bistand - daglige gjøremål",
+    "2": "Praktisk bistand - opplæring - daglige gjøremål",
+    "3": "Praktisk bistand - brukerstyrt personlig assistanse",
+    "4": "Dagaktivitetstilbud",
+    "5": "Matombringing",
+    "6": "Trygghetsalarm",
+    "7": "Avlastning - utenfor institusjon",
+    "8": "Avlastning i institusjon",
+    "9": "Støttekontakt",
+    "11": "Omsorgsstønad",
+    "15": "Helsetjenester i hjemmet",
+    "17": "Dagopphold i institusjon",
+    "18": "Tidsbegrenset opphold i institusjon - utredning/behandling",
+    "19": "Tidsbegrenset opphold i institusjon - habilitering/rehabilitering",
+    "20": "Tidsbegrenset opphold i institusjon - annet",
+    "21": "Langtidsopphold i institusjon",
+}
+TIME_BASED = frozenset({"1", "2", "3", "15"})  # decided in hours per week
+ALARM = "6"
+EARLIEST_START = date(1980, 1, 1)  # KPR's validity rule for a service's start
+
+
+async def extract(feed, reader, period, pseudonyms: Pseudonymiser, progress):
+    from enjournal.services.registers.feeds import Extract, run_views
+
+    progress.start(9)
+    activity = await _read_activity(reader, period, progress)
+    rows = run_views(feed, ("contact", "service", "alarm_device", "reservation"), activity)
+    progress.step("running the views")
+    details = await _read_details(reader, rows, progress)
+    more = run_views(feed, ("condition", "organization", "patient"), details)
+    rows.update(more)
+    progress.step("checking the data")
+    build = _Build(rows, period, pseudonyms, Findings(), CodeChecker(reader.code_known))
+    contacts = await build.contacts()
+    services = build.services()
+    build.alarms_without_service()
+    identity = build.identity()
+    counts = {
+        "kontakter": len(contacts),
+        "tjenester": len(services),
+        "persons": len(build.persons_used),
+        "personsReserved": len(build.reserved & build.persons_used),
+        "identity": len(identity),
+    }
+    report = build.findings.report(
+        feed.name,
+        period.label,
+        period.start.year,
+        {"kontakter": len(contacts), "tjenester": len(services)},
+    )
+    files = {"kontakter": contacts, "tjenester": services}
+    return Extract(files, identity, report, counts)
+
+
+async def _read_activity(reader, period, progress) -> list[dict]:
+    found: list[dict] = []
+    for type_, params, what in (
+        ("Encounter", period.search(), "contacts"),
+        ("EpisodeOfCare", period.search(), "services"),
+        ("Device", [("status", "active")], "safety alarms"),
+        ("Consent", [("status", "active")], "reservations"),
+    ):
+        progress.step(f"reading {what} ({type_})")
+        found += await reader.search(type_, params)
+    return found
+
+
+async def _read_details(reader, rows: dict[str, list[dict]], progress) -> list[dict]:
+    """The diagnoses, providers and persons the activity rows refer to."""
+    conditions = {r["condition_key"] for r in rows["contact"] if r.get("condition_key")}
+    providers = {r["provider_key"] for r in rows["contact"] if r.get("provider_key")}
+    persons = {
+        r["patient_key"]
+        for role in ("contact", "service", "alarm_device")
+        for r in rows[role]
+        if r.get("patient_key")
+    }
+    progress.step("reading diagnoses and providers")
+    found = await reader.by_ids("Condition", map(_id, conditions))
+    found += await reader.by_ids("Organization", map(_id, providers))
+    progress.step("reading persons")
+    return found + await reader.by_ids("Patient", map(_id, persons))
+
+
+def _id(key: str) -> str:
+    """A view's resource key as a resource id (keys are ids, or Type/id)."""
+    return str(key).rsplit("/", 1)[-1]
+
+
+class _Build:
+    """The rows of the files from the views' rows, with the findings on the way."""
+
+    def __init__(self, rows, period, pseudonyms, findings: Findings, codes: CodeChecker):
+        self.period, self.pseudonyms, self.findings, self.codes = (
+            period,
+            pseudonyms,
+            findings,
+            codes,
+        )
+        self.rows = rows
+        self.persons = {_id(r["patient_key"]): r for r in rows["patient"]}
+        self.conditions = {_id(r["condition_key"]): r for r in rows["condition"]}
+        self.kinds = {_id(r["organization_key"]): r.get("kind") for r in rows["organization"]}
+        self.reserved = {
+            _id(r["patient_key"])
+            for r in rows["reservation"]
+            if r.get("patient_key") and r.get("status") == "active"
+        }
+        self.persons_used: set[str] = set()
+        self.alarm_persons: set[str] = set()  # with the safety alarm service in the period
+        self._person_columns: dict[str, dict] = {}
+
+    # ---- persons ----------------------------------------------------------------------
+
+    def person(self, key: str | None, ref: str) -> dict:
+        """The person columns of a row about ``key`` (checked once per person)."""
+        pid = _id(key) if key else ""
+        if pid in self._person_columns:
+            return self._person_columns[pid]
+        found = self.persons.get(pid)
+        if found is None:
+            self.findings.add("patient-unknown", ref, None)
+            return {"pseudonym": None, "kjonn": None, "fodselsar": None, "kommune": None}
+        self.persons_used.add(pid)
+        municipality = _municipality(found)
+        patient_ref = f"Patient/{pid}"
+        columns = {
+            "pseudonym": self._pseudonym(found, patient_ref, municipality),
+            "kjonn": found.get("sex"),
+            "fodselsar": coarsen_birth(found.get("birth_date"), "year"),
+            "kommune": municipality,
+        }
+        self._person_checks(found, patient_ref, municipality)
+        self._person_columns[pid] = columns
+        return columns
+
+    def _pseudonym(self, person: dict, ref: str, municipality: str | None) -> str | None:
+        number = person.get("fnr") or person.get("dnr")
+        if not number:
+            self.findings.add("national-id-missing", ref, municipality)
+            return None
+        if not is_valid_fnr(number):
+            self.findings.add("national-id-invalid", ref, municipality)
+            return None
+        return self.pseudonyms.of(number)
+
+    def _person_checks(self, person: dict, ref: str, municipality: str | None) -> None:
+        if municipality is None:
+            self.findings.add("municipality-missing", ref, None)
+        if not person.get("birth_date"):
+            self.findings.add("birth-date-missing", ref, municipality)
+        if not person.get("sex"):
+            self.findings.add("sex-missing", ref, municipality)
+
+    def identity(self) -> list[dict]:
+        """pseudonym -> national identity number, for the key holder; not for the reserved."""
+        out = []
+        for pid in sorted(self.persons_used - self.reserved):
+            person = self.persons[pid]
+            columns = self._person_columns[pid]
+            if columns["pseudonym"] is None:
+                continue
+            kind = "FNR" if person.get("fnr") else "DNR"
+            number = person.get("fnr") or person.get("dnr")
+            out.append(
+                {"pseudonym": columns["pseudonym"], "id_type": kind, "fodselsnummer": number}
+            )
+        return out
+
+    # ---- contacts ---------------------------------------------------------------------
+
+    async def contacts(self) -> list[dict]:
+        grouped: dict[str, list[dict]] = {}
+        for row in self.rows["contact"]:
+            grouped.setdefault(_id(row["contact_key"]), []).append(row)
+        out = []
+        for cid, rows in sorted(grouped.items()):
+            contact = await self._contact(cid, rows)
+            if contact is not None:
+                out.append(contact)
+        return sorted(
+            out, key=lambda r: (r["dato"] or "", r["klokkeslett"] or "", r["pseudonym"] or "")
+        )
+
+    async def _contact(self, cid: str, rows: list[dict]) -> dict | None:
+        first = rows[0]
+        kind = self._contact_kind(first)
+        if kind is None or first.get("status") in NOT_DONE:
+            return None
+        ref = f"Encounter/{cid}"
+        start = first.get("start") or ""
+        if start and not self._starts_in_period(start):
+            return None  # overlaps the period, started before it: the earlier period's
+        person = self.person(first.get("patient_key"), ref)
+        if not start:
+            self.findings.add("contact-date-missing", ref, person["kommune"])
+        icpc2, icd10 = await self._diagnoses(ref, rows, person["kommune"])
+        return {
+            **person,
+            "kontakttype": kind,
+            "kontaktform": first.get("contact_class"),
+            "dato": start[:10] or None,
+            "klokkeslett": start[11:16] or None,
+            "diagnose_icpc2": ";".join(icpc2) or None,
+            "diagnose_icd10": ";".join(icd10) or None,
+        }
+
+    def _contact_kind(self, row: dict) -> str | None:
+        if row.get("contact_type") in CONTACT_TYPES:
+            return row["contact_type"]
+        provider = row.get("provider_key")
+        if provider and self.kinds.get(_id(provider)) == GP_OFFICE:
+            return "fastlege"
+        return None  # not a municipal contact (a hospital's)
+
+    def _starts_in_period(self, start: str) -> bool:
+        day = start[:10]
+        return self.period.start.isoformat() <= day < self.period.end.isoformat()
+
+    async def _diagnoses(self, ref: str, rows: list[dict], municipality: str | None):
+        icpc2: list[str] = []
+        icd10: list[str] = []
+        ranked = sorted(
+            (r for r in rows if r.get("condition_key")), key=lambda r: r.get("rank") or 99
+        )
+        if not ranked:
+            self.findings.add("diagnosis-missing", ref, municipality)
+        for row in ranked:
+            condition = self.conditions.get(_id(row["condition_key"]))
+            cref = f"Condition/{_id(row['condition_key'])}"
+            if condition is None:
+                self.findings.add("diagnosis-not-found", ref, municipality)
+                continue
+            await self._code(condition, "icpc2", icpc2, cref, municipality)
+            await self._code(condition, "icd10", icd10, cref, municipality)
+            if not condition.get("icpc2") and not condition.get("icd10"):
+                self.findings.add("diagnosis-not-coded", cref, municipality)
+        return icpc2, icd10
+
+    async def _code(self, condition, kind, into: list[str], ref: str, municipality) -> None:
+        code = condition.get(kind)
+        if not code:
+            return
+        if await self.codes.valid(kind, code):
+            into.append(code)
+        else:
+            self.findings.add(f"{kind}-invalid", ref, municipality)
+
+    # ---- services ---------------------------------------------------------------------
+
+    def services(self) -> list[dict]:
+        out = [s for row in self.rows["service"] if (s := self._service(row)) is not None]
+        return sorted(out, key=lambda r: (r["fra_dato"] or "", r["tjeneste"], r["pseudonym"] or ""))
+
+    def _service(self, row: dict) -> dict | None:
+        ref = f"EpisodeOfCare/{_id(row['service_key'])}"
+        code = row.get("service_code")
+        if not code:
+            if not row.get("typed"):  # a typed episode of another kind is not a service
+                municipality = self._municipality_of(row.get("patient_key"))
+                self.findings.add("service-type-missing", ref, municipality)
+            return None
+        if row.get("status") in NOT_DONE:
+            return None
+        person = self.person(row.get("patient_key"), ref)
+        first, last = _date(row.get("start")), _date(row.get("end"))
+        if code not in SERVICES:
+            self.findings.add("service-code-invalid", ref, person["kommune"])
+        if first is None:
+            self.findings.add("service-start-missing", ref, person["kommune"])
+        elif (last is not None and last < first) or first < EARLIEST_START:
+            self.findings.add("service-dates-invalid", ref, person["kommune"])
+        days = self.period.days_overlapping(first, last) if first else None
+        if first is not None and days == 0:
+            return None  # the period's search matched an end time zone away: not in it
+        self._hours_checks(code, row.get("hours_per_week"), ref, person["kommune"])
+        if code == ALARM:
+            self.alarm_persons.add(_id(row["patient_key"]))
+        return {
+            **person,
+            "tjeneste": code,
+            "tjeneste_navn": SERVICES.get(code),
+            "fra_dato": first.isoformat() if first else None,
+            "til_dato": last.isoformat() if last else None,
+            "dager_i_perioden": days,
+            "timer_per_uke": row.get("hours_per_week"),
+        }
+
+    def _hours_checks(self, code: str, hours, ref: str, municipality) -> None:
+        if code in TIME_BASED and hours is None:
+            self.findings.add("hours-missing", ref, municipality)
+        elif hours is not None and not 0 <= float(hours) <= 168:
+            self.findings.add("hours-invalid", ref, municipality)
+
+    def alarms_without_service(self) -> None:
+        """A safety alarm in use by someone without the service (6) decided in the period."""
+        for row in self.rows["alarm_device"]:
+            key = row.get("patient_key")
+            if row.get("status") != "active" or not key or _id(key) in self.alarm_persons:
+                continue
+            ref = f"Device/{_id(row['device_key'])}"
+            self.findings.add("alarm-without-service", ref, self._municipality_of(key))
+
+    def _municipality_of(self, key: str | None) -> str | None:
+        found = self.persons.get(_id(key)) if key else None
+        return _municipality(found) if found else None
+
+
+def _municipality(person: dict) -> str | None:
+    code = person.get("municipality")
+    if code:
+        return str(code)
+    district = str(person.get("district") or "")
+    return district if len(district) == 4 and district.isdigit() else None
+
+
+def _date(value) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None

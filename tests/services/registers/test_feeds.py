@@ -1,0 +1,470 @@
+"""The KPR extract on a small generated population, read through the platform with security
+on: every municipal service type, pseudonyms and no identity in the activity files, the
+identity file apart, yearly against monthly, reservations, and the data-quality report on
+deliberately bad records."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet
+import pytest
+
+from enjournal.bootstrap import compose, open_platform
+from enjournal.demo.municipal import HOURS_PER_WEEK, KPR_CONTACT, KPR_SERVICE
+from enjournal.demo.population import generate_population
+from enjournal.fhir import norwegian_ids as ids
+from enjournal.fhir.viewdefinition import column_names
+from enjournal.fhir.viewpath import Binary, Call, Literal, Member
+from enjournal.importer import import_file
+from enjournal.security.setup import worker_security
+from enjournal.services.registers import feeds, quality
+from enjournal.services.registers.pseudonyms import Pseudonymiser, load_key, make_demo_keys
+from enjournal.settings import Settings
+from enjournal.storage import views
+from tests.conftest import MEMORY
+
+pytestmark = MEMORY
+SEED, GENERATED = 42, 300
+ICPC2 = "urn:oid:2.16.578.1.12.4.1.1.7170"
+
+
+# ---- a stand-in view engine, until enjournal.storage.views has its DuckDB engine ----------
+
+
+class StandIn:
+    """Evaluates the FHIRPath the KPR views use, in Python; used only while no "duckdb"
+    engine is registered (the engines are being built beside this feed)."""
+
+    name = "duckdb"
+
+    def run(self, view, source, limit=None):
+        rows = []
+        for resource in source:
+            if resource.get("resourceType") != view.resource:
+                continue
+            if all(self.ev(w, [resource], resource) == [True] for w in view.where):
+                rows += self.rows(view.select, resource, resource)
+        columns = column_names(view)
+        return views.ViewResult(columns, [tuple(r[c] for c in columns) for r in rows])
+
+    def rows(self, select, focus, resource) -> list[dict]:
+        foci = [focus]
+        if select.for_each is not None:
+            foci = self.ev(select.for_each, [focus], resource)
+        elif select.for_each_or_null is not None:
+            foci = self.ev(select.for_each_or_null, [focus], resource) or [None]
+        out = []
+        for item in foci:
+            combined = [{c.name: self.one(c.path, item, resource) for c in select.columns}]
+            for child in select.select:
+                part = self.rows(child, item, resource) if item is not None else []
+                part = part or [dict.fromkeys(column_names(child))]
+                combined = [{**a, **b} for a in combined for b in part]
+            out += combined
+        return out
+
+    def one(self, path, item, resource):
+        found = self.ev(path, [item], resource) if item is not None else []
+        return found[0] if found else None
+
+    def ev(self, node, items, resource):
+        if isinstance(node, Literal):
+            return [] if node.value is None else [node.value]
+        if isinstance(node, Member):
+            base = items if node.base is None else self.ev(node.base, items, resource)
+            return _members(base, node.name)
+        if isinstance(node, Binary):
+            left, right = self.ev(node.left, items, resource), self.ev(node.right, items, resource)
+            if node.op == "=":
+                return [left == right] if left and right else []
+            return [bool(left and left[0]) and bool(right and right[0])]
+        assert isinstance(node, Call), node
+        return self.call(node, items, resource)
+
+    def call(self, node, items, resource):
+        if node.name == "ofType":  # value.ofType(X): the element valueX
+            base = self.ev(node.base.base, items, resource)
+            wanted = node.args[0].name
+            return _members(base, "value" + wanted[0].upper() + wanted[1:])
+        base = items if node.base is None else self.ev(node.base, items, resource)
+        if node.name == "where":
+            return [i for i in base if self.ev(node.args[0], [i], resource) == [True]]
+        if node.name == "first":
+            return base[:1]
+        if node.name == "exists":
+            return [bool(base)]
+        if node.name == "extension":
+            url = node.args[0].value
+            return [e for i in base for e in i.get("extension", ()) if e.get("url") == url]
+        if node.name == "getResourceKey":
+            return [resource["id"]]
+        if node.name == "getReferenceKey":
+            wanted = node.args[0].name if node.args else ""
+            refs = [str(i.get("reference", "")).rpartition("/") for i in base]
+            return [id_ for type_, _, id_ in refs if id_ and type_.endswith(wanted)]
+        raise NotImplementedError(node.name)
+
+
+def _members(base, name):
+    out = []
+    for item in base:
+        if isinstance(item, dict) and name in item:
+            value = item[name]
+            out += value if isinstance(value, list) else [value]
+    return out
+
+
+@pytest.fixture(autouse=True)
+def view_engine():
+    added = "duckdb" not in views.ENGINES
+    if added:
+        views.register_engine(StandIn())
+    yield
+    if added:
+        views.ENGINES.pop("duckdb", None)
+
+
+# ---- the population -----------------------------------------------------------------------
+
+
+def chosen_bundles() -> list[dict]:
+    """The shared bundle, every patient with a municipal service, and 15 without one."""
+    bundles = list(generate_population(GENERATED, SEED))
+    with_services, others = [], []
+    for bundle in bundles[1:]:
+        types = [e["resource"] for e in bundle["entry"]]
+        served = any(_kpr_service(r) for r in types)
+        (with_services if served else others).append(bundle)
+    return [bundles[0], *with_services, *others[:15]]
+
+
+def _kpr_service(resource: dict) -> str | None:
+    if resource["resourceType"] != "EpisodeOfCare":
+        return None
+    codings = [c for t in resource.get("type", ()) for c in t.get("coding", ())]
+    return next((c["code"] for c in codings if c["system"] == KPR_SERVICE), None)
+
+
+@pytest.fixture
+async def world(store_url, tmp_path):
+    keys = make_demo_keys(tmp_path / "keys", ["kpr"])
+    settings = Settings(
+        database_url=store_url,
+        auth=True,
+        terminology_check=False,
+        jobs=False,
+        register_keys=str(keys),
+        register_out=str(tmp_path / "out"),
+    )
+    security = worker_security(settings)
+    platform = await open_platform(compose(settings, security=security))
+    await security.start(platform.store)
+    bundles = chosen_bundles()
+    for n, bundle in enumerate(bundles):
+        path = tmp_path / f"bundle-{n}.json"
+        path.write_bytes(orjson.dumps(bundle))
+        result = await import_file(platform.store, path)
+        assert result.error is None, result.error
+    yield platform
+    await security.stop()
+    await platform.store.close()
+
+
+def read_csv(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def file_of(manifest: dict, part: str, suffix: str = ".csv") -> str:
+    return next(
+        f["path"] for f in manifest["files"] if part in f["path"] and f["path"].endswith(suffix)
+    )
+
+
+async def patients(platform) -> list[dict]:
+    async with platform.store.transaction(write=False) as tx:
+        found = await tx.with_id_prefix("Patient", limit=1000)
+        return [orjson.loads(f.content) for f in found]
+
+
+# ---- the extract --------------------------------------------------------------------------
+
+
+async def test_the_yearly_kpr_extract(world):
+    platform = world
+    manifest = await feeds.export(platform, "kpr", "2024")
+    contacts = read_csv(file_of(manifest, "kontakter"))
+    services = read_csv(file_of(manifest, "tjenester"))
+    # every service type the platform holds is there: GP and out-of-hours contacts, home
+    # nursing, practical help, safety alarm, short and long-term institution stays
+    assert {c["kontakttype"] for c in contacts} == {"fastlege", "legevakt"}
+    assert {s["tjeneste"] for s in services} >= {"1", "6", "15", "18", "21"}
+    assert all(c["dato"].startswith("2024") for c in contacts)
+    legevakt = [c for c in contacts if c["kontakttype"] == "legevakt"]
+    assert legevakt and all(c["diagnose_icpc2"] for c in legevakt)
+    assert any(c["diagnose_icd10"] for c in contacts if c["kontakttype"] == "fastlege")
+    for s in services:
+        assert 1 <= int(s["dager_i_perioden"]) <= 366
+        assert s["fra_dato"] <= "2024-12-31" and (not s["til_dato"] or s["til_dato"] >= "2024")
+    assert all(s["timer_per_uke"] for s in services if s["tjeneste"] in ("1", "15"))
+
+    # pseudonyms in place of identity: the register's HMAC of the person's number
+    people = await patients(platform)
+    numbers = {p["identifier"][0]["value"] for p in people}
+    key = load_key(platform.settings.register_keys, "kpr")
+    expected = {Pseudonymiser("kpr", key).of(n) for n in numbers}
+    assert {r["pseudonym"] for r in contacts + services} <= expected
+    names = {p["name"][0]["family"] for p in people}
+    for path in (file_of(manifest, "kontakter"), file_of(manifest, "tjenester")):
+        text = Path(path).read_text()
+        assert not any(n in text for n in numbers), "a national identity number leaked"
+        assert not any(name in text for name in names), "a name leaked"
+        assert not any(p["birthDate"] in text for p in people), "a birth date leaked"
+    assert {c["fodselsar"] for c in contacts} <= {p["birthDate"][:4] for p in people}
+    assert all(len(c["kommune"]) == 4 for c in contacts + services)
+
+    # the identity file is apart, private, and maps the pseudonyms back for the key holder
+    identity = manifest["identity"][0]["path"]
+    assert Path(identity).parent.name == "identitet"
+    assert oct(Path(identity).stat().st_mode & 0o777) == "0o600"
+    mapping = {r["pseudonym"]: r["fodselsnummer"] for r in read_csv(identity)}
+    assert {r["pseudonym"] for r in contacts + services} == set(mapping)
+    for pseudonym, number in mapping.items():
+        assert Pseudonymiser("kpr", key).of(number) == pseudonym
+        assert ids.is_valid_fnr(number)
+
+    # Parquet holds the same rows as the CSV
+    table = pyarrow.parquet.read_table(file_of(manifest, "tjenester", ".parquet"))
+    assert table.num_rows == len(services)
+    assert table.column_names == feeds.load_feed("kpr").description["files"]["tjenester"]
+    written = json.loads((Path(manifest["location"]) / "manifest.json").read_text())
+    assert written["counts"]["kontakter"] == len(contacts)
+
+
+async def test_monthly_and_yearly_file_sets(world):
+    platform = world
+    year = await feeds.export(platform, "kpr", "2024")
+    march = await feeds.export(platform, "kpr", "2024-03")
+    assert Path(march["location"]).name == "2024-03" and Path(year["location"]).name == "2024"
+    contacts_year = read_csv(file_of(year, "kontakter"))
+    contacts_march = read_csv(file_of(march, "kontakter"))
+    assert contacts_march and all(c["dato"].startswith("2024-03") for c in contacts_march)
+    in_march = [c for c in contacts_year if c["dato"].startswith("2024-03")]
+    assert sorted(map(str, contacts_march)) == sorted(map(str, in_march))
+    services_march = read_csv(file_of(march, "tjenester"))
+    assert services_march and all(1 <= int(s["dager_i_perioden"]) <= 31 for s in services_march)
+    # the same person has the same pseudonym in both deliveries
+    assert {s["pseudonym"] for s in services_march} <= {
+        s["pseudonym"] for s in read_csv(file_of(year, "tjenester"))
+    }
+
+
+async def test_a_reservation_keeps_the_person_out_of_the_identity_file(world):
+    platform = world
+    before = await feeds.export(platform, "kpr", "2024")
+    services = read_csv(file_of(before, "tjenester"))
+    identity = {r["pseudonym"]: r["fodselsnummer"] for r in read_csv(before["identity"][0]["path"])}
+    reserved_pseudonym = services[0]["pseudonym"]
+    number = identity[reserved_pseudonym]
+    person = next(p for p in await patients(platform) if p["identifier"][0]["value"] == number)
+    await _store(platform, _reservation(person["id"]))
+    after = await feeds.export(platform, "kpr", "2024")
+    rows = read_csv(file_of(after, "tjenester"))
+    assert reserved_pseudonym in {r["pseudonym"] for r in rows}  # the rows still go out
+    kept = read_csv(after["identity"][0]["path"])
+    assert reserved_pseudonym not in {r["pseudonym"] for r in kept}
+    assert number not in Path(after["identity"][0]["path"]).read_text()
+    assert len(kept) == len(identity) - 1
+    assert after["counts"]["personsReserved"] == 1
+
+
+async def test_data_quality_findings_on_bad_records(world):
+    platform = world
+    someone = (await patients(platform))[0]["id"]
+    before = await _checks(await feeds.export(platform, "kpr", "2024"))
+    bad = await _bad_records(platform, someone)
+    manifest = await feeds.export(platform, "kpr", "2024")
+    report = json.loads(Path(manifest["quality"]["path"]).read_text())
+    found = await _checks(manifest)
+    expected = {
+        "municipality-missing": f"Patient/{bad['nobody']}",
+        "national-id-missing": f"Patient/{bad['nobody']}",
+        "diagnosis-missing": f"Encounter/{bad['undiagnosed']}",
+        "icpc2-invalid": f"Condition/{bad['bad_code']}",
+        "diagnosis-not-coded": f"Condition/{bad['uncoded']}",
+        "service-type-missing": f"EpisodeOfCare/{bad['untyped']}",
+        "service-code-invalid": f"EpisodeOfCare/{bad['unknown_service']}",
+        "hours-invalid": f"EpisodeOfCare/{bad['unknown_service']}",
+        "service-dates-invalid": f"EpisodeOfCare/{bad['reversed']}",
+    }
+    listed = {
+        (check, ref)
+        for checks in report["municipalities"].values()
+        for check, entry in checks.items()
+        for ref in entry["resources"]
+    }
+    for check, ref in expected.items():
+        assert (check, ref) in listed, check
+        assert len(found[check]["examples"]) == min(found[check]["count"], quality.EXAMPLES)
+    # each bad record is counted once (the demo's health checks have no diagnosis: a real
+    # finding, there before)
+    for check in expected:
+        was = before[check]["count"] if check in before else 0
+        assert found[check]["count"] == was + 1, check
+    assert report["deadline"] == "2025-01-15" and report["feedbackFrom"] == "2025-01-01"
+    assert (
+        report["municipalities"][quality.UNKNOWN_MUNICIPALITY]["municipality-missing"]["count"] == 1
+    )
+    # the report names resources, never a person
+    text = Path(manifest["quality"]["path"]).read_text()
+    people = await patients(platform)
+    assert not any(p["identifier"][0]["value"] in text for p in people if p.get("identifier"))
+    assert not any(p["name"][0]["family"] in text for p in people if p.get("name"))
+    pseudonyms = {r["pseudonym"] for r in read_csv(file_of(manifest, "kontakter"))}
+    assert not any(p in text for p in pseudonyms if p)
+
+
+def test_periods():
+    assert feeds.parse_period("2025") == feeds.Period("2025", date(2025, 1, 1), date(2026, 1, 1))
+    december = feeds.parse_period("2024-12")
+    assert (december.start, december.end) == (date(2024, 12, 1), date(2025, 1, 1))
+    assert december.days_overlapping(date(2024, 11, 20), None) == 31
+    assert december.days_overlapping(date(2024, 12, 30), date(2025, 2, 1)) == 2
+    assert december.days_overlapping(date(2025, 1, 2), None) == 0
+    for bad in ("2025-13", "25", "2025-3", "last year", "", "2025-00"):
+        with pytest.raises(feeds.BadPeriod):
+            feeds.parse_period(bad)
+
+
+def test_the_feed_definition_keeps_identity_out_of_activity_files():
+    feed = feeds.load_feed("kpr")
+    for columns in feed.description["files"].values():
+        assert not set(columns) & feed.removed
+    assert {"fnr", "dnr", "name", "address", "birth_date"} <= feed.removed
+    feed.description["files"]["kontakter"].append("fnr")
+    with pytest.raises(ValueError, match="fnr"):
+        feeds._refuse_identifying(feed, feed.description["files"]["kontakter"])
+    with pytest.raises(feeds.UnknownRegister):
+        feeds.load_feed("npr")
+
+
+def test_code_checks():
+    assert quality.code_form_ok("icpc2", "R74") and quality.code_form_ok("icpc2", "A-30")
+    assert not quality.code_form_ok("icpc2", "Q99") and not quality.code_form_ok("icpc2", "R7")
+    assert quality.code_form_ok("icd10", "J06.9") and quality.code_form_ok("icd10", "I10")
+    assert not quality.code_form_ok("icd10", "J06.") and not quality.code_form_ok("icd10", "06.9")
+
+
+async def test_codes_are_checked_against_the_terminology_the_platform_holds():
+    held = {("http://hl7.org/fhir/sid/icd-10", "J06.9")}
+
+    async def known(system, code):
+        if system != "http://hl7.org/fhir/sid/icd-10":
+            return None  # ICPC-2 not loaded: only the form is checked
+        return (system, code) in held
+
+    codes = quality.CodeChecker(known)
+    assert await codes.valid("icd10", "J06.9")
+    assert not await codes.valid("icd10", "J99.9")  # well formed, but not in ICD-10
+    assert await codes.valid("icpc2", "R74")
+    assert not await codes.valid("icpc2", "R7x")
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+async def _checks(manifest: dict) -> dict[str, dict]:
+    report = json.loads(Path(manifest["quality"]["path"]).read_text())
+    return {c["check"]: c for c in report["checks"]}
+
+
+async def _store(platform, resource: dict) -> str:
+    async with platform.store.transaction() as tx:
+        return (await tx.create(resource)).id
+
+
+def _reservation(patient_id: str) -> dict:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": feeds.RESERVATION, "code": "kpr-fnr"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "policyRule": {"text": "Reservasjon mot utlevering med fødselsnummer (KPR)"},
+        "provision": {"type": "deny"},
+    }
+
+
+def _contact(patient_id: str, kind: str, day: str, condition: str | None = None) -> dict:
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "type": [{"coding": [{"system": KPR_CONTACT, "code": kind}]}],
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "period": {"start": f"{day}T10:00:00+01:00", "end": f"{day}T10:20:00+01:00"},
+    }
+    if condition:
+        encounter["diagnosis"] = [{"condition": {"reference": f"Condition/{condition}"}}]
+    return encounter
+
+
+def _condition(patient_id: str, coding: dict) -> dict:
+    return {
+        "resourceType": "Condition",
+        "code": {"coding": [coding]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
+
+
+def _episode(patient_id: str, start: str, end: str | None = None, code=None, hours=None) -> dict:
+    episode: dict = {
+        "resourceType": "EpisodeOfCare",
+        "status": "active",
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "period": {"start": start, **({"end": end} if end else {})},
+    }
+    if code:
+        episode["type"] = [{"coding": [{"system": KPR_SERVICE, "code": code}]}]
+    if hours is not None:
+        episode["extension"] = [{"url": HOURS_PER_WEEK, "valueDecimal": hours}]
+    return episode
+
+
+async def _bad_records(platform, someone: str) -> dict[str, str]:
+    nobody = await _store(
+        platform, {"resourceType": "Patient", "gender": "female", "birthDate": "1950-02-03"}
+    )
+    bad_code = await _store(platform, _condition(someone, {"system": ICPC2, "code": "Q99"}))
+    uncoded = await _store(platform, _condition(someone, {"system": "urn:x", "code": "1"}))
+    return {
+        "nobody": nobody,
+        "undiagnosed": await _store(platform, _contact(nobody, "fastlege", "2024-05-02")),
+        "bad_code": bad_code,
+        "with_bad_code": await _store(
+            platform, _contact(someone, "legevakt", "2024-05-03", bad_code)
+        ),
+        "uncoded": uncoded,
+        "with_uncoded": await _store(
+            platform, _contact(someone, "legevakt", "2024-05-04", uncoded)
+        ),
+        "untyped": await _store(platform, _episode(someone, "2024-02-01")),
+        "unknown_service": await _store(
+            platform, _episode(someone, "2024-02-01", code="99", hours=200)
+        ),
+        "reversed": await _store(
+            platform, _episode(someone, "2024-06-01", "2024-05-01", code="15")
+        ),
+    }
