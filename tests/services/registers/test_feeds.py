@@ -18,115 +18,16 @@ from enjournal.bootstrap import compose, open_platform
 from enjournal.demo.municipal import HOURS_PER_WEEK, KPR_CONTACT, KPR_SERVICE
 from enjournal.demo.population import generate_population
 from enjournal.fhir import norwegian_ids as ids
-from enjournal.fhir.viewdefinition import column_names
-from enjournal.fhir.viewpath import Binary, Call, Literal, Member
 from enjournal.importer import import_file
 from enjournal.security.setup import worker_security
 from enjournal.services.registers import feeds, quality
 from enjournal.services.registers.pseudonyms import Pseudonymiser, load_key, make_demo_keys
 from enjournal.settings import Settings
-from enjournal.storage import views
 from tests.conftest import MEMORY
 
 pytestmark = MEMORY
 SEED, GENERATED = 42, 300
 ICPC2 = "urn:oid:2.16.578.1.12.4.1.1.7170"
-
-
-# ---- a stand-in view engine, until enjournal.storage.views has its DuckDB engine ----------
-
-
-class StandIn:
-    """Evaluates the FHIRPath the KPR views use, in Python; used only while no "duckdb"
-    engine is registered (the engines are being built beside this feed)."""
-
-    name = "duckdb"
-
-    def run(self, view, source, limit=None):
-        rows = []
-        for resource in source:
-            if resource.get("resourceType") != view.resource:
-                continue
-            if all(self.ev(w, [resource], resource) == [True] for w in view.where):
-                rows += self.rows(view.select, resource, resource)
-        columns = column_names(view)
-        return views.ViewResult(columns, [tuple(r[c] for c in columns) for r in rows])
-
-    def rows(self, select, focus, resource) -> list[dict]:
-        foci = [focus]
-        if select.for_each is not None:
-            foci = self.ev(select.for_each, [focus], resource)
-        elif select.for_each_or_null is not None:
-            foci = self.ev(select.for_each_or_null, [focus], resource) or [None]
-        out = []
-        for item in foci:
-            combined = [{c.name: self.one(c.path, item, resource) for c in select.columns}]
-            for child in select.select:
-                part = self.rows(child, item, resource) if item is not None else []
-                part = part or [dict.fromkeys(column_names(child))]
-                combined = [{**a, **b} for a in combined for b in part]
-            out += combined
-        return out
-
-    def one(self, path, item, resource):
-        found = self.ev(path, [item], resource) if item is not None else []
-        return found[0] if found else None
-
-    def ev(self, node, items, resource):
-        if isinstance(node, Literal):
-            return [] if node.value is None else [node.value]
-        if isinstance(node, Member):
-            base = items if node.base is None else self.ev(node.base, items, resource)
-            return _members(base, node.name)
-        if isinstance(node, Binary):
-            left, right = self.ev(node.left, items, resource), self.ev(node.right, items, resource)
-            if node.op == "=":
-                return [left == right] if left and right else []
-            return [bool(left and left[0]) and bool(right and right[0])]
-        assert isinstance(node, Call), node
-        return self.call(node, items, resource)
-
-    def call(self, node, items, resource):
-        if node.name == "ofType":  # value.ofType(X): the element valueX
-            base = self.ev(node.base.base, items, resource)
-            wanted = node.args[0].name
-            return _members(base, "value" + wanted[0].upper() + wanted[1:])
-        base = items if node.base is None else self.ev(node.base, items, resource)
-        if node.name == "where":
-            return [i for i in base if self.ev(node.args[0], [i], resource) == [True]]
-        if node.name == "first":
-            return base[:1]
-        if node.name == "exists":
-            return [bool(base)]
-        if node.name == "extension":
-            url = node.args[0].value
-            return [e for i in base for e in i.get("extension", ()) if e.get("url") == url]
-        if node.name == "getResourceKey":
-            return [resource["id"]]
-        if node.name == "getReferenceKey":
-            wanted = node.args[0].name if node.args else ""
-            refs = [str(i.get("reference", "")).rpartition("/") for i in base]
-            return [id_ for type_, _, id_ in refs if id_ and type_.endswith(wanted)]
-        raise NotImplementedError(node.name)
-
-
-def _members(base, name):
-    out = []
-    for item in base:
-        if isinstance(item, dict) and name in item:
-            value = item[name]
-            out += value if isinstance(value, list) else [value]
-    return out
-
-
-@pytest.fixture(autouse=True)
-def view_engine():
-    added = "duckdb" not in views.ENGINES
-    if added:
-        views.register_engine(StandIn())
-    yield
-    if added:
-        views.ENGINES.pop("duckdb", None)
 
 
 # ---- the population -----------------------------------------------------------------------
