@@ -161,7 +161,11 @@ class Dialect:
         return f"regexp_extract({text}, {self.quote(pattern)}, {group})"
 
     def key_string(self, index: str) -> str:
-        return f"lpad(CAST({index} AS VARCHAR(10)), 6, '0')"
+        return f"lpad(CAST({index} AS VARCHAR), 6, '0')"
+
+    def truncate(self, number: str) -> str:
+        """A double cut towards zero, as a BIGINT."""
+        return f"CAST(trunc({number}) AS BIGINT)"
 
     def keyed(self, key: str, value: str) -> str:
         raise NotImplementedError
@@ -402,7 +406,7 @@ class Compiler:
                 f"ELSE {d.from_sql(doubles)} END"
             )
         divisor = d.as_double(y)
-        quotient = f"CAST(trunc({d.as_double(x)} / {divisor}) AS BIGINT)"
+        quotient = d.truncate(f"{d.as_double(x)} / {divisor}")
         result = {
             "/": f"{d.as_double(x)} / {divisor}",
             "div": quotient,
