@@ -54,6 +54,7 @@ class Stats:
     """What the runner did, for tests and the benchmark: the largest page it held."""
 
     largest_batch_bytes: int = 0
+    largest_shared_batch_bytes: int = 0  # of the pages holding more than one resource
     batches: int = 0
     resources: int = 0
 
@@ -193,16 +194,21 @@ class Exporter:
                 writer.write(_lines(rows, type_, policy, elements))
                 progress["after"] = rows[-1][0]
                 progress["done"] += len(rows)
+                rows.clear()  # not held while the next page is read
                 await self._checkpoint(store, job)
+                await asyncio.sleep(0)  # SQLite calls never suspend: let requests through
             writer.complete()
         finally:
             writer.close()
 
     def _count(self, rows: list) -> None:
         size = sum(len(row[2]) for row in rows)
-        self.stats.largest_batch_bytes = max(self.stats.largest_batch_bytes, size)
-        self.stats.batches += 1
-        self.stats.resources += len(rows)
+        stats = self.stats
+        stats.largest_batch_bytes = max(stats.largest_batch_bytes, size)
+        if len(rows) > 1:
+            stats.largest_shared_batch_bytes = max(stats.largest_shared_batch_bytes, size)
+        stats.batches += 1
+        stats.resources += len(rows)
 
     async def _checkpoint(self, store, job) -> None:
         lease = self.settings.export_lease_seconds * 1000  # type: ignore[attr-defined]
@@ -272,9 +278,9 @@ class _Writer:
     def write(self, lines: list[bytes]) -> None:
         if not lines:
             return
-        data = b"\n".join(lines) + b"\n"
+        size = sum(len(line) for line in lines) + len(lines)
         progress = self.progress
-        if self.file is not None and progress["offset"] + len(data) > self.max_bytes:
+        if self.file is not None and progress["offset"] + size > self.max_bytes:
             self._close_file()
         if self.file is None:
             progress["part"] = progress.get("part", 0) + 1
@@ -282,9 +288,11 @@ class _Writer:
             progress["offset"], progress["count"] = 0, 0
             self.file = open(self.folder / progress["file"], "wb")  # noqa: SIM115
         file = self.file
-        file.write(data)
+        for line in lines:  # no joined copy of the page: a 5 MB resource stays one copy
+            file.write(line)
+            file.write(b"\n")
         file.flush()  # on disk (the OS's) before the checkpoint says so
-        progress["offset"] += len(data)
+        progress["offset"] += size
         progress["count"] += len(lines)
 
     def _close_file(self) -> None:
