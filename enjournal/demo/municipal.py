@@ -154,7 +154,7 @@ def _service(patient: Any, service: str) -> None:
         episode["extension"] = [{"url": HOURS_PER_WEEK, "valueDecimal": hours}]
     patient.add(episode)
     if service == "6":
-        patient.add(_alarm_device(patient))
+        patient.add(_alarm_device(patient, in_use=end is None))
 
 
 def _end(patient: Any, service: str, start: int) -> int | None:
@@ -167,10 +167,10 @@ def _end(patient: Any, service: str, start: int) -> int | None:
     return end if end < patient.today else None
 
 
-def _alarm_device(patient: Any) -> dict:
+def _alarm_device(patient: Any, in_use: bool) -> dict:
     return {
         "resourceType": "Device",
-        "status": "active",
+        "status": "active" if in_use else "inactive",  # handed back when the service ended
         "type": {
             "coding": [{"system": WELFARE_TECH, "code": "TA", "display": "Trygghetsalarm"}],
             "text": "Trygghetsalarm",

@@ -54,7 +54,8 @@ EXTRACT_CLIENT = "register-extract"
 # is a Consent of this category (code "<register>-fnr"); the platform had no such kind.
 RESERVATION = "https://enjournal.no/fhir/CodeSystem/register-reservation"
 PAGE = 500
-ID_VALUE_CHARS = 2_000  # ids per _id search: within a search value's 2,048 characters
+# ids per _id search: within the parser's limits (100 values, 2,048 characters a value)
+IDS_PER_SEARCH, ID_CHARS = 100, 2_000
 # What the extract reads (read and search only; never a register's scope: the policy keeps
 # a register's own client out of direct reads).
 EXTRACT_SCOPES = frozenset(
@@ -214,10 +215,10 @@ class Reader:
 
 
 def _groups(ids: list[str]) -> Iterable[list[str]]:
-    """``ids`` in groups that fit one search value (the parser's limit is 2,048 characters)."""
+    """``ids`` in groups that fit one search value."""
     group: list[str] = []
     for id_ in ids:
-        if group and len(",".join([*group, id_])) > ID_VALUE_CHARS:
+        if group and (len(group) == IDS_PER_SEARCH or len(",".join([*group, id_])) > ID_CHARS):
             yield group
             group = []
         group.append(id_)

@@ -56,7 +56,7 @@ EARLIEST_START = date(1980, 1, 1)  # KPR's validity rule for a service's start
 async def extract(feed, reader, period, pseudonyms: Pseudonymiser, progress):
     from enjournal.services.registers.feeds import Extract, run_views
 
-    progress.start(9)
+    progress.start(8)
     activity = await _read_activity(reader, period, progress)
     rows = run_views(feed, ("contact", "service", "alarm_device", "reservation"), activity)
     progress.step("running the views")

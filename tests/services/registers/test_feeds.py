@@ -19,6 +19,8 @@ from enjournal.demo.municipal import HOURS_PER_WEEK, KPR_CONTACT, KPR_SERVICE
 from enjournal.demo.population import generate_population
 from enjournal.fhir import norwegian_ids as ids
 from enjournal.importer import import_file
+from enjournal.rest.message import FhirRequest
+from enjournal.security.principal import Principal
 from enjournal.security.setup import worker_security
 from enjournal.services.registers import feeds, quality
 from enjournal.services.registers.pseudonyms import Pseudonymiser, load_key, make_demo_keys
@@ -230,6 +232,28 @@ async def test_data_quality_findings_on_bad_records(world):
     assert not any(p in text for p in pseudonyms if p)
 
 
+async def test_the_operation_is_for_a_registers_client(world):
+    platform = world
+    kpr_client = Principal("system", "kpr", "kpr", frozenset({"register/kpr"}), "KPR")
+    status, answer = await _operation(platform, kpr_client, "kpr", "2024-02")
+    assert status == 200, answer
+    parts = {p["name"]: p["valueString"] for p in answer["parameter"]}
+    manifest = json.loads(parts["manifest"])
+    assert parts["location"] == manifest["location"]
+    assert manifest["location"].startswith(platform.settings.register_out)
+    assert read_csv(file_of(manifest, "kontakter"))
+    # another register's client, or a system client of the record, may not
+    for scopes in ({"register/npr"}, {"system/*.rs"}):
+        other = Principal("system", "other", "other", frozenset(scopes), "Other")
+        status, answer = await _operation(platform, other, "kpr", "2024-02")
+        assert status == 403, answer
+    status, answer = await _operation(platform, kpr_client, "kpr", "2024-14")
+    assert status == 400 and "the month must be 01-12" in answer["issue"][0]["diagnostics"]
+    everything = Principal("system", "all", "all", frozenset({"register/*"}), "All registers")
+    status, answer = await _operation(platform, everything, "npr", "2024")
+    assert status == 400 and "unknown register 'npr'" in answer["issue"][0]["diagnostics"]
+
+
 def test_periods():
     assert feeds.parse_period("2025") == feeds.Period("2025", date(2025, 1, 1), date(2026, 1, 1))
     december = feeds.parse_period("2024-12")
@@ -282,6 +306,13 @@ async def test_codes_are_checked_against_the_terminology_the_platform_holds():
 async def _checks(manifest: dict) -> dict[str, dict]:
     report = json.loads(Path(manifest["quality"]["path"]).read_text())
     return {c["check"]: c for c in report["checks"]}
+
+
+async def _operation(platform, principal, register: str, period: str) -> tuple[int, dict]:
+    params = [("register", register), ("period", period)]
+    request = FhirRequest("GET", ["$register-export"], params, {}, b"", "http://x/fhir")
+    response = await platform.handle(request, principal)
+    return response.status, orjson.loads(response.body)
 
 
 async def _store(platform, resource: dict) -> str:
