@@ -45,6 +45,9 @@ bench-helsenorge: $(STAMP)
 bench-velferdsteknologi: $(STAMP)
 	$(BIN)/python -m bench.velferdsteknologi
 
+bench-bulk-export: $(STAMP)
+	$(BIN)/python -m bench.bulk_export
+
 definitions: $(STAMP)
 	$(BIN)/python scripts/build_definitions.py
 
