@@ -1,13 +1,425 @@
-"""Placeholder: being built (issue 15)."""
+"""SQL on FHIR v2 operations: ``$viewdefinition-run`` and ``$viewdefinition-export``.
+
+https://sql-on-fhir.org/ig/operations.html
+
+``$viewdefinition-run`` (GET or POST; at ``/``, ``/ViewDefinition`` and
+``/ViewDefinition/[id]``) runs one view and answers its rows in the body:
+
+- the view: ``viewResource`` (the ViewDefinition inline, POST), ``viewReference``
+  (``ViewDefinition/[id]`` or ``Library/[id]``), or the instance the URL names;
+- the data: ``resource`` (inline resources, POST, any number) run on DuckDB as given;
+  without them, the view's resource type read from the store through the request's guarded
+  repository, page by page (``repo.search``: the caller's access policy applies and every
+  page is audited as ``$viewdefinition-run``), spooled to a temporary NDJSON file that
+  DuckDB reads, so the server's memory stays flat whatever the size;
+- ``_format``: ``json`` (default: an array of row objects), ``ndjson``, ``csv`` (``header``
+  true by default) or ``parquet``; ``_limit`` (rows), ``_since`` (``meta.lastUpdated`` at
+  or after), ``patient`` (``Patient/[id]``, repeatable: only that patient's compartment).
+
+``$viewdefinition-export`` (POST; at ``/`` and ``/ViewDefinition``) runs one or more
+views (``view`` parts, each with ``name`` and ``viewResource`` or ``viewReference``; or the
+top-level ``viewResource``/``viewReference``) over the store and writes each result as a
+file (``_format`` ``ndjson``, ``csv`` or ``parquet``, default ``ndjson``) under
+``settings.export_dir``/views/<export id>/.  What is done here is the synchronous form:
+the views run within the request and the answer (200) is a Parameters with ``exportId``,
+``status`` ``completed`` and one ``output`` per view (``name``, ``location``: the file's
+``file:`` URL, ``rows``).  The asynchronous kick-off/poll pattern (202 + Content-Location)
+and serving the files over HTTP are left to the bulk export's job machinery
+(``bulk_runner``); a caller needing them uses ``$export`` and runs views over its NDJSON.
+
+Where a stored view lives: ViewDefinition is a logical model, not an R4 resource type, so
+the store cannot hold one as such.  ``ViewDefinition/[id]`` is looked up first among the
+views the platform defines (``define_view``: the register feeds' views), then as a
+``Library`` with that id whose ``content`` holds the ViewDefinition as an
+``application/json`` attachment (base64 ``data``), the usual R4 carrier for such models.
+A ViewDefinition that breaks the spec is a 400 OperationOutcome saying what is wrong.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import binascii
+import csv
+import io
+import json
+import os
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.errors import Invalid, NotFound
+from enjournal.fhir.search import parse_search
+from enjournal.fhir.viewdefinition import View, plan
+from enjournal.rest.message import FhirResponse
+from enjournal.rest.operations import Operation
 from enjournal.services import Job
+from enjournal.services.inputs import operation_parameters
+from enjournal.storage.views import ViewResult, run_view
+
+RUN, EXPORT = "viewdefinition-run", "viewdefinition-export"
+DEFINITIONS = "https://sql-on-fhir.org/ig/OperationDefinition/"
+FORMATS = {
+    "json": "application/json",
+    "ndjson": "application/x-ndjson",
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
+ALIASES = {"application/fhir+ndjson": "ndjson", "application/ndjson": "ndjson"}
+ALIASES.update({mime: name for name, mime in FORMATS.items()})
+PAGE = 500  # resources per page read from the store
+MAX_INLINE = 10_000  # inline resources in one request; more go through the store or $export
+DEFINED_VIEWS: dict[str, dict] = {}
+
+
+def define_view(view_id: str, definition: dict) -> None:
+    """Make a platform-defined view reachable as ``ViewDefinition/[view_id]``."""
+    plan(definition)  # a broken definition fails where it is defined, not when first run
+    DEFINED_VIEWS[view_id] = definition
 
 
 def register(platform) -> None:
-    return None
+    views = Views(platform)
+    for type_, instance in ((None, False), ("ViewDefinition", False), ("ViewDefinition", True)):
+        platform.operations.add(
+            Operation(
+                RUN,
+                type_,
+                instance,
+                views.run,
+                ("GET", "POST"),
+                definition=DEFINITIONS + "ViewDefinitionRun",
+            )
+        )
+    for type_ in (None, "ViewDefinition"):
+        platform.operations.add(
+            Operation(
+                EXPORT,
+                type_,
+                False,
+                views.export,
+                ("POST",),
+                definition=DEFINITIONS + "ViewDefinitionExport",
+            )
+        )
 
 
 def jobs(platform) -> list[Job]:
     return []
+
+
+class Views:
+    def __init__(self, platform):
+        self.platform = platform
+
+    async def run(self, request, repo) -> FhirResponse:
+        params = operation_parameters(request, "$" + RUN)
+        view = await view_of(request, repo, params)
+        fmt = output_format(params.get("_format"), default="json")
+        limit = positive_int(params.get("_limit"), "_limit")
+        since, patients = since_of(params), patients_of(params)
+        inline = inline_resources(params)
+        if inline is not None:
+            chosen = [r for r in inline if kept(r, since, patients)]
+            result = await asyncio.to_thread(run_view, view, chosen, "duckdb", limit=limit)
+        else:
+            result = await self.from_store(repo, view, since, patients, limit, "$" + RUN)
+        body = render(result, fmt, header=flag(params.get("header"), True))
+        return FhirResponse(200, body, {"Content-Type": FORMATS[fmt]})
+
+    async def export(self, request, repo) -> FhirResponse:
+        params = operation_parameters(request, "$" + EXPORT)
+        fmt = output_format(params.get("_format"), default="ndjson")
+        if fmt == "json":
+            raise Invalid("$viewdefinition-export writes ndjson, csv or parquet files")
+        since, patients = since_of(params), patients_of(params)
+        named = await export_views(request, repo, params)
+        export_id = uuid.uuid4().hex
+        folder = Path(self.platform.settings.export_dir) / "views" / export_id
+        folder.mkdir(parents=True, exist_ok=True)
+        outputs = []
+        for name, view in named:
+            result = await self.from_store(repo, view, since, patients, None, "$" + EXPORT)
+            path = folder / f"{name}.{fmt}"
+            path.write_bytes(render(result, fmt, header=True))
+            outputs.append(output_part(name, path, len(result.rows)))
+        answer = [
+            {"name": "exportId", "valueString": export_id},
+            {"name": "status", "valueCode": "completed"},
+            *outputs,
+        ]
+        return FhirResponse.of({"resourceType": "Parameters", "parameter": answer})
+
+    async def from_store(self, repo, view: View, since, patients, limit, interaction) -> ViewResult:
+        """Run ``view`` over its resource type as the caller may read it: the pages are
+        written to a temporary NDJSON file (flat memory) that DuckDB then reads."""
+        handle, name = tempfile.mkstemp(suffix=".ndjson", prefix="view-")
+        try:
+            with os.fdopen(handle, "wb") as spool:
+                for compartment in patients or [None]:
+                    await spool_pages(repo, view.resource, since, compartment, interaction, spool)
+            return await asyncio.to_thread(run_view, view, [name], "duckdb", limit=limit)
+        finally:
+            os.unlink(name)
+
+
+async def spool_pages(repo, type_: str, since, patient: str | None, interaction: str, out) -> None:
+    criteria = [("_count", str(PAGE)), ("_total", "none")]
+    if since is not None:
+        criteria.append(("_lastUpdated", f"ge{since}"))
+    compartment = ("Patient", patient) if patient else None
+    cursor = None
+    while True:
+        pairs = criteria + ([("_cursor", cursor)] if cursor else [])
+        query = parse_search(
+            type_, pairs, strict=True, compartment=compartment, parameters=repo.search_parameters
+        )
+        page = await repo.search(query, interaction)
+        for stored in page.matches:
+            out.write(
+                stored.content if isinstance(stored.content, bytes) else stored.content.encode()
+            )
+            out.write(b"\n")
+        cursor = page.next_cursor
+        if not cursor or not page.matches:
+            return
+
+
+# -- the view a request names
+
+
+async def view_of(request, repo, params: dict) -> View:
+    given = [name for name in ("viewResource", "viewReference") if params.get(name)]
+    on_instance = len(request.path) == 3
+    if len(given) + on_instance != 1:
+        raise Invalid(
+            "name one view: viewResource, viewReference, or ViewDefinition/[id]/$viewdefinition-run"
+        )
+    if on_instance:
+        return plan(await stored_view(repo, f"ViewDefinition/{request.path[1]}"))
+    if given == ["viewResource"]:
+        return plan(view_resource(params["viewResource"]))
+    return plan(await stored_view(repo, reference_text(params["viewReference"])))
+
+
+def view_resource(value: Any) -> dict:
+    if isinstance(value, list):
+        raise Invalid("give one viewResource")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise Invalid("viewResource is not JSON") from None
+    if not isinstance(value, dict):
+        raise Invalid("viewResource must be a ViewDefinition resource")
+    return value
+
+
+def reference_text(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("reference")
+    if not isinstance(value, str) or not value:
+        raise Invalid("viewReference must be a Reference to ViewDefinition/[id] or Library/[id]")
+    return value
+
+
+async def stored_view(repo, reference: str) -> dict:
+    """A ViewDefinition by reference: a platform-defined one, or a Library carrying it."""
+    kind, _, view_id = reference.rstrip("/").rpartition("/")
+    kind = kind.rpartition("/")[2]
+    if kind not in ("ViewDefinition", "Library") or not view_id:
+        raise Invalid(f"viewReference {reference!r}: expected ViewDefinition/[id] or Library/[id]")
+    if kind == "ViewDefinition" and view_id in DEFINED_VIEWS:
+        return DEFINED_VIEWS[view_id]
+    library = jsonio.loads((await repo.read("Library", view_id, "$" + RUN)).content)
+    return library_view(library, reference)
+
+
+def library_view(library: dict, reference: str) -> dict:
+    for content in library.get("content") or []:
+        if not isinstance(content, dict) or "json" not in str(content.get("contentType", "")):
+            continue
+        try:
+            definition = json.loads(base64.b64decode(content.get("data") or "", validate=True))
+        except (binascii.Error, ValueError):
+            raise Invalid(f"{reference}: its content is not a base64 JSON ViewDefinition") from None
+        return view_resource(definition)
+    raise NotFound(f"{reference} holds no ViewDefinition (an application/json content)")
+
+
+async def export_views(request, repo, params: dict) -> list[tuple[str, View]]:
+    """The views to export: ``view`` parts (read from the body itself: each is a list of
+    parts, which the flat parameter dict cannot keep apart), else the one view named."""
+    body = request.json() if request.body else {}
+    parts = [p for p in body.get("parameter") or [] if p.get("name") == "view"]
+    if not parts:
+        return [("view", await view_of(request, repo, params))]
+    named = []
+    for n, part in enumerate(parts):
+        values = {p.get("name"): p for p in part.get("part") or [] if isinstance(p, dict)}
+        name = (values.get("name") or {}).get("valueString") or f"view{n + 1}"
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise Invalid(f"view name {name!r}: letters, digits, - and _ only")
+        named.append((name, await export_view(repo, name, values)))
+    if len({name for name, _ in named}) != len(named):
+        raise Invalid("each exported view needs its own name")
+    return named
+
+
+async def export_view(repo, name: str, values: dict) -> View:
+    if "viewResource" in values:
+        return plan(view_resource(values["viewResource"].get("resource")))
+    if "viewReference" in values:
+        reference = reference_text(values["viewReference"].get("valueReference"))
+        return plan(await stored_view(repo, reference))
+    raise Invalid(f"view {name!r} needs a viewResource or a viewReference")
+
+
+# -- the other inputs
+
+
+def output_format(value: Any, default: str) -> str:
+    if value in (None, ""):
+        return default
+    if not isinstance(value, str) or (value not in FORMATS and value not in ALIASES):
+        raise Invalid(f"_format {value!r}: one of {', '.join(FORMATS)}")
+    return ALIASES.get(value, value)
+
+
+def positive_int(value: Any, name: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"{name} must be a whole number") from None
+    if number < 1 or isinstance(value, bool):
+        raise Invalid(f"{name} must be at least 1")
+    return number
+
+
+def flag(value: Any, default: bool) -> bool:
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise Invalid(f"expected true or false, not {value!r}")
+
+
+def since_of(params: dict) -> str | None:
+    value = params.get("_since")
+    if value in (None, ""):
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"_since {value!r} is not an instant") from None
+    if moment.tzinfo is None:
+        raise Invalid("_since needs a time zone")
+    return moment.isoformat()
+
+
+def patients_of(params: dict) -> list[str]:
+    value = params.get("patient")
+    values = value if isinstance(value, list) else [] if value in (None, "") else [value]
+    ids = []
+    for item in values:
+        text = reference_text(item) if isinstance(item, dict) else str(item)
+        kind, _, patient_id = text.rpartition("/")
+        if kind not in ("", "Patient") or not patient_id:
+            raise Invalid(f"patient {text!r}: expected Patient/[id]")
+        ids.append(patient_id)
+    return ids
+
+
+def inline_resources(params: dict) -> list[dict] | None:
+    value = params.get("resource")
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    if len(items) > MAX_INLINE:
+        raise Invalid(f"at most {MAX_INLINE} inline resources; use the store or $export")
+    if not all(isinstance(r, dict) and isinstance(r.get("resourceType"), str) for r in items):
+        raise Invalid("each resource parameter must be a FHIR resource")
+    return items
+
+
+def kept(resource: dict, since: str | None, patients: list[str]) -> bool:
+    """An inline resource passes ``_since`` and ``patient`` (the store's search does this
+    for stored ones)."""
+    if since is not None:
+        updated = (resource.get("meta") or {}).get("lastUpdated")
+        if not updated or instant(updated) < instant(since):
+            return False
+    return not patients or any(about(resource, p) for p in patients)
+
+
+def instant(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"meta.lastUpdated {text!r} is not an instant") from None
+
+
+def about(resource: dict, patient_id: str) -> bool:
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") == patient_id
+    target = f"Patient/{patient_id}"
+    return any(
+        (resource.get(key) or {}).get("reference") == target
+        for key in ("subject", "patient", "beneficiary")
+    )
+
+
+# -- output
+
+
+def render(result: ViewResult, fmt: str, header: bool) -> bytes:
+    if fmt == "json":
+        return json.dumps(result.to_dicts(), ensure_ascii=False, default=str).encode()
+    if fmt == "ndjson":
+        lines = (json.dumps(row, ensure_ascii=False, default=str) for row in result.to_dicts())
+        return "".join(line + "\n" for line in lines).encode()
+    if fmt == "csv":
+        return csv_bytes(result, header)
+    import pyarrow.parquet
+
+    sink = io.BytesIO()
+    pyarrow.parquet.write_table(result.to_arrow(), sink)
+    return sink.getvalue()
+
+
+def csv_bytes(result: ViewResult, header: bool) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    if header:
+        writer.writerow(result.columns)
+    for row in result.rows:
+        writer.writerow([cell_text(cell) for cell in row])
+    return text.getvalue().encode()
+
+
+def cell_text(cell: Any) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, bool):
+        return "true" if cell else "false"
+    if isinstance(cell, list):
+        return json.dumps(cell, ensure_ascii=False)
+    return str(cell)
+
+
+def output_part(name: str, path: Path, rows: int) -> dict:
+    return {
+        "name": "output",
+        "part": [
+            {"name": "name", "valueString": name},
+            {"name": "location", "valueUri": path.resolve().as_uri()},
+            {"name": "rows", "valueInteger": rows},
+        ],
+    }

@@ -1,0 +1,276 @@
+"""$viewdefinition-run and $viewdefinition-export: inline data, the store through the guard,
+formats, stored views, and bad ViewDefinitions as 400s."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import orjson
+import pyarrow.parquet
+import pytest
+
+from enjournal.bootstrap import build_platform, close_platform, compose, open_platform
+from enjournal.rest.message import FhirRequest
+from enjournal.security.principal import Principal
+from enjournal.security.setup import worker_security
+from enjournal.services.registers import views_api
+from enjournal.settings import Settings
+
+pytestmark = pytest.mark.backends("memory")
+
+FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
+VIEW = {
+    "resourceType": "ViewDefinition",
+    "resource": "Patient",
+    "select": [
+        {
+            "column": [
+                {"name": "id", "path": "getResourceKey()"},
+                {"name": "birth", "path": "birthDate"},
+            ]
+        },
+        {"forEachOrNull": "name", "column": [{"name": "family", "path": "family"}]},
+    ],
+}
+
+
+def patient(pid: str, family: str, born: str, fnr: str = "13097248022") -> dict:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": FNR, "value": fnr}],
+        "name": [{"family": family}],
+        "birthDate": born,
+    }
+
+
+PEOPLE = [patient("p1", "Berg", "1972-09-13"), patient("p2", "Dahl", "1960-01-01", "01016010061")]
+
+
+def parameters(*parts: dict) -> dict:
+    return {"resourceType": "Parameters", "parameter": list(parts)}
+
+
+def view_part(view: dict = VIEW) -> dict:
+    return {"name": "viewResource", "resource": view}
+
+
+async def call(
+    platform, method: str, path: str, body: dict | None = None, params=(), principal=None
+):
+    request = FhirRequest(
+        method,
+        [p for p in path.split("/") if p],
+        list(params),
+        {"content-type": "application/fhir+json"},
+        orjson.dumps(body) if body else b"",
+        "http://test/fhir",
+    )
+    return await platform.handle(request, principal)
+
+
+@pytest.fixture
+async def open_world(store_url, tmp_path):
+    settings = Settings(
+        database_url=store_url, auth=False, terminology_check=False, export_dir=str(tmp_path)
+    )
+    platform = await build_platform(settings)
+    async with platform.store.transaction() as tx:
+        for resource in PEOPLE:
+            await tx.update(resource, resource["id"])
+    yield platform
+    await close_platform(platform)
+
+
+async def test_inline_resources_run_on_duckdb(open_world):
+    body = parameters(view_part(), *({"name": "resource", "resource": r} for r in PEOPLE[:1]))
+    answer = await call(open_world, "POST", "$viewdefinition-run", body)
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"] == "application/json"
+    assert json.loads(answer.body) == [{"id": "p1", "birth": "1972-09-13", "family": "Berg"}]
+
+
+@pytest.mark.backends("memory", "sqlite", "postgres")
+async def test_the_store_is_read_when_no_resource_is_given(open_world, monkeypatch):
+    monkeypatch.setattr(views_api, "PAGE", 1)  # one resource a page: the cursor is followed
+    answer = await call(
+        open_world, "POST", "ViewDefinition/$viewdefinition-run", parameters(view_part())
+    )
+    assert answer.status == 200, answer.body
+    assert sorted(r["family"] for r in json.loads(answer.body)) == ["Berg", "Dahl"]
+
+
+async def test_limit_patient_and_since(open_world):
+    body = parameters(view_part(), {"name": "_limit", "valueInteger": 1})
+    assert len(json.loads((await call(open_world, "POST", "$viewdefinition-run", body)).body)) == 1
+    body = parameters(
+        view_part(), {"name": "patient", "valueReference": {"reference": "Patient/p2"}}
+    )
+    assert [
+        r["id"]
+        for r in json.loads((await call(open_world, "POST", "$viewdefinition-run", body)).body)
+    ] == ["p2"]
+    body = parameters(view_part(), {"name": "_since", "valueInstant": "2999-01-01T00:00:00Z"})
+    assert json.loads((await call(open_world, "POST", "$viewdefinition-run", body)).body) == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "parquet"])
+async def test_formats(open_world, fmt):
+    body = parameters(view_part(), {"name": "_format", "valueCode": fmt})
+    answer = await call(open_world, "POST", "$viewdefinition-run", body)
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"] == views_api.FORMATS[fmt]
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(answer.body.decode())))
+    elif fmt == "ndjson":
+        rows = [json.loads(line) for line in answer.body.decode().splitlines()]
+    else:
+        rows = pyarrow.parquet.read_table(io.BytesIO(answer.body)).to_pylist()
+    assert sorted(r["family"] for r in rows) == ["Berg", "Dahl"]
+
+
+def library(view: dict) -> dict:
+    data = base64.b64encode(json.dumps(view).encode()).decode()
+    return {
+        "resourceType": "Library",
+        "id": "patients-view",
+        "status": "active",
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/library-type",
+                    "code": "logic-library",
+                }
+            ]
+        },
+        "content": [{"contentType": "application/json", "data": data}],
+    }
+
+
+async def test_a_stored_view_by_instance_and_by_reference(open_world):
+    async with open_world.store.transaction() as tx:
+        await tx.update(library(VIEW), "patients-view")
+    answer = await call(open_world, "GET", "ViewDefinition/patients-view/$viewdefinition-run")
+    assert answer.status == 200, answer.body
+    assert len(json.loads(answer.body)) == 2
+    body = parameters(
+        {"name": "viewReference", "valueReference": {"reference": "Library/patients-view"}}
+    )
+    assert len(json.loads((await call(open_world, "POST", "$viewdefinition-run", body)).body)) == 2
+    views_api.define_view(
+        "just-ids", {"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}
+    )
+    answer = await call(open_world, "GET", "ViewDefinition/just-ids/$viewdefinition-run")
+    assert sorted(r["id"] for r in json.loads(answer.body)) == ["p1", "p2"]
+
+
+@pytest.mark.parametrize(
+    "view, words",
+    [
+        ({"resource": "Patient", "select": [{"forEach": "@@"}]}, "FHIRPath"),
+        ({"select": [{"column": [{"name": "id", "path": "id"}]}]}, "resource"),
+        (
+            {"resource": "Patient", "select": [{"column": [{"name": "a b", "path": "id"}]}]},
+            "column name",
+        ),
+        (
+            {
+                "resource": "Patient",
+                "where": [{"path": "name.family"}],
+                "select": [{"column": [{"name": "n", "path": "id"}]}],
+            },
+            "not boolean",
+        ),
+    ],
+)
+async def test_bad_view_definitions_are_400(open_world, view, words):
+    answer = await call(open_world, "POST", "$viewdefinition-run", parameters(view_part(view)))
+    assert answer.status == 400, answer.body
+    outcome = json.loads(answer.body)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert words in outcome["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("_format", "xml")],
+        [("_limit", "zero")],
+        [("_since", "yesterday")],
+        [("patient", "Group/1")],
+        [],
+    ],
+)
+async def test_bad_inputs_are_400(open_world, params):
+    answer = await call(open_world, "GET", "$viewdefinition-run", params=params)
+    assert answer.status == 400, answer.body
+
+
+async def test_export_writes_one_file_per_view(open_world):
+    views = [
+        {"name": "view", "part": [{"name": "name", "valueString": "patients"}, view_part()]},
+        {
+            "name": "view",
+            "part": [
+                {"name": "name", "valueString": "ids"},
+                view_part(
+                    {"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}
+                ),
+            ],
+        },
+    ]
+    body = parameters(*views, {"name": "_format", "valueCode": "csv"})
+    answer = await call(open_world, "POST", "$viewdefinition-export", body)
+    assert answer.status == 200, answer.body
+    outputs = [p["part"] for p in json.loads(answer.body)["parameter"] if p["name"] == "output"]
+    files = {o[0]["valueString"]: Path(urlparse(o[1]["valueUri"]).path) for o in outputs}
+    assert set(files) == {"patients", "ids"}
+    header, *ids = files["ids"].read_text().splitlines()
+    assert (header, sorted(ids)) == ("id", ["p1", "p2"])
+    assert files["patients"].parent == files["ids"].parent  # one folder per export
+    assert [o[2]["valueInteger"] for o in outputs] == [2, 2]
+
+
+@pytest.fixture
+async def secured(store_url):
+    settings = Settings(database_url=store_url, auth=True, terminology_check=False, jobs=False)
+    security = worker_security(settings)
+    platform = await open_platform(compose(settings, security=security))
+    await security.start(platform.store)
+    async with platform.store.transaction() as tx:
+        for resource in PEOPLE:
+            await tx.update(resource, resource["id"])
+    yield platform
+    await security.stop()
+    await platform.store.close()
+
+
+CITIZEN = Principal(
+    "citizen",
+    "pas-1",
+    "helsenorge",
+    frozenset({"patient/*.rs"}),
+    "Pasient",
+    pid="13097248022",  # p1's fødselsnummer
+    assurance="high",
+)
+
+
+def about(patient_id: str) -> dict:
+    return {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}}
+
+
+@pytest.mark.backends("memory", "sqlite", "postgres")
+async def test_the_store_is_read_as_the_caller_may(secured):
+    body = parameters(view_part())
+    mine = await call(secured, "POST", "$viewdefinition-run", body, principal=CITIZEN)
+    assert mine.status == 200, mine.body
+    assert [r["id"] for r in json.loads(mine.body)] == ["p1"]  # narrowed to their record
+    body = parameters(view_part(), about("p2"))
+    other = await call(secured, "POST", "$viewdefinition-run", body, principal=CITIZEN)
+    assert other.status == 403, other.body
