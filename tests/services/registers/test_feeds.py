@@ -25,6 +25,8 @@ from enjournal.security.setup import worker_security
 from enjournal.services.registers import feeds, quality
 from enjournal.services.registers.pseudonyms import Pseudonymiser, load_key, make_demo_keys
 from enjournal.settings import Settings
+from enjournal.terminology.loaders.fhir_json import draft_from_resource
+from enjournal.terminology.loading import save_code_system
 from tests.conftest import MEMORY
 
 pytestmark = MEMORY
@@ -98,6 +100,7 @@ async def patients(platform) -> list[dict]:
 # ---- the extract --------------------------------------------------------------------------
 
 
+@pytest.mark.backends("memory", "postgres")
 async def test_the_yearly_kpr_extract(world):
     platform = world
     manifest = await feeds.export(platform, "kpr", "2024")
@@ -298,6 +301,26 @@ async def test_codes_are_checked_against_the_terminology_the_platform_holds():
     assert not await codes.valid("icd10", "J99.9")  # well formed, but not in ICD-10
     assert await codes.valid("icpc2", "R74")
     assert not await codes.valid("icpc2", "R7x")
+
+
+@pytest.mark.backends("sqlite")  # the memory store holds no code systems
+async def test_the_reader_checks_codes_against_a_loaded_code_system(world):
+    platform = world
+    icd10 = {
+        "resourceType": "CodeSystem",
+        "url": "http://hl7.org/fhir/sid/icd-10",
+        "version": "2019",
+        "name": "ICD10",
+        "status": "active",
+        "content": "complete",
+        "concept": [{"code": "J06.9", "display": "Akutt øvre luftveisinfeksjon"}],
+    }
+    async with platform.store.transaction() as tx:
+        await save_code_system(tx, draft_from_resource(icd10))
+    reader = feeds.Reader(platform)
+    assert await reader.code_known("http://hl7.org/fhir/sid/icd-10", "J06.9") is True
+    assert await reader.code_known("http://hl7.org/fhir/sid/icd-10", "J99.9") is False
+    assert await reader.code_known(ICPC2, "R74") is None  # not held: the form decides
 
 
 # ---- helpers ------------------------------------------------------------------------------
