@@ -184,12 +184,13 @@ async def finish(
         return row is not None
 
 
-async def release(store: Any, job: ExportJob, worker: str) -> None:
-    """Give a claimed job back at once (a worker stopping cleanly): the next claim resumes
-    it without waiting for the lease to run out."""
+async def release(store: Any, job: ExportJob, worker: str, until: int = 0) -> None:
+    """Give a claimed job back with its checkpoint (a worker stopping cleanly): the next
+    claim resumes it without waiting for the lease to run out, or not before ``until``."""
     async with store.transaction(write=True) as tx:
         await _conn(tx).execute(
-            "UPDATE export_jobs SET lease_until = 0, progress = ? WHERE id = ? AND lease_owner = ?",
+            "UPDATE export_jobs SET lease_until = ?, progress = ? WHERE id = ? AND lease_owner = ?",
+            until,
             json.dumps(job.progress),
             job.id,
             worker,

@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from enjournal.fhir.errors import Busy
 from enjournal.fhir.search import parse_search
 from enjournal.fhir.summary import apply_elements
 from enjournal.security.exports import ADDRESS_PROTECTION, CONSENT_SYSTEMS, ExportPolicy
@@ -39,6 +40,7 @@ from enjournal.storage import Store
 from enjournal.storage import exports as db
 
 log = logging.getLogger("enjournal.registers.bulk")
+RETRIES, RETRY_AFTER_MS = 5, 30_000
 
 
 def job_dir(settings, job_id: str) -> Path:
@@ -121,10 +123,24 @@ class Exporter:
         except asyncio.CancelledError:
             await asyncio.shield(db.release(store, job, self.worker))
             raise
+        except Busy as error:  # the database is busy or a page took too long: later
+            return await self._retry_later(store, job, error)
         except Exception as error:  # one failed export must not stop the others
             log.exception("export failed", extra={"fields": {"job": job.id}})
             return await self._finish(store, job, db.FAILED, {"failure": str(error)[:500]})
         return await self._finish(store, job, db.DONE, output)
+
+    async def _retry_later(self, store, job, error: Busy) -> bool:
+        """Give the job back for a pass ``RETRY_AFTER`` later, from its checkpoint; after
+        ``RETRIES`` such tries it fails."""
+        progress = job.progress or {}
+        tries = progress["retries"] = progress.get("retries", 0) + 1
+        job.progress = progress
+        if tries > RETRIES:
+            return await self._finish(store, job, db.FAILED, {"failure": error.message[:500]})
+        log.warning("export retried later", extra={"fields": {"job": job.id, "try": tries}})
+        await db.release(store, job, self.worker, until=self.now_ms() + RETRY_AFTER_MS)
+        return False
 
     async def _finish(self, store, job, status: str, output: dict) -> bool:
         now = self.now_ms()

@@ -18,6 +18,7 @@ from enjournal.rest.message import FhirRequest
 from enjournal.services.registers.bulk_runner import Exporter
 from enjournal.settings import Settings
 from enjournal.storage import exports as db
+from enjournal.storage.base import too_costly
 
 BASE = "http://test/fhir"
 BIG = 5 * 1024 * 1024
@@ -222,3 +223,33 @@ async def test_finished_exports_expire_with_their_files(open_platforms, store_ur
     assert not folder.exists()
     async with platform.store.transaction(write=False) as tx:
         assert await db.read_job(tx, job_id) is None
+
+
+class BusyOnce(Exporter):
+    """A database that times a page out once (too-costly, 503)."""
+
+    busy = True
+
+    async def _export_type(self, *args) -> None:
+        if self.busy:
+            self.busy = False
+            raise too_costly()
+        await super()._export_type(*args)
+
+
+async def test_a_busy_database_delays_the_job_it_does_not_fail_it(
+    open_platforms, store_url, tmp_path
+):
+    platform = await open_platforms(store_url, tmp_path)
+    await load(platform, [observation(n) for n in range(10)])
+    job_id = await kick_off(platform, [("_type", "Observation")])
+    now = datetime.now(UTC)
+    exporter = BusyOnce(platform.settings, lambda: now)
+    assert await exporter.run_pass(platform.store, now) == 0
+    waiting = await job(platform, job_id)
+    assert waiting.status == db.RUNNING and waiting.progress["retries"] == 1
+    assert await exporter.run_pass(platform.store, now) == 0  # not yet
+    later = now + timedelta(seconds=31)
+    exporter.clock = lambda: later
+    assert await exporter.run_pass(platform.store, later) == 1
+    assert len(exported(platform, await job(platform, job_id))) == 10
