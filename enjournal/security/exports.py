@@ -48,10 +48,11 @@ import orjson
 # security/representation.py assumes it).
 ADDRESS_PROTECTION = "https://enjournal.no/fhir/CodeSystem/adressebeskyttelse"
 CONFIDENTIAL = frozenset({"strengt-fortrolig", "fortrolig", "strengt-fortrolig-utland"})
-# The citizen's reservations in a register (KPR, domain.md 7), as Consent.category codes.
+# The citizen's reservations in a register (KPR, domain.md 7): an active Consent denying,
+# with this category (as the KPR feed reads it, docs/registers.md "Reservations").
 REGISTER_RESERVATION = "https://enjournal.no/fhir/CodeSystem/register-reservation"
-WITHOUT_ID = "utlevering-med-fnr"  # against disclosure with the national id number
-NO_SECONDARY_USE = "formal-2"  # against disclosure for purpose 2 (research, analyses)
+WITHOUT_ID = "kpr-fnr"  # against disclosure with the national id number
+NO_SECONDARY_USE = "kpr-formal-2"  # against disclosure for purpose 2 (ASSUMED code)
 # Kjernejournal's tag and Consent category system (services/kjernejournal/rules.KJ), and the
 # kinds of its provision codes ("sperre:<part>", "reservasjon:kjernejournal";
 # services/kjernejournal/privacy.py).
@@ -117,12 +118,13 @@ def export_policy(
     excluded: set[str] = set()
     kj_hidden: set[str] = set()
     for patient, content in consents:
-        codes = _denied_codes(orjson.loads(content))
-        if WITHOUT_ID in codes:
+        consent = orjson.loads(content)
+        reserved = _reservations(consent)
+        if WITHOUT_ID in reserved:
             redactions[patient] = redactions.get(patient, frozenset()) | IDENTITY_ELEMENTS
-        if NO_SECONDARY_USE in codes:
+        if NO_SECONDARY_USE in reserved:
             excluded.add(patient)
-        if {code.split(":", 1)[0] for code in codes} & KJ_CONTROLS:
+        if {code.split(":", 1)[0] for code in _denied_codes(consent)} & KJ_CONTROLS:
             kj_hidden.add(patient)
     return ExportPolicy(frozenset(excluded), redactions, frozenset(kj_hidden))
 
@@ -149,6 +151,19 @@ REDACTED = {
     "code": "REDACTED",
     "display": "redacted",
 }
+
+
+def _reservations(consent: dict) -> set[str]:
+    """The register reservations an active, denying Consent holds (its category codes)."""
+    provision = consent.get("provision") or {}
+    if consent.get("status") != "active" or provision.get("type") != "deny":
+        return set()
+    return {
+        coding.get("code")
+        for concept in consent.get("category") or ()
+        for coding in concept.get("coding") or ()
+        if coding.get("system") == REGISTER_RESERVATION
+    } - {None}
 
 
 def _denied_codes(consent: dict) -> set[str]:

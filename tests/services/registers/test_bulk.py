@@ -80,21 +80,23 @@ def extra_resources() -> list[dict]:
 
 
 def consent(id_: str, patient: str, system: str, code: str) -> dict:
-    category = REGISTER_RESERVATION if system == REGISTER_RESERVATION else KJ
-    return {
+    """A register reservation (its category, denying, as the KPR feed reads it) or a
+    kjernejournal setting (nested deny provisions, as kjernejournal writes them)."""
+    body: dict = {
         "resourceType": "Consent",
         "id": id_,
         "status": "active",
         "scope": {"coding": [{"code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": category, "code": "personvern"}]}],
         "patient": {"reference": f"Patient/{patient}"},
-        "provision": {
-            "type": "permit",
-            "provision": [
-                {"type": "deny", "code": [{"coding": [{"system": system, "code": code}]}]}
-            ],
-        },
     }
+    if system == REGISTER_RESERVATION:
+        body["category"] = [{"coding": [{"system": system, "code": code}]}]
+        body["provision"] = {"type": "deny"}
+    else:
+        deny = {"type": "deny", "code": [{"coding": [{"system": system, "code": code}]}]}
+        body["category"] = [{"coding": [{"system": KJ, "code": "personvern"}]}]
+        body["provision"] = {"type": "permit", "provision": [deny]}
+    return body
 
 
 class Bulk:

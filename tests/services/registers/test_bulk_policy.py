@@ -22,13 +22,20 @@ FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 
 
 def consent(patient: str, system: str, code: str, status: str = "active") -> tuple[str, bytes]:
-    deny = {"type": "deny", "code": [{"coding": [{"system": system, "code": code}]}]}
-    body = {
+    """A register reservation (its category, denying, as the KPR feed reads it) or a
+    kjernejournal setting (nested deny provisions, as kjernejournal writes them)."""
+    body: dict = {
         "resourceType": "Consent",
         "status": status,
         "patient": {"reference": f"Patient/{patient}"},
-        "provision": {"type": "permit", "provision": [deny]},
     }
+    if system == REGISTER_RESERVATION:
+        body["category"] = [{"coding": [{"system": system, "code": code}]}]
+        body["provision"] = {"type": "deny"}
+    else:
+        deny = {"type": "deny", "code": [{"coding": [{"system": system, "code": code}]}]}
+        body["category"] = [{"coding": [{"system": KJ, "code": "personvern"}]}]
+        body["provision"] = {"type": "permit", "provision": [deny]}
     return patient, orjson.dumps(body)
 
 
