@@ -46,6 +46,7 @@ from enjournal.services.registers.pseudonyms import (
     DIRECT_IDENTIFIERS,
     Pseudonymiser,
     load_key,
+    without_direct_identifiers,
 )
 
 DEFINITION = "https://enjournal.no/fhir/OperationDefinition/register-export"
@@ -307,7 +308,8 @@ def write_file_set(
     for file, rows in made.files.items():
         columns = feed.description["files"][file]
         _refuse_identifying(feed, columns)
-        files += _write_table(folder / f"{feed.name}-{file}-{period.label}", columns, rows)
+        clean = [without_direct_identifiers(row) for row in rows]  # whatever a view selected
+        files += _write_table(folder / f"{feed.name}-{file}-{period.label}", columns, clean)
     identity_dir = folder / feed.description["identity"]["file"]
     identity_dir.mkdir(exist_ok=True)
     identity_dir.chmod(0o700)

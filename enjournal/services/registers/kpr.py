@@ -289,25 +289,20 @@ class _Build:
     def _service(self, row: dict) -> dict | None:
         ref = f"EpisodeOfCare/{_id(row['service_key'])}"
         code = row.get("service_code")
+        municipality = self._municipality_of(row.get("patient_key"))
         if not code:
             if not row.get("typed"):  # a typed episode of another kind is not a service
-                municipality = self._municipality_of(row.get("patient_key"))
                 self.findings.add("service-type-missing", ref, municipality)
             return None
         if row.get("status") in NOT_DONE:
             return None
-        person = self.person(row.get("patient_key"), ref)
         first, last = _date(row.get("start")), _date(row.get("end"))
-        if code not in SERVICES:
-            self.findings.add("service-code-invalid", ref, person["kommune"])
-        if first is None:
-            self.findings.add("service-start-missing", ref, person["kommune"])
-        elif (last is not None and last < first) or first < EARLIEST_START:
-            self.findings.add("service-dates-invalid", ref, person["kommune"])
+        self._service_checks(code, first, last, ref, municipality)
         days = self.period.days_overlapping(first, last) if first else None
         if first is not None and days == 0:
-            return None  # the period's search matched an end time zone away: not in it
-        self._hours_checks(code, row.get("hours_per_week"), ref, person["kommune"])
+            return None  # matched by the search (an end a time zone away), not in the period
+        person = self.person(row.get("patient_key"), ref)
+        self._hours_checks(code, row.get("hours_per_week"), ref, municipality)
         if code == ALARM:
             self.alarm_persons.add(_id(row["patient_key"]))
         return {
@@ -319,6 +314,14 @@ class _Build:
             "dager_i_perioden": days,
             "timer_per_uke": row.get("hours_per_week"),
         }
+
+    def _service_checks(self, code: str, first, last, ref: str, municipality) -> None:
+        if code not in SERVICES:
+            self.findings.add("service-code-invalid", ref, municipality)
+        if first is None:
+            self.findings.add("service-start-missing", ref, municipality)
+        elif (last is not None and last < first) or first < EARLIEST_START:
+            self.findings.add("service-dates-invalid", ref, municipality)
 
     def _hours_checks(self, code: str, hours, ref: str, municipality) -> None:
         if code in TIME_BASED and hours is None:
