@@ -213,6 +213,8 @@ def test_every_platform_has_every_service_and_keeps_its_own_tables():
         "vkp-evaluate-gateway-readings",
         "vkp-missing-measurements",
         "vkp-silent-devices",
+        "bulk-export",
+        "register-kpr-daily-feedback",
     }
     assert one.hooks and one.consent_systems and one.hooks == two.hooks
     one.operations.remove("MedicationRequest", "prescribe", False)

@@ -25,13 +25,15 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -42,8 +44,10 @@ from enjournal.rest.operations import Operation
 from enjournal.security.principal import Principal
 from enjournal.services import Job
 from enjournal.services.inputs import operation_parameters, refused
+from enjournal.services.registers import kpr
 from enjournal.services.registers.pseudonyms import (
     DIRECT_IDENTIFIERS,
+    KEY_BYTES,
     Pseudonymiser,
     load_key,
     without_direct_identifiers,
@@ -55,6 +59,8 @@ EXTRACT_CLIENT = "register-extract"
 # is a Consent of this category (code "<register>-fnr"); the platform had no such kind.
 RESERVATION = "https://enjournal.no/fhir/CodeSystem/register-reservation"
 PAGE = 500
+NORWAY = ZoneInfo("Europe/Oslo")
+FEEDBACK_EVERY = 3_600.0  # seconds: the job looks each hour, writes once a day
 # ids per _id search: within the parser's limits (100 values, 2,048 characters a value)
 IDS_PER_SEARCH, ID_CHARS = 100, 2_000
 # What the extract reads (read and search only; never a register's scope: the policy keeps
@@ -285,19 +291,30 @@ async def export(
 ) -> dict:
     """Make ``name``'s file set for a period; returns its manifest.  UnknownRegister,
     BadPeriod or MissingKey before anything is read."""
-    from enjournal.services.registers import kpr
-
     feed = load_feed(name)
     period = parse_period(period_text)
     key = load_key(platform.settings.register_keys, name)
     progress = progress or Progress()
-    builders = {"kpr": kpr.extract}
-    made = await builders[name](feed, Reader(platform), period, Pseudonymiser(name, key), progress)
+    made = await BUILDERS[name](feed, Reader(platform), period, Pseudonymiser(name, key), progress)
     progress.step("writing the files")
     folder = Path(out or platform.settings.register_out) / name / period.label
     manifest = write_file_set(feed, period, made, folder, platform.clock(), key)
     progress.step("done")
     return manifest
+
+
+async def quality_report(platform, name: str, period_text: str, now: datetime) -> Path:
+    """Only the data-quality report of a period, as ``kvalitet/<name>-kvalitet-<period>-
+    <day>.json`` in the period's folder: the municipality's daily feedback.  It needs no
+    register key: the run pseudonymises with a throwaway one, and writes no pseudonym."""
+    feed, period = load_feed(name), parse_period(period_text)
+    throwaway = Pseudonymiser(name, secrets.token_bytes(KEY_BYTES))
+    made = await BUILDERS[name](feed, Reader(platform), period, throwaway, Progress())
+    folder = Path(platform.settings.register_out) / name / period.label / "kvalitet"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-kvalitet-{period.label}-{now.date().isoformat()}.json"
+    path.write_bytes(jsonio.dumps({**made.report, "generated": now.isoformat()}))
+    return path
 
 
 def write_file_set(
@@ -375,6 +392,10 @@ def _open_private(path: Path):
 # ---- the operation ------------------------------------------------------------------------
 
 
+# A register's module: ``extract(feed, reader, period, pseudonyms, progress) -> Extract``.
+BUILDERS: dict[str, Callable[..., Awaitable[Extract]]] = {"kpr": kpr.extract}
+
+
 def register(platform) -> None:
     """``$register-export``, and the reservation Consents' category, which is a register's
     rule, not an access restriction the guard should apply."""
@@ -427,4 +448,26 @@ def _manifest_parameters(manifest: dict) -> dict:
 
 
 def jobs(platform) -> list[Job]:
-    return []
+    """During KPR's feedback days (1-15 January, Norwegian time) the municipality gets the
+    previous year's data-quality report once a day (domain.md 10)."""
+
+    async def daily_feedback(_store, now: datetime) -> int:
+        return await feedback(platform, now)
+
+    return [Job("register-kpr-daily-feedback", FEEDBACK_EVERY, daily_feedback)]
+
+
+async def feedback(platform, now: datetime) -> int:
+    """Write today's report if it is a feedback day and today's is not written yet."""
+    from enjournal.services.registers.quality import Deadline
+
+    today = now.astimezone(NORWAY).date()
+    deadline = Deadline.after(today.year - 1)
+    if not deadline.feedback_from <= today <= deadline.due:
+        return 0
+    year = str(today.year - 1)
+    written = Path(platform.settings.register_out) / "kpr" / year / "kvalitet"
+    if (written / f"kpr-kvalitet-{year}-{today.isoformat()}.json").exists():
+        return 0
+    await quality_report(platform, "kpr", year, now.astimezone(NORWAY))
+    return 1

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -255,6 +256,25 @@ async def test_the_operation_is_for_a_registers_client(world):
     everything = Principal("system", "all", "all", frozenset({"register/*"}), "All registers")
     status, answer = await _operation(platform, everything, "npr", "2024")
     assert status == 400 and "unknown register 'npr'" in answer["issue"][0]["diagnostics"]
+
+
+async def test_daily_feedback_from_1_to_15_january(world, monkeypatch):
+    platform = world
+    monkeypatch.setattr(platform, "settings", replace(platform.settings, register_keys=None))
+    job = next(j for j in feeds.jobs(platform) if j.name == "register-kpr-daily-feedback")
+    assert await job.run(None, datetime(2024, 12, 31, 12, tzinfo=UTC)) == 0
+    first = datetime(2024, 12, 31, 23, 30, tzinfo=UTC)  # 1 January in Norway
+    assert await job.run(None, first) == 1  # no register key needed: no pseudonym is written
+    assert await job.run(None, first + timedelta(minutes=20)) == 0  # once a day
+    assert await job.run(None, datetime(2025, 1, 15, 10, tzinfo=UTC)) == 1
+    assert await job.run(None, datetime(2025, 1, 16, 10, tzinfo=UTC)) == 0
+    folder = Path(platform.settings.register_out) / "kpr" / "2024" / "kvalitet"
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == ["kpr-kvalitet-2024-2025-01-01.json", "kpr-kvalitet-2024-2025-01-15.json"]
+    report = json.loads((folder / written[0]).read_text())
+    assert report["period"] == "2024" and report["deadline"] == "2025-01-15"
+    assert report["rows"]["tjenester"] > 0
+    assert not (folder.parent / "identitet").exists()
 
 
 def test_periods():
