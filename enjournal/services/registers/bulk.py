@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound
 from enjournal.rest.message import FhirResponse, info_outcome
@@ -158,7 +159,8 @@ async def _group_patients(tx, group_id: str, asked: list[str] | None) -> list[st
 
 
 def _request_url(request) -> str:
-    query = "&".join(f"{k}={v}" for k, v in request.params)
+    """The kick-off's URL (a POST's parameters are in its body, not here, as the IG says)."""
+    query = urlencode(request.params, safe=",")
     url = f"{request.base_url}/{'/'.join(request.path)}"
     return f"{url}?{query}" if query else url
 
@@ -212,8 +214,8 @@ async def poll(request, repo, settings) -> FhirResponse:
 async def _own_job(request, tx) -> db.ExportJob:
     """The job the request names, if the caller started it (404 otherwise, as for none)."""
     job_id = request.param("_jobId") or ""
+    principal = _exporter(request)
     job = await db.read_job(tx, job_id) if job_id else None
-    principal = request.context.principal if request.context is not None else None
     if job is None or (principal is not None and job.client_id != principal.client_id):
         raise NotFound(f"no export {job_id[:64]!r}")
     return job

@@ -30,7 +30,7 @@ from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
 from enjournal.settings import Settings
-from tests.security.conftest import world
+from tests.security.conftest import USERS, world
 
 BASE = "http://test"
 ISSUER = f"{BASE}/oidc"
@@ -173,7 +173,9 @@ async def bulk(store, tmp_path):
         patient = orjson.loads(siri.content)
         patient["meta"]["security"] = [{"system": ADDRESS_PROTECTION, "code": "strengt-fortrolig"}]
         await tx.update(patient, "siri")
-    provider = Provider(ProviderConfig(issuer=ISSUER, key=keys.generate(), clients=CLIENTS))
+    provider = Provider(
+        ProviderConfig(issuer=ISSUER, key=keys.generate(), clients=CLIENTS, users=[USERS["gp"]])
+    )
     security = Security(
         verifier=TokenVerifier([provider.issuer_config()]),
         provider=provider,
@@ -276,6 +278,17 @@ async def test_lenient_handling_ignores_what_is_not_supported_and_says_so(bulk):
     assert [e["type"] for e in manifest["error"]] == ["OperationOutcome"]
     r = await bulk.http.get(manifest["error"][0]["url"], headers=await bulk.headers())
     assert "includeAssociatedData" in r.text
+
+
+async def test_health_personnel_may_not_export_nor_poll(bulk):
+    r = await bulk.kick_off("/fhir/$export")
+    status_url = r.headers["content-location"]
+    gp = {
+        "Authorization": f"Bearer {bulk.provider.issue_token(USERS['gp'], scopes='user/*.cruds')}"
+    }
+    refused = await bulk.http.get("/fhir/$export", headers={**gp, **ASYNC})
+    assert refused.status_code == 403
+    assert (await bulk.http.get(status_url, headers=gp)).status_code == 403
 
 
 async def test_only_system_clients_within_their_scopes(bulk):
