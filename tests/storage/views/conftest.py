@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
+
 SUITE_TEST = "test_official_suite.py::test_official_case["
 counts: dict[str, dict[str, int]] = defaultdict(lambda: {"passed": 0, "total": 0})
 
@@ -25,6 +27,17 @@ def pytest_terminal_summary(terminalreporter):
         f"{engine} {c['passed']} passed / {c['total']}" for engine, c in sorted(counts.items())
     ]
     terminalreporter.write_line("SQL-on-FHIR v2 suite: " + ", ".join(parts))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def postgres_engine_server():
+    """The PostgreSQL view engine runs on the test server (tests/conftest.py's PG_DSN)."""
+    from enjournal.storage.views import ENGINES
+    from tests.conftest import PG_DSN
+
+    engine = ENGINES.get("postgres")
+    if engine is not None:
+        engine.configure(PG_DSN)
 
 
 def pytest_sessionfinish(session):

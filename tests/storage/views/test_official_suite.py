@@ -88,6 +88,8 @@ def cases() -> list:
                 marks = []
                 if engine == "spark":
                     marks.append(pytest.mark.slow)
+                if engine == "postgres":
+                    marks.append(pytest.mark.postgres)
                 reason = unsupported(engine, suite["stem"], case["title"])
                 if reason:
                     marks.append(pytest.mark.xfail(strict=True, reason=f"{engine}: {reason}"))

@@ -1,0 +1,488 @@
+"""The PostgreSQL engine: the same compiled view as PostgreSQL SQL over ``jsonb``, over
+resources given to it or over the platform's own store.
+
+A collection is a ``jsonb`` array.  A field is read with lax SQL/JSON path
+(``jsonb_path_query_array(v, 'lax $."name"[*]')``: an array field spreads into its items, a
+missing one is empty); the list work the other engines do with lambdas is a correlated
+subquery over ``jsonb_array_elements(...) WITH ORDINALITY`` (its order kept), and a chain of
+fields (``name.given``) becomes one path.  The whole view is one query: the resources of the
+view's type that pass its ``where``, each joined LATERAL to ``jsonb_array_elements`` of its
+rows.  Nothing is evaluated row by row in Python.
+
+Two sources:
+
+- ``run_view(view, source, engine="postgres")`` (the engine contract of
+  ``enjournal.storage.views``): ``source`` is resource dicts or NDJSON (``.gz``) / Parquet
+  paths, copied (``COPY``) into a temporary table on a connection of its own, run, dropped.
+  The server is ``PostgresEngine.dsn``: ``configure(dsn)``, else the environment's
+  ``ENJOURNAL_VIEWS_POSTGRES``, else ``ENJOURNAL_DATABASE_URL`` when it names PostgreSQL.
+  It may be called from inside an event loop (it then runs on a thread of its own).
+
+- **Over the store** (async, on the store's own pool; the store must be PostgreSQL)::
+
+      async for batch in view_batches(store, view, since_ms=..., patients=[...],
+                                      excluded_patients=policy.excluded, batch_rows=5000):
+          ...   # batch: list of row tuples, columns in column_names(view) order
+      result = await run_store_view(store, view, ...)   # the same, collected: ViewResult
+
+  It reads the current, not deleted version of each resource of the view's type from
+  ``resources`` (the stored JSON, ``content``), selected as bulk export selects
+  (``storage.exports``, the same SQL): ``since_ms`` (epoch ms, ``_since`` on
+  ``last_updated``), ``patients`` (their Patient compartments only), ``type_filters``
+  (parsed ``_typeFilter`` searches, any may match) and ``excluded_patients``: nothing that
+  is, or refers to, one of them.  The caller passes the register's privacy policy
+  (``enjournal.security.exports.export_policy(...).excluded``, its inputs read by
+  ``storage.exports.protected_patients`` / ``consents_of_category``); the policy's
+  redactions and kjernejournal hiding are not applied to view rows (ASSUMED: a register
+  feed selects coded facts, not the identity elements redaction removes).  The rows come
+  from a server-side cursor in a read-only REPEATABLE READ transaction, ``batch_rows`` at a
+  time, so a view over millions of resources holds one batch in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import re
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from enjournal.fhir.errors import Invalid, NotSupported
+from enjournal.fhir.viewdefinition import Column, View, column_names, plan
+from enjournal.storage.postgres import _numbered, storage_error
+from enjournal.storage.views import ViewResult, file_paths, register_engine
+from enjournal.storage.views.compile import (
+    ERROR_MARK,
+    INTEGER_TYPES,
+    Compiler,
+    Context,
+    Dialect,
+)
+
+EMPTY = "'[]'::jsonb"
+DEFAULT_BATCH_ROWS = 5000
+SIMPLE_PATH = re.compile(r"^jsonb_path_query_array\((.*), '(lax \$[^']*)'\)$", re.S)
+
+
+@dataclass(frozen=True)
+class Cast:
+    sql_type: str
+    json_type: str
+    convert: str  # {} is the jsonb value
+
+
+CASTS = {
+    "boolean": Cast("boolean", "boolean", "({})::boolean"),
+    "integer": Cast("bigint", "number", "({})::numeric::bigint"),
+    "decimal": Cast("double precision", "number", "({})::double precision"),
+}
+
+
+def cast_of(column: Column) -> Cast | None:
+    if column.type in INTEGER_TYPES:
+        return CASTS["integer"]
+    return CASTS.get(column.type or "")
+
+
+class PgDialect(Dialect):
+    """PostgreSQL over jsonb.  ``var`` names both a subquery and its element column, which
+    also has ``k``/``v`` (a keyed element's key and value, for ``repeat``)."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        # Paths made by ``child`` and ``flatten``: SQL text -> (jsonb base, lax path), so
+        # ``flatten(transform(path, v, child(v, name)))`` becomes one longer path.
+        self.paths: dict[str, tuple[str, str]] = {}
+        self.mapped: dict[str, tuple[str, str]] = {}
+
+    def elements(self, items: str, var: str, index: str) -> str:
+        """A FROM item: the elements of ``items`` as ``var``, 1-based position ``index``."""
+        return (
+            f"(SELECT _e.e AS {var}, _e.e ->> 'k' AS k, _e.e -> 'v' AS v, _e.n AS {index} "
+            f"FROM jsonb_array_elements({items}) WITH ORDINALITY AS _e(e, n)) AS {var}"
+        )
+
+    def transform(self, items: str, var: str, body: str) -> str:
+        sql = self.transform_indexed(items, var, f"{var}_n", body)
+        found = self.paths.get(body)
+        if found is not None and found[0] == var:
+            self.mapped[sql] = (items, found[1])
+        return sql
+
+    def transform_indexed(self, items: str, var: str, index: str, body: str) -> str:
+        return (
+            f"(SELECT coalesce(jsonb_agg({body} ORDER BY {index}), {EMPTY}) "
+            f"FROM {self.elements(items, var, index)})"
+        )
+
+    def position(self, index: str) -> str:
+        return f"({index} - 1)"
+
+    def filter(self, items: str, var: str, condition: str) -> str:
+        index = f"{var}_n"
+        return (
+            f"(SELECT coalesce(jsonb_agg({var} ORDER BY {index}), {EMPTY}) "
+            f"FROM {self.elements(items, var, index)} WHERE {condition})"
+        )
+
+    def flatten(self, lists: str) -> str:
+        mapped = self.mapped.get(lists)
+        if mapped is not None:
+            items, step = mapped
+            step = step.removeprefix("lax $")
+            inner = self.paths.get(items)
+            if inner is not None:  # a path of a path: one path
+                return self.path(inner[0], inner[1] + step)
+            return self.path(items, "lax $[*]" + step)
+        return f"jsonb_path_query_array({lists}, 'lax $[*][*]')"
+
+    def path(self, base: str, path: str) -> str:
+        sql = f"jsonb_path_query_array({base}, '{path}')"
+        self.paths[sql] = (base, path)
+        return sql
+
+    def concat(self, *lists: str) -> str:
+        return lists[0] if len(lists) == 1 else "(" + " || ".join(lists) + ")"
+
+    def size(self, items: str) -> str:
+        return f"jsonb_array_length({items})"
+
+    def slice(self, items: str, start: str, length: str) -> str:
+        if start.isdigit() and length.isdigit():
+            first = int(start) - 1
+            return f"jsonb_path_query_array({items}, 'lax $[{first} to {first + int(length) - 1}]')"
+        return (
+            f"(SELECT coalesce(jsonb_agg(_s.e ORDER BY _s.n), {EMPTY}) "
+            f"FROM jsonb_array_elements({items}) WITH ORDINALITY AS _s(e, n) "
+            f"WHERE _s.n >= {start} AND _s.n < {start} + {length})"
+        )
+
+    def item(self, items: str, index: int) -> str:
+        return f"(({items}) -> {index})"
+
+    def array(self, *items: str) -> str:
+        return f"jsonb_build_array({', '.join(items)})" if items else EMPTY
+
+    def empty(self) -> str:
+        return EMPTY
+
+    def null(self) -> str:
+        return "NULL::jsonb"
+
+    def child(self, value: str, name: str) -> str:
+        return self.path(value, f'lax $."{name}"[*] ? (@.type() != "null")')
+
+    def json(self, text: str) -> str:
+        return f"{self.quote(text)}::jsonb"
+
+    def typed(self, value: str, kind: str) -> str:
+        return f"(jsonb_typeof({value}) = '{kind}')"
+
+    def is_number(self, value: str) -> str:
+        return self.typed(value, "number")
+
+    def is_integer(self, value: str) -> str:
+        return f"({self.typed(value, 'number')} AND ({value})::text !~ '[.eE]')"
+
+    def is_string(self, value: str) -> str:
+        return self.typed(value, "string")
+
+    def is_boolean(self, value: str) -> str:
+        return self.typed(value, "boolean")
+
+    def is_object(self, value: str) -> str:
+        return self.typed(value, "object")
+
+    def convert(self, value: str, cast: Cast) -> str:
+        converted = cast.convert.format(value)
+        return f"(CASE WHEN {self.typed(value, cast.json_type)} THEN {converted} END)"
+
+    def as_double(self, value: str) -> str:
+        return self.convert(value, CASTS["decimal"])
+
+    def as_bigint(self, value: str) -> str:
+        return self.convert(value, CASTS["integer"])
+
+    def as_string(self, value: str) -> str:
+        return f"(({value}) #>> '{{}}')"
+
+    def as_boolean(self, value: str) -> str:
+        return self.convert(value, CASTS["boolean"])
+
+    def from_sql(self, scalar: str) -> str:
+        return f"to_jsonb({scalar})"
+
+    def to_json_array(self, items: str) -> str:
+        return items
+
+    def error(self, message: str) -> str:
+        """A BOOLEAN that raises with ``message`` when evaluated: a cast of text that is
+        not a boolean; ``now()`` keeps the planner from folding it in a branch never run."""
+        text = self.quote(f"{ERROR_MARK} {message}")
+        return f"(({text} || left(now()::text, 0))::boolean)"
+
+    def join(self, strings: str, separator: str) -> str:
+        return (
+            f"(SELECT coalesce(string_agg(_j.s, {separator} ORDER BY _j.n), '') "
+            f"FROM jsonb_array_elements_text({strings}) WITH ORDINALITY AS _j(s, n))"
+        )
+
+    def regexp_extract(self, text: str, pattern: str, group: int) -> str:
+        return f"(regexp_match({text}, {self.quote(pattern)}))[{group}]"
+
+    def key_string(self, index: str) -> str:
+        return f"lpad(CAST({index} AS text), 6, '0')"
+
+    def keyed(self, key: str, value: str) -> str:
+        return f"jsonb_build_object('k', {key}, 'v', {value})"
+
+    def sort_keyed(self, items: str) -> str:
+        return (
+            f"(SELECT coalesce(jsonb_agg(_k.e ORDER BY _k.e ->> 'k' COLLATE \"C\"), {EMPTY}) "
+            f"FROM jsonb_array_elements({items}) AS _k(e))"
+        )
+
+    def output(self, value: str, column: Column) -> str:
+        cast = cast_of(column)
+        if not column.collection:
+            return self.convert(value, cast) if cast else self.as_string(value)
+        each = self.convert("_o.e", cast) if cast else self.as_string("_o.e")
+        return (
+            f"(CASE WHEN {self.typed(value, 'array')} THEN ARRAY(SELECT {each} "
+            f"FROM jsonb_array_elements({value}) WITH ORDINALITY AS _o(e, n) ORDER BY _o.n) END)"
+        )
+
+    def query(self, rows: str, source: str, resource: str, where: str, outputs: list[str]) -> str:
+        """``source``: a relation with ``type`` (text) and ``resource`` (jsonb).  OFFSET 0
+        keeps the type test before ``where`` (which may raise on other types)."""
+        names = ", ".join(f"{out} AS c{i}" for i, out in enumerate(outputs))
+        return (
+            f"SELECT {names} FROM (SELECT resource AS _resource FROM {source} "
+            f"WHERE type = {self.quote(resource)} OFFSET 0) AS _s "
+            f"CROSS JOIN LATERAL jsonb_array_elements({rows}) AS _x(_row) WHERE {where}"
+        )
+
+
+class PgCompiler(Compiler):
+    """The shared compiler, with the two places PostgreSQL differs: a ``let`` keeps its
+    value's SQL type (a subquery, not a one-element list), and a column's error is jsonb."""
+
+    d: PgDialect
+
+    def let(self, value: str, body) -> str:
+        var = self.fresh()
+        return f"(SELECT {body(var)} FROM (SELECT {value} AS {var}) AS {var})"
+
+    def column(self, column: Column, ctx: Context) -> str:
+        d = self.d
+        compiled = self.expr(column.path, ctx)
+        if compiled.kind == "boolean" and not column.collection:
+            return self.let(
+                compiled.sql,
+                lambda b: f"CASE WHEN {b} IS NULL THEN {d.null()} ELSE {d.from_sql(b)} END",
+            )
+        items = self.collection(column.path, ctx) if compiled.kind == "boolean" else compiled.sql
+        if column.collection:
+            return items
+        error = d.from_sql(
+            d.error(
+                f"column {column.name} ({column.expression}) gives several values; "
+                "set collection: true"
+            )
+        )
+        return self.let(
+            items,
+            lambda v: f"CASE WHEN {d.size(v)} > 1 THEN {error} ELSE {d.item(v, 0)} END",
+        )
+
+
+def compile_view(view: View, source: str, limit: int | None = None) -> str:
+    sql = PgCompiler(PgDialect(), view).query(source)
+    return sql if limit is None else f"{sql} LIMIT {int(limit)}"
+
+
+def view_error(error: Exception) -> Exception:
+    """A row that breaks the view -> Invalid; a driver error -> the store's FHIR error."""
+    message = str(error)
+    if ERROR_MARK in message:
+        return Invalid("view: " + message.split(ERROR_MARK, 1)[1].strip().rstrip('"'))
+    return storage_error(error) or error
+
+
+# ---- resources given to the engine -------------------------------------------------------
+
+SOURCE_TABLE = "_sof_source"
+# A view is one deep expression: JIT compiling it takes seconds (more than it saves).
+SESSION = {"jit": "off"}
+
+
+class PostgresEngine:
+    """Views on PostgreSQL over resource dicts or NDJSON/Parquet paths (a temporary table
+    on a connection of its own to ``dsn``); over the store: ``view_batches``."""
+
+    name = "postgres"
+
+    def __init__(self, dsn: str | None = None) -> None:
+        self.dsn = dsn
+
+    def configure(self, dsn: str | None) -> None:
+        self.dsn = dsn
+
+    def server(self) -> str:
+        dsn = self.dsn or os.environ.get("ENJOURNAL_VIEWS_POSTGRES")
+        if not dsn:
+            database = os.environ.get("ENJOURNAL_DATABASE_URL", "")
+            dsn = database if database.startswith(("postgresql:", "postgres:")) else None
+        if not dsn:
+            raise NotSupported(
+                "the postgres view engine has no server: set ENJOURNAL_VIEWS_POSTGRES"
+            )
+        return dsn
+
+    def run(self, view: View, source: Any, limit: int | None = None) -> ViewResult:
+        sql = compile_view(view, SOURCE_TABLE, limit)
+        dsn = self.server()
+        rows = in_own_loop(lambda: run_inline(dsn, sql, records(source)))
+        return ViewResult(column_names(view), rows)
+
+
+async def run_inline(dsn: str, sql: str, source: Iterable[tuple[str, str]]) -> list[tuple]:
+    connection = await asyncpg.connect(dsn, server_settings=SESSION)
+    try:
+        async with connection.transaction():
+            await connection.execute(
+                f"CREATE TEMP TABLE {SOURCE_TABLE} (type text, resource jsonb) ON COMMIT DROP"
+            )
+            await connection.copy_records_to_table(SOURCE_TABLE, records=source)
+            try:
+                return [tuple(row) for row in await connection.fetch(sql)]
+            except asyncpg.PostgresError as error:
+                raise view_error(error) from None
+    finally:
+        await connection.close()
+
+
+def in_own_loop(make):
+    """Run the coroutine ``make()`` to its end, also when called inside an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(lambda: asyncio.run(make())).result()
+
+
+def records(source: Any) -> Iterator[tuple[str, str]]:
+    """(resourceType, JSON text) of each resource of ``source``."""
+    paths = file_paths(source)
+    if paths is None:
+        for resource in source:
+            yield resource.get("resourceType", ""), json.dumps(resource)
+        return
+    parquet = [p for p in paths if p.endswith(".parquet")]
+    if parquet and len(parquet) != len(paths):
+        raise Invalid("a view's source files are either all NDJSON or all Parquet")
+    for path in paths:
+        yield from (parquet_records(path) if parquet else ndjson_records(path))
+
+
+def ndjson_records(path: str) -> Iterator[tuple[str, str]]:
+    opener: Any = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line).get("resourceType", ""), line
+
+
+def parquet_records(path: str) -> Iterator[tuple[str, str]]:
+    import pyarrow.parquet
+
+    table = pyarrow.parquet.read_table(path)
+    for row in table.to_pylist():
+        text = row["resource"] if "resource" in row else json.dumps(row, default=str)
+        yield json.loads(text).get("resourceType", ""), text
+
+
+# ---- over the store ----------------------------------------------------------------------
+
+
+async def view_batches(
+    store: Any,
+    view: dict | View,
+    *,
+    since_ms: int | None = None,
+    patients: Sequence[str] | None = None,
+    excluded_patients: Collection[str] = (),
+    type_filters: Sequence[Any] = (),
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    limit: int | None = None,
+) -> AsyncIterator[list[tuple]]:
+    """The view's rows over the store's current resources, ``batch_rows`` at a time (see
+    the module docstring); ``Invalid`` for a bad view or a row that breaks it."""
+    planned = view if isinstance(view, View) else plan(view)
+    if store.dialect != "postgres":
+        raise NotSupported(
+            f"the postgres view engine runs on a PostgreSQL store, not {store.dialect}"
+        )
+    if batch_rows < 1:
+        raise Invalid("batch_rows must be positive")
+    args: list[Any] = []
+    source = store_source(
+        planned.resource, since_ms, patients, excluded_patients, type_filters, args
+    )
+    sql = compile_view(planned, source, limit)
+    async with store.transaction(write=False) as tx:
+        raw = tx._conn.raw
+        try:
+            async with raw.transaction(isolation="repeatable_read", readonly=True):
+                await raw.execute("SET LOCAL jit = off")
+                cursor = await raw.cursor(sql, *args)
+                while batch := await cursor.fetch(batch_rows):
+                    yield [tuple(row) for row in batch]
+        except asyncpg.PostgresError as error:
+            raise view_error(error) from None
+
+
+async def run_store_view(store: Any, view: dict | View, **selection: Any) -> ViewResult:
+    """``view_batches`` collected into one ViewResult (for small selections)."""
+    planned = view if isinstance(view, View) else plan(view)
+    rows: list[tuple] = []
+    async for batch in view_batches(store, planned, **selection):
+        rows.extend(batch)
+    return ViewResult(column_names(planned), rows)
+
+
+def store_source(
+    type_: str,
+    since_ms: int | None,
+    patients: Sequence[str] | None,
+    excluded: Collection[str],
+    type_filters: Sequence[Any],
+    args: list,
+) -> str:
+    """The store's resources as the relation the compiled query reads (``type``,
+    ``resource``), selected by bulk export's own WHERE (its arguments go to ``args``)."""
+    from enjournal.storage.exports import Selection, _where
+
+    selection = Selection(
+        type_,
+        since_ms=since_ms,
+        filters=tuple(type_filters),
+        patients=tuple(patients) if patients is not None else None,
+        excluded=tuple(sorted(excluded)),
+    )
+    where = _numbered(_where("postgres", selection, 0, args))
+    return (
+        "(SELECT r.type, convert_from(r.content, 'UTF8')::jsonb AS resource "
+        f"FROM resources r WHERE {where}) AS _store"
+    )
+
+
+register_engine(PostgresEngine())
