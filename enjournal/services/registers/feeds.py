@@ -67,7 +67,15 @@ IDS_PER_SEARCH, ID_CHARS = 100, 2_000
 # a register's own client out of direct reads).
 EXTRACT_SCOPES = frozenset(
     f"system/{t}.rs"
-    for t in ("Patient", "Encounter", "Condition", "EpisodeOfCare", "Organization", "Device")
+    for t in (
+        "Patient",
+        "Encounter",
+        "Condition",
+        "EpisodeOfCare",
+        "Organization",
+        "Device",
+        "Task",
+    )
 ) | {"system/Consent.rs", "system/CodeSystem.rs"}
 
 
@@ -92,9 +100,10 @@ class Period:
     def yearly(self) -> bool:
         return len(self.label) == 4
 
-    def search(self) -> list[tuple[str, str]]:
+    def search(self, parameter: str = "date") -> list[tuple[str, str]]:
         """FHIR date criteria matching what overlaps the period."""
-        return [("date", f"ge{self.start.isoformat()}"), ("date", f"lt{self.end.isoformat()}")]
+        start, end = self.start.isoformat(), self.end.isoformat()
+        return [(parameter, f"ge{start}"), (parameter, f"lt{end}")]
 
     def days_overlapping(self, first: date, last: date | None) -> int:
         """Days of [first, last] (last None: ongoing) inside the period."""

@@ -51,14 +51,16 @@ SERVICES = {
 TIME_BASED = frozenset({"1", "2", "3", "15"})  # decided in hours per week
 ALARM = "6"
 EARLIEST_START = date(1980, 1, 1)  # KPR's validity rule for a service's start
+VKP_ALERT = "https://enjournal.no/fhir/CodeSystem/vkp-alert"  # velferdsteknologi's alerts
 
 
 async def extract(feed, reader, period, pseudonyms: Pseudonymiser, progress):
     from enjournal.services.registers.feeds import Extract, run_views
 
-    progress.start(8)
+    progress.start(9)
     activity = await _read_activity(reader, period, progress)
-    rows = run_views(feed, ("contact", "service", "alarm_device", "reservation"), activity)
+    roles = ("contact", "service", "alarm_device", "reservation", "alarm_event")
+    rows = run_views(feed, roles, activity)
     progress.step("running the views")
     details = await _read_details(reader, rows, progress)
     more = run_views(feed, ("condition", "organization", "patient"), details)
@@ -93,6 +95,7 @@ async def _read_activity(reader, period, progress) -> list[dict]:
         ("EpisodeOfCare", period.search(), "services"),
         ("Device", [("status", "active")], "safety alarms"),
         ("Consent", [("status", "active")], "reservations"),
+        ("Task", [("code", f"{VKP_ALERT}|safety-alarm"), *period.search("authored-on")], "alarms"),
     ):
         progress.step(f"reading {what} ({type_})")
         found += await reader.search(type_, params)
@@ -105,7 +108,7 @@ async def _read_details(reader, rows: dict[str, list[dict]], progress) -> list[d
     providers = {r["provider_key"] for r in rows["contact"] if r.get("provider_key")}
     persons = {
         r["patient_key"]
-        for role in ("contact", "service", "alarm_device")
+        for role in ("contact", "service", "alarm_device", "alarm_event")
         for r in rows[role]
         if r.get("patient_key")
     }
@@ -141,6 +144,11 @@ class _Build:
             if r.get("patient_key") and r.get("status") == "active"
         }
         self.persons_used: set[str] = set()
+        self.alarms: dict[str, int] = {}  # person -> safety-alarm events in the period
+        for row in rows["alarm_event"]:
+            if row.get("patient_key"):
+                pid = _id(row["patient_key"])
+                self.alarms[pid] = self.alarms.get(pid, 0) + 1
         self.alarm_persons: set[str] = set()  # with the safety alarm service in the period
         self._person_columns: dict[str, dict] = {}
 
@@ -313,6 +321,7 @@ class _Build:
             "til_dato": last.isoformat() if last else None,
             "dager_i_perioden": days,
             "timer_per_uke": row.get("hours_per_week"),
+            "alarmer_i_perioden": self._alarm_count(code, row.get("patient_key")),
         }
 
     def _service_checks(self, code: str, first, last, ref: str, municipality) -> None:
@@ -329,14 +338,23 @@ class _Build:
         elif hours is not None and not 0 <= float(hours) <= 168:
             self.findings.add("hours-invalid", ref, municipality)
 
+    def _alarm_count(self, code: str, key: str | None) -> int | None:
+        return self.alarms.get(_id(key), 0) if code == ALARM and key else None
+
     def alarms_without_service(self) -> None:
-        """A safety alarm in use by someone without the service (6) decided in the period."""
-        for row in self.rows["alarm_device"]:
-            key = row.get("patient_key")
-            if row.get("status") != "active" or not key or _id(key) in self.alarm_persons:
-                continue
-            ref = f"Device/{_id(row['device_key'])}"
-            self.findings.add("alarm-without-service", ref, self._municipality_of(key))
+        """A safety alarm in use, or raising alarms, for someone without the service (6)
+        decided in the period."""
+        in_use = [
+            (f"Device/{_id(r['device_key'])}", r.get("patient_key"))
+            for r in self.rows["alarm_device"]
+            if r.get("status") == "active"
+        ]
+        raised = [
+            (f"Task/{_id(r['task_key'])}", r.get("patient_key")) for r in self.rows["alarm_event"]
+        ]
+        for ref, key in in_use + raised:
+            if key and _id(key) not in self.alarm_persons:
+                self.findings.add("alarm-without-service", ref, self._municipality_of(key))
 
     def _municipality_of(self, key: str | None) -> str | None:
         found = self.persons.get(_id(key)) if key else None

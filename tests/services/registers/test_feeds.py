@@ -33,6 +33,7 @@ from tests.conftest import MEMORY
 pytestmark = MEMORY
 SEED, GENERATED = 42, 300
 ICPC2 = "urn:oid:2.16.578.1.12.4.1.1.7170"
+VKP_ALERT = "https://enjournal.no/fhir/CodeSystem/vkp-alert"
 
 
 # ---- the population -----------------------------------------------------------------------
@@ -188,6 +189,27 @@ async def test_a_reservation_keeps_the_person_out_of_the_identity_file(world):
     assert number not in Path(after["identity"][0]["path"]).read_text()
     assert len(kept) == len(identity) - 1
     assert after["counts"]["personsReserved"] == 1
+
+
+async def test_safety_alarm_events_are_counted_on_the_service(world):
+    platform = world
+    before = await feeds.export(platform, "kpr", "2024")
+    strays_before = _listed(before, "alarm-without-service")  # the files are rewritten below
+    identity = {r["pseudonym"]: r["fodselsnummer"] for r in read_csv(before["identity"][0]["path"])}
+    alarm_user = next(
+        s["pseudonym"] for s in read_csv(file_of(before, "tjenester")) if s["tjeneste"] == "6"
+    )
+    people = {p["identifier"][0]["value"]: p["id"] for p in await patients(platform)}
+    user = people[identity[alarm_user]]
+    other = next(i for n, i in people.items() if n not in identity.values())
+    for day in ("2024-03-01", "2024-11-30", "2023-12-31"):  # the last one is not in 2024
+        await _store(platform, _alarm(user, day))
+    stray = await _store(platform, _alarm(other, "2024-05-05"))
+    after = await feeds.export(platform, "kpr", "2024")
+    rows = [s for s in read_csv(file_of(after, "tjenester")) if s["pseudonym"] == alarm_user]
+    assert {r["alarmer_i_perioden"] for r in rows if r["tjeneste"] == "6"} == {"2"}
+    assert all(r["alarmer_i_perioden"] == "" for r in rows if r["tjeneste"] != "6")
+    assert _listed(after, "alarm-without-service") == strays_before | {f"Task/{stray}"}
 
 
 async def test_data_quality_findings_on_bad_records(world):
@@ -349,6 +371,26 @@ async def test_the_reader_checks_codes_against_a_loaded_code_system(world):
 async def _checks(manifest: dict) -> dict[str, dict]:
     report = json.loads(Path(manifest["quality"]["path"]).read_text())
     return {c["check"]: c for c in report["checks"]}
+
+
+def _listed(manifest: dict, check: str) -> set[str]:
+    report = json.loads(Path(manifest["quality"]["path"]).read_text())
+    return {
+        ref
+        for checks in report["municipalities"].values()
+        for ref in checks.get(check, {}).get("resources", ())
+    }
+
+
+def _alarm(patient_id: str, day: str) -> dict:
+    return {
+        "resourceType": "Task",
+        "status": "completed",
+        "intent": "order",
+        "code": {"coding": [{"system": VKP_ALERT, "code": "safety-alarm"}]},
+        "for": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": f"{day}T22:10:00+01:00",
+    }
 
 
 async def _operation(platform, principal, register: str, period: str) -> tuple[int, dict]:
