@@ -112,6 +112,19 @@ async def delete_job(tx: Any, job_id: str) -> bool:
     return row is not None
 
 
+async def claimable(store: Any, now: int) -> bool:
+    """Whether any job waits to be claimed: a read, so an idle worker's pass (every second
+    in every server process) takes no write lock."""
+    async with store.transaction(write=False) as tx:
+        row = await _conn(tx).fetchrow(
+            "SELECT 1 FROM export_jobs WHERE status IN (?, ?) AND lease_until < ? LIMIT 1",
+            QUEUED,
+            RUNNING,
+            now,
+        )
+    return row is not None
+
+
 async def claim_jobs(store: Any, worker: str, now: int, lease_ms: int, limit: int) -> list:
     """Claim up to ``limit`` jobs that are queued, or running under a lease that ran out (a
     worker that died): each claimed job is this worker's until ``now + lease_ms``.  Two

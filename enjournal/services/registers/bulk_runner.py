@@ -41,6 +41,7 @@ from enjournal.storage import exports as db
 
 log = logging.getLogger("enjournal.registers.bulk")
 RETRIES, RETRY_AFTER_MS = 5, 30_000
+EXPIRE_EVERY_MS = 60_000
 
 
 def job_dir(settings, job_id: str) -> Path:
@@ -75,6 +76,7 @@ class Exporter:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
     stats: Stats = field(default_factory=Stats)
+    expired_at: int = -EXPIRE_EVERY_MS  # when this worker last deleted expired exports
 
     def now_ms(self) -> int:
         if self.clock is not None:
@@ -82,10 +84,14 @@ class Exporter:
         return int(time.time() * 1000)
 
     async def run_pass(self, store, now) -> int:
-        """One pass: expire old exports, then run every waiting job; how many finished."""
+        """One pass: expire old exports (once a minute), then run every waiting job; how
+        many finished."""
         if not isinstance(store, Store):
             return 0  # the memory store keeps no jobs
-        await self.expire(store, int(now.timestamp() * 1000))
+        now_ms = int(now.timestamp() * 1000)
+        if abs(now_ms - self.expired_at) >= EXPIRE_EVERY_MS:
+            await self.expire(store, now_ms)
+            self.expired_at = now_ms
         return await self.drain(store)
 
     async def drain(self, store) -> int:
@@ -109,8 +115,11 @@ class Exporter:
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _claim(self, store, slots: int) -> list:
+        now = self.now_ms()
+        if slots <= 0 or not await db.claimable(store, now):
+            return []
         lease = self.settings.export_lease_seconds * 1000  # type: ignore[attr-defined]
-        return await db.claim_jobs(store, self.worker, self.now_ms(), lease, slots)
+        return await db.claim_jobs(store, self.worker, now, lease, slots)
 
     async def run_job(self, store, job: db.ExportJob) -> bool:
         """Write one job's files from its checkpoint on; True when it finished."""
