@@ -131,6 +131,8 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  FHIR API:   {base}/fhir   metadata: {base}/fhir/metadata\n"
         f"  login:      {base}/oidc (embedded OpenID Connect provider for the demo users)\n"
         f"  health:     {base}/health     metrics: {base}/metrics\n"
+        f"  KPR feed:   ENJOURNAL_REGISTER_KEYS={data / REGISTER_KEYS} enjournal register export "
+        f"kpr --period 2024 --database {url}\n"
         "Tokens for the demo users (valid an hour):\n"
         f"  GP:         TOKEN=$({token} --as gp)\n"
         f"  nurse:      TOKEN=$({token} --as nurse)\n"
