@@ -223,9 +223,11 @@ async def _own_job(request, tx) -> db.ExportJob:
 
 def _progress(job: db.ExportJob) -> str:
     progress = job.progress or {}
-    if job.status == db.QUEUED or not progress.get("total"):
+    if job.status == db.QUEUED or not progress:
         return "queued" if job.status == db.QUEUED else "started"
-    done, total = progress.get("done", 0), progress["total"]
+    done, total = progress.get("done", 0), progress.get("total")
+    if not total:  # not counted (too many to count within the time limit), or none
+        return f"{done} resources read"
     return f"{min(100, done * 100 // total)}% ({done} of {total} resources)"
 
 

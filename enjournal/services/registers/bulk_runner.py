@@ -175,11 +175,17 @@ class Exporter:
         return {"output": progress["outputs"], "error": self._notes(folder, params)}
 
     async def _start(self, store, job, params: ExportParams, policy: ExportPolicy) -> dict:
-        """The first checkpoint: the total to report progress against."""
-        total = 0
-        async with store.transaction(write=False) as tx:
-            for type_ in params.types:
-                total += await db.count_selection(tx, self._selection(params, policy, type_))
+        """The first checkpoint, with the total to report progress against (None when
+        counting a huge selection ran past the statement time limit: progress is then the
+        count so far)."""
+        total: int | None = 0
+        try:
+            async with store.transaction(write=False) as tx:
+                for type_ in params.types:
+                    selection = self._selection(params, policy, type_)
+                    total = (total or 0) + await db.count_selection(tx, selection)
+        except Busy:
+            total = None
         return {"type": 0, "after": 0, "file": None, "part": 0, "offset": 0, "count": 0,
                 "outputs": [], "done": 0, "total": total}  # fmt: skip
 

@@ -244,6 +244,24 @@ async def test_kick_off_poll_manifest_files_and_delete(bulk):
     assert not any(p.is_file() for p in __import__("pathlib").Path(folder).rglob("*"))
 
 
+async def test_progress_while_it_runs(bulk):
+    r = await bulk.kick_off("/fhir/$export?_type=Observation,Patient")
+    status_url = r.headers["content-location"]
+    exporter = bulk.platform.bulk_exporter
+    checkpoint, seen = exporter._checkpoint, []
+
+    async def polled(store, job) -> None:
+        await checkpoint(store, job)
+        poll = await bulk.http.get(status_url, headers=await bulk.headers())
+        seen.append((poll.status_code, poll.headers["x-progress"]))
+
+    exporter._checkpoint = polled
+    await bulk.run_jobs()
+    # Six patients with an Observation each, nora's left out: the first page is 5 of 10.
+    assert seen[0] == (202, "50% (5 of 10 resources)")
+    assert seen[-1] == (202, "100% (10 of 10 resources)")
+
+
 async def test_delete_of_a_running_export_stops_it(bulk):
     r = await bulk.kick_off("/fhir/$export")
     status_url = r.headers["content-location"]
