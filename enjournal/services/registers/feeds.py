@@ -57,7 +57,7 @@ DEFINITION = "https://enjournal.no/fhir/OperationDefinition/register-export"
 EXTRACT_CLIENT = "register-extract"
 # ASSUMED: a reservation against a register's disclosure with the national identity number
 # is a Consent of this category (code "<register>-fnr"); the platform had no such kind.
-RESERVATION = "https://enjournal.no/fhir/CodeSystem/register-reservation"
+RESERVATION = kpr.RESERVATION
 PAGE = 500
 NORWAY = ZoneInfo("Europe/Oslo")
 FEEDBACK_EVERY = 3_600.0  # seconds: the job looks each hour, writes once a day

@@ -52,6 +52,9 @@ TIME_BASED = frozenset({"1", "2", "3", "15"})  # decided in hours per week
 ALARM = "6"
 EARLIEST_START = date(1980, 1, 1)  # KPR's validity rule for a service's start
 VKP_ALERT = "https://enjournal.no/fhir/CodeSystem/vkp-alert"  # velferdsteknologi's alerts
+# ASSUMED code systems (docs/registers.md): safety-alarm devices, reservations
+WELFARE_TECH = "https://enjournal.no/fhir/CodeSystem/velferdsteknologi-tjeneste"
+RESERVATION = "https://enjournal.no/fhir/CodeSystem/register-reservation"
 
 
 async def extract(feed, reader, period, pseudonyms: Pseudonymiser, progress):
@@ -93,8 +96,8 @@ async def _read_activity(reader, period, progress) -> list[dict]:
     for type_, params, what in (
         ("Encounter", period.search(), "contacts"),
         ("EpisodeOfCare", period.search(), "services"),
-        ("Device", [("status", "active")], "safety alarms"),
-        ("Consent", [("status", "active")], "reservations"),
+        ("Device", [("type", f"{WELFARE_TECH}|TA")], "safety alarms"),
+        ("Consent", [("category", f"{RESERVATION}|kpr-fnr"), ("status", "active")], "reservations"),
         ("Task", [("code", f"{VKP_ALERT}|safety-alarm"), *period.search("authored-on")], "alarms"),
     ):
         progress.step(f"reading {what} ({type_})")
