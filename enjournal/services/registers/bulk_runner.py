@@ -222,6 +222,10 @@ class Exporter:
                 if not rows:
                     break
                 self._count(rows)
+                # Renew the lease before writing: a worker that lost the job (stalled past
+                # its lease, the job taken over) stops here instead of writing into a file
+                # the new owner writes; the lease then holds for the write.
+                await self._checkpoint(store, job)
                 writer.write(_lines(rows, type_, policy, elements))
                 progress["after"] = rows[-1][0]
                 progress["done"] += len(rows)

@@ -253,3 +253,21 @@ async def test_a_busy_database_delays_the_job_it_does_not_fail_it(
     exporter.clock = lambda: later
     assert await exporter.run_pass(platform.store, later) == 1
     assert len(exported(platform, await job(platform, job_id))) == 10
+
+
+async def test_a_worker_that_lost_its_job_writes_nothing(open_platforms, store_url, tmp_path):
+    platform = await open_platforms(store_url, tmp_path)
+    await load(platform, [observation(n) for n in range(10)])
+    job_id = await kick_off(platform, [("_type", "Observation")])
+    now = datetime.now(UTC)
+    stalled = Exporter(platform.settings, lambda: now)
+    [claimed] = await db.claim_jobs(platform.store, stalled.worker, stalled.now_ms(), 1000, 1)
+    later = now + timedelta(seconds=2)
+    taker = Exporter(platform.settings, lambda: later)
+    [taken] = await db.claim_jobs(platform.store, taker.worker, taker.now_ms(), 60_000, 1)
+    assert taken.id == claimed.id == job_id
+    assert not await stalled.run_job(platform.store, claimed)  # stops before writing
+    folder = Path(platform.settings.export_dir) / job_id
+    assert not any(folder.rglob("*.ndjson"))
+    assert await taker.run_job(platform.store, taken)
+    assert len(exported(platform, await job(platform, job_id))) == 10
