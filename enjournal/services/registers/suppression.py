@@ -16,7 +16,9 @@
    (for a cell of an earlier release), the smallest count first (preferring one at least as
    large as the width still missing; zeros last; ties by the table's order).  Suppressing
    removes constraints, so a cell once protected stays protected: only failing and new
-   cells are audited again, until none fails.
+   cells are audited again, until none fails.  Then each secondary cell, the largest
+   first, is published again if the whole audit still passes without it (the greedy
+   step can overshoot), and a last audit records every hidden cell's range.
 
 Releases are related through *atoms* (``tables.atoms``): every dimension is cut into the
 coarsest pieces all releases' categories are unions of, and each published cell is the
@@ -45,6 +47,7 @@ SECONDARY = "secondary"
 PUBLISHED = "published"
 MAX_BASE_CELLS = 400_000  # base cells of one audit: beyond, the request must be narrowed
 EPS = 1e-6
+MAX_PUBLISH_BACK = 400  # secondary cells tried again one by one; beyond, kept hidden
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,33 @@ def protect(table: Table, rules: Rules, earlier: Sequence[Release] = ()) -> Prot
         for key in added:
             result.status[key] = SECONDARY
         pending = [*failing, *((None, key) for key in added)]
+    _publish_back(result, linked)
+    result.known_before = [k for k in result.known_before if result.status[k] != PUBLISHED]
+    result.ranges = {}
+    _audit(result, linked, _guarded(result, linked))  # the final ranges, as published
     return result
+
+
+def _publish_back(result: Protected, linked: Sequence[Release]) -> None:
+    """The greedy choice may hide more than needed: try to publish each secondary cell
+    again, the largest first, and keep it published if every hidden cell stays protected."""
+    counts, order = result.table.counts, {k: i for i, k in enumerate(result.table.cells())}
+    secondary = [k for k, s in result.status.items() if s == SECONDARY]
+    if len(secondary) > MAX_PUBLISH_BACK:
+        return
+    for key in sorted(secondary, key=lambda k: (-counts[k], order[k])):
+        result.status[key] = PUBLISHED
+        near = {c for line in result.table.relations(key) for c in line}
+        targets = sorted(
+            _guarded(result, linked), key=lambda t: t[0] is not None or t[1] not in near
+        )
+        if _audit(result, linked, targets, first_only=True):  # the likeliest to fail first
+            result.status[key] = SECONDARY
+
+
+def _guarded(result: Protected, linked: Sequence[Release]) -> list[Target]:
+    known = set(result.known_before)
+    return [t for t in _targets(result, linked) if t[0] is not None or t[1] not in known]
 
 
 Target = tuple[int | None, Key]  # (index of an earlier release or None for this table, cell)
@@ -150,17 +179,25 @@ def _targets(result: Protected, linked: Sequence[Release]) -> list[Target]:
     return own + old
 
 
-def _audit(result: Protected, linked: Sequence[Release], targets: list[Target]) -> list[Target]:
-    """Bound ``targets``; record this table's ranges; return those too narrow."""
+def _audit(
+    result: Protected, linked: Sequence[Release], targets: list[Target], first_only=False
+) -> list[Target]:
+    """Bound ``targets``; return those too narrow (``first_only``: stop at the first);
+    record this table's ranges (unless only trying)."""
     model = Model.of(result.release("new"), linked)
     failing = []
     for origin, key in targets:
         release = model.releases[0 if origin is None else origin + 1]
-        low, high = model.bounds(release, key)
-        if origin is None:
+        if origin is None and not first_only:
+            low, high = model.bounds(release, key)
             result.ranges[key] = (low, high)
+        else:  # a cell whose count we know passes on its upper bound alone, if far enough
+            true = result.table.counts[key] if origin is None else None
+            low, high = model.bounds(release, key, true, release.protection)
         if _narrow((low, high), release.protection):
             failing.append((origin, key))
+            if first_only:
+                break
     return failing
 
 
@@ -365,8 +402,12 @@ class Model:
         found = linprog(zero, A_eq=self.a_eq, b_eq=self.b_eq, bounds=(0, None), method="highs")
         return bool(found.status == 0)
 
-    def bounds(self, release: Release, key: Key) -> tuple[float, float]:
-        """The least and greatest whole count ``key`` of ``release`` can have."""
+    def bounds(
+        self, release: Release, key: Key, true: int | None = None, width: int = 0
+    ) -> tuple[float, float]:
+        """The least and greatest whole count ``key`` of ``release`` can have.  Given its
+        ``true`` count, an upper bound ``width`` or more above it is enough: the lower bound
+        is then not solved for (reported as the true count)."""
         cells = self.cells(_span(release.names, release.scope, key))
         constant = float(self.known[cells].sum())
         free = self.column[cells[~self.fixed[cells]]]
@@ -374,9 +415,10 @@ class Model:
             return constant, constant
         cost = np.zeros(self.a_eq.shape[1])
         cost[free] = 1.0
-        low = self._optimum(cost)
-        high = -self._optimum(-cost)
-        return constant + math.ceil(low - EPS), constant + _floor(high)
+        high = constant + _floor(-self._optimum(-cost))
+        if true is not None and high - true >= width:
+            return float(true), high
+        return constant + math.ceil(self._optimum(cost) - EPS), high
 
     def _optimum(self, cost: np.ndarray) -> float:
         found = linprog(cost, A_eq=self.a_eq, b_eq=self.b_eq, bounds=(0, None), method="highs")

@@ -241,3 +241,27 @@ async def test_a_register_client_reads_nothing_here(platform):
     )
     status, outcome = await ask(platform, register, measure="contacts", period="2025")
     assert status == 403 and "export operations" in outcome["issue"][0]["diagnostics"]
+
+
+def test_the_command_prints_the_published_table(tmp_path, capsys):
+    import asyncio
+
+    from enjournal.cli import main
+
+    url = f"sqlite:///{tmp_path}/stats.sqlite"
+
+    async def load() -> None:
+        settings = Settings(database_url=url, auth=False, terminology_check=False, jobs=False)
+        platform = await open_platform(compose(settings))
+        async with platform.store.transaction() as tx:
+            for resource in population():
+                await tx.update(resource, resource["id"])
+        await platform.store.close()
+
+    asyncio.run(load())
+    argv = ["register", "stats", "gp-patients", "--period", "2025", "--database", url]
+    assert main([*argv, "-d", "municipality", "-d", "age", "--age-bands", "0,30,50,70"]) == 0
+    out = capsys.readouterr().out
+    assert "30-49" in out and ". (p)" in out and ". (s)" in out and "Totalt" in out
+    assert main([*argv, "--threshold", "1"]) == 2
+    assert "at least 3" in capsys.readouterr().err
