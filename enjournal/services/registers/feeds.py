@@ -26,12 +26,12 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -165,8 +165,9 @@ def load_feed(name: str) -> Feed:
     return Feed(name, description, views)
 
 
-def run_views(feed: Feed, roles: Iterable[str], source: list[dict]) -> dict[str, list[dict]]:
-    """The rows of each named view of ``feed`` over ``source`` (resources of any types)."""
+def run_views(feed: Feed, roles: Iterable[str], source: list[Path]) -> dict[str, list[dict]]:
+    """The rows of each named view of ``feed`` over ``source`` (NDJSON files of resources of
+    any types: each view picks its own)."""
     from enjournal.storage.views import run_view
 
     return {role: run_view(feed.views[role], source, engine="duckdb").to_dicts() for role in roles}
@@ -200,23 +201,31 @@ class Reader:
         response = await self.platform.handle(request, principal)
         return response.status, orjson.loads(response.body) if response.body else {}
 
-    async def search(self, type_: str, params: list[tuple[str, str]]) -> list[dict]:
-        """Every match of a search, page by page."""
-        found: list[dict] = []
+    async def pages(self, type_: str, params: list[tuple[str, str]]) -> AsyncIterator[list[dict]]:
+        """The matches of a search, a page at a time."""
         query: list[tuple[str, str]] | None = [*params, ("_count", str(PAGE))]
         while query is not None:
             status, bundle = await self.call(type_, query)
             if status >= 400:
                 raise LookupError(f"{type_} search refused ({status}): {_diagnostics(bundle)}")
-            found += [e["resource"] for e in bundle.get("entry") or () if _is_match(e)]
+            yield [e["resource"] for e in bundle.get("entry") or () if _is_match(e)]
             query = _next_page(bundle)
-        return found
 
-    async def by_ids(self, type_: str, ids: Iterable[str]) -> list[dict]:
-        found: list[dict] = []
+    async def spool(self, type_: str, params: list[tuple[str, str]], out: BinaryIO) -> int:
+        """Write every match to ``out`` as NDJSON, page by page (the pages are not kept:
+        the views read the file); how many were written."""
+        written = 0
+        async for page in self.pages(type_, params):
+            out.writelines(orjson.dumps(resource) + b"\n" for resource in page)
+            written += len(page)
+        return written
+
+    async def spool_ids(self, type_: str, ids: Iterable[str], out: BinaryIO) -> int:
+        """``spool`` the resources of ``type_`` with these ids."""
+        written = 0
         for group in _groups(sorted({i for i in ids if i})):
-            found += await self.search(type_, [("_id", ",".join(group))])
-        return found
+            written += await self.spool(type_, [("_id", ",".join(group))], out)
+        return written
 
     async def code_known(self, system: str, code: str) -> bool | None:
         """Whether the platform's terminology holds ``code`` in ``system``; None when it

@@ -20,7 +20,9 @@ activity file.  What is wrong or missing is counted in the data-quality report.
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date
+from pathlib import Path
 
 from enjournal.fhir.norwegian_ids import is_valid_fnr
 from enjournal.services.registers.pseudonyms import Pseudonymiser, coarsen_birth
@@ -58,16 +60,13 @@ RESERVATION = "https://enjournal.no/fhir/CodeSystem/register-reservation"
 
 
 async def extract(feed, reader, period, pseudonyms: Pseudonymiser, progress):
-    from enjournal.services.registers.feeds import Extract, run_views
+    from enjournal.services.registers.feeds import Extract
 
-    progress.start(9)
-    activity = await _read_activity(reader, period, progress)
-    roles = ("contact", "service", "alarm_device", "reservation", "alarm_event")
-    rows = run_views(feed, roles, activity)
-    progress.step("running the views")
-    details = await _read_details(reader, rows, progress)
-    more = run_views(feed, ("condition", "organization", "patient"), details)
-    rows.update(more)
+    progress.start(10)  # five reads, the views, three reads, the checks
+    # the resources read go to NDJSON files the views read, in a private (0700) temporary
+    # folder removed at the end: only the views' rows are held in memory
+    with tempfile.TemporaryDirectory(prefix="enjournal-kpr-") as spool:
+        rows = await _rows(feed, reader, period, progress, Path(spool))
     progress.step("checking the data")
     build = _Build(rows, period, pseudonyms, Findings(), CodeChecker(reader.code_known))
     contacts = await build.contacts()
@@ -81,18 +80,26 @@ async def extract(feed, reader, period, pseudonyms: Pseudonymiser, progress):
         "personsReserved": len(build.reserved & build.persons_used),
         "identity": len(identity),
     }
-    report = build.findings.report(
-        feed.name,
-        period.label,
-        period.start.year,
-        {"kontakter": len(contacts), "tjenester": len(services)},
-    )
-    files = {"kontakter": contacts, "tjenester": services}
-    return Extract(files, identity, report, counts)
+    sizes = {"kontakter": len(contacts), "tjenester": len(services)}
+    report = build.findings.report(feed.name, period.label, period.start.year, sizes)
+    return Extract({"kontakter": contacts, "tjenester": services}, identity, report, counts)
 
 
-async def _read_activity(reader, period, progress) -> list[dict]:
-    found: list[dict] = []
+async def _rows(feed, reader, period, progress, spool: Path) -> dict[str, list[dict]]:
+    """The views' rows: the activity of the period, then what its rows refer to."""
+    from enjournal.services.registers.feeds import run_views
+
+    activity = await _read_activity(reader, period, progress, spool)
+    roles = ("contact", "service", "alarm_device", "reservation", "alarm_event")
+    rows = run_views(feed, roles, activity)
+    progress.step("running the views")
+    details = await _read_details(reader, rows, progress, spool)
+    rows.update(run_views(feed, ("condition", "organization", "patient"), details))
+    return rows
+
+
+async def _read_activity(reader, period, progress, spool: Path) -> list[Path]:
+    files = []
     for type_, params, what in (
         ("Encounter", period.search(), "contacts"),
         ("EpisodeOfCare", period.search(), "services"),
@@ -101,11 +108,13 @@ async def _read_activity(reader, period, progress) -> list[dict]:
         ("Task", [("code", f"{VKP_ALERT}|safety-alarm"), *period.search("authored-on")], "alarms"),
     ):
         progress.step(f"reading {what} ({type_})")
-        found += await reader.search(type_, params)
-    return found
+        files.append(spool / f"{type_}.ndjson")
+        with files[-1].open("wb") as out:
+            await reader.spool(type_, params, out)
+    return files
 
 
-async def _read_details(reader, rows: dict[str, list[dict]], progress) -> list[dict]:
+async def _read_details(reader, rows: dict[str, list[dict]], progress, spool: Path) -> list[Path]:
     """The diagnoses, providers and persons the activity rows refer to."""
     conditions = {r["condition_key"] for r in rows["contact"] if r.get("condition_key")}
     providers = {r["provider_key"] for r in rows["contact"] if r.get("provider_key")}
@@ -115,11 +124,18 @@ async def _read_details(reader, rows: dict[str, list[dict]], progress) -> list[d
         for r in rows[role]
         if r.get("patient_key")
     }
-    progress.step("reading diagnoses and providers")
-    found = await reader.by_ids("Condition", map(_id, conditions))
-    found += await reader.by_ids("Organization", map(_id, providers))
-    progress.step("reading persons")
-    return found + await reader.by_ids("Patient", map(_id, persons))
+    wanted = [
+        ("Condition", conditions, "diagnoses"),
+        ("Organization", providers, "providers"),
+        ("Patient", persons, "persons"),
+    ]
+    files = []
+    for type_, keys, what in wanted:
+        progress.step(f"reading {what} ({type_})")
+        files.append(spool / f"{type_}.ndjson")
+        with files[-1].open("wb") as out:
+            await reader.spool_ids(type_, map(_id, keys), out)
+    return files
 
 
 def _id(key: str) -> str:
