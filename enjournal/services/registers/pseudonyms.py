@@ -1,8 +1,8 @@
 """Keyed pseudonyms per register, and the coarsening of what else could identify a person.
 
 A register's feed carries, instead of the national identity number (fødselsnummer or
-D-nummer, domain.md 1.1), ``HMAC-SHA-256(key of that register, number)``: the same person
-has the same pseudonym in every delivery to one register (linkable over time), and an
+D-nummer, domain.md 1.1), ``HMAC-SHA-256(key of that register, "<register>:<number>")``: the
+same person has the same pseudonym in every delivery to one register (linkable over time), and an
 unrelated one in each other register (not linkable across registers without the key
 holder).  The keys are held outside the data store: ``ENJOURNAL_REGISTER_KEYS`` names a
 directory with one ``<register>.key`` file each (64 hex digits), or a JSON file
@@ -103,7 +103,10 @@ class Pseudonymiser:
         number = national_id.strip()
         if not number.isdigit() or len(number) != 11:
             raise ValueError("a pseudonym is made of an 11-digit national identity number")
-        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
+        # the register's name goes in too: a key given to two registers by mistake still
+        # gives each its own pseudonyms
+        message = f"{self.register}:{number}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
 
 # ---- coarsening ------------------------------------------------------------------------

@@ -48,6 +48,12 @@ def test_registers_with_different_keys_give_unrelated_pseudonyms():
     assert 0.45 < agreement < 0.55
 
 
+def test_a_key_shared_by_mistake_still_keeps_registers_apart():
+    numbers = people(50)
+    kpr, npr = p.Pseudonymiser("kpr", KEY_A), p.Pseudonymiser("npr", KEY_A)
+    assert not {kpr.of(n) for n in numbers} & {npr.of(n) for n in numbers}
+
+
 def test_no_key_is_an_error_never_a_default(tmp_path):
     with pytest.raises(p.MissingKey, match="ENJOURNAL_REGISTER_KEYS"):
         p.load_key(None, "kpr")
