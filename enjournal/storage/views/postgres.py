@@ -45,7 +45,6 @@ import asyncio
 import gzip
 import json
 import os
-import re
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +54,7 @@ import asyncpg
 
 from enjournal.fhir.errors import Invalid, NotSupported
 from enjournal.fhir.viewdefinition import Column, View, column_names, plan
+from enjournal.fhir.viewpath import Node
 from enjournal.storage.postgres import _numbered, storage_error
 from enjournal.storage.views import ViewResult, file_paths, register_engine
 from enjournal.storage.views.compile import (
@@ -63,11 +63,15 @@ from enjournal.storage.views.compile import (
     Compiler,
     Context,
     Dialect,
+    type_name,
 )
 
 EMPTY = "'[]'::jsonb"
 DEFAULT_BATCH_ROWS = 5000
-SIMPLE_PATH = re.compile(r"^jsonb_path_query_array\((.*), '(lax \$[^']*)'\)$", re.S)
+NOT_NULL = '? (@.type() != "null")'
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+ID_CHARACTERS = LETTERS + "0123456789.-"
+FIRST_REFERENCE = f'lax $."reference"[*] {NOT_NULL}'
 
 
 @dataclass(frozen=True)
@@ -95,12 +99,16 @@ class PgDialect(Dialect):
     also has ``k``/``v`` (a keyed element's key and value, for ``repeat``)."""
 
     name = "postgres"
+    error_type = "jsonb"
 
     def __init__(self) -> None:
         # Paths made by ``child`` and ``flatten``: SQL text -> (jsonb base, lax path), so
         # ``flatten(transform(path, v, child(v, name)))`` becomes one longer path.
         self.paths: dict[str, tuple[str, str]] = {}
         self.mapped: dict[str, tuple[str, str]] = {}
+        # Lists built here of items known in SQL: SQL text -> the items (rows of one row
+        # need no unnest; lists of known lists concatenate at compile time).
+        self.known: dict[str, tuple[str, ...]] = {EMPTY: ()}
 
     def elements(self, items: str, var: str, index: str) -> str:
         """A FROM item: the elements of ``items`` as ``var``, 1-based position ``index``."""
@@ -149,7 +157,11 @@ class PgDialect(Dialect):
         return sql
 
     def concat(self, *lists: str) -> str:
-        return lists[0] if len(lists) == 1 else "(" + " || ".join(lists) + ")"
+        if len(lists) == 1:
+            return lists[0]
+        if all(items in self.known for items in lists):
+            return self.array(*[item for items in lists for item in self.known[items]])
+        return "(" + " || ".join(lists) + ")"
 
     def size(self, items: str) -> str:
         return f"jsonb_array_length({items})"
@@ -168,7 +180,16 @@ class PgDialect(Dialect):
         return f"(({items}) -> {index})"
 
     def array(self, *items: str) -> str:
-        return f"jsonb_build_array({', '.join(items)})" if items else EMPTY
+        if not items:
+            return EMPTY
+        sql = f"jsonb_build_array({', '.join(items)})"
+        self.known[sql] = items
+        return sql
+
+    def single(self, rows: str) -> str | None:
+        """The one row of ``rows`` when it is known to be exactly one."""
+        items = self.known.get(rows)
+        return items[0] if items is not None and len(items) == 1 else None
 
     def empty(self) -> str:
         return EMPTY
@@ -177,7 +198,7 @@ class PgDialect(Dialect):
         return "NULL::jsonb"
 
     def child(self, value: str, name: str) -> str:
-        return self.path(value, f'lax $."{name}"[*] ? (@.type() != "null")')
+        return self.path(value, f'lax $."{name}"[*] {NOT_NULL}')
 
     def json(self, text: str) -> str:
         return f"{self.quote(text)}::jsonb"
@@ -223,10 +244,13 @@ class PgDialect(Dialect):
         return items
 
     def error(self, message: str) -> str:
-        """A BOOLEAN that raises with ``message`` when evaluated: a cast of text that is
-        not a boolean; ``now()`` keeps the planner from folding it in a branch never run."""
+        """An expression that raises with ``message`` when evaluated: a cast of text that
+        is not a boolean (``now()`` keeps the planner from folding it in a branch never
+        run).  SQL has no value of every type: it is a jsonb, or a BOOLEAN while
+        ``error_type`` says so (the compiler's boolean tests, ``PgCompiler``)."""
         text = self.quote(f"{ERROR_MARK} {message}")
-        return f"(({text} || left(now()::text, 0))::boolean)"
+        raised = f"(({text} || left(now()::text, 0))::boolean)"
+        return raised if self.error_type == "boolean" else f"to_jsonb({raised})"
 
     def join(self, strings: str, separator: str) -> str:
         return (
@@ -261,46 +285,93 @@ class PgDialect(Dialect):
 
     def query(self, rows: str, source: str, resource: str, where: str, outputs: list[str]) -> str:
         """``source``: a relation with ``type`` (text) and ``resource`` (jsonb).  OFFSET 0
-        keeps the type test before ``where`` (which may raise on other types)."""
-        names = ", ".join(f"{out} AS c{i}" for i, out in enumerate(outputs))
+        keeps the type test before ``where`` (which may raise on other types), and
+        computes a row's values once however often the outputs name them."""
+        resources = (
+            f"(SELECT resource AS _resource FROM {source} "
+            f"WHERE type = {self.quote(resource)} OFFSET 0) AS _s"
+        )
+        row = self.single(rows)
+        values = self.known.get(row or "")
+        if values is None or len(values) != len(outputs):
+            names = ", ".join(f"{out} AS c{i}" for i, out in enumerate(outputs))
+            return (
+                f"SELECT {names} FROM {resources} "
+                f"CROSS JOIN LATERAL jsonb_array_elements({rows}) AS _x(_row) WHERE {where}"
+            )
+        # one row per resource: its values as columns, no list built and unnested
+        columns = ", ".join(f"{value} AS v{i}" for i, value in enumerate(values))
+        names = ", ".join(
+            f"{out.replace(self.item('_row', i), f'_x.v{i}')} AS c{i}"
+            for i, out in enumerate(outputs)
+        )
         return (
-            f"SELECT {names} FROM (SELECT resource AS _resource FROM {source} "
-            f"WHERE type = {self.quote(resource)} OFFSET 0) AS _s "
-            f"CROSS JOIN LATERAL jsonb_array_elements({rows}) AS _x(_row) WHERE {where}"
+            f"SELECT {names} FROM {resources} "
+            f"CROSS JOIN LATERAL (SELECT {columns} OFFSET 0) AS _x WHERE {where}"
         )
 
 
 class PgCompiler(Compiler):
-    """The shared compiler, with the two places PostgreSQL differs: a ``let`` keeps its
-    value's SQL type (a subquery, not a one-element list), and a column's error is jsonb."""
+    """The shared compiler, where PostgreSQL differs: a ``let`` keeps its value's SQL type
+    (a subquery, not a one-element list); errors are typed by where they stand; and, for
+    speed, rows known to be one are not built as lists, a Reference's key is matched once."""
 
     d: PgDialect
 
     def let(self, value: str, body) -> str:
         var = self.fresh()
-        return f"(SELECT {body(var)} FROM (SELECT {value} AS {var}) AS {var})"
+        # OFFSET 0: evaluated once, not pulled up into each place ``body`` names it
+        return f"(SELECT {body(var)} FROM (SELECT {value} AS {var} OFFSET 0) AS {var})"
 
-    def column(self, column: Column, ctx: Context) -> str:
+    def cross(self, left: str, right: str) -> str:
+        """Rows crossed; a side known to be one row is concatenated to each row of the
+        other without a list of lists (the common select without forEach)."""
         d = self.d
-        compiled = self.expr(column.path, ctx)
-        if compiled.kind == "boolean" and not column.collection:
-            return self.let(
-                compiled.sql,
-                lambda b: f"CASE WHEN {b} IS NULL THEN {d.null()} ELSE {d.from_sql(b)} END",
-            )
-        items = self.collection(column.path, ctx) if compiled.kind == "boolean" else compiled.sql
-        if column.collection:
-            return items
-        error = d.from_sql(
-            d.error(
-                f"column {column.name} ({column.expression}) gives several values; "
-                "set collection: true"
-            )
+        one_left, one_right = d.single(left), d.single(right)
+        if one_left is not None and one_right is not None:
+            return d.array(d.concat(one_left, one_right))
+        if one_left == EMPTY:
+            return right
+        if one_left is not None:
+            var = self.fresh()
+            return d.transform(right, var, d.concat(one_left, var))
+        if one_right is not None:
+            var = self.fresh()
+            return d.transform(left, var, d.concat(var, one_right))
+        return super().cross(left, right)
+
+    def reference_key(self, base: Node | None, args: tuple[Node, ...], ctx: Context) -> str:
+        """The shared compiler's ``[url/]Type/id[/_history/v]``, by splitting on "/" rather
+        than a regular expression (several times faster in PostgreSQL): the id is the last
+        segment, or the third from last after ``_history``; the type the one before it."""
+        d = self.d
+        references = d.array(ctx.focus) if base is None else self.collection(base, ctx)
+        reference = f"jsonb_path_query_first(_e.e, '{FIRST_REFERENCE}') #>> '{{}}'"
+        size = "cardinality(_a.p)"
+        history = f"{size} >= 4 AND _a.p[{size} - 1] = '_history' AND _a.p[{size}] <> ''"
+        wanted = f"_k.type = {d.quote(type_name(args[0]))}" if args else only("_k.type", LETTERS)
+        return (
+            f"(SELECT coalesce(jsonb_agg(to_jsonb(_k.id) ORDER BY _e.n), {EMPTY}) "
+            f"FROM jsonb_array_elements({references}) WITH ORDINALITY AS _e(e, n), "
+            f"LATERAL (SELECT string_to_array({reference}, '/') AS p OFFSET 0) AS _a, "
+            f"LATERAL (SELECT {size} - CASE WHEN {history} THEN 2 ELSE 0 END AS last "
+            "OFFSET 0) AS _l, "
+            "LATERAL (SELECT _a.p[_l.last] AS id, _a.p[_l.last - 1] AS type OFFSET 0) AS _k "
+            f"WHERE {wanted} AND {only('_k.id', ID_CHARACTERS)})"
         )
-        return self.let(
-            items,
-            lambda v: f"CASE WHEN {d.size(v)} > 1 THEN {error} ELSE {d.item(v, 0)} END",
-        )
+
+    def singleton_boolean(self, items: str, strict: str = "") -> str:
+        """The shared one, whose errors stand where a BOOLEAN is expected."""
+        self.d.error_type = "boolean"
+        try:
+            return super().singleton_boolean(items, strict)
+        finally:
+            self.d.error_type = "jsonb"
+
+
+def only(text: str, characters: str) -> str:
+    """Whether ``text`` is not empty and made of ``characters`` only."""
+    return f"({text} <> '' AND translate({text}, '{characters}', '') = '')"
 
 
 def compile_view(view: View, source: str, limit: int | None = None) -> str:
