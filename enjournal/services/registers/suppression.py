@@ -16,9 +16,10 @@
    (for a cell of an earlier release), the smallest count first (preferring one at least as
    large as the width still missing; zeros last; ties by the table's order).  Suppressing
    removes constraints, so a cell once protected stays protected: only failing and new
-   cells are audited again, until none fails.  Then each secondary cell, the largest
-   first, is published again if the whole audit still passes without it (the greedy
-   step can overshoot), and a last audit records every hidden cell's range.
+   cells are audited again, until none fails.  Then, in a table small enough
+   (``PUBLISH_BACK_BUDGET``), each secondary cell, the largest first, is published again if
+   the whole audit still passes without it (the greedy step can overshoot), and a last
+   audit records every hidden cell's range.
 
 Releases are related through *atoms* (``tables.atoms``): every dimension is cut into the
 coarsest pieces all releases' categories are unions of, and each published cell is the
@@ -47,7 +48,7 @@ SECONDARY = "secondary"
 PUBLISHED = "published"
 MAX_BASE_CELLS = 400_000  # base cells of one audit: beyond, the request must be narrowed
 EPS = 1e-6
-MAX_PUBLISH_BACK = 400  # secondary cells tried again one by one; beyond, kept hidden
+PUBLISH_BACK_BUDGET = 5_000  # (secondary cells x hidden cells) worth trying to publish back
 
 
 @dataclass(frozen=True)
@@ -153,8 +154,8 @@ def _publish_back(result: Protected, linked: Sequence[Release]) -> None:
     again, the largest first, and keep it published if every hidden cell stays protected."""
     counts, order = result.table.counts, {k: i for i, k in enumerate(result.table.cells())}
     secondary = [k for k, s in result.status.items() if s == SECONDARY]
-    if len(secondary) > MAX_PUBLISH_BACK:
-        return
+    if len(secondary) * len(_guarded(result, linked)) > PUBLISH_BACK_BUDGET:
+        return  # a full audit per secondary cell: too slow for a large table
     for key in sorted(secondary, key=lambda k: (-counts[k], order[k])):
         result.status[key] = PUBLISHED
         near = {c for line in result.table.relations(key) for c in line}
