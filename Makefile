@@ -48,6 +48,9 @@ bench-velferdsteknologi: $(STAMP)
 bench-bulk-export: $(STAMP)
 	$(BIN)/python -m bench.bulk_export
 
+bench-views: $(STAMP)
+	$(BIN)/python -m bench.views
+
 definitions: $(STAMP)
 	$(BIN)/python scripts/build_definitions.py
 
