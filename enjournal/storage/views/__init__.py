@@ -24,8 +24,24 @@ feeds call):
 ``duckdb`` (embedded, the default) and ``spark`` (a local SparkSession in tests; the same SQL
 runs on a cluster) are here; the PostgreSQL engine (``postgres.py``) registers itself in
 ``ENGINES`` the same way when this package is imported.  The FHIRPath of a view is compiled
-to SQL once (``compile.py``, the shared compiler; ``duckdb.py`` and ``spark.py`` are the
-dialects), so the database does the work; nothing is evaluated row by row in Python.
+to SQL once (``compile.py``, the shared compiler; ``duckdb.py``, ``spark.py`` and
+``postgres.py`` are the dialects), so the database does the work; nothing is evaluated row by
+row in Python.
+
+Over the platform's own store (PostgreSQL only; async, on the store's pool)::
+
+    from enjournal.storage.views.postgres import run_store_view, view_batches
+
+    async for rows in view_batches(store, view, since_ms=None, patients=None,
+                                   excluded_patients=(), type_filters=(),
+                                   batch_rows=5000, limit=None):
+        ...  # a list of at most batch_rows row tuples (server-side cursor)
+    result = await run_store_view(store, view, ...)  # the same, as one ViewResult
+
+It reads the current, not deleted resources of the view's type, selected as bulk export
+selects them (``storage.exports``): ``since_ms`` on last-updated (``_since``), ``patients``
+(their compartments), ``type_filters`` (parsed ``_typeFilter``) and ``excluded_patients``
+(pass the register policy's ``enjournal.security.exports.export_policy(...).excluded``).
 """
 
 from __future__ import annotations
