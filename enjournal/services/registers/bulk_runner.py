@@ -42,6 +42,7 @@ from enjournal.storage import exports as db
 log = logging.getLogger("enjournal.registers.bulk")
 RETRIES, RETRY_AFTER_MS = 5, 30_000
 EXPIRE_EVERY_MS = 60_000
+MAX_ROWS = 10_000  # rows per page, whatever their size
 
 
 def job_dir(settings, job_id: str) -> Path:
@@ -215,12 +216,14 @@ class Exporter:
         elements = params.elements_of(type_)
         limit = self.settings.export_batch_bytes  # type: ignore[attr-defined]
         writer = _Writer(folder, type_, progress, self.settings.export_file_bytes)  # type: ignore[attr-defined]
+        rows_wanted = 1000
         try:
             while True:
                 async with store.transaction(write=False) as tx:
-                    rows = await db.read_batch(tx, selection, progress["after"], limit)
+                    rows = await db.read_batch(tx, selection, progress["after"], limit, rows_wanted)
                 if not rows:
                     break
+                rows_wanted = _rows_for(limit, rows)
                 self._count(rows)
                 # Renew the lease before writing: a worker that lost the job (stalled past
                 # its lease, the job taken over) stops here instead of writing into a file
@@ -277,6 +280,14 @@ class Exporter:
                 if folder.is_dir() and folder.name not in known:
                     shutil.rmtree(folder, ignore_errors=True)
         return len(expired)
+
+
+def _rows_for(limit: int, rows: list) -> int:
+    """How many rows the next page should ask for: about ``limit`` bytes at the size the
+    last page's resources had, so the database does not read rows the byte limit then cuts
+    (at most ``MAX_ROWS``)."""
+    average = max(1, sum(len(row[2]) for row in rows) // len(rows))
+    return max(1, min(MAX_ROWS, limit * 11 // (average * 10) + 1))
 
 
 def _lines(rows: list, type_: str, policy: ExportPolicy, elements: list[str]) -> list[bytes]:
