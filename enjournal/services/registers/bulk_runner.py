@@ -135,9 +135,11 @@ class Exporter:
             raise
         except Busy as error:  # the database is busy or a page took too long: later
             return await self._retry_later(store, job, error)
-        except Exception as error:  # one failed export must not stop the others
+        except Exception:  # one failed export must not stop the others
             log.exception("export failed", extra={"fields": {"job": job.id}})
-            return await self._finish(store, job, db.FAILED, {"failure": str(error)[:500]})
+            # The cause stays in the log: an error's text may name paths or stored content.
+            failure = f"export {job.id} failed on the server; its log names the cause"
+            return await self._finish(store, job, db.FAILED, {"failure": failure})
         return await self._finish(store, job, db.DONE, output)
 
     async def _retry_later(self, store, job, error: Busy) -> bool:

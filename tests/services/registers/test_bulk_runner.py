@@ -271,3 +271,20 @@ async def test_a_worker_that_lost_its_job_writes_nothing(open_platforms, store_u
     assert not any(folder.rglob("*.ndjson"))
     assert await taker.run_job(platform.store, taken)
     assert len(exported(platform, await job(platform, job_id))) == 10
+
+
+class Broken(Exporter):
+    async def _export_type(self, *args) -> None:
+        raise RuntimeError("the disk is gone")
+
+
+async def test_a_failed_export_answers_500_without_the_cause(open_platforms, store_url, tmp_path):
+    platform = await open_platforms(store_url, tmp_path)
+    await load(platform, [observation(1)])
+    job_id = await kick_off(platform, [("_type", "Observation")])
+    assert await Broken(platform.settings).run_pass(platform.store, datetime.now(UTC))
+    status = FhirRequest("GET", ["$export-poll-status"], [("_jobId", job_id)], {}, b"", BASE)
+    answer = await platform.handle(status)
+    assert answer.status == 500
+    text = orjson.loads(answer.body)["issue"][0]["diagnostics"]
+    assert "failed" in text and "disk" not in text  # the cause is for the log, not the client
