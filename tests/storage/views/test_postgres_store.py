@@ -4,6 +4,7 @@ register export policy's excluded patients, read from a server-side cursor in ba
 
 from __future__ import annotations
 
+import asyncpg.cursor
 import pytest
 
 from enjournal.fhir.errors import Invalid, NotSupported
@@ -121,10 +122,20 @@ async def test_the_register_policys_excluded_patients_are_left_out(store, writte
     assert sorted(result.rows) == [("a",), ("c",)]
 
 
-async def test_rows_come_in_batches_from_a_cursor(client, store):
+async def test_rows_come_in_batches_from_a_cursor(client, store, monkeypatch):
     await put(client, [observation(n, "a") for n in range(23)])
+    fetches = []
+    fetch = asyncpg.cursor.Cursor.fetch
+
+    async def counted(cursor, n, *args, **kwargs):
+        fetches.append(n)
+        return await fetch(cursor, n, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.cursor.Cursor, "fetch", counted)
     sizes = [len(batch) async for batch in view_batches(store, VIEW, batch_rows=5)]
     assert sizes == [5, 5, 5, 5, 3]
+    assert fetches == [5] * 6  # the server hands over 5 rows a time (the last: none left)
+    monkeypatch.undo()
     # rows, not resources, fill a batch: two rows per Observation here
     per_coding = {
         "resource": "Observation",
