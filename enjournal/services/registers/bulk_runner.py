@@ -45,8 +45,13 @@ EXPIRE_EVERY_MS = 60_000
 MAX_ROWS = 10_000  # rows per page, whatever their size
 
 
+def jobs_dir(settings) -> Path:
+    """The bulk export's own folder under ``export_dir`` (which the view exports share)."""
+    return Path(settings.export_dir) / "bulk"
+
+
 def job_dir(settings, job_id: str) -> Path:
-    return Path(settings.export_dir) / job_id
+    return jobs_dir(settings) / job_id
 
 
 def remove_files(settings, job_id: str) -> None:
@@ -275,7 +280,7 @@ class Exporter:
             async with store.transaction(write=True) as tx:
                 await db.delete_job(tx, job_id)
             remove_files(self.settings, job_id)
-        root = Path(self.settings.export_dir)  # type: ignore[attr-defined]
+        root = jobs_dir(self.settings)
         if root.is_dir():
             known = await db.job_ids(store)
             for folder in root.iterdir():

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -237,11 +238,16 @@ async def test_kick_off_poll_manifest_files_and_delete(bulk):
     assert (await bulk.http.get(status_url, headers=await bulk.headers("other"))).status_code == 404
     # DELETE cancels and deletes the files; the export is gone.
     folder = bulk.platform.settings.export_dir
+    views = Path(folder) / "views" / "v1"  # the view exports share the folder: left alone
+    views.mkdir(parents=True)
+    (views / "view.csv").write_text("a\n")
     deleted = await bulk.http.delete(status_url, headers=await bulk.headers())
     assert deleted.status_code == 202
     assert (await bulk.http.get(status_url, headers=await bulk.headers())).status_code == 404
     assert (await bulk.http.get(url, headers=await bulk.headers())).status_code == 404
-    assert not any(p.is_file() for p in __import__("pathlib").Path(folder).rglob("*"))
+    assert not any(p.is_file() for p in (Path(folder) / "bulk").rglob("*"))
+    await bulk.run_jobs(datetime.now(UTC) + timedelta(hours=2))  # expiry passes by
+    assert (views / "view.csv").is_file()
 
 
 async def test_progress_while_it_runs(bulk):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 
@@ -15,6 +14,7 @@ from enjournal.bootstrap import build_platform, close_platform
 from enjournal.demo.population import generate_population
 from enjournal.rest.message import FhirRequest
 from enjournal.security.exports import ADDRESS_PROTECTION, NO_SECONDARY_USE, REGISTER_RESERVATION
+from enjournal.services.registers.bulk_runner import job_dir
 from enjournal.settings import Settings
 from enjournal.storage import exports as db
 from tests.probes import current_of_type
@@ -96,7 +96,7 @@ async def export_everything(platform) -> list[dict]:
     async with platform.store.transaction(write=False) as tx:
         job = await db.read_job(tx, job_id)
     assert job is not None and job.status == db.DONE
-    folder = Path(platform.settings.export_dir) / job_id
+    folder = job_dir(platform.settings, job_id)
     rows = []
     for entry in job.output["output"]:
         lines = (folder / entry["file"]).read_bytes().splitlines()

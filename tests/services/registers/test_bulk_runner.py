@@ -15,7 +15,7 @@ import pytest
 
 from enjournal.bootstrap import build_platform, close_platform
 from enjournal.rest.message import FhirRequest
-from enjournal.services.registers.bulk_runner import Exporter
+from enjournal.services.registers.bulk_runner import Exporter, job_dir
 from enjournal.settings import Settings
 from enjournal.storage import exports as db
 from enjournal.storage.base import too_costly
@@ -91,7 +91,7 @@ async def job(platform, job_id: str) -> db.ExportJob:
 
 
 def exported(platform, found: db.ExportJob) -> list[dict]:
-    folder = Path(platform.settings.export_dir) / found.id
+    folder = job_dir(platform.settings, found.id)
     rows = []
     for entry in found.output["output"]:
         rows += [orjson.loads(line) for line in (folder / entry["file"]).read_bytes().splitlines()]
@@ -134,7 +134,7 @@ async def test_files_split_at_the_size_limit(open_platforms, store_url, tmp_path
     found = await job(platform, job_id)
     files = found.output["output"]
     assert len(files) > 3 and all(f["type"] == "Observation" for f in files)
-    folder = Path(platform.settings.export_dir) / job_id
+    folder = job_dir(platform.settings, job_id)
     assert all((folder / f["file"]).stat().st_size <= 8192 for f in files)
     assert sum(f["count"] for f in files) == 200
     assert sorted(r["id"] for r in exported(platform, found)) == sorted(
@@ -167,7 +167,7 @@ async def test_a_job_resumes_after_its_worker_dies(open_platforms, store_url, tm
         await dying.run_pass(first.store, datetime.now(UTC))
     half = await job(first, job_id)
     assert half.status == db.RUNNING and 0 < half.progress["done"] < 120
-    folder = Path(first.settings.export_dir) / job_id
+    folder = job_dir(first.settings, job_id)
     written = (folder / half.progress["file"]).stat().st_size
     assert written > half.progress["offset"]  # a page past the checkpoint: cut off later
     # Another worker on a new platform over the same database: not before the lease ends.
@@ -215,7 +215,7 @@ async def test_finished_exports_expire_with_their_files(open_platforms, store_ur
     exporter: Exporter = platform.bulk_exporter
     now = datetime.now(UTC)
     await exporter.run_pass(platform.store, now)
-    folder = Path(platform.settings.export_dir) / job_id
+    folder = job_dir(platform.settings, job_id)
     assert folder.is_dir()
     await exporter.run_pass(platform.store, now + timedelta(minutes=59))
     assert folder.is_dir()
@@ -267,7 +267,7 @@ async def test_a_worker_that_lost_its_job_writes_nothing(open_platforms, store_u
     [taken] = await db.claim_jobs(platform.store, taker.worker, taker.now_ms(), 60_000, 1)
     assert taken.id == claimed.id == job_id
     assert not await stalled.run_job(platform.store, claimed)  # stops before writing
-    folder = Path(platform.settings.export_dir) / job_id
+    folder = job_dir(platform.settings, job_id)
     assert not any(folder.rglob("*.ndjson"))
     assert await taker.run_job(platform.store, taken)
     assert len(exported(platform, await job(platform, job_id))) == 10
