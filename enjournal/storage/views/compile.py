@@ -17,11 +17,13 @@ The model, the same on every engine:
   ``where`` paths, and casts each column by its type (boolean, integer, decimal, else text;
   a ``collection: true`` column is a list).
 
-``repeat`` follows its paths to a fixed depth (``REPEAT_DEPTH``) in one expression and
-orders the found elements depth-first by a key of their indexes, so ``%rowIndex`` counts in
-document order.  A row that breaks the view at run time (several values in a
-non-collection column, a non-boolean ``where``) raises an error carrying ``ERROR_MARK``,
-which the engines turn into ``Invalid``.  What an engine cannot do raises ``NotSupported``
+``repeat`` follows its paths to a fixed depth (``REPEAT_DEPTH``) as nested lambdas, each
+element followed by what is under it, so ``%rowIndex`` counts in document order; an element
+with children below that depth raises rather than being cut silently.
+
+A row that breaks the view at run time (several values in a non-collection column, a
+non-boolean ``where``) raises an error carrying ``ERROR_MARK``, which the engines turn into
+``Invalid``.  What an engine cannot do raises ``NotSupported``
 while compiling, before any data is read.
 """
 
@@ -46,7 +48,7 @@ from enjournal.fhir.viewpath import (
 )
 
 ERROR_MARK = "sof-error:"
-REPEAT_DEPTH = 8
+REPEAT_DEPTH = 10
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INTEGER_TYPES = {"integer", "positiveInt", "unsignedInt", "integer64"}
 STRING_TYPES = {"string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown"}
@@ -160,18 +162,22 @@ class Dialect:
     def regexp_extract(self, text: str, pattern: str, group: int) -> str:
         return f"regexp_extract({text}, {self.quote(pattern)}, {group})"
 
-    def key_string(self, index: str) -> str:
-        return f"lpad(CAST({index} AS VARCHAR), 6, '0')"
+    def days_in_month(self, year: str, month: str) -> str:
+        """The number of days of a month, as a SQL integer (plain arithmetic: every
+        engine's SQL has it, not every one has ``last_day``)."""
+        leap = f"(({year} % 4 = 0 AND {year} % 100 <> 0) OR {year} % 400 = 0)"
+        return (
+            f"CASE WHEN {month} = 2 THEN (CASE WHEN {leap} THEN 29 ELSE 28 END) "
+            f"WHEN {month} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
+        )
+
+    def text(self, value: str) -> str:
+        """A SQL value as a SQL string."""
+        return f"CAST({value} AS VARCHAR)"
 
     def truncate(self, number: str) -> str:
         """A double cut towards zero, as a BIGINT."""
         return f"CAST(trunc({number}) AS BIGINT)"
-
-    def keyed(self, key: str, value: str) -> str:
-        raise NotImplementedError
-
-    def sort_keyed(self, items: str) -> str:
-        raise NotImplementedError
 
     def output(self, value: str, column: Column) -> str:
         """The column's SQL value from its JSON value (a list when ``collection``)."""
@@ -192,6 +198,7 @@ class Context:
     focus: str  # the current element ($this): one JSON value
     resource: str  # the resource's JSON value
     row_index: str  # %rowIndex: a SQL integer
+    type_hint: str | None = None  # the column's declared type (what a boundary gives)
 
 
 class Compiler:
@@ -341,12 +348,38 @@ class Compiler:
         raise NotSupported(f"the FHIRPath '{op}' operator is not supported by {self.d.name}")
 
     def compare(self, op: str, left: Node, right: Node, ctx: Context) -> str:
+        if is_scalar_literal(left) and not is_scalar_literal(right):
+            left, right, op = right, left, MIRRORED.get(op, op)
+        if is_scalar_literal(right):
+            assert isinstance(right, Literal)
+            items = self.collection(left, ctx)
+            return self.let(items, lambda a: self.compare_literal(op, a, right))
         left_sql, right_sql = self.collection(left, ctx), self.collection(right, ctx)
 
         def on_both(a: str) -> str:
             return self.let(right_sql, lambda b: self.compare_items(op, a, b))
 
         return self.let(left_sql, on_both)
+
+    def compare_literal(self, op: str, a: str, literal: Literal) -> str:
+        """A collection against a literal: the literal's type says how to compare, so the
+        engine reads one SQL type (the common ``status = 'final'``)."""
+        d = self.d
+        x = d.item(a, 0)
+        sql_op = {"=": "=", "~": "=", "!=": "<>", "!~": "<>"}.get(op, op)
+        if literal.type == "boolean":
+            single = f"{d.as_boolean(x)} {sql_op} {'TRUE' if literal.value else 'FALSE'}"
+        elif literal.type in ("integer", "decimal"):
+            single = f"{d.as_double(x)} {sql_op} {literal.value}"
+        elif op in ("~", "!~"):
+            single = f"lower({d.as_string(x)}) {sql_op} {d.quote(str(literal.value).lower())}"
+        else:
+            single = f"{d.as_string(x)} {sql_op} {d.quote(str(literal.value))}"
+        several = {"=": "FALSE", "~": "FALSE", "!=": "TRUE", "!~": "TRUE"}.get(op, "NULL")
+        return (
+            f"CASE WHEN {d.size(a)} = 0 THEN NULL WHEN {d.size(a)} = 1 THEN {single} "
+            f"ELSE {several} END"
+        )
 
     def compare_items(self, op: str, a: str, b: str) -> str:
         """FHIRPath's comparison of two collections (empty -> NULL), by their first items
@@ -448,6 +481,8 @@ class Compiler:
             return Compiled(self.each(base, ctx, lambda v: d.child(v, "id")), "list")
         if name == "getReferenceKey":
             return Compiled(self.reference_key(base, args, ctx), "list")
+        if name in ("lowBoundary", "highBoundary"):
+            return Compiled(self.boundary(base, args, ctx, high=name == "highBoundary"), "list")
         raise NotSupported(f"FHIRPath {name}() is not supported by {d.name}")
 
     def on(self, base: Node | None, ctx: Context) -> str:
@@ -518,6 +553,92 @@ class Compiler:
 
         return self.each(base, ctx, key)
 
+    # -- lowBoundary() / highBoundary(): the ends of the range a value's precision allows
+
+    def extract(self, text: str, pattern: str, group: int) -> str:
+        """A regular expression's group, '' when it does not match (on every engine)."""
+        return f"coalesce({self.d.regexp_extract(text, pattern, group)}, '')"
+
+    def boundary(self, base: Node | None, args: tuple[Node, ...], ctx: Context, high: bool) -> str:
+        """Per element; the kind (decimal, date, dateTime, time) from an ``ofType()`` just
+        before, else the column's declared type, else the value's own look."""
+        if args:
+            raise NotSupported("lowBoundary()/highBoundary() with a precision are not supported")
+        d = self.d
+        kind = ctx.type_hint
+        if isinstance(base, Call) and base.name == "ofType":
+            kind = type_name(base.args[0])
+        var, found = self.fresh(), self.fresh()
+        mapped = d.transform(self.on(base, ctx), var, self.boundary_of(var, kind, high))
+        return d.filter(mapped, found, f"{found} IS NOT NULL")
+
+    def boundary_of(self, value: str, kind: str | None, high: bool) -> str:
+        d = self.d
+        text = d.as_string(value)
+        as_json = {
+            "decimal": self.decimal_boundary(text, high),
+            "date": d.from_sql(self.date_boundary(text, high)),
+            "dateTime": d.from_sql(self.datetime_boundary(text, high)),
+            "time": d.from_sql(self.time_boundary(text, high)),
+        }
+        kind = "dateTime" if kind == "instant" else "decimal" if kind in INTEGER_TYPES else kind
+        if kind in as_json:
+            test = d.is_number(value) if kind == "decimal" else d.is_string(value)
+            return f"CASE WHEN {test} THEN {as_json[kind]} ELSE {d.null()} END"
+        return (
+            f"CASE WHEN {d.is_number(value)} THEN {as_json['decimal']} "
+            f"WHEN NOT {d.is_string(value)} THEN {d.null()} "
+            f"WHEN {self.extract(text, '^([0-9]{2}:)', 1)} <> '' THEN {as_json['time']} "
+            f"WHEN {self.extract(text, '(T)', 1)} <> '' THEN {as_json['dateTime']} "
+            f"ELSE {as_json['date']} END"
+        )
+
+    def decimal_boundary(self, text: str, high: bool) -> str:
+        """Half a unit of the last decimal written: 1.0 -> 0.95 .. 1.05."""
+        d = self.d
+        scale = f"length({self.extract(text, '[.]([0-9]+)', 1)})"
+        half = f"CAST(concat('0.', repeat('0', {scale}), '5') AS DECIMAL(38, 18))"
+        number = f"CAST({text} AS DECIMAL(38, 18))"
+        return d.from_sql(f"({number} {'+' if high else '-'} {half})")
+
+    def date_boundary(self, text: str, high: bool) -> str:
+        d = self.d
+        date = self.extract(text, "^([0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?)", 1)
+        if not high:
+            return f"concat({date}, substr('-01-01', length({date}) - 3))"
+        year, month = (
+            f"CAST(substr({date}, 1, 4) AS INTEGER)",
+            f"CAST(substr({date}, 6, 2) AS INTEGER)",
+        )
+        last = f"lpad({d.text(d.days_in_month(year, month))}, 2, '0')"
+        return (
+            f"CASE length({date}) WHEN 4 THEN concat({date}, '-12-31') "
+            f"WHEN 7 THEN concat({date}, '-', {last}) ELSE {date} END"
+        )
+
+    def time_boundary(self, text: str, high: bool) -> str:
+        clock = self.extract(text, "^([0-9]{2}(:[0-9]{2}(:[0-9]{2})?)?)", 1)
+        fraction = self.extract(text, "^[0-9:]+([.][0-9]+)", 1)
+        fill, digit = (":59:59", "9") if high else (":00:00", "0")
+        padded = f"rpad({fraction}, 4, '{digit}')"
+        return (
+            f"concat({clock}, substr('{fill}', length({clock}) - 1), "
+            f"CASE WHEN {fraction} = '' THEN '.{digit * 3}' ELSE {padded} END)"
+        )
+
+    def datetime_boundary(self, text: str, high: bool) -> str:
+        clock = self.extract(text, "T([0-9:.]+)", 1)
+        zone = self.extract(text, "T.*(Z|[+-][0-9]{2}:[0-9]{2})$", 1)
+        default_clock, default_zone = (
+            ("23:59:59.999", "-12:00") if high else ("00:00:00.000", "+14:00")
+        )
+        time = self.time_boundary(clock, high)
+        return (
+            f"concat({self.date_boundary(text, high)}, 'T', "
+            f"CASE WHEN {clock} = '' THEN '{default_clock}' ELSE {time} END, "
+            f"CASE WHEN {zone} = '' THEN '{default_zone}' ELSE {zone} END)"
+        )
+
     # -- selects -> rows
 
     def rows(self, select: Select, ctx: Context) -> str:
@@ -557,7 +678,11 @@ class Compiler:
         factors = [self.rows(child, ctx) for child in select.select]
         if select.union_all:
             factors.append(d.concat(*[self.rows(branch, ctx) for branch in select.union_all]))
-        rows = d.array(own)
+        if not select.columns and factors:  # no own row: the first factor's rows are it
+            own_rows, factors = factors[0], factors[1:]
+        else:
+            own_rows = d.array(own)
+        rows = own_rows
         for factor in factors:
             rows = self.cross(rows, factor)
         return rows
@@ -569,7 +694,7 @@ class Compiler:
 
     def column(self, column: Column, ctx: Context) -> str:
         d = self.d
-        compiled = self.expr(column.path, ctx)
+        compiled = self.expr(column.path, replace(ctx, type_hint=column.type))
         if compiled.kind == "boolean" and not column.collection:
             return self.let(
                 compiled.sql,
@@ -587,24 +712,26 @@ class Compiler:
         )
 
     def repeat(self, paths: tuple[Node, ...], ctx: Context) -> str:
-        """Every element reached by following ``paths`` again and again, depth first."""
+        """Every element reached by following ``paths`` again and again, in document order
+        (each element, then what is under it), to ``REPEAT_DEPTH`` levels; an element with
+        children below that depth is an error, never a silent cut."""
         d = self.d
 
-        def children(parent: str, key: str | None) -> str:
-            found = d.concat(*[self.collection(p, replace(ctx, focus=parent)) for p in paths])
-            var, index = self.fresh(), self.fresh()
-            own_key = d.key_string(d.position(index))
-            full_key = own_key if key is None else f"concat({key}, {own_key})"
-            return d.transform_indexed(found, var, index, d.keyed(full_key, var))
+        def children(parent: str) -> str:
+            return d.concat(*[self.collection(p, replace(ctx, focus=parent)) for p in paths])
 
-        level = children(ctx.focus, None)
-        levels = [level]
-        for _ in range(REPEAT_DEPTH - 1):
-            parent = self.fresh()
-            level = d.flatten(d.transform(level, parent, children(f"{parent}.v", f"{parent}.k")))
-            levels.append(level)
-        var = self.fresh()
-        return d.transform(d.sort_keyed(d.concat(*levels)), var, f"{var}.v")
+        def below(parent: str, depth: int) -> str:
+            if depth == 0:
+                deeper = d.error(f"repeat goes deeper than {REPEAT_DEPTH} levels")
+                return (
+                    f"CASE WHEN {d.size(children(parent))} > 0 THEN {deeper} ELSE {d.empty()} END"
+                )
+            var = self.fresh()
+            return d.flatten(
+                d.transform(children(parent), var, d.concat(d.array(var), below(var, depth - 1)))
+            )
+
+        return below(ctx.focus, REPEAT_DEPTH)
 
     # -- the query
 
@@ -619,6 +746,13 @@ class Compiler:
         rows = self.rows(self.view.select, ctx)
         outputs = [d.output(d.item("_row", i), c) for i, c in enumerate(columns(self.view.select))]
         return d.query(rows, source, self.view.resource, " AND ".join(where) or "TRUE", outputs)
+
+
+MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+
+def is_scalar_literal(node: Node) -> bool:
+    return isinstance(node, Literal) and node.type != "empty"
 
 
 def columns(select: Select) -> list[Column]:

@@ -126,12 +126,6 @@ class DuckDialect(Dialect):
     def join(self, strings: str, separator: str) -> str:
         return f"array_to_string({strings}, {separator})"
 
-    def keyed(self, key: str, value: str) -> str:
-        return f"{{'k': {key}, 'v': {value}}}"
-
-    def sort_keyed(self, items: str) -> str:
-        return f"list_sort({items})"
-
     def output(self, value: str, column: Column) -> str:
         cast = sql_type(column)
         if column.collection:

@@ -4,7 +4,7 @@ at national scale.
 A collection is ``array<variant>`` (Spark 4's VARIANT: parsed JSON that keeps its types, so
 "1" and 1 stay apart): a field is read with ``try_variant_get(v, '$.name', ...)``, a type
 told by ``schema_of_variant``, and the list work is Spark's higher-order functions
-(``transform``, ``filter``, ``flatten``, ``array_sort``), so the whole view is one
+(``transform``, ``filter``, ``flatten``), so the whole view is one
 projection plus one ``explode`` that Spark runs in parallel over the partitions.
 
 The session: the active SparkSession when there is one (a cluster job builds its own with
@@ -143,20 +143,11 @@ class SparkDialect(Dialect):
     def join(self, strings: str, separator: str) -> str:
         return f"array_join({strings}, {separator})"
 
-    def key_string(self, index: str) -> str:
-        return f"lpad(CAST({index} AS STRING), 6, '0')"
+    def text(self, value: str) -> str:
+        return f"CAST({value} AS STRING)"
 
     def truncate(self, number: str) -> str:
         return f"CAST({number} AS BIGINT)"
-
-    def keyed(self, key: str, value: str) -> str:
-        return f"named_struct('k', {key}, 'v', {value})"
-
-    def sort_keyed(self, items: str) -> str:
-        return (
-            f"array_sort({items}, (_l, _r) -> "
-            "CASE WHEN _l.k < _r.k THEN -1 WHEN _l.k > _r.k THEN 1 ELSE 0 END)"
-        )
 
     def output(self, value: str, column: Column) -> str:
         kind = spark_type(column)

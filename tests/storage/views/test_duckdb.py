@@ -106,3 +106,18 @@ def test_repeat_orders_depth_first():
         ],
     }
     assert sorted(run_view(view, [response]).rows) == [(0, "1"), (1, "1.1"), (2, "1.1.1"), (3, "2")]
+
+
+def test_repeat_deeper_than_its_depth_is_an_error_not_a_silent_cut():
+    from enjournal.storage.views.compile import REPEAT_DEPTH
+
+    item: dict = {"linkId": "leaf"}
+    for level in range(REPEAT_DEPTH + 1):
+        item = {"linkId": str(level), "item": [item]}
+    response = {"resourceType": "QuestionnaireResponse", "id": "deep", "item": [item]}
+    view = {
+        "resource": "QuestionnaireResponse",
+        "select": [{"repeat": ["item"], "column": [{"name": "link", "path": "linkId"}]}],
+    }
+    with pytest.raises(Invalid, match="deeper than"):
+        run_view(view, [response])
