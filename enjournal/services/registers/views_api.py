@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import Invalid, NotFound
+from enjournal.fhir.errors import Invalid, NotFound, NotSupported
 from enjournal.fhir.search import parse_search
 from enjournal.fhir.viewdefinition import View, plan
 from enjournal.rest.message import FhirResponse
@@ -117,6 +117,7 @@ class Views:
 
     async def run(self, request, repo) -> FhirResponse:
         params = operation_parameters(request, "$" + RUN)
+        refuse_unsupported(params)
         view = await view_of(request, repo, params)
         fmt = output_format(params.get("_format"), default="json")
         limit = positive_int(params.get("_limit"), "_limit")
@@ -132,6 +133,7 @@ class Views:
 
     async def export(self, request, repo) -> FhirResponse:
         params = operation_parameters(request, "$" + EXPORT)
+        refuse_unsupported(params)
         fmt = output_format(params.get("_format"), default="ndjson")
         if fmt == "json":
             raise Invalid("$viewdefinition-export writes ndjson, csv or parquet files")
@@ -279,6 +281,17 @@ async def export_view(repo, name: str, values: dict) -> View:
 
 
 # -- the other inputs
+
+
+def refuse_unsupported(params: dict) -> None:
+    """Inputs of the spec's operations this server does not take: a 400 that says so,
+    rather than an answer that silently ignored them."""
+    for name, why in (
+        ("source", "external data sources are not read; the view runs over this server's data"),
+        ("group", "group is not supported; name the patients with patient"),
+    ):
+        if params.get(name) not in (None, ""):
+            raise NotSupported(f"{name}: {why}")
 
 
 def output_format(value: Any, default: str) -> str:

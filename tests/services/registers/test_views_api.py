@@ -203,6 +203,8 @@ async def test_bad_view_definitions_are_400(open_world, view, words):
         [("_limit", "zero")],
         [("_since", "yesterday")],
         [("patient", "Group/1")],
+        [("source", "s3://bucket/data")],
+        [("group", "Group/1")],
         [],
     ],
 )
