@@ -95,8 +95,8 @@ def cast_of(column: Column) -> Cast | None:
 
 
 class PgDialect(Dialect):
-    """PostgreSQL over jsonb.  ``var`` names both a subquery and its element column, which
-    also has ``k``/``v`` (a keyed element's key and value, for ``repeat``)."""
+    """PostgreSQL over jsonb.  In a list's subquery, ``var`` names both the subquery and
+    its element column."""
 
     name = "postgres"
     error_type = "jsonb"
@@ -113,7 +113,7 @@ class PgDialect(Dialect):
     def elements(self, items: str, var: str, index: str) -> str:
         """A FROM item: the elements of ``items`` as ``var``, 1-based position ``index``."""
         return (
-            f"(SELECT _e.e AS {var}, _e.e ->> 'k' AS k, _e.e -> 'v' AS v, _e.n AS {index} "
+            f"(SELECT _e.e AS {var}, _e.n AS {index} "
             f"FROM jsonb_array_elements({items}) WITH ORDINALITY AS _e(e, n)) AS {var}"
         )
 
@@ -260,18 +260,6 @@ class PgDialect(Dialect):
 
     def regexp_extract(self, text: str, pattern: str, group: int) -> str:
         return f"(regexp_match({text}, {self.quote(pattern)}))[{group}]"
-
-    def key_string(self, index: str) -> str:
-        return f"lpad(CAST({index} AS text), 6, '0')"
-
-    def keyed(self, key: str, value: str) -> str:
-        return f"jsonb_build_object('k', {key}, 'v', {value})"
-
-    def sort_keyed(self, items: str) -> str:
-        return (
-            f"(SELECT coalesce(jsonb_agg(_k.e ORDER BY _k.e ->> 'k' COLLATE \"C\"), {EMPTY}) "
-            f"FROM jsonb_array_elements({items}) AS _k(e))"
-        )
 
     def output(self, value: str, column: Column) -> str:
         cast = cast_of(column)
