@@ -17,7 +17,11 @@ feeds call):
   An engine may accept more (PostgreSQL: its store); each says so in its docstring.
 - ``ViewResult``: ``columns`` (the view's column names in spec order) and ``rows`` (tuples
   in that order; booleans, integers, decimals as floats, strings; a ``collection: true``
-  column is a list); ``to_dicts()`` and ``to_arrow()`` (a pyarrow Table).
+  column is a list); ``to_dicts()`` and ``to_arrow()`` (a pyarrow Table).  A column's SQL
+  type follows its declared ``type`` (boolean; integer, positiveInt, unsignedInt,
+  integer64; decimal; anything else is text, dates included); a column without one is
+  boolean or integer when its expression plainly is (a comparison, ``exists()``,
+  ``%rowIndex``), else text.
 - ``limit``: at most this many rows (``$viewdefinition-run``'s ``_limit``).
 
 ``ENGINES`` maps a name to an engine object (``name`` and ``run(view: View, source, limit)``).

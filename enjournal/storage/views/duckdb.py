@@ -22,6 +22,7 @@ from enjournal.storage.views import ViewResult, file_paths, register_engine
 from enjournal.storage.views.compile import ERROR_MARK, INTEGER_TYPES, Dialect, compile_view
 
 BOOLEAN, INTEGER, DECIMAL = "BOOLEAN", "BIGINT", "DOUBLE"
+MAX_RESOURCE_BYTES = 256 * 1024 * 1024  # one NDJSON line (DuckDB's default is 16 MB)
 
 
 def sql_type(column: Column) -> str | None:
@@ -185,7 +186,8 @@ def ndjson_view(paths: list[str]) -> str:
     listed = ", ".join(DIALECT.quote(p) for p in paths)
     return (
         "CREATE TEMP VIEW _source AS SELECT json AS resource FROM "
-        f"read_json_objects([{listed}], format = 'newline_delimited')"
+        f"read_json_objects([{listed}], format = 'newline_delimited', "
+        f"maximum_object_size = {MAX_RESOURCE_BYTES})"
     )
 
 

@@ -121,3 +121,13 @@ def test_repeat_deeper_than_its_depth_is_an_error_not_a_silent_cut():
     }
     with pytest.raises(Invalid, match="deeper than"):
         run_view(view, [response])
+
+
+def test_a_resource_larger_than_duckdbs_default_line_limit(tmp_path):
+    big = {
+        **PATIENTS[1],
+        "text": {"status": "generated", "div": "<div>" + "x" * 17_000_000 + "</div>"},
+    }
+    path = tmp_path / "big.ndjson"
+    path.write_text(json.dumps(big) + "\n")
+    assert run_view(VIEW, [path]).rows == [("b", False, None)]
