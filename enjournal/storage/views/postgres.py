@@ -7,7 +7,8 @@ missing one is empty); the list work the other engines do with lambdas is a corr
 subquery over ``jsonb_array_elements(...) WITH ORDINALITY`` (its order kept), and a chain of
 fields (``name.given``) becomes one path.  The whole view is one query: the resources of the
 view's type that pass its ``where``, each joined LATERAL to ``jsonb_array_elements`` of its
-rows.  Nothing is evaluated row by row in Python.
+rows (or, when a view has one row per resource, to a subquery of its values).  JIT is off
+for it: compiling one deep expression costs seconds.  Nothing is evaluated in Python.
 
 Two sources:
 
@@ -33,8 +34,9 @@ Two sources:
   is, or refers to, one of them.  The caller passes the register's privacy policy
   (``enjournal.security.exports.export_policy(...).excluded``, its inputs read by
   ``storage.exports.protected_patients`` / ``consents_of_category``); the policy's
-  redactions and kjernejournal hiding are not applied to view rows (ASSUMED: a register
-  feed selects coded facts, not the identity elements redaction removes).  The rows come
+  redactions, kjernejournal hiding and privacy-locked prescriptions are not applied to view
+  rows (ASSUMED: a register feed selects coded facts, not the identity elements redaction
+  removes; NOT DONE: the other two).  The rows come
   from a server-side cursor in a read-only REPEATABLE READ transaction, ``batch_rows`` at a
   time, so a view over millions of resources holds one batch in memory.
 """
