@@ -131,3 +131,61 @@ def test_a_resource_larger_than_duckdbs_default_line_limit(tmp_path):
     path = tmp_path / "big.ndjson"
     path.write_text(json.dumps(big) + "\n")
     assert run_view(VIEW, [path]).rows == [("b", False, None)]
+
+
+FHIRPATH_CASES = [
+    ("name.given.count()", 2),
+    ("name.given.last()", "Anne"),
+    ("name.given[1]", "Anne"),
+    ("name.given.first() & ' ' & name.family", "Kari Berg"),
+    ("name.family ~ 'BERG'", True),
+    ("name.family !~ 'BERG'", False),
+    ("7 div 2", 3),
+    ("7 mod 2", 1),
+    ("-(2 + 3) * 2", -10),
+    ("gender = 'female' xor true", False),
+    ("gender = 'male' implies false", True),
+    ("(gender = 'female').not()", False),
+    ("name.given.where($this = 'Anne').exists()", True),
+    ("name.given.exists($this = 'Per')", False),
+    ("Patient.name.family", "Berg"),
+    ("%resource.id", "a"),
+    ("{}.empty()", True),
+    ("name.given.join('+')", "Kari+Anne"),
+    ("name.given.ofType(string).count()", 2),
+    ("gender != 'male'", True),
+    ("birthDate", None),
+]
+
+
+def test_fhirpath_beyond_the_suite_in_one_view():
+    """All of ``FHIRPATH_CASES`` as the columns of one view (one query per engine)."""
+    assert_fhirpath_cases("duckdb")
+
+
+def assert_fhirpath_cases(engine: str) -> None:
+    columns = [{"name": f"v{i}", "path": path} for i, (path, _) in enumerate(FHIRPATH_CASES)]
+    view = {"resource": "Patient", "select": [{"column": columns}], "where": [{"path": "id = 'a'"}]}
+    (row,) = run_view(view, PATIENTS, engine).rows
+    found = [
+        normal(value, expected) for value, (_, expected) in zip(row, FHIRPATH_CASES, strict=True)
+    ]
+    assert found == [expected for _, expected in FHIRPATH_CASES]
+
+
+def normal(value, expected):
+    """An untyped column is text: '3' or '3.0' compare as the number expected."""
+    if isinstance(expected, int) and not isinstance(expected, bool) and value is not None:
+        return int(float(value))
+    return value
+
+
+@pytest.mark.parametrize("path, expected", FHIRPATH_CASES)
+def test_fhirpath_beyond_the_suite(path, expected):
+    view = {
+        "resource": "Patient",
+        "select": [{"column": [{"name": "v", "path": path}]}],
+        "where": [{"path": "id = 'a'"}],
+    }
+    (row,) = run_view(view, PATIENTS).rows
+    assert normal(row[0], expected) == expected

@@ -10,7 +10,7 @@ import pytest
 
 from enjournal.fhir.errors import Invalid
 from enjournal.storage.views import ENGINES, run_view
-from tests.storage.views.test_duckdb import EXPECTED, PATIENTS, VIEW
+from tests.storage.views.test_duckdb import EXPECTED, PATIENTS, VIEW, assert_fhirpath_cases
 
 pytestmark = pytest.mark.slow
 
@@ -44,3 +44,7 @@ def test_limit_and_runtime_errors():
     }
     with pytest.raises(Invalid, match="several values"):
         run_view(view, PATIENTS, engine="spark")
+
+
+def test_fhirpath_beyond_the_suite_in_one_view():
+    assert_fhirpath_cases("spark")
