@@ -12,7 +12,7 @@ import pytest
 
 from enjournal.fhir.errors import Invalid, NotSupported
 from enjournal.storage.views import ENGINES, run_view
-from tests.storage.views.test_duckdb import EXPECTED, PATIENTS, VIEW
+from tests.storage.views.test_duckdb import EXPECTED, PATIENTS, VIEW, assert_fhirpath_cases
 
 pytestmark = pytest.mark.postgres
 
@@ -60,6 +60,10 @@ def test_limit_and_collections():
     }
     rows = run_view(names, PATIENTS, engine="postgres").rows
     assert sorted(rows) == [("a", ["Kari", "Anne"]), ("b", [])]
+
+
+def test_fhirpath_beyond_the_suite_in_one_view():
+    assert_fhirpath_cases("postgres")
 
 
 def test_several_values_without_collection_is_invalid():
