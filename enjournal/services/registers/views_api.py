@@ -159,16 +159,19 @@ class Views:
         """Run ``view`` over its resource type as the caller may read it: the pages are
         written to a temporary NDJSON file (flat memory) that DuckDB then reads."""
         handle, name = tempfile.mkstemp(suffix=".ndjson", prefix="view-")
+        seen: set[str] = set()  # a resource in two named patients' records, once
         try:
             with os.fdopen(handle, "wb") as spool:
-                for compartment in patients or [None]:
-                    await spool_pages(repo, view.resource, since, compartment, interaction, spool)
+                for patient in patients or [None]:
+                    await spool_pages(repo, view, since, patient, interaction, spool, seen)
             return await asyncio.to_thread(run_view, view, [name], "duckdb", limit=limit)
         finally:
             os.unlink(name)
 
 
-async def spool_pages(repo, type_: str, since, patient: str | None, interaction: str, out) -> None:
+async def spool_pages(repo, view: View, since, patient, interaction, out, seen: set[str]) -> None:
+    """Write the view's resources the caller may read to ``out``, one a line, page by page;
+    ``patient``: only that patient's compartment."""
     criteria = [("_count", str(PAGE)), ("_total", "none")]
     if since is not None:
         criteria.append(("_lastUpdated", f"ge{since}"))
@@ -177,14 +180,19 @@ async def spool_pages(repo, type_: str, since, patient: str | None, interaction:
     while True:
         pairs = criteria + ([("_cursor", cursor)] if cursor else [])
         query = parse_search(
-            type_, pairs, strict=True, compartment=compartment, parameters=repo.search_parameters
+            view.resource,
+            pairs,
+            strict=True,
+            compartment=compartment,
+            parameters=repo.search_parameters,
         )
         page = await repo.search(query, interaction)
         for stored in page.matches:
-            out.write(
-                stored.content if isinstance(stored.content, bytes) else stored.content.encode()
-            )
-            out.write(b"\n")
+            if stored.content is None or (patient is not None and stored.id in seen):
+                continue
+            if patient is not None:
+                seen.add(stored.id)
+            out.write(stored.content + b"\n")
         cursor = page.next_cursor
         if not cursor or not page.matches:
             return

@@ -115,6 +115,14 @@ async def test_limit_patient_and_since(open_world):
         r["id"]
         for r in json.loads((await call(open_world, "POST", "$viewdefinition-run", body)).body)
     ] == ["p2"]
+    body = parameters(view_part(), {"name": "_since", "valueInstant": "2000-01-01T00:00:00Z"})
+    assert len(json.loads((await call(open_world, "POST", "$viewdefinition-run", body)).body)) == 2
+    both = [
+        {"name": "patient", "valueReference": {"reference": f"Patient/{p}"}}
+        for p in ("p1", "p2", "p1")
+    ]
+    answer = await call(open_world, "POST", "$viewdefinition-run", parameters(view_part(), *both))
+    assert sorted(r["id"] for r in json.loads(answer.body)) == ["p1", "p2"]
     body = parameters(view_part(), {"name": "_since", "valueInstant": "2999-01-01T00:00:00Z"})
     assert json.loads((await call(open_world, "POST", "$viewdefinition-run", body)).body) == []
 
