@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 
 import pytest
+
+from tests.debian import install
+
+JAVA_PACKAGE = "openjdk-17-jre-headless"  # pyspark 4 runs on Java 17 or newer
 
 SUITE_TEST = "test_official_suite.py::test_official_case["
 counts: dict[str, dict[str, int]] = defaultdict(lambda: {"passed": 0, "total": 0})
@@ -38,6 +43,20 @@ def postgres_engine_server():
     engine = ENGINES.get("postgres")
     if engine is not None:
         engine.configure(PG_DSN)
+
+
+def pytest_runtest_setup(item):
+    """Spark needs a Java runtime: Debian's, installed now if missing (a failure, not a
+    skip, if it cannot be)."""
+    if "spark" not in item.nodeid:
+        return
+    problems = install(JAVA_PACKAGE, lambda: shutil.which("java") is not None)
+    if shutil.which("java") is None:
+        pytest.fail(
+            f"Spark needs Java and `apt-get install -y {JAVA_PACKAGE}` did not install it:\n"
+            + "\n".join(problems),
+            pytrace=False,
+        )
 
 
 def pytest_sessionfinish(session):

@@ -15,7 +15,6 @@ real ``enjournal`` server with the demo population and the embedded login provid
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.debian import install
 from tests.server.conftest import ROOT, ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,25 +50,7 @@ def chromium_path() -> str:
 
 
 def _install_chromium() -> list[str]:
-    """apt-get as root, else through ``sudo -n``; what went wrong, for the failure message."""
-    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    if prefix and shutil.which("sudo") is None:
-        return ["not root, and no sudo to run apt-get with"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    problems = []
-    for command in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"]):
-        done = subprocess.run([*prefix, *command], env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            problems.append(f"$ {' '.join(command)}: {done.stderr.strip()[-800:]}")
-        if CHROMIUM.exists():
-            return problems
-    # A stale package list is the usual cause: install once more after the update.
-    again = subprocess.run(
-        [*prefix, "apt-get", "install", "-y", "chromium"], env=env, capture_output=True, text=True
-    )
-    if again.returncode != 0:
-        problems.append(f"$ apt-get install -y chromium: {again.stderr.strip()[-800:]}")
-    return problems
+    return install("chromium", CHROMIUM.exists)
 
 
 # pytest-playwright's Playwright and browser live for the whole session.  Its sync API
