@@ -28,10 +28,13 @@ what they read); personnel and citizens get 403.  The rows come from SQL-on-FHIR
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+
+import orjson
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid
@@ -73,6 +76,7 @@ MAX_CELLS = 20_000  # cells of one table, margins included
 MAX_RESOURCES = 500_000  # resources one request reads
 PAGE = 1_000
 CHUNK = 100  # ids in one _id search
+CHUNK_CHARS = 2_000  # a search value has at most 2,048 characters (fhir/search)
 PROPERTY_INFO = pseudonyms.PROPERTY_INFO
 
 
@@ -194,7 +198,8 @@ class Statistics:
         table = build_table(ask, units)
         await repo.lock_criteria("MeasureReport", f"measure={ask.measure.canonical}")
         earlier = await publications(repo, ask)
-        protected = protect(table, ask.rules, earlier)
+        # the audit's linear programs take a while: off the event loop
+        protected = await asyncio.to_thread(protect, table, ask.rules, earlier)
         report = to_report(protected, ask, self.platform.clock())
         stored = await repo.create(report, OPERATION)
         return FhirResponse.of(jsonio.loads(stored.content))
@@ -446,7 +451,8 @@ async def _search_all(repo, type_: str, criteria: list[tuple[str, str]]) -> list
         params += [("_cursor", cursor)] if cursor else []
         query = parse_search(type_, params, strict=True, parameters=repo.search_parameters)
         result = await repo.search(query, OPERATION)
-        out.extend(jsonio.loads(s.content) for s in result.matches if s.content)
+        # plain floats, not jsonio's Decimals: the DuckDB engine serialises with json.dumps
+        out.extend(orjson.loads(s.content) for s in result.matches if s.content)
         if len(out) > MAX_RESOURCES:
             raise Invalid(f"more than {MAX_RESOURCES} resources: ask for a shorter period")
         if not result.next_cursor:
@@ -456,9 +462,22 @@ async def _search_all(repo, type_: str, criteria: list[tuple[str, str]]) -> list
 
 async def _by_ids(repo, type_: str, name: str, values: list[str]) -> list[dict]:
     out: list[dict] = []
-    for at in range(0, len(values), CHUNK):
-        out += await _search_all(repo, type_, [(name, ",".join(values[at : at + CHUNK]))])
+    for chunk in _chunks(values):
+        out += await _search_all(repo, type_, [(name, ",".join(chunk))])
     return out
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    """Comma lists within a search value's limit (CHUNK_CHARS) and CHUNK values."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for value in values:
+        if chunks[-1] and (len(chunks[-1]) >= CHUNK or size + len(value) + 1 > CHUNK_CHARS):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(value)
+        size += len(value) + 1
+    return [c for c in chunks if c]
 
 
 # ---- the publication log: the stored MeasureReports ----------------------------------------

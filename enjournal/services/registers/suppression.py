@@ -48,6 +48,7 @@ SECONDARY = "secondary"
 PUBLISHED = "published"
 MAX_BASE_CELLS = 400_000  # base cells of one audit: beyond, the request must be narrowed
 EPS = 1e-6
+AUDIT_BUDGET = 1_000_000  # hidden cells x unknowns: about a minute of linear programs
 PUBLISH_BACK_BUDGET = 5_000  # (secondary cells x hidden cells) worth trying to publish back
 
 
@@ -86,7 +87,8 @@ class Release:
 @dataclass
 class Protected:
     """A table after suppression: each cell's status and each suppressed cell's audited
-    range (lower, upper), and which earlier releases the audit took into account."""
+    range (lower, upper; the lower bound is the true count where the upper one alone was
+    far enough to pass), and which earlier releases the audit took into account."""
 
     table: Table
     rules: Rules
@@ -134,6 +136,7 @@ def protect(table: Table, rules: Rules, earlier: Sequence[Release] = ()) -> Prot
     result.linked = [r.id for r in linked]
     result.unlinked = [r.id for r in earlier if r.id not in result.linked]
     pending = _targets(result, linked)
+    _check_budget(result, linked, len(pending))
     while pending:
         failing = _exempt(result, linked, _audit(result, linked, pending))
         added = _complements(result, linked, failing)
@@ -147,6 +150,17 @@ def protect(table: Table, rules: Rules, earlier: Sequence[Release] = ()) -> Prot
     result.ranges = {}
     _audit(result, linked, _guarded(result, linked))  # the final ranges, as published
     return result
+
+
+def _check_budget(result: Protected, linked: Sequence[Release], targets: int) -> None:
+    """Refuse (400) an audit that would take minutes: its work grows with the hidden cells
+    times the unknowns of each linear program."""
+    unknowns = Model.of(result.release("new"), linked).a_eq.shape[1]
+    if unknowns * targets > AUDIT_BUDGET:
+        raise Invalid(
+            f"the suppression audit is too large ({targets} hidden cells, {unknowns} unknowns):"
+            " ask for fewer categories, a coarser grain or a higher level"
+        )
 
 
 def _publish_back(result: Protected, linked: Sequence[Release]) -> None:
@@ -189,12 +203,11 @@ def _audit(
     failing = []
     for origin, key in targets:
         release = model.releases[0 if origin is None else origin + 1]
+        # a cell whose count is known passes on its upper bound alone, if far enough
+        true = result.table.counts[key] if origin is None else None
+        low, high = model.bounds(release, key, true, release.protection)
         if origin is None and not first_only:
-            low, high = model.bounds(release, key)
             result.ranges[key] = (low, high)
-        else:  # a cell whose count we know passes on its upper bound alone, if far enough
-            true = result.table.counts[key] if origin is None else None
-            low, high = model.bounds(release, key, true, release.protection)
         if _narrow((low, high), release.protection):
             failing.append((origin, key))
             if first_only:
@@ -366,16 +379,19 @@ class Model:
         known = np.zeros(self.size)
         self._fix_singletons(matrix, values, fixed, known)
         self.fixed, self.known = fixed, known
-        free = np.flatnonzero(~fixed)
-        self.column = np.full(self.size, -1)
-        self.column[free] = np.arange(len(free))
         rest = values - matrix @ known
         counts = matrix @ (~fixed).astype(float)
         live = counts > 0
         self.consistent = bool(
             np.all(np.abs(rest[~live]) < EPS) and np.all(rest > -EPS) and np.all(known > -EPS)
         )
-        self.a_eq = matrix[live][:, free]
+        # a free base cell no remaining equation names is unbounded: no LP column for it
+        used = np.asarray(matrix[live].sum(axis=0)).ravel() > 0
+        self.loose = ~fixed & ~used
+        kept = np.flatnonzero(~fixed & used)
+        self.column = np.full(self.size, -1)
+        self.column[kept] = np.arange(len(kept))
+        self.a_eq = matrix[live][:, kept]
         self.b_eq = rest[live]
 
     @staticmethod
@@ -411,15 +427,18 @@ class Model:
         is then not solved for (reported as the true count)."""
         cells = self.cells(_span(release.names, release.scope, key))
         constant = float(self.known[cells].sum())
-        free = self.column[cells[~self.fixed[cells]]]
-        if len(free) == 0:
+        columns = self.column[cells]
+        columns = columns[columns >= 0]
+        if len(columns) == 0 and not self.loose[cells].any():
             return constant, constant
         cost = np.zeros(self.a_eq.shape[1])
-        cost[free] = 1.0
-        high = constant + _floor(-self._optimum(-cost))
+        cost[columns] = 1.0
+        loose = bool(self.loose[cells].any())  # a base cell nothing bounds
+        high = math.inf if loose else constant + _floor(-self._optimum(-cost))
         if true is not None and high - true >= width:
             return float(true), high
-        return constant + math.ceil(self._optimum(cost) - EPS), high
+        low = self._optimum(cost) if len(columns) else 0.0
+        return constant + math.ceil(low - EPS), high
 
     def _optimum(self, cost: np.ndarray) -> float:
         found = linprog(cost, A_eq=self.a_eq, b_eq=self.b_eq, bounds=(0, None), method="highs")

@@ -13,6 +13,7 @@ from enjournal.security.principal import Principal
 from enjournal.security.setup import worker_security
 from enjournal.services.registers import statistics as stats
 from enjournal.services.registers import suppression as S
+from enjournal.services.registers import tables as T
 from enjournal.settings import Settings
 
 pytestmark = pytest.mark.backends("memory", "postgres")
@@ -265,3 +266,49 @@ def test_the_command_prints_the_published_table(tmp_path, capsys):
     assert "30-49" in out and ". (p)" in out and ". (s)" in out and "Totalt" in out
     assert main([*argv, "--threshold", "1"]) == 2
     assert "at least 3" in capsys.readouterr().err
+
+
+def _episode(n: int, pid: str, start: str, service: str) -> dict:
+    return {
+        "resourceType": "EpisodeOfCare",
+        "id": f"hs{n}",
+        "status": "active",
+        "type": [{"coding": [{"system": stats.KPR_SERVICE, "code": service}]}],
+        "patient": {"reference": f"Patient/{pid}"},
+        "period": {"start": start},
+        "extension": [{"url": "https://example.org/hours", "valueDecimal": 2.5}],
+    }
+
+
+async def test_persons_with_home_nursing(platform):
+    episodes = [_episode(n, f"p{n}", "2024-11-01", "15") for n in range(0, 8)]
+    episodes += [_episode(n, f"p{n}", "2025-03-01", "15") for n in range(20, 22)]
+    episodes += [_episode(99, "p30", "2025-01-01", "1")]  # practical help, not nursing
+    async with platform.store.transaction() as tx:
+        for resource in episodes:
+            await tx.update(resource, resource["id"])
+    status, report = await ask(
+        platform, SYSTEM, measure="home-nursing-patients", dimension="municipality", period="2025"
+    )
+    assert status == 200, report
+    shown = cells(report)
+    assert shown[()] == 10  # eight from before 2025, still open, and two new
+    assert shown[(("municipality", "0301"),)] == "primary"  # p20, p21: two
+    assert shown[(("municipality", "1804"),)] == "secondary"  # else 10 - 8 shows the two
+
+
+def test_long_id_lists_are_cut_to_the_search_limit():
+    ids = [f"{n:036d}" for n in range(250)]
+    chunks = stats._chunks(ids)
+    assert [i for c in chunks for i in c] == ids
+    assert all(len(",".join(c)) <= stats.CHUNK_CHARS and len(c) <= stats.CHUNK for c in chunks)
+
+
+def test_an_audit_too_large_is_refused(monkeypatch):
+    from enjournal.fhir.errors import Invalid
+
+    units = [{"municipality": f"m{n % 7}", "sex": ("f", "m")[n % 2]} for n in range(30)]
+    table = T.build("contacts", units, ["municipality", "sex"])
+    monkeypatch.setattr(S, "AUDIT_BUDGET", 10)
+    with pytest.raises(Invalid, match="too large"):
+        S.protect(table, S.Rules())
