@@ -486,13 +486,17 @@ def _chunks(values: list[str]) -> list[list[str]]:
 async def publications(repo, ask: Ask) -> list[Release]:
     """The earlier releases of this measure the new table must not undo.  Persons are
     counted once per period, so a persons measure links only releases of the same period
-    (see docs/registers.md)."""
+    (see docs/registers.md); a contacts measure those whose period overlaps this one (the
+    others share no unit with it)."""
     reports = await _search_all(repo, "MeasureReport", [("measure", ask.measure.canonical)])
     releases = []
     for report in sorted(reports, key=lambda r: str(r.get("id"))):
+        months = _months_of(report)
         if not _ours(report):
             continue
-        if ask.measure.persons and _months_of(report) != ask.months:
+        if ask.measure.persons and months != ask.months:
+            continue
+        if not set(months) & set(ask.months):
             continue
         releases.append(to_release(report))
     return releases

@@ -312,3 +312,13 @@ def test_an_audit_too_large_is_refused(monkeypatch):
     monkeypatch.setattr(S, "AUDIT_BUDGET", 10)
     with pytest.raises(Invalid, match="too large"):
         S.protect(table, S.Rules())
+
+
+async def test_releases_of_other_periods_are_not_linked(platform):
+    first = await ask(platform, SYSTEM, measure="gp-contacts", dimension="sex", period="2024")
+    second = await ask(platform, SYSTEM, measure="gp-contacts", dimension="sex", period="2025")
+    third = await ask(platform, SYSTEM, measure="gp-patients", dimension="sex", period="2025-Q1")
+    fourth = await ask(platform, SYSTEM, measure="gp-patients", dimension="sex", period="2025")
+    assert all(status == 200 for status, _ in (first, second, third, fourth))
+    for _, report in (second, fourth):  # no overlap; persons: another period
+        assert not [e for e in report["extension"] if e["url"] == stats.LINKED]
