@@ -22,7 +22,9 @@ them (``suppression``), so two publications cannot be differenced.  Publications
 measure are serialised by a lock on that measure.
 
 Only system clients may ask (the guard's policy and the client's SMART scopes then decide
-what they read); personnel and citizens get 403.  The rows come from SQL-on-FHIR views
+what they read); personnel and citizens get 403.  The log is append-only: a guard hook
+(``log_append_only``) refuses any other create, update or delete of a report carrying the
+publication identifier.  The rows come from SQL-on-FHIR views
 (``enjournal.storage.views.run_view``) over the resources read through the guard.
 """
 
@@ -201,8 +203,35 @@ class Statistics:
         # the audit's linear programs take a while: off the event loop
         protected = await asyncio.to_thread(protect, table, ask.rules, earlier)
         report = to_report(protected, ask, self.platform.clock())
-        stored = await repo.create(report, OPERATION)
+        stored = await _publish(request, repo, report)
         return FhirResponse.of(jsonio.loads(stored.content))
+
+
+async def _publish(request, repo, report: dict):
+    """Store the report in the log: the one create ``log_append_only`` lets through."""
+    cache = request.guard.request_cache if request.guard is not None else {}
+    cache[OPERATION] = {"publishing": True}
+    try:
+        return await repo.create(report, OPERATION)
+    finally:
+        cache.pop(OPERATION, None)
+
+
+LOG_MARKER = PUBLICATION.encode()
+
+
+async def log_append_only(guard, tx, action: str, resource: dict, patients) -> str | None:
+    """A guard hook: the publication log is written only by this operation and never
+    changed or deleted.  An edited or deleted entry would let the next release be audited
+    without it (differencing); a forged one would make the answer tell whether a guess
+    about a hidden cell agrees with the data (linked or not)."""
+    if resource.get("resourceType") != "MeasureReport" or not _ours(resource):
+        return None
+    if action == "c" and guard.request_cache.get(OPERATION, {}).get("publishing"):
+        return None
+    if action in ("c", "u", "d"):
+        return f"the statistics publication log ({PUBLICATION}) is written only by {OPERATION}"
+    return None
 
 
 def _system_only(request) -> None:
@@ -624,6 +653,7 @@ def _protection(report: dict) -> int:
 
 
 def register(platform) -> None:
+    platform.add_hook(LOG_MARKER, log_append_only)
     statistics = Statistics(platform)
     platform.operations.add(
         Operation(

@@ -8,6 +8,7 @@ import pytest
 
 from enjournal.bootstrap import compose, open_platform
 from enjournal.fhir import jsonio
+from enjournal.fhir.validation import validate
 from enjournal.rest.message import FhirRequest
 from enjournal.security.principal import Principal
 from enjournal.security.setup import worker_security
@@ -151,6 +152,7 @@ async def test_contacts_by_municipality_and_sex(platform):
     )
     assert status == 200, report
     assert report["resourceType"] == "MeasureReport" and report["id"]
+    assert validate(report) == []
     shown = cells(report)
     # GP contacts in 2025: 1804 women 9+2, men 16; 0301 women 7, men 6 (J45 is not GP)
     assert shown[()] == 40
@@ -322,3 +324,37 @@ async def test_releases_of_other_periods_are_not_linked(platform):
     assert all(status == 200 for status, _ in (first, second, third, fourth))
     for _, report in (second, fourth):  # no overlap; persons: another period
         assert not [e for e in report["extension"] if e["url"] == stats.LINKED]
+
+
+EDITOR = Principal(
+    "system", "stats", "stats-client", frozenset({*STATS_SCOPES, "system/MeasureReport.cruds"})
+)
+
+
+async def _call(platform, method: str, path: str, body: dict | None = None) -> int:
+    request = FhirRequest(
+        method,
+        path.split("/"),
+        [],
+        {"content-type": "application/fhir+json"},
+        jsonio.dumps(body) if body is not None else b"",
+        platform.settings.fhir_base,
+    )
+    return (await platform.handle(request, EDITOR)).status
+
+
+async def test_the_publication_log_is_append_only(platform):
+    status, report = await ask(platform, EDITOR, measure="gp-contacts", period="2025")
+    assert status == 200
+    path = f"MeasureReport/{report['id']}"
+    untagged = {**report, "identifier": [{"system": "urn:example", "value": "x"}]}
+    assert await _call(platform, "DELETE", path) == 403
+    assert await _call(platform, "PUT", path, untagged) == 403
+    forged = {k: v for k, v in report.items() if k not in ("id", "meta")}
+    assert await _call(platform, "POST", "MeasureReport", forged) == 403  # a guess to test
+    other = {**forged, "identifier": [{"system": "urn:example", "value": "y"}]}
+    assert await _call(platform, "POST", "MeasureReport", other) == 201  # not the log's
+    again = await ask(platform, EDITOR, measure="gp-contacts", period="2025")
+    assert again[0] == 200  # the operation still writes the log
+    linked = [e["valueString"] for e in again[1]["extension"] if e["url"] == stats.LINKED]
+    assert linked == [report["id"]]
