@@ -1,10 +1,12 @@
 """Bulk export's SQL (services/registers/bulk.py, docs/registers.md): the job table and the
 reader that streams stored resources out.
 
-Jobs (table ``export_jobs``, migration 5) live in the database, so an export survives a
-worker restart: a worker *claims* a job with a lease (``lease_owner``, ``lease_until``) and
-renews it with every checkpoint; a job whose lease ran out is claimed again by any worker,
-which resumes from the checkpoint (``progress``).  A checkpoint succeeds only while the
+Jobs (table ``export_jobs``, migration 5; ``kind`` added by migration 6: ``bulk`` for
+``$export``, ``views`` for ``$viewdefinition-export``, ``register`` for ``$register-export``)
+live in the database, so an export survives a worker restart: a worker *claims* a job
+with a lease (``lease_owner``, ``lease_until``) and renews it with every checkpoint; a job
+whose lease ran out is claimed again by any worker, which resumes from the checkpoint
+(``progress``).  A checkpoint succeeds only while the
 worker still holds the lease and the job still exists, so a cancelled (deleted) job or one
 taken over by another worker stops at its next batch.
 
@@ -30,8 +32,9 @@ from enjournal.fhir.definitions import patient_compartment
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 _JOB_COLUMNS = (
     "id, client_id, status, request, params, transaction_time, created, lease_owner, "
-    "lease_until, progress, output, finished, expires"
+    "lease_until, progress, output, finished, expires, kind"
 )
+BULK = "bulk"  # the kind of a Bulk Data ``$export`` job (migration 6 added the column)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ExportJob:
     output: dict | None = None
     finished: int | None = None
     expires: int | None = None
+    kind: str = BULK  # which handler runs it: "bulk", "views", "register"
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def _job(row: tuple) -> ExportJob:
 async def create_job(tx: Any, job: ExportJob) -> None:
     """Queue ``job`` in the kick-off's own write transaction (with its audit event)."""
     await _conn(tx).execute(
-        f"INSERT INTO export_jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO export_jobs ({_JOB_COLUMNS}) VALUES ({_marks(range(14))})",
         job.id,
         job.client_id,
         job.status,
@@ -96,6 +100,7 @@ async def create_job(tx: Any, job: ExportJob) -> None:
         None,
         None,
         None,
+        job.kind,
     )
 
 

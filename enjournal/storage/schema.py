@@ -418,6 +418,13 @@ CREATE TABLE export_jobs (
 CREATE INDEX export_jobs_status ON export_jobs (status, lease_until);
 """
 
+# ---- Migration 6: one job table for every asynchronous export -------------------------------
+#
+# ``$viewdefinition-export`` and ``$register-export`` run on the same jobs as ``$export``
+# (services/registers/bulk_runner.py); ``kind`` names the handler that runs a row, and the
+# rows from before it are bulk exports.
+_EXPORT_JOB_KIND = "ALTER TABLE export_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'bulk';\n"
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, versions and search indexes", _TABLES_SQLITE, _TABLES_POSTGRES),
     Migration(2, "tamper-evident audit log", _AUDIT_SQLITE, _AUDIT_POSTGRES),
@@ -429,4 +436,5 @@ MIGRATIONS: list[Migration] = [
         _EXPORT_JOBS.format(int="INTEGER"),
         _EXPORT_JOBS.format(int="BIGINT"),
     ),
+    Migration(6, "export jobs of several kinds", _EXPORT_JOB_KIND, _EXPORT_JOB_KIND),
 ]

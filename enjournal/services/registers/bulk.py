@@ -12,6 +12,12 @@ the asynchronous request pattern over the job runner in ``bulk_runner`` (docs/re
 - Files: ``GET [base]/$export-file?_jobId=...&file=...``: the NDJSON, streamed from disk by
   the route in ``bulk_routes`` (the operation authorises and audits it).
 
+The same status, result and file operations serve the other exports that run on these
+jobs (``KINDS``: ``$viewdefinition-export`` in ``views_export``, ``$register-export`` in
+``feeds``): each kind says how its progress, its finished answer and its files look, and
+may add an access rule; ``$export-result?_jobId=...`` is the result URL a kind that
+answers ``303 See Other`` on completion (SQL on FHIR) points to.
+
 Who may export: system clients (SMART Backend Services, client credentials with
 ``private_key_jwt``) for the types their ``system/`` scopes let them read, register clients
 included (``policy.py`` rule 1: they read only through export operations).  Only the client
@@ -23,6 +29,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -37,8 +45,30 @@ from enjournal.storage import Transaction
 from enjournal.storage import exports as db
 
 BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
-STATUS, FILE = "export-poll-status", "export-file"
+STATUS, FILE, RESULT = "export-poll-status", "export-file", "export-result"
 RETRY_AFTER = "2"
+NDJSON = "application/fhir+ndjson"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How the status, result and file operations answer for one kind of export job."""
+
+    progress: Callable[[db.ExportJob], str]  # X-Progress while it runs
+    answer: Callable[..., FhirResponse]  # (request, job): the finished job's answer
+    files: Callable[[db.ExportJob], dict[str, str]]  # file name -> its content type
+    allowed: Callable[..., None] | None = None  # (request, job): raises if the caller may not
+    waiting: Callable[..., dict | None] | None = None  # (request, job): a 202's body
+    redirect: bool = False  # finished: 303 See Other to $export-result (else the answer)
+    handler: Callable[..., object] | None = None  # (platform) -> the runner's handler
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def add_kind(name: str, kind: Kind) -> None:
+    """Serve a kind of job through the status, result and file operations (idempotent)."""
+    KINDS[name] = kind
 
 
 class FileReply(FhirResponse):
@@ -61,12 +91,16 @@ def register(platform) -> None:
     async def file(request, repo) -> FhirResponse:
         return await fetch(request, repo, settings)
 
+    async def result(request, repo) -> FhirResponse:
+        return await poll(request, repo, settings, result=True)
+
     definition = f"{BULK_DATA}/export"
     for type_, instance in ((None, False), ("Patient", False), ("Group", True)):
         platform.operations.add(Operation("export", type_, instance, kick_off, writes=True,
                                           definition=definition))  # fmt: skip
     platform.operations.add(Operation(STATUS, None, False, status, ("GET", "DELETE"), ("DELETE",)))
     platform.operations.add(Operation(FILE, None, False, file, ("GET",)))
+    platform.operations.add(Operation(RESULT, None, False, result, ("GET",)))
     if platform.serving:
         from enjournal.services.registers.bulk_routes import routes
 
@@ -75,7 +109,8 @@ def register(platform) -> None:
 
 def jobs(platform) -> list[Job]:
     """``bulk-export``: runs the queued exports and deletes expired ones (``bulk_runner``)."""
-    exporter = Exporter(platform.settings, platform.clock)
+    handlers = {name: kind.handler(platform) for name, kind in KINDS.items() if kind.handler}
+    exporter = Exporter(platform.settings, platform.clock, handlers=handlers)  # type: ignore[arg-type]
     platform.bulk_exporter = exporter  # tests and the benchmark read its stats
     return [Job("bulk-export", 1.0, exporter.run_pass)]
 
@@ -108,17 +143,43 @@ async def export(request, repo) -> FhirResponse:
     return FhirResponse.of(body, 202, **{"Content-Location": location})
 
 
+async def queue(request, repo, kind: str, params: dict) -> tuple[db.ExportJob, str]:
+    """Queue a job of ``kind`` for the caller (a system client) in the kick-off's
+    transaction; the job and its status URL (the kick-off answers 202 with it as
+    ``Content-Location``)."""
+    principal = _exporter(request)
+    now = int(time.time() * 1000)
+    client_id = principal.client_id if principal else ""
+    url = _request_url(request)
+    job = db.ExportJob(uuid.uuid4().hex, client_id, db.QUEUED, url, params, now, now, kind=kind)
+    await db.create_job(_sql(repo), job)
+    return job, status_url(request, job.id)
+
+
+def status_url(request, job_id: str) -> str:
+    return f"{request.base_url}/${STATUS}?_jobId={job_id}"
+
+
+def result_url(request, job_id: str) -> str:
+    return f"{request.base_url}/${RESULT}?_jobId={job_id}"
+
+
+def file_url(request, job_id: str, name: str) -> str:
+    return f"{request.base_url}/${FILE}?_jobId={job_id}&file={name}"
+
+
 def _sql(repo) -> Transaction:
     """The store's transaction under the guarded repository: the export's own rules
     (``_exporter``, ``_granted``) decide access, the export policy what the files hold."""
     tx = repo.trusted  # its own access rules decide, above and in security/exports.py
     if not isinstance(tx, Transaction):
-        raise Invalid("bulk export needs the SQLite or PostgreSQL store")
+        raise Invalid("an asynchronous export needs the SQLite or PostgreSQL store")
     return tx
 
 
 def _exporter(request):
-    """The caller, who must be a system client (None: a server without security)."""
+    """The caller, who must be a system client (None: a server without security): every
+    kind of export job is a system client's."""
     context = request.context
     if context is None:
         return None
@@ -196,29 +257,56 @@ def _is_register(principal) -> bool:
 # ---- status and cancel ----------------------------------------------------------------------
 
 
-async def poll(request, repo, settings) -> FhirResponse:
+async def poll(request, repo, settings, result: bool = False) -> FhirResponse:
+    """The status URL (``result``: the result URL): 202 while the job runs, then its kind's
+    answer, or for a kind that redirects, 303 See Other to the result URL."""
     tx = _sql(repo)
     job = await _own_job(request, tx)
+    kind = KINDS[job.kind]
     if request.method == "DELETE":
         await db.delete_job(tx, job.id)
         remove_files(settings, job.id)
         return FhirResponse.of(info_outcome(f"export {job.id} cancelled"), 202)
     if job.status in (db.QUEUED, db.RUNNING):
-        return FhirResponse(202, None, {"X-Progress": _progress(job), "Retry-After": RETRY_AFTER})
-    if job.status == db.FAILED:
-        failure = (job.output or {}).get("failure", "the export failed")
-        return FhirResponse.of(_outcome("error", "exception", failure), 500)
-    return FhirResponse.of(_manifest(request, job), 200, **_expires(job))
+        headers = {"X-Progress": kind.progress(job), "Retry-After": RETRY_AFTER}
+        body = kind.waiting(request, job) if kind.waiting else None
+        return FhirResponse.of(body, 202, **headers) if body else FhirResponse(202, None, headers)
+    if kind.redirect and not result:
+        return FhirResponse(303, None, {"Location": result_url(request, job.id)})
+    return kind.answer(request, job)
 
 
 async def _own_job(request, tx) -> db.ExportJob:
-    """The job the request names, if the caller started it (404 otherwise, as for none)."""
+    """The job the request names, if the caller started it and its kind's own rule lets the
+    caller see it now (404 otherwise, as for none)."""
     job_id = request.param("_jobId") or ""
-    principal = _exporter(request)
+    principal = _exporter(request)  # every kind's jobs are system clients'
     job = await db.read_job(tx, job_id) if job_id else None
-    if job is None or (principal is not None and job.client_id != principal.client_id):
+    if job is None or job.kind not in KINDS:
         raise NotFound(f"no export {job_id[:64]!r}")
+    if principal is not None and job.client_id != principal.client_id:
+        raise NotFound(f"no export {job_id[:64]!r}")
+    allowed = KINDS[job.kind].allowed
+    if allowed is not None:
+        allowed(request, job)
     return job
+
+
+def _bulk_answer(request, job: db.ExportJob) -> FhirResponse:
+    if job.status == db.FAILED:
+        return failed(job)
+    return FhirResponse.of(_manifest(request, job), 200, **expires(job))
+
+
+def failed(job: db.ExportJob) -> FhirResponse:
+    """A failed job's answer: 500 with what the client may read of why."""
+    failure = (job.output or {}).get("failure", "the export failed")
+    return FhirResponse.of(_outcome("error", "exception", failure), 500)
+
+
+def _bulk_files(job: db.ExportJob) -> dict[str, str]:
+    output = job.output or {}
+    return {f["file"]: NDJSON for f in [*output.get("output", []), *output.get("error", [])]}
 
 
 def _progress(job: db.ExportJob) -> str:
@@ -238,7 +326,7 @@ def _manifest(request, job: db.ExportJob) -> dict:
 
     def entries(files: list[dict]) -> list[dict]:
         return [
-            {"type": f["type"], "url": _file_url(request, job.id, f["file"]), "count": f["count"]}
+            {"type": f["type"], "url": file_url(request, job.id, f["file"]), "count": f["count"]}
             for f in files
         ]
 
@@ -251,11 +339,7 @@ def _manifest(request, job: db.ExportJob) -> dict:
     }
 
 
-def _file_url(request, job_id: str, name: str) -> str:
-    return f"{request.base_url}/${FILE}?_jobId={job_id}&file={name}"
-
-
-def _expires(job: db.ExportJob) -> dict[str, str]:
+def expires(job: db.ExportJob) -> dict[str, str]:
     from enjournal.rest.message import http_date
 
     return {"Expires": http_date(job.expires)} if job.expires else {}
@@ -273,10 +357,9 @@ async def fetch(request, repo, settings) -> FhirResponse:
     """One file of a finished export, to the client that started it; audited."""
     job = await _own_job(request, _sql(repo))
     name = request.param("file") or ""
-    output = job.output or {}
-    files = {f["file"] for f in [*output.get("output", []), *output.get("error", [])]}
-    path = job_dir(settings, job.id) / name
-    if job.status != db.DONE or name not in files or not path.is_file():
+    files = KINDS[job.kind].files(job) if job.status == db.DONE else {}
+    path = job_dir(settings, job.id, job.kind) / name
+    if name not in files or not path.is_file():
         raise NotFound(f"no file {name[:64]!r} in export {job.id}")
     if request.context is not None:
         request.context.record(
@@ -285,8 +368,11 @@ async def fetch(request, repo, settings) -> FhirResponse:
             purpose="PUBHLTH" if _is_register(request.context.principal) else "HOPERAT",
             query=f"job={job.id} file={name}",
         )
-    reply = FileReply(200, None, {"Content-Type": "application/fhir+ndjson"})
+    reply = FileReply(200, None, {"Content-Type": files[name]})
     reply.path = path
     if not getattr(request, "stream_file", False):
         reply.body = path.read_bytes()  # an in-process caller (no route to stream it)
     return reply
+
+
+add_kind(db.BULK, Kind(progress=_progress, answer=_bulk_answer, files=_bulk_files, allowed=None))

@@ -12,6 +12,15 @@ Memory stays flat: a job reads one page of stored JSON at a time, bounded by
 ``export_batch_bytes`` (``enjournal.storage.exports.read_batch``), and writes it straight
 to the file; only the rows the export policy must change (a redacted Patient) or ``_elements``
 trims are parsed.  Files are split at ``export_file_bytes``.
+
+The same jobs run the other asynchronous exports: a job's ``kind`` names its handler
+(``Exporter.handlers``: ``views`` for ``$viewdefinition-export``, ``register`` for
+``$register-export``), ``async handler(exporter, store, job) -> output``, which writes its
+files into ``job_dir(settings, job.id, kind)``, keeps its own checkpoint in ``job.progress``
+(saved by ``exporter.save``) and returns the output the status answer is made from.  While
+a handler runs, its lease is renewed in the background (``LEASE_BEATS`` times a lease), so a
+long step (a DuckDB view, a register's extract) does not lose the job, and a cancelled job
+stops at the next beat.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl
 
 import orjson
@@ -43,19 +53,26 @@ log = logging.getLogger("enjournal.registers.bulk")
 RETRIES, RETRY_AFTER_MS = 5, 30_000
 EXPIRE_EVERY_MS = 60_000
 MAX_ROWS = 10_000  # rows per page, whatever their size
+LEASE_BEATS = 3  # a handler's lease is renewed this many times a lease
+# Each kind's folder under ``export_dir`` (the bulk export's is ``bulk``).
+FOLDERS = {db.BULK: "bulk", "views": "viewdefinition-export", "register": "register-export"}
+# ``async handler(exporter, store, job) -> output`` of a kind other than bulk.
+Handler = Callable[[Any, Any, db.ExportJob], Awaitable[dict]]
 
 
-def jobs_dir(settings) -> Path:
-    """The bulk export's own folder under ``export_dir`` (which the view exports share)."""
-    return Path(settings.export_dir) / "bulk"
+def jobs_dir(settings, kind: str = db.BULK) -> Path:
+    """A kind's own folder under ``export_dir``."""
+    return Path(settings.export_dir) / FOLDERS.get(kind, kind)
 
 
-def job_dir(settings, job_id: str) -> Path:
-    return jobs_dir(settings) / job_id
+def job_dir(settings, job_id: str, kind: str = db.BULK) -> Path:
+    return jobs_dir(settings, kind) / job_id
 
 
 def remove_files(settings, job_id: str) -> None:
-    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+    """Delete a job's folder, whatever its kind (job ids are unique across kinds)."""
+    for kind in FOLDERS:
+        shutil.rmtree(job_dir(settings, job_id, kind), ignore_errors=True)
 
 
 @dataclass
@@ -72,6 +89,11 @@ class Stopped(Exception):
     """The job is no longer this worker's (cancelled, or taken over)."""
 
 
+class Failed(Exception):
+    """A job that cannot be done, for a reason its client may read (a handler raises it;
+    any other error's text stays in the log)."""
+
+
 @dataclass
 class Exporter:
     """The export jobs of one platform (its settings and clock)."""
@@ -83,6 +105,7 @@ class Exporter:
     )
     stats: Stats = field(default_factory=Stats)
     expired_at: int = -EXPIRE_EVERY_MS  # when this worker last deleted expired exports
+    handlers: dict[str, Handler] = field(default_factory=dict)  # kind -> its handler
 
     def now_ms(self) -> int:
         if self.clock is not None:
@@ -130,7 +153,7 @@ class Exporter:
     async def run_job(self, store, job: db.ExportJob) -> bool:
         """Write one job's files from its checkpoint on; True when it finished."""
         try:
-            output = await self._export(store, job)
+            output = await self._run(store, job)
         except Stopped:
             if await self._gone(store, job.id):
                 remove_files(self.settings, job.id)
@@ -140,12 +163,44 @@ class Exporter:
             raise
         except Busy as error:  # the database is busy or a page took too long: later
             return await self._retry_later(store, job, error)
+        except Failed as error:
+            return await self._finish(store, job, db.FAILED, {"failure": str(error)[:500]})
         except Exception:  # one failed export must not stop the others
             log.exception("export failed", extra={"fields": {"job": job.id}})
             # The cause stays in the log: an error's text may name paths or stored content.
             failure = f"export {job.id} failed on the server; its log names the cause"
             return await self._finish(store, job, db.FAILED, {"failure": failure})
         return await self._finish(store, job, db.DONE, output)
+
+    async def _run(self, store, job: db.ExportJob) -> dict:
+        """The job's handler: the bulk export's own, or its kind's under a renewed lease."""
+        if job.kind == db.BULK:
+            return await self._export(store, job)
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            raise Failed(f"export {job.id}: no handler for exports of kind {job.kind!r}")
+        return await self._under_lease(store, job, handler(self, store, job))
+
+    async def _under_lease(self, store, job: db.ExportJob, work: Awaitable[dict]) -> dict:
+        """Run ``work``, renewing the lease (and saving ``job.progress``) every
+        ``LEASE_BEATS``-th of a lease; a beat that finds the job gone stops it."""
+        task = asyncio.ensure_future(work)
+        beat = self.settings.export_lease_seconds / LEASE_BEATS  # type: ignore[attr-defined]
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=beat)
+                if done:
+                    return task.result()
+                await self._checkpoint(store, job)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def save(self, store, job: db.ExportJob) -> None:
+        """A handler's checkpoint: ``job.progress`` saved, the lease renewed (Stopped when
+        the job is no longer this worker's)."""
+        await self._checkpoint(store, job)
 
     async def _retry_later(self, store, job, error: Busy) -> bool:
         """Give the job back for a pass ``RETRY_AFTER`` later, from its checkpoint; after
@@ -280,12 +335,12 @@ class Exporter:
             async with store.transaction(write=True) as tx:
                 await db.delete_job(tx, job_id)
             remove_files(self.settings, job_id)
-        root = jobs_dir(self.settings)
-        if root.is_dir():
-            known = await db.job_ids(store)
-            for folder in root.iterdir():
-                if folder.is_dir() and folder.name not in known:
-                    shutil.rmtree(folder, ignore_errors=True)
+        roots = [jobs_dir(self.settings, kind) for kind in FOLDERS]
+        roots = [root for root in roots if root.is_dir()]
+        known = await db.job_ids(store) if roots else set()
+        for folder in (folder for root in roots for folder in root.iterdir()):
+            if folder.is_dir() and folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)
         return len(expired)
 
 
