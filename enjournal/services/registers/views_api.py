@@ -8,10 +8,20 @@ https://sql-on-fhir.org/ig/operations.html
 - the view: ``viewResource`` (the ViewDefinition inline, POST), ``viewReference``
   (``ViewDefinition/[id]`` or ``Library/[id]``), or the instance the URL names;
 - the data: ``resource`` (inline resources, POST, any number) run on DuckDB as given;
-  without them, the view's resource type read from the store through the request's guarded
-  repository, page by page (``repo.search``: the caller's access policy applies and every
-  page is audited as ``$viewdefinition-run``), spooled to a temporary NDJSON file that
-  DuckDB reads, so the server's memory stays flat whatever the size;
+  without them, the view's resource type from the store:
+
+  - a **system client on a PostgreSQL store**: the PostgreSQL engine over the store
+    (``storage.views.postgres.run_store_view``), as bulk ``$export`` reads it: the client's
+    ``system/`` scopes must let it read the view's type (else 403), the register export
+    policy (``security.exports``, read once per run as the bulk runner reads it) is applied
+    in SQL, so the rows are those the view gives over an ``$export``'s files (excluded
+    patients, hidden kjernejournal entries and locked prescriptions left out, protected and
+    reserved patients redacted), and the run is one AuditEvent (action E; the view, its
+    type, the row count, the patients named; purpose PUBHLTH for a register's client);
+  - anyone else (citizens, personnel), or a SQLite/memory store: through the request's
+    guarded repository, page by page (``repo.search``: the caller's access policy applies
+    and every page is audited as ``$viewdefinition-run``), spooled to a temporary NDJSON
+    file that DuckDB reads, so the server's memory stays flat whatever the size;
 - ``_format``: ``json`` (default: an array of row objects), ``ndjson``, ``csv`` (``header``
   true by default) or ``parquet``; ``_limit`` (rows), ``_since`` (``meta.lastUpdated`` at
   or after), ``patient`` (``Patient/[id]``, repeatable: only that patient's compartment).
@@ -46,19 +56,33 @@ import json
 import os
 import tempfile
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import Invalid, NotFound, NotSupported
+from enjournal.fhir.errors import Forbidden, Invalid, NotFound, NotSupported
 from enjournal.fhir.search import parse_search
 from enjournal.fhir.viewdefinition import View, plan
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import Operation
+from enjournal.security.exports import (
+    ADDRESS_PROTECTION,
+    CONSENT_SYSTEMS,
+    KJ,
+    NATIONAL_IDS,
+    PRIVACY_LOCK,
+    REDACTED,
+    ExportPolicy,
+    export_policy,
+)
+from enjournal.security.scopes import grant
 from enjournal.services import Job
 from enjournal.services.inputs import operation_parameters
+from enjournal.storage import exports as db
 from enjournal.storage.views import ViewResult, run_view
+from enjournal.storage.views.postgres import ViewPolicy, run_store_view
 
 RUN, EXPORT = "viewdefinition-run", "viewdefinition-export"
 DEFINITIONS = "https://sql-on-fhir.org/ig/OperationDefinition/"
@@ -127,7 +151,7 @@ class Views:
             chosen = [r for r in inline if kept(r, since, patients)]
             result = await asyncio.to_thread(run_view, view, chosen, "duckdb", limit=limit)
         else:
-            result = await self.from_store(repo, view, since, patients, limit, "$" + RUN)
+            result = await self.from_store(request, repo, view, since, patients, limit, "$" + RUN)
         body = render(result, fmt, header=flag(params.get("header"), True))
         return FhirResponse(200, body, {"Content-Type": FORMATS[fmt]})
 
@@ -144,7 +168,7 @@ class Views:
         folder.mkdir(parents=True, exist_ok=True)
         outputs = []
         for name, view in named:
-            result = await self.from_store(repo, view, since, patients, None, "$" + EXPORT)
+            result = await self.from_store(request, repo, view, since, patients, None, "$" + EXPORT)
             path = folder / f"{name}.{fmt}"
             path.write_bytes(render(result, fmt, header=True))
             outputs.append(output_part(name, path, len(result.rows)))
@@ -155,9 +179,22 @@ class Views:
         ]
         return FhirResponse.of({"resourceType": "Parameters", "parameter": answer})
 
-    async def from_store(self, repo, view: View, since, patients, limit, interaction) -> ViewResult:
-        """Run ``view`` over its resource type as the caller may read it: the pages are
-        written to a temporary NDJSON file (flat memory) that DuckDB then reads."""
+    async def from_store(
+        self, request, repo, view: View, since, patients, limit, interaction
+    ) -> ViewResult:
+        """Run ``view`` over its resource type as the caller may read it: a system client
+        on a PostgreSQL store through the PostgreSQL engine over the store, under the
+        export policy (``over_store``); anyone else through the guarded repository."""
+        principal = system_client(request)
+        if principal is not None and self.platform.store.dialect == "postgres":
+            return await over_store(
+                request, repo, self.platform.store, view, since, patients, limit, interaction
+            )
+        return await self.guarded(repo, view, since, patients, limit, interaction)
+
+    async def guarded(self, repo, view: View, since, patients, limit, interaction) -> ViewResult:
+        """The guarded repository's pages written to a temporary NDJSON file (flat memory)
+        that DuckDB then reads."""
         handle, name = tempfile.mkstemp(suffix=".ndjson", prefix="view-")
         seen: set[str] = set()  # a resource in two named patients' records, once
         try:
@@ -167,6 +204,77 @@ class Views:
             return await asyncio.to_thread(run_view, view, [name], "duckdb", limit=limit)
         finally:
             os.unlink(name)
+
+
+# -- a system client over a PostgreSQL store
+
+
+def system_client(request):
+    """The caller when it is a system client (SMART Backend Services), else None."""
+    context = request.context
+    if context is None or context.principal.kind != "system":
+        return None
+    return context.principal
+
+
+async def over_store(
+    request, repo, store, view: View, since, patients, limit, interaction
+) -> ViewResult:
+    """The view on the PostgreSQL engine over the store, as ``$export`` would give it: the
+    client's ``system/`` scopes must let it read the view's type, the register export
+    policy (built once for the run, as the bulk runner builds it) is applied in SQL, and
+    the run is one AuditEvent."""
+    principal = request.context.principal
+    if grant(principal.scopes, view.resource, "r") != "system":
+        raise Forbidden(f"the token's system/ scopes do not allow reading {view.resource}")
+    tx = repo.trusted  # the export policy decides what the rows hold, not the guard
+    protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
+    consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
+    result = await run_store_view(
+        store,
+        view,
+        since_ms=None if since is None else int(instant(since).timestamp() * 1000),
+        patients=patients or None,
+        policy=view_policy(export_policy(protected, consents)),
+        limit=limit,
+    )
+    audit_run(request, principal, view, patients, len(result.rows), interaction)
+    return result
+
+
+def view_policy(policy: ExportPolicy) -> ViewPolicy:
+    """``policy`` as the plain values the store's view engine applies in SQL (storage
+    does not import security): the rules of ``ExportPolicy.apply`` and ``drops``, where a
+    patient's RelatedPersons lose only their address and telecom."""
+    related = {p: removed & RELATED_ELEMENTS for p, removed in policy.redactions.items()}
+    return ViewPolicy(
+        excluded=policy.excluded,
+        kj_hidden=policy.kj_hidden,
+        kj_tag=KJ,
+        locks=(("MedicationRequest", PRIVACY_LOCK),),
+        redactions={"Patient": policy.redactions, "RelatedPerson": related},
+        national_ids=NATIONAL_IDS,
+        redacted_label=REDACTED,
+    )
+
+
+RELATED_ELEMENTS = frozenset({"address", "telecom"})
+
+
+def audit_run(request, principal, view: View, patients, rows: int, interaction) -> None:
+    """One AuditEvent for a run over the store: which view, which type, how many rows."""
+    scopes = principal.scopes
+    register = "register" in scopes or any(s.startswith("register/") for s in scopes)
+    request.context.record(
+        action="E",
+        subtype=interaction,
+        patient_id=patients[0] if len(patients) == 1 else None,
+        entities=[f"Patient/{p}" for p in patients[:100]],
+        purpose="PUBHLTH" if register else "HOPERAT",
+        query=f"view={view.name or '-'} type={view.resource} rows={rows} "
+        f"patients={len(patients) if patients else 'all'} "
+        f"request={request.base_url}/{'/'.join(request.path)}"[:2000],
+    )
 
 
 async def spool_pages(repo, view: View, since, patient, interaction, out, seen: set[str]) -> None:
@@ -209,10 +317,19 @@ async def view_of(request, repo, params: dict) -> View:
             "name one view: viewResource, viewReference, or ViewDefinition/[id]/$viewdefinition-run"
         )
     if on_instance:
-        return plan(await stored_view(repo, f"ViewDefinition/{request.path[1]}"))
+        reference = f"ViewDefinition/{request.path[1]}"
+        return named(plan(await stored_view(repo, reference)), reference)
     if given == ["viewResource"]:
-        return plan(view_resource(params["viewResource"]))
-    return plan(await stored_view(repo, reference_text(params["viewReference"])))
+        definition = view_resource(params["viewResource"])
+        return named(plan(definition), definition.get("name") or definition.get("url"))
+    reference = reference_text(params["viewReference"])
+    return named(plan(await stored_view(repo, reference)), reference)
+
+
+def named(view: View, name: Any) -> View:
+    """``view`` with the name its audit event gives it (a reference, or the definition's
+    own ``name``/``url``)."""
+    return replace(view, name=str(name)[:200]) if name else view
 
 
 def view_resource(value: Any) -> dict:
@@ -281,10 +398,10 @@ async def export_views(request, repo, params: dict) -> list[tuple[str, View]]:
 
 async def export_view(repo, name: str, values: dict) -> View:
     if "viewResource" in values:
-        return plan(view_resource(values["viewResource"].get("resource")))
+        return named(plan(view_resource(values["viewResource"].get("resource"))), name)
     if "viewReference" in values:
         reference = reference_text(values["viewReference"].get("valueReference"))
-        return plan(await stored_view(repo, reference))
+        return named(plan(await stored_view(repo, reference)), reference)
     raise Invalid(f"view {name!r} needs a viewResource or a viewReference")
 
 

@@ -37,15 +37,18 @@ Over the platform's own store (PostgreSQL only; async, on the store's pool)::
     from enjournal.storage.views.postgres import run_store_view, view_batches
 
     async for rows in view_batches(store, view, since_ms=None, patients=None,
-                                   excluded_patients=(), type_filters=(),
+                                   policy=None, type_filters=(),
                                    batch_rows=5000, limit=None):
         ...  # a list of at most batch_rows row tuples (server-side cursor)
     result = await run_store_view(store, view, ...)  # the same, as one ViewResult
 
 It reads the current, not deleted resources of the view's type, selected as bulk export
 selects them (``storage.exports``): ``since_ms`` on last-updated (``_since``), ``patients``
-(their compartments), ``type_filters`` (parsed ``_typeFilter``) and ``excluded_patients``
-(pass the register policy's ``enjournal.security.exports.export_policy(...).excluded``).
+(their compartments), ``type_filters`` (parsed ``_typeFilter``), and applies ``policy``
+(``postgres.ViewPolicy``: the register export policy as plain values, from
+``enjournal.services.registers.views_api.view_policy(export_policy(...))``) in SQL: the
+excluded patients, hidden kjernejournal entries, locked prescriptions and redactions, so
+the rows are those the view gives over a bulk ``$export`` of the same data.
 """
 
 from __future__ import annotations

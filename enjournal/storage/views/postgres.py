@@ -22,7 +22,7 @@ Two sources:
 - **Over the store** (async, on the store's own pool; the store must be PostgreSQL)::
 
       async for batch in view_batches(store, view, since_ms=..., patients=[...],
-                                      excluded_patients=policy.excluded, batch_rows=5000):
+                                      policy=ViewPolicy(...), batch_rows=5000):
           ...   # batch: list of row tuples, columns in column_names(view) order
       result = await run_store_view(store, view, ...)   # the same, collected: ViewResult
 
@@ -30,13 +30,18 @@ Two sources:
   ``resources`` (the stored JSON, ``content``), selected as bulk export selects
   (``storage.exports``, the same SQL): ``since_ms`` (epoch ms, ``_since`` on
   ``last_updated``), ``patients`` (their Patient compartments only), ``type_filters``
-  (parsed ``_typeFilter`` searches, any may match) and ``excluded_patients``: nothing that
-  is, or refers to, one of them.  The caller passes the register's privacy policy
-  (``enjournal.security.exports.export_policy(...).excluded``, its inputs read by
-  ``storage.exports.protected_patients`` / ``consents_of_category``); the policy's
-  redactions, kjernejournal hiding and privacy-locked prescriptions are not applied to view
-  rows (ASSUMED: a register feed selects coded facts, not the identity elements redaction
-  removes; NOT DONE: the other two).  The rows come
+  (parsed ``_typeFilter`` searches, any may match).  ``policy`` (a ``ViewPolicy``) is the
+  register export policy as plain values, applied in SQL to those rows before the view
+  sees them, so a view over the store gives what the same view gives over a bulk
+  ``$export``'s files: excluded patients (nothing that is, or refers to, one of them),
+  kjernejournal-tagged rows of the patients whose kjernejournal is reserved or restricted,
+  privacy-locked prescriptions, and the redacted elements of a protected or reserved
+  patient's Patient and RelatedPersons (jsonb ``-``; national ids filtered out of
+  ``identifier``; the REDACTED label added).  Storage may not import
+  ``enjournal.security``, so the caller translates ``security.exports.ExportPolicy``
+  (built once per run from ``storage.exports.protected_patients`` /
+  ``consents_of_category``): ``enjournal.services.registers.views_api.view_policy``.
+  Without a policy nothing is left out or redacted.  The rows come
   from a server-side cursor in a read-only REPEATABLE READ transaction, ``batch_rows`` at a
   time, so a view over millions of resources holds one batch in memory.
 """
@@ -47,9 +52,9 @@ import asyncio
 import gzip
 import json
 import os
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -474,13 +479,43 @@ def parquet_records(path: str) -> Iterator[tuple[str, str]]:
 # ---- over the store ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ViewPolicy:
+    """A register export policy as plain values, applied in SQL to the store's rows before
+    a view reads them (storage may not import ``enjournal.security``, which owns the rules:
+    its caller translates ``security.exports.ExportPolicy`` into this, markers included).
+
+    - ``excluded``: patients left out altogether (nothing that is, or refers to, one);
+    - ``kj_hidden`` + ``kj_tag``: rows tagged ``meta.tag.system == kj_tag`` whose patient is
+      one of these are left out;
+    - ``locks``: (type, extension url): a row of that type with a top-level extension of
+      that url is left out whoever it belongs to;
+    - ``redactions``: type -> patient -> elements removed from that type's rows of the
+      patient (``identifier`` loses only the systems in ``national_ids``, and goes when
+      none is left); a redacted row gets ``redacted_label`` added to ``meta.security``.
+
+    A row's patient is the Patient itself, else the first of its ``patient``, ``subject``,
+    ``beneficiary`` references that reads ``Patient/<id>`` (as the policy's own reader)."""
+
+    excluded: frozenset[str] = frozenset()
+    kj_hidden: frozenset[str] = frozenset()
+    kj_tag: str = ""
+    locks: tuple[tuple[str, str], ...] = ()
+    redactions: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+    national_ids: frozenset[str] = frozenset()
+    redacted_label: Mapping[str, str] = field(default_factory=dict)
+
+
+NO_POLICY = ViewPolicy()
+
+
 async def view_batches(
     store: Any,
     view: dict | View,
     *,
     since_ms: int | None = None,
     patients: Sequence[str] | None = None,
-    excluded_patients: Collection[str] = (),
+    policy: ViewPolicy | None = None,
     type_filters: Sequence[Any] = (),
     batch_rows: int = DEFAULT_BATCH_ROWS,
     limit: int | None = None,
@@ -496,7 +531,7 @@ async def view_batches(
         raise Invalid("batch_rows must be positive")
     args: list[Any] = []
     source = store_source(
-        planned.resource, since_ms, patients, excluded_patients, type_filters, args
+        planned.resource, since_ms, patients, policy or NO_POLICY, type_filters, args
     )
     sql = compile_view(planned, source, limit)
     async with store.transaction(write=False) as tx:
@@ -524,12 +559,13 @@ def store_source(
     type_: str,
     since_ms: int | None,
     patients: Sequence[str] | None,
-    excluded: Collection[str],
+    policy: ViewPolicy,
     type_filters: Sequence[Any],
     args: list,
 ) -> str:
     """The store's resources as the relation the compiled query reads (``type``,
-    ``resource``), selected by bulk export's own WHERE (its arguments go to ``args``)."""
+    ``resource``), selected by bulk export's own WHERE and then ``policy`` (its arguments
+    go to ``args``, in order)."""
     from enjournal.storage.exports import Selection, _where
 
     selection = Selection(
@@ -537,13 +573,89 @@ def store_source(
         since_ms=since_ms,
         filters=tuple(type_filters),
         patients=tuple(patients) if patients is not None else None,
-        excluded=tuple(sorted(excluded)),
+        excluded=tuple(sorted(policy.excluded)),
     )
-    where = _numbered(_where("postgres", selection, 0, args))
+    rows = (
+        "SELECT r.type, r.id, convert_from(r.content, 'UTF8')::jsonb AS resource "
+        f"FROM resources r WHERE {_numbered(_where('postgres', selection, 0, args))}"
+    )
+    hidden = hidden_rows(type_, policy, args)
+    redacted = policy.redactions.get(type_) or {}
+    if not hidden and not redacted:
+        return f"({rows}) AS _store"
+    # OFFSET 0: each row's JSON is converted once, not once per place that names it
+    owner = "_r.id" if type_ == "Patient" else patient_of("_r.resource")
+    kept = f"SELECT _r.type, _r.resource, {owner} AS patient FROM ({rows} OFFSET 0) AS _r OFFSET 0"
+    if hidden:
+        kept = f"SELECT * FROM ({kept}) AS _h WHERE NOT ({' OR '.join(hidden)})"
+    resource = redaction(policy, redacted, args) if redacted else "_k.resource"
+    return f"(SELECT _k.type, {resource} AS resource FROM ({kept}) AS _k) AS _store"
+
+
+def hidden_rows(type_: str, policy: ViewPolicy, args: list) -> list[str]:
+    """Conditions on ``_h`` (``resource``, ``patient``) of rows the policy leaves out."""
+    hidden = []
+    for locked_type, url in policy.locks:
+        if locked_type == type_:
+            lock = arg(args, json.dumps([{"url": url}]))
+            hidden.append(f"coalesce(_h.resource -> 'extension' @> {lock}::jsonb, false)")
+    if policy.kj_hidden and policy.kj_tag:
+        tag = arg(args, json.dumps([{"system": policy.kj_tag}]))
+        patients = arg(args, keyed(policy.kj_hidden))
+        hidden.append(
+            f"(coalesce(_h.resource -> 'meta' -> 'tag' @> {tag}::jsonb, false) "
+            f"AND ({patients}::jsonb -> _h.patient) IS NOT NULL)"
+        )
+    return hidden
+
+
+def redaction(policy: ViewPolicy, redacted: Mapping[str, frozenset[str]], args: list) -> str:
+    """``_k.resource`` without the elements its patient's entry in ``redacted`` names (a
+    national id goes from ``identifier``, other identifiers stay), labelled as redacted."""
+    elements = arg(args, json.dumps({p: sorted(e) for p, e in redacted.items()}))
+    removed = f"({elements}::jsonb -> _k.patient)"
+    national = arg(args, sorted(policy.national_ids))
+    kept_ids = (
+        "(SELECT coalesce(jsonb_agg(_i.i ORDER BY _i.n), '[]'::jsonb) "
+        "FROM jsonb_array_elements(_k.resource -> 'identifier') WITH ORDINALITY AS _i(i, n) "
+        f"WHERE NOT coalesce(_i.i ->> 'system' = ANY({national}::text[]), false))"
+    )
+    label = arg(args, json.dumps([dict(policy.redacted_label)]))
+    meta = (
+        "jsonb_build_object('meta', coalesce(_k.resource -> 'meta', '{}'::jsonb) || "
+        "jsonb_build_object('security', "
+        f"coalesce(_k.resource -> 'meta' -> 'security', '[]'::jsonb) || {label}::jsonb))"
+    )
     return (
-        "(SELECT r.type, convert_from(r.content, 'UTF8')::jsonb AS resource "
-        f"FROM resources r WHERE {where}) AS _store"
+        f"(CASE WHEN {removed} IS NULL THEN _k.resource ELSE "
+        f"(_k.resource - ARRAY(SELECT jsonb_array_elements_text({removed}))) || "
+        f"(CASE WHEN {removed} @> '[\"identifier\"]' "
+        "AND _k.resource -> 'identifier' IS NOT NULL "
+        f"AND {kept_ids} <> '[]'::jsonb THEN jsonb_build_object('identifier', {kept_ids}) "
+        f"ELSE '{{}}'::jsonb END) || {meta} END)"
     )
+
+
+def patient_of(resource: str) -> str:
+    """The patient id a (non-Patient) row refers to first by ``patient``, ``subject`` or
+    ``beneficiary`` (``Patient/<id>``), else NULL."""
+    branches = " ".join(
+        f"WHEN starts_with({resource} -> '{key}' ->> 'reference', 'Patient/') "
+        f"THEN substr({resource} -> '{key}' ->> 'reference', 9)"
+        for key in ("patient", "subject", "beneficiary")
+    )
+    return f"(CASE {branches} END)"
+
+
+def arg(args: list, value: Any) -> str:
+    """``value`` as the query's next argument: its placeholder."""
+    args.append(value)
+    return f"${len(args)}"
+
+
+def keyed(ids: Collection[str]) -> str:
+    """A set of ids as a JSON object (its keys found by ``->`` in log time)."""
+    return json.dumps(dict.fromkeys(sorted(ids), True))
 
 
 register_engine(PostgresEngine())

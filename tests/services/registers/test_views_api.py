@@ -284,3 +284,189 @@ async def test_the_store_is_read_as_the_caller_may(secured):
     body = parameters(view_part(), about("p2"))
     other = await call(secured, "POST", "$viewdefinition-run", body, principal=CITIZEN)
     assert other.status == 403, other.body
+
+
+# ---- a system client over a PostgreSQL store: the PostgreSQL engine, the export policy
+
+
+def system(*scopes: str) -> Principal:
+    return Principal("system", "lab-client", "lab-client", frozenset(scopes or {"system/*.rs"}))
+
+
+async def run_rows(platform, view: dict, principal, *extra: dict) -> list[dict]:
+    answer = await call(
+        platform,
+        "POST",
+        "$viewdefinition-run",
+        parameters(view_part(view), *extra),
+        principal=principal,
+    )
+    assert answer.status == 200, answer.body
+    return sorted(json.loads(answer.body), key=lambda row: json.dumps(row, sort_keys=True))
+
+
+async def runs_audited(platform) -> list[dict]:
+    from tests.probes import audit_rows
+
+    events = [orjson.loads(row.event) for row in await audit_rows(platform.store)]
+    return [e for e in events if {"$viewdefinition-run"} & {c.get("code") for c in e["subtype"]}]
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.postgres
+async def test_a_system_client_on_postgresql_gets_the_guarded_paths_rows(secured, monkeypatch):
+    over_store = await run_rows(secured, VIEW, system())
+    taken = []
+    monkeypatch.setattr(views_api, "over_store", lambda *a: taken.append(a) or fail())
+    monkeypatch.setattr(views_api, "system_client", lambda request: None)  # the old path
+    guarded = await run_rows(secured, VIEW, system())
+    assert over_store == guarded and len(guarded) == 2 and not taken
+    one = await run_rows(
+        secured, VIEW, system(), about("p2"), {"name": "_limit", "valueInteger": 5}
+    )
+    assert [row["id"] for row in one] == ["p2"]
+
+
+def fail():
+    raise AssertionError("the store's engine ran where the guarded path should")
+
+
+@pytest.mark.backends("sqlite")
+async def test_on_sqlite_a_system_client_reads_through_the_guarded_repository(secured, monkeypatch):
+    monkeypatch.setattr(views_api, "over_store", lambda *a: fail())
+    rows = await run_rows(secured, VIEW, system())
+    assert sorted(row["family"] for row in rows) == ["Berg", "Dahl"]
+
+
+KJ_TAG = {"tag": [{"system": "http://enjournal.no/fhir/CodeSystem/kjernejournal", "code": "x"}]}
+
+
+def controlled() -> list[dict]:
+    """p1's address is strengt fortrolig, p2 reserved against disclosure with the national
+    id and against a kjernejournal; a kjernejournal entry each, a locked prescription."""
+    from enjournal.security.exports import (
+        ADDRESS_PROTECTION,
+        KJ,
+        PRIVACY_LOCK,
+        REGISTER_RESERVATION,
+        WITHOUT_ID,
+    )
+
+    secret = {"security": [{"system": ADDRESS_PROTECTION, "code": "strengt-fortrolig"}]}
+    p1 = {**PEOPLE[0], "meta": secret, "address": [{"city": "Oslo"}]}
+    p2 = {**PEOPLE[1], "address": [{"city": "Bergen"}]}
+    deny = {
+        "type": "deny",
+        "code": [{"coding": [{"system": KJ, "code": "reservasjon:kjernejournal"}]}],
+    }
+    return [
+        p1,
+        p2,
+        {
+            "resourceType": "Consent",
+            "id": "noid-p2",
+            "status": "active",
+            "scope": {"text": "x"},
+            "patient": {"reference": "Patient/p2"},
+            "provision": {"type": "deny"},
+            "category": [{"coding": [{"system": REGISTER_RESERVATION, "code": WITHOUT_ID}]}],
+        },
+        {
+            "resourceType": "Consent",
+            "id": "kj-p2",
+            "status": "active",
+            "scope": {"text": "x"},
+            "patient": {"reference": "Patient/p2"},
+            "provision": {"type": "permit", "provision": [deny]},
+            "category": [{"coding": [{"system": KJ, "code": "personvern"}]}],
+        },
+        *(
+            {
+                "resourceType": "AllergyIntolerance",
+                "id": f"kj-{p}",
+                "meta": KJ_TAG,
+                "patient": {"reference": f"Patient/{p}"},
+                "code": {"text": "Penicillin"},
+            }
+            for p in ("p1", "p2")
+        ),
+        *(
+            {
+                "resourceType": "MedicationRequest",
+                "id": f"mr-{n}",
+                "status": "active",
+                "intent": "order",
+                "subject": {"reference": "Patient/p1"},
+                "extension": lock,
+                "medicationCodeableConcept": {"text": "Sobril"},
+            }
+            for n, lock in enumerate(([{"url": PRIVACY_LOCK, "valueString": "x"}], []))
+        ),
+    ]
+
+
+def ids_view(type_: str) -> dict:
+    return {"resource": type_, "select": [{"column": [{"name": "id", "path": "id"}]}]}
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.postgres
+async def test_kjernejournal_hidden_locked_and_redacted_as_in_an_export(secured):
+    async with secured.store.transaction() as tx:
+        for resource in controlled():
+            await tx.update(resource, resource["id"])
+    where = {
+        "resource": "Patient",
+        "select": [
+            {
+                "column": [
+                    {"name": "id", "path": "id"},
+                    {"name": "family", "path": "name.family"},
+                    {"name": "city", "path": "address.city"},
+                    {"name": "fnr", "path": f"identifier.where(system = '{FNR}').value"},
+                    {"name": "redacted", "path": "meta.security.where(code = 'REDACTED').exists()"},
+                ]
+            }
+        ],
+    }
+    patients = await run_rows(secured, where, system())
+    assert patients == [
+        {"id": "p1", "family": "Berg", "city": None, "fnr": "13097248022", "redacted": True},
+        {"id": "p2", "family": None, "city": None, "fnr": None, "redacted": True},
+    ]
+    allergies = await run_rows(secured, ids_view("AllergyIntolerance"), system())
+    assert allergies == [{"id": "kj-p1"}]  # p2's kjernejournal is reserved
+    prescriptions = await run_rows(secured, ids_view("MedicationRequest"), system())
+    assert prescriptions == [{"id": "mr-1"}]  # mr-0 is locked
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.postgres
+async def test_the_system_clients_scopes_are_checked_for_the_views_type(secured):
+    body = parameters(view_part())
+    answer = await call(
+        secured, "POST", "$viewdefinition-run", body, principal=system("system/Observation.rs")
+    )
+    assert answer.status == 403, answer.body
+    assert "Patient" in json.loads(answer.body)["issue"][0]["diagnostics"]
+    assert not [e for e in await runs_audited(secured) if e["outcome"] == "0"]
+    answer = await call(
+        secured, "POST", "$viewdefinition-run", body, principal=system("system/Patient.rs")
+    )
+    assert answer.status == 200, answer.body
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.postgres
+async def test_a_run_over_the_store_is_one_audit_event(secured):
+    named = {**VIEW, "name": "patient_names"}
+    assert len(await run_rows(secured, named, system())) == 2
+    events = await runs_audited(secured)
+    assert len(events) == 1
+    event = events[0]
+    assert event["action"] == "E" and event["outcome"] == "0"
+    query = base64.b64decode(next(e["query"] for e in event["entity"] if "query" in e)).decode()
+    assert "view=patient_names type=Patient rows=2 patients=all" in query
+    await run_rows(secured, named, system(), about("p1"))
+    last = (await runs_audited(secured))[-1]
+    assert "Patient/p1" in [e.get("what", {}).get("reference") for e in last["entity"]]

@@ -1,6 +1,7 @@
 """The PostgreSQL view engine over the store (storage/views/postgres.py ``view_batches``):
 resources written through the platform's API, selected by type, ``_since``, patients and the
-register export policy's excluded patients, read from a server-side cursor in batches."""
+register export policy (the same rows as the view over a bulk ``$export``'s files), read
+from a server-side cursor in batches."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import pytest
 
 from enjournal.fhir.errors import Invalid, NotSupported
 from enjournal.security.exports import (
+    ADDRESS_PROTECTION,
     CONSENT_SYSTEMS,
+    KJ,
     NO_SECONDARY_USE,
+    PRIVACY_LOCK,
     REGISTER_RESERVATION,
+    WITHOUT_ID,
     export_policy,
 )
+from enjournal.services.registers.views_api import view_policy
 from enjournal.storage import exports
-from enjournal.storage.views.postgres import run_store_view, view_batches
+from enjournal.storage.views.postgres import ViewPolicy, run_store_view, view_batches
 
 pytestmark = [pytest.mark.backends("postgres"), pytest.mark.postgres]
 
@@ -115,10 +121,10 @@ async def test_the_register_policys_excluded_patients_are_left_out(store, writte
         consents = await exports.consents_of_category(tx, CONSENT_SYSTEMS)
     policy = export_policy([], consents)
     assert policy.excluded == {"b"}
-    found = await ids(store, excluded_patients=policy.excluded)
+    found = await ids(store, policy=ViewPolicy(excluded=policy.excluded))
     assert found == {f"obs-{n}" for n in range(9) if n % 3 != 1}
     patients = {"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}
-    result = await run_store_view(store, patients, excluded_patients=policy.excluded)
+    result = await run_store_view(store, patients, policy=view_policy(policy))
     assert sorted(result.rows) == [("a",), ("c",)]
 
 
@@ -184,3 +190,223 @@ async def test_only_on_a_postgresql_store():
 
     with pytest.raises(NotSupported):
         await run_store_view(SqliteStore(), VIEW)
+
+
+# ---- the export policy: the same rows as over $export's files ----------------------------
+
+FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
+LOCAL = "urn:oid:2.16.578.1.12.4.1.2.1"
+
+
+def person(pid: str, **extra) -> dict:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "identifier": [{"system": FNR, "value": f"0101{pid}"}, {"system": LOCAL, "value": pid}],
+        "name": [{"family": f"Family {pid}"}],
+        "address": [{"city": f"City {pid}"}],
+        "telecom": [{"system": "phone", "value": f"+47 {pid}"}],
+        "gender": "female",
+        **extra,
+    }
+
+
+def consent(patient: str, system: str, code: str) -> dict:
+    """A register reservation (its category) or a kjernejournal setting (a nested deny), as
+    tests/services/registers/test_bulk.py writes them."""
+    body: dict = {
+        "resourceType": "Consent",
+        "id": f"{code.replace(':', '-')}-{patient}",
+        "status": "active",
+        "scope": {"text": "privacy"},
+        "patient": {"reference": f"Patient/{patient}"},
+    }
+    coding = {"system": system, "code": code}
+    if system == REGISTER_RESERVATION:
+        body["category"] = [{"coding": [coding]}]
+        body["provision"] = {"type": "deny"}
+    else:
+        body["category"] = [{"coding": [{"system": KJ, "code": "personvern"}]}]
+        body["provision"] = {
+            "type": "permit",
+            "provision": [{"type": "deny", "code": [{"coding": [coding]}]}],
+        }
+    return body
+
+
+def population() -> list[dict]:
+    """One patient of each control, and one without any: a protected address (hidden),
+    a reservation against disclosure with the national id (noid), against purpose 2 (out),
+    a kjernejournal reservation (kj); a locked prescription (of plain)."""
+    secret = {"security": [{"system": ADDRESS_PROTECTION, "code": "strengt-fortrolig"}]}
+    kj_tag = {"tag": [{"system": KJ, "code": "legemiddelreaksjon"}]}
+    resources = [
+        person("plain"),
+        person("hidden", meta=secret),
+        person("noid"),
+        person("out"),
+        person("kj"),
+        consent("noid", REGISTER_RESERVATION, WITHOUT_ID),
+        consent("out", REGISTER_RESERVATION, NO_SECONDARY_USE),
+        consent("kj", KJ, "reservasjon:kjernejournal"),
+    ]
+    for pid in ("plain", "hidden", "noid", "out", "kj"):
+        resources += [
+            {
+                "resourceType": "RelatedPerson",
+                "id": f"rel-{pid}",
+                "patient": ref(pid),
+                "name": [{"family": "Mor"}],
+                "address": [{"city": "Bergen"}],
+                "telecom": [{"value": "123"}],
+            },
+            {
+                "resourceType": "AllergyIntolerance",
+                "id": f"kj-{pid}",
+                "meta": kj_tag,
+                "patient": ref(pid),
+                "code": {"text": "Penicillin"},
+            },
+            {
+                "resourceType": "AllergyIntolerance",
+                "id": f"own-{pid}",
+                "patient": ref(pid),
+                "code": {"text": "Pollen"},
+            },
+            {**observation(len(resources), pid), "id": f"obs-{pid}"},
+        ]
+    for n, lock in enumerate(([{"url": PRIVACY_LOCK, "valueString": "x"}], [])):
+        resources.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": f"mr-{n}",
+                "status": "active",
+                "intent": "order",
+                "subject": ref("plain"),
+                "extension": lock,
+                "medicationCodeableConcept": {"text": "Sobril"},
+            }
+        )
+    return resources
+
+
+def ref(pid: str) -> dict:
+    return {"reference": f"Patient/{pid}"}
+
+
+def columns(type_: str, **paths: str) -> dict:
+    """A view of ``type_`` with its key and ``paths`` as collection columns."""
+    listed = [{"name": n, "path": p, "collection": True} for n, p in paths.items()]
+    return {
+        "resource": type_,
+        "select": [{"column": [{"name": "id", "path": "getResourceKey()"}, *listed]}],
+    }
+
+
+EVERYTHING = ("identifier.value", "name.family", "address.city", "telecom.value")
+POLICY_VIEWS = [
+    columns(
+        "Patient",
+        **dict(zip(("ids", "names", "cities", "phones"), EVERYTHING, strict=True)),
+        security="meta.security.code",
+        gender="gender",
+    ),
+    columns(
+        "RelatedPerson",
+        names="name.family",
+        cities="address.city",
+        phones="telecom.value",
+        security="meta.security.code",
+    ),
+    columns("AllergyIntolerance", patient="patient.getReferenceKey(Patient)"),
+    columns("Observation", patient="subject.getReferenceKey(Patient)"),
+    columns("MedicationRequest", text="medication.ofType(CodeableConcept).text"),
+]
+
+
+@pytest.fixture
+async def exporting(store_url, tmp_path):
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.settings import Settings
+
+    settings = Settings(
+        database_url=store_url,
+        auth=False,
+        terminology_check=False,
+        jobs=False,
+        export_dir=str(tmp_path / "exports"),
+    )
+    platform = await build_platform(settings)
+    async with platform.store.transaction() as tx:
+        for resource in population():
+            await tx.update(resource, resource["id"])
+    yield platform
+    await close_platform(platform)
+
+
+async def exported_files(platform, types: list[str]) -> dict[str, list[str]]:
+    """Bulk $export of ``types`` run to its end: the NDJSON files per type."""
+    from datetime import UTC, datetime
+
+    from enjournal.rest.message import FhirRequest
+    from enjournal.services.registers.bulk_runner import job_dir
+
+    query = [("_type", ",".join(types))]
+    kick = FhirRequest("GET", ["$export"], query, {"prefer": "respond-async"}, b"", "http://t")
+    answer = await platform.handle(kick)
+    assert answer.status == 202, answer.body
+    job_id = answer.headers["Content-Location"].split("_jobId=")[1]
+    await platform.bulk_exporter.run_pass(platform.store, datetime.now(UTC))
+    async with platform.store.transaction(write=False) as tx:
+        job = await exports.read_job(tx, job_id)
+    assert job is not None and job.status == exports.DONE, job
+    files: dict[str, list[str]] = {t: [] for t in types}
+    for entry in job.output["output"]:
+        files[entry["type"]].append(str(job_dir(platform.settings, job_id) / entry["file"]))
+    return files
+
+
+async def store_policy(store):
+    async with store.transaction(write=False) as tx:
+        protected = await exports.protected_patients(tx, ADDRESS_PROTECTION)
+        consents = await exports.consents_of_category(tx, CONSENT_SYSTEMS)
+    return export_policy(protected, consents)
+
+
+def ordered(rows) -> list:
+    return sorted(rows, key=repr)
+
+
+async def test_the_whole_export_policy_gives_the_rows_of_a_bulk_export(exporting):
+    from enjournal.storage.views import run_view
+
+    store = exporting.store
+    files = await exported_files(exporting, [v["resource"] for v in POLICY_VIEWS])
+    policy = await store_policy(store)
+    for view in POLICY_VIEWS:
+        over_files = run_view(view, files[view["resource"]], "duckdb").rows
+        over_store = (await run_store_view(store, view, policy=view_policy(policy))).rows
+        assert ordered(over_store) == ordered(over_files), view["resource"]
+    # ... and the controls did their work (the two runs could agree on nothing done)
+    policy_rows = view_policy(policy)
+    patients = {
+        r[0]: r[1:] for r in (await run_store_view(store, POLICY_VIEWS[0], policy=policy_rows)).rows
+    }
+    assert set(patients) == {"plain", "hidden", "noid", "kj"}  # out: reserved, purpose 2
+    everything = (["0101plain", "plain"], ["Family plain"], ["City plain"], ["+47 plain"])
+    assert patients["plain"] == (*everything, [], ["female"])
+    hidden = (["0101hidden", "hidden"], ["Family hidden"], [], [])
+    assert patients["hidden"] == (*hidden, ["strengt-fortrolig", "REDACTED"], ["female"])
+    assert patients["noid"] == (["noid"], [], [], [], ["REDACTED"], ["female"])  # local id kept
+    related = await run_store_view(store, POLICY_VIEWS[1], policy=view_policy(policy))
+    cut = {row[0]: row[1:] for row in related.rows}
+    assert cut["rel-hidden"] == cut["rel-noid"] == (["Mor"], [], [], ["REDACTED"])
+    assert cut["rel-plain"] == (["Mor"], ["Bergen"], ["123"], []) and "rel-out" not in cut
+    allergies = await run_store_view(store, POLICY_VIEWS[2], policy=view_policy(policy))
+    assert {row[0] for row in allergies.rows} == {
+        f"{kind}-{p}" for kind in ("kj", "own") for p in ("plain", "hidden", "noid")
+    } | {"own-kj"}
+    prescriptions = await run_store_view(store, POLICY_VIEWS[4], policy=view_policy(policy))
+    assert [row[0] for row in prescriptions.rows] == ["mr-1"]
+    unguarded = await run_store_view(store, POLICY_VIEWS[4])
+    assert sorted(row[0] for row in unguarded.rows) == ["mr-0", "mr-1"]
