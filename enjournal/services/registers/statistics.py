@@ -93,6 +93,19 @@ class Measure:
     def canonical(self) -> str:
         return MEASURE_BASE + self.name
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds of unit it counts: GP contacts are a part of all contacts, so the two
+        measures' releases are audited together (the ``kind`` of the scope)."""
+        if self.persons:
+            return frozenset({self.name})
+        return frozenset({"primary-care"} if self.primary_care else {"primary-care", "other"})
+
+    @property
+    def family(self) -> tuple[Measure, ...]:
+        """The measures whose releases count the same units as this one."""
+        return tuple(m for m in MEASURES.values() if m.kinds & self.kinds)
+
 
 MEASURES = {
     m.name: m
@@ -198,7 +211,8 @@ class Statistics:
         ask = parse(operation_parameters(request, OPERATION, required=("measure", "period")))
         units = await read_units(repo, ask)
         table = build_table(ask, units)
-        await repo.lock_criteria("MeasureReport", f"measure={ask.measure.canonical}")
+        family = ask.measure.family[0].canonical  # one lock for measures audited together
+        await repo.lock_criteria("MeasureReport", f"measure={family}")
         earlier = await publications(repo, ask)
         # the audit's linear programs take a while: off the event loop
         protected = await asyncio.to_thread(protect, table, ask.rules, earlier)
@@ -246,7 +260,7 @@ def build_table(ask: Ask, units: list[dict]) -> Table:
     fixed: dict[str, Sequence[str]] = {"age": ask.age_bands}
     fixed["period"] = list(dict.fromkeys(tables.period_label(m, ask.grain) for m in ask.months))
     rows = [{**u, "period": tables.period_label(u["period"], ask.grain)} for u in units]
-    scope = {"period": frozenset(ask.months)}
+    scope = {"period": frozenset(ask.months), "kind": ask.measure.kinds}
     table = tables.build(ask.measure.name, rows, ask.dimensions, scope, fixed)
     if len(table.counts) > MAX_CELLS:
         raise Invalid(f"the table would have {len(table.counts)} cells; ask for fewer")
@@ -513,11 +527,14 @@ def _chunks(values: list[str]) -> list[list[str]]:
 
 
 async def publications(repo, ask: Ask) -> list[Release]:
-    """The earlier releases of this measure the new table must not undo.  Persons are
-    counted once per period, so a persons measure links only releases of the same period
-    (see docs/registers.md); a contacts measure those whose period overlaps this one (the
-    others share no unit with it)."""
-    reports = await _search_all(repo, "MeasureReport", [("measure", ask.measure.canonical)])
+    """The earlier releases of this measure (and of the measures counting the same units:
+    GP contacts are part of all contacts) the new table must not undo.  Persons are counted
+    once per period, so a persons measure links only releases of the same period (see
+    docs/registers.md); a contacts measure those whose period overlaps this one (the others
+    share no unit with it)."""
+    reports = []
+    for measure in ask.measure.family:  # GP contacts and all contacts: one log
+        reports += await _search_all(repo, "MeasureReport", [("measure", measure.canonical)])
     releases = []
     for report in sorted(reports, key=lambda r: str(r.get("id"))):
         months = _months_of(report)
@@ -626,7 +643,9 @@ def to_release(report: dict) -> Release:
         key = tuple(given.get(n, TOTAL) for n in names)
         _place(key, population, published, hidden)
     dims = tuple(Dimension(n, tuple(categories[n])) for n in names)
-    scope = {"period": frozenset(_months_of(report))}
+    measure = MEASURES.get(str(report.get("measure")).removeprefix(MEASURE_BASE))
+    kinds = measure.kinds if measure is not None else frozenset({str(report.get("measure"))})
+    scope = {"period": frozenset(_months_of(report)), "kind": kinds}
     return Release(str(report.get("id")), dims, scope, published, hidden, _protection(report))
 
 

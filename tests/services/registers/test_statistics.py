@@ -358,3 +358,20 @@ async def test_the_publication_log_is_append_only(platform):
     assert again[0] == 200  # the operation still writes the log
     linked = [e["valueString"] for e in again[1]["extension"] if e["url"] == stats.LINKED]
     assert linked == [report["id"]]
+
+
+async def test_gp_contacts_and_all_contacts_are_audited_together(platform):
+    first = await ask(platform, SYSTEM, measure="gp-contacts", dimension="municipality,sex",
+                      period="2025")  # fmt: skip
+    second = await ask(platform, SYSTEM, measure="contacts", dimension="municipality,sex",
+                       period="2025-03")  # fmt: skip
+    assert first[0] == 200 and second[0] == 200
+    linked = [e["valueString"] for e in second[1]["extension"] if e["url"] == stats.LINKED]
+    assert linked == [first[1]["id"]]
+    releases = [stats.to_release(first[1]), stats.to_release(second[1])]
+    assert releases[1].scope["kind"] > releases[0].scope["kind"]  # all contacts include GP's
+    model = S.Model(releases)
+    for release in releases:
+        for key in release.suppressed:
+            low, high = model.bounds(release, key)
+            assert high - low >= 5, (release.id, key, low, high)
