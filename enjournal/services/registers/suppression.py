@@ -141,7 +141,7 @@ def protect(table: Table, rules: Rules, earlier: Sequence[Release] = ()) -> Prot
         failing = _exempt(result, linked, _audit(result, linked, pending))
         added = _complements(result, linked, failing)
         if not added:
-            break  # nothing left to suppress (can only be an earlier release's own fault)
+            break  # every cell is hidden: this table publishes nothing
         for key in added:
             result.status[key] = SECONDARY
         pending = [*failing, *((None, key) for key in added)]
