@@ -61,6 +61,20 @@ async def test_a_register_client_cannot_read_the_rest_api(bulk):
     assert r.status_code == 403, r.text[:200]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="A-4: _typeFilter runs the store's search SQL without the guard's checks: a "
+    "client with system/Observation.rs only, refused a chained search on Patient in the API "
+    "(403), uses it in $export as an oracle on Patient data (national id, name, address)",
+)
+async def test_type_filter_cannot_search_types_outside_the_scopes(bulk):
+    chain = f"Observation?subject:Patient.identifier={PIDS['kari']}"
+    api = await bulk.http.get(f"/fhir/{chain}", headers=await bulk.headers("lab"))
+    assert api.status_code == 403  # the API refuses it
+    r = await bulk.kick_off(f"/fhir/$export?_type=Observation&_typeFilter={chain}", "lab")
+    assert r.status_code == 403, r.text[:200]
+
+
 # ---- privacy: the views are an export too --------------------------------------------------
 
 
