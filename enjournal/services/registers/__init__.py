@@ -1,7 +1,8 @@
 """Registers: the shared record's path to health registers and statistics (domain.md 7).
 
 - ``bulk``: FHIR Bulk Data ``$export`` (system, Patient, Group), asynchronous, NDJSON files.
-- ``views_api``: SQL-on-FHIR v2 ``$viewdefinition-run`` / ``$viewdefinition-export``; the
+- ``views_api``, ``views_export``: SQL-on-FHIR v2 ``$viewdefinition-run`` and the
+  asynchronous ``$viewdefinition-export`` (on the export jobs); the
   engines (DuckDB, PostgreSQL, Spark) are in ``enjournal.storage.views``.
 - ``feeds``: each register's pseudonymised feed (KPR), its identity file and data-quality
   report; ``enjournal register export``.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from enjournal.services.registers import bulk, feeds, statistics, views_api
+from enjournal.services.registers import bulk, feeds, statistics, views_api, views_export
 
-AREAS = (bulk, views_api, feeds, statistics)
+AREAS = (bulk, views_api, views_export, feeds, statistics)
 
 
 def register(platform) -> None:

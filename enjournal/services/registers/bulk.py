@@ -122,7 +122,7 @@ async def export(request, repo) -> FhirResponse:
     if "respond-async" not in bulk_params.preferences(request):
         raise Invalid("$export is asynchronous: send Prefer: respond-async")
     tx = _sql(repo)
-    principal = _exporter(request)
+    principal = system_client(request)
     params = bulk_params.parse_request(request, _granted(principal))
     if params.group is not None:
         params.patients = await _group_patients(tx, params.group, params.patients)
@@ -147,7 +147,7 @@ async def queue(request, repo, kind: str, params: dict) -> tuple[db.ExportJob, s
     """Queue a job of ``kind`` for the caller (a system client) in the kick-off's
     transaction; the job and its status URL (the kick-off answers 202 with it as
     ``Content-Location``)."""
-    principal = _exporter(request)
+    principal = system_client(request)
     now = int(time.time() * 1000)
     client_id = principal.client_id if principal else ""
     url = _request_url(request)
@@ -170,14 +170,14 @@ def file_url(request, job_id: str, name: str) -> str:
 
 def _sql(repo) -> Transaction:
     """The store's transaction under the guarded repository: the export's own rules
-    (``_exporter``, ``_granted``) decide access, the export policy what the files hold."""
+    (``system_client``, ``_granted``) decide access, the export policy what the files hold."""
     tx = repo.trusted  # its own access rules decide, above and in security/exports.py
     if not isinstance(tx, Transaction):
         raise Invalid("an asynchronous export needs the SQLite or PostgreSQL store")
     return tx
 
 
-def _exporter(request):
+def system_client(request):
     """The caller, who must be a system client (None: a server without security): every
     kind of export job is a system client's."""
     context = request.context
@@ -236,7 +236,7 @@ def _audit_kick_off(request, principal, params, job) -> None:
         subtype="$export",
         patient_id=patients[0] if len(patients) == 1 else None,
         entities=_entities(params),
-        purpose="PUBHLTH" if _is_register(principal) else "HOPERAT",
+        purpose="PUBHLTH" if is_register(principal) else "HOPERAT",
         query=f"job={job.id} level={params.level} types={','.join(params.types)} "
         f"patients={len(patients) if params.patients is not None else 'all'} "
         f"request={job.request}"[:2000],
@@ -249,7 +249,7 @@ def _entities(params) -> list[str]:
     return named + [f"Patient/{p}" for p in (params.patients or [])[:100]]
 
 
-def _is_register(principal) -> bool:
+def is_register(principal) -> bool:
     scopes = principal.scopes if principal else ()
     return "register" in scopes or any(s.startswith("register/") for s in scopes)
 
@@ -280,7 +280,7 @@ async def _own_job(request, tx) -> db.ExportJob:
     """The job the request names, if the caller started it and its kind's own rule lets the
     caller see it now (404 otherwise, as for none)."""
     job_id = request.param("_jobId") or ""
-    principal = _exporter(request)  # every kind's jobs are system clients'
+    principal = system_client(request)  # every kind's jobs are system clients'
     job = await db.read_job(tx, job_id) if job_id else None
     if job is None or job.kind not in KINDS:
         raise NotFound(f"no export {job_id[:64]!r}")
@@ -365,7 +365,7 @@ async def fetch(request, repo, settings) -> FhirResponse:
         request.context.record(
             action="R",
             subtype="$export-file",
-            purpose="PUBHLTH" if _is_register(request.context.principal) else "HOPERAT",
+            purpose="PUBHLTH" if is_register(request.context.principal) else "HOPERAT",
             query=f"job={job.id} file={name}",
         )
     reply = FileReply(200, None, {"Content-Type": files[name]})

@@ -1,4 +1,4 @@
-"""SQL on FHIR v2 operations: ``$viewdefinition-run`` and ``$viewdefinition-export``.
+"""SQL on FHIR v2 ``$viewdefinition-run``, and the helpers ``views_export`` shares.
 
 https://sql-on-fhir.org/ig/operations.html
 
@@ -26,16 +26,7 @@ https://sql-on-fhir.org/ig/operations.html
   true by default) or ``parquet``; ``_limit`` (rows), ``_since`` (``meta.lastUpdated`` at
   or after), ``patient`` (``Patient/[id]``, repeatable: only that patient's compartment).
 
-``$viewdefinition-export`` (POST; at ``/`` and ``/ViewDefinition``) runs one or more
-views (``view`` parts, each with ``name`` and ``viewResource`` or ``viewReference``; or the
-top-level ``viewResource``/``viewReference``) over the store and writes each result as a
-file (``_format`` ``ndjson``, ``csv`` or ``parquet``, default ``ndjson``) under
-``settings.export_dir``/views/<export id>/.  What is done here is the synchronous form:
-the views run within the request and the answer (200) is a Parameters with ``exportId``,
-``status`` ``completed`` and one ``output`` per view (``name``, ``location``: the file's
-``file:`` URL, ``rows``).  The asynchronous kick-off/poll pattern (202 + Content-Location)
-and serving the files over HTTP are left to the bulk export's job machinery
-(``bulk_runner``); a caller needing them uses ``$export`` and runs views over its NDJSON.
+``$viewdefinition-export`` (asynchronous, on the export jobs) is in ``views_export``.
 
 Where a stored view lives: ViewDefinition is a logical model, not an R4 resource type, so
 the store cannot hold one as such.  ``ViewDefinition/[id]`` is looked up first among the
@@ -55,10 +46,8 @@ import io
 import json
 import os
 import tempfile
-import uuid
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from enjournal.fhir import jsonio
@@ -84,7 +73,7 @@ from enjournal.storage import exports as db
 from enjournal.storage.views import ViewResult, run_view
 from enjournal.storage.views.postgres import ViewPolicy, run_store_view
 
-RUN, EXPORT = "viewdefinition-run", "viewdefinition-export"
+RUN = "viewdefinition-run"
 DEFINITIONS = "https://sql-on-fhir.org/ig/OperationDefinition/"
 FORMATS = {
     "json": "application/json",
@@ -118,17 +107,6 @@ def register(platform) -> None:
                 definition=DEFINITIONS + "ViewDefinitionRun",
             )
         )
-    for type_ in (None, "ViewDefinition"):
-        platform.operations.add(
-            Operation(
-                EXPORT,
-                type_,
-                False,
-                views.export,
-                ("POST",),
-                definition=DEFINITIONS + "ViewDefinitionExport",
-            )
-        )
 
 
 def jobs(platform) -> list[Job]:
@@ -154,30 +132,6 @@ class Views:
             result = await self.from_store(request, repo, view, since, patients, limit, "$" + RUN)
         body = render(result, fmt, header=flag(params.get("header"), True))
         return FhirResponse(200, body, {"Content-Type": FORMATS[fmt]})
-
-    async def export(self, request, repo) -> FhirResponse:
-        params = operation_parameters(request, "$" + EXPORT)
-        refuse_unsupported(params)
-        fmt = output_format(params.get("_format"), default="ndjson")
-        if fmt == "json":
-            raise Invalid("$viewdefinition-export writes ndjson, csv or parquet files")
-        since, patients = since_of(params), patients_of(params)
-        named = await export_views(request, repo, params)
-        export_id = uuid.uuid4().hex
-        folder = Path(self.platform.settings.export_dir) / "views" / export_id
-        folder.mkdir(parents=True, exist_ok=True)
-        outputs = []
-        for name, view in named:
-            result = await self.from_store(request, repo, view, since, patients, None, "$" + EXPORT)
-            path = folder / f"{name}.{fmt}"
-            path.write_bytes(render(result, fmt, header=True))
-            outputs.append(output_part(name, path, len(result.rows)))
-        answer = [
-            {"name": "exportId", "valueString": export_id},
-            {"name": "status", "valueCode": "completed"},
-            *outputs,
-        ]
-        return FhirResponse.of({"resourceType": "Parameters", "parameter": answer})
 
     async def from_store(
         self, request, repo, view: View, since, patients, limit, interaction
@@ -377,34 +331,6 @@ def library_view(library: dict, reference: str) -> dict:
     raise NotFound(f"{reference} holds no ViewDefinition (an application/json content)")
 
 
-async def export_views(request, repo, params: dict) -> list[tuple[str, View]]:
-    """The views to export: ``view`` parts (read from the body itself: each is a list of
-    parts, which the flat parameter dict cannot keep apart), else the one view named."""
-    body = request.json() if request.body else {}
-    parts = [p for p in body.get("parameter") or [] if p.get("name") == "view"]
-    if not parts:
-        return [("view", await view_of(request, repo, params))]
-    named = []
-    for n, part in enumerate(parts):
-        values = {p.get("name"): p for p in part.get("part") or [] if isinstance(p, dict)}
-        name = (values.get("name") or {}).get("valueString") or f"view{n + 1}"
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise Invalid(f"view name {name!r}: letters, digits, - and _ only")
-        named.append((name, await export_view(repo, name, values)))
-    if len({name for name, _ in named}) != len(named):
-        raise Invalid("each exported view needs its own name")
-    return named
-
-
-async def export_view(repo, name: str, values: dict) -> View:
-    if "viewResource" in values:
-        return named(plan(view_resource(values["viewResource"].get("resource"))), name)
-    if "viewReference" in values:
-        reference = reference_text(values["viewReference"].get("valueReference"))
-        return named(plan(await stored_view(repo, reference)), reference)
-    raise Invalid(f"view {name!r} needs a viewResource or a viewReference")
-
-
 # -- the other inputs
 
 
@@ -550,14 +476,3 @@ def cell_text(cell: Any) -> str:
     if isinstance(cell, list):
         return json.dumps(cell, ensure_ascii=False)
     return str(cell)
-
-
-def output_part(name: str, path: Path, rows: int) -> dict:
-    return {
-        "name": "output",
-        "part": [
-            {"name": "name", "valueString": name},
-            {"name": "location", "valueUri": path.resolve().as_uri()},
-            {"name": "rows", "valueInteger": rows},
-        ],
-    }

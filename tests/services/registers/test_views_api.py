@@ -1,4 +1,4 @@
-"""$viewdefinition-run and $viewdefinition-export: inline data, the store through the guard,
+"""$viewdefinition-run: inline data, the store through the guard,
 formats, stored views, and bad ViewDefinitions as 400s."""
 
 from __future__ import annotations
@@ -7,8 +7,6 @@ import base64
 import csv
 import io
 import json
-from pathlib import Path
-from urllib.parse import urlparse
 
 import orjson
 import pyarrow.parquet
@@ -219,31 +217,6 @@ async def test_bad_view_definitions_are_400(open_world, view, words):
 async def test_bad_inputs_are_400(open_world, params):
     answer = await call(open_world, "GET", "$viewdefinition-run", params=params)
     assert answer.status == 400, answer.body
-
-
-async def test_export_writes_one_file_per_view(open_world):
-    views = [
-        {"name": "view", "part": [{"name": "name", "valueString": "patients"}, view_part()]},
-        {
-            "name": "view",
-            "part": [
-                {"name": "name", "valueString": "ids"},
-                view_part(
-                    {"resource": "Patient", "select": [{"column": [{"name": "id", "path": "id"}]}]}
-                ),
-            ],
-        },
-    ]
-    body = parameters(*views, {"name": "_format", "valueCode": "csv"})
-    answer = await call(open_world, "POST", "$viewdefinition-export", body)
-    assert answer.status == 200, answer.body
-    outputs = [p["part"] for p in json.loads(answer.body)["parameter"] if p["name"] == "output"]
-    files = {o[0]["valueString"]: Path(urlparse(o[1]["valueUri"]).path) for o in outputs}
-    assert set(files) == {"patients", "ids"}
-    header, *ids = files["ids"].read_text().splitlines()
-    assert (header, sorted(ids)) == ("id", ["p1", "p2"])
-    assert files["patients"].parent == files["ids"].parent  # one folder per export
-    assert [o[2]["valueInteger"] for o in outputs] == [2, 2]
 
 
 @pytest.fixture

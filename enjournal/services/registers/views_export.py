@@ -1,0 +1,418 @@
+"""SQL on FHIR v2 ``$viewdefinition-export``, asynchronous, on the export jobs of
+``bulk_runner`` (docs/registers.md, "SQL on FHIR v2").
+
+https://sql-on-fhir.org/ig/OperationDefinition-ViewDefinitionExport.html: the FHIR
+asynchronous request pattern with a 303 to the result.
+
+- Kick-off: ``POST [base]/$viewdefinition-export``, ``[base]/ViewDefinition/$viewdefinition-
+  export`` (``view`` parts, each with ``name`` and ``viewResource`` or ``viewReference``; or
+  a top-level ``viewResource``/``viewReference``) or ``[base]/ViewDefinition/[id]/$viewdefinition-
+  export``, with ``Prefer: respond-async`` (the spec requires it: without it, 400).  The views
+  are checked and resolved, the caller's scopes must let it read each view's resource type,
+  and the job is queued (kind ``views``): 202, ``Content-Location`` the status URL
+  ``[base]/$export-poll-status?_jobId=...``, and a Parameters with ``exportId``,
+  ``clientTrackingId``, ``status`` ``accepted`` and ``location``.
+- Status: 202 with ``X-Progress`` (``1 of 3 views``), ``Retry-After`` and a Parameters with
+  ``status`` ``in-progress``; when done, ``303 See Other`` with ``Location``
+  ``[base]/$export-result?_jobId=...``, which answers 200 with the Parameters the spec names
+  (``exportId``, ``clientTrackingId``, ``status`` ``completed``, ``_format``,
+  ``exportStartTime``, ``exportEndTime``, one ``output`` per view: ``name``, ``location`` (the
+  file's HTTP URL, ``$export-file``), ``rows``) and ``Expires``, or 500 with an
+  OperationOutcome if the export failed.  ``DELETE`` on the status URL cancels (202, then 404).
+- Files: ``$export-file?_jobId=...&file=<name>.<format>``, for the client that started it.
+
+Who: system clients only, as for ``$export``.  The job runs later, in a worker, as that
+client: each page is read through ``Platform.handle`` with the client's principal as it was
+at the kick-off (its scopes), so the access policy, the services' guard hooks and the audit
+apply to every read as they do to ``$viewdefinition-run``.  A health worker's or a
+citizen's access rests on their own request (an access basis, a session), which a job
+cannot replay: they use ``$viewdefinition-run``.
+
+A job's checkpoint is per view: a worker that dies resumes with the first view not yet
+written (a half-written file is written again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from enjournal.fhir.datetime import format_instant
+from enjournal.fhir.errors import Forbidden, Invalid
+from enjournal.fhir.viewdefinition import plan
+from enjournal.rest.message import FhirResponse
+from enjournal.rest.operations import Operation
+from enjournal.security.exports import ADDRESS_PROTECTION, CONSENT_SYSTEMS, export_policy
+from enjournal.security.principal import Principal
+from enjournal.security.scopes import grant
+from enjournal.services import Job
+from enjournal.services.inputs import operation_parameters
+from enjournal.services.registers import bulk
+from enjournal.services.registers.bulk_params import preferences
+from enjournal.services.registers.bulk_runner import Failed, job_dir
+from enjournal.services.registers.views_api import (
+    DEFINITIONS,
+    FORMATS,
+    instant,
+    output_format,
+    patients_of,
+    reference_text,
+    refuse_unsupported,
+    render,
+    since_of,
+    stored_view,
+    view_policy,
+    view_resource,
+)
+from enjournal.storage import exports as db
+from enjournal.storage.views import ViewResult
+from enjournal.storage.views.postgres import ViewPolicy
+
+EXPORT, KIND = "viewdefinition-export", "views"
+MAX_NAME = 100  # characters of a view's name (its file's name)
+
+
+def register(platform) -> None:
+    """The kick-off at the system, type and instance levels (the status, result and file
+    operations are the export jobs', ``bulk``)."""
+
+    async def kick_off(request, repo) -> FhirResponse:
+        return await export(request, repo)
+
+    definition = DEFINITIONS + "ViewDefinitionExport"
+    for type_, instance in ((None, False), ("ViewDefinition", False), ("ViewDefinition", True)):
+        platform.operations.add(
+            Operation(EXPORT, type_, instance, kick_off, ("POST",), True, definition)
+        )
+
+
+def jobs(platform) -> list[Job]:
+    return []  # the jobs are run by ``bulk-export`` (the ``views`` handler below)
+
+
+# ---- kick-off -------------------------------------------------------------------------------
+
+
+async def export(request, repo) -> FhirResponse:
+    if "respond-async" not in preferences(request):
+        raise Invalid(f"${EXPORT} is asynchronous: send Prefer: respond-async")
+    principal = bulk.system_client(request)
+    params = operation_parameters(request, "$" + EXPORT)
+    refuse_unsupported(params)
+    views = await definitions(request, repo, params)
+    _check_scopes(principal, views)
+    tracking = params.get("clientTrackingId")
+    if tracking is not None and not isinstance(tracking, str):
+        raise Invalid("clientTrackingId is a string")
+    job_params = {
+        "views": [[name, definition] for name, definition in views],
+        "format": output_format(params.get("_format"), default="ndjson"),
+        "since": since_of(params),
+        "patients": patients_of(params),
+        "clientTrackingId": tracking,
+        "principal": _principal_json(principal),
+    }
+    job, location = await bulk.queue(request, repo, KIND, job_params)
+    _audit_kick_off(request, job)
+    body = _status_parameters(job, "accepted", location)
+    return FhirResponse.of(body, 202, **{"Content-Location": location})
+
+
+async def definitions(request, repo, params: dict) -> list[tuple[str, dict]]:
+    """The views to export, named, each checked against the spec (400 otherwise): the
+    instance the URL names, the ``view`` parts, or the one top-level view."""
+    body = request.json() if request.body else {}
+    parts = [p for p in body.get("parameter") or [] if p.get("name") == "view"]
+    named = [name for name in ("viewResource", "viewReference") if params.get(name)]
+    views: list[tuple[str | None, dict]]
+    if len(request.path) == 3:
+        if parts or named:
+            raise Invalid("ViewDefinition/[id]/$viewdefinition-export exports that view only")
+        views = [(None, await stored_view(repo, f"ViewDefinition/{request.path[1]}"))]
+    elif parts:
+        views = [await _part_view(repo, part) for part in parts]
+    elif len(named) == 1:
+        views = [(None, await _top_view(repo, params, named[0]))]
+    else:
+        raise Invalid("name the views to export: view parts, viewResource or viewReference")
+    return _named(views)
+
+
+async def _part_view(repo, part: dict) -> tuple[str | None, dict]:
+    values = {p.get("name"): p for p in part.get("part") or [] if isinstance(p, dict)}
+    name = (values.get("name") or {}).get("valueString")
+    if "viewResource" in values:
+        return name, view_resource(values["viewResource"].get("resource"))
+    if "viewReference" in values:
+        reference = reference_text(values["viewReference"].get("valueReference"))
+        return name, await stored_view(repo, reference)
+    raise Invalid(f"view {name or ''!r} needs a viewResource or a viewReference")
+
+
+async def _top_view(repo, params: dict, given: str) -> dict:
+    if given == "viewResource":
+        return view_resource(params["viewResource"])
+    return await stored_view(repo, reference_text(params["viewReference"]))
+
+
+def _named(views: list[tuple[str | None, dict]]) -> list[tuple[str, dict]]:
+    """Each view's output name (given, else the ViewDefinition's ``name``, else ``viewN``):
+    a file name, so letters, digits, - and _ only, and one per view."""
+    named = []
+    for n, (given, definition) in enumerate(views):
+        plan(definition)  # a view that breaks the spec is a 400 before anything is queued
+        name = given or definition.get("name") or f"view{n + 1}"
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise Invalid(f"view name {str(name)[:80]!r}: letters, digits, - and _ only")
+        if len(name) > MAX_NAME:
+            raise Invalid(f"view name {name[:80]!r}...: at most {MAX_NAME} characters")
+        named.append((name, definition))
+    if len({name for name, _ in named}) != len(named):
+        raise Invalid("each exported view needs its own name")
+    return named
+
+
+def _check_scopes(principal, views: list[tuple[str, dict]]) -> None:
+    """The client's ``system/`` scopes must let it read every view's resource type: the
+    job reads with them, and a refusal found at the kick-off is better than a failed job."""
+    if principal is None:
+        return
+    for name, definition in views:
+        if grant(principal.scopes, definition["resource"], "r") != "system":
+            raise Forbidden(f"view {name!r}: the token's scopes do not allow reading "
+                            f"{definition['resource']}")  # fmt: skip
+
+
+def _principal_json(principal) -> dict | None:
+    if principal is None:
+        return None
+    return {"subject": principal.subject, "client_id": principal.client_id,
+            "scopes": sorted(principal.scopes), "name": principal.name,
+            "org_nr": principal.org_nr}  # fmt: skip
+
+
+def _principal(value: dict | None) -> Principal | None:
+    if value is None:
+        return None
+    return Principal("system", value["subject"], value["client_id"], frozenset(value["scopes"]),
+                     value.get("name"), org_nr=value.get("org_nr"))  # fmt: skip
+
+
+def _audit_kick_off(request, job: db.ExportJob) -> None:
+    """One AuditEvent for the export asked for; the job's reads are audited as they run."""
+    if request.context is None:
+        return
+    params = job.params
+    names = ",".join(name for name, _ in params["views"])
+    types = ",".join(sorted({definition["resource"] for _, definition in params["views"]}))
+    patients = params["patients"]
+    request.context.record(
+        action="E",
+        subtype="$" + EXPORT,
+        patient_id=patients[0] if len(patients) == 1 else None,
+        entities=[f"Patient/{p}" for p in patients[:100]],
+        purpose="PUBHLTH" if bulk.is_register(request.context.principal) else "HOPERAT",
+        query=f"job={job.id} views={names} types={types} "
+        f"patients={len(patients) or 'all'} since={params['since']}"[:2000],
+    )
+
+
+# ---- the status and the result --------------------------------------------------------------
+
+
+def _status_parameters(job: db.ExportJob, status: str, location: str) -> dict:
+    parameters = [{"name": "exportId", "valueString": job.id}]
+    if job.params.get("clientTrackingId"):
+        parameters.append(
+            {"name": "clientTrackingId", "valueString": job.params["clientTrackingId"]}
+        )
+    parameters += [
+        {"name": "status", "valueCode": status},
+        {"name": "location", "valueUri": location},
+    ]
+    return {"resourceType": "Parameters", "parameter": parameters}
+
+
+def _waiting(request, job: db.ExportJob) -> dict:
+    status = "accepted" if job.status == db.QUEUED else "in-progress"
+    return _status_parameters(job, status, bulk.status_url(request, job.id))
+
+
+def _progress(job: db.ExportJob) -> str:
+    if job.status == db.QUEUED:
+        return "queued"
+    done = (job.progress or {}).get("view", 0)
+    return f"{done} of {len(job.params['views'])} views"
+
+
+def _answer(request, job: db.ExportJob) -> FhirResponse:
+    """The result: what a synchronous call would have answered (the spec)."""
+    if job.status == db.FAILED:
+        return bulk.failed(job)
+    output = job.output or {}
+    parameters = _status_parameters(job, "completed", bulk.status_url(request, job.id))
+    parameters["parameter"] = [p for p in parameters["parameter"] if p["name"] != "location"]
+    parameters["parameter"] += [
+        {"name": "_format", "valueCode": output["format"]},
+        {"name": "exportStartTime", "valueInstant": format_instant(output["started"])},
+        {"name": "exportEndTime", "valueInstant": format_instant(job.finished or 0)},
+        *(_output_part(request, job, entry) for entry in output["output"]),
+    ]
+    return FhirResponse.of(parameters, 200, **bulk.expires(job))
+
+
+def _output_part(request, job: db.ExportJob, entry: dict) -> dict:
+    return {
+        "name": "output",
+        "part": [
+            {"name": "name", "valueString": entry["name"]},
+            {"name": "location", "valueUri": bulk.file_url(request, job.id, entry["file"])},
+            {"name": "rows", "valueInteger": entry["rows"]},
+        ],
+    }
+
+
+def _files(job: db.ExportJob) -> dict[str, str]:
+    output = job.output or {}
+    return {entry["file"]: FORMATS[output["format"]] for entry in output.get("output", [])}
+
+
+# ---- the job --------------------------------------------------------------------------------
+
+
+def handler(platform):
+    """The runner's handler for ``views`` jobs: each view in turn, a checkpoint after each."""
+
+    async def run(exporter, store, job: db.ExportJob) -> dict:
+        params = job.params
+        progress = job.progress or {"view": 0, "outputs": [], "started": exporter.now_ms()}
+        job.progress = progress
+        folder = job_dir(platform.settings, job.id, KIND)
+        folder.mkdir(parents=True, exist_ok=True)
+        source = await _source(platform, store, _principal(params["principal"]))
+        for index in range(progress["view"], len(params["views"])):
+            name, definition = params["views"][index]
+            file = f"{name}.{params['format']}"
+            rows = await write_view(source, definition, params, folder / file)
+            progress["outputs"].append({"name": name, "file": file, "rows": rows})
+            progress["view"] = index + 1
+            await exporter.save(store, job)
+        return {"output": progress["outputs"], "format": params["format"],
+                "started": progress["started"]}  # fmt: skip
+
+    return run
+
+
+@dataclass(frozen=True)
+class StoreSource:
+    """A system client's views on PostgreSQL: the store, under the export policy."""
+
+    store: Any
+    policy: ViewPolicy
+
+
+async def _source(platform, store, principal: Principal | None):
+    """Where a job's views read, as ``$viewdefinition-run`` reads for the same client: a
+    system client on PostgreSQL, the store itself under the register export policy (read
+    once per job, as the bulk runner reads it); else the client's searches through
+    ``Platform.handle`` (policy, hooks and audit per page)."""
+    from enjournal.services.registers.feeds import Reader
+
+    if principal is not None and store.dialect == "postgres":
+        async with store.transaction(write=False) as tx:
+            protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
+            consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
+        return StoreSource(store, view_policy(export_policy(protected, consents)))
+    return Reader(platform, principal) if principal is not None else Reader(platform)
+
+
+async def write_view(source, definition: dict, params: dict, path: Path) -> int:
+    """Run one view over what the client may read and write its file (whole, or not at
+    all: a resumed job writes it again); its row count."""
+    if isinstance(source, StoreSource):
+        result = await _over_store(source, definition, params)
+    else:
+        result = await _over_searches(source, definition, params, path)
+    written = path.with_name(f".{path.name}.part")
+    written.write_bytes(render(result, params["format"], header=True))
+    os.replace(written, path)
+    return len(result.rows)
+
+
+async def _over_store(source: StoreSource, definition: dict, params: dict) -> ViewResult:
+    """The PostgreSQL engine over the store, as ``$viewdefinition-run`` runs it."""
+    from enjournal.storage.views.postgres import run_store_view
+
+    since = params["since"]
+    return await run_store_view(
+        source.store,
+        definition,
+        since_ms=None if since is None else int(instant(since).timestamp() * 1000),
+        patients=params["patients"] or None,
+        policy=source.policy,
+    )
+
+
+async def _over_searches(reader, definition: dict, params: dict, path: Path) -> ViewResult:
+    """The resources the client's searches give, spooled to NDJSON page by page (flat
+    memory) for DuckDB to read."""
+    from enjournal.storage.views import run_view
+
+    spool = path.with_name(f".{path.name}.spool.ndjson")
+    try:
+        with spool.open("wb") as out:
+            await spool_resources(reader, definition["resource"], params, out)
+        return await asyncio.to_thread(run_view, definition, [str(spool)], "duckdb")
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+async def spool_resources(reader, type_: str, params: dict, out) -> None:
+    """The view's type, as the client may search it: ``_since``, and with ``patient`` each
+    named patient's compartment (a resource in two of them once)."""
+    since = params["since"]
+    criteria = [("_lastUpdated", f"ge{since}")] if since else []
+    if not params["patients"]:
+        await _spool(reader, type_, criteria, out, None)
+        return
+    seen: set[str] = set()
+    for patient in params["patients"]:
+        if type_ == "Patient":
+            await _spool(reader, "Patient", [*criteria, ("_id", patient)], out, seen)
+        else:
+            await _spool(reader, f"Patient/{patient}/{type_}", criteria, out, seen)
+
+
+async def _spool(reader, path: str, criteria: list, out, seen: set[str] | None) -> None:
+    try:
+        async for page in reader.pages(path, criteria):
+            for resource in page:
+                if seen is not None and resource.get("id") in seen:
+                    continue
+                if seen is not None:
+                    seen.add(resource.get("id"))
+                out.write(_line(resource))
+    except LookupError as error:  # the search was refused (a scope withdrawn, ...)
+        raise Failed(f"reading {path.rpartition('/')[2]}: {error.args[0]}"[:300]) from None
+
+
+def _line(resource: dict) -> bytes:
+    return orjson.dumps(resource) + b"\n"
+
+
+bulk.add_kind(
+    KIND,
+    bulk.Kind(
+        progress=_progress,
+        answer=_answer,
+        files=_files,
+        waiting=_waiting,
+        redirect=True,
+        handler=handler,
+    ),
+)
