@@ -1,6 +1,5 @@
 """Attacks on ``$register-statistics``: differencing two releases after the caller edits the
-publication log (notes: /work/notes/attack-registers.md).  ``xfail(strict=True)`` marks a
-defect found on 2026-12-03; the test turns red (XPASS) once it is fixed."""
+publication log, and the threshold floor (notes: /work/notes/attack-registers.md)."""
 
 from __future__ import annotations
 
@@ -24,12 +23,14 @@ EDITOR = Principal(
 ASK = {"measure": "gp-patients", "dimension": ["municipality", "age"], "period": "2025"}
 
 
-async def _change(platform, method: str, report: dict) -> int:
-    body = jsonio.dumps(report) if method == "PUT" else b""
+async def _change(platform, edit: str, report: dict) -> int:
+    """Delete the report, re-tag it (PUT), or delete it by a search on its measure."""
+    body = jsonio.dumps(_untag(report)) if edit == "PUT" else b""
+    conditional = edit == "conditional DELETE"
     request = FhirRequest(
-        method,
-        ["MeasureReport", report["id"]],
-        [],
+        edit.split()[-1],
+        ["MeasureReport"] if conditional else ["MeasureReport", report["id"]],
+        [("measure", report["measure"])] if conditional else [],
         {"content-type": "application/fhir+json"},
         body,
         platform.settings.fhir_base,
@@ -41,18 +42,13 @@ def _untag(report: dict) -> dict:
     return {**report, "identifier": [{"system": "urn:example", "value": "x"}]}
 
 
-@pytest.mark.parametrize("edit", ["DELETE", "PUT"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="S-1: the publication log is the stored MeasureReports, which the caller may "
-    "delete or re-tag (identifier system) through the ordinary API; the next release is then "
-    "audited without them, and the two releases pin a suppressed cell (1804, age 0-49 = 2)",
-)
-async def test_a_release_cannot_be_differenced_after_the_log_is_edited(platform, edit):
+@pytest.mark.parametrize("edit", ["DELETE", "PUT", "conditional DELETE"])
+async def test_a_release_cannot_be_differenced_after_editing_the_log(platform, edit):
+    """S-1 (fixed in a6d6b19, the log is append-only): editing the stored report is refused,
+    and the next release is audited against it, so no hidden cell of the pair is pinned."""
     status, first = await ask(platform, EDITOR, **ASK, ageBands="0,30,70")
     assert status == 200, first
-    changed = first if edit == "DELETE" else _untag(first)
-    assert await _change(platform, edit, changed) in (200, 204)
+    assert await _change(platform, edit, first) == 403
     status, second = await ask(platform, EDITOR, **ASK, ageBands="0,50,70")
     assert status == 200, second
     releases = [stats.to_release(first), stats.to_release(second)]
