@@ -147,13 +147,18 @@ async def queue(request, repo, kind: str, params: dict) -> tuple[db.ExportJob, s
     """Queue a job of ``kind`` for the caller (a system client) in the kick-off's
     transaction; the job and its status URL (the kick-off answers 202 with it as
     ``Content-Location``)."""
+    job = new_job(request, kind, params)
+    await db.create_job(_sql(repo), job)
+    return job, status_url(request, job.id)
+
+
+def new_job(request, kind: str, params: dict) -> db.ExportJob:
+    """A queued job of ``kind`` for the caller, who must be a system client."""
     principal = system_client(request)
     now = int(time.time() * 1000)
     client_id = principal.client_id if principal else ""
     url = _request_url(request)
-    job = db.ExportJob(uuid.uuid4().hex, client_id, db.QUEUED, url, params, now, now, kind=kind)
-    await db.create_job(_sql(repo), job)
-    return job, status_url(request, job.id)
+    return db.ExportJob(uuid.uuid4().hex, client_id, db.QUEUED, url, params, now, now, kind=kind)
 
 
 def status_url(request, job_id: str) -> str:

@@ -15,7 +15,16 @@ The resources are read as the registers' own system client (``EXTRACT_CLIENT``) 
 any client's: what the API hides (a privacy lock) the feed does not see.
 
 ``$register-export`` (system level, ``register`` and ``period``): the same for a register's
-system client (scope ``register/<name>`` or ``register/*``); it answers with the manifest.
+system client (scope ``register/<name>`` or ``register/*``).  With ``Prefer: respond-async``
+it runs on the export jobs (``bulk_runner``, kind ``register``): 202 with
+``Content-Location`` the status URL (``$export-poll-status?_jobId=``), 202 with
+``X-Progress`` (the extract's step) while the job writes the file set, then 200 with a
+Parameters: one ``output`` per activity file and the quality report, the identity files
+apart as ``identity``, each with its ``$export-file`` URL, and the ``manifest`` (no server
+path in it); DELETE cancels.  Only the client that started it, while it still holds the
+register's scope, sees its status and fetches its files (the identity file with them).
+Without the preference it runs inside the request and answers with the manifest and the
+file set's location on the server, as the command does.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -39,12 +49,14 @@ import orjson
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid
-from enjournal.rest.message import FhirRequest, FhirResponse
+from enjournal.rest.message import FhirRequest, FhirResponse, info_outcome
 from enjournal.rest.operations import Operation
 from enjournal.security.principal import Principal
 from enjournal.services import Job
 from enjournal.services.inputs import operation_parameters, refused
-from enjournal.services.registers import kpr
+from enjournal.services.registers import bulk, kpr
+from enjournal.services.registers.bulk_params import preferences
+from enjournal.services.registers.bulk_runner import Failed, job_dir
 from enjournal.services.registers.pseudonyms import (
     DIRECT_IDENTIFIERS,
     KEY_BYTES,
@@ -52,6 +64,8 @@ from enjournal.services.registers.pseudonyms import (
     load_key,
     without_direct_identifiers,
 )
+from enjournal.storage import Store
+from enjournal.storage import exports as exports_db
 
 DEFINITION = "https://enjournal.no/fhir/OperationDefinition/register-export"
 EXTRACT_CLIENT = "register-extract"
@@ -306,16 +320,18 @@ async def export(
     period_text: str,
     out: str | Path | None = None,
     progress: Progress | None = None,
+    folder: Path | None = None,
 ) -> dict:
-    """Make ``name``'s file set for a period; returns its manifest.  UnknownRegister,
-    BadPeriod or MissingKey before anything is read."""
+    """Make ``name``'s file set for a period (in ``<out>/<name>/<period>``, or in
+    ``folder``); returns its manifest.  UnknownRegister, BadPeriod or MissingKey before
+    anything is read."""
     feed = load_feed(name)
     period = parse_period(period_text)
     key = load_key(platform.settings.register_keys, name)
     progress = progress or Progress()
     made = await BUILDERS[name](feed, Reader(platform), period, Pseudonymiser(name, key), progress)
     progress.step("writing the files")
-    folder = Path(out or platform.settings.register_out) / name / period.label
+    folder = folder or Path(out or platform.settings.register_out) / name / period.label
     manifest = write_file_set(feed, period, made, folder, platform.clock(), key)
     progress.step("done")
     return manifest
@@ -420,6 +436,8 @@ def register(platform) -> None:
     platform.consent_systems.add(RESERVATION)
 
     async def handler(request, repo) -> FhirResponse:
+        if "respond-async" in preferences(request):
+            return await register_export_async(platform, request)
         return await register_export(platform, request)
 
     platform.operations.add(
@@ -445,6 +463,45 @@ async def register_export(platform, request) -> FhirResponse:
     return FhirResponse.of(_manifest_parameters(manifest))
 
 
+async def register_export_async(platform, request) -> FhirResponse:
+    """The kick-off: checked as the synchronous call is (register, period, key), then
+    queued in a write transaction of its own (the request's is a read)."""
+    name, period = _checked(platform, request)
+    if not isinstance(platform.store, Store):
+        raise Invalid("an asynchronous export needs the SQLite or PostgreSQL store")
+    job = bulk.new_job(request, KIND, {"register": name, "period": period})
+    async with platform.store.transaction(write=True) as tx:
+        await exports_db.create_job(tx, job)
+    if request.context is not None:
+        request.context.record(action="E", subtype="$register-export", purpose="PUBHLTH",
+                               query=f"job={job.id} register={name} period={period}")  # fmt: skip
+    location = bulk.status_url(request, job.id)
+    body = info_outcome(f"export {job.id} queued; poll {location}")
+    return FhirResponse.of(body, 202, **{"Content-Location": location})
+
+
+def _checked(platform, request) -> tuple[str, str]:
+    """The register and period asked for, by the register's client, with its key: 400 or
+    403 before anything is queued."""
+    from enjournal.services.registers.pseudonyms import MissingKey
+
+    op = "$register-export"
+    params = operation_parameters(request, op, required=("register", "period"))
+    name, period = params["register"], params["period"]
+    if not isinstance(name, str) or not isinstance(period, str):
+        raise Invalid(f"{op}: 'register' and 'period' are strings")
+    _register_client_only(request, op, name)
+    try:
+        load_feed(name)
+        label = parse_period(period).label
+        load_key(platform.settings.register_keys, name)
+    except (UnknownRegister, BadPeriod) as error:
+        raise Invalid(str(error.args[0])) from None
+    except MissingKey as error:
+        raise Invalid(f"{op}: {error.args[0]}") from None
+    return name, label
+
+
 def _register_client_only(request, op: str, name: str) -> None:
     """Only a system client with the register's scope (or every register's) may export."""
     principal: Any = request.guard.principal if request.guard is not None else None
@@ -463,6 +520,127 @@ def _manifest_parameters(manifest: dict) -> dict:
             {"name": "manifest", "valueString": jsonio.dumps(manifest).decode()},
         ],
     }
+
+
+# ---- the job (``Prefer: respond-async``) ----------------------------------------------------
+
+KIND = "register"
+TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet",
+         ".json": "application/json"}  # fmt: skip
+OCTETS = "application/octet-stream"
+
+
+class _JobProgress(Progress):
+    """The extract's steps in the job's checkpoint: the status answers them as X-Progress
+    (the runner saves the checkpoint as it renews the lease)."""
+
+    def __init__(self, job):
+        self.job = job
+
+    def step(self, description: str) -> None:
+        self.job.progress = {"step": description[:200]}
+
+
+def job_handler(platform):
+    """The runner's handler for ``register`` jobs: the whole file set in the job's folder
+    (a job resumed after its worker died makes it again: the extract has no checkpoint)."""
+    from enjournal.services.registers.pseudonyms import MissingKey
+
+    async def run(exporter, store, job) -> dict:
+        folder = job_dir(platform.settings, job.id, KIND)
+        shutil.rmtree(folder, ignore_errors=True)
+        params = job.params
+        try:
+            manifest = await export(platform, params["register"], params["period"],
+                                    progress=_JobProgress(job), folder=folder)  # fmt: skip
+        except MissingKey as error:
+            raise Failed(str(error.args[0])) from None
+        except LookupError as error:  # a search refused to the extract's client
+            raise Failed(str(error.args[0])[:300]) from None
+        return {"manifest": _relative(manifest, folder)}
+
+    return run
+
+
+def _relative(manifest: dict, folder: Path) -> dict:
+    """The manifest with each file named by its path in the job's folder (``file``): no
+    server path goes to the client."""
+
+    def named(entry: dict) -> dict:
+        rest = {k: v for k, v in entry.items() if k != "path"}
+        return {"file": Path(entry["path"]).relative_to(folder).as_posix(), **rest}
+
+    relative = {k: v for k, v in manifest.items() if k != "location"}
+    relative["files"] = [named(f) for f in manifest["files"]]
+    relative["identity"] = [named(f) for f in manifest["identity"]]
+    relative["quality"] = named(manifest["quality"])
+    return relative
+
+
+def _job_progress(job) -> str:
+    if job.status == exports_db.QUEUED:
+        return "queued"
+    return (job.progress or {}).get("step") or "started"
+
+
+def _job_answer(request, job) -> FhirResponse:
+    """The finished job: its files' URLs, the identity files apart, and the manifest."""
+    if job.status == exports_db.FAILED:
+        return bulk.failed(job)
+    manifest = json.loads(json.dumps((job.output or {})["manifest"]))
+
+    def located(entry: dict) -> dict:
+        entry["url"] = bulk.file_url(request, job.id, entry["file"])
+        return entry
+
+    for entry in [*manifest["files"], *manifest["identity"], manifest["quality"]]:
+        located(entry)
+    parameters = [
+        {"name": "exportId", "valueString": job.id},
+        {"name": "status", "valueCode": "completed"},
+        *(_file_part("output", f) for f in [*manifest["files"], manifest["quality"]]),
+        *(_file_part("identity", f) for f in manifest["identity"]),
+        {"name": "manifest", "valueString": jsonio.dumps(manifest).decode()},
+    ]
+    body = {"resourceType": "Parameters", "parameter": parameters}
+    return FhirResponse.of(body, 200, **bulk.expires(job))
+
+
+def _file_part(name: str, entry: dict) -> dict:
+    parts = [{"name": "name", "valueString": entry["file"]},
+             {"name": "location", "valueUri": entry["url"]}]  # fmt: skip
+    if "rows" in entry:
+        parts.append({"name": "rows", "valueInteger": entry["rows"]})
+    if "sha256" in entry:
+        parts.append({"name": "sha256", "valueString": entry["sha256"]})
+    return {"name": name, "part": parts}
+
+
+def _job_files(job) -> dict[str, str]:
+    manifest = (job.output or {}).get("manifest") or {}
+    entries = [*manifest.get("files", ()), *manifest.get("identity", ())]
+    entries += [manifest["quality"]] if "quality" in manifest else []
+    return {
+        e["file"]: TYPES.get(Path(e["file"]).suffix, "application/octet-stream") for e in entries
+    }
+
+
+def _job_allowed(request, job) -> None:
+    """The owner must still be the register's client: its files (the identity file among
+    them) are for the register's key holder only."""
+    _register_client_only(request, "$register-export", job.params["register"])
+
+
+bulk.add_kind(
+    KIND,
+    bulk.Kind(
+        progress=_job_progress,
+        answer=_job_answer,
+        files=_job_files,
+        allowed=_job_allowed,
+        handler=job_handler,
+    ),
+)
 
 
 def jobs(platform) -> list[Job]:

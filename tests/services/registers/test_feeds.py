@@ -6,6 +6,8 @@ deliberately bad records."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -24,8 +26,10 @@ from enjournal.rest.message import FhirRequest
 from enjournal.security.principal import Principal
 from enjournal.security.setup import worker_security
 from enjournal.services.registers import feeds, quality
+from enjournal.services.registers.bulk_runner import job_dir
 from enjournal.services.registers.pseudonyms import Pseudonymiser, load_key, make_demo_keys
 from enjournal.settings import Settings
+from enjournal.storage import exports as exports_db
 from enjournal.terminology.loaders.fhir_json import draft_from_resource
 from enjournal.terminology.loading import save_code_system
 from tests.conftest import MEMORY
@@ -485,3 +489,185 @@ async def _bad_records(platform, someone: str) -> dict[str, str]:
             platform, _episode(someone, "2024-06-01", "2024-05-01", code="15")
         ),
     }
+
+
+# ---- $register-export on the export jobs (Prefer: respond-async) ---------------------------
+
+KPR_CLIENT = Principal("system", "kpr", "kpr", frozenset({"register/kpr"}), "KPR")
+
+
+@pytest.fixture
+async def job_world(store_url, tmp_path):
+    """The world above on a database (the jobs live there), its exports under tmp_path;
+    ``build(clock)`` opens another platform over it (a restarted worker)."""
+    keys = make_demo_keys(tmp_path / "keys", ["kpr"])
+    opened = []
+
+    async def build(clock=None):
+        settings = Settings(database_url=store_url, auth=True, terminology_check=False,
+                            jobs=False, register_keys=str(keys),
+                            register_out=str(tmp_path / "out"),
+                            export_dir=str(tmp_path / "exports"))  # fmt: skip
+        security = worker_security(settings)
+        kw = {"clock": clock} if clock else {}
+        platform = await open_platform(compose(settings, security=security, **kw))
+        await security.start(platform.store)
+        opened.append(platform)
+        return platform
+
+    first = await build()
+    for n, bundle in enumerate(chosen_bundles()):
+        path = tmp_path / f"bundle-{n}.json"
+        path.write_bytes(orjson.dumps(bundle))
+        assert (await import_file(first.store, path)).error is None
+    yield build, first
+    for platform in opened:
+        await platform.security.stop()
+        await platform.store.close()
+
+
+async def _call(platform, principal, method: str, url: str, headers=None):
+    """A request by the URL a client was given (``http://x/fhir/$op?query``)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    path = [p for p in parts.path.removeprefix("/fhir").split("/") if p]
+    request = FhirRequest(method, path, parse_qsl(parts.query), headers or {}, b"", "http://x/fhir")
+    return await platform.handle(request, principal)
+
+
+async def _kick_off(platform, principal, register: str = "kpr", period: str = "2024-02"):
+    url = f"http://x/fhir/$register-export?register={register}&period={period}"
+    return await _call(platform, principal, "GET", url, {"prefer": "respond-async"})
+
+
+async def _run_jobs(platform, now: datetime | None = None) -> int:
+    return await platform.bulk_exporter.run_pass(platform.store, now or datetime.now(UTC))
+
+
+def _parts(answer, name: str) -> list[dict]:
+    return [
+        {q["name"]: next(v for k, v in q.items() if k.startswith("value")) for q in p["part"]}
+        for p in orjson.loads(answer.body)["parameter"]
+        if p["name"] == name
+    ]
+
+
+@pytest.mark.backends("sqlite", "postgres")
+async def test_the_operation_runs_on_the_export_jobs(job_world, tmp_path):
+    _, platform = job_world
+    started = await _kick_off(platform, KPR_CLIENT)
+    assert started.status == 202, started.body
+    status_url = started.headers["Content-Location"]
+    assert "$export-poll-status?_jobId=" in status_url
+    waiting = await _call(platform, KPR_CLIENT, "GET", status_url)
+    assert waiting.status == 202 and waiting.headers["X-Progress"] == "queued"
+    assert await _run_jobs(platform) == 1
+    done = await _call(platform, KPR_CLIENT, "GET", status_url)
+    assert done.status == 200, done.body
+    assert str(tmp_path) not in done.body.decode()  # no server path goes out
+    outputs = {o["name"]: o for o in _parts(done, "output")}
+    identity = {o["name"]: o for o in _parts(done, "identity")}
+    assert set(outputs) == {"kpr-kontakter-2024-02.csv", "kpr-kontakter-2024-02.parquet",
+                            "kpr-tjenester-2024-02.csv", "kpr-tjenester-2024-02.parquet",
+                            "kpr-kvalitet-2024-02.json"}  # fmt: skip
+    assert set(identity) == {"identitet/kpr-identitet-2024-02.csv",
+                             "identitet/kpr-identitet-2024-02.parquet"}  # fmt: skip
+    manifest = json.loads(next(p for p in orjson.loads(done.body)["parameter"]
+                               if p["name"] == "manifest")["valueString"])  # fmt: skip
+    assert "location" not in manifest
+    assert {f["file"] for f in manifest["identity"]} == set(identity)  # listed apart
+    assert not {f["file"] for f in manifest["files"]} & set(identity)
+
+    async def fetched(entry: dict) -> bytes:
+        answer = await _call(platform, KPR_CLIENT, "GET", entry["location"])
+        assert answer.status == 200, answer.body
+        assert hashlib.sha256(answer.body).hexdigest() == entry["sha256"]
+        return answer.body
+
+    contacts = list(csv.DictReader(io.StringIO((await fetched(
+        outputs["kpr-kontakter-2024-02.csv"])).decode())))  # fmt: skip
+    people = list(csv.DictReader(io.StringIO((await fetched(
+        identity["identitet/kpr-identitet-2024-02.csv"])).decode())))  # fmt: skip
+    assert len(contacts) == outputs["kpr-kontakter-2024-02.csv"]["rows"] > 0
+    assert "fodselsnummer" not in contacts[0] and len(contacts[0]["pseudonym"]) == 64
+    fnr = {p["pseudonym"]: p["fodselsnummer"] for p in people}
+    assert {c["pseudonym"] for c in contacts} <= set(fnr)
+    assert all(ids.is_valid_fnr(n) for n in fnr.values())
+    # the same as the synchronous file set (the key and the data are the same)
+    manifest_sync = await feeds.export(platform, "kpr", "2024-02")
+    assert read_csv(file_of(manifest_sync, "kontakter")) == contacts
+
+
+@pytest.mark.backends("sqlite")
+async def test_only_the_registers_client_that_started_it(job_world):
+    _, platform = job_world
+    for scopes in ({"register/npr"}, {"system/*.rs"}):
+        other = Principal("system", "other", "other", frozenset(scopes), "Other")
+        assert (await _kick_off(platform, other)).status == 403
+    started = await _kick_off(platform, KPR_CLIENT)
+    status_url = started.headers["Content-Location"]
+    await _run_jobs(platform)
+    done = await _call(platform, KPR_CLIENT, "GET", status_url)
+    identity = _parts(done, "identity")[0]["location"]
+    # another client of the same register: nothing, as for an export that does not exist
+    second = Principal("system", "kpr-2", "kpr-2", frozenset({"register/kpr"}), "KPR 2")
+    assert (await _call(platform, second, "GET", status_url)).status == 404
+    assert (await _call(platform, second, "GET", identity)).status == 404
+    # the client itself, once its token no longer holds the register's scope: refused
+    lost = replace(KPR_CLIENT, scopes=frozenset({"system/*.rs"}))
+    assert (await _call(platform, lost, "GET", status_url)).status == 403
+    assert (await _call(platform, lost, "GET", identity)).status == 403
+    assert (await _call(platform, KPR_CLIENT, "GET", identity)).status == 200
+    assert (await _call(platform, KPR_CLIENT, "DELETE", status_url)).status == 202
+    assert (await _call(platform, KPR_CLIENT, "GET", status_url)).status == 404
+    assert (await _call(platform, KPR_CLIENT, "GET", identity)).status == 404
+    job_id = status_url.rpartition("=")[2]
+    assert not job_dir(platform.settings, job_id, "register").exists()
+
+
+@pytest.mark.backends("sqlite")
+async def test_bad_kick_offs_are_refused_before_anything_is_queued(job_world):
+    _, platform = job_world
+    assert (await _kick_off(platform, KPR_CLIENT, period="2024-14")).status == 400
+    everything = Principal("system", "all", "all", frozenset({"register/*"}), "All registers")
+    assert (await _kick_off(platform, everything, register="npr")).status == 400
+    async with platform.store.transaction(write=False) as tx:
+        assert await tx._conn.fetch("SELECT id FROM export_jobs") == []
+
+
+async def test_the_memory_store_keeps_no_jobs(world):
+    assert (await _kick_off(world, KPR_CLIENT)).status == 400
+
+
+class _Crash(BaseException):
+    """A worker killed in the middle of the extract."""
+
+
+@pytest.mark.backends("sqlite", "postgres")
+async def test_a_job_whose_worker_died_is_made_again(job_world, monkeypatch):
+    build, first = job_world
+    started = await _kick_off(first, KPR_CLIENT)
+    job_id = started.headers["Content-Location"].rpartition("=")[2]
+    folder = job_dir(first.settings, job_id, "register")
+    export = feeds.export
+
+    async def dying(*args, folder: Path, **kw):
+        folder.mkdir(parents=True)
+        (folder / "half-written.csv").write_text("pseudonym\n")
+        raise _Crash
+
+    monkeypatch.setattr(feeds, "export", dying)
+    with pytest.raises(_Crash):
+        await _run_jobs(first)
+    monkeypatch.setattr(feeds, "export", export)
+    async with first.store.transaction(write=False) as tx:
+        assert (await exports_db.read_job(tx, job_id)).status == exports_db.RUNNING
+    later = datetime.now(UTC) + timedelta(seconds=first.settings.export_lease_seconds + 1)
+    second = await build(clock=lambda: later)
+    assert await _run_jobs(second, later) == 1
+    done = await _call(second, KPR_CLIENT, "GET", started.headers["Content-Location"])
+    assert done.status == 200, done.body
+    assert not (folder / "half-written.csv").exists()
+    stem = "identitet/kpr-identitet-2024-02"
+    assert {p["name"] for p in _parts(done, "identity")} == {f"{stem}.csv", f"{stem}.parquet"}
