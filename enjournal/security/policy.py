@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from enjournal.security.principal import Principal
-from enjournal.security.scopes import grant
+from enjournal.security.scopes import grant, is_register_client
 
 # Volven 9060 profession codes whose holders work at a pharmacy.
 # farmasøyt (FA, and FA1/FA2 provisor-/reseptarfarmasøyt), apotektekniker (AT)
@@ -151,7 +151,7 @@ def _shared_data(principal: Principal, action: str, resource_type: str) -> Decis
 
 
 def _system(principal: Principal, action: str, resource_type: str) -> Decision:
-    if "register" in principal.scopes or any(s.startswith("register/") for s in principal.scopes):
+    if is_register_client(principal.scopes):
         return Decision(False, reason="a register's client reads only through export operations")
     return Decision(True, SYSTEM)
 

@@ -586,6 +586,10 @@ class Provider:
             for s in requested
             if s.startswith("system/") and smart_scopes.covered(s, client.scopes)
         ]
+        if granted:
+            # A register's client is one whatever it asks for: its register scopes go in
+            # every token, so it cannot shed the rule that it reads only through exports.
+            granted += smart_scopes.register_scopes(client.scopes)
         if not granted:
             raise OAuthError("invalid_scope", "no requested scope is allowed for this client")
         token = issue_system_token(

@@ -139,6 +139,19 @@ def covered(requested: str, allowed: Iterable[str]) -> bool:
     return any(a is not None and a.covers(want) for a in map(parse_scope, allowed))
 
 
+REGISTER = "register"  # a register's client: "register" or "register/<name>" (e.g. register/kpr)
+
+
+def register_scopes(scopes: Iterable[str]) -> list[str]:
+    """The register scopes among ``scopes``: they mark a register's client, whose reads go
+    only through the export operations (policy rule 1)."""
+    return [s for s in scopes if s == REGISTER or s.startswith(REGISTER + "/")]
+
+
+def is_register_client(scopes: Iterable[str]) -> bool:
+    return bool(register_scopes(scopes))
+
+
 def _check_action(action: str) -> None:
     if len(action) != 1 or action not in ACTIONS:
         raise ValueError(f"action must be one of c r u d s, not {action!r}")

@@ -80,6 +80,13 @@ BACKEND = Client(
     org_nr="983974899",
     name="Lab",
 )
+REGISTER_KEY = keys.generate("EC")
+REGISTER = Client(
+    "kpr",
+    jwk=keys.public_jwk(REGISTER_KEY),
+    scopes=["system/*.rs", "register/kpr"],
+    name="KPR",
+)
 
 
 class Clock:
@@ -101,7 +108,7 @@ def provider(clock):
         issuer=ISSUER,
         key=keys.generate("EC"),
         users=[GP, NURSE, PHARMACIST, CITIZEN],
-        clients=[PUBLIC_APP, WEB_APP, BACKEND],
+        clients=[PUBLIC_APP, WEB_APP, BACKEND, REGISTER],
         audience="enjournal",
         fhir_base=f"{BASE}/fhir",
     )
@@ -513,6 +520,18 @@ async def test_client_credentials(http, verifier):
     assert principal.kind == "system" and principal.client_id == "lab-system"
     assert principal.org_nr == "983974899" and principal.name == "Lab"
     assert principal.scopes == {"system/Observation.rs", "system/Patient.rs"}
+
+
+@pytest.mark.parametrize("asked", ["system/*.rs", "system/Patient.rs register/kpr"])
+async def test_a_register_client_cannot_shed_its_register_scope(http, verifier, asked):
+    """The register scope marks a client whose reads go only through exports (policy rule
+    1): it is in every token of that client, asked for or not."""
+    token = assertion(REGISTER_KEY, client_id="kpr")
+    r = await client_credentials(http, asked, token=token)
+    assert r.status_code == 200, r.text
+    principal = await verifier.verify(r.json()["access_token"])
+    assert "register/kpr" in principal.scopes
+    assert set(r.json()["scope"].split()) == principal.scopes
 
 
 async def test_client_credentials_audience_may_be_issuer(http):
