@@ -316,3 +316,40 @@ async def test_a_job_resumes_after_its_worker_dies(platforms, monkeypatch):
         "patients": 2,
         "readings": 12,
     }
+
+
+@pytest.mark.backends("sqlite")
+async def test_over_http_the_file_is_streamed_by_the_export_route(store_url, tmp_path):
+    import httpx
+
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.server.app import create_app
+
+    settings = Settings(database_url=store_url, auth=False, terminology_check=False,
+                        jobs=False, export_dir=str(tmp_path / "exports"),
+                        public_url="http://test")  # fmt: skip
+    loader = await build_platform(settings)
+    async with loader.store.transaction() as tx:
+        for resource in PEOPLE:
+            await tx.update(resource, resource["id"])
+    app = create_app(settings, loader.store)
+    body = parameters(view_part(PATIENTS_VIEW), {"name": "_format", "valueCode": "csv"})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        started = await http.post("/fhir/$viewdefinition-export", json=body, headers=ASYNC)
+        assert started.status_code == 202, started.text
+        platform = app.state.platform
+        await platform.bulk_exporter.run_pass(platform.store, datetime.now(UTC))
+        status = await http.get(started.headers["content-location"])
+        assert status.status_code == 303, status.text
+        result = await http.get(status.headers["location"])
+        assert result.status_code == 200, result.text
+        location = next(
+            q["valueUri"] for p in result.json()["parameter"] if p["name"] == "output"
+            for q in p["part"] if q["name"] == "location"
+        )  # fmt: skip
+        file = await http.get(location)
+    await close_platform(loader)
+    assert file.status_code == 200 and file.headers["content-type"].startswith("text/csv")
+    assert file.text.splitlines() == ["id,family,birth", "p1,Berg,1972-09-13",
+                                      "p2,Dahl,1960-01-01"]  # fmt: skip
