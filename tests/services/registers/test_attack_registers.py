@@ -40,25 +40,15 @@ def token_scopes(token: str) -> set[str]:
 # ---- authorization ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-1: the token endpoint keeps only system/ scopes, so a register client's "
-    "register/... scope never reaches its token and the policy's 'a register reads only "
-    "through export operations' never applies: the KPR client reads the whole REST API",
-)
 async def test_a_register_clients_token_carries_its_register_scope(bulk):
     headers = await bulk.headers("kpr")  # asks "system/*.rs register/export"
     assert "register/export" in token_scopes(headers["Authorization"].split()[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-1: a register client (registered with register/export) reads a patient who "
-    "reserved against secondary use, with national id, name and address, over plain REST",
-)
 async def test_a_register_client_cannot_read_the_rest_api(bulk):
+    """A-1 (fixed): refused, and answered as a missing resource (the platform's rule)."""
     r = await bulk.http.get("/fhir/Patient/nora", headers=await bulk.headers("kpr"))
-    assert r.status_code == 403, r.text[:200]
+    assert r.status_code == 404, r.text[:200]
 
 
 @pytest.mark.xfail(
