@@ -6,23 +6,35 @@ as a relation with one JSON column, and runs the one query ``compile.py`` makes.
 dicts go in as an Arrow table of JSON texts; files are read by DuckDB itself
 (``read_json_objects`` for NDJSON, ``read_parquet`` for Parquet), so a view over an export
 never passes through Python.
+
+Memory: DuckDB parses a JSON document anew in every call on it, into a buffer per call
+site the size of a whole vector of documents, so the view's top-level elements are taken
+out of each resource by one ``json_extract`` with a list of paths and the expressions work
+on those small values (``DuckDialect.query``); each run's threads are bounded, and its
+buffers when configured (``settings``).  Figures: docs/performance.md, "SQL-on-FHIR views
+(issue 15)".
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from typing import Any
 
 import duckdb
 import pyarrow
 
-from enjournal.fhir.errors import Invalid
+from enjournal.fhir.errors import Invalid, Issue
 from enjournal.fhir.viewdefinition import Column, View, column_names
+from enjournal.storage.base import unavailable
 from enjournal.storage.views import ViewResult, file_paths, register_engine
 from enjournal.storage.views.compile import ERROR_MARK, INTEGER_TYPES, Dialect, compile_view
 
 BOOLEAN, INTEGER, DECIMAL = "BOOLEAN", "BIGINT", "DOUBLE"
+RESOURCE = "_resource"  # the compiler's name of the resource a view reads
 MAX_RESOURCE_BYTES = 256 * 1024 * 1024  # one NDJSON line (DuckDB's default is 16 MB)
+THREADS = 4  # a run's threads at most (national volumes go to Spark)
 
 
 def sql_type(column: Column) -> str | None:
@@ -36,7 +48,17 @@ def sql_type(column: Column) -> str | None:
 
 
 class DuckDialect(Dialect):
+    """One per compiled view: it remembers the resource's top-level elements the view
+    reads (``fields``), so each resource is parsed once for all of them (``query``)."""
+
     name = "duckdb"
+    fields_once = True  # False: parse the whole resource at each call (bench/views_memory.py)
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}  # element name -> the column holding its JSON
+
+    def field(self, name: str) -> str:
+        return self.fields.setdefault(name, f"_f{len(self.fields)}")
 
     def lam(self, params: list[str], body: str) -> str:
         return f"lambda {', '.join(params)}: {body}"
@@ -77,6 +99,13 @@ class DuckDialect(Dialect):
         return "CAST(NULL AS JSON)"
 
     def child(self, value: str, name: str) -> str:
+        if value == RESOURCE and self.fields_once:  # a top-level element: its own column
+            column = self.field(name)
+            return (
+                f"list_concat(json_extract({column}, '$[*]'), "
+                f"CASE WHEN json_type({column}) NOT IN ('ARRAY', 'NULL') THEN [{column}] "
+                f"ELSE {self.empty()} END)"
+            )
         path = f"'$.\"{name}\"'"
         kind = f"json_type({value}, {path})"
         return (
@@ -136,11 +165,23 @@ class DuckDialect(Dialect):
         return f"TRY_CAST({value} AS {cast})" if cast else self.as_string(value)
 
     def query(self, rows: str, source: str, resource: str, where: str, outputs: list[str]) -> str:
+        """The view's rows.  The top-level elements it reads are taken out of each
+        resource by one ``json_extract`` with a list of paths (one parse), and the view's
+        expressions parse only those small values: DuckDB parses a document anew in each
+        call on it, into a buffer per call site as large as a whole vector (2,048
+        resources), so a view calling it on the whole resource at fifty places held some
+        700 MB on a 2-core machine (docs/performance.md, "SQL-on-FHIR views")."""
         names = ", ".join(f"{out} AS c{i}" for i, out in enumerate(outputs))
+        paths = [self.quote("$.resourceType")]
+        paths += [self.quote(f'$."{name}"') for name in self.fields]
+        columns = "".join(
+            f", _top[{n}] AS {column}" for n, column in enumerate(self.fields.values(), start=2)
+        )
         return (
             f"SELECT {names} FROM (SELECT UNNEST({rows}) AS _row FROM "
-            f"(SELECT resource AS _resource FROM {source} "
-            f"WHERE json_extract_string(resource, '$.resourceType') = {self.quote(resource)}) "
+            f"(SELECT resource AS {RESOURCE}{columns} FROM "
+            f"(SELECT resource, json_extract(resource, [{', '.join(paths)}]) AS _top "
+            f"FROM {source}) WHERE json_extract_string(_top[1], '$') = {self.quote(resource)}) "
             f"WHERE {where})"
         )
 
@@ -154,16 +195,39 @@ class DuckDBEngine:
     name = "duckdb"
 
     def run(self, view: View, source: Any, limit: int | None = None) -> ViewResult:
-        sql = compile_view(DIALECT, view, "_source")
+        sql = compile_view(DuckDialect(), view, "_source")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with duckdb.connect() as connection:
+        with (
+            tempfile.TemporaryDirectory(prefix="view-duckdb-") as spill,
+            duckdb.connect(config=settings(spill)) as connection,
+        ):
             expose(connection, source)
             try:
                 rows = connection.execute(sql).fetchall()
             except duckdb.Error as error:
                 raise view_error(error) from None
         return ViewResult(column_names(view), rows)
+
+
+def settings(spill: str) -> dict[str, str | bool | int | float | list[str]]:
+    """Each run's DuckDB: at most ``THREADS`` threads (or ``ENJOURNAL_VIEWS_DUCKDB_THREADS``:
+    each holds its own working buffers), spilling what it can to a folder of its own (two
+    runs never share DuckDB's temporary files), and, when ``ENJOURNAL_VIEWS_DUCKDB_MEMORY``
+    says so, a cap on its buffers (past it a run fails: 503, too-costly).  No cap by
+    default: the NDJSON reader reserves twice ``MAX_RESOURCE_BYTES`` per thread and file
+    (address space, touched only as far as the lines fill it, but DuckDB counts it), so a
+    cap low enough to matter would refuse a run over a few files."""
+    threads = int(os.environ.get("ENJOURNAL_VIEWS_DUCKDB_THREADS") or 0) or min(
+        os.cpu_count() or 1, THREADS
+    )
+    given: dict[str, str | bool | int | float | list[str]] = {
+        "threads": threads,
+        "temp_directory": spill,
+    }
+    if limit := os.environ.get("ENJOURNAL_VIEWS_DUCKDB_MEMORY"):
+        given["memory_limit"] = limit
+    return given
 
 
 def expose(connection: Any, source: Any) -> None:
@@ -207,7 +271,18 @@ def view_error(error: Exception) -> Exception:
     message = str(error)
     if ERROR_MARK in message:
         return Invalid("view: " + message.split(ERROR_MARK, 1)[1].strip())
+    if isinstance(error, duckdb.OutOfMemoryException):
+        return out_of_memory()
     return error
+
+
+def out_of_memory() -> Exception:
+    """A run past its memory limit (``settings``): 503, too-costly, as a query past the
+    store's time limit is."""
+    message = "the view needs more memory than a run may take here; narrow its data"
+    busy = unavailable(message, 30)
+    busy.issues = [Issue("error", "too-costly", message)]
+    return busy
 
 
 register_engine(DuckDBEngine())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pyarrow
 import pyarrow.parquet
@@ -189,3 +190,37 @@ def test_fhirpath_beyond_the_suite(path, expected):
     }
     (row,) = run_view(view, PATIENTS).rows
     assert normal(row[0], expected) == expected
+
+
+def test_each_resource_is_parsed_once_for_its_top_level_elements():
+    from enjournal.fhir.viewdefinition import plan
+    from enjournal.storage.views.compile import compile_view
+    from enjournal.storage.views.duckdb import DuckDialect
+
+    dialect = DuckDialect()
+    sql = compile_view(dialect, plan(VIEW), "_source")
+    assert list(dialect.fields) == ["id", "gender", "name"]
+    # one call on the whole resource (its elements by a list of paths); none in the view
+    assert sql.count("json_extract(resource, [") == 1 and "(_resource," not in sql
+    assert run_view(VIEW, PATIENTS).rows == EXPECTED
+    whole = DuckDialect()
+    whole.fields_once = False  # the old reading: the resource parsed at every call
+    assert "json_extract(_resource," in compile_view(whole, plan(VIEW), "_source")
+
+
+def test_a_run_past_its_memory_limit_is_503_too_costly(monkeypatch, tmp_path):
+    from enjournal.storage.base import Busy
+    from enjournal.storage.views.duckdb import settings
+
+    cores = min(os.cpu_count() or 1, 4)
+    assert settings("/spill") == {"threads": cores, "temp_directory": "/spill"}
+    monkeypatch.setenv("ENJOURNAL_VIEWS_DUCKDB_THREADS", "1")
+    monkeypatch.setenv("ENJOURNAL_VIEWS_DUCKDB_MEMORY", "1MB")
+    assert settings("/spill") == {"threads": 1, "temp_directory": "/spill", "memory_limit": "1MB"}
+    path = tmp_path / "Patient.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in PATIENTS))
+    with pytest.raises(Busy) as raised:
+        run_view(VIEW, [path])  # the reader alone reserves more
+    assert raised.value.status == 503 and raised.value.issues[0].code == "too-costly"
+    monkeypatch.delenv("ENJOURNAL_VIEWS_DUCKDB_MEMORY")
+    assert sorted(run_view(VIEW, [path]).rows, key=str) == sorted(EXPECTED, key=str)
