@@ -165,6 +165,9 @@ def serve_environment(data: Path, host: str, port: int) -> dict[str, str]:
         "ENJOURNAL_OIDC_KEY_FILE": str(data / KEY_FILE),
         "ENJOURNAL_DEMO_DEVICES": "on",  # simulated home devices send readings
         "ENJOURNAL_REGISTER_KEYS": str(data / REGISTER_KEYS),  # the demo's own (make_demo_keys)
+        # Exports and feeds hold health data: with the demo's other data, not the working dir.
+        "ENJOURNAL_EXPORT_DIR": str(data / "exports"),
+        "ENJOURNAL_REGISTER_OUT": str(data / "registers"),
     }
 
 

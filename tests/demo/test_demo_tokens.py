@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+from pathlib import Path
 
 import httpx
 import pytest
@@ -105,3 +106,11 @@ def test_token_finds_the_running_demos_url_in_the_data_folder(demo_env, capsys, 
     assert asyncio.run(
         statuses([(before, "/fhir/Patient?_count=1"), (after, "/fhir/Patient?_count=1")])
     ) == [401, 200]
+
+
+def test_the_demo_keeps_exports_and_feeds_in_its_data_folder(demo_env):
+    """Exports and register feeds hold health data: they go with the demo's data (attack
+    C-3: they landed in the working directory's data/ whatever --data said)."""
+    settings = Settings.from_env()
+    for folder in (settings.export_dir, settings.register_out):
+        assert Path(folder).resolve().is_relative_to(demo_env.resolve()), folder
