@@ -22,11 +22,13 @@ asynchronous request pattern with a 303 to the result.
 - Files: ``$export-file?_jobId=...&file=<name>.<format>``, for the client that started it.
 
 Who: system clients only, as for ``$export``.  The job runs later, in a worker, as that
-client: each page is read through ``Platform.handle`` with the client's principal as it was
-at the kick-off (its scopes), so the access policy, the services' guard hooks and the audit
-apply to every read as they do to ``$viewdefinition-run``.  A health worker's or a
-citizen's access rests on their own request (an access basis, a session), which a job
-cannot replay: they use ``$viewdefinition-run``.
+client, with the scopes it had at the kick-off, as ``$viewdefinition-run`` reads for it:
+on PostgreSQL the store itself under the register export policy in SQL; else each page
+through ``Platform.handle`` (the access policy, the services' guard hooks and the audit
+apply to every read), with the export policy applied to each resource as ``$export``
+applies it (a view's file is an export: reserved patients redacted or left out).  A health
+worker's or a citizen's access rests on their own request (an access basis, a session),
+which a job cannot replay: they use ``$viewdefinition-run``.
 
 A job's checkpoint is per view: a worker that dies resumes with the first view not yet
 written (a half-written file is written again).
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +50,12 @@ from enjournal.fhir.errors import Forbidden, Invalid
 from enjournal.fhir.viewdefinition import plan
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import Operation
-from enjournal.security.exports import ADDRESS_PROTECTION, CONSENT_SYSTEMS, export_policy
+from enjournal.security.exports import (
+    ADDRESS_PROTECTION,
+    CONSENT_SYSTEMS,
+    ExportPolicy,
+    export_policy,
+)
 from enjournal.security.principal import Principal
 from enjournal.security.scopes import grant
 from enjournal.services import Job
@@ -316,19 +324,31 @@ class StoreSource:
     policy: ViewPolicy
 
 
+@dataclass(frozen=True)
+class SearchSource:
+    """Anyone else's views: the client's searches, under the export policy as well (the
+    file is an export: a reserved patient is redacted or left out as in ``$export``)."""
+
+    reader: Any
+    policy: ExportPolicy
+
+
 async def _source(platform, store, principal: Principal | None):
     """Where a job's views read, as ``$viewdefinition-run`` reads for the same client: a
-    system client on PostgreSQL, the store itself under the register export policy (read
-    once per job, as the bulk runner reads it); else the client's searches through
-    ``Platform.handle`` (policy, hooks and audit per page)."""
+    system client on PostgreSQL, the store itself under the register export policy in SQL;
+    else the client's searches through ``Platform.handle`` (policy, hooks and audit per
+    page), the export policy applied to each resource.  The policy is read once per job,
+    as the bulk runner reads it."""
     from enjournal.services.registers.feeds import Reader
 
+    async with store.transaction(write=False) as tx:
+        protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
+        consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
+    policy = export_policy(protected, consents)
     if principal is not None and store.dialect == "postgres":
-        async with store.transaction(write=False) as tx:
-            protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
-            consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
-        return StoreSource(store, view_policy(export_policy(protected, consents)))
-    return Reader(platform, principal) if principal is not None else Reader(platform)
+        return StoreSource(store, view_policy(policy))
+    reader = Reader(platform, principal) if principal is not None else Reader(platform)
+    return SearchSource(reader, policy)
 
 
 async def write_view(source, definition: dict, params: dict, path: Path) -> int:
@@ -358,7 +378,9 @@ async def _over_store(source: StoreSource, definition: dict, params: dict) -> Vi
     )
 
 
-async def _over_searches(reader, definition: dict, params: dict, path: Path) -> ViewResult:
+async def _over_searches(
+    source: SearchSource, definition: dict, params: dict, path: Path
+) -> ViewResult:
     """The resources the client's searches give, spooled to NDJSON page by page (flat
     memory) for DuckDB to read."""
     from enjournal.storage.views import run_view
@@ -366,43 +388,68 @@ async def _over_searches(reader, definition: dict, params: dict, path: Path) -> 
     spool = path.with_name(f".{path.name}.spool.ndjson")
     try:
         with spool.open("wb") as out:
-            await spool_resources(reader, definition["resource"], params, out)
+            await spool_resources(source, definition["resource"], params, out)
         return await asyncio.to_thread(run_view, definition, [str(spool)], "duckdb")
     finally:
         spool.unlink(missing_ok=True)
 
 
-async def spool_resources(reader, type_: str, params: dict, out) -> None:
+async def spool_resources(source: SearchSource, type_: str, params: dict, out) -> None:
     """The view's type, as the client may search it: ``_since``, and with ``patient`` each
     named patient's compartment (a resource in two of them once)."""
     since = params["since"]
     criteria = [("_lastUpdated", f"ge{since}")] if since else []
     if not params["patients"]:
-        await _spool(reader, type_, criteria, out, None)
+        await _spool(source, type_, criteria, out, None)
         return
     seen: set[str] = set()
     for patient in params["patients"]:
         if type_ == "Patient":
-            await _spool(reader, "Patient", [*criteria, ("_id", patient)], out, seen)
+            await _spool(source, "Patient", [*criteria, ("_id", patient)], out, seen)
         else:
-            await _spool(reader, f"Patient/{patient}/{type_}", criteria, out, seen)
+            await _spool(source, f"Patient/{patient}/{type_}", criteria, out, seen)
 
 
-async def _spool(reader, path: str, criteria: list, out, seen: set[str] | None) -> None:
+async def _spool(source: SearchSource, path: str, criteria: list, out, seen: set | None) -> None:
     try:
-        async for page in reader.pages(path, criteria):
+        async for page in source.reader.pages(path, criteria):
             for resource in page:
                 if seen is not None and resource.get("id") in seen:
                     continue
                 if seen is not None:
                     seen.add(resource.get("id"))
-                out.write(_line(resource))
+                line = exported(resource, source.policy)
+                if line is not None:
+                    out.write(line)
     except LookupError as error:  # the search was refused (a scope withdrawn, ...)
         raise Failed(f"reading {path.rpartition('/')[2]}: {error.args[0]}"[:300]) from None
 
 
-def _line(resource: dict) -> bytes:
-    return orjson.dumps(resource) + b"\n"
+# A reference to a patient in the stored JSON as orjson writes it (relative or absolute).
+_PATIENT_REFERENCE = re.compile(rb'"reference":"(?:[^"]*/)?Patient/([^"/]+)"')
+
+
+def exported(resource: dict, policy: ExportPolicy) -> bytes | None:
+    """One NDJSON line as ``$export`` would write the resource, or None when it is left
+    out: the export policy's rules, and (as bulk's reader does in SQL) nothing that is, or
+    refers to, a patient excluded from exports."""
+    content = orjson.dumps(resource)
+    if policy.drops(content) or _of_excluded(resource, content, policy.excluded):
+        return None
+    if policy.touches(resource.get("resourceType", ""), resource.get("id", ""), content):
+        changed = policy.apply(resource)
+        if changed is None:
+            return None
+        content = orjson.dumps(changed)
+    return content + b"\n"
+
+
+def _of_excluded(resource: dict, content: bytes, excluded: frozenset[str]) -> bool:
+    if not excluded:
+        return False
+    if resource.get("resourceType") == "Patient" and resource.get("id") in excluded:
+        return True
+    return any(m.decode() in excluded for m in _PATIENT_REFERENCE.findall(content))
 
 
 bulk.add_kind(

@@ -18,6 +18,7 @@ import pytest
 
 from enjournal.bootstrap import compose, open_platform
 from enjournal.rest.message import FhirRequest
+from enjournal.security.exports import NO_SECONDARY_USE, REGISTER_RESERVATION, WITHOUT_ID
 from enjournal.security.principal import Principal
 from enjournal.security.setup import worker_security
 from enjournal.services.registers import views_api, views_export
@@ -353,3 +354,36 @@ async def test_over_http_the_file_is_streamed_by_the_export_route(store_url, tmp
     assert file.status_code == 200 and file.headers["content-type"].startswith("text/csv")
     assert file.text.splitlines() == ["id,family,birth", "p1,Berg,1972-09-13",
                                       "p2,Dahl,1960-01-01"]  # fmt: skip
+
+
+def reservation(cid: str, pid: str, code: str) -> dict:
+    """A register reservation (security/exports.py: kpr-fnr, kpr-formal-2)."""
+    return {"resourceType": "Consent", "id": cid, "status": "active",
+            "scope": {"coding": [{"code": "patient-privacy"}]},
+            "category": [{"coding": [{"system": REGISTER_RESERVATION, "code": code}]}],
+            "patient": {"reference": f"Patient/{pid}"}, "provision": {"type": "deny"}}  # fmt: skip
+
+
+async def test_the_files_follow_the_export_policy(platforms):
+    """A patient reserved against purpose-2 use is left out with what refers to them; one
+    reserved against disclosure with the national id goes without it, as in $export."""
+    _, platform = platforms
+    with_ids = [{**p, "identifier": [{"system": FNR, "value": f"0101{n}0000{n}"}]}
+                for n, p in enumerate(PEOPLE, 1)]  # fmt: skip
+    async with platform.store.transaction() as tx:
+        for resource in [*with_ids, reservation("c1", "p1", WITHOUT_ID),
+                         reservation("c2", "p2", NO_SECONDARY_USE)]:  # fmt: skip
+            await tx.update(resource, resource["id"])
+    people_view = {**PATIENTS_VIEW, "select": [*PATIENTS_VIEW["select"],
+                   {"column": [{"name": "fnr", "path": "identifier.value.first()"}]}]}  # fmt: skip
+    body = parameters(view_part(people_view), view_part(READINGS_VIEW, "readings"))
+    started = await kick_off(platform, body)
+    await run_jobs(platform)
+    result = await finished(platform, started.headers["Content-Location"])
+    rows = {}
+    for name, entry in outputs(result).items():
+        file = await call(platform, "GET", entry["location"])
+        rows[name] = [orjson.loads(line) for line in file.body.splitlines()]
+    assert rows["patients"] == [{"id": "p1", "family": None, "birth": "1972-09-13", "fnr": None}]
+    kept = {r["id"] for r in READINGS if r["subject"]["reference"] == "Patient/p1"}
+    assert {r["id"] for r in rows["readings"]} == kept
