@@ -288,3 +288,59 @@ async def test_a_failed_export_answers_500_without_the_cause(open_platforms, sto
     assert answer.status == 500
     text = orjson.loads(answer.body)["issue"][0]["diagnostics"]
     assert "failed" in text and "disk" not in text  # the cause is for the log, not the client
+
+
+# ---- the other kinds' handlers (views, register): a lease renewed while they run ------------
+
+
+async def test_a_handlers_lease_is_renewed_and_a_cancel_stops_it(
+    open_platforms, store_url, tmp_path, monkeypatch
+):
+    import asyncio
+
+    from enjournal.services.registers import bulk
+
+    platform = await open_platforms(store_url, tmp_path, export_lease_seconds=1)
+    started, beaten, stopped = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def waiting(exporter, store, job) -> dict:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # a long step: only the beats renew the lease
+        finally:
+            stopped.set()
+        return {}
+
+    kind = bulk.Kind(progress=lambda job: "", answer=lambda request, job: None,
+                     files=lambda job: {})  # fmt: skip
+    monkeypatch.setitem(bulk.KINDS, "waiting", kind)
+    exporter: Exporter = platform.bulk_exporter
+    monkeypatch.setitem(exporter.handlers, "waiting", waiting)
+    checkpoint = exporter._checkpoint
+
+    async def beat(store, job) -> None:
+        await checkpoint(store, job)
+        beaten.set()
+
+    monkeypatch.setattr(exporter, "_checkpoint", beat)
+    now = exporter.now_ms()
+    job = db.ExportJob("w1", "", db.QUEUED, "url", {}, now, now, kind="waiting")
+    async with platform.store.transaction() as tx:
+        await db.create_job(tx, job)
+    running = asyncio.create_task(exporter.run_pass(platform.store, datetime.now(UTC)))
+    await started.wait()
+    claimed = await _read(platform, "w1")
+    await beaten.wait()
+    renewed = await _read(platform, "w1")
+    assert renewed.lease_until > claimed.lease_until and renewed.lease_owner == exporter.worker
+    async with platform.store.transaction() as tx:
+        await db.delete_job(tx, "w1")  # cancelled (DELETE on the status URL)
+    assert await running == 0  # the next beat found it gone: stopped, not finished
+    assert stopped.is_set()
+
+
+async def _read(platform, job_id: str) -> db.ExportJob:
+    async with platform.store.transaction(write=False) as tx:
+        found = await db.read_job(tx, job_id)
+    assert found is not None
+    return found
