@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=16_578)
     parser.add_argument("--repeat", type=int, default=3)
     options = parser.parse_args()
-    report: dict = {"machine": machine.describe(None, {}), "options": vars(options)}
+    report: dict = {"machine": machine.describe("not used", {}), "options": vars(options)}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "Encounter.ndjson"
         write_file(path, options.resources)
