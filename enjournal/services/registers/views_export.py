@@ -12,8 +12,8 @@ asynchronous request pattern with a 303 to the result.
   and the job is queued (kind ``views``): 202, ``Content-Location`` the status URL
   ``[base]/$export-poll-status?_jobId=...``, and a Parameters with ``exportId``,
   ``clientTrackingId``, ``status`` ``accepted`` and ``location``.
-- Status: 202 with ``X-Progress`` (``1 of 3 views``), ``Retry-After`` and a Parameters with
-  ``status`` ``in-progress``; when done, ``303 See Other`` with ``Location``
+- Status: 202 with ``X-Progress`` (``33% (1 of 3 views)``), ``Retry-After`` and a
+  Parameters with ``status`` ``in-progress``; when done, ``303 See Other`` with ``Location``
   ``[base]/$export-result?_jobId=...``, which answers 200 with the Parameters the spec names
   (``exportId``, ``clientTrackingId``, ``status`` ``completed``, ``_format``,
   ``exportStartTime``, ``exportEndTime``, one ``output`` per view: ``name``, ``location`` (the
@@ -254,8 +254,8 @@ def _waiting(request, job: db.ExportJob) -> dict:
 def _progress(job: db.ExportJob) -> str:
     if job.status == db.QUEUED:
         return "queued"
-    done = (job.progress or {}).get("view", 0)
-    return f"{done} of {len(job.params['views'])} views"
+    done, total = (job.progress or {}).get("view", 0), len(job.params["views"])
+    return f"{done * 100 // total}% ({done} of {total} views)"
 
 
 def _answer(request, job: db.ExportJob) -> FhirResponse:

@@ -308,6 +308,9 @@ async def test_a_job_resumes_after_its_worker_dies(platforms, monkeypatch):
         half = await db.read_job(tx, job_id)
     assert half is not None and half.status == db.RUNNING and half.progress["view"] == 1
     assert written == ["patients.ndjson", "readings.ndjson"]  # the second not checkpointed
+    waiting = await call(first, "GET", started.headers["Content-Location"])
+    assert waiting.status == 202 and waiting.headers["X-Progress"] == "50% (1 of 2 views)"
+    assert values(waiting)["status"]["valueCode"] == "in-progress"
     later = datetime.now(UTC) + timedelta(seconds=first.settings.export_lease_seconds + 1)
     second = await build(clock=lambda: later)
     assert await second.bulk_exporter.run_pass(second.store, later) == 1
