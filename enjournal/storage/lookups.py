@@ -202,6 +202,31 @@ class Lookups:
         )
         return [_found(r) for r in rows]
 
+    async def identifier_values(
+        self, type_: str, ids: Sequence[str], systems: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """The identifier values in one of ``systems`` of the current ``type_`` resources
+        ``ids``: id -> its values (sorted, each once); an id with none, or not current, is
+        absent (the national ids of the patients a register export protects).  Asked in
+        statements of at most ``IDS_PER_STATEMENT`` ids."""
+        found: dict[str, set[str]] = {}
+        if not systems:
+            return {}
+        for start in range(0, len(ids), IDS_PER_STATEMENT):
+            chunk = ids[start : start + IDS_PER_STATEMENT]
+            rows = await self._conn.fetch(
+                "SELECT r.id, t.code FROM resources r JOIN idx_token t ON t.rid = r.rid "
+                f"WHERE r.type = ? AND r.id IN ({_marks(chunk)}) AND NOT r.deleted "
+                f"AND t.param = 'identifier' AND t.system IN ({_marks(systems)}) "
+                "AND t.code IS NOT NULL",
+                type_,
+                *chunk,
+                *systems,
+            )
+            for id_, code in rows:
+                found.setdefault(id_, set()).add(code)
+        return {id_: sorted(values) for id_, values in found.items()}
+
     async def referencing_target(
         self,
         target_type: str,
@@ -320,6 +345,9 @@ class Lookups:
         for row in sorted(rows, key=lambda r: r[0]):  # stable: keeps each part's own order
             answers[owner[row[0]]].append(_found(row[1:]))
         return answers
+
+
+IDS_PER_STATEMENT = 500  # well under SQLite's and PostgreSQL's limits on parameters
 
 
 def _marks(values: Sequence) -> str:

@@ -285,6 +285,20 @@ class _ServiceLookups:
         ]
         return [_found(row) for row in hits[:limit]]
 
+    async def identifier_values(
+        self, type_: str, ids: Sequence[str], systems: Sequence[str]
+    ) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for id_ in dict.fromkeys(ids):
+            row = self.state.rows.get((type_, id_))
+            if row is None or row.content is None:
+                continue
+            tokens = self.state.index_rows(row.rid, "token")
+            values = {t[2] for t in tokens if t[0] == "identifier" and t[1] in systems}
+            if values - {None}:
+                found[id_] = sorted(values - {None})
+        return found
+
     async def referencing_target(
         self,
         target_type: str,

@@ -186,6 +186,13 @@ class Repository(Protocol):
         ``limit``, in no particular order."""
         ...
 
+    async def identifier_values(
+        self, type_: str, ids: Sequence[str], systems: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """id -> the identifier values in one of ``systems`` of the current ``type_/ids``
+        (sorted, each once; ids with none are absent)."""
+        ...
+
     async def referencing_target(
         self,
         target_type: str,

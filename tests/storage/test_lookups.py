@@ -7,6 +7,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from tests.conftest import ALL_BACKENDS
+
 HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 
@@ -199,6 +201,30 @@ async def test_by_identifier(store, world):
         assert await tx.by_identifier("Patient", (FNR,), "") == []
         assert ids(await tx.by_identifier("Practitioner", (HPR,), "111")) == ["p1"]
         assert len(await tx.by_identifier("Practitioner", ("x", HPR), "111", limit=1)) == 1
+
+
+@pytest.mark.backends(*ALL_BACKENDS)
+async def test_identifier_values(store, world):
+    """A patient's national ids by id, for many ids at once: the deleted patient, an id
+    never stored and an identifier in another system are not in the answer."""
+    dnr = "urn:oid:2.16.578.1.12.4.1.4.2"
+    async with store.transaction() as tx:
+        two = {"system": dnr, "value": "41010112345"}
+        body = patient("01010112345", gp="Practitioner/p1")
+        body["identifier"] += [two, {"system": "urn:local", "value": "7"}]
+        await tx.update({**body, "id": "kari"}, "kari")
+        for n in range(600):  # more ids than one statement takes
+            await tx.update({**patient(f"{n:011d}"), "id": f"p{n}"}, f"p{n}")
+    wanted = ["kari", "ola", "gone", "never", *(f"p{n}" for n in range(600))]
+    async with store.transaction(write=False) as tx:
+        found = await tx.identifier_values("Patient", wanted, (FNR, dnr))
+        assert found["kari"] == ["01010112345", "41010112345"]
+        assert found["ola"] == ["02020212345"]
+        assert found["p599"] == ["00000000599"] and len(found) == 602
+        assert await tx.identifier_values("Patient", ["kari"], (FNR,)) == {"kari": ["01010112345"]}
+        assert await tx.identifier_values("Patient", ["kari"], ()) == {}
+        assert await tx.identifier_values("Patient", [], (FNR,)) == {}
+        assert await tx.identifier_values("Practitioner", ["kari", "p1"], (FNR,)) == {}
 
 
 async def test_referencing_target(store, world):

@@ -43,7 +43,12 @@ import orjson
 from enjournal.fhir.errors import Busy
 from enjournal.fhir.search import parse_search
 from enjournal.fhir.summary import apply_elements
-from enjournal.security.exports import ADDRESS_PROTECTION, CONSENT_SYSTEMS, ExportPolicy
+from enjournal.security.exports import (
+    ADDRESS_PROTECTION,
+    CONSENT_SYSTEMS,
+    NATIONAL_IDS,
+    ExportPolicy,
+)
 from enjournal.security.exports import export_policy as make_policy
 from enjournal.services.registers.bulk_params import ExportParams
 from enjournal.storage import Store
@@ -253,11 +258,14 @@ class Exporter:
                 "outputs": [], "done": 0, "total": total}  # fmt: skip
 
     async def _policy(self, store) -> ExportPolicy:
-        """The citizen's controls, read once per job (two indexed queries)."""
+        """The citizen's controls, read once per job (indexed queries): the national ids
+        of the patients they protect find them outside their own Patient (attack A-3)."""
         async with store.transaction(write=False) as tx:
             protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
             consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
-        return make_policy(protected, consents)
+            patients = sorted(make_policy(protected, consents).protected)
+            ids = await tx.identifier_values("Patient", patients, NATIONAL_IDS)
+        return make_policy(protected, consents, ids)
 
     def _selection(self, params: ExportParams, policy: ExportPolicy, type_: str) -> db.Selection:
         filters = tuple(

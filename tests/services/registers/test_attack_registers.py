@@ -148,12 +148,6 @@ def observation(id_: str, subject: dict, **more) -> dict:
             "code": {"text": "x"}, "subject": subject, **more}  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-3: the kpr-fnr redaction touches Patient and RelatedPerson only; a reference "
-    "carrying the national id (Reference.identifier, no-basis style) and the name "
-    "(Reference.display) goes out unchanged in every other resource",
-)
 async def test_export_carries_no_id_of_a_patient_reserved_against_disclosure(bulk):
     subject = {"reference": "Patient/ola", "display": "Ola Nordmann",
                "identifier": {"system": FNR, "value": PIDS["ola"]}}  # fmt: skip
@@ -163,12 +157,6 @@ async def test_export_carries_no_id_of_a_patient_reserved_against_disclosure(bul
     assert leaked == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-3: the purpose-2 exclusion is by indexed Patient references only; a resource "
-    "naming the patient by identifier (logical reference) or in a contained Patient is "
-    "exported with the national id of a patient who reserved against purpose-2 use",
-)
 async def test_export_carries_nothing_of_a_patient_reserved_against_secondary_use(bulk):
     by_id = {"identifier": {"system": FNR, "value": PIDS["nora"]}}
     inside = {"resourceType": "Patient", "id": "p",

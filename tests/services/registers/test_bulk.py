@@ -31,7 +31,7 @@ from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
 from enjournal.settings import Settings
-from tests.security.conftest import USERS, world
+from tests.security.conftest import FNR, PIDS, USERS, world
 
 BASE = "http://test"
 ISSUER = f"{BASE}/oidc"
@@ -415,6 +415,44 @@ async def test_reserved_and_locked_patients_per_the_policy(bulk):
     # her other data is not (another legal basis).
     assert "siri-kj" not in ids(found, "AllergyIntolerance")
     assert "siri-obs" in ids(found, "Observation")
+
+
+def observation(id_: str, subject: dict, **more) -> dict:
+    return {"resourceType": "Observation", "id": id_, "status": "final",
+            "code": {"text": "puls"}, "subject": subject, **more}  # fmt: skip
+
+
+def named(patient: str, display: str | None = None) -> dict:
+    """A reference by the patient's national id (and name, if ``display``)."""
+    found = {"identifier": {"system": FNR, "value": PIDS[patient]}}
+    return {**found, "display": display} if display else found
+
+
+async def test_a_patient_named_outside_their_own_patient_is_found_by_the_national_id(bulk):
+    """Attack A-3: a reference by number and name, a logical reference, a contained Patient
+    carry a patient's identity although no indexed reference names their Patient."""
+    person = {"resourceType": "Patient", "id": "p", "name": [{"family": "Nordmann"}],
+              "identifier": [named("nora")["identifier"]]}  # fmt: skip
+    ola = {**person, "identifier": [named("ola")["identifier"]]}
+    async with bulk.platform.store.transaction() as tx:
+        for resource in [
+            observation("ola-named", {"reference": "Patient/ola", **named("ola", "Ola Nordmann")}),
+            observation("ola-contained", {"reference": "#p", "display": "Ola"}, contained=[ola]),
+            observation("nora-logical", named("nora")),
+            observation("nora-contained", {"reference": "#p"}, contained=[person]),
+            observation("kari-named", {"reference": "Patient/kari", **named("kari", "Kari")}),
+        ]:
+            await tx.update(resource, resource["id"])
+    found = await bulk.lines(await bulk.export("/fhir/$export?_type=Observation"))
+    rows = {r["id"]: r for r in found["Observation"]}
+    assert not {"nora-logical", "nora-contained"} & set(rows)  # nothing of nora's
+    assert rows["ola-named"]["subject"] == {"reference": "Patient/ola"}
+    assert rows["ola-contained"]["subject"] == {"reference": "#p"}
+    assert "name" not in rows["ola-contained"]["contained"][0]
+    text = orjson.dumps(found).decode()
+    assert PIDS["nora"] not in text and PIDS["ola"] not in text and "Ola" not in text
+    # kari protects nothing: her reference goes as stored.
+    assert rows["kari-named"]["subject"] == {"reference": "Patient/kari", **named("kari", "Kari")}
 
 
 async def test_every_export_is_audited(bulk, store):

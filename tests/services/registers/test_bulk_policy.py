@@ -118,6 +118,136 @@ def test_a_locked_prescription_is_dropped_whoever_it_belongs_to():
     assert not policy.drops(orjson.dumps(noted))
 
 
+# ---- identity outside the Patient resource (attack A-3) ----------------------------------
+
+OLA, NORA, SIRI, KARI = "03857003259", "24929113086", "11867506030", "02818029236"
+DNR = "urn:oid:2.16.578.1.12.4.1.4.2"
+HPR = "urn:oid:2.16.578.1.12.4.1.4.4"
+
+
+def named_policy():
+    """ola reserved against disclosure with his number, nora against purpose-2 use, siri
+    with a strengt fortrolig address; kari protects nothing."""
+    return export_policy(
+        [("siri", "strengt-fortrolig")],
+        [
+            consent("ola", REGISTER_RESERVATION, WITHOUT_ID),
+            consent("nora", REGISTER_RESERVATION, NO_SECONDARY_USE),
+        ],
+        {"ola": [OLA], "nora": [NORA], "siri": [SIRI], "kari": [KARI]},
+    )
+
+
+def obs(subject: dict, **more) -> dict:
+    return {"resourceType": "Observation", "id": "o", "status": "final",
+            "text": {"status": "generated", "div": "<div>Ola Nordmann</div>"},
+            "code": {"text": "x"}, "subject": subject, **more}  # fmt: skip
+
+
+def exported(policy, resource: dict) -> dict | None:
+    """What the reader writes: the row as stored unless the byte test flags it."""
+    content = orjson.dumps(resource)
+    if not policy.touches(resource["resourceType"], resource["id"], content):
+        return resource
+    return policy.apply(orjson.loads(content))
+
+
+def test_the_policy_keeps_the_national_ids_of_the_patients_it_protects_only():
+    policy = named_policy()
+    assert policy.protected == {"ola", "nora", "siri"}
+    assert policy.national_ids == {
+        "ola": frozenset({OLA}),
+        "nora": frozenset({NORA}),
+        "siri": frozenset({SIRI}),
+    }
+
+
+def test_a_reference_to_a_patient_reserved_against_disclosure_loses_number_and_name():
+    policy = named_policy()
+    full = {"reference": "Patient/ola", "display": "Ola Nordmann",
+            "identifier": {"system": FNR, "value": OLA}}  # fmt: skip
+    out = exported(policy, obs(full))
+    assert out is not None and out["subject"] == {"reference": "Patient/ola"}
+    assert "text" not in out and out["meta"]["security"][-1]["code"] == "REDACTED"
+    # By the number only (a logical reference): linked as the rest of his data is.
+    out = exported(policy, obs({"identifier": {"system": DNR, "value": OLA}}))
+    assert out is not None and out["subject"] == {"reference": "Patient/ola"}
+    # By reference and name only, an absolute and a versioned reference too.
+    for reference in ("Patient/ola", "https://x/fhir/Patient/ola", "Patient/ola/_history/2"):
+        out = exported(policy, obs({"reference": reference, "display": "Ola"}))
+        assert out is not None and out["subject"] == {"reference": reference}
+    assert OLA not in orjson.dumps(out).decode()
+
+
+def test_a_contained_patient_or_a_person_with_the_number_is_redacted_as_the_patient():
+    policy = named_policy()
+    inside = {"resourceType": "Patient", "id": "p", "name": [{"family": "Nordmann"}],
+              "identifier": [{"system": FNR, "value": OLA}, {"system": "urn:l", "value": "7"}],
+              "address": [{"city": "Oslo"}], "gender": "male"}  # fmt: skip
+    out = exported(policy, obs({"reference": "#p", "display": "Ola"}, contained=[inside]))
+    assert out is not None and out["subject"] == {"reference": "#p"}
+    kept = out["contained"][0]
+    assert kept["identifier"] == [{"system": "urn:l", "value": "7"}] and kept["gender"] == "male"
+    assert not {"name", "address"} & set(kept) and OLA not in orjson.dumps(out).decode()
+    # A RelatedPerson that is ola (his number): no identity; a Practitioner: no number.
+    person = {"resourceType": "RelatedPerson", "id": "rp", "name": [{"family": "N"}],
+              "identifier": [{"system": FNR, "value": OLA}],
+              "patient": {"reference": "Patient/kari"}}  # fmt: skip
+    out = exported(policy, person)
+    assert out is not None and not {"name", "identifier"} & set(out)
+    numbers = [{"system": FNR, "value": OLA}, {"system": HPR, "value": "1"}]
+    doctor = {"resourceType": "Practitioner", "id": "d", "identifier": numbers}
+    out = exported(policy, doctor)
+    assert out is not None and out["identifier"] == [{"system": HPR, "value": "1"}]
+
+
+def test_a_resource_holding_the_number_in_free_text_is_left_out():
+    policy = named_policy()
+    noted = obs({"reference": "Patient/kari"}, note=[{"text": f"far: {OLA}"}])
+    assert exported(policy, noted) is None
+
+
+def test_a_resource_naming_an_excluded_patient_anywhere_is_left_out():
+    policy = named_policy()
+    inside = {"resourceType": "Patient", "id": "p",
+              "identifier": [{"system": FNR, "value": NORA}]}  # fmt: skip
+    linked = {"resourceType": "Communication", "id": "c", "status": "completed",
+              "payload": [{"contentReference": {"reference": "Patient/nora"}}]}  # fmt: skip
+    for resource in [
+        obs({"identifier": {"system": FNR, "value": NORA}}),
+        obs({"reference": "#p"}, contained=[inside]),
+        obs({"reference": "Patient/kari"}, note=[{"text": NORA}]),
+        linked,  # a reference the index does not hold (the reader's SQL cannot see it)
+    ]:
+        assert exported(policy, resource) is None, resource
+
+
+def test_a_confidential_address_hides_no_name_nor_number_outside_the_patient():
+    policy = named_policy()
+    subject = {"reference": "Patient/siri", "display": "Siri",
+               "identifier": {"system": FNR, "value": SIRI}}  # fmt: skip
+    assert exported(policy, obs(subject)) == obs(subject)
+    inside = {"resourceType": "Patient", "id": "p", "name": [{"family": "S"}],
+              "identifier": [{"system": FNR, "value": SIRI}],
+              "address": [{"city": "Oslo"}]}  # fmt: skip
+    out = exported(policy, obs({"reference": "#p"}, contained=[inside]))
+    assert out is not None and "address" not in out["contained"][0]
+    assert out["contained"][0]["identifier"] and out["contained"][0]["name"]
+
+
+def test_the_byte_test_passes_rows_that_name_no_one_protected():
+    policy = named_policy()
+    for resource in [
+        obs({"reference": "Patient/kari", "identifier": {"system": FNR, "value": KARI}}),
+        obs({"reference": "Patient/olav"}, note=[{"text": f"{OLA}1 and 1{OLA}"}]),
+    ]:
+        assert not policy.touches("Observation", "o", orjson.dumps(resource)), resource
+    # Without the national ids, a patient is still found by reference.
+    bare = export_policy([], [consent("ola", REGISTER_RESERVATION, WITHOUT_ID)])
+    out = exported(bare, obs({"reference": "Patient/ola", "display": "Ola"}))
+    assert out is not None and out["subject"] == {"reference": "Patient/ola"}
+
+
 def request(
     params: list[tuple[str, str]], path=("$export",), prefer="respond-async"
 ) -> FhirRequest:
