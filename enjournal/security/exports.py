@@ -255,6 +255,8 @@ class _Names:
             return self._reference(node, local, changed)
         out = {}
         for key, value in node.items():
+            if self._hidden(value, changed):  # a single Identifier (valueIdentifier)
+                continue
             walked = self._walk(value, local, changed)
             if walked != []:  # an Identifier list emptied: the element goes (FHIR: no [])
                 out[key] = walked
@@ -270,7 +272,7 @@ class _Names:
         return redact(resource, removed)
 
     def _hidden(self, value, changed: list[bool]) -> bool:
-        """Is ``value`` an Identifier holding a hidden national id (it goes from its list)?"""
+        """Is ``value`` an Identifier holding a hidden national id (it goes)?"""
         hidden = (
             isinstance(value, dict)
             and value.get("system") in NATIONAL_IDS

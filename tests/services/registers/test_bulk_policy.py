@@ -203,6 +203,9 @@ def test_a_contained_patient_or_a_person_with_the_number_is_redacted_as_the_pati
 
 def test_a_resource_holding_the_number_in_free_text_is_left_out():
     policy = named_policy()
+    tagged = {"url": "urn:x", "valueIdentifier": {"system": FNR, "value": OLA}}
+    out = exported(policy, obs({"reference": "Patient/kari"}, extension=[tagged]))
+    assert out is not None and out["extension"] == [{"url": "urn:x"}]  # an Identifier goes
     noted = obs({"reference": "Patient/kari"}, note=[{"text": f"far: {OLA}"}])
     assert exported(policy, noted) is None
 
