@@ -26,6 +26,20 @@ resource, or each result of forEach/forEachOrNull/repeat), the cross product of 
 column row, each nested select's rows and the concatenated unionAll rows; forEachOrNull
 over nothing gives one row of nulls.  ``column_names(view)`` lists the columns in that
 order.  Sequences are tuples so a plan is hashable and can be cached.
+
+Bounds: any authenticated caller may run an inline view, and a view's cost on the SQL
+engines grows with its size and, steeply, with its nesting (DuckDB's time is about
+exponential in nested lambdas), so a plan past one of these is ``Invalid`` (400) before any
+engine sees it: ``MAX_COLUMNS`` columns, ``MAX_SELECTS`` selects (unionAll branches
+included), ``MAX_BRANCHES`` branches in one unionAll, ``MAX_SELECT_DEPTH`` selects inside
+each other, ``MAX_REPEAT_PATHS`` repeat paths in the whole view (each is followed ten levels
+down), ``MAX_WHERE`` where paths, ``MAX_CONSTANTS`` constants, a string constant of at most
+``MAX_CONSTANT_CHARS`` characters, integer constants in range (32 bits; integer64 64 bits)
+and ``MAX_VIEW_NODES`` FHIRPath nodes in all; one expression's own bounds are
+``viewpath``'s.  The SQL on FHIR test suite and the platform's views use at most 10
+columns, 6 selects, 2 branches, 3 levels, 2 repeat paths and 2 constants; the compiler
+bounds the SQL it makes (``storage.views.compile``).  ``parse_limit`` checks
+``$viewdefinition-run``'s ``_limit`` (1 to ``MAX_LIMIT``).
 """
 
 from __future__ import annotations
@@ -84,6 +98,21 @@ CONSTANT_TYPES = {
     "Url": "string",
     "Uuid": "string",
 }
+MAX_COLUMNS = 300
+MAX_SELECTS = 50
+MAX_BRANCHES = 50
+MAX_SELECT_DEPTH = 10
+MAX_REPEAT_PATHS = 4
+MAX_WHERE = 50
+MAX_CONSTANTS = 100
+MAX_CONSTANT_CHARS = 10_000
+MAX_VIEW_NODES = 10_000
+MAX_LIMIT = 10_000_000  # rows of one $viewdefinition-run
+INTEGER_RANGES = {
+    "Integer64": range(-(2**63), 2**63),
+    "UnsignedInt": range(0, 2**31),
+    "PositiveInt": range(1, 2**31),
+}
 PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "integer": (int,),
@@ -138,7 +167,55 @@ def plan(definition: object) -> View:
     )
     view = View(resource, constants, read_where(definition.get("where", []), constants), root)
     unique_names(column_names(view))
+    within_bounds(view)
     return view
+
+
+def parse_limit(value: object) -> int | None:
+    """``$viewdefinition-run``'s ``_limit``: None when absent, else a whole number from 1 to
+    ``MAX_LIMIT`` (a larger one would reach the engine's LIMIT as an out-of-range integer)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise Invalid("_limit must be a whole number")
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 9:  # not int(): "1_000" and 10**4300 digits
+        raise Invalid(f"_limit must be a whole number from 1 to {MAX_LIMIT:,}")
+    number = int(text)
+    if not 1 <= number <= MAX_LIMIT:
+        raise Invalid(f"_limit must be a whole number from 1 to {MAX_LIMIT:,}")
+    return number
+
+
+def within_bounds(view: View) -> None:
+    """Refuse a plan past the module's bounds (the docstring says why)."""
+    selects = list(all_selects(view.select, 0))
+    counts = {
+        "columns": (sum(len(s.columns) for s, _ in selects), MAX_COLUMNS),
+        "selects": (len(selects) - 1, MAX_SELECTS),  # the root is not the view's own
+        "repeat paths": (sum(len(s.repeat) for s, _ in selects), MAX_REPEAT_PATHS),
+        "levels of nested selects": (max(depth for _, depth in selects), MAX_SELECT_DEPTH),
+        "FHIRPath nodes": (view_nodes(view, selects), MAX_VIEW_NODES),
+    }
+    for what, (count, most) in counts.items():
+        if count > most:
+            raise Invalid(f"ViewDefinition: {count} {what}; at most {most}")
+
+
+def all_selects(select: Select, depth: int):
+    """Every select of the tree with its depth (the root 0), without recursion limits
+    mattering: the depth is checked as the selects are read (``read_select``)."""
+    yield select, depth
+    for child in select.select + select.union_all:
+        yield from all_selects(child, depth + 1)
+
+
+def view_nodes(view: View, selects: list[tuple[Select, int]]) -> int:
+    paths = list(view.where)
+    for select, _ in selects:
+        paths += [c.path for c in select.columns] + list(select.repeat)
+        paths += [p for p in (select.for_each, select.for_each_or_null) if p is not None]
+    return sum(viewpath.size(path)[0] for path in paths)
 
 
 def column_names(view: View | Select) -> list[str]:
@@ -155,6 +232,8 @@ def column_names(view: View | Select) -> list[str]:
 def read_constants(raw: object) -> dict[str, Literal]:
     if not isinstance(raw, list):
         raise Invalid("ViewDefinition.constant: expected a list")
+    if len(raw) > MAX_CONSTANTS:
+        raise Invalid(f"ViewDefinition.constant: {len(raw)} constants; at most {MAX_CONSTANTS}")
     constants: dict[str, Literal] = {}
     for i, item in enumerate(raw):
         name = item.get("name") if isinstance(item, dict) else None
@@ -177,12 +256,23 @@ def constant_value(item: dict, where: str) -> Literal:
         raise Invalid(f"ViewDefinition.{where}.{values[0]}: not a {kind}")
     if kind == "decimal":
         value = Decimal(str(value))
+        if not value.is_finite():
+            raise Invalid(f"ViewDefinition.{where}.{values[0]}: not a finite number")
+    if kind == "integer" and value not in INTEGER_RANGES.get(values[0][5:], viewpath.INTEGER_RANGE):
+        raise Invalid(f"ViewDefinition.{where}.{values[0]}: {value} is out of range")
+    if isinstance(value, str) and len(value) > MAX_CONSTANT_CHARS:
+        raise Invalid(
+            f"ViewDefinition.{where}.{values[0]}: {len(value)} characters;"
+            f" at most {MAX_CONSTANT_CHARS}"
+        )
     return Literal(value, kind)
 
 
 def read_where(raw: object, constants: dict[str, Literal]) -> tuple[Node, ...]:
     if not isinstance(raw, list):
         raise Invalid("ViewDefinition.where: expected a list")
+    if len(raw) > MAX_WHERE:
+        raise Invalid(f"ViewDefinition.where: {len(raw)} paths; at most {MAX_WHERE}")
     paths = []
     for i, item in enumerate(raw):
         path = item.get("path") if isinstance(item, dict) else None
@@ -196,6 +286,8 @@ def read_where(raw: object, constants: dict[str, Literal]) -> tuple[Node, ...]:
 def read_select(raw: object, constants: dict[str, Literal], where: str) -> Select:
     if not isinstance(raw, dict):
         raise Invalid(f"ViewDefinition.{where}: expected an object")
+    if where.count("[") > MAX_SELECT_DEPTH:  # select[0].select[1]...: one "[" a level
+        raise Invalid(f"ViewDefinition.{where}: selects nested more than {MAX_SELECT_DEPTH} deep")
     unknown = set(raw) - SELECT_KEYS
     if unknown:
         raise Invalid(f"ViewDefinition.{where}: unknown element {sorted(unknown)[0]!r}")
@@ -220,12 +312,17 @@ def read_selects(
     items = raw.get(key, [])
     if not isinstance(items, list):
         raise Invalid(f"ViewDefinition.{where}.{key}: expected a list")
+    most = MAX_BRANCHES if key == "unionAll" else MAX_SELECTS
+    if len(items) > most:
+        raise Invalid(f"ViewDefinition.{where}.{key}: {len(items)} selects; at most {most}")
     return tuple(read_select(s, constants, f"{where}.{key}[{i}]") for i, s in enumerate(items))
 
 
 def read_columns(raw: object, constants: dict[str, Literal], where: str) -> tuple[Column, ...]:
     if not isinstance(raw, list):
         raise Invalid(f"ViewDefinition.{where}.column: expected a list")
+    if len(raw) > MAX_COLUMNS:
+        raise Invalid(f"ViewDefinition.{where}.column: {len(raw)} columns; at most {MAX_COLUMNS}")
     return tuple(read_column(c, constants, f"{where}.column[{i}]") for i, c in enumerate(raw))
 
 
@@ -254,6 +351,10 @@ def optional(raw: dict, key: str, constants: dict[str, Literal], where: str) -> 
 def read_repeat(raw: object, constants: dict[str, Literal], where: str) -> tuple[Node, ...]:
     if not isinstance(raw, list):
         raise Invalid(f"ViewDefinition.{where}.repeat: expected a list of paths")
+    if len(raw) > MAX_REPEAT_PATHS:
+        raise Invalid(
+            f"ViewDefinition.{where}.repeat: {len(raw)} paths; at most {MAX_REPEAT_PATHS}"
+        )
     return tuple(expression(p, constants, f"{where}.repeat[{i}]") for i, p in enumerate(raw))
 
 

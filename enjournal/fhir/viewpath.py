@@ -13,6 +13,15 @@ the current context, ``$this``), ``Call`` (``base.name(args)``), ``Index`` (``ba
 ``Binary``, ``Unary``, ``Variable`` (``$this``, ``%rowIndex``, ``%resource``...) and
 ``Constant`` (``%name``, replaced by a ``Literal`` when the view's constants are known).
 Operator precedence follows the FHIRPath 2.0 grammar.
+
+Bounds (a view comes from any authenticated caller, and the parser, the tree walks and the
+SQL compilers all recurse on the tree): an expression is at most ``MAX_LENGTH`` characters,
+``MAX_NESTING`` levels of brackets, parentheses, calls and signs (checked while parsing, before
+Python's recursion limit is near), ``MAX_NODES`` nodes and ``MAX_DEPTH`` levels of tree
+(``a.b.c`` is three); an integer fits FHIR's 32-bit ``integer``, a number has at most
+``MAX_DIGITS`` digits.  Each is far above what the SQL on FHIR test suite and the
+platform's own views use (at most 175 characters, 16 nodes, 9 levels); past one the
+expression is ``Invalid`` (400).
 """
 
 from __future__ import annotations
@@ -96,6 +105,12 @@ LEVELS: tuple[tuple[str, ...], ...] = (
 )
 KEYWORD_OPS = {op for level in LEVELS for op in level if op.isalpha()}
 ENVIRONMENT = {"%rowIndex", "%resource", "%rootResource", "%context", "%ucum"}
+MAX_LENGTH = 4_000  # characters of one expression
+MAX_NESTING = 32  # brackets, parentheses, call arguments and signs inside each other
+MAX_NODES = 300  # nodes of one expression's tree
+MAX_DEPTH = 40  # levels of one expression's tree
+MAX_DIGITS = 38  # digits of a number literal (a SQL DECIMAL's precision)
+INTEGER_RANGE = range(-(2**31), 2**31)  # FHIR integer: 32 bits
 
 TOKEN = re.compile(
     r"""\s*(?:
@@ -138,12 +153,17 @@ def tokenize(text: str) -> list[Token]:
             break
         match = TOKEN.match(text, at)
         if not match or match.end() == at:
-            raise Invalid(f"FHIRPath {text!r}: unexpected character at {at}")
+            raise Invalid(f"FHIRPath {shown(text)}: unexpected character at {at}")
         kind = match.lastgroup or ""
         tokens.append(Token(kind, match.group(kind), match.start(kind)))
         at = match.end()
     tokens.append(Token("end", "", len(text)))
     return tokens
+
+
+def shown(text: str) -> str:
+    """The expression as a message quotes it: a long one cut."""
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
 
 
 def unquote(text: str) -> str:
@@ -153,7 +173,7 @@ def unquote(text: str) -> str:
         if body[i] == "\\" and i + 1 < len(body):
             nxt = body[i + 1]
             if nxt == "u" and i + 6 <= len(body):
-                out.append(chr(int(body[i + 2 : i + 6], 16)))
+                out.append(chr(hex_code(body[i + 2 : i + 6])))
                 i += 6
                 continue
             out.append(ESCAPES.get(nxt, nxt))
@@ -164,15 +184,32 @@ def unquote(text: str) -> str:
     return "".join(out)
 
 
+def hex_code(digits: str) -> int:
+    if not re.fullmatch(r"[0-9A-Fa-f]{4}", digits):
+        raise Invalid(f"FHIRPath: \\u{digits} is not a unicode escape (four hex digits)")
+    return int(digits, 16)
+
+
 class Parser:
     def __init__(self, text: str):
         self.text = text
         self.tokens = tokenize(text)
         self.pos = 0
+        self.nesting = 0  # how deep the recursive descent is in brackets and calls
+
+    def enter(self) -> None:
+        """One level deeper (a bracket, a call's arguments, a sign); refused past
+        ``MAX_NESTING``, long before Python's recursion limit."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise self.fail(f"nested more than {MAX_NESTING} levels deep")
+
+    def leave(self) -> None:
+        self.nesting -= 1
 
     def fail(self, why: str) -> Invalid:
         token = self.peek()
-        return Invalid(f"FHIRPath {self.text!r}: {why} at {token.at}")
+        return Invalid(f"FHIRPath {shown(self.text)}: {why} at {token.at}")
 
     def peek(self) -> Token:
         return self.tokens[self.pos]
@@ -221,7 +258,10 @@ class Parser:
     def unary(self) -> Node:
         if self.peek().kind == "op" and self.peek().text in ("+", "-"):
             op = self.take().text
-            return Unary(op, self.unary())
+            self.enter()
+            operand = self.unary()
+            self.leave()
+            return Unary(op, operand)
         return self.postfix(self.term())
 
     def postfix(self, node: Node) -> Node:
@@ -231,8 +271,10 @@ class Parser:
                 node = self.invocation(node)
             elif self.peek().text == "[" and self.peek().kind == "op":
                 self.take()
+                self.enter()
                 index = self.binary(0)
                 self.expect("]")
+                self.leave()
                 node = Index(node, index)
             else:
                 return node
@@ -249,6 +291,7 @@ class Parser:
 
     def arguments(self) -> tuple[Node, ...]:
         self.expect("(")
+        self.enter()
         args: list[Node] = []
         if self.peek().text != ")":
             args.append(self.binary(0))
@@ -256,6 +299,7 @@ class Parser:
                 self.take()
                 args.append(self.binary(0))
         self.expect(")")
+        self.leave()
         return tuple(args)
 
     def identifier(self) -> str:
@@ -272,8 +316,10 @@ class Parser:
         token = self.peek()
         if token.kind == "op" and token.text == "(":
             self.take()
+            self.enter()
             node = self.binary(0)
             self.expect(")")
+            self.leave()
             return node
         if token.kind == "op" and token.text == "{":
             self.take()
@@ -293,9 +339,15 @@ class Parser:
             self.take()
             return Literal(unquote(token.text), "string")
         if token.kind == "number":
+            if len(token.text.replace(".", "").lstrip("0")) > MAX_DIGITS:
+                raise self.fail(f"a number of more than {MAX_DIGITS} digits")
             self.take()
             if "." in token.text:
                 return Literal(Decimal(token.text), "decimal")
+            if int(token.text) not in INTEGER_RANGE:
+                raise Invalid(
+                    f"FHIRPath {shown(self.text)}: {token.text} is out of an integer's range"
+                )
             return Literal(int(token.text), "integer")
         if token.kind == "ident" and token.text in ("true", "false"):
             self.take()
@@ -325,10 +377,30 @@ def external(text: str) -> Node:
 
 
 def parse(text: str) -> Node:
-    """Parse a FHIRPath expression; a syntax error raises ``Invalid``."""
+    """Parse a FHIRPath expression; a syntax error, or one past the bounds (module
+    docstring), raises ``Invalid``."""
     if not isinstance(text, str):
         raise Invalid(f"FHIRPath expression must be a string, not {type(text).__name__}")
-    return Parser(text).parse()
+    if len(text) > MAX_LENGTH:
+        raise Invalid(f"FHIRPath expression of {len(text)} characters; at most {MAX_LENGTH}")
+    node = Parser(text).parse()
+    nodes, depth = size(node)
+    if nodes > MAX_NODES:
+        raise Invalid(f"FHIRPath {shown(text)}: {nodes} nodes; at most {MAX_NODES}")
+    if depth > MAX_DEPTH:
+        raise Invalid(f"FHIRPath {shown(text)}: {depth} levels deep; at most {MAX_DEPTH}")
+    return node
+
+
+def size(node: Node) -> tuple[int, int]:
+    """The number of nodes and the depth of a tree, without recursion (a left-leaning tree
+    such as ``a.b.c...`` or ``1 + 1 + ...`` is deep although the parser loops over it)."""
+    nodes, deepest, stack = 0, 0, [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        nodes, deepest = nodes + 1, max(deepest, depth)
+        stack += [(child, depth + 1) for child in children(current)]
+    return nodes, deepest
 
 
 def children(node: Node) -> tuple[Node, ...]:

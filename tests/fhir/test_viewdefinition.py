@@ -10,7 +10,7 @@ import pytest
 
 from enjournal.fhir import viewpath
 from enjournal.fhir.errors import Invalid
-from enjournal.fhir.viewdefinition import Select, column_names, plan
+from enjournal.fhir.viewdefinition import MAX_LIMIT, Select, column_names, parse_limit, plan
 from enjournal.fhir.viewpath import Binary, Call, Index, Literal, Member, Variable
 
 SUITE = Path(__file__).parents[2] / "../shared/data/sql-on-fhir-v2/tests"
@@ -170,3 +170,183 @@ def test_types_are_declared_or_plain_from_the_expression():
         )
     )
     assert [c.type for c in planned.select.select[0].columns] == ["id", "boolean", "integer", None]
+
+
+# ---- bounds (attack findings C-2, B-4, B-3 and their siblings): each a 400, never a 500
+
+
+def one_column(path: str, **more) -> dict:
+    return view_with({"column": [{"name": "c", "path": path, **more}]})
+
+
+def view_with(*selects: dict, **more) -> dict:
+    return {"resourceType": "ViewDefinition", "resource": "Patient", "select": list(selects),
+            **more}  # fmt: skip
+
+
+def refused(definition: dict, words: str) -> None:
+    with pytest.raises(Invalid) as caught:
+        plan(definition)
+    assert words in caught.value.message, caught.value.message
+
+
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        (".".join(["name"] * 60), "levels deep"),  # B-4: a long path
+        (".".join(["name"] * 400), "nodes"),
+        ("(" * 1000 + "id" + ")" * 1000, "nested more than"),  # B-4: deep parentheses
+        ("name" + ".where(true)" * 45, "levels deep"),  # a long chain of calls
+        ("a.where(" * 40 + "b" + ")" * 40, "nested more than"),
+        ("-" * 100 + "1", "nested more than"),
+        ("name" + "[0]" * 50, "levels deep"),
+        (" + ".join(["1"] * 100), "levels deep"),
+        ("id = " + "'x' + " * 1000 + "'x'", "characters"),
+        (" or ".join(["(" + " or ".join(["id.exists()"] * 15) + ")"] * 15), "nodes"),
+    ],
+    ids=[
+        "steps",
+        "many-steps",
+        "parentheses",
+        "calls",
+        "arguments",
+        "signs",
+        "indexes",
+        "operators",
+        "length",
+        "nodes",
+    ],
+)
+def test_a_deep_or_long_expression_is_refused_before_recursion_can_blow(path, words):
+    refused(one_column(path, collection=True), words)
+
+
+def test_expressions_at_the_bounds_plan():
+    steps = ".".join(["name"] * viewpath.MAX_DEPTH)
+    parentheses = "(" * viewpath.MAX_NESTING + "id" + ")" * viewpath.MAX_NESTING
+    assert viewpath.size(viewpath.parse(steps)) == (viewpath.MAX_DEPTH, viewpath.MAX_DEPTH)
+    assert viewpath.parse(parentheses) == Member(None, "id")
+    with pytest.raises(Invalid):
+        viewpath.parse(".".join(["name"] * (viewpath.MAX_DEPTH + 1)))
+    with pytest.raises(Invalid):
+        viewpath.parse("(" + parentheses + ")")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "name[99999999999999999999]",
+        "name[2147483648]",
+        "1" * 39,
+        "1." + "0" * 38,
+        "'\\uZZZZ'",
+        "'\\u12G4'",
+    ],
+)
+def test_numbers_out_of_range_and_bad_escapes_are_invalid(path):
+    with pytest.raises(Invalid):
+        plan(one_column(path))
+
+
+def test_numbers_in_range_and_a_nul_character_plan():
+    assert plan(one_column("name[2147483647]", collection=True))
+    assert plan(one_column("-2147483647 + 1." + "0" * 36))
+    column = plan(one_column("'a\\u0000b'")).select.select[0].columns[0]
+    assert column.path == Literal("a\x00b", "string")
+
+
+def test_too_many_repeat_paths_is_refused():  # C-2
+    paths = ["name", "given", "extension", "contact", "link"] * 400
+    refused(view_with({"repeat": paths, "column": [{"name": "x", "path": "id"}]}), "paths; at most")
+    # and over the whole view, in separate selects
+    split = [{"repeat": ["item", "answer.item"], "column": [{"name": f"x{i}", "path": "id"}]}
+             for i in range(3)]  # fmt: skip
+    refused(view_with(*split), "repeat paths; at most")
+    assert plan(view_with(*split[:2]))
+
+
+@pytest.mark.parametrize(
+    "definition, words",
+    [
+        (view_with({"column": [{"name": f"c{i}", "path": "id"} for i in range(301)]}), "columns"),
+        (view_with(*[{"column": [{"name": f"c{i}", "path": "id"}]} for i in range(51)]), "selects"),
+        (view_with({"unionAll": [{"column": [{"name": "c", "path": "id"}]}] * 51}), "selects"),
+        (
+            view_with(
+                *[
+                    {"column": [{"name": f"c{i}_{j}", "path": "id"} for j in range(10)]}
+                    for i in range(31)
+                ]
+            ),
+            "columns",
+        ),
+        (
+            view_with(
+                {"column": [{"name": "c", "path": "id"}]}, where=[{"path": "id.exists()"}] * 51
+            ),
+            "where",
+        ),
+    ],
+    ids=["columns", "selects", "branches", "columns-in-all", "where"],
+)
+def test_a_view_too_large_is_refused(definition, words):
+    refused(definition, words)
+
+
+def nested(levels: int) -> dict:
+    select = {"column": [{"name": "c0", "path": "id"}]}
+    for level in range(1, levels):
+        select = {"column": [{"name": f"c{level}", "path": "id"}], "select": [select]}
+    return select
+
+
+def test_selects_nested_too_deep_are_refused():
+    refused(view_with(nested(11)), "nested more than 10")
+    assert len(column_names(plan(view_with(nested(10))))) == 10
+
+
+@pytest.mark.parametrize(
+    "constant",
+    [
+        {"name": "c", "valueInteger": 2**31},
+        {"name": "c", "valueInteger": 10**30},
+        {"name": "c", "valueInteger64": 2**63},
+        {"name": "c", "valueUnsignedInt": -1},
+        {"name": "c", "valuePositiveInt": 0},
+        {"name": "c", "valueDecimal": float("inf")},
+        {"name": "c", "valueString": "x" * 10_001},
+    ],
+    ids=["integer", "huge", "integer64", "unsigned", "positive", "infinite", "long-string"],
+)
+def test_constants_out_of_range_are_refused(constant):
+    refused(
+        view_with({"column": [{"name": "x", "path": "%c"}]}, constant=[constant]), "ViewDefinition"
+    )
+
+
+def test_too_many_constants_are_refused():
+    constants = [{"name": f"c{i}", "valueInteger": i} for i in range(101)]
+    refused(view_with({"column": [{"name": "x", "path": "id"}]}, constant=constants), "constants")
+
+
+def test_constants_at_their_bounds_plan():
+    constants = [
+        {"name": "a", "valueInteger64": 2**63 - 1},
+        {"name": "b", "valueString": "x" * 10_000},
+        {"name": "c", "valueInteger": -(2**31)},
+    ]
+    planned = plan(view_with({"column": [{"name": "x", "path": "%a"}]}, constant=constants))
+    assert planned.constants["a"] == Literal(2**63 - 1, "integer")
+
+
+@pytest.mark.parametrize("value", [0, -1, 10_000_001, 10**20, "10" * 3000, "1e3", "1_000",
+                                   " ", "x", 1.5, True, [5]])  # fmt: skip
+def test_a_limit_out_of_range_is_invalid(value):  # B-3
+    with pytest.raises(Invalid):
+        parse_limit(value)
+
+
+def test_a_limit_in_range_is_a_number():
+    assert parse_limit(None) is None and parse_limit("") is None
+    assert parse_limit(1) == 1 and parse_limit("250") == 250
+    assert parse_limit(MAX_LIMIT) == MAX_LIMIT == 10_000_000

@@ -21,6 +21,20 @@ The model, the same on every engine:
 element followed by what is under it, so ``%rowIndex`` counts in document order; an element
 with children below that depth raises rather than being cut silently.
 
+Bounds: the front end bounds a plan's size (``fhir.viewdefinition``, ``fhir.viewpath``), so
+this compiler's recursion on the expression and select trees stays shallow; but what an
+engine pays depends on the SQL made from it, DuckDB's binder taking time about exponential
+in lambdas nested in lambdas (a forEach in a forEach ... eight deep: seconds, in 5 KB).  So
+``Compiler.query`` refuses (``Invalid``, 400) SQL of more than ``MAX_SQL_CHARS``
+characters, ``MAX_SQL_NESTING`` brackets inside each other (DuckDB stops at an expression
+depth of 1,000), ``MAX_LAMBDA_DEPTH`` bound variables inside each other, or a cost above
+``MAX_SQL_COST``: each character weighs ``LAMBDA_WEIGHT`` to the power of the variables
+around it (width times nesting; ``sql_depths``).  The official suite's and the register
+feeds' views reach 34 KB, 68 brackets, 12 variables and a cost of 3.6 million (``repeat``
+with a unionAll; a ``repeat`` alone nests ``REPEAT_DEPTH`` variables); at the limits a view
+runs on one small resource in about half a second on DuckDB (tests/storage/views/
+test_limits.py, with the figures).
+
 A row that breaks the view at run time (several values in a non-collection column, a
 non-boolean ``where``) raises an error carrying ``ERROR_MARK``, which the engines turn into
 ``Invalid``.  What an engine cannot do raises ``NotSupported``
@@ -32,7 +46,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from enjournal.fhir.errors import NotSupported
+from enjournal.fhir.errors import Invalid, NotSupported
 from enjournal.fhir.viewdefinition import Column, Select, View
 from enjournal.fhir.viewpath import (
     Binary,
@@ -49,12 +63,20 @@ from enjournal.fhir.viewpath import (
 
 ERROR_MARK = "sof-error:"
 REPEAT_DEPTH = 10
+MAX_SQL_CHARS = 150_000
+MAX_SQL_NESTING = 400
+MAX_LAMBDA_DEPTH = 16
+LAMBDA_WEIGHT = 2
+MAX_SQL_COST = 12_000_000
+# what sql_depths looks at: quotes, brackets, the compiler's bound variables (``fresh``)
+SQL_MARKS = re.compile(r"""['"()\[\]]|(?<![A-Za-z0-9_])_v[0-9]+""")
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INTEGER_TYPES = {"integer", "positiveInt", "unsignedInt", "integer64"}
 STRING_TYPES = {"string", "code", "id", "uri", "url", "canonical", "oid", "uuid", "markdown"}
 STRING_TYPES |= {"base64Binary", "date", "dateTime", "instant", "time", "xhtml"}
 COMPARISONS = {"<", ">", "<=", ">="}
 ARITHMETIC = {"+", "-", "*", "/"}
+BIGINT_SAFE = "9.0e18"  # below 2**63: a whole-number result past it would overflow BIGINT
 
 
 class Dialect:
@@ -422,30 +444,32 @@ class Compiler:
 
     def number(self, op: str, x: str, y: str) -> str:
         d = self.d
-        if op == "+":
-            strings = f"concat({d.as_string(x)}, {d.as_string(y)})"
-            integers = f"{d.as_bigint(x)} + {d.as_bigint(y)}"
-            doubles = f"{d.as_double(x)} + {d.as_double(y)}"
-            return (
-                f"CASE WHEN {d.is_string(x)} AND {d.is_string(y)} THEN {d.from_sql(strings)} "
-                f"WHEN {d.is_integer(x)} AND {d.is_integer(y)} THEN {d.from_sql(integers)} "
-                f"ELSE {d.from_sql(doubles)} END"
-            )
-        if op in ("-", "*"):
+        # whole numbers as BIGINT while the result fits (else as a double: an overflow
+        # would be the engine's error, a 500)
+        if op in ("+", "-", "*"):
             integers = f"{d.as_bigint(x)} {op} {d.as_bigint(y)}"
             doubles = f"{d.as_double(x)} {op} {d.as_double(y)}"
+            whole = f"{d.is_integer(x)} AND {d.is_integer(y)} AND abs({doubles}) < {BIGINT_SAFE}"
+            strings = f"concat({d.as_string(x)}, {d.as_string(y)})"
+            text = f"WHEN {d.is_string(x)} AND {d.is_string(y)} THEN {d.from_sql(strings)} "
             return (
-                f"CASE WHEN {d.is_integer(x)} AND {d.is_integer(y)} THEN {d.from_sql(integers)} "
+                f"CASE {text if op == '+' else ''}WHEN {whole} THEN {d.from_sql(integers)} "
                 f"ELSE {d.from_sql(doubles)} END"
             )
         divisor = d.as_double(y)
-        quotient = d.truncate(f"{d.as_double(x)} / {divisor}")
+        ratio = f"{d.as_double(x)} / {divisor}"
+        quotient = d.truncate(ratio)
         result = {
-            "/": f"{d.as_double(x)} / {divisor}",
+            "/": ratio,
             "div": quotient,
             "mod": f"{d.as_bigint(x)} - {d.as_bigint(y)} * {quotient}",
         }[op]
-        return f"CASE WHEN {divisor} = 0 THEN NULL ELSE {d.from_sql(result)} END"
+        too_large = {
+            "/": "FALSE",
+            "div": f"abs({ratio}) >= {BIGINT_SAFE}",
+            "mod": f"abs({d.as_double(x)}) >= {BIGINT_SAFE}",  # |y * quotient| <= |x|
+        }[op]
+        return f"CASE WHEN {divisor} = 0 OR {too_large} THEN NULL ELSE {d.from_sql(result)} END"
 
     # -- functions
 
@@ -745,10 +769,83 @@ class Compiler:
         where = [f"coalesce({test}, FALSE)" for test in tests]
         rows = self.rows(self.view.select, ctx)
         outputs = [d.output(d.item("_row", i), c) for i, c in enumerate(columns(self.view.select))]
-        return d.query(rows, source, self.view.resource, " AND ".join(where) or "TRUE", outputs)
+        sql = d.query(rows, source, self.view.resource, " AND ".join(where) or "TRUE", outputs)
+        within_bounds(sql, backslash_escapes=d.quote("\\") != "'\\'")
+        return sql
 
 
 MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}
+
+
+def within_bounds(sql: str, backslash_escapes: bool = False) -> None:
+    """Refuse SQL too large or too deeply nested for an engine to take it in good time
+    (module docstring, "Bounds")."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise Invalid(
+            f"the view compiles to {len(sql):,} characters of SQL; at most {MAX_SQL_CHARS:,}:"
+            " make it smaller (fewer columns, selects or repeat paths)"
+        )
+    nesting, lambdas, cost = sql_depths(sql, backslash_escapes)
+    if nesting > MAX_SQL_NESTING:
+        raise Invalid(
+            f"the view's expressions nest {nesting} levels deep in SQL; at most"
+            f" {MAX_SQL_NESTING}: split long chains of operators"
+        )
+    if lambdas > MAX_LAMBDA_DEPTH:
+        raise Invalid(
+            f"the view nests {lambdas} iterations inside each other (forEach, repeat, where,"
+            f" comparisons); at most {MAX_LAMBDA_DEPTH}: nest fewer selects or functions"
+        )
+    if cost > MAX_SQL_COST:
+        raise Invalid(
+            f"the view is too costly to compile ({cost:,} units, at most {MAX_SQL_COST:,}):"
+            " fewer columns or paths inside nested forEach, repeat or where"
+        )
+
+
+def sql_depths(sql: str, backslash_escapes: bool = False) -> tuple[int, int, int]:
+    """How deep ``sql`` nests parentheses and brackets, and bound variables (a variable's
+    scope runs from its first mention, where it is bound, to the end of the bracket around
+    it), and its cost: each character weighs ``LAMBDA_WEIGHT`` to the power of the
+    variables around it.  Quoted text (string literals, quoted names) is skipped, as the
+    dialect quotes it."""
+    depth = deepest = most = at = 0
+    cost = 0.0
+    scopes: list[int] = []  # the bracket depth of each open variable's scope
+    seen: set[str] = set()
+    while (found := SQL_MARKS.search(sql, at)) is not None:
+        cost += (found.end() - at) * LAMBDA_WEIGHT ** len(scopes)
+        mark, at = found.group(), found.end()
+        if mark in ("'", '"'):
+            at = end_of_quoted(sql, found.start(), backslash_escapes)
+        elif mark in ("(", "["):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif mark in (")", "]"):
+            depth -= 1
+            while scopes and scopes[-1] > depth:
+                scopes.pop()
+        elif mark not in seen:  # a variable, bound here
+            seen.add(mark)
+            scopes.append(depth)
+            most = max(most, len(scopes))
+    cost += len(sql) - at
+    return deepest, most, round(cost)
+
+
+def end_of_quoted(sql: str, start: int, backslash_escapes: bool) -> int:
+    """The index after the quoted text opening at ``start`` ('...' or "..."; a doubled
+    quote, or a backslash where the dialect escapes so, stays inside)."""
+    quote, at = sql[start], start + 1
+    while at < len(sql):
+        escaped = backslash_escapes and sql[at] == "\\"
+        if escaped or (sql[at] == quote and sql[at + 1 : at + 2] == quote):
+            at += 2
+        elif sql[at] == quote:
+            return at + 1
+        else:
+            at += 1
+    return at
 
 
 def is_scalar_literal(node: Node) -> bool:
