@@ -43,14 +43,9 @@ import orjson
 from enjournal.fhir.errors import Busy
 from enjournal.fhir.search import parse_search
 from enjournal.fhir.summary import apply_elements
-from enjournal.security.exports import (
-    ADDRESS_PROTECTION,
-    CONSENT_SYSTEMS,
-    NATIONAL_IDS,
-    ExportPolicy,
-)
-from enjournal.security.exports import export_policy as make_policy
+from enjournal.security.exports import ExportPolicy
 from enjournal.services.registers.bulk_params import ExportParams
+from enjournal.services.registers.privacy import read_policy
 from enjournal.storage import Store
 from enjournal.storage import exports as db
 
@@ -258,14 +253,9 @@ class Exporter:
                 "outputs": [], "done": 0, "total": total}  # fmt: skip
 
     async def _policy(self, store) -> ExportPolicy:
-        """The citizen's controls, read once per job (indexed queries): the national ids
-        of the patients they protect find them outside their own Patient (attack A-3)."""
+        """The citizen's controls, read once per job (``privacy.read_policy``)."""
         async with store.transaction(write=False) as tx:
-            protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
-            consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
-            patients = sorted(make_policy(protected, consents).protected)
-            ids = await tx.identifier_values("Patient", patients, NATIONAL_IDS)
-        return make_policy(protected, consents, ids)
+            return await read_policy(tx)
 
     def _selection(self, params: ExportParams, policy: ExportPolicy, type_: str) -> db.Selection:
         filters = tuple(

@@ -13,11 +13,14 @@ https://sql-on-fhir.org/ig/operations.html
   - a **system client on a PostgreSQL store**: the PostgreSQL engine over the store
     (``storage.views.postgres.run_store_view``), as bulk ``$export`` reads it: the client's
     ``system/`` scopes must let it read the view's type (else 403), the register export
-    policy (``security.exports``, read once per run as the bulk runner reads it) is applied
-    in SQL, so the rows are those the view gives over an ``$export``'s files (excluded
-    patients, hidden kjernejournal entries and locked prescriptions left out, protected and
-    reserved patients redacted), and the run is one AuditEvent (action E; the view, its
-    type, the row count, the patients named; purpose PUBHLTH for a register's client);
+    policy (``security.exports``, read once per run by ``privacy.read_policy``, as the bulk
+    runner reads it) is applied in SQL, so the rows are those the view gives over an
+    ``$export``'s files (excluded patients, hidden kjernejournal entries and locked
+    prescriptions left out, protected and reserved patients redacted; a row holding the
+    national id of a patient reserved against disclosure with it is left out, where
+    ``$export`` scrubs it: docs/registers.md), and the run is one AuditEvent (action E;
+    the view, its type, the row count, the patients named; purpose PUBHLTH for a
+    register's client);
   - anyone else (citizens, personnel), or a SQLite/memory store: through the request's
     guarded repository, page by page (``repo.search``: the caller's access policy applies
     and every page is audited as ``$viewdefinition-run``), spooled to a temporary NDJSON
@@ -56,22 +59,12 @@ from enjournal.fhir.search import parse_search
 from enjournal.fhir.viewdefinition import View, plan
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import Operation
-from enjournal.security.exports import (
-    ADDRESS_PROTECTION,
-    CONSENT_SYSTEMS,
-    KJ,
-    NATIONAL_IDS,
-    PRIVACY_LOCK,
-    REDACTED,
-    ExportPolicy,
-    export_policy,
-)
 from enjournal.security.scopes import grant
 from enjournal.services import Job
 from enjournal.services.inputs import operation_parameters
-from enjournal.storage import exports as db
+from enjournal.services.registers.privacy import read_policy, view_policy
 from enjournal.storage.views import ViewResult, run_view
-from enjournal.storage.views.postgres import ViewPolicy, run_store_view
+from enjournal.storage.views.postgres import run_store_view
 
 RUN = "viewdefinition-run"
 DEFINITIONS = "https://sql-on-fhir.org/ig/OperationDefinition/"
@@ -181,38 +174,17 @@ async def over_store(
     principal = request.context.principal
     if grant(principal.scopes, view.resource, "r") != "system":
         raise Forbidden(f"the token's system/ scopes do not allow reading {view.resource}")
-    tx = repo.trusted  # the export policy decides what the rows hold, not the guard
-    protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
-    consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
+    policy = await read_policy(repo.trusted)  # the policy decides what the rows hold
     result = await run_store_view(
         store,
         view,
         since_ms=None if since is None else int(instant(since).timestamp() * 1000),
         patients=patients or None,
-        policy=view_policy(export_policy(protected, consents)),
+        policy=view_policy(policy),
         limit=limit,
     )
     audit_run(request, principal, view, patients, len(result.rows), interaction)
     return result
-
-
-def view_policy(policy: ExportPolicy) -> ViewPolicy:
-    """``policy`` as the plain values the store's view engine applies in SQL (storage
-    does not import security): the rules of ``ExportPolicy.apply`` and ``drops``, where a
-    patient's RelatedPersons lose only their address and telecom."""
-    related = {p: removed & RELATED_ELEMENTS for p, removed in policy.redactions.items()}
-    return ViewPolicy(
-        excluded=policy.excluded,
-        kj_hidden=policy.kj_hidden,
-        kj_tag=KJ,
-        locks=(("MedicationRequest", PRIVACY_LOCK),),
-        redactions={"Patient": policy.redactions, "RelatedPerson": related},
-        national_ids=NATIONAL_IDS,
-        redacted_label=REDACTED,
-    )
-
-
-RELATED_ELEMENTS = frozenset({"address", "telecom"})
 
 
 def audit_run(request, principal, view: View, patients, rows: int, interaction) -> None:

@@ -50,12 +50,7 @@ from enjournal.fhir.errors import Forbidden, Invalid
 from enjournal.fhir.viewdefinition import plan
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import Operation
-from enjournal.security.exports import (
-    ADDRESS_PROTECTION,
-    CONSENT_SYSTEMS,
-    ExportPolicy,
-    export_policy,
-)
+from enjournal.security.exports import ExportPolicy
 from enjournal.security.principal import Principal
 from enjournal.security.scopes import grant
 from enjournal.services import Job
@@ -63,6 +58,7 @@ from enjournal.services.inputs import operation_parameters
 from enjournal.services.registers import bulk
 from enjournal.services.registers.bulk_params import preferences
 from enjournal.services.registers.bulk_runner import Failed, job_dir
+from enjournal.services.registers.privacy import read_policy, view_policy
 from enjournal.services.registers.views_api import (
     DEFINITIONS,
     FORMATS,
@@ -74,7 +70,6 @@ from enjournal.services.registers.views_api import (
     render,
     since_of,
     stored_view,
-    view_policy,
     view_resource,
 )
 from enjournal.storage import exports as db
@@ -338,13 +333,11 @@ async def _source(platform, store, principal: Principal | None):
     system client on PostgreSQL, the store itself under the register export policy in SQL;
     else the client's searches through ``Platform.handle`` (policy, hooks and audit per
     page), the export policy applied to each resource.  The policy is read once per job,
-    as the bulk runner reads it."""
+    as the bulk runner reads it (``privacy.read_policy``)."""
     from enjournal.services.registers.feeds import Reader
 
     async with store.transaction(write=False) as tx:
-        protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
-        consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
-    policy = export_policy(protected, consents)
+        policy = await read_policy(tx)
     if principal is not None and store.dialect == "postgres":
         return StoreSource(store, view_policy(policy))
     reader = Reader(platform, principal) if principal is not None else Reader(platform)

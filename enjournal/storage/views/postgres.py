@@ -37,7 +37,9 @@ Two sources:
   kjernejournal-tagged rows of the patients whose kjernejournal is reserved or restricted,
   privacy-locked prescriptions, and the redacted elements of a protected or reserved
   patient's Patient and RelatedPersons (jsonb ``-``; national ids filtered out of
-  ``identifier``; the REDACTED label added).  Storage may not import
+  ``identifier``; the REDACTED label added), then every row still holding the national id
+  of an excluded patient or of one reserved against disclosure with it (``ViewPolicy``
+  ``hidden_numbers``: stricter than ``$export`` for the latter).  Storage may not import
   ``enjournal.security``, so the caller translates ``security.exports.ExportPolicy``
   (built once per run from ``storage.exports.protected_patients`` /
   ``consents_of_category``): ``enjournal.services.registers.views_api.view_policy``.
@@ -492,7 +494,13 @@ class ViewPolicy:
       that url is left out whoever it belongs to;
     - ``redactions``: type -> patient -> elements removed from that type's rows of the
       patient (``identifier`` loses only the systems in ``national_ids``, and goes when
-      none is left); a redacted row gets ``redacted_label`` added to ``meta.security``.
+      none is left); a redacted row gets ``redacted_label`` added to ``meta.security``;
+    - ``hidden_numbers``: national ids no row may hold (of excluded patients, and of those
+      reserved against disclosure with the number): a row holding one as a run of exactly
+      11 digits anywhere, after the redactions, is left out.  Bulk ``$export`` leaves out
+      the first kind too, but scrubs the second from references and keeps the row; the
+      view leaves the row out (stricter, docs/registers.md "SQL on FHIR v2").  Empty: no
+      clause, no cost.
 
     A row's patient is the Patient itself, else the first of its ``patient``, ``subject``,
     ``beneficiary`` references that reads ``Patient/<id>`` (as the policy's own reader)."""
@@ -504,6 +512,7 @@ class ViewPolicy:
     redactions: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
     national_ids: frozenset[str] = frozenset()
     redacted_label: Mapping[str, str] = field(default_factory=dict)
+    hidden_numbers: frozenset[str] = frozenset()
 
 
 NO_POLICY = ViewPolicy()
@@ -581,15 +590,20 @@ def store_source(
     )
     hidden = hidden_rows(type_, policy, args)
     redacted = policy.redactions.get(type_) or {}
-    if not hidden and not redacted:
-        return f"({rows}) AS _store"
-    # OFFSET 0: each row's JSON is converted once, not once per place that names it
-    owner = "_r.id" if type_ == "Patient" else patient_of("_r.resource")
-    kept = f"SELECT _r.type, _r.resource, {owner} AS patient FROM ({rows} OFFSET 0) AS _r OFFSET 0"
-    if hidden:
-        kept = f"SELECT * FROM ({kept}) AS _h WHERE NOT ({' OR '.join(hidden)})"
-    resource = redaction(policy, redacted, args) if redacted else "_k.resource"
-    return f"(SELECT _k.type, {resource} AS resource FROM ({kept}) AS _k) AS _store"
+    if hidden or redacted:
+        # OFFSET 0: each row's JSON is converted once, not once per place that names it
+        owner = "_r.id" if type_ == "Patient" else patient_of("_r.resource")
+        kept = (
+            f"SELECT _r.type, _r.resource, {owner} AS patient FROM ({rows} OFFSET 0) AS _r OFFSET 0"
+        )
+        if hidden:
+            kept = f"SELECT * FROM ({kept}) AS _h WHERE NOT ({' OR '.join(hidden)})"
+        resource = redaction(policy, redacted, args) if redacted else "_k.resource"
+        rows = f"SELECT _k.type, {resource} AS resource FROM ({kept}) AS _k"
+    if policy.hidden_numbers:  # after the redactions: a Patient's own number is gone
+        named = holds_number("_n.resource", policy.hidden_numbers, args)
+        rows = f"SELECT _n.type, _n.resource FROM ({rows} OFFSET 0) AS _n WHERE NOT {named}"
+    return f"({rows}) AS _store"
 
 
 def hidden_rows(type_: str, policy: ViewPolicy, args: list) -> list[str]:
@@ -633,6 +647,21 @@ def redaction(policy: ViewPolicy, redacted: Mapping[str, frozenset[str]], args: 
         "AND _k.resource -> 'identifier' IS NOT NULL "
         f"AND {kept_ids} <> '[]'::jsonb THEN jsonb_build_object('identifier', {kept_ids}) "
         f"ELSE '{{}}'::jsonb END) || {meta} END)"
+    )
+
+
+# A national id (FNR, D-number) in JSON text: a run of exactly 11 digits, as the export
+# policy finds it (security.exports.numbers_in).
+NUMBER_RUN = "(?<![0-9])[0-9]{11}(?![0-9])"
+
+
+def holds_number(resource: str, numbers: Collection[str], args: list) -> str:
+    """Whether the jsonb ``resource`` holds one of ``numbers`` as a run of 11 digits (in a
+    string or a number, anywhere: a reference's identifier, a contained Patient, text)."""
+    wanted = arg(args, sorted(numbers))
+    return (
+        f"EXISTS (SELECT 1 FROM regexp_matches(({resource})::text, '({NUMBER_RUN})', 'g') "
+        f"AS _m(m) WHERE _m.m[1] = ANY({wanted}::text[]))"
     )
 
 

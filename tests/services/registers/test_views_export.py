@@ -390,3 +390,39 @@ async def test_the_files_follow_the_export_policy(platforms):
     assert rows["patients"] == [{"id": "p1", "family": None, "birth": "1972-09-13", "fnr": None}]
     kept = {r["id"] for r in READINGS if r["subject"]["reference"] == "Patient/p1"}
     assert {r["id"] for r in rows["readings"]} == kept
+
+
+OLA, NORA = "01017012345", "02028054321"  # national ids (11 digits) of p1 and p2
+
+
+async def test_a_protected_patient_named_only_by_the_national_id_is_found(platforms, store_url):
+    """A-3 in a view's file: an Observation naming a patient reserved against purpose-2 use
+    by identifier only is left out; one naming a patient reserved against disclosure with
+    the number by identifier and display holds neither (the searches scrub the reference
+    as $export does; the store's SQL on PostgreSQL leaves such a row out, stricter)."""
+    _, platform = platforms
+    numbered = [{**p, "identifier": [{"system": FNR, "value": n}]}
+                for p, n in zip(PEOPLE, (OLA, NORA), strict=True)]  # fmt: skip
+    by_number = {**observation(90, "p2"), "subject": {"identifier": {"system": FNR, "value": NORA}}}
+    named = {**observation(91, "p1"), "subject": {"reference": "Patient/p1",
+             "display": "Ola Berg", "identifier": {"system": FNR, "value": OLA}}}  # fmt: skip
+    async with platform.store.transaction() as tx:
+        for resource in [*numbered, by_number, named, reservation("c1", "p1", WITHOUT_ID),
+                         reservation("c2", "p2", NO_SECONDARY_USE)]:  # fmt: skip
+            await tx.update(resource, resource["id"])
+    subject = [{"name": "shown", "path": "subject.display"},
+               {"name": "number", "path": "subject.identifier.value"}]  # fmt: skip
+    view = {**READINGS_VIEW, "select": [*READINGS_VIEW["select"], {"column": subject}]}
+    started = await kick_off(platform, parameters(view_part(view, "readings")))
+    await run_jobs(platform)
+    result = await finished(platform, started.headers["Content-Location"])
+    file = await call(platform, "GET", outputs(result)["readings"]["location"])
+    assert OLA.encode() not in file.body and NORA.encode() not in file.body
+    assert b"Ola Berg" not in file.body
+    rows = {row["id"]: row for row in map(orjson.loads, file.body.splitlines())}
+    assert "obs-90" not in rows
+    assert {r["id"] for r in READINGS if r["subject"]["reference"] == "Patient/p1"} <= set(rows)
+    if store_url.startswith("sqlite"):
+        assert rows["obs-91"] == {"id": "obs-91", "patient": "p1", "shown": None, "number": None}
+    else:
+        assert "obs-91" not in rows
