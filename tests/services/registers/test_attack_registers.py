@@ -190,12 +190,6 @@ async def test_a_view_name_that_is_no_plain_file_name_is_a_400(bulk, name):
     assert r.status_code == 400, r.text[:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-2: the asynchronous $viewdefinition-export (ec6bd72) on the SQLite store: the "
-    "file holds a patient reserved against purpose-2 use and the national id of one "
-    "reserved against disclosure with it",
-)
 async def test_a_view_export_file_applies_the_export_policy(bulk):
     definition = view("Patient", ("fnr", "identifier.value"))
     headers = {**await bulk.headers("other"), **test_bulk.ASYNC}
