@@ -20,6 +20,8 @@ _DATE = re.compile(
 
 MIN_MS = -(2**62)
 MAX_MS = 2**62
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
 
 
 def date_range(value: str) -> tuple[int, int]:
@@ -40,7 +42,33 @@ def date_range(value: str) -> tuple[int, int]:
     tz = m["tz"]
     if tz and tz != "Z":
         sign = 1 if tz[0] == "+" else -1
-        start -= sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+        start = _shifted(start, -sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6])))
+    end = _end(start, m, year, month, fraction)
+    low = _ms(start)
+    high = max(low, _ms(end) - 1)
+    return low, high
+
+
+def _shifted(moment: datetime, by: timedelta) -> datetime:
+    """``moment + by``, held at the calendar's ends: 0001-01-01T00:00+14:00 is before the
+    first UTC instant Python knows, and is taken as that instant (not an OverflowError)."""
+    try:
+        return moment + by
+    except OverflowError:
+        return _FIRST if by < timedelta(0) else _LAST
+
+
+def _end(start: datetime, m: re.Match, year: int, month: int, fraction: str) -> datetime:
+    """The first instant after the range that starts at ``start`` at ``m``'s precision."""
+    if start == _LAST:
+        return start
+    try:
+        return _next(start, m, year, month, fraction)
+    except (OverflowError, ValueError):  # the range runs past year 9999
+        return _LAST
+
+
+def _next(start: datetime, m: re.Match, year: int, month: int, fraction: str) -> datetime:
     if m["m"] is None:
         end = start.replace(year=year + 1)
     elif m["d"] is None:
@@ -55,9 +83,7 @@ def date_range(value: str) -> tuple[int, int]:
         end = start + timedelta(seconds=1)
     else:
         end = start + timedelta(milliseconds=1) if len(fraction) <= 3 else start
-    low = _ms(start)
-    high = max(low, _ms(end) - 1)
-    return low, high
+    return end
 
 
 def _ms(moment: datetime) -> int:

@@ -104,6 +104,18 @@ async def create_job(tx: Any, job: ExportJob) -> None:
     )
 
 
+async def active_jobs(tx: Any, client_id: str) -> int:
+    """How many of ``client_id``'s jobs are queued or running (a cap on what one client
+    may have the workers and the disk do at once)."""
+    row = await _conn(tx).fetchrow(
+        "SELECT count(*) FROM export_jobs WHERE client_id = ? AND status IN (?, ?)",
+        client_id,
+        QUEUED,
+        RUNNING,
+    )
+    return int(row[0])
+
+
 async def read_job(tx: Any, job_id: str) -> ExportJob | None:
     row = await _conn(tx).fetchrow(
         f"SELECT {_JOB_COLUMNS} FROM export_jobs WHERE id = ?", job_id[:100]

@@ -32,12 +32,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
-from enjournal.fhir.errors import Forbidden, Invalid, NotFound
+from enjournal.fhir.errors import Forbidden, Invalid, NotFound, TooManyRequests
+from enjournal.fhir.search import parse_search
 from enjournal.rest.message import FhirResponse, info_outcome
 from enjournal.rest.operations import Operation
-from enjournal.security.scopes import grant
+from enjournal.security.scopes import grant, is_register_client
 from enjournal.services import Job
 from enjournal.services.registers import bulk_params
 from enjournal.services.registers.bulk_runner import Exporter, job_dir, remove_files
@@ -47,6 +48,9 @@ from enjournal.storage import exports as db
 BULK_DATA = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 STATUS, FILE, RESULT = "export-poll-status", "export-file", "export-result"
 RETRY_AFTER = "2"
+# Queued or running jobs a client may have at once: each is a copy of (part of) the store
+# on disk for an hour, so one client must not fill the disk or hold every worker (attack C-1).
+MAX_ACTIVE_JOBS = 5
 NDJSON = "application/fhir+ndjson"
 
 
@@ -124,21 +128,11 @@ async def export(request, repo) -> FhirResponse:
     tx = _sql(repo)
     principal = system_client(request)
     params = bulk_params.parse_request(request, _granted(principal))
+    _check_type_filters(request, params)
     if params.group is not None:
         params.patients = await _group_patients(tx, params.group, params.patients)
-    now = int(time.time() * 1000)
-    job = db.ExportJob(
-        uuid.uuid4().hex,
-        principal.client_id if principal else "",
-        db.QUEUED,
-        _request_url(request),
-        params.to_json(),
-        now,
-        now,
-    )
-    await db.create_job(tx, job)
+    job, location = await queue(request, repo, db.BULK, params.to_json())
     _audit_kick_off(request, principal, params, job)
-    location = f"{request.base_url}/${STATUS}?_jobId={job.id}"
     body = info_outcome(f"export {job.id} queued; poll {location}")
     return FhirResponse.of(body, 202, **{"Content-Location": location})
 
@@ -148,8 +142,29 @@ async def queue(request, repo, kind: str, params: dict) -> tuple[db.ExportJob, s
     transaction; the job and its status URL (the kick-off answers 202 with it as
     ``Content-Location``)."""
     job = new_job(request, kind, params)
-    await db.create_job(_sql(repo), job)
+    tx = _sql(repo)
+    if await db.active_jobs(tx, job.client_id) >= MAX_ACTIVE_JOBS:
+        error = TooManyRequests(
+            f"{MAX_ACTIVE_JOBS} exports of yours are queued or running: wait for one to "
+            "finish, or cancel one (DELETE its status URL)"
+        )
+        error.retry_after = 60
+        raise error
+    await db.create_job(tx, job)
     return job, status_url(request, job.id)
+
+
+def _check_type_filters(request, params) -> None:
+    """A ``_typeFilter``'s chains and ``_has`` look into other types: the same check as a
+    search's, or an export would answer for records the client may not search (attack
+    A-4: a client with Observation scopes finding a person's Observations by national id
+    through ``subject:Patient.identifier``)."""
+    guard = request.guard
+    if guard is None:
+        return
+    for type_, queries in params.type_filters.items():
+        for query in queries:
+            guard.check_traversal(parse_search(type_, parse_qsl(query)), "$export")
 
 
 def new_job(request, kind: str, params: dict) -> db.ExportJob:
@@ -255,8 +270,7 @@ def _entities(params) -> list[str]:
 
 
 def is_register(principal) -> bool:
-    scopes = principal.scopes if principal else ()
-    return "register" in scopes or any(s.startswith("register/") for s in scopes)
+    return is_register_client(principal.scopes if principal else ())
 
 
 # ---- status and cancel ----------------------------------------------------------------------
