@@ -13,6 +13,10 @@
 
 from __future__ import annotations
 
+import re
+
+import orjson
+
 from enjournal.security.exports import (
     ADDRESS_PROTECTION,
     CONSENT_SYSTEMS,
@@ -25,6 +29,9 @@ from enjournal.security.exports import (
 )
 from enjournal.storage import exports as db
 from enjournal.storage.views.postgres import ViewPolicy
+
+# A reference to a patient in the stored JSON as orjson writes it (relative or absolute).
+_PATIENT_REFERENCE = re.compile(rb'"reference":"(?:[^"]*/)?Patient/([^"/]+)"')
 
 # A patient's RelatedPersons lose only these of the elements their Patient loses.
 RELATED_ELEMENTS = frozenset({"address", "telecom"})
@@ -65,3 +72,29 @@ def _hidden_numbers(policy: ExportPolicy) -> frozenset[str]:
     hiding = {p for p, removed in policy.redactions.items() if "identifier" in removed}
     hiding |= policy.excluded
     return frozenset(n for p in hiding for n in policy.national_ids.get(p, ()))
+
+
+def exported_line(content: bytes, policy: ExportPolicy) -> bytes | None:
+    """A stored resource as ``$export`` writes it, as one NDJSON line, or None when it is
+    left out: the policy's rules, and (as bulk's reader does in SQL) nothing that is, or
+    refers to, a patient excluded from exports."""
+    if policy.drops(content):
+        return None
+    resource = orjson.loads(content)
+    type_, id_ = resource.get("resourceType", ""), resource.get("id", "")
+    if _of_excluded(type_, id_, content, policy.excluded):
+        return None
+    if policy.touches(type_, id_, content):
+        changed = policy.apply(resource)
+        if changed is None:
+            return None
+        content = orjson.dumps(changed)
+    return content + b"\n"
+
+
+def _of_excluded(type_: str, id_: str, content: bytes, excluded: frozenset[str]) -> bool:
+    if not excluded:
+        return False
+    if type_ == "Patient" and id_ in excluded:
+        return True
+    return any(m.decode() in excluded for m in _PATIENT_REFERENCE.findall(content))

@@ -56,13 +56,13 @@ from typing import Any
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Forbidden, Invalid, NotFound, NotSupported
 from enjournal.fhir.search import parse_search
-from enjournal.fhir.viewdefinition import View, plan
+from enjournal.fhir.viewdefinition import View, parse_limit, plan
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import Operation
-from enjournal.security.scopes import grant
+from enjournal.security.scopes import grant, is_register_client
 from enjournal.services import Job
 from enjournal.services.inputs import operation_parameters
-from enjournal.services.registers.privacy import read_policy, view_policy
+from enjournal.services.registers.privacy import exported_line, read_policy, view_policy
 from enjournal.storage.views import ViewResult, run_view
 from enjournal.storage.views.postgres import run_store_view
 
@@ -115,7 +115,7 @@ class Views:
         refuse_unsupported(params)
         view = await view_of(request, repo, params)
         fmt = output_format(params.get("_format"), default="json")
-        limit = positive_int(params.get("_limit"), "_limit")
+        limit = parse_limit(params.get("_limit"))
         since, patients = since_of(params), patients_of(params)
         inline = inline_resources(params)
         if inline is not None:
@@ -137,17 +137,22 @@ class Views:
             return await over_store(
                 request, repo, self.platform.store, view, since, patients, limit, interaction
             )
-        return await self.guarded(repo, view, since, patients, limit, interaction)
+        # A system client's rows are an export whatever the store: the register export
+        # policy applies to them as to $export's files (attack A-2 on SQLite).
+        policy = await read_policy(repo.trusted) if principal is not None else None
+        return await self.guarded(repo, view, since, patients, limit, interaction, policy)
 
-    async def guarded(self, repo, view: View, since, patients, limit, interaction) -> ViewResult:
+    async def guarded(
+        self, repo, view: View, since, patients, limit, interaction, policy=None
+    ) -> ViewResult:
         """The guarded repository's pages written to a temporary NDJSON file (flat memory)
-        that DuckDB then reads."""
+        that DuckDB then reads; with ``policy``, each resource as ``$export`` writes it."""
         handle, name = tempfile.mkstemp(suffix=".ndjson", prefix="view-")
         seen: set[str] = set()  # a resource in two named patients' records, once
         try:
             with os.fdopen(handle, "wb") as spool:
                 for patient in patients or [None]:
-                    await spool_pages(repo, view, since, patient, interaction, spool, seen)
+                    await spool_pages(repo, view, since, patient, interaction, spool, seen, policy)
             return await asyncio.to_thread(run_view, view, [name], "duckdb", limit=limit)
         finally:
             os.unlink(name)
@@ -189,8 +194,7 @@ async def over_store(
 
 def audit_run(request, principal, view: View, patients, rows: int, interaction) -> None:
     """One AuditEvent for a run over the store: which view, which type, how many rows."""
-    scopes = principal.scopes
-    register = "register" in scopes or any(s.startswith("register/") for s in scopes)
+    register = is_register_client(principal.scopes)
     request.context.record(
         action="E",
         subtype=interaction,
@@ -203,9 +207,11 @@ def audit_run(request, principal, view: View, patients, rows: int, interaction) 
     )
 
 
-async def spool_pages(repo, view: View, since, patient, interaction, out, seen: set[str]) -> None:
+async def spool_pages(
+    repo, view: View, since, patient, interaction, out, seen: set[str], policy=None
+) -> None:
     """Write the view's resources the caller may read to ``out``, one a line, page by page;
-    ``patient``: only that patient's compartment."""
+    ``patient``: only that patient's compartment; ``policy``: the export policy's rules."""
     criteria = [("_count", str(PAGE)), ("_total", "none")]
     if since is not None:
         criteria.append(("_lastUpdated", f"ge{since}"))
@@ -226,7 +232,11 @@ async def spool_pages(repo, view: View, since, patient, interaction, out, seen: 
                 continue
             if patient is not None:
                 seen.add(stored.id)
-            out.write(stored.content + b"\n")
+            line = (
+                stored.content + b"\n" if policy is None else exported_line(stored.content, policy)
+            )
+            if line is not None:
+                out.write(line)
         cursor = page.next_cursor
         if not cursor or not page.matches:
             return
@@ -323,18 +333,6 @@ def output_format(value: Any, default: str) -> str:
     if not isinstance(value, str) or (value not in FORMATS and value not in ALIASES):
         raise Invalid(f"_format {value!r}: one of {', '.join(FORMATS)}")
     return ALIASES.get(value, value)
-
-
-def positive_int(value: Any, name: str) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise Invalid(f"{name} must be a whole number") from None
-    if number < 1 or isinstance(value, bool):
-        raise Invalid(f"{name} must be at least 1")
-    return number
 
 
 def flag(value: Any, default: bool) -> bool:

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ from enjournal.services.inputs import operation_parameters
 from enjournal.services.registers import bulk
 from enjournal.services.registers.bulk_params import preferences
 from enjournal.services.registers.bulk_runner import Failed, job_dir
-from enjournal.services.registers.privacy import read_policy, view_policy
+from enjournal.services.registers.privacy import exported_line, read_policy, view_policy
 from enjournal.services.registers.views_api import (
     DEFINITIONS,
     FORMATS,
@@ -418,31 +417,10 @@ async def _spool(source: SearchSource, path: str, criteria: list, out, seen: set
         raise Failed(f"reading {path.rpartition('/')[2]}: {error.args[0]}"[:300]) from None
 
 
-# A reference to a patient in the stored JSON as orjson writes it (relative or absolute).
-_PATIENT_REFERENCE = re.compile(rb'"reference":"(?:[^"]*/)?Patient/([^"/]+)"')
-
-
 def exported(resource: dict, policy: ExportPolicy) -> bytes | None:
-    """One NDJSON line as ``$export`` would write the resource, or None when it is left
-    out: the export policy's rules, and (as bulk's reader does in SQL) nothing that is, or
-    refers to, a patient excluded from exports."""
-    content = orjson.dumps(resource)
-    if policy.drops(content) or _of_excluded(resource, content, policy.excluded):
-        return None
-    if policy.touches(resource.get("resourceType", ""), resource.get("id", ""), content):
-        changed = policy.apply(resource)
-        if changed is None:
-            return None
-        content = orjson.dumps(changed)
-    return content + b"\n"
-
-
-def _of_excluded(resource: dict, content: bytes, excluded: frozenset[str]) -> bool:
-    if not excluded:
-        return False
-    if resource.get("resourceType") == "Patient" and resource.get("id") in excluded:
-        return True
-    return any(m.decode() in excluded for m in _PATIENT_REFERENCE.findall(content))
+    """One NDJSON line as ``$export`` would write the resource, or None when it is left out
+    (``privacy.exported_line``)."""
+    return exported_line(orjson.dumps(resource), policy)
 
 
 bulk.add_kind(

@@ -80,42 +80,21 @@ async def test_bulk_export_applies_the_citizens_controls_for_the_same_client(bul
     assert "identifier" not in patients["ola"] and "address" not in patients["siri"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-2: on the SQLite store (the embedded default) $viewdefinition-run reads through "
-    "the guard only and never applies the export policy (PostgreSQL does since 63d95c0): a "
-    "patient reserved against purpose-2 use (kpr-formal-2) is in the rows",
-)
 async def test_a_view_leaves_out_a_patient_reserved_against_secondary_use(bulk):
     rows = await _run_view(bulk, "other", view("Patient"))
     assert "nora" not in {row["id"] for row in rows}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-2: a view returns the national id number of a patient reserved against "
-    "disclosure with it (kpr-fnr), which $export removes for the same client",
-)
 async def test_a_view_leaves_out_the_id_of_a_patient_reserved_against_disclosure(bulk):
     rows = await _run_view(bulk, "other", view("Patient", ("fnr", "identifier.value")))
     assert not any(PIDS["ola"] in (row["fnr"] or []) for row in rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-2: a view returns the address of a patient with strengt fortrolig adresse, "
-    "which $export strips for the same client",
-)
 async def test_a_view_leaves_out_a_confidential_address(bulk):
     rows = await _run_view(bulk, "other", view("Patient", ("line", "address.line")))
     assert not [row for row in rows if row["id"] == "siri" and row["line"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A-2: a view returns kjernejournal entries of a patient who reserved against "
-    "kjernejournal, which $export leaves out for the same client",
-)
 async def test_a_view_leaves_out_kjernejournal_entries_of_a_reserved_patient(bulk):
     rows = await _run_view(bulk, "other", view("AllergyIntolerance"))
     assert "siri-kj" not in {row["id"] for row in rows}
@@ -217,11 +196,6 @@ async def test_a_since_at_the_ends_of_the_calendar_is_no_500(bulk, since):
     assert r.status_code == 202, r.text[:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B-3: $viewdefinition-run _limit above 2**63-1 reaches DuckDB's LIMIT: "
-    "ConversionException, 500",
-)
 async def test_a_huge_limit_is_a_400_or_ignored(bulk):
     body = parameters(
         {"name": "viewResource", "resource": view("Patient")},
