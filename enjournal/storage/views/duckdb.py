@@ -17,7 +17,6 @@ buffers when configured (``settings``).  Figures: docs/performance.md, "SQL-on-F
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid, Issue
 from enjournal.fhir.viewdefinition import Column, View, column_names
 from enjournal.storage.base import unavailable
@@ -234,7 +234,7 @@ def expose(connection: Any, source: Any) -> None:
     """Make ``source`` the relation ``_source`` with one JSON column ``resource``."""
     paths = file_paths(source)
     if paths is None:
-        texts = pyarrow.table({"resource": [json.dumps(r) for r in source]})
+        texts = pyarrow.table({"resource": [jsonio.dumps(r).decode() for r in source]})
         connection.register("_texts", texts)
         connection.execute(
             "CREATE TEMP VIEW _source AS SELECT CAST(resource AS JSON) AS resource FROM _texts"
@@ -273,7 +273,21 @@ def view_error(error: Exception) -> Exception:
         return Invalid("view: " + message.split(ERROR_MARK, 1)[1].strip())
     if isinstance(error, duckdb.OutOfMemoryException):
         return out_of_memory()
+    if isinstance(error, DATA_ERRORS):
+        # The engine's text may quote the data: say what went wrong, not with what.
+        return Invalid(
+            "view: a value in the data is out of range or cannot be converted as the view asks"
+        )
     return error
+
+
+# Failures a view's expressions meet in the data (a number past BIGINT, a string that is no
+# date): the caller's view and data, so a 400, never the engine's 500.
+DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+)
 
 
 def out_of_memory() -> Exception:

@@ -61,6 +61,7 @@ from typing import Any
 
 import asyncpg
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid, NotSupported
 from enjournal.fhir.viewdefinition import Column, View, column_names, plan
 from enjournal.fhir.viewpath import Node
@@ -452,7 +453,7 @@ def records(source: Any) -> Iterator[tuple[str, str]]:
     paths = file_paths(source)
     if paths is None:
         for resource in source:
-            yield resource.get("resourceType", ""), json.dumps(resource)
+            yield resource.get("resourceType", ""), jsonio.dumps(resource).decode()
         return
     parquet = [p for p in paths if p.endswith(".parquet")]
     if parquet and len(parquet) != len(paths):

@@ -16,11 +16,12 @@ paths, which Spark reads itself (``spark.read.text`` / ``spark.read.parquet``).
 
 from __future__ import annotations
 
-import json
+import logging
 import threading
 import uuid
 from typing import Any
 
+from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid
 from enjournal.fhir.viewdefinition import Column, View, column_names
 from enjournal.storage.views import ViewResult, file_paths, register_engine
@@ -186,6 +187,9 @@ class SparkEngine:
             return active
         with self.lock:
             if self.local is None:
+                # py4j logs each connection it closes at INFO, the last ones from __del__
+                # after logging has shut down ("--- Logging error ---" at exit).
+                logging.getLogger("py4j").setLevel(logging.WARNING)
                 builder = SparkSession.builder.master("local[2]").appName("enjournal-views")
                 for key, value in LOCAL_CONFIG.items():
                     builder = builder.config(key, value)
@@ -221,7 +225,7 @@ def frame(spark: Any, source: Any) -> Any:
     """A DataFrame of one VARIANT column ``resource``."""
     paths = file_paths(source)
     if paths is None:
-        texts = [(json.dumps(r),) for r in source]
+        texts = [(jsonio.dumps(r).decode(),) for r in source]
         return spark.createDataFrame(texts, "text string").selectExpr(
             "parse_json(text) AS resource"
         )

@@ -224,3 +224,21 @@ def test_a_run_past_its_memory_limit_is_503_too_costly(monkeypatch, tmp_path):
     assert raised.value.status == 503 and raised.value.issues[0].code == "too-costly"
     monkeypatch.delenv("ENJOURNAL_VIEWS_DUCKDB_MEMORY")
     assert sorted(run_view(VIEW, [path]).rows, key=str) == sorted(EXPECTED, key=str)
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT CAST('Ola Nordmann' AS INTEGER)", "SELECT 9223372036854775807::BIGINT + 1"]
+)
+def test_an_engine_error_in_the_data_is_a_400_without_the_data(sql):
+    """A conversion or overflow the data causes is the caller's view and data (a 400), and
+    its message does not quote the value (the engine's text may hold a name)."""
+    import duckdb
+
+    from enjournal.fhir.errors import Invalid
+    from enjournal.storage.views.duckdb import view_error
+
+    with duckdb.connect() as connection, pytest.raises(duckdb.Error) as raised:
+        connection.execute(sql)
+    error = view_error(raised.value)
+    assert isinstance(error, Invalid)
+    assert "Ola" not in str(error) and "9223372036854775807" not in str(error)
