@@ -142,7 +142,12 @@ async def queue(request, repo, kind: str, params: dict) -> tuple[db.ExportJob, s
     transaction; the job and its status URL (the kick-off answers 202 with it as
     ``Content-Location``)."""
     job = new_job(request, kind, params)
-    tx = _sql(repo)
+    await create_job(_sql(repo), job)
+    return job, status_url(request, job.id)
+
+
+async def create_job(tx, job: db.ExportJob) -> None:
+    """Store a queued job, unless its client has ``MAX_ACTIVE_JOBS`` queued or running."""
     if await db.active_jobs(tx, job.client_id) >= MAX_ACTIVE_JOBS:
         error = TooManyRequests(
             f"{MAX_ACTIVE_JOBS} exports of yours are queued or running: wait for one to "
@@ -151,7 +156,6 @@ async def queue(request, repo, kind: str, params: dict) -> tuple[db.ExportJob, s
         error.retry_after = 60
         raise error
     await db.create_job(tx, job)
-    return job, status_url(request, job.id)
 
 
 def _check_type_filters(request, params) -> None:

@@ -446,21 +446,8 @@ def register(platform) -> None:
 
 
 async def register_export(platform, request) -> FhirResponse:
-    from enjournal.services.registers.pseudonyms import MissingKey
-
-    op = "$register-export"
-    params = operation_parameters(request, op, required=("register", "period"))
-    name, period = params["register"], params["period"]
-    if not isinstance(name, str) or not isinstance(period, str):
-        raise Invalid(f"{op}: 'register' and 'period' are strings")
-    _register_client_only(request, op, name)
-    try:
-        manifest = await export(platform, name, period)
-    except (UnknownRegister, BadPeriod) as error:
-        raise Invalid(str(error.args[0])) from None
-    except MissingKey as error:
-        raise Invalid(f"{op}: {error.args[0]}") from None
-    return FhirResponse.of(_manifest_parameters(manifest))
+    name, period = _checked(platform, request)
+    return FhirResponse.of(_manifest_parameters(await export(platform, name, period)))
 
 
 async def register_export_async(platform, request) -> FhirResponse:
@@ -471,7 +458,7 @@ async def register_export_async(platform, request) -> FhirResponse:
         raise Invalid("an asynchronous export needs the SQLite or PostgreSQL store")
     job = bulk.new_job(request, KIND, {"register": name, "period": period})
     async with platform.store.transaction(write=True) as tx:
-        await exports_db.create_job(tx, job)
+        await bulk.create_job(tx, job)
     if request.context is not None:
         request.context.record(action="E", subtype="$register-export", purpose="PUBHLTH",
                                query=f"job={job.id} register={name} period={period}")  # fmt: skip
