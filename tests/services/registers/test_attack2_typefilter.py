@@ -1,0 +1,69 @@
+"""Second attack: ``$export``'s ``_typeFilter`` as an oracle on what the export policy
+removes (notes: /work/notes/attack2-registers.md).  A filter is run over the stored, whole
+resources, so a client finds a patient by the national id, name or protected address the
+policy strips from the file, and the file then ties that value to the patient's data.
+
+Tests marked ``xfail(strict=True)`` demonstrate an open defect; remove the mark when fixed.
+"""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.security.conftest import PIDS
+from tests.services.registers import test_bulk
+
+bulk = test_bulk.bulk
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+SECRET = [{"line": ["Hemmeligveien 7"], "postalCode": "9990", "city": "BATSFJORD"}]
+
+
+async def filtered(bulk, type_: str, search: str) -> set[str]:
+    """The ids ``other`` (system/*.rs) gets from ``$export`` with one ``_typeFilter``."""
+    url = f"/fhir/$export?_type={type_}&_typeFilter={type_}?{search}"
+    r = await bulk.kick_off(url, "other")
+    if r.status_code != 202:  # refusing the filter is a valid fix
+        assert r.status_code in (400, 403), r.text[:200]
+        return set()
+    await bulk.run_jobs()
+    headers = await bulk.headers("other")
+    status = await bulk.http.get(r.headers["content-location"], headers=headers)
+    found = await bulk.lines(status.json(), "other")
+    return {resource["id"] for resource in found.get(type_, [])}
+
+
+async def hide_siris_address(bulk) -> None:
+    """siri's strengt fortrolig address (the fixture's label) made her own."""
+    async with bulk.platform.store.transaction() as tx:
+        siri = orjson.loads((await tx.read("Patient", "siri")).content)
+        await tx.update({**siri, "address": SECRET}, "siri")
+
+
+async def test_the_file_itself_strips_what_the_filters_below_search(bulk):
+    """The baseline: ola's Patient has no id nor name, siri's no address, in the file."""
+    await hide_siris_address(bulk)
+    found = await bulk.lines(await bulk.export("/fhir/$export?_type=Patient", "other"), "other")
+    patients = {p["id"]: p for p in found["Patient"]}
+    assert "identifier" not in patients["ola"] and "name" not in patients["ola"]
+    assert "address" not in patients["siri"]
+
+
+@pytest.mark.xfail(strict=True, reason="F-1: _typeFilter finds a kpr-fnr patient by her FNR")
+async def test_a_filter_cannot_find_a_patient_by_a_national_id_the_export_hides(bulk):
+    chain = f"subject:Patient.identifier={PIDS['ola']}"
+    assert await filtered(bulk, "Observation", chain) == set()
+
+
+@pytest.mark.xfail(strict=True, reason="F-1: _typeFilter finds a kpr-fnr patient by her name")
+async def test_a_filter_cannot_find_a_patient_by_a_name_the_export_hides(bulk):
+    assert await filtered(bulk, "Patient", "name=ola") == set()
+
+
+@pytest.mark.xfail(strict=True, reason="F-1: _typeFilter finds a kode-6 address by its prefix")
+async def test_a_filter_cannot_find_a_protected_address(bulk):
+    await hide_siris_address(bulk)
+    # a prefix search: four kick-offs read a postal code digit by digit
+    assert await filtered(bulk, "Patient", "address-postalcode=999") == set()
+    assert await filtered(bulk, "Observation", "subject:Patient.address-city=BATS") == set()
