@@ -42,10 +42,9 @@ import orjson
 
 from enjournal.fhir.errors import Busy
 from enjournal.fhir.search import parse_search
-from enjournal.fhir.summary import apply_elements
 from enjournal.security.exports import ExportPolicy
 from enjournal.services.registers.bulk_params import ExportParams
-from enjournal.services.registers.privacy import read_policy
+from enjournal.services.registers.privacy import exported_lines, read_policy
 from enjournal.storage import Store
 from enjournal.storage import exports as db
 
@@ -289,7 +288,7 @@ class Exporter:
                 # its lease, the job taken over) stops here instead of writing into a file
                 # the new owner writes; the lease then holds for the write.
                 await self._checkpoint(store, job)
-                writer.write(_lines(rows, type_, policy, elements))
+                writer.write(exported_lines(rows, type_, policy, elements))
                 progress["after"] = rows[-1][0]
                 progress["done"] += len(rows)
                 rows.clear()  # not held while the next page is read
@@ -348,24 +347,6 @@ def _rows_for(limit: int, rows: list) -> int:
     (at most ``MAX_ROWS``)."""
     average = max(1, sum(len(row[2]) for row in rows) // len(rows))
     return max(1, min(MAX_ROWS, limit * 11 // (average * 10) + 1))
-
-
-def _lines(rows: list, type_: str, policy: ExportPolicy, elements: list[str]) -> list[bytes]:
-    """The NDJSON lines of one page: stored JSON as it is, except rows the policy changes or
-    drops and, with ``_elements``, the trimmed resources."""
-    lines = []
-    for _rid, id_, content in rows:
-        if policy.drops(content):
-            continue
-        if elements or policy.touches(type_, id_, content):
-            resource = policy.apply(orjson.loads(content))
-            if resource is None:
-                continue
-            if elements:
-                resource = apply_elements(resource, elements)
-            content = orjson.dumps(resource)
-        lines.append(content)
-    return lines
 
 
 class _Writer:

@@ -6,17 +6,22 @@
   indexed queries: the protected addresses, the register and kjernejournal Consents, and
   the national ids of the patients the policy protects, which find them outside their own
   Patient (a ``Reference.identifier``, a contained Patient, free text: attack A-3);
+- ``exported_lines(rows, type_, policy)``: one page of the export reader's rows as
+  ``$export`` writes them (the bulk runner's, and the views' of a system client, which read
+  what ``$export`` would write: ``exported_pages``);
 - ``view_policy(policy)``: the same policy as the plain values the PostgreSQL view engine
   over the store applies in SQL (``storage.views.postgres.ViewPolicy``: storage does not
-  import security).
+  import security); exact only when ``protects_nobody(policy)``.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 
 import orjson
 
+from enjournal.fhir.summary import apply_elements
 from enjournal.security.exports import (
     ADDRESS_PROTECTION,
     CONSENT_SYSTEMS,
@@ -30,8 +35,7 @@ from enjournal.security.exports import (
 from enjournal.storage import exports as db
 from enjournal.storage.views.postgres import ViewPolicy
 
-# A reference to a patient in the stored JSON as orjson writes it (relative or absolute).
-_PATIENT_REFERENCE = re.compile(rb'"reference":"(?:[^"]*/)?Patient/([^"/]+)"')
+ROWS = 1000  # rows per page of the export reader; its bytes bound it first
 
 # A patient's RelatedPersons lose only these of the elements their Patient loses.
 RELATED_ELEMENTS = frozenset({"address", "telecom"})
@@ -52,7 +56,8 @@ def view_policy(policy: ExportPolicy) -> ViewPolicy:
     ``ExportPolicy.apply`` and ``drops``, where a patient's RelatedPersons lose only their
     address and telecom, and a row holding a national id of an excluded patient, or of one
     reserved against disclosure with it, is left out (``ViewPolicy``: $export would scrub
-    the latter; the view is stricter, docs/registers.md)."""
+    the latter).  Not exact (no Reference ``display`` scrub, no contained persons, no
+    non-indexed references): the services use it only where ``protects_nobody``."""
     related = {p: removed & RELATED_ELEMENTS for p, removed in policy.redactions.items()}
     return ViewPolicy(
         excluded=policy.excluded,
@@ -74,27 +79,45 @@ def _hidden_numbers(policy: ExportPolicy) -> frozenset[str]:
     return frozenset(n for p in hiding for n in policy.national_ids.get(p, ()))
 
 
-def exported_line(content: bytes, policy: ExportPolicy) -> bytes | None:
-    """A stored resource as ``$export`` writes it, as one NDJSON line, or None when it is
-    left out: the policy's rules, and (as bulk's reader does in SQL) nothing that is, or
-    refers to, a patient excluded from exports."""
-    if policy.drops(content):
-        return None
-    resource = orjson.loads(content)
-    type_, id_ = resource.get("resourceType", ""), resource.get("id", "")
-    if _of_excluded(type_, id_, content, policy.excluded):
-        return None
-    if policy.touches(type_, id_, content):
-        changed = policy.apply(resource)
-        if changed is None:
-            return None
-        content = orjson.dumps(changed)
-    return content + b"\n"
+def protects_nobody(policy: ExportPolicy) -> bool:
+    """Whether the policy changes no patient's data (nobody excluded, redacted or with
+    kjernejournal entries hidden, no national id to look for): then ``view_policy`` in SQL
+    is exact (it leaves out only locked prescriptions, as ``drops`` does)."""
+    return not (policy.excluded or policy.redactions or policy.kj_hidden or policy.national_ids)
 
 
-def _of_excluded(type_: str, id_: str, content: bytes, excluded: frozenset[str]) -> bool:
-    if not excluded:
-        return False
-    if type_ == "Patient" and id_ in excluded:
-        return True
-    return any(m.decode() in excluded for m in _PATIENT_REFERENCE.findall(content))
+async def exported_pages(
+    store, selection: db.Selection, policy: ExportPolicy, max_bytes: int
+) -> AsyncIterator[list[bytes]]:
+    """``selection``'s resources as ``$export`` writes them, a page (at most ``max_bytes``
+    of stored JSON, one read transaction) at a time: the bulk export's reader and lines."""
+    after = 0
+    while True:
+        async with store.transaction(write=False) as tx:
+            rows = await db.read_batch(tx, selection, after, max_bytes, ROWS)
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield exported_lines(rows, selection.type, policy)
+        await asyncio.sleep(0)  # SQLite calls never suspend: let requests through
+
+
+def exported_lines(
+    rows: list, type_: str, policy: ExportPolicy, elements: Sequence[str] = ()
+) -> list[bytes]:
+    """The NDJSON lines of one page of the export reader (``(rid, id, stored JSON)``, no
+    newline): stored JSON as it is, except rows the policy changes or drops and, with
+    ``_elements``, the trimmed resources."""
+    lines = []
+    for _rid, id_, content in rows:
+        if policy.drops(content):
+            continue
+        if elements or policy.touches(type_, id_, content):
+            resource = policy.apply(orjson.loads(content))
+            if resource is None:
+                continue
+            if elements:
+                resource = apply_elements(resource, list(elements))
+            content = orjson.dumps(resource)
+        lines.append(content)
+    return lines

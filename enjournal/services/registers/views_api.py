@@ -10,21 +10,21 @@ https://sql-on-fhir.org/ig/operations.html
 - the data: ``resource`` (inline resources, POST, any number) run on DuckDB as given;
   without them, the view's resource type from the store:
 
-  - a **system client on a PostgreSQL store**: the PostgreSQL engine over the store
-    (``storage.views.postgres.run_store_view``), as bulk ``$export`` reads it: the client's
-    ``system/`` scopes must let it read the view's type (else 403), the register export
-    policy (``security.exports``, read once per run by ``privacy.read_policy``, as the bulk
-    runner reads it) is applied in SQL, so the rows are those the view gives over an
-    ``$export``'s files (excluded patients, hidden kjernejournal entries and locked
-    prescriptions left out, protected and reserved patients redacted; a row holding the
-    national id of a patient reserved against disclosure with it is left out, where
-    ``$export`` scrubs it: docs/registers.md), and the run is one AuditEvent (action E;
-    the view, its type, the row count, the patients named; purpose PUBHLTH for a
-    register's client);
-  - anyone else (citizens, personnel), or a SQLite/memory store: through the request's
-    guarded repository, page by page (``repo.search``: the caller's access policy applies
-    and every page is audited as ``$viewdefinition-run``), spooled to a temporary NDJSON
-    file that DuckDB reads, so the server's memory stays flat whatever the size;
+  - a **system client** (SMART Backend Services, a register's client too): the view over
+    what ``$export`` would write of the type (SQLite, PostgreSQL): its ``system/`` scopes
+    must let it read the view's type (else 403, as ``$export``'s), the register export
+    policy is read once per run (``privacy.read_policy``), the type is read with the bulk
+    export's reader and lines (``privacy.exported_pages``: the same selection, ``_since``,
+    ``patient``, excluded patients, and the same policy on each row) into a temporary NDJSON
+    spool, byte-bounded page by page (flat memory), that DuckDB reads; the run is one
+    AuditEvent (action E; the view, its type, the row count, the patients named; purpose
+    PUBHLTH for a register's client).  Only where that is exact, a PostgreSQL store under a
+    policy that protects nobody, the PostgreSQL engine runs over the store instead
+    (``storage.views.postgres.run_store_view``: no spool);
+  - anyone else (citizens, personnel): through the request's guarded repository, page by
+    page (``repo.search``: the caller's access policy applies and every page is audited as
+    ``$viewdefinition-run``), spooled to a temporary NDJSON file that DuckDB reads, so the
+    server's memory stays flat whatever the size;
 - ``_format``: ``json`` (default: an array of row objects), ``ndjson``, ``csv`` (``header``
   true by default) or ``parquet``; ``_limit`` (rows), ``_since`` (``meta.lastUpdated`` at
   or after), ``patient`` (``Patient/[id]``, repeatable: only that patient's compartment).
@@ -62,7 +62,13 @@ from enjournal.rest.operations import Operation
 from enjournal.security.scopes import grant, is_register_client
 from enjournal.services import Job
 from enjournal.services.inputs import operation_parameters
-from enjournal.services.registers.privacy import exported_line, read_policy, view_policy
+from enjournal.services.registers.privacy import (
+    exported_pages,
+    protects_nobody,
+    read_policy,
+    view_policy,
+)
+from enjournal.storage import exports as db
 from enjournal.storage.views import ViewResult, run_view
 from enjournal.storage.views.postgres import run_store_view
 
@@ -130,35 +136,29 @@ class Views:
         self, request, repo, view: View, since, patients, limit, interaction
     ) -> ViewResult:
         """Run ``view`` over its resource type as the caller may read it: a system client
-        on a PostgreSQL store through the PostgreSQL engine over the store, under the
-        export policy (``over_store``); anyone else through the guarded repository."""
-        principal = system_client(request)
-        if principal is not None and self.platform.store.dialect == "postgres":
-            return await over_store(
-                request, repo, self.platform.store, view, since, patients, limit, interaction
+        over what ``$export`` would write (``over_export``); anyone else through the guarded
+        repository."""
+        if system_client(request) is not None:
+            return await over_export(
+                request, repo, self.platform, view, since, patients, limit, interaction
             )
-        # A system client's rows are an export whatever the store: the register export
-        # policy applies to them as to $export's files (attack A-2 on SQLite).
-        policy = await read_policy(repo.trusted) if principal is not None else None
-        return await self.guarded(repo, view, since, patients, limit, interaction, policy)
+        return await self.guarded(repo, view, since, patients, limit, interaction)
 
-    async def guarded(
-        self, repo, view: View, since, patients, limit, interaction, policy=None
-    ) -> ViewResult:
+    async def guarded(self, repo, view: View, since, patients, limit, interaction) -> ViewResult:
         """The guarded repository's pages written to a temporary NDJSON file (flat memory)
-        that DuckDB then reads; with ``policy``, each resource as ``$export`` writes it."""
+        that DuckDB then reads."""
         handle, name = tempfile.mkstemp(suffix=".ndjson", prefix="view-")
         seen: set[str] = set()  # a resource in two named patients' records, once
         try:
             with os.fdopen(handle, "wb") as spool:
                 for patient in patients or [None]:
-                    await spool_pages(repo, view, since, patient, interaction, spool, seen, policy)
+                    await spool_pages(repo, view, since, patient, interaction, spool, seen)
             return await asyncio.to_thread(run_view, view, [name], "duckdb", limit=limit)
         finally:
             os.unlink(name)
 
 
-# -- a system client over a PostgreSQL store
+# -- a system client: the view over what $export would write
 
 
 def system_client(request):
@@ -169,31 +169,57 @@ def system_client(request):
     return context.principal
 
 
-async def over_store(
-    request, repo, store, view: View, since, patients, limit, interaction
+async def over_export(
+    request, repo, platform, view: View, since, patients, limit, interaction
 ) -> ViewResult:
-    """The view on the PostgreSQL engine over the store, as ``$export`` would give it: the
-    client's ``system/`` scopes must let it read the view's type, the register export
-    policy (built once for the run, as the bulk runner builds it) is applied in SQL, and
-    the run is one AuditEvent."""
+    """The view over what ``$export`` would write for the client: its ``system/`` scopes
+    must let it read the view's type (as ``$export``'s), the register export policy is read
+    once for the run, and the run is one AuditEvent."""
     principal = request.context.principal
     if grant(principal.scopes, view.resource, "r") != "system":
         raise Forbidden(f"the token's system/ scopes do not allow reading {view.resource}")
     policy = await read_policy(repo.trusted)  # the policy decides what the rows hold
-    result = await run_store_view(
-        store,
-        view,
-        since_ms=None if since is None else int(instant(since).timestamp() * 1000),
-        patients=patients or None,
-        policy=view_policy(policy),
-        limit=limit,
-    )
+    max_bytes = platform.settings.export_batch_bytes
+    result = await exported_view(platform.store, view, since, patients, policy, max_bytes, limit)
     audit_run(request, principal, view, patients, len(result.rows), interaction)
     return result
 
 
+async def exported_view(
+    store, view: View, since, patients, policy, max_bytes: int, limit=None
+) -> ViewResult:
+    """``view`` over the resources of its type as ``$export`` writes them under ``policy``
+    (the bulk export's reader and lines: ``privacy.exported_pages``), spooled to a temporary
+    NDJSON file a page at a time (flat memory) that DuckDB reads."""
+    since_ms = None if since is None else int(instant(since).timestamp() * 1000)
+    if store.dialect == "postgres" and protects_nobody(policy):
+        # Exact only here: the policy in SQL (ViewPolicy) does not redact references, find
+        # contained persons or non-indexed references as the export's lines do; with nobody
+        # protected it only leaves out locked prescriptions, as they do.
+        return await run_store_view(
+            store, view, since_ms=since_ms, patients=patients or None,
+            policy=view_policy(policy), limit=limit,
+        )  # fmt: skip
+    selection = db.Selection(
+        view.resource,
+        since_ms=since_ms,
+        patients=tuple(patients) if patients else None,
+        excluded=tuple(sorted(policy.excluded)),
+    )
+    handle, name = tempfile.mkstemp(suffix=".ndjson", prefix="view-")
+    try:
+        with os.fdopen(handle, "wb") as spool:
+            async for lines in exported_pages(store, selection, policy, max_bytes):
+                for line in lines:
+                    spool.write(line)
+                    spool.write(b"\n")
+        return await asyncio.to_thread(run_view, view, [name], "duckdb", limit=limit)
+    finally:
+        os.unlink(name)
+
+
 def audit_run(request, principal, view: View, patients, rows: int, interaction) -> None:
-    """One AuditEvent for a run over the store: which view, which type, how many rows."""
+    """One AuditEvent for a system client's run: which view, which type, how many rows."""
     register = is_register_client(principal.scopes)
     request.context.record(
         action="E",
@@ -207,11 +233,9 @@ def audit_run(request, principal, view: View, patients, rows: int, interaction) 
     )
 
 
-async def spool_pages(
-    repo, view: View, since, patient, interaction, out, seen: set[str], policy=None
-) -> None:
+async def spool_pages(repo, view: View, since, patient, interaction, out, seen: set[str]) -> None:
     """Write the view's resources the caller may read to ``out``, one a line, page by page;
-    ``patient``: only that patient's compartment; ``policy``: the export policy's rules."""
+    ``patient``: only that patient's compartment."""
     criteria = [("_count", str(PAGE)), ("_total", "none")]
     if since is not None:
         criteria.append(("_lastUpdated", f"ge{since}"))
@@ -232,11 +256,7 @@ async def spool_pages(
                 continue
             if patient is not None:
                 seen.add(stored.id)
-            line = (
-                stored.content + b"\n" if policy is None else exported_line(stored.content, policy)
-            )
-            if line is not None:
-                out.write(line)
+            out.write(stored.content + b"\n")
         cursor = page.next_cursor
         if not cursor or not page.matches:
             return

@@ -21,14 +21,14 @@ asynchronous request pattern with a 303 to the result.
   OperationOutcome if the export failed.  ``DELETE`` on the status URL cancels (202, then 404).
 - Files: ``$export-file?_jobId=...&file=<name>.<format>``, for the client that started it.
 
-Who: system clients only, as for ``$export``.  The job runs later, in a worker, as that
-client, with the scopes it had at the kick-off, as ``$viewdefinition-run`` reads for it:
-on PostgreSQL the store itself under the register export policy in SQL; else each page
-through ``Platform.handle`` (the access policy, the services' guard hooks and the audit
-apply to every read), with the export policy applied to each resource as ``$export``
-applies it (a view's file is an export: reserved patients redacted or left out).  A health
-worker's or a citizen's access rests on their own request (an access basis, a session),
-which a job cannot replay: they use ``$viewdefinition-run``.
+Who: system clients only, as for ``$export``, with the scopes checked at the kick-off (each
+view's type).  The job runs later, in a worker, and reads as ``$viewdefinition-run`` reads
+for a system client: each view over what ``$export`` would write of its type (the bulk
+export's reader and lines under the register export policy, read once per job, spooled to
+NDJSON for DuckDB: ``views_api.exported_view``; on PostgreSQL under a policy that protects
+nobody, the PostgreSQL engine over the store).  A health worker's or a citizen's access
+rests on their own request (an access basis, a session), which a job cannot replay: they
+use ``$viewdefinition-run``.
 
 A job's checkpoint is per view: a worker that dies resumes with the first view not yet
 written (a half-written file is written again).
@@ -36,13 +36,10 @@ written (a half-written file is written again).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from enjournal.fhir.datetime import format_instant
 from enjournal.fhir.errors import Forbidden, Invalid
@@ -50,18 +47,17 @@ from enjournal.fhir.viewdefinition import plan
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import Operation
 from enjournal.security.exports import ExportPolicy
-from enjournal.security.principal import Principal
 from enjournal.security.scopes import grant
 from enjournal.services import Job
 from enjournal.services.inputs import operation_parameters
 from enjournal.services.registers import bulk
 from enjournal.services.registers.bulk_params import preferences
-from enjournal.services.registers.bulk_runner import Failed, job_dir
-from enjournal.services.registers.privacy import exported_line, read_policy, view_policy
+from enjournal.services.registers.bulk_runner import job_dir
+from enjournal.services.registers.privacy import read_policy
 from enjournal.services.registers.views_api import (
     DEFINITIONS,
     FORMATS,
-    instant,
+    exported_view,
     output_format,
     patients_of,
     reference_text,
@@ -72,8 +68,6 @@ from enjournal.services.registers.views_api import (
     view_resource,
 )
 from enjournal.storage import exports as db
-from enjournal.storage.views import ViewResult
-from enjournal.storage.views.postgres import ViewPolicy
 
 EXPORT, KIND = "viewdefinition-export", "views"
 MAX_NAME = 100  # characters of a view's name (its file's name)
@@ -117,7 +111,6 @@ async def export(request, repo) -> FhirResponse:
         "since": since_of(params),
         "patients": patients_of(params),
         "clientTrackingId": tracking,
-        "principal": _principal_json(principal),
     }
     job, location = await bulk.queue(request, repo, KIND, job_params)
     _audit_kick_off(request, job)
@@ -188,21 +181,6 @@ def _check_scopes(principal, views: list[tuple[str, dict]]) -> None:
         if grant(principal.scopes, definition["resource"], "r") != "system":
             raise Forbidden(f"view {name!r}: the token's scopes do not allow reading "
                             f"{definition['resource']}")  # fmt: skip
-
-
-def _principal_json(principal) -> dict | None:
-    if principal is None:
-        return None
-    return {"subject": principal.subject, "client_id": principal.client_id,
-            "scopes": sorted(principal.scopes), "name": principal.name,
-            "org_nr": principal.org_nr}  # fmt: skip
-
-
-def _principal(value: dict | None) -> Principal | None:
-    if value is None:
-        return None
-    return Principal("system", value["subject"], value["client_id"], frozenset(value["scopes"]),
-                     value.get("name"), org_nr=value.get("org_nr"))  # fmt: skip
 
 
 def _audit_kick_off(request, job: db.ExportJob) -> None:
@@ -296,7 +274,7 @@ def handler(platform):
         job.progress = progress
         folder = job_dir(platform.settings, job.id, KIND)
         folder.mkdir(parents=True, exist_ok=True)
-        source = await _source(platform, store, _principal(params["principal"]))
+        source = await _source(platform, store)
         for index in range(progress["view"], len(params["views"])):
             name, definition = params["views"][index]
             file = f"{name}.{params['format']}"
@@ -311,116 +289,32 @@ def handler(platform):
 
 
 @dataclass(frozen=True)
-class StoreSource:
-    """A system client's views on PostgreSQL: the store, under the export policy."""
+class Source:
+    """What a job's views read: the store, under the export policy read once for the job,
+    in pages of at most ``max_bytes`` of stored JSON (the bulk runner's)."""
 
     store: Any
-    policy: ViewPolicy
-
-
-@dataclass(frozen=True)
-class SearchSource:
-    """Anyone else's views: the client's searches, under the export policy as well (the
-    file is an export: a reserved patient is redacted or left out as in ``$export``)."""
-
-    reader: Any
     policy: ExportPolicy
+    max_bytes: int
 
 
-async def _source(platform, store, principal: Principal | None):
-    """Where a job's views read, as ``$viewdefinition-run`` reads for the same client: a
-    system client on PostgreSQL, the store itself under the register export policy in SQL;
-    else the client's searches through ``Platform.handle`` (policy, hooks and audit per
-    page), the export policy applied to each resource.  The policy is read once per job,
-    as the bulk runner reads it (``privacy.read_policy``)."""
-    from enjournal.services.registers.feeds import Reader
-
+async def _source(platform, store) -> Source:
     async with store.transaction(write=False) as tx:
         policy = await read_policy(tx)
-    if principal is not None and store.dialect == "postgres":
-        return StoreSource(store, view_policy(policy))
-    reader = Reader(platform, principal) if principal is not None else Reader(platform)
-    return SearchSource(reader, policy)
+    return Source(store, policy, platform.settings.export_batch_bytes)
 
 
-async def write_view(source, definition: dict, params: dict, path: Path) -> int:
-    """Run one view over what the client may read and write its file (whole, or not at
-    all: a resumed job writes it again); its row count."""
-    if isinstance(source, StoreSource):
-        result = await _over_store(source, definition, params)
-    else:
-        result = await _over_searches(source, definition, params, path)
+async def write_view(source: Source, definition: dict, params: dict, path: Path) -> int:
+    """Run one view over what ``$export`` would write of its type and write its file (whole,
+    or not at all: a resumed job writes it again); its row count."""
+    view = plan(definition)
+    result = await exported_view(
+        source.store, view, params["since"], params["patients"], source.policy, source.max_bytes
+    )
     written = path.with_name(f".{path.name}.part")
     written.write_bytes(render(result, params["format"], header=True))
     os.replace(written, path)
     return len(result.rows)
-
-
-async def _over_store(source: StoreSource, definition: dict, params: dict) -> ViewResult:
-    """The PostgreSQL engine over the store, as ``$viewdefinition-run`` runs it."""
-    from enjournal.storage.views.postgres import run_store_view
-
-    since = params["since"]
-    return await run_store_view(
-        source.store,
-        definition,
-        since_ms=None if since is None else int(instant(since).timestamp() * 1000),
-        patients=params["patients"] or None,
-        policy=source.policy,
-    )
-
-
-async def _over_searches(
-    source: SearchSource, definition: dict, params: dict, path: Path
-) -> ViewResult:
-    """The resources the client's searches give, spooled to NDJSON page by page (flat
-    memory) for DuckDB to read."""
-    from enjournal.storage.views import run_view
-
-    spool = path.with_name(f".{path.name}.spool.ndjson")
-    try:
-        with spool.open("wb") as out:
-            await spool_resources(source, definition["resource"], params, out)
-        return await asyncio.to_thread(run_view, definition, [str(spool)], "duckdb")
-    finally:
-        spool.unlink(missing_ok=True)
-
-
-async def spool_resources(source: SearchSource, type_: str, params: dict, out) -> None:
-    """The view's type, as the client may search it: ``_since``, and with ``patient`` each
-    named patient's compartment (a resource in two of them once)."""
-    since = params["since"]
-    criteria = [("_lastUpdated", f"ge{since}")] if since else []
-    if not params["patients"]:
-        await _spool(source, type_, criteria, out, None)
-        return
-    seen: set[str] = set()
-    for patient in params["patients"]:
-        if type_ == "Patient":
-            await _spool(source, "Patient", [*criteria, ("_id", patient)], out, seen)
-        else:
-            await _spool(source, f"Patient/{patient}/{type_}", criteria, out, seen)
-
-
-async def _spool(source: SearchSource, path: str, criteria: list, out, seen: set | None) -> None:
-    try:
-        async for page in source.reader.pages(path, criteria):
-            for resource in page:
-                if seen is not None and resource.get("id") in seen:
-                    continue
-                if seen is not None:
-                    seen.add(resource.get("id"))
-                line = exported(resource, source.policy)
-                if line is not None:
-                    out.write(line)
-    except LookupError as error:  # the search was refused (a scope withdrawn, ...)
-        raise Failed(f"reading {path.rpartition('/')[2]}: {error.args[0]}"[:300]) from None
-
-
-def exported(resource: dict, policy: ExportPolicy) -> bytes | None:
-    """One NDJSON line as ``$export`` would write the resource, or None when it is left out
-    (``privacy.exported_line``)."""
-    return exported_line(orjson.dumps(resource), policy)
 
 
 bulk.add_kind(

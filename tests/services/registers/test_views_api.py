@@ -285,30 +285,19 @@ async def runs_audited(platform) -> list[dict]:
     return [e for e in events if {"$viewdefinition-run"} & {c.get("code") for c in e["subtype"]}]
 
 
-@pytest.mark.backends("postgres")
-@pytest.mark.postgres
-async def test_a_system_client_on_postgresql_gets_the_guarded_paths_rows(secured, monkeypatch):
-    over_store = await run_rows(secured, VIEW, system())
-    taken = []
-    monkeypatch.setattr(views_api, "over_store", lambda *a: taken.append(a) or fail())
-    monkeypatch.setattr(views_api, "system_client", lambda request: None)  # the old path
+@pytest.mark.backends("sqlite", "postgres")
+async def test_a_system_clients_rows_are_the_guarded_paths_when_nobody_is_protected(
+    secured, monkeypatch
+):
+    as_exported = await run_rows(secured, VIEW, system())
+    monkeypatch.setattr(views_api, "system_client", lambda request: None)  # the guarded path
     guarded = await run_rows(secured, VIEW, system())
-    assert over_store == guarded and len(guarded) == 2 and not taken
+    assert as_exported == guarded and len(guarded) == 2
+    monkeypatch.undo()
     one = await run_rows(
         secured, VIEW, system(), about("p2"), {"name": "_limit", "valueInteger": 5}
     )
     assert [row["id"] for row in one] == ["p2"]
-
-
-def fail():
-    raise AssertionError("the store's engine ran where the guarded path should")
-
-
-@pytest.mark.backends("sqlite")
-async def test_on_sqlite_a_system_client_reads_through_the_guarded_repository(secured, monkeypatch):
-    monkeypatch.setattr(views_api, "over_store", lambda *a: fail())
-    rows = await run_rows(secured, VIEW, system())
-    assert sorted(row["family"] for row in rows) == ["Berg", "Dahl"]
 
 
 KJ_TAG = {"tag": [{"system": "http://enjournal.no/fhir/CodeSystem/kjernejournal", "code": "x"}]}
@@ -382,8 +371,7 @@ def ids_view(type_: str) -> dict:
     return {"resource": type_, "select": [{"column": [{"name": "id", "path": "id"}]}]}
 
 
-@pytest.mark.backends("postgres")
-@pytest.mark.postgres
+@pytest.mark.backends("sqlite", "postgres")
 async def test_kjernejournal_hidden_locked_and_redacted_as_in_an_export(secured):
     async with secured.store.transaction() as tx:
         for resource in controlled():
@@ -413,8 +401,7 @@ async def test_kjernejournal_hidden_locked_and_redacted_as_in_an_export(secured)
     assert prescriptions == [{"id": "mr-1"}]  # mr-0 is locked
 
 
-@pytest.mark.backends("postgres")
-@pytest.mark.postgres
+@pytest.mark.backends("sqlite", "postgres")
 async def test_the_system_clients_scopes_are_checked_for_the_views_type(secured):
     body = parameters(view_part())
     answer = await call(
@@ -429,8 +416,7 @@ async def test_the_system_clients_scopes_are_checked_for_the_views_type(secured)
     assert answer.status == 200, answer.body
 
 
-@pytest.mark.backends("postgres")
-@pytest.mark.postgres
+@pytest.mark.backends("sqlite", "postgres")
 async def test_a_run_over_the_store_is_one_audit_event(secured):
     named = {**VIEW, "name": "patient_names"}
     assert len(await run_rows(secured, named, system())) == 2
@@ -443,3 +429,122 @@ async def test_a_run_over_the_store_is_one_audit_event(secured):
     await run_rows(secured, named, system(), about("p1"))
     last = (await runs_audited(secured))[-1]
     assert "Patient/p1" in [e.get("what", {}).get("reference") for e in last["entity"]]
+
+
+# ---- a system client's view is the view over what $export writes, on every store --------
+
+REGISTER = Principal(
+    "system", "kpr", "kpr", frozenset({"system/*.rs", "register/export"})
+)  # a register's own client: it reads no REST API, but exports
+
+
+def every_control() -> list[dict]:
+    """``controlled()``, and what the policy finds outside a Patient: p2 (reserved against
+    disclosure with the number) named with a display, p1's protected address in a
+    contained Patient carrying her number, and an Observation of p1 naming p3 (reserved
+    against secondary use, left out) by a reference the index does not hold."""
+    from enjournal.security.exports import NO_SECONDARY_USE, REGISTER_RESERVATION
+
+    p3 = patient("p3", "Eng", "1990-01-01", "01019012345")
+    reserved = {
+        "resourceType": "Consent", "id": "no2-p3", "status": "active", "scope": {"text": "x"},
+        "patient": {"reference": "Patient/p3"}, "provision": {"type": "deny"},
+        "category": [{"coding": [{"system": REGISTER_RESERVATION, "code": NO_SECONDARY_USE}]}],
+    }  # fmt: skip
+    inside = {**PEOPLE[0], "id": "c", "address": [{"line": ["Storgata 1"]}]}
+    naming = {"url": "http://example.org/related", "valueReference": {"reference": "Patient/p3"}}
+    return [
+        *controlled(),
+        p3,
+        reserved,
+        observation("o-disp", {"reference": "Patient/p2", "display": "Dahl"}),
+        observation("o-contained", {"reference": "#c"}, contained=[inside]),
+        observation("o-p3", {"reference": "Patient/p1"}, extension=[naming]),
+        observation("o-plain", {"reference": "Patient/p1", "display": "Berg"}),
+    ]
+
+
+def observation(id_: str, subject: dict, **more) -> dict:
+    return {"resourceType": "Observation", "id": id_, "status": "final",
+            "code": {"text": "x"}, "subject": subject, **more}  # fmt: skip
+
+
+def columns(type_: str, *paths: str) -> dict:
+    cols = [{"name": f"c{n}", "path": path, "collection": True} for n, path in enumerate(paths)]
+    return {"resource": type_, "select": [{"column": [{"name": "id", "path": "id"}, *cols]}]}
+
+
+CONTROL_VIEWS = [
+    columns("Patient", "name.family", "address.city", "identifier.value", "meta.security.code"),
+    columns("Observation", "subject.display", "contained.address.line", "extension.url"),
+    columns("AllergyIntolerance", "patient.reference"),
+    columns("MedicationRequest", "extension.url"),
+    columns("Consent", "patient.reference"),
+]
+
+
+@pytest.fixture
+async def exporting(store_url, tmp_path):
+    settings = Settings(
+        database_url=store_url, auth=True, terminology_check=False, jobs=False,
+        export_dir=str(tmp_path),
+    )  # fmt: skip
+    security = worker_security(settings)
+    platform = await open_platform(compose(settings, security=security))
+    await security.start(platform.store)
+    async with platform.store.transaction() as tx:
+        for resource in every_control():
+            await tx.update(resource, resource["id"])
+    yield platform
+    await security.stop()
+    await platform.store.close()
+
+
+async def export_files(platform, principal, types: list[str]) -> dict[str, list[str]]:
+    """``$export`` of ``types`` by ``principal``, run to its end: its files per type."""
+    from datetime import UTC, datetime
+
+    from enjournal.services.registers.bulk_runner import job_dir
+    from enjournal.storage import exports
+
+    kick = FhirRequest(
+        "GET", ["$export"], [("_type", ",".join(types))], {"prefer": "respond-async"}, b"",
+        "http://test/fhir",
+    )  # fmt: skip
+    answer = await platform.handle(kick, principal)
+    assert answer.status == 202, answer.body
+    job_id = answer.headers["Content-Location"].split("_jobId=")[1]
+    await platform.bulk_exporter.run_pass(platform.store, datetime.now(UTC))
+    async with platform.store.transaction(write=False) as tx:
+        job = await exports.read_job(tx, job_id)
+    assert job is not None and job.status == exports.DONE, job
+    files: dict[str, list[str]] = {t: [] for t in types}
+    for entry in job.output["output"]:
+        files[entry["type"]].append(str(job_dir(platform.settings, job_id) / entry["file"]))
+    return files
+
+
+@pytest.mark.backends("sqlite", "postgres")
+@pytest.mark.parametrize("principal", [system(), REGISTER], ids=["system", "register"])
+async def test_a_system_clients_view_is_the_view_over_the_export_files(exporting, principal):
+    from enjournal.storage.views import run_view
+
+    files = await export_files(exporting, principal, [v["resource"] for v in CONTROL_VIEWS])
+    by_type = {}
+    for view in CONTROL_VIEWS:
+        over_files = run_view(view, files[view["resource"]], "duckdb").to_dicts()
+        over_store = await run_rows(exporting, view, principal)
+        assert over_store == sorted(over_files, key=lambda r: json.dumps(r, sort_keys=True))
+        by_type[view["resource"]] = {row["id"]: row for row in over_store}
+    # ... and every control did its work (both could agree on nothing done)
+    patients, observations = by_type["Patient"], by_type["Observation"]
+    assert set(patients) == {"p1", "p2"}  # p3 left out
+    assert patients["p2"]["c0"] == [] and patients["p2"]["c2"] == []  # no name, no number
+    assert patients["p1"]["c1"] == [] and patients["p1"]["c0"] == ["Berg"]  # no address
+    assert set(observations) == {"o-disp", "o-contained", "o-plain"}  # o-p3 left out (V-3)
+    assert observations["o-disp"]["c0"] == []  # p2's name in a display (V-1)
+    assert observations["o-plain"]["c0"] == ["Berg"]  # p1's name is not reserved
+    assert observations["o-contained"]["c1"] == []  # p1's address in a contained one (V-2)
+    assert set(by_type["AllergyIntolerance"]) == {"kj-p1"}  # p2's kjernejournal reserved
+    assert set(by_type["MedicationRequest"]) == {"mr-1"}  # mr-0 locked
+    assert "no2-p3" not in by_type["Consent"]

@@ -395,11 +395,11 @@ async def test_the_files_follow_the_export_policy(platforms):
 OLA, NORA = "01017012345", "02028054321"  # national ids (11 digits) of p1 and p2
 
 
-async def test_a_protected_patient_named_only_by_the_national_id_is_found(platforms, store_url):
+async def test_a_protected_patient_named_only_by_the_national_id_is_found(platforms):
     """A-3 in a view's file: an Observation naming a patient reserved against purpose-2 use
     by identifier only is left out; one naming a patient reserved against disclosure with
-    the number by identifier and display holds neither (the searches scrub the reference
-    as $export does; the store's SQL on PostgreSQL leaves such a row out, stricter)."""
+    the number by identifier and display holds neither (scrubbed as $export scrubs it, on
+    every store)."""
     _, platform = platforms
     numbered = [{**p, "identifier": [{"system": FNR, "value": n}]}
                 for p, n in zip(PEOPLE, (OLA, NORA), strict=True)]  # fmt: skip
@@ -422,7 +422,4 @@ async def test_a_protected_patient_named_only_by_the_national_id_is_found(platfo
     rows = {row["id"]: row for row in map(orjson.loads, file.body.splitlines())}
     assert "obs-90" not in rows
     assert {r["id"] for r in READINGS if r["subject"]["reference"] == "Patient/p1"} <= set(rows)
-    if store_url.startswith("sqlite"):
-        assert rows["obs-91"] == {"id": "obs-91", "patient": "p1", "shown": None, "number": None}
-    else:
-        assert "obs-91" not in rows
+    assert rows["obs-91"] == {"id": "obs-91", "patient": "p1", "shown": None, "number": None}
