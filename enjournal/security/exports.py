@@ -46,6 +46,8 @@ Interface (the SQL-on-FHIR engines reuse it: build the policy once per run, then
     policy.drops(content)    # bytes -> bool: leave this row out (no patient needed)
     policy.touches(type_, id_, content)  # bytes -> bool: needs ``apply`` (a cheap test)
     policy.apply(resource)   # dict -> dict | None: the resource as exported, None to drop
+    hidden_search(type_, query.criteria, values)  # a _typeFilter parameter that searches
+                                                  # what the policy removes, or None
 
 A kjernejournal reservation, restriction or block does not exclude a patient's other data:
 those controls govern health personnel's access to the kjernejournal under its own
@@ -60,6 +62,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
+
+from enjournal.fhir.search.query import Chain, Has, Term
 
 # The national register's address protection on Patient.meta.security (as
 # security/representation.py assumes it).
@@ -85,6 +89,27 @@ IDENTITY_ELEMENTS = ADDRESS_ELEMENTS | {"identifier", "name"}
 CONSENT_SYSTEMS = (REGISTER_RESERVATION, KJ)
 # Resources that describe a person: one holding a patient's national id is that patient.
 PERSONS = frozenset({"Patient", "RelatedPerson", "Person"})
+# A person record that links to a patient is that patient's (a master-index Person, an old
+# Patient record replaced by hers): type -> the element of ``link`` naming the Patient.  A
+# RelatedPerson is someone else, the patient's by ``patient`` (``_patient_of``).
+LINKING = {"Person": "target", "Patient": "other"}
+_LINK_MARKER = b'"link"'
+# What an export's ``_typeFilter`` may not search (attack F-1): a filter runs over the whole
+# stored resources, so one by an element this policy removes selects by exactly what the
+# file hides (a reserved patient found by her national id, a protected address read by
+# prefix).  The search parameters over IDENTITY_ELEMENTS of the person types (identifier,
+# name, address, telecom; none of the official ones reads contact or photo), on every
+# person type alike (one holding a patient's national id is redacted as her Patient);
+# the narrative (``_text``, ``_content``) on every type; a reference's ``:identifier``
+# (the policy strips a national id from a Reference); and any value holding a national
+# id (the policy removes it wherever it is).  Birth date, gender and the links are not
+# removed, so they may be searched.  Practitioners are not protected by the policy.
+HIDDEN_SEARCHES = frozenset(
+    {"identifier", "name", "family", "given", "phonetic", "telecom", "phone", "email"}
+    | {"address", "address-city", "address-country", "address-postalcode", "address-state"}
+    | {"address-use"}
+)
+HIDDEN_ANYWHERE = frozenset({"_text", "_content"})
 _KJ_MARKER = f'"system":"{KJ}"'.encode()
 _LOCK_MARKER = PRIVACY_LOCK.encode()
 # A national id in stored JSON is a run of exactly 11 digits (FNR and D-number): found by
@@ -129,6 +154,8 @@ class ExportPolicy:
             return True
         if type_ == "RelatedPerson" and self.redactions:
             return True
+        if type_ in LINKING and _LINK_MARKER in content and (self.redactions or self.excluded):
+            return True  # perhaps a person record of a protected patient (attack P-1)
         if self.kj_hidden and _KJ_MARKER in content:
             return True
         return self._names.found_in(content)
@@ -136,7 +163,8 @@ class ExportPolicy:
     def apply(self, resource: dict) -> dict | None:
         """The resource as exported (redacted), or None to leave it out."""
         patient = _patient_of(resource)
-        if patient in self.excluded:
+        linked = _linked_patients(resource)
+        if patient in self.excluded or not self.excluded.isdisjoint(linked):
             return None
         if _is_kj(resource) and patient in self.kj_hidden:
             return None
@@ -146,15 +174,18 @@ class ExportPolicy:
             if names.found_in(content):  # named elsewhere than by their own Patient
                 if names.excluded_in(content):
                     return None
-                return names.redact(self._own(resource, patient))
-        return self._own(resource, patient)
+                return names.redact(self._own(resource, patient, linked))
+        return self._own(resource, patient, linked)
 
-    def _own(self, resource: dict, patient: str | None) -> dict:
-        """A Patient without its redacted elements, a RelatedPerson of theirs without the
+    def _own(self, resource: dict, patient: str | None, linked: Iterable[str] = ()) -> dict:
+        """A Patient without its redacted elements, and so a Person or Patient record that
+        links to them (the same person, attack P-1); a RelatedPerson of theirs without the
         address and telecom; other resources as they are."""
-        removed = self.redactions.get(patient or "")
+        removed = self.redactions.get(patient or "", frozenset())
+        for other in linked:
+            removed |= self.redactions.get(other, frozenset())
         type_ = resource.get("resourceType")
-        if not removed or type_ not in ("Patient", "RelatedPerson"):
+        if not removed or type_ not in PERSONS:
             return resource
         if type_ == "RelatedPerson":
             removed = removed & {"address", "telecom"}
@@ -313,6 +344,38 @@ class _Names:
         return None
 
 
+def hidden_search(
+    type_: str | None, terms: Iterable[Term], values: Iterable[str] = ()
+) -> str | None:
+    """The first search parameter of a filter on ``type_`` (its parsed ``terms``, through
+    chains and ``_has``, and its raw ``values``) that searches what the policy may remove
+    (HIDDEN_SEARCHES), or None when it searches nothing of it."""
+    for term in terms:
+        found = _hidden_term(type_, term)
+        if found is not None:
+            return found
+    for value in values:
+        if numbers_in(value.encode()):
+            return "a value holding a national id number"
+    return None
+
+
+def _hidden_term(type_: str | None, term: Term) -> str | None:
+    """The parameter (as written: ``subject:Patient.identifier``) if ``term`` searches a
+    hidden element, directly or at the end of a chain or ``_has``."""
+    if isinstance(term, Chain):
+        found = _hidden_term(term.target_type, term.criterion)
+        return None if found is None else f"{term.name}:{term.target_type}.{found}"
+    if isinstance(term, Has):
+        found = _hidden_term(term.source_type, term.criterion)
+        return None if found is None else f"_has:{term.source_type}:{term.ref_param}:{found}"
+    if term.index_param.endswith(":identifier"):
+        return term.index_param
+    if term.name in HIDDEN_ANYWHERE:
+        return term.name
+    return term.name if type_ in PERSONS and term.name in HIDDEN_SEARCHES else None
+
+
 def export_policy(
     protected: Iterable[tuple[str, str]],
     consents: Iterable[tuple[str, bytes]],
@@ -438,6 +501,23 @@ def _denied_codes(consent: dict) -> set[str]:
 def _is_kj(resource: dict) -> bool:
     tags = (resource.get("meta") or {}).get("tag") or ()
     return any(tag.get("system") == KJ for tag in tags)
+
+
+def _linked_patients(resource: dict) -> list[str]:
+    """The Patients a person record says it is the same person as: a Person's
+    ``link.target``, a Patient's ``link.other`` (replaced-by, replaces, refer, seealso all
+    link records of one person)."""
+    element = LINKING.get(resource.get("resourceType") or "")
+    if element is None:
+        return []
+    found = []
+    for link in resource.get("link") or ():
+        target = link.get(element) if isinstance(link, dict) else None
+        reference = target.get("reference") if isinstance(target, dict) else None
+        match = _REFERENCE.search(reference) if isinstance(reference, str) else None
+        if match:
+            found.append(match.group(1))
+    return found
 
 
 def _patient_of(resource: dict) -> str | None:

@@ -51,19 +51,16 @@ async def test_the_file_itself_strips_what_the_filters_below_search(bulk):
     assert "address" not in patients["siri"]
 
 
-@pytest.mark.xfail(strict=True, reason="F-1: _typeFilter finds a kpr-fnr patient by her FNR")
 async def test_a_filter_cannot_find_a_patient_by_a_national_id_the_export_hides(bulk):
     assert await filtered(bulk, "Patient", f"identifier={PIDS['ola']}") == set()
     chain = f"subject:Patient.identifier={PIDS['ola']}"  # a system/*.rs client: chains too
     assert await filtered(bulk, "Observation", chain, "other") == set()
 
 
-@pytest.mark.xfail(strict=True, reason="F-1: _typeFilter finds a kpr-fnr patient by her name")
 async def test_a_filter_cannot_find_a_patient_by_a_name_the_export_hides(bulk):
     assert await filtered(bulk, "Patient", "name=ola") == set()
 
 
-@pytest.mark.xfail(strict=True, reason="F-1: _typeFilter finds a kode-6 address by its prefix")
 async def test_a_filter_cannot_find_a_protected_address(bulk):
     await hide_siris_address(bulk)
     # a prefix search: four kick-offs read a postal code digit by digit

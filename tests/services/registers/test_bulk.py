@@ -30,6 +30,7 @@ from enjournal.security.ratelimit import MemoryLimiter
 from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
+from enjournal.services.registers import bulk_params
 from enjournal.settings import Settings
 from tests.security.conftest import FNR, PIDS, USERS, world
 
@@ -303,6 +304,32 @@ async def test_lenient_handling_ignores_what_is_not_supported_and_says_so(bulk):
     assert [e["type"] for e in manifest["error"]] == ["OperationOutcome"]
     r = await bulk.http.get(manifest["error"][0]["url"], headers=await bulk.headers())
     assert "includeAssociatedData" in r.text
+
+
+async def test_a_type_filter_may_not_search_what_the_export_removes(bulk):
+    """Attack F-1: a filter by a national id, name or address found the very patients the
+    file shows without them; it is refused naming the parameter, or ignored when lenient."""
+    r = await bulk.kick_off("/fhir/$export?_type=Patient&_typeFilter=Patient?name=ola", "kpr")
+    assert r.status_code == 400 and "name searches what the export may remove" in r.text
+    chained = "_typeFilter=Observation?subject:Patient.address-city=BATS"
+    r = await bulk.kick_off(f"/fhir/$export?_type=Observation&{chained}", "other")
+    assert r.status_code == 400 and "subject:Patient.address-city" in r.text
+    manifest = await bulk.export(
+        "/fhir/$export?_type=Patient&_typeFilter=Patient?address-postalcode=999",
+        headers={"Prefer": "respond-async, handling=lenient"},
+    )
+    r = await bulk.http.get(manifest["error"][0]["url"], headers=await bulk.headers())
+    assert "address-postalcode" in r.text and "ignored" in r.text
+    found = await bulk.lines(manifest)
+    assert len(found["Patient"]) > 1  # the filter ignored: every patient, as policy allows
+
+
+async def test_too_many_type_filters_are_refused_at_the_kick_off(bulk):
+    """Attack L-1: 1,000 filters made a statement larger than SQLite takes (the job failed)."""
+    many = range(bulk_params.MAX_TYPE_FILTERS + 1)
+    filters = "&".join(f"_typeFilter=Observation?code=c{i}" for i in many)
+    r = await bulk.kick_off(f"/fhir/$export?_type=Observation&{filters}")
+    assert r.status_code == 400 and "_typeFilters" in r.text
 
 
 async def test_health_personnel_may_not_export_nor_poll(bulk):

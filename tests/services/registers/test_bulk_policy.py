@@ -6,17 +6,23 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from enjournal.fhir.definitions import official_search_parameters
 from enjournal.fhir.errors import Invalid
 from enjournal.rest.message import FhirRequest
 from enjournal.security.exports import (
+    HIDDEN_ANYWHERE,
+    HIDDEN_SEARCHES,
+    IDENTITY_ELEMENTS,
     KJ,
     NO_SECONDARY_USE,
+    PERSONS,
     PRIVACY_LOCK,
     REGISTER_RESERVATION,
     WITHOUT_ID,
     export_policy,
 )
 from enjournal.services.registers import bulk_params
+from enjournal.services.registers.bulk_params import MAX_TYPE_FILTERS
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 
@@ -306,3 +312,94 @@ def test_lenient_handling_notes_what_it_ignored():
         everything,
     )
     assert p.types == ["Patient"] and "includeAssociatedData" in p.notes[0]
+
+
+# ---- person records linked to a protected patient (attack P-1) ----------------------------
+
+
+def linked(type_: str, id_: str, target: str, **more) -> dict:
+    """A Person (link.target) or an old Patient record (link.other) of ``target``."""
+    element = {"Person": "target", "Patient": "other"}[type_]
+    link = {element: {"reference": f"Patient/{target}"}}
+    return {"resourceType": type_, "id": id_, "link": [link], **more}
+
+
+def test_a_person_record_linked_to_a_protected_patient_is_redacted_as_her_patient():
+    policy = named_policy()
+    name, address = [{"family": "Nordmann"}], [{"line": ["Storgata 1"]}]
+    ola = exported(policy, linked("Person", "p1", "ola", name=name, address=address))
+    siri = exported(policy, linked("Person", "p2", "siri", name=name, address=address))
+    old = exported(policy, linked("Patient", "old", "ola", name=name, gender="male"))
+    assert ola is not None and "name" not in ola and "address" not in ola
+    assert siri is not None and siri["name"] == name and "address" not in siri
+    assert old is not None and "name" not in old and old["gender"] == "male"
+    assert exported(policy, linked("Person", "p3", "nora", name=name)) is None
+    kari = linked("Person", "p4", "kari", name=name)
+    assert exported(policy, kari) == kari
+
+
+def test_the_byte_test_flags_linking_records_only_when_the_policy_protects_someone():
+    row = orjson.dumps(linked("Person", "p", "siri", address=[{"city": "Oslo"}]))
+    assert export_policy([("siri", "strengt-fortrolig")], []).touches("Person", "p", row)
+    assert not export_policy([], []).touches("Person", "p", row)
+    assert not named_policy().touches("Observation", "o", orjson.dumps(obs({})))
+
+
+# ---- _typeFilter may not search what the policy removes (attack F-1), nor too much (L-1) --
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Patient?identifier={OLA}",
+        "Patient?name=ola",
+        "Patient?family=Nord",
+        "Patient?address-postalcode=999",
+        "Patient?phone=999",
+        "Person?address=Hemmelig",
+        "RelatedPerson?identifier=x",
+        "Observation?subject:Patient.identifier=x",
+        "Observation?subject:Patient.address-city=BATS",
+        "Observation?subject:identifier=x",
+        "Patient?_has:RelatedPerson:patient:name=x",
+        f"Observation?value-string={OLA}",
+    ],
+)
+def test_a_type_filter_may_not_select_by_what_the_policy_removes(text):
+    with pytest.raises(Invalid) as error:
+        bulk_params.parse_request(request([("_typeFilter", text)]), everything)
+    assert "may not select by it" in error.value.message
+
+
+def test_a_type_filter_by_what_the_file_keeps_is_accepted_and_lenient_ignores_the_rest():
+    kept = "Patient?gender=female&birthdate=ge1980,Practitioner?name=x,Observation?code=c"
+    p = bulk_params.parse_request(request([("_typeFilter", kept)]), everything)
+    assert set(p.type_filters) == {"Patient", "Practitioner", "Observation"}
+    lenient = bulk_params.parse_request(
+        request([("_typeFilter", "Patient?name=ola")], prefer="respond-async, handling=lenient"),
+        everything,
+    )
+    assert lenient.type_filters == {} and "name" in lenient.notes[0]
+
+
+def test_the_hidden_searches_cover_every_official_parameter_over_a_removed_element():
+    """The list beside the policy cannot drift from it: every official search parameter of a
+    person type whose expression reads an element the policy removes is in it."""
+    for type_ in PERSONS:
+        for code, param in official_search_parameters()._merged(type_).items():
+            reads = {e for e in IDENTITY_ELEMENTS if f"{type_}.{e}" in (param.expression or "")}
+            assert not reads or code in HIDDEN_SEARCHES | HIDDEN_ANYWHERE, (type_, code)
+
+
+def test_too_many_type_filters_are_refused():
+    many = [("_typeFilter", f"Observation?code=c{i}") for i in range(MAX_TYPE_FILTERS + 1)]
+    with pytest.raises(Invalid, match="at most"):
+        bulk_params.parse_request(request(many), everything)
+    long = [("_typeFilter", "Observation?code=" + "c" * 999) for _ in range(MAX_TYPE_FILTERS)]
+    with pytest.raises(Invalid, match="characters in all"):
+        bulk_params.parse_request(request(long), everything)
+    fine = [("_typeFilter", f"Observation?code=c{i}") for i in range(MAX_TYPE_FILTERS)]
+    assert (
+        len(bulk_params.parse_request(request(fine), everything).type_filters["Observation"])
+        == MAX_TYPE_FILTERS
+    )
