@@ -104,9 +104,6 @@ async def test_sqlite_view_drops_the_display_of_an_identity_reserved_patient(bul
 
 
 @PG
-@pytest.mark.xfail(
-    strict=True, reason=f"V-1: Reference.display of a kpr-fnr patient kept; {PG_GAP}"
-)
 async def test_postgres_view_drops_the_display_of_an_identity_reserved_patient(bulk):
     assert await names_shown(bulk) == []
     assert await names_shown(bulk, "kpr") == []  # the register's own client alike
@@ -118,7 +115,6 @@ async def test_sqlite_view_redacts_a_contained_patient_with_a_protected_address(
 
 
 @PG
-@pytest.mark.xfail(strict=True, reason=f"V-2: contained Patient's protected address kept; {PG_GAP}")
 async def test_postgres_view_redacts_a_contained_patient_with_a_protected_address(bulk):
     assert await addresses_shown(bulk, "kpr") == []
 
@@ -129,9 +125,6 @@ async def test_sqlite_view_leaves_out_a_row_naming_an_excluded_patient(bulk):
 
 
 @PG
-@pytest.mark.xfail(
-    strict=True, reason="V-3: PG excludes by idx_reference only; a non-indexed ref is kept"
-)
 async def test_postgres_view_leaves_out_a_row_naming_an_excluded_patient(bulk):
     assert await nora_rows(bulk) == set()
 
@@ -154,28 +147,24 @@ def linked_persons() -> list[dict]:
 
 
 @BOTH
-@pytest.mark.xfail(strict=True, reason="P-1: Person linked to a kpr-fnr patient keeps the name")
 async def test_export_redacts_a_person_linked_to_an_identity_reserved_patient(bulk):
     await store(bulk, *linked_persons())
     assert "name" not in (await exported(bulk, "Person")).get("ola-person", {})
 
 
 @BOTH
-@pytest.mark.xfail(strict=True, reason="P-1: Person linked to a kode-6 patient keeps the address")
 async def test_export_redacts_a_person_linked_to_a_patient_with_a_protected_address(bulk):
     await store(bulk, *linked_persons())
     assert "address" not in (await exported(bulk, "Person")).get("siri-person", {})
 
 
 @BOTH
-@pytest.mark.xfail(strict=True, reason="P-1: old Patient replaced-by a kpr-fnr patient keeps name")
 async def test_export_redacts_an_old_record_of_an_identity_reserved_patient(bulk):
     await store(bulk, *linked_persons())
     assert "name" not in (await exported(bulk, "Patient")).get("ola-old", {})
 
 
 @BOTH
-@pytest.mark.xfail(strict=True, reason="P-1: the view shows the linked Person's name and address")
 async def test_view_redacts_persons_linked_to_protected_patients(bulk):
     await store(bulk, *linked_persons())
     rows = await run_view(bulk, view("Person", ("name", "name.family"), ("line", "address.line")))
@@ -211,7 +200,6 @@ async def exported_view_rows(bulk, definition: dict, who: str = "kpr") -> dict[s
 
 
 @PG
-@pytest.mark.xfail(strict=True, reason=f"V-1/V-2 in $viewdefinition-export's files; {PG_GAP}")
 async def test_postgres_view_export_scrubs_display_and_contained_address(bulk):
     await store(bulk, display_of_ola(), contained_siri())
     columns = ("disp", "subject.display"), ("line", "contained.address.line")
