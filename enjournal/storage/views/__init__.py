@@ -46,9 +46,11 @@ It reads the current, not deleted resources of the view's type, selected as bulk
 selects them (``storage.exports``): ``since_ms`` on last-updated (``_since``), ``patients``
 (their compartments), ``type_filters`` (parsed ``_typeFilter``), and applies ``policy``
 (``postgres.ViewPolicy``: the register export policy as plain values, from
-``enjournal.services.registers.views_api.view_policy(export_policy(...))``) in SQL: the
-excluded patients, hidden kjernejournal entries, locked prescriptions and redactions, so
-the rows are those the view gives over a bulk ``$export`` of the same data.
+``enjournal.services.registers.privacy.view_policy(...)``) in SQL: the excluded patients,
+hidden kjernejournal entries, locked prescriptions and the Patients' redactions.  That is
+not all the export policy does (references and contained persons are not scrubbed), so the
+services use it only where the policy protects nobody, and otherwise run the view over what
+``$export`` would write (docs/registers.md).
 """
 
 from __future__ import annotations

@@ -42,8 +42,10 @@ Two sources:
   ``hidden_numbers``: stricter than ``$export`` for the latter).  Storage may not import
   ``enjournal.security``, so the caller translates ``security.exports.ExportPolicy``
   (built once per run from ``storage.exports.protected_patients`` /
-  ``consents_of_category``): ``enjournal.services.registers.views_api.view_policy``.
-  Without a policy nothing is left out or redacted.  The rows come
+  ``consents_of_category``): ``enjournal.services.registers.privacy.view_policy``.
+  Without a policy nothing is left out or redacted.  This SQL is not the export's (no
+  ``display`` scrub in references, no contained persons, no references the index does not
+  hold), so the services run it only under a policy that protects nobody.  The rows come
   from a server-side cursor in a read-only REPEATABLE READ transaction, ``batch_rows`` at a
   time, so a view over millions of resources holds one batch in memory.
 """
