@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -67,6 +68,7 @@ from enjournal.services.registers.pseudonyms import (
 from enjournal.storage import Store
 from enjournal.storage import exports as exports_db
 
+log = logging.getLogger("enjournal.registers")
 DEFINITION = "https://enjournal.no/fhir/OperationDefinition/register-export"
 EXTRACT_CLIENT = "register-extract"
 # ASSUMED: a reservation against a register's disclosure with the national identity number
@@ -446,8 +448,11 @@ def register(platform) -> None:
 
 
 async def register_export(platform, request) -> FhirResponse:
+    """The synchronous form: the file set written where the server keeps feeds; the answer
+    names the files by their place in the set, as the job's answer does (no server path)."""
     name, period = _checked(platform, request)
-    return FhirResponse.of(_manifest_parameters(await export(platform, name, period)))
+    manifest = await export(platform, name, period)
+    return FhirResponse.of(_manifest_parameters(_relative(manifest, Path(manifest["location"]))))
 
 
 async def register_export_async(platform, request) -> FhirResponse:
@@ -485,8 +490,15 @@ def _checked(platform, request) -> tuple[str, str]:
     except (UnknownRegister, BadPeriod) as error:
         raise Invalid(str(error.args[0])) from None
     except MissingKey as error:
-        raise Invalid(f"{op}: {error.args[0]}") from None
+        raise no_key(op, name, error) from None
     return name, label
+
+
+def no_key(op: str, name: str, error: Exception) -> Invalid:
+    """The register's key is missing or unusable: the operator's log says where it was
+    looked for; the client is told only that (the server's paths are not its business)."""
+    log.warning("register %s: %s", name, error.args[0])
+    return Invalid(f"{op}: the server holds no usable key for the register {name!r}")
 
 
 def _register_client_only(request, op: str, name: str) -> None:
@@ -502,10 +514,7 @@ def _register_client_only(request, op: str, name: str) -> None:
 def _manifest_parameters(manifest: dict) -> dict:
     return {
         "resourceType": "Parameters",
-        "parameter": [
-            {"name": "location", "valueString": manifest["location"]},
-            {"name": "manifest", "valueString": jsonio.dumps(manifest).decode()},
-        ],
+        "parameter": [{"name": "manifest", "valueString": jsonio.dumps(manifest).decode()}],
     }
 
 
@@ -541,7 +550,7 @@ def job_handler(platform):
             manifest = await export(platform, params["register"], params["period"],
                                     progress=_JobProgress(job), folder=folder)  # fmt: skip
         except MissingKey as error:
-            raise Failed(str(error.args[0])) from None
+            raise Failed(no_key("$register-export", params["register"], error).message) from None
         except LookupError as error:  # a search refused to the extract's client
             raise Failed(str(error.args[0])[:300]) from None
         return {"manifest": _relative(manifest, folder)}

@@ -53,6 +53,10 @@ OPERATION = "$register-statistics"
 DEFINITION = "https://enjournal.no/fhir/OperationDefinition/register-statistics"
 MEASURE_BASE = "https://enjournal.no/fhir/Measure/"
 SUPPRESSED = "https://enjournal.no/fhir/StructureDefinition/statistics-suppressed"
+# Bounds of what may be asked: years a register holds (and Python's calendar can end), and a
+# threshold or protection no table needs more of (a huge one overflowed the stored report).
+FIRST_YEAR, LAST_YEAR = "1900", "2999"
+MAX_THRESHOLD = 10_000
 THRESHOLD = "https://enjournal.no/fhir/StructureDefinition/statistics-threshold"
 PROTECTION = "https://enjournal.no/fhir/StructureDefinition/statistics-protection"
 LINKED = "https://enjournal.no/fhir/StructureDefinition/statistics-audited-with"
@@ -178,6 +182,8 @@ def _period(value) -> tuple[str, str]:
         raise Invalid("'period' is YYYY, YYYY-Qn, YYYY-MM or YYYY-MM/YYYY-MM") from None
     if start > end or len(tables.months(start + "-01", end + "-01")) > 120:
         raise Invalid("'period' runs forwards, ten years at most")
+    if not FIRST_YEAR <= start[:4] <= end[:4] <= LAST_YEAR:
+        raise Invalid(f"'period' lies within {FIRST_YEAR}-{LAST_YEAR}")
     return start, end
 
 
@@ -185,9 +191,12 @@ def _whole(value, default: int, name: str) -> int:
     if value in (None, ""):
         return default
     try:
-        return int(str(value))
+        number = int(str(value))
     except ValueError:
         raise Invalid(f"'{name}' is a whole number") from None
+    if number > MAX_THRESHOLD:
+        raise Invalid(f"'{name}' is at most {MAX_THRESHOLD}")
+    return number
 
 
 def _numbers(value, default: Sequence[int]) -> list[int]:

@@ -43,14 +43,29 @@ def add_parser(commands) -> None:
     )  # fmt: skip
     stats.add_argument("--grain", choices=("month", "quarter", "year"), default="month")
     stats.add_argument("--age-bands", help="first year of each band, e.g. 0,18,67")
-    stats.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD)
-    stats.add_argument("--protection", type=int, help="a hidden cell's range (default: threshold)")
+    stats.add_argument("--threshold", type=_bounded, default=DEFAULT_THRESHOLD)
+    stats.add_argument(
+        "--protection", type=_bounded, help="a hidden cell's range (default: threshold)"
+    )
     stats.add_argument("--json", action="store_true", help="print the MeasureReport")
     stats.add_argument(
         "--database",
         default=os.environ.get("ENJOURNAL_DATABASE_URL", DEFAULT_DB),
         help="sqlite:///PATH or postgresql://... (default: $ENJOURNAL_DATABASE_URL)",
     )
+
+
+def _bounded(text: str) -> int:
+    """A threshold or protection as the operation takes it (argparse: one line, exit 2)."""
+    from enjournal.services.registers.statistics import MAX_THRESHOLD
+
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= number <= MAX_THRESHOLD:
+        raise argparse.ArgumentTypeError(f"{number} is not within 0-{MAX_THRESHOLD}")
+    return number
 
 
 def run(args: argparse.Namespace) -> int:
