@@ -35,13 +35,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linprog
 
 from enjournal.fhir.errors import Invalid
 from enjournal.services.registers.tables import TOTAL, Dimension, Key, Table, atoms
+
+if TYPE_CHECKING:  # scipy is imported where a table is audited, not at every worker's start
+    from scipy import sparse
 
 PRIMARY = "primary"
 SECONDARY = "secondary"
@@ -416,6 +418,8 @@ class Model:
         if self.a_eq.shape[0] == 0:
             return True
         zero = np.zeros(self.a_eq.shape[1])
+        from scipy.optimize import linprog
+
         found = linprog(zero, A_eq=self.a_eq, b_eq=self.b_eq, bounds=(0, None), method="highs")
         return bool(found.status == 0)
 
@@ -441,6 +445,8 @@ class Model:
         return constant + math.ceil(low - EPS), high
 
     def _optimum(self, cost: np.ndarray) -> float:
+        from scipy.optimize import linprog
+
         found = linprog(cost, A_eq=self.a_eq, b_eq=self.b_eq, bounds=(0, None), method="highs")
         if found.status == 3:
             return -math.inf
@@ -493,6 +499,8 @@ class _Rest:
 
 
 def _matrix(rows: list[np.ndarray], size: int) -> sparse.csr_matrix:
+    from scipy import sparse
+
     if not rows:
         return sparse.csr_matrix((0, size))
     lengths = [len(r) for r in rows]

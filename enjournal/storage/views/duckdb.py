@@ -21,9 +21,6 @@ import os
 import tempfile
 from typing import Any
 
-import duckdb
-import pyarrow
-
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Invalid, Issue
 from enjournal.fhir.viewdefinition import Column, View, column_names
@@ -195,6 +192,8 @@ class DuckDBEngine:
     name = "duckdb"
 
     def run(self, view: View, source: Any, limit: int | None = None) -> ViewResult:
+        import duckdb  # here, not at import: every worker imports the engines (~50 MB)
+
         sql = compile_view(DuckDialect(), view, "_source")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -232,6 +231,8 @@ def settings(spill: str) -> dict[str, str | bool | int | float | list[str]]:
 
 def expose(connection: Any, source: Any) -> None:
     """Make ``source`` the relation ``_source`` with one JSON column ``resource``."""
+    import pyarrow
+
     paths = file_paths(source)
     if paths is None:
         texts = pyarrow.table({"resource": [jsonio.dumps(r).decode() for r in source]})
@@ -256,6 +257,8 @@ def ndjson_view(paths: list[str]) -> str:
 
 
 def parquet_view(paths: list[str]) -> str:
+    import duckdb
+
     listed = ", ".join(DIALECT.quote(p) for p in paths)
     columns = duckdb.execute(f"DESCRIBE SELECT * FROM read_parquet([{listed}])").fetchall()
     resource = "CAST(resource AS JSON)"
@@ -268,26 +271,26 @@ def parquet_view(paths: list[str]) -> str:
 
 def view_error(error: Exception) -> Exception:
     """A row that breaks the view -> Invalid; anything else is the engine's own failure."""
+    import duckdb
+
     message = str(error)
     if ERROR_MARK in message:
         return Invalid("view: " + message.split(ERROR_MARK, 1)[1].strip())
     if isinstance(error, duckdb.OutOfMemoryException):
         return out_of_memory()
-    if isinstance(error, DATA_ERRORS):
-        # The engine's text may quote the data: say what went wrong, not with what.
+    # Failures a view's expressions meet in the data (a number past BIGINT, a string that is
+    # no date): the caller's view and data, so a 400, never the engine's 500.  The engine's
+    # text may quote the data: say what went wrong, not with what.
+    data_errors = (
+        duckdb.ConversionException,
+        duckdb.OutOfRangeException,
+        duckdb.InvalidInputException,
+    )
+    if isinstance(error, data_errors):
         return Invalid(
             "view: a value in the data is out of range or cannot be converted as the view asks"
         )
     return error
-
-
-# Failures a view's expressions meet in the data (a number past BIGINT, a string that is no
-# date): the caller's view and data, so a 400, never the engine's 500.
-DATA_ERRORS = (
-    duckdb.ConversionException,
-    duckdb.OutOfRangeException,
-    duckdb.InvalidInputException,
-)
 
 
 def out_of_memory() -> Exception:
