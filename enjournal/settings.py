@@ -65,6 +65,17 @@ class Settings:
     register_keys: str | None = None
     # Where register feeds (``$register-export``, ``enjournal register export``) are written.
     register_out: str = "data/registers"
+    # Messaging between organisations (services/messaging, docs/messaging.md): the transport
+    # ("database": a queue in the data store, the embedded default; or a RabbitMQ URL,
+    # amqp://user:password@host:5672/vhost), deliveries before a message is dead-lettered,
+    # how long a sender waits for a receipt before the message is overdue, how old the
+    # oldest undelivered message may get before the queue-age alert, and the address
+    # register file (FHIR Bundle or NDJSON) the platform keeps its copy current from.
+    messaging_transport: str = "database"
+    messaging_max_attempts: int = 5
+    messaging_receipt_seconds: int = 3600
+    messaging_queue_age_seconds: int = 300
+    messaging_addresses: str | None = None
 
     def rate_limit(self, which: str) -> tuple[float, int] | None:
         """``rate_limit_user`` etc. as (rate, burst), or None when "off"."""
@@ -91,7 +102,9 @@ class Settings:
                 values[f.name] = int(raw)
             else:
                 values[f.name] = (
-                    raw or None if f.name in ("base_url", "trusted_issuers", "redis_url") else raw
+                    raw or None
+                    if f.name in ("base_url", "trusted_issuers", "redis_url", "messaging_addresses")
+                    else raw
                 )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-SERVICES = ("kjernejournal", "eresept", "helsenorge", "velferdsteknologi", "registers")
+SERVICES = (
+    "kjernejournal",
+    "eresept",
+    "helsenorge",
+    "velferdsteknologi",
+    "registers",
+    "messaging",
+)
 
 
 def utc_now() -> datetime:

@@ -425,6 +425,77 @@ CREATE INDEX export_jobs_status ON export_jobs (status, lease_until);
 # rows from before it are bulk exports.
 _EXPORT_JOB_KIND = "ALTER TABLE export_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'bulk';\n"
 
+# ---- Migration 7: messaging between organisations ----------------------------------------
+#
+# services/messaging (docs/messaging.md), SQL in enjournal.storage.messaging:
+# ``messages`` is the ledger of every message the platform's parties sent or received (the
+# sender's and the receiver's view: published, delivered, read, its receipt); ``message_outbox``
+# holds what is still to be handed to the transport, written in the same transaction as the
+# change that caused it and deleted once the broker confirmed it; ``message_inbox`` holds the
+# ids of the messages already processed, so a redelivered message has one effect;
+# ``message_queue`` is the embedded transport (a queue in the database) when no broker is set.
+_MESSAGING = """
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    receiver TEXT NOT NULL,
+    patient TEXT,
+    refers TEXT,
+    content_type TEXT NOT NULL,
+    body {blob} NOT NULL,
+    created {int} NOT NULL,
+    published {int},
+    delivered {int},
+    read_at {int},
+    receipt TEXT,
+    receipt_id TEXT,
+    receipt_at {int},
+    errors TEXT,
+    overdue {int}
+);
+CREATE INDEX messages_receiver ON messages (receiver, delivered);
+CREATE INDEX messages_sender ON messages (sender, created);
+CREATE INDEX messages_open ON messages (created) WHERE receipt IS NULL AND type <> 'APPREC';
+CREATE UNIQUE INDEX messages_one_receipt ON messages (refers) WHERE type = 'APPREC';
+CREATE TABLE message_outbox (
+    seq {serial},
+    id TEXT NOT NULL UNIQUE,
+    route TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    body {blob} NOT NULL,
+    created {int} NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt {int} NOT NULL
+);
+CREATE INDEX message_outbox_due ON message_outbox (next_attempt, seq);
+CREATE TABLE message_inbox (
+    id TEXT PRIMARY KEY,
+    received {int} NOT NULL
+);
+CREATE TABLE message_queue (
+    seq {serial},
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    route TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    body {blob} NOT NULL,
+    created {int} NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available {int} NOT NULL,
+    lease_until {int} NOT NULL DEFAULT 0,
+    dead {int},
+    error TEXT
+);
+CREATE INDEX message_queue_ready ON message_queue (queue, available, seq) WHERE dead IS NULL;
+"""
+_MESSAGING_SQLITE = _MESSAGING.format(
+    blob="BLOB", int="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT"
+)
+_MESSAGING_POSTGRES = _MESSAGING.format(
+    blob="BYTEA", int="BIGINT", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+)
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "resources, versions and search indexes", _TABLES_SQLITE, _TABLES_POSTGRES),
     Migration(2, "tamper-evident audit log", _AUDIT_SQLITE, _AUDIT_POSTGRES),
@@ -437,4 +508,5 @@ MIGRATIONS: list[Migration] = [
         _EXPORT_JOBS.format(int="BIGINT"),
     ),
     Migration(6, "export jobs of several kinds", _EXPORT_JOB_KIND, _EXPORT_JOB_KIND),
+    Migration(7, "messaging between organisations", _MESSAGING_SQLITE, _MESSAGING_POSTGRES),
 ]

@@ -1,0 +1,136 @@
+"""The address register (Adresseregisteret, AR): who can receive which messages, by HER-id.
+
+A communication party is an Organization (virksomhet), a HealthcareService (tjeneste) or a
+PractitionerRole (a person in an organisation), each with its HER-id
+(``urn:oid:2.16.578.1.12.4.1.2``) and an Endpoint whose ``payloadType`` lists the message
+types (kodeverk 8279) it receives.  Parties are ordinary FHIR resources in the record, so they
+are searched with the usual REST API (``Organization?identifier=...``, ``?name=``,
+``HealthcareService?organization=``); this module answers the questions messaging asks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from enjournal.fhir import jsonio
+from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_ORGNR
+from enjournal.services.messaging.rules import FUNCTION_SYSTEM
+
+PARTY_TYPES = ("Organization", "HealthcareService", "PractitionerRole")
+AUTOMATIC_RECEIPT = "http://enjournal.no/fhir/StructureDefinition/automatic-receipt"
+_CACHE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Party:
+    her_id: str
+    name: str
+    reference: str  # e.g. "Organization/sykehus-1"
+    org_nr: str | None  # the organisation number of the virksomhet it belongs to
+    accepts: frozenset[str]  # message types (8279) its endpoints receive
+    automatic_receipt: bool = False  # its system answers every message it accepts with OK
+    active: bool = True
+
+    def receives(self, message_type: str) -> bool:
+        return self.active and message_type in self.accepts
+
+
+_cache: dict[str, tuple[float, Party | None]] = {}
+
+
+async def find_party(tx, her_id: str, *, fresh: bool = False) -> Party | None:
+    """The party with ``her_id`` (None: unknown), kept for a short while per worker."""
+    hit = _cache.get(her_id)
+    if hit is not None and not fresh and hit[0] > time.monotonic():
+        return hit[1]
+    party = await _load(tx, her_id)
+    _cache[her_id] = (time.monotonic() + _CACHE_SECONDS, party)
+    return party
+
+
+def forget() -> None:
+    """Drop the cached parties (after the register was loaded)."""
+    _cache.clear()
+
+
+async def _load(tx, her_id: str) -> Party | None:
+    for type_ in PARTY_TYPES:
+        found = await tx.by_identifier(type_, (OID_HER_ID,), her_id, limit=1)
+        if found:
+            resource = jsonio.loads(found[0].content)
+            return await _party(tx, her_id, resource)
+    return None
+
+
+async def _party(tx, her_id: str, resource: dict) -> Party:
+    endpoints = [await _read(tx, r.get("reference")) for r in resource.get("endpoint") or []]
+    accepts: set[str] = set()
+    automatic = False
+    for endpoint in filter(None, endpoints):
+        if endpoint.get("status") != "active":
+            continue
+        for concept in endpoint.get("payloadType") or []:
+            for coding in concept.get("coding") or []:
+                if coding.get("system") == FUNCTION_SYSTEM and coding.get("code"):
+                    accepts.add(coding["code"])
+        automatic = automatic or any(
+            e.get("url") == AUTOMATIC_RECEIPT and e.get("valueBoolean") is True
+            for e in endpoint.get("extension") or []
+        )
+    return Party(
+        her_id=her_id,
+        name=_name(resource),
+        reference=f"{resource['resourceType']}/{resource['id']}",
+        org_nr=await _org_nr(tx, resource),
+        accepts=frozenset(accepts),
+        automatic_receipt=automatic,
+        active=resource.get("active", True) is not False,
+    )
+
+
+def _name(resource: dict) -> str:
+    if isinstance(resource.get("name"), str):
+        return resource["name"]
+    for key in ("practitioner", "organization"):
+        display = (resource.get(key) or {}).get("display")
+        if display:
+            return display
+    return resource.get("id", "")
+
+
+async def _org_nr(tx, resource: dict, depth: int = 0) -> str | None:
+    """The organisation number of the virksomhet: its own, or that of the organisation it
+    belongs to (``providedBy``, ``organization``, ``partOf``), a few levels up."""
+    for ident in resource.get("identifier") or []:
+        if resource["resourceType"] == "Organization" and ident.get("system") == OID_ORGNR:
+            return ident.get("value")
+    if depth > 3:
+        return None
+    for key in ("providedBy", "organization", "partOf"):
+        parent = await _read(tx, (resource.get(key) or {}).get("reference"))
+        if parent is not None:
+            return await _org_nr(tx, parent, depth + 1)
+    return None
+
+
+async def _read(tx, reference: object) -> dict | None:
+    if not isinstance(reference, str) or reference.count("/") != 1:
+        return None
+    type_, id_ = reference.split("/")
+    found = await tx.read_many(type_, [id_])
+    return jsonio.loads(found[0].content) if found else None
+
+
+async def acts_for(tx, principal, her_id: str) -> bool:
+    """Whether ``principal`` may send and receive as the party ``her_id``: a person of that
+    organisation (their token's HER-id) or a system or person of the organisation (by its
+    organisation number) the party belongs to."""
+    if principal is None:
+        return True  # a platform without security (tests of the core)
+    if principal.her_id and principal.her_id == her_id:
+        return True
+    if not principal.org_nr:
+        return False
+    party = await find_party(tx, her_id)
+    return party is not None and party.org_nr == principal.org_nr

@@ -1,0 +1,177 @@
+"""Each message type end to end on the embedded transport, on SQLite and PostgreSQL:
+``$process-message`` -> ledger + outbox -> relay -> queue -> receiver (inbox, checks, import
+into the record) -> AppRec back -> the sender's ledger; refused receivers; rejected content
+with the right kodeverk 8221 code; a redelivered message has one effect."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from enjournal.services.messaging import rules
+from enjournal.services.messaging.hub import hub_of
+from enjournal.services.messaging.transport import Envelope
+from enjournal.storage import messaging as db
+from tests.services.messaging import world
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
+
+@pytest.fixture
+async def loaded(platform):
+    await world.load(platform.store)
+    return platform
+
+
+async def post(client, bundle: dict):
+    return await client.post(
+        "/fhir/$process-message",
+        content=orjson.dumps(bundle),
+        headers={"content-type": "application/fhir+json"},
+    )
+
+
+async def ledger(platform, message_id: str) -> db.Message:
+    async with platform.store.transaction(write=False) as tx:
+        row = await db.get(tx, message_id)
+    assert row is not None
+    return row
+
+
+def header_id(bundle: dict) -> str:
+    return bundle["entry"][0]["resource"]["id"]
+
+
+async def test_referral_is_imported_and_answered_automatically(loaded, client):
+    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    response = await post(client, bundle)
+    assert response.status_code == 202, response.text
+    assert "$message-status?id=" in response.headers["content-location"]
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, header_id(bundle))
+    assert row.published and row.delivered and row.patient == "kari"
+    assert row.receipt == rules.OK and row.errors == []
+    found = (await client.get("/fhir/ServiceRequest?subject=Patient/kari")).json()
+    assert found["total"] == 1
+    referral = found["entry"][0]["resource"]
+    assert referral["performer"] == [{"reference": "Organization/hospital"}]
+    assert referral["meta"]["source"].startswith(f"urn:her:{world.GP_HER}#")
+
+
+async def test_discharge_summary_lands_in_the_record_and_waits_for_a_person(loaded, client):
+    bundle = world.message(
+        "EPIKRISE", world.HOSPITAL_HER, world.GP_HER, [world.discharge_summary()]
+    )
+    assert (await post(client, bundle)).status_code == 202
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, header_id(bundle))
+    assert row.delivered and row.receipt is None  # the GP's system answers by a person
+    composition = (await client.get("/fhir/Composition?subject=Patient/kari")).json()
+    assert composition["total"] == 1
+    inbox = (await client.get(f"/fhir/$messages?party={world.GP_HER}&box=inbox")).json()
+    assert [
+        p["valueString"] for m in inbox["parameter"] for p in m["part"] if p["name"] == "id"
+    ] == [row.id]
+    receipt = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "message", "valueString": row.id},
+            {"name": "status", "valueCode": "1"},
+        ],
+    }
+    answered = await client.post("/fhir/$message-receipt", json=receipt)
+    assert answered.status_code == 202, answered.text
+    again = await client.post("/fhir/$message-receipt", json=receipt)
+    assert again.status_code == 409
+    await hub_of(loaded).settle()
+    assert (await ledger(loaded, row.id)).receipt == rules.OK
+
+
+@pytest.mark.parametrize(
+    ("number", "code"), [(None, "E30"), ("02818029237", "E31"), (world.UNKNOWN_PERSON, "E35")]
+)
+async def test_patient_problems_are_rejected_with_their_code(loaded, client, number, code):
+    bundle = world.message(
+        "DIALOG_FORESPORSEL", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()], number=number
+    )
+    assert (await post(client, bundle)).status_code == 202
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, header_id(bundle))
+    assert row.receipt == rules.REJECTED
+    assert [e[0] for e in row.errors or []] == [code]
+    communications = (await client.get("/fhir/Communication")).json()
+    assert communications["total"] == 0  # nothing of a rejected message is imported
+
+
+async def test_content_the_type_needs_is_missing(loaded, client):
+    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()])
+    assert (await post(client, bundle)).status_code == 202
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, header_id(bundle))
+    assert row.receipt == rules.REJECTED and row.errors[0][0] == "T99"
+
+
+async def test_invalid_fhir_content_is_rejected_not_imported(loaded, client):
+    bad = world.referral()
+    bad["status"] = "not-a-status"
+    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [bad])
+    assert (await post(client, bundle)).status_code == 202
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, header_id(bundle))
+    assert row.receipt == rules.REJECTED and "status" in row.errors[0][1]
+    assert (await client.get("/fhir/ServiceRequest")).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("receiver", "type_", "why"),
+    [
+        ("89999999", "HENVISNING", "not in the address register"),
+        (world.PHARMACY_HER, "HENVISNING", "does not receive HENVISNING"),
+        (world.GP_HER, "HENVISNING", "does not receive HENVISNING"),
+    ],
+)
+async def test_receivers_that_cannot_take_it_are_refused_before_sending(
+    loaded, client, receiver, type_, why
+):
+    bundle = world.message(type_, world.HOSPITAL_HER, receiver, [world.referral()])
+    response = await post(client, bundle)
+    assert response.status_code == 422
+    assert why in response.text
+    async with loaded.store.transaction(write=False) as tx:
+        assert await db.get(tx, header_id(bundle)) is None
+        assert await db.claim(tx, 2**62, 1, 10) == []
+
+
+async def test_a_message_id_is_sent_once(loaded, client):
+    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    assert (await post(client, bundle)).status_code == 202
+    assert (await post(client, bundle)).status_code == 409
+
+
+async def test_a_redelivered_message_has_one_effect(loaded, client):
+    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    assert (await post(client, bundle)).status_code == 202
+    envelope = Envelope(
+        header_id(bundle), world.HOSPITAL_HER, rules.FHIR_JSON, orjson.dumps(bundle)
+    )
+    receiver = hub_of(loaded).receiver
+    assert await receiver.handle([envelope, envelope]) == ["ack", "ack"]
+    assert await receiver.handle([envelope]) == ["ack"]
+    assert receiver.counts["duplicate"] == 2 and receiver.counts["imported"] == 1
+    assert (await client.get("/fhir/ServiceRequest")).json()["total"] == 1
+    await hub_of(loaded).settle()
+    assert (await client.get("/fhir/ServiceRequest")).json()["total"] == 1
+
+
+async def test_a_receipt_is_never_answered_and_only_its_receiver_may_send_it(loaded, client):
+    bundle = world.message("HENVISNING", world.GP_HER, world.CLINIC_HER, [world.referral()])
+    assert (await post(client, bundle)).status_code == 202
+    await hub_of(loaded).settle()
+    original = rules.Envelope(header_id(bundle), "HENVISNING", world.GP_HER, world.CLINIC_HER)
+    forged = rules.receipt_message(
+        rules.Envelope(original.id, "HENVISNING", world.GP_HER, world.PHARMACY_HER),
+        rules.REJECTED, [["X99", "forged"]], "2026-12-03T10:00:00+00:00", "urn:test",
+    )  # fmt: skip
+    envelope = Envelope(header_id(forged), world.GP_HER, rules.FHIR_JSON, orjson.dumps(forged))
+    assert await hub_of(loaded).receiver.handle([envelope]) == ["ack"]
+    assert (await ledger(loaded, original.id)).receipt is None
