@@ -6,6 +6,7 @@ PractitionerRole (a person in an organisation), each with its HER-id
 types (kodeverk 8279) it receives.  Parties are ordinary FHIR resources in the record, so they
 are searched with the usual REST API (``Organization?identifier=...``, ``?name=``,
 ``HealthcareService?organization=``); this module answers the questions messaging asks.
+``register_file`` loads the register from a file (and keeps it current).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_ORGNR
+from enjournal.fhir.search import parse_search
 from enjournal.services.messaging.rules import FUNCTION_SYSTEM
 
 PARTY_TYPES = ("Organization", "HealthcareService", "PractitionerRole")
@@ -52,6 +54,14 @@ async def find_party(tx, her_id: str, *, fresh: bool = False) -> Party | None:
 def forget() -> None:
     """Drop the cached parties (after the register was loaded)."""
     _cache.clear()
+
+
+def her_id_of(resource: dict) -> str | None:
+    """The HER-id of a party resource (None: it has none, so it is no party)."""
+    for ident in resource.get("identifier") or []:
+        if ident.get("system") == OID_HER_ID and ident.get("value"):
+            return ident["value"]
+    return None
 
 
 async def _load(tx, her_id: str) -> Party | None:
@@ -134,3 +144,91 @@ async def acts_for(tx, principal, her_id: str) -> bool:
         return False
     party = await find_party(tx, her_id)
     return party is not None and party.org_nr == principal.org_nr
+
+
+# ---- searching the register ---------------------------------------------------------------
+
+
+async def search_parties(
+    tx,
+    *,
+    her_id: str | None = None,
+    name: str | None = None,
+    org_nr: str | None = None,
+    service: str | None = None,
+    limit: int = 100,
+) -> list[Party]:
+    """The parties meeting every criterion given (FHIR searches through the store): by
+    HER-id; by name (an organisation's, a service's, a person's); those of the
+    organisation ``org_nr`` (itself, its departments, their services and people); services
+    by name.  ValueError when no criterion is given."""
+    found: list[dict[str, dict]] = []
+    if her_id:
+        found.append(await _by_her_id(tx, her_id, limit))
+    if name:
+        found.append(await _by_name(tx, name, limit))
+    if org_nr:
+        found.append(await _by_org_nr(tx, org_nr, limit))
+    if service:
+        found.append(await _search(tx, "HealthcareService", [("name:contains", service)], limit))
+    if not found:
+        raise ValueError("search the register by HER-id, name, organisation number or service")
+    refs = set.intersection(*(set(f) for f in found))
+    parties = []
+    for ref in sorted(refs, key=_type_first)[:limit]:
+        resource = found[0][ref]
+        parties.append(await _party(tx, her_id_of(resource) or "", resource))
+    return parties
+
+
+def _type_first(reference: str) -> tuple[int, str]:
+    """Organisations, then services, then people."""
+    kind = reference.split("/")[0]
+    return PARTY_TYPES.index(kind), reference
+
+
+async def _search(tx, kind: str, params: list[tuple[str, str]], limit: int) -> dict[str, dict]:
+    """ "Type/id" -> resource of the parties (resources with a HER-id) a search finds."""
+    query = parse_search(kind, [*params, ("_count", str(limit))], parameters=tx.search_parameters)
+    resources = [jsonio.loads(s.content) for s in (await tx.search(query)).matches]
+    return {f"{kind}/{r['id']}": r for r in resources if her_id_of(r)}
+
+
+async def _by_her_id(tx, her_id: str, limit: int) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for kind in PARTY_TYPES:
+        found |= await _search(tx, kind, [("identifier", f"{OID_HER_ID}|{her_id}")], limit)
+    return found
+
+
+async def _by_name(tx, name: str, limit: int) -> dict[str, dict]:
+    found = await _search(tx, "Organization", [("name:contains", name)], limit)
+    found |= await _search(tx, "HealthcareService", [("name:contains", name)], limit)
+    query = parse_search(
+        "Practitioner",
+        [("name:contains", name), ("_count", str(limit))],
+        parameters=tx.search_parameters,
+    )
+    people = [f"Practitioner/{s.id}" for s in (await tx.search(query)).matches]
+    if people:
+        found |= await _search(tx, "PractitionerRole", [("practitioner", ",".join(people))], limit)
+    return found
+
+
+async def _by_org_nr(tx, org_nr: str, limit: int) -> dict[str, dict]:
+    """The organisation with ``org_nr``, its departments (one level of ``partOf``), and the
+    services and people of both."""
+    query = parse_search(
+        "Organization", [("identifier", f"{OID_ORGNR}|{org_nr}")], parameters=tx.search_parameters
+    )
+    owners = [f"Organization/{s.id}" for s in (await tx.search(query)).matches]
+    if not owners:
+        return {}
+    found = await _search(
+        tx, "Organization", [("_id", ",".join(o.split("/")[1] for o in owners))], limit
+    )
+    found |= await _search(tx, "Organization", [("partof", ",".join(owners))], limit)
+    units = ",".join(sorted({*owners, *(r for r in found if r.startswith("Organization/"))}))
+    found |= await _search(tx, "HealthcareService", [("organization", units)], limit)
+    found |= await _search(tx, "PractitionerRole", [("organization", units)], limit)
+    return found

@@ -1,0 +1,80 @@
+"""``enjournal messaging load-addresses FILE`` and ``enjournal messaging find``: load the
+address register from a file (all or nothing, ``register_file``) and look parties up in it.
+
+Exit codes: 0 done (find: something matched), 1 find matched nothing, 2 bad input (the
+file, or no criterion), with one clear line on stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+
+async def load_addresses_command(
+    database_url: str, path: str, *, source: str | None = None, out: TextIO | None = None
+) -> int:
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.services.messaging.register_file import SOURCE, RegisterError, load_register
+    from enjournal.settings import Settings
+
+    out = out or sys.stdout
+    platform = await build_platform(Settings.from_env(database_url=database_url))
+    try:
+        summary = await load_register(platform.store, path, source=source or SOURCE)
+    except RegisterError as error:
+        print(f"enjournal messaging load-addresses: {error} (nothing loaded)", file=sys.stderr)
+        return 2
+    finally:
+        await close_platform(platform)
+    if summary is None:
+        print(f"{path}: already loaded, nothing changed", file=out)
+        return 0
+    print(
+        f"{path}: {summary.added} parties added, {summary.changed} changed, "
+        f"{summary.deactivated} deactivated, {summary.unchanged} unchanged; "
+        f"{summary.endpoints} endpoints written",
+        file=out,
+    )
+    return 0
+
+
+async def find_command(
+    database_url: str,
+    *,
+    her: str | None = None,
+    name: str | None = None,
+    org_nr: str | None = None,
+    service: str | None = None,
+    out: TextIO | None = None,
+) -> int:
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.services.messaging.addresses import search_parties
+    from enjournal.settings import Settings
+
+    out = out or sys.stdout
+    if not any((her, name, org_nr, service)):
+        print("enjournal messaging find: give --her, --name, --orgnr or --service", file=sys.stderr)
+        return 2
+    platform = await build_platform(Settings.from_env(database_url=database_url), migrate=False)
+    try:
+        store = platform.store
+        assert store is not None  # build_platform opened it
+        async with store.transaction(write=False) as tx:
+            parties = await search_parties(
+                tx, her_id=her, name=name, org_nr=org_nr, service=service
+            )
+    finally:
+        await close_platform(platform)
+    if not parties:
+        print("no party matches", file=sys.stderr)
+        return 1
+    for party in parties:
+        print(_line(party), file=out)
+    return 0
+
+
+def _line(party) -> str:
+    receives = ",".join(sorted(party.accepts)) or "-"
+    state = "" if party.active else "\tinactive"
+    kind = party.reference.split("/")[0]
+    return f"{party.her_id}\t{party.name}\t{kind}\t{receives}{state}"
