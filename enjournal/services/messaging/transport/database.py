@@ -24,8 +24,17 @@ def _now() -> int:
 
 
 class DatabaseTransport:
-    def __init__(self, store, *, max_attempts: int = 5, queue: str = QUEUE):
+    def __init__(
+        self,
+        store,
+        *,
+        max_attempts: int = 5,
+        queue: str = QUEUE,
+        backoff_base_ms: int = 1000,
+        lease_ms: int = LEASE_MS,
+    ):
         self.store, self.max_attempts, self.queue = store, max_attempts, queue
+        self.backoff_base_ms, self.lease_ms = backoff_base_ms, lease_ms
 
     async def start(self) -> None:
         return None
@@ -40,7 +49,7 @@ class DatabaseTransport:
 
     async def receive_once(self, handle: Handler, batch: int = 100) -> int:
         async with self.store.transaction() as tx:
-            taken = await db.take(tx, self.queue, _now(), LEASE_MS, batch)
+            taken = await db.take(tx, self.queue, _now(), self.lease_ms, batch)
         if not taken:
             return 0
         envelopes = [Envelope(r[1], r[2], r[3], bytes(r[4]), r[5] - 1) for r in taken]
@@ -59,7 +68,7 @@ class DatabaseTransport:
                 if outcome == "dead" or (outcome == "retry" and row[5] >= self.max_attempts):
                     await db.bury(tx, row[0], now, f"{outcome} after {row[5]} deliveries")
                 elif outcome == "retry":
-                    await db.later(tx, row[0], now + backoff_ms(row[5]))
+                    await db.later(tx, row[0], now + backoff_ms(row[5], self.backoff_base_ms))
 
     async def consume(self, handle: Handler, stop: asyncio.Event, batch: int = 100) -> None:
         while not stop.is_set():
