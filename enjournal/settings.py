@@ -76,6 +76,9 @@ class Settings:
     messaging_receipt_seconds: int = 3600
     messaging_queue_age_seconds: int = 300
     messaging_addresses: str | None = None
+    # Days a message's body is kept in the ledger after its receipt (data minimisation: the
+    # content is in the record); who sent what to whom and the receipt are kept.
+    messaging_keep_days: int = 90
 
     def rate_limit(self, which: str) -> tuple[float, int] | None:
         """``rate_limit_user`` etc. as (rate, burst), or None when "off"."""

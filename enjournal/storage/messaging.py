@@ -245,3 +245,16 @@ async def oldest_unpublished(tx: Any) -> int | None:
     """When the oldest message still in the outbox was written (None: the outbox is empty)."""
     row = await _conn(tx).fetchrow("SELECT min(created) FROM message_outbox")
     return row[0] if row else None
+
+
+async def prune(tx: Any, before: int) -> int:
+    """Data minimisation: the bodies of messages answered before ``before`` (their content is
+    in the record; the ledger keeps who sent what to whom, when, and the receipt) and the
+    inbox ids received before it (the ledger's ``delivered`` still stops a late duplicate)."""
+    rows = await _conn(tx).fetch(
+        "UPDATE messages SET body = ? WHERE created < ? "
+        "AND (receipt IS NOT NULL OR type = 'APPREC') AND length(body) > 0 RETURNING id",
+        b"", before,
+    )  # fmt: skip
+    await _conn(tx).execute("DELETE FROM message_inbox WHERE received < ?", before)
+    return len(rows)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from enjournal.fhir.errors import Conflict, Forbidden, Invalid, NotFound
+from enjournal.fhir.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from enjournal.rest.message import FhirResponse
 from enjournal.rest.operations import parameters
 from enjournal.services.messaging import rules
@@ -59,6 +59,11 @@ class Boxes:
 
     async def message(self, request, repo) -> FhirResponse:
         row = await self._visible(request, repo)
+        if not row.body:
+            raise Gone(
+                f"message {row.id}'s content was removed after its receipt (kept "
+                f"{self.platform.settings.messaging_keep_days} days); it is in the record"
+            )
         _audit(request, row, "R", "$message")
         media = rules.XML if row.content_type == rules.XML else "application/fhir+json"
         return FhirResponse(200, row.body, {"Content-Type": media})

@@ -31,11 +31,17 @@ def all_jobs(platform) -> list[Job]:
     async def queue_age(store, now) -> int:
         return await check_queue_age(platform, hub, store, now)
 
+    async def prune(store, now) -> int:
+        keep_ms = platform.settings.messaging_keep_days * 86_400_000
+        async with store.transaction() as tx:
+            return await db.prune(tx, int(now.timestamp() * 1000) - keep_ms)
+
     return [
         Job("messaging-relay", 0.5, relay),
         Job("messaging-deliver", 0.5, deliver),
         Job("messaging-overdue", 60.0, overdue),
         Job("messaging-queue-age", 60.0, queue_age),
+        Job("messaging-prune", 3600.0, prune),
     ]
 
 

@@ -103,6 +103,9 @@ class Receiver:
             self.count("duplicate")
             return "ack"
         known = await db.get(tx, envelope.id)
+        if known is not None and known.delivered is not None:  # after the inbox was pruned
+            self.count("duplicate")
+            return "ack"
         try:
             bundle, header = self._read(envelope, known)
         except rules.Rejection as rejection:

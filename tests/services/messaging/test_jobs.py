@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from enjournal.services.messaging import rules
 from enjournal.services.messaging.hub import Hub, hub_of
 from enjournal.services.messaging.jobs import check_queue_age, overdue_receipts
 from enjournal.services.messaging.relay import Relay
+from enjournal.services.messaging.transport import Envelope
 from enjournal.storage import messaging as db
 from tests.services.messaging import world
 
@@ -108,3 +110,19 @@ async def test_the_relay_keeps_what_the_transport_refuses(loaded, client):
     await hub.settle()
     async with loaded.store.transaction(write=False) as tx:
         assert (await db.get(tx, message_id)).delivered is not None
+
+
+async def test_old_answered_bodies_are_pruned_and_late_duplicates_still_stopped(loaded, client):
+    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    message_id = await send(client, bundle)
+    await hub_of(loaded).settle()
+    later = int((datetime.now(UTC) + timedelta(days=1)).timestamp() * 1000)
+    async with loaded.store.transaction() as tx:
+        assert await db.prune(tx, later) == 2  # the referral and its receipt
+    gone = await client.get(f"/fhir/$message?id={message_id}")
+    assert gone.status_code == 410 and "in the record" in gone.text
+    status = (await client.get(f"/fhir/$message-status?id={message_id}")).json()
+    assert any(p["name"] == "receipt" for p in status["parameter"])
+    envelope = Envelope(message_id, world.HOSPITAL_HER, rules.FHIR_JSON, orjson.dumps(bundle))
+    assert await hub_of(loaded).receiver.handle([envelope]) == ["ack"]
+    assert (await client.get("/fhir/ServiceRequest")).json()["total"] == 1
