@@ -1,8 +1,9 @@
 """The ASGI application: HTTP in, ``FhirRequest`` to the router, ``FhirResponse`` out.
 
-Routes: ``/fhir/...`` (the FHIR API), ``/health`` (liveness and database check) and
-``/metrics`` (Prometheus).  The store opens in the lifespan and closes on shutdown, after
-uvicorn has let running requests finish.
+Routes: ``/fhir/...`` (the FHIR API), ``/health`` (liveness and database check),
+``/metrics`` (Prometheus) and the services' routes (``platform.routes``; those under
+``platform.bearer_paths`` need a bearer token as ``/fhir`` does).  The store opens in the
+lifespan and closes on shutdown, after uvicorn has let running requests finish.
 """
 
 from __future__ import annotations
@@ -140,14 +141,16 @@ def create_app(
         from enjournal.server.auth import AuthMiddleware
         from enjournal.server.ratelimit import RateLimitMiddleware
 
+        protected = bearer_paths(platform)
         inner = RateLimitMiddleware(
             app,
             security.limiter,
             per_user=settings.rate_limit("user"),
             per_client=settings.rate_limit("client"),
             per_ip=None,
+            paths=(*protected, "/oidc"),
         )
-        authenticated = AuthMiddleware(inner, security.verifier)
+        authenticated = AuthMiddleware(inner, security.verifier, protected)
         # Per IP before authentication, so guessing tokens is throttled too.
         outer = RateLimitMiddleware(
             authenticated,
@@ -155,9 +158,16 @@ def create_app(
             per_user=None,
             per_client=None,
             per_ip=settings.rate_limit("ip"),
-            paths=("/fhir", "/oidc", "/helsenorge"),
+            paths=(*protected, "/oidc", "/helsenorge"),
         )
     return RequestContext(outer, metrics)
+
+
+def bearer_paths(platform) -> tuple[str, ...]:
+    """The path prefixes that need a bearer token: ``/fhir`` and those the services' APIs
+    add (``platform.bearer_paths``, e.g. messaging's ``/edi``)."""
+    added = tuple(getattr(platform, "bearer_paths", ()))
+    return ("/fhir", *(p for p in added if p != "/fhir"))
 
 
 def _security_routes(settings: Settings, security) -> list:

@@ -1,7 +1,10 @@
-"""Bearer-token authentication for the FHIR API, as ASGI middleware.
+"""Bearer-token authentication for the FHIR API (and the services' APIs beside it), as ASGI
+middleware.
 
-Every ``/fhir`` request needs a valid access token, except the two documents a client must
-read before it has one: ``/fhir/metadata`` and ``/fhir/.well-known/smart-configuration``.
+Every request under a protected prefix (``/fhir``, and those the services add in
+``platform.bearer_paths``, e.g. messaging's ``/edi``) needs a valid access token, except the
+two documents a client must read before it has one: ``/fhir/metadata`` and
+``/fhir/.well-known/smart-configuration``.
 The verified ``Principal`` goes into ``scope["state"]["principal"]``, where the rate limiter
 and the FHIR handler find it.  Refusals are 401 OperationOutcomes with a
 ``WWW-Authenticate`` challenge (RFC 6750); the token itself is never logged.
@@ -13,17 +16,19 @@ from enjournal.fhir.errors import Unauthorized
 from enjournal.rest.errors import error_response, send_response
 
 PUBLIC = ("/fhir/metadata", "/fhir/.well-known/smart-configuration")
+PROTECTED = ("/fhir",)
 
 
 class AuthMiddleware:
-    def __init__(self, app, verifier):
+    def __init__(self, app, verifier, prefixes: tuple[str, ...] = PROTECTED):
         self.app = app
         self.verifier = verifier
+        self.prefixes = tuple(prefixes)
         self.state = getattr(app, "state", None)
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/fhir") or path in PUBLIC:
+        if scope["type"] != "http" or not path.startswith(self.prefixes) or path in PUBLIC:
             return await self.app(scope, receive, send)
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")

@@ -22,3 +22,7 @@ def register(platform) -> None:
                 name, None, False, handler, methods, writes=writes, definition=DEFINITION + name
             )
         )
+    if platform.serving:
+        from enjournal.services.messaging.edi import mount
+
+        mount(platform)

@@ -11,6 +11,8 @@ not take that type of message, a message id already used.
 
 from __future__ import annotations
 
+import uuid
+
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Conflict, Forbidden, Invalid, Unprocessable
 from enjournal.rest.message import FhirResponse, info_outcome
@@ -58,7 +60,10 @@ class Sending:
 
     async def process_message(self, request, repo) -> FhirResponse:
         """``POST [base]/$process-message``: a FHIR message Bundle, sent on asynchronously
-        (202); its receipt comes back as an APPREC message to the sender."""
+        (202); its receipt comes back as an APPREC message to the sender.  An XML body
+        (``Content-Type: application/xml``) is a KITH document: ``process_document``."""
+        if is_xml(request):
+            return await self.process_document(request, repo)
         bundle = request.json()
         try:
             envelope = rules.envelope_of(bundle)
@@ -72,6 +77,38 @@ class Sending:
         await send(tx, principal, envelope, rules.FHIR_JSON, body, self.now())
         audit_sent(request, envelope)
         return accepted(request, envelope.id)
+
+    async def process_document(self, request, repo) -> FhirResponse:
+        """``POST [base]/$process-message?sender=&receiver=&type=[&id=]`` with an XML body
+        (MsgHead with Dialogmelding, the EDI facade's businessDocument): sent as it is, its
+        envelope from the query; the receiver reads and checks the XML (T01, T02, T10)."""
+        envelope = document_envelope(request.params)
+        if not request.body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+            raise Invalid("an application/xml body must be an XML document")
+        principal = request.context.principal if request.context else None
+        await send(repo.trusted, principal, envelope, rules.XML, request.body, self.now())
+        audit_sent(request, envelope)
+        return accepted(request, envelope.id)
+
+
+def is_xml(request) -> bool:
+    media = (request.header("content-type") or "").split(";")[0].strip().lower()
+    return media in (rules.XML, "text/xml")
+
+
+def document_envelope(params: list[tuple[str, str]]) -> rules.Envelope:
+    """The envelope of an XML message from the query: ``sender``, ``receiver`` (HER-ids),
+    ``type`` (kodeverk 8279, not APPREC) and ``id`` (a new one when not given)."""
+    found = dict(params)
+    sender, receiver = found.get("sender", ""), found.get("receiver", "")
+    if not (sender.isdigit() and receiver.isdigit() and len(sender) + len(receiver) <= 40):
+        raise Invalid("sender and receiver are the HER-ids of the parties")
+    if found.get("type") not in rules.CONTENT:
+        raise Invalid("type is the message's function (kodeverk 8279): " + ", ".join(rules.CONTENT))
+    id_ = found.get("id") or str(uuid.uuid4())
+    if len(id_) > 200 or not id_.isprintable():
+        raise Invalid("id is at most 200 printable characters")
+    return rules.Envelope(id_, found["type"], sender, receiver)
 
 
 def audit_sent(request, envelope: rules.Envelope, patient: str | None = None) -> None:
