@@ -98,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     consume.add_argument("--group", default="enjournal", help="the shared subscription's group")
     consume.add_argument("--batch", type=int, default=100, help="most readings per transaction")
 
+    from enjournal.services.messaging import command as messaging_command
     from enjournal.services.registers import command as register_command
 
     register_command.add_parser(sub)
+    messaging_command.add_parser(sub)
 
     fest = sub.add_parser("fest", help="the drug catalogue (FEST)")
     fest_sub = fest.add_subparsers(dest="fest_command", required=True)
@@ -282,6 +284,12 @@ def _register(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _messaging(args: argparse.Namespace) -> int:
+    from enjournal.services.messaging.command import run
+
+    return run(args)
+
+
 COMMANDS = {
     "serve": _serve,
     "migrate": _migrate,
@@ -292,6 +300,7 @@ COMMANDS = {
     "jobs": _jobs,
     "vkp": _vkp,
     "register": _register,
+    "messaging": _messaging,
     "fest": _fest,
     "terminology": _terminology,
 }

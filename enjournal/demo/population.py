@@ -454,12 +454,14 @@ def _medication_id(key: str) -> str:
 
 
 def _shared_bundle(world: _World) -> dict:
+    from enjournal.demo.messaging import with_address_register
+
     return {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in world.resources
+            for r in with_address_register(world.resources)
         ],
     }
 

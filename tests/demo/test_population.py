@@ -137,7 +137,14 @@ def test_shared_identifiers_are_valid():
 def test_shared_resources_cover_the_kinds_of_organisation():
     shared = population()[0]
     counts = Counter(e["resource"]["resourceType"] for e in shared["entry"])
-    assert counts.keys() == {"Organization", "Practitioner", "PractitionerRole", "Medication"}
+    assert counts.keys() == {
+        "Organization",
+        "Practitioner",
+        "PractitionerRole",
+        "Medication",
+        "Endpoint",  # the address register's (demo/messaging.py)
+        "HealthcareService",
+    }
     org_kinds = Counter(
         e["resource"]["type"][0]["text"]
         for e in shared["entry"]

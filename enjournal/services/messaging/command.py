@@ -78,3 +78,38 @@ def _line(party) -> str:
     state = "" if party.active else "\tinactive"
     kind = party.reference.split("/")[0]
     return f"{party.her_id}\t{party.name}\t{kind}\t{receives}{state}"
+
+
+def add_parser(sub) -> None:
+    """``enjournal messaging load-addresses | find | worker``."""
+    from enjournal.cli import _database_option
+
+    messaging = sub.add_parser("messaging", help="messaging between organisations")
+    commands = messaging.add_subparsers(dest="messaging_command", required=True)
+    load = commands.add_parser(
+        "load-addresses", help="load the address register from a FHIR Bundle or NDJSON file"
+    )
+    _database_option(load)
+    load.add_argument("path", help="the register file")
+    load.add_argument(
+        "--source", help="which register (default: adresseregisteret); a reload deactivates "
+        "what the same source no longer lists",
+    )  # fmt: skip
+    find = commands.add_parser("find", help="find communication parties in the address register")
+    _database_option(find)
+    find.add_argument("--her", help="HER-id")
+    find.add_argument("--name", help="part of the name of an organisation, service or person")
+    find.add_argument("--orgnr", help="organisation number: it, its departments and services")
+    find.add_argument("--service", help="part of a service's name")
+
+
+def run(args) -> int:
+    import asyncio
+
+    if args.messaging_command == "load-addresses":
+        return asyncio.run(load_addresses_command(args.database, args.path, source=args.source))
+    return asyncio.run(
+        find_command(
+            args.database, her=args.her, name=args.name, org_nr=args.orgnr, service=args.service
+        )
+    )

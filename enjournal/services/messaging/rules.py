@@ -20,6 +20,8 @@ FUNCTION_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.8279"  # Meldingens funksjon
 STATUS_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.8258"  # AppRec status
 ERROR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.8221"  # AppRec error codes
 STATUS_EXTENSION = "http://enjournal.no/fhir/StructureDefinition/apprec-status"
+# The type of the message a receipt answers (AppRec's OriginalMsgId/MsgType)
+ORIGINAL_TYPE_EXTENSION = "http://enjournal.no/fhir/StructureDefinition/apprec-original-type"
 FHIR_JSON, XML = "application/fhir+json", "application/xml"
 
 APPREC = "APPREC"
@@ -247,6 +249,13 @@ def receipt_message(
             }
         ],
     }
+    if original.type:
+        response["extension"].append(
+            {
+                "url": ORIGINAL_TYPE_EXTENSION,
+                "valueCoding": {"system": FUNCTION_SYSTEM, "code": original.type},
+            }
+        )
     entries: list[dict] = []
     if issues:
         outcome_id = str(uuid.uuid4())

@@ -175,3 +175,44 @@ async def test_a_receipt_is_never_answered_and_only_its_receiver_may_send_it(loa
     envelope = Envelope(header_id(forged), world.GP_HER, rules.FHIR_JSON, orjson.dumps(forged))
     assert await hub_of(loaded).receiver.handle([envelope]) == ["ack"]
     assert (await ledger(loaded, original.id)).receipt is None
+
+
+async def send_xml(platform, data: bytes, message_id: str, type_: str, receiver: str) -> None:
+    from enjournal.services.messaging.sending import send
+
+    envelope = rules.Envelope(message_id, type_, world.GP_HER, receiver)
+    async with platform.store.transaction() as tx:
+        await send(tx, None, envelope, rules.XML, data, 1_000)
+
+
+async def test_an_xml_dialogue_message_is_imported_and_answered_in_xml(loaded, client):
+    from enjournal.services.messaging.xml import from_xml, to_xml
+
+    bundle = world.message(
+        "DIALOG_FORESPORSEL", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()]
+    )
+    message_id = header_id(bundle)
+    await send_xml(loaded, to_xml(bundle), message_id, "DIALOG_FORESPORSEL", world.HOSPITAL_HER)
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, message_id)
+    assert row.receipt == rules.OK  # the hospital's system answers automatically
+    receipt = await ledger(loaded, row.receipt_id or "")
+    assert receipt.content_type == rules.XML and b"AppRec" in receipt.body
+    assert rules.envelope_of(from_xml(receipt.body)).refers == message_id
+    found = (await client.get("/fhir/Communication?subject=Patient/kari")).json()
+    assert found["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"this is not xml", "T01"),
+        (b'<MsgHead xmlns="http://www.kith.no/xmlstds/msghead/2006-05-24"/>', "T02"),
+    ],
+)
+async def test_unreadable_xml_is_rejected_with_its_code(loaded, data, code):
+    await send_xml(loaded, data, "xml-1", "DIALOG_NOTAT", world.HOSPITAL_HER)
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, "xml-1")
+    assert row.delivered and row.receipt == rules.REJECTED
+    assert [e[0] for e in row.errors or []] == [code]

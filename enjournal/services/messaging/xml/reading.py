@@ -22,7 +22,7 @@ from enjournal.services.messaging.xml import names, parsing
 
 OSLO = ZoneInfo("Europe/Oslo")
 PATIENT_SYSTEMS = {"FNR": OID_FNR, "DNR": OID_DNR}
-ORIGINAL_EXTENSION = "http://enjournal.no/fhir/StructureDefinition/apprec-original-type"
+ORIGINAL_EXTENSION = rules.ORIGINAL_TYPE_EXTENSION
 
 
 def from_xml(data: bytes) -> dict:
@@ -225,22 +225,19 @@ def receipt(root: etree._Element, namespace: str) -> dict:
         [error.get("V") or "X99", error.get("DN") or rules.ERRORS.get(error.get("V") or "", "")]
         for error in root.findall(f"{{{namespace}}}Error")
     ]
-    refers = rules.Envelope(text(original, "Id") or "", "", receiver, sender)
+    original_type = value(original, "MsgType") or ""
+    refers = rules.Envelope(text(original, "Id") or "", original_type, receiver, sender)
     bundle = rules.receipt_message(
         refers, status, errors, instant(text(root, "GenDate")), f"urn:her:{sender}"
     )
-    return with_receipt_id(bundle, text(root, "Id") or "", value(original, "MsgType"))
+    return with_receipt_id(bundle, text(root, "Id") or "")
 
 
-def with_receipt_id(bundle: dict, id_: str, original_type: str | None) -> dict:
-    """The receipt's own id (``receipt_message`` makes a new one) and the original's type."""
+def with_receipt_id(bundle: dict, id_: str) -> dict:
+    """The receipt's own id (``receipt_message`` makes a new one)."""
     header = bundle["entry"][0]["resource"]
     header["id"] = id_
     bundle["entry"][0]["fullUrl"] = f"urn:uuid:{id_}"
-    if original_type:
-        coding = {"system": rules.FUNCTION_SYSTEM, "code": original_type}
-        extension = {"url": ORIGINAL_EXTENSION, "valueCoding": coding}
-        header["response"]["extension"].append(extension)
     return bundle
 
 
