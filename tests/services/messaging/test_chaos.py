@@ -1,0 +1,186 @@
+"""Chaos: referrals sent in their own transactions, delivered by ``enjournal messaging worker``
+processes that are killed (kill -9) while relaying and while receiving; a new worker takes
+over.  At the end nothing is lost and nothing has two effects: one ServiceRequest per
+message, every message delivered and answered by exactly one receipt, the inbox holding
+each message and each receipt once, nothing in the dead-letter queue.
+
+On the embedded default (SQLite, the database queue) and on PostgreSQL with RabbitMQ.  The
+workers' leases are short (``lease_seconds``) so a dead worker's claims are taken over in
+seconds, not the production minute."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from enjournal.bootstrap import build_platform, close_platform
+from enjournal.services.messaging import rules
+from enjournal.services.messaging.sending import send
+from enjournal.services.messaging.transport.database import DatabaseTransport
+from enjournal.services.messaging.transport.rabbit import RabbitTransport
+from enjournal.settings import Settings
+from enjournal.storage import messaging as db
+from tests.conftest import PG_DSN, _drop_schema, _pg_schema
+from tests.services.messaging import world
+
+pytestmark = pytest.mark.slow
+AMQP = os.environ.get("ENJOURNAL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+N = 300
+ROOT = Path(__file__).resolve().parents[3]
+WORKER = (
+    "import asyncio, sys\n"
+    "from enjournal.services.messaging.worker import worker_command\n"
+    "sys.exit(asyncio.run(worker_command(sys.argv[1], sys.argv[2], 10, 1, "
+    "queue=sys.argv[3], lease_seconds=1.5)))\n"
+)
+
+
+class World:
+    def __init__(self, platform, url: str, transport: str, queue: str):
+        self.platform, self.url, self.transport, self.queue = platform, url, transport, queue
+
+    def worker(self, log: Path) -> subprocess.Popen:
+        env = {**os.environ, "ENJOURNAL_AUTH": "off", "ENJOURNAL_TERMINOLOGY_CHECK": "off"}
+        return subprocess.Popen(
+            [sys.executable, "-c", WORKER, self.url, self.transport, self.queue],
+            cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    async def scalar(self, sql: str) -> int:
+        async with self.platform.store.transaction(write=False) as tx:
+            row = await tx._conn.fetchrow(sql)
+        return int(row[0])
+
+    async def progress(self) -> dict[str, int]:
+        names = ("published", "delivered", "receipt_at")
+        counts = {
+            name: await self.scalar(
+                f"SELECT count(*) FROM messages WHERE type = 'HENVISNING' AND {name} IS NOT NULL"
+            )
+            for name in names
+        }
+        counts["outbox"] = await self.scalar("SELECT count(*) FROM message_outbox")
+        return counts
+
+
+@pytest.fixture(params=["embedded", "postgres+rabbitmq"])
+async def chaos(request, tmp_path):
+    rabbit = request.param != "embedded"
+    schema = await _pg_schema() if rabbit else None
+    url = f"{PG_DSN}?search_path={schema}" if schema else f"sqlite:///{tmp_path}/chaos.sqlite"
+    transport = AMQP if rabbit else "database"
+    queue = f"chaos.{uuid.uuid4().hex[:10]}" if rabbit else "enjournal.messages"
+    settings = Settings(database_url=url, auth=False, jobs=False, terminology_check=False)
+    platform = await build_platform(settings)
+    await world.load(platform.store)
+    yield World(platform, url, transport, queue)
+    await close_platform(platform)
+    if rabbit:
+        broker = RabbitTransport(AMQP, queue=queue, exchange=queue)
+        await broker.start()
+        await broker.drop()
+        await broker.close()
+    if schema:
+        await _drop_schema(schema)
+
+
+async def send_referrals(platform, n: int) -> list[str]:
+    """``n`` referrals GP -> hospital, each in its own transaction, as $process-message does."""
+    ids = []
+    for i in range(n):
+        bundle = world.message(
+            "HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral(f"henvisning {i}")]
+        )
+        envelope = rules.envelope_of(bundle)
+        body = rules_body(bundle)
+        async with platform.store.transaction() as tx:
+            await send(tx, None, envelope, rules.FHIR_JSON, body, int(time.time() * 1000))
+        ids.append(envelope.id)
+    return ids
+
+
+def rules_body(bundle: dict) -> bytes:
+    from enjournal.fhir import jsonio
+
+    return jsonio.dumps(bundle)
+
+
+async def wait_for(chaos: World, done, seconds: float = 120.0) -> dict[str, int]:
+    deadline = time.monotonic() + seconds
+    while True:
+        progress = await chaos.progress()
+        if done(progress):
+            return progress
+        assert time.monotonic() < deadline, f"stuck at {progress}"
+        await asyncio.sleep(0.005)
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+async def test_kill_9_while_relaying_and_receiving_loses_and_duplicates_nothing(chaos, tmp_path):
+    rng = random.Random()
+    log = tmp_path / "workers.log"
+    ids = await send_referrals(chaos.platform, N)
+    relaying = chaos.worker(log)  # killed while the outbox is still being published
+    await wait_for(chaos, lambda p: p["published"] >= rng.randint(1, N // 10))
+    kill(relaying)
+    at_first = await chaos.progress()
+    receiving = chaos.worker(log)  # killed with part of the messages delivered
+    target = rng.randint(N // 3, 2 * N // 3)
+    await wait_for(chaos, lambda p: p["delivered"] >= target)
+    kill(receiving)
+    at_second = await chaos.progress()
+    last = chaos.worker(log)
+    await wait_for(chaos, lambda p: p["receipt_at"] >= N and p["outbox"] == 0)
+    await asyncio.sleep(0.5)  # a late duplicate would land now
+    last.send_signal(signal.SIGTERM)
+    assert last.wait(30) == 0, log.read_text()[-3000:]
+    assert at_first["published"] < N or at_first["outbox"] > 0, (at_first, "killed too late")
+    assert at_second["delivered"] < N, (at_second, "killed too late")
+    await assert_once_each(chaos, ids)
+
+
+async def assert_once_each(chaos: World, ids: list[str]) -> None:
+    assert await chaos.scalar("SELECT count(*) FROM resources WHERE type = 'ServiceRequest'") == N
+    async with chaos.platform.store.transaction(write=False) as tx:
+        rows = [await db.get(tx, i) for i in ids]
+    assert all(r and r.delivered and r.receipt == rules.OK for r in rows)
+    receipts = await chaos.scalar(
+        "SELECT count(*) FROM messages WHERE type = 'APPREC' AND delivered IS NOT NULL"
+    )
+    assert receipts == N  # one receipt each, each delivered (record() refuses a second)
+    assert await chaos.scalar("SELECT count(*) FROM message_inbox") == 2 * N
+    assert sorted(await imported_from(chaos)) == sorted(ids)  # one ServiceRequest each
+    stats = await dead_letters(chaos)
+    assert (stats["waiting"], stats["dead"]) == (0, 0)
+
+
+async def imported_from(chaos: World) -> list[str]:
+    """The message id each stored ServiceRequest came from (its ``meta.source``)."""
+    async with chaos.platform.store.transaction(write=False) as tx:
+        rows = await tx._conn.fetch("SELECT content FROM resources WHERE type = 'ServiceRequest'")
+    return [orjson.loads(bytes(r[0]))["meta"]["source"].partition("#")[2] for r in rows]
+
+
+async def dead_letters(chaos: World) -> dict:
+    if chaos.transport == "database":
+        return await DatabaseTransport(chaos.platform.store).stats()
+    broker = RabbitTransport(AMQP, queue=chaos.queue, exchange=chaos.queue)
+    await broker.start()
+    try:
+        return await broker.stats()
+    finally:
+        await broker.close()
