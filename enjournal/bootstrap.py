@@ -53,6 +53,8 @@ class Platform:
     consent_systems: set[str] = field(default_factory=set)
     jobs: list[Job] = field(default_factory=list)
     routes: list = field(default_factory=list)  # web pages a service serves (serving only)
+    # Path prefixes besides /fhir whose routes need a bearer token (messaging's /edi facade)
+    bearer_paths: tuple[str, ...] = ()
     store: Store | None = None
     owns_store: bool = False
 

@@ -14,9 +14,14 @@ from __future__ import annotations
 import copy
 
 from enjournal.fhir.norwegian_ids import OID_HER_ID
-from enjournal.services.messaging.addresses import AUTOMATIC_RECEIPT, her_id_of
-from enjournal.services.messaging.register_file import CONNECTION, CONNECTION_SYSTEM
-from enjournal.services.messaging.rules import APPREC, FUNCTION_SYSTEM
+
+# The values services/messaging reads (addresses.py, register_file.py, rules.py), spelled out:
+# the demo sits below the services (security.setup reads the demo's users) and imports none.
+AUTOMATIC_RECEIPT = "http://enjournal.no/fhir/StructureDefinition/automatic-receipt"
+CONNECTION_SYSTEM = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
+CONNECTION = "hl7-fhir-msg"
+FUNCTION_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.8279"  # kodeverk 8279, Meldingens funksjon
+APPREC = "APPREC"
 
 DIALOG = ("DIALOG_HELSEFAGLIG", "DIALOG_FORESPORSEL", "DIALOG_SVAR", "DIALOG_NOTAT")
 RECEIVES = {
@@ -109,3 +114,11 @@ def _clinic(trust: dict, her_id: str) -> list[dict]:
         "endpoint": [{"reference": f"Endpoint/{endpoint['id']}"}],
     }
     return [endpoint, service]
+
+
+def her_id_of(resource: dict) -> str | None:
+    """The HER-id among ``resource``'s identifiers."""
+    for ident in resource.get("identifier") or []:
+        if ident.get("system") == OID_HER_ID:
+            return ident.get("value")
+    return None

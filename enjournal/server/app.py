@@ -166,7 +166,7 @@ def create_app(
 def bearer_paths(platform) -> tuple[str, ...]:
     """The path prefixes that need a bearer token: ``/fhir`` and those the services' APIs
     add (``platform.bearer_paths``, e.g. messaging's ``/edi``)."""
-    added = tuple(getattr(platform, "bearer_paths", ()))
+    added = tuple(platform.bearer_paths)
     return ("/fhir", *(p for p in added if p != "/fhir"))
 
 

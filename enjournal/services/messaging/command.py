@@ -82,8 +82,6 @@ def _line(party) -> str:
 
 def add_parser(sub) -> None:
     """``enjournal messaging load-addresses | find | worker``."""
-    from enjournal.cli import _database_option
-
     messaging = sub.add_parser("messaging", help="messaging between organisations")
     commands = messaging.add_subparsers(dest="messaging_command", required=True)
     load = commands.add_parser(
@@ -101,6 +99,12 @@ def add_parser(sub) -> None:
     find.add_argument("--name", help="part of the name of an organisation, service or person")
     find.add_argument("--orgnr", help="organisation number: it, its departments and services")
     find.add_argument("--service", help="part of a service's name")
+
+
+def _database_option(parser) -> None:
+    parser.add_argument(
+        "--database", default=None, help="database URL (default: $ENJOURNAL_DATABASE_URL)"
+    )
 
 
 def run(args) -> int:

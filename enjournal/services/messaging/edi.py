@@ -63,7 +63,7 @@ def mount(platform) -> None:
     """Add the facade's routes (serving only) and put ``/edi`` behind the bearer token."""
     facade = Facade(platform)
     platform.routes.extend(facade.routes())
-    protected = tuple(getattr(platform, "bearer_paths", ()))
+    protected = tuple(platform.bearer_paths)
     if PREFIX not in protected:
         platform.bearer_paths = (*protected, PREFIX)
 
@@ -324,6 +324,12 @@ def chosen_receivers(body: dict) -> list[str]:
         if not isinstance(subset, list) or not {str(s) for s in subset} <= set(chosen):
             raise EdiError(400, INVALID, "receiverHerIdsSubset names receivers of receiverHerIds")
         chosen = [r for r in chosen if r in {str(s) for s in subset}]
+    if len(chosen) > 1:
+        # A MsgHead names its one receiver and its id; copies to others would each be
+        # rejected (E10) by a receiver that checks them, so each receiver gets its own post.
+        raise EdiError(
+            400, INVALID, "one receiver per business document: its MsgHead names the receiver"
+        )
     return chosen
 
 

@@ -264,3 +264,15 @@ async def test_the_demo_register_loads_and_says_who_receives_what(platform, tmp_
     clinic = await _party(platform, by_id[clinics[0]])
     assert clinic.receives("HENVISNING") and clinic.org_nr is not None
     assert sum([(await _party(platform, her)).automatic_receipt for her in by_id.values()]) == 1
+
+
+def test_the_demo_spells_the_service_s_values_alike():
+    from enjournal.demo import messaging as demo
+    from enjournal.services.messaging import addresses, register_file, rules
+
+    assert demo.AUTOMATIC_RECEIPT == addresses.AUTOMATIC_RECEIPT
+    assert (demo.CONNECTION_SYSTEM, demo.CONNECTION) == (
+        register_file.CONNECTION_SYSTEM,
+        register_file.CONNECTION,
+    )
+    assert (demo.FUNCTION_SYSTEM, demo.APPREC) == (rules.FUNCTION_SYSTEM, rules.APPREC)

@@ -130,21 +130,20 @@ async def test_a_document_to_one_receiver_keeps_its_msgid(http):
     assert meta["businessDocumentMsgType"] == "DIALOG_HELSEFAGLIG"
 
 
-async def test_several_receivers_get_one_message_each_with_its_own_id(http):
+async def test_a_document_goes_to_one_receiver_and_the_subset_picks_it(http):
     receivers = [world.GP_HER, world.PHARMACY_HER]
     body = order(minimal_document("same-id"), world.HOSPITAL_HER, receivers)
     response = await post(http, "hospital", body)
-    assert response.status_code == 202, response.text
-    assigned = response.json()["assignedIds"]
-    assert [a["receiverHerId"] for a in assigned] == [int(r) for r in receivers]
-    assert len({a["id"] for a in assigned}) == 2
-    for entry in assigned:
-        found = await http.get(f"{ROOT}/messages/{entry['id']}/status", headers=auth("hospital"))
-        assert found.json()["statusList"][0]["receiverHerId"] == entry["receiverHerId"]
+    assert response.status_code == 400 and response.json()["errorCode"] == 1001
+    assert "one receiver per business document" in response.json()["description"]
     subset = order(minimal_document("x"), world.HOSPITAL_HER, receivers,
                    receiverHerIdsSubset=[int(world.PHARMACY_HER)])  # fmt: skip
-    only = (await post(http, "hospital", subset)).json()["assignedIds"]
-    assert [a["receiverHerId"] for a in only] == [int(world.PHARMACY_HER)]
+    only = await post(http, "hospital", subset)
+    assert only.status_code == 202, only.text
+    assigned = only.json()["assignedIds"]
+    assert [a["receiverHerId"] for a in assigned] == [int(world.PHARMACY_HER)]
+    found = await http.get(f"{ROOT}/messages/{assigned[0]['id']}/status", headers=auth("hospital"))
+    assert found.json()["statusList"][0]["receiverHerId"] == int(world.PHARMACY_HER)
 
 
 async def test_without_a_token_the_facade_answers_401(http):
