@@ -52,6 +52,26 @@ async def _load_portal(url: str, patients: int, seed: int) -> tuple[int, int]:
         await close_platform(platform)
 
 
+async def _load_messages(url: str) -> int:
+    """The demo's messages between the GP office, a health trust and a pharmacy
+    (services/messaging/samples.py), delivered and answered where answers are automatic."""
+    import time
+
+    from enjournal.bootstrap import build_platform, close_platform
+    from enjournal.services.messaging.hub import hub_of
+    from enjournal.services.messaging.samples import demo_messages
+    from enjournal.settings import Settings
+
+    platform = await build_platform(Settings(database_url=url), migrate=False)
+    try:
+        sent = await demo_messages(platform, int(time.time() * 1000))
+        await hub_of(platform).settle()
+        await hub_of(platform).close()
+        return sent
+    finally:
+        await close_platform(platform)
+
+
 async def _load_homecare(url: str, history: bool) -> tuple[int, int]:
     """The home follow-up's world (``homecare.py``), then, the first time, a week of
     readings from the simulated devices through the hub.  (resources added, readings)"""
@@ -109,6 +129,8 @@ def run_demo(args: argparse.Namespace) -> int:
     added, prescribed = asyncio.run(_load_portal(url, args.patients, args.seed))
     console.print(f"added {added} portal resources (families, fullmakt, form, GP slots from today)")
     console.print(f"issued {prescribed} e-prescriptions to the portal's citizens ($prescribe)")
+    sent = asyncio.run(_load_messages(url))
+    console.print(f"sent {sent} messages between the GP office, a hospital and a pharmacy")
     homecare, readings = asyncio.run(_load_homecare(url, history=True))
     console.print(
         f"added {homecare} home follow-up resources and {readings} readings from simulated "

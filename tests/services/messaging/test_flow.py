@@ -216,3 +216,24 @@ async def test_unreadable_xml_is_rejected_with_its_code(loaded, data, code):
     row = await ledger(loaded, "xml-1")
     assert row.delivered and row.receipt == rules.REJECTED
     assert [e[0] for e in row.errors or []] == [code]
+
+
+async def test_the_demo_traffic_shows_every_state(platform):
+    """On the demo population: referrals answered automatically, summaries and a question
+    waiting for the GP office, a note to a pharmacy waiting."""
+    from enjournal.demo.population import generate_population
+    from enjournal.services.messaging.samples import demo_messages
+
+    from enjournal.rest.message import FhirRequest
+
+    for bundle in generate_population(12, 7):
+        request = FhirRequest("POST", [], [], {}, orjson.dumps(bundle), "http://test/fhir")
+        assert (await platform.handle(request)).status == 200
+    assert await demo_messages(platform, 1_000) == 6
+    assert await demo_messages(platform, 1_000) == 0  # once
+    await hub_of(platform).settle()
+    async with platform.store.transaction(write=False) as tx:
+        rows = [await db.get(tx, m.id) for m in await db.overdue(tx, 2_000, 100)]
+    states = sorted((m.type, m.delivered is not None) for m in rows if m)
+    assert ("EPIKRISE", True) in states and ("DIALOG_NOTAT", True) in states
+    assert not [m for m in rows if m and m.type.startswith("HENVIS")]  # answered: not overdue

@@ -3,10 +3,8 @@ a pharmacy, their endpoints, and two patients; message builders."""
 
 from __future__ import annotations
 
-import uuid
-
 from enjournal.fhir.norwegian_ids import OID_FNR, OID_HER_ID, OID_ORGNR
-from enjournal.services.messaging import rules
+from enjournal.services.messaging import rules, samples
 from enjournal.services.messaging.addresses import AUTOMATIC_RECEIPT
 
 GP_HER, HOSPITAL_HER, CLINIC_HER, PHARMACY_HER = "81000001", "82000001", "82000002", "83000001"
@@ -83,57 +81,13 @@ async def load(store) -> None:
             await tx.create(resource, id_=resource["id"])
 
 
-def message(
-    type_: str, sender: str, receiver: str, content: list[dict], number: str | None = KARI
-) -> dict:
-    """A FHIR message of ``type_`` with a Patient (``number``) and ``content``, focus on the
-    first content resource."""
-    header = rules.message_header(str(uuid.uuid4()), type_, sender, receiver, "urn:test")
-    ident = [{"system": OID_FNR, "value": number}] if number else []
-    patient_entry = {"resourceType": "Patient", "identifier": ident}
-    entries = [{"fullUrl": "urn:uuid:p1", "resource": patient_entry}]
-    for n, resource in enumerate(content):
-        entries.append({"fullUrl": f"urn:uuid:c{n}", "resource": resource})
-    if content:
-        header["focus"] = [{"reference": "urn:uuid:c0"}]
-    return rules.message_bundle(header, entries, "2026-12-03T10:00:00+00:00")
+def message(type_: str, sender: str, receiver: str, content: list[dict], number: str | None = KARI):
+    """A FHIR message of ``type_`` with a Patient (``number``) and ``content``."""
+    return samples.message(type_, sender, receiver, content, number)
 
 
-def referral(text: str = "Vurdering av brystsmerter") -> dict:
-    return {
-        "resourceType": "ServiceRequest",
-        "status": "active",
-        "intent": "order",
-        "subject": {"reference": "urn:uuid:p1"},
-        "code": {"text": text},
-    }
-
-
-def discharge_summary(text: str = "Utskrevet i god form") -> dict:
-    return {
-        "resourceType": "Composition",
-        "status": "final",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "18842-5"}]},
-        "subject": {"reference": "urn:uuid:p1"},
-        "date": "2026-12-03",
-        "author": [{"display": "Overlege Test"}],
-        "title": "Epikrise",
-        "section": [
-            {
-                "title": "Forløp",
-                "text": {
-                    "status": "generated",
-                    "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{text}</div>',
-                },
-            }
-        ],
-    }
-
-
-def dialogue(text: str = "Har pasienten fått oppfølging?") -> dict:
-    return {
-        "resourceType": "Communication",
-        "status": "completed",
-        "subject": {"reference": "urn:uuid:p1"},
-        "payload": [{"contentString": text}],
-    }
+referral, discharge_summary, dialogue = (
+    samples.referral,
+    samples.discharge_summary,
+    samples.dialogue,
+)
