@@ -88,12 +88,12 @@ def auth(provider, who: str) -> dict:
 
 
 async def send(http, provider, who: str, bundle: dict):
-    return await http.post("/fhir/$process-message", content=orjson.dumps(bundle),
-                           headers={**auth(provider, who), "content-type": "application/fhir+json"})  # fmt: skip
+    headers = {**auth(provider, who), "content-type": "application/fhir+json"}
+    return await http.post("/fhir/$process-message", content=orjson.dumps(bundle), headers=headers)
 
 
 async def test_only_the_party_s_own_people_send_as_it(site):
-    http, provider, platform = site
+    http, provider, _ = site
     bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     refused = await send(http, provider, "stranger", bundle)
     assert refused.status_code == 403 and world.GP_HER in refused.text

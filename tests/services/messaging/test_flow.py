@@ -222,9 +222,8 @@ async def test_the_demo_traffic_shows_every_state(platform):
     """On the demo population: referrals answered automatically, summaries and a question
     waiting for the GP office, a note to a pharmacy waiting."""
     from enjournal.demo.population import generate_population
-    from enjournal.services.messaging.samples import demo_messages
-
     from enjournal.rest.message import FhirRequest
+    from enjournal.services.messaging.samples import demo_messages
 
     for bundle in generate_population(12, 7):
         request = FhirRequest("POST", [], [], {}, orjson.dumps(bundle), "http://test/fhir")
