@@ -24,9 +24,11 @@ from enjournal.security.ratelimit import MemoryLimiter
 from enjournal.security.setup import Security
 from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
+from enjournal.services.messaging import rules
 from enjournal.services.messaging.hub import hub_of
 from enjournal.services.messaging.web import content, routes
 from enjournal.services.messaging.web.centre import CONFIG
+from enjournal.services.messaging.xml import to_xml
 from enjournal.settings import Settings
 from enjournal.web import FhirClient
 from enjournal.web.site import environment
@@ -239,6 +241,46 @@ async def test_a_dialogue_message_shows_its_text_and_lists_its_attachments(centr
     assert (
         "Svar.pdf" in page.text and "application/pdf" in page.text and "2\xa0048 byte" in page.text
     )
+
+
+async def post_xml(centre, who: str, bundle: dict, body: bytes | None = None) -> str:
+    """Send ``bundle`` as KITH XML (``body``: other bytes instead), as the EDI facade does."""
+    header = bundle["entry"][0]["resource"]
+    query = {
+        "sender": rules.her_of(header["sender"]),
+        "receiver": rules.her_of(header["destination"][0]["receiver"]),
+        "type": header["eventCoding"]["code"],
+        "id": header["id"],
+    }
+    token = centre.provider.issue_token(USERS[who], scopes=SCOPES)
+    sent = await centre.http.post(
+        "/fhir/$process-message",
+        params=query,
+        content=to_xml(bundle) if body is None else body,
+        headers={"content-type": "application/xml", "authorization": f"Bearer {token}"},
+    )
+    assert sent.status_code == 202, sent.text
+    return header["id"]
+
+
+async def test_a_message_in_xml_is_read_and_shown_as_text(centre):
+    text = "Svar på <b>blodprøver</b>?"
+    bundle = world.message(
+        "DIALOG_FORESPORSEL", world.HOSPITAL_HER, world.GP_HER, [world.dialogue(text)]
+    )
+    message_id = await post_xml(centre, "hdoc", bundle)
+    unreadable = await post_xml(
+        centre, "hdoc", world.message("DIALOG_NOTAT", world.HOSPITAL_HER, world.GP_HER, []),
+        body=b"<MsgHead><script>alert(1)</script></MsgHead>",
+    )  # fmt: skip
+    await centre.settle()
+    gp = await centre.as_user("gp")
+    page = await gp.get(f"{CENTRE}/melding/{message_id}")
+    assert page.status_code == 200
+    assert "Svar på &lt;b&gt;blodprøver&lt;/b&gt;?" in page.text and world.KARI in page.text
+    raw = await gp.get(f"{CENTRE}/melding/{unreadable}")
+    assert "som ikke kunne leses" in raw.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in raw.text and "<script>" not in raw.text
 
 
 async def test_a_referral_shows_what_is_asked_for_to_its_receiver(centre):

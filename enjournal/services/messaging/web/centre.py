@@ -15,6 +15,7 @@ from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_ORGNR
 from enjournal.rest.message import FhirRequest
 from enjournal.services.messaging import rules
 from enjournal.services.messaging.web import content
+from enjournal.services.messaging.xml import from_xml
 from enjournal.web import FhirError, LoginFailed, Page, Site, SiteConfig, View, entries
 from enjournal.web.i18n import N_
 
@@ -192,10 +193,20 @@ async def message(view: View) -> str:
         received=received,
         answerable=received and found.type != rules.APPREC and found.receipt is None,
         names=await party_names(view, {found.sender, found.receiver}, parties),
-        xml=body.decode("utf-8", "replace") if media == rules.XML else None,
-        content=content.content_of(_json(body)) if media != rules.XML else None,
     )
+    view.data.update(readable(body, media))
     return "message.html"
+
+
+def readable(body: bytes, media: str) -> dict:
+    """``content``: what the message says, from its FHIR JSON or its KITH XML (read with
+    messaging's hardened reader); ``xml``: the XML as text where the reader refuses it."""
+    if media != rules.XML:
+        return {"content": content.content_of(_json(body)), "xml": None}
+    try:
+        return {"content": content.content_of(from_xml(body)), "xml": None}
+    except rules.Rejection:
+        return {"content": None, "xml": body.decode("utf-8", "replace")}
 
 
 async def message_body(view: View, message_id: str) -> tuple[bytes, str]:
