@@ -434,6 +434,48 @@ async def test_the_inbox_in_nynorsk_and_english(centre, lang, heading, kind):
     assert f"<h1>{heading}</h1>" in page.text and kind in page.text
 
 
+# --- content as text (no database) ----------------------------------------------------------
+
+
+def test_xhtml_becomes_lines_of_text_without_markup_or_scripts():
+    div = (
+        '<div xmlns="http://www.w3.org/1999/xhtml"><p>Første &amp; <b>andre</b></p>'
+        "<ul><li>en</li><li>to</li></ul><style>p{}</style><script>x()</script>slutt</div>"
+    )
+    assert content.text_of_xhtml(div) == "Første & andre\nen\nto\nslutt"
+
+
+def test_an_odd_bundle_gives_what_can_be_read_and_says_what_is_wrong():
+    assert content.content_of({"resourceType": "Bundle", "type": "collection"}).problems
+    sparse = world.message("EPIKRISE", world.HOSPITAL_HER, world.GP_HER, [
+        {"resourceType": "Composition", "section": [{"text": {"div": 7}}, {"code": {"coding": [{"code": "x"}]}}]},
+        {"resourceType": "Communication", "payload": [{"contentAttachment": {"size": "big"}}]},
+    ], number=None)  # fmt: skip
+    found = content.content_of(sparse)
+    assert found.patient_id == "" and found.sections == []
+    assert [(a.title, a.size) for a in found.attachments] == [("", None)]
+
+
+def test_the_message_page_renders_a_sparse_message_and_escapes_it():
+    from types import SimpleNamespace
+
+    from enjournal.services.messaging.web.centre import CentreView
+
+    evil = '<script>alert(1)</script>"'
+    summary = content.Summary(id=evil, type="X", sender=evil, receiver="1", state="odd")
+    found = content.Content(patient=evil, patient_id="1", title=evil)
+    found.sections.append(content.Section(evil, evil, label=False))
+    context = {
+        **CentreView.context(None),  # type: ignore[arg-type]
+        "session": SimpleNamespace(logged_in=True, name=evil),
+        "lang": "nb", "csrf": "t", "flash": None, "path": "/meldinger/x", "base": "/meldinger",
+        "message": summary, "received": True, "answerable": True, "names": {evil: evil},
+        "content": found, "xml": None,
+    }  # fmt: skip
+    html = environment(CONFIG, "nb").get_template("message.html").render(context)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
 # --- the catalogues --------------------------------------------------------------------------
 
 WEB = Path(str(resources.files("enjournal.services.messaging.web")))
