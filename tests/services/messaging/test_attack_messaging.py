@@ -1,0 +1,360 @@
+"""An outside reviewer's attacks on messaging, over HTTP with personnel tokens: what a
+sender can make the import write, what breaks the consumer, what answers 500, what goes
+unaudited.  Each finding (M-n) is an ``xfail(strict=True)`` test that passes once fixed;
+the plain tests are attacks that were checked and held."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import orjson
+import pytest
+
+from enjournal.bootstrap import compose, open_platform
+from enjournal.fhir.norwegian_ids import OID_HPR
+from enjournal.security.keys import generate
+from enjournal.security.provider import DemoUser, Provider, ProviderConfig
+from enjournal.security.ratelimit import MemoryLimiter
+from enjournal.security.setup import Security
+from enjournal.security.tokens import TokenVerifier
+from enjournal.server.app import create_app
+from enjournal.services.messaging import rules
+from enjournal.services.messaging.hub import hub_of
+from enjournal.settings import Settings
+from tests import probes
+from tests.services.messaging import world
+
+pytestmark = pytest.mark.backends("sqlite")
+ISSUER = "http://test/oidc"
+KJ = "http://enjournal.no/fhir/CodeSystem/kjernejournal"
+USERS = {
+    "gp": DemoUser("gp", "personnel", "Gina Lege", hpr="1000001", profession="LE",
+                   org_nr=world.GP_ORG, her_id=world.GP_HER),
+    "hdoc": DemoUser("hdoc", "personnel", "Hanne Overlege", hpr="1000003", profession="LE",
+                     org_nr=world.HOSPITAL_ORG),
+    "stranger": DemoUser("stranger", "personnel", "Sara Fremmed", hpr="1000009",
+                         profession="LE", org_nr="999999999"),
+}  # fmt: skip
+
+
+def staff() -> list[dict]:
+    """The GP and the hospital doctor in the directory; Kari on the GP's list."""
+    out: list[dict] = []
+    for name, hpr, org in (("gp", "1000001", "gp"), ("hdoc", "1000003", "hospital")):
+        out.append(
+            {
+                "resourceType": "Practitioner",
+                "id": name,
+                "identifier": [{"system": OID_HPR, "value": hpr}],
+                "name": [{"family": name}],
+            }
+        )
+        out.append({"resourceType": "PractitionerRole", "id": f"{name}-role",
+                    "practitioner": {"reference": f"Practitioner/{name}"},
+                    "organization": {"reference": f"Organization/{org}"}})  # fmt: skip
+    return out
+
+
+@pytest.fixture
+async def site(store):
+    await world.load(store)
+    async with store.transaction() as tx:
+        for resource in staff():
+            await tx.create(resource, id_=resource["id"])
+        kari = orjson.loads((await tx.read("Patient", "kari")).content)
+        kari["generalPractitioner"] = [{"reference": "Practitioner/gp"}]
+        await tx.update(kari, "kari")
+    provider = Provider(ProviderConfig(issuer=ISSUER, key=generate(), users=list(USERS.values())))
+    security = Security(
+        verifier=TokenVerifier([provider.issuer_config()]),
+        provider=provider,
+        limiter=MemoryLimiter(),
+    )
+    await security.start(store)
+    settings = Settings(database_url="unused", public_url="http://test")
+    platform = await open_platform(compose(settings, security=security, serving=True), store)
+    app = create_app(settings, platform=platform)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http, provider, platform
+    await hub_of(platform).close()
+    await security.stop()
+
+
+def auth(provider, who: str) -> dict:
+    return {"Authorization": f"Bearer {provider.issue_token(USERS[who], scopes='user/*.cruds')}"}
+
+
+async def post_json(http, provider, who: str, path: str, body: object):
+    headers = {**auth(provider, who), "content-type": "application/fhir+json"}
+    return await http.post(path, content=orjson.dumps(body), headers=headers)
+
+
+async def send(http, provider, who: str, bundle: dict):
+    return await post_json(http, provider, who, "/fhir/$process-message", bundle)
+
+
+def id_of(bundle: dict) -> str:
+    return bundle["entry"][0]["resource"]["id"]
+
+
+def dialogue_to_hospital(*extra: dict) -> dict:
+    """A DIALOG_NOTAT from the GP to the hospital about Kari, with ``extra`` content."""
+    return world.message(
+        "DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [world.dialogue(), *extra]
+    )
+
+
+async def stored(platform, type_: str) -> list[dict]:
+    return [orjson.loads(body) for _, body in await probes.current_of_type(platform.store, type_)]
+
+
+async def status_of(http, provider, who: str, message_id: str) -> dict:
+    answer = await http.get(f"/fhir/$message-status?id={message_id}", headers=auth(provider, who))
+    assert answer.status_code == 200, answer.text
+    return {p["name"]: p for p in answer.json()["parameter"]}
+
+
+async def audit_events(platform) -> list[dict]:
+    await platform.security.audit.stop()  # flush the request events
+    await platform.security.audit.start()
+    return [orjson.loads(bytes(r.event)) for r in await probes.audit_rows(platform.store)]
+
+
+def no_server_error(response) -> None:
+    assert response.status_code < 500, response.text
+    assert "Traceback" not in response.text
+
+
+# ---- what a sender can make the import write ------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-1 a dialogue carrying a ServiceRequest grants a care relationship"
+)
+async def test_a_dialogue_message_cannot_smuggle_a_referral(site):
+    http, provider, platform = site
+    bundle = dialogue_to_hospital(world.referral("not a referral: a dialogue"))
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    # only HENVISNING makes the receiver a referral's performer (and gives it the patient)
+    assert await stored(platform, "ServiceRequest") == []
+    seen = await http.get("/fhir/Patient/kari", headers=auth(provider, "hdoc"))
+    assert seen.status_code in (403, 404)
+
+
+async def test_a_plain_dialogue_grants_the_receiver_nothing(site):
+    http, provider, platform = site
+    bundle = world.message(
+        "DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()], world.OLA
+    )
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    assert len(await stored(platform, "Communication")) == 1
+    seen = await http.get("/fhir/Patient/ola", headers=auth(provider, "hdoc"))
+    assert seen.status_code in (403, 404)
+
+
+@pytest.mark.xfail(strict=True, reason="M-2 the sender's meta.tag and meta.security are imported")
+async def test_the_sender_cannot_label_or_tag_what_is_imported(site):
+    http, provider, platform = site
+    note = world.dialogue()
+    note["meta"] = {
+        "tag": [{"system": KJ, "code": "personvern"}],
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                      "code": "R"}],
+    }  # fmt: skip
+    bundle = world.message("DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [note])
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    (imported,) = await stored(platform, "Communication")
+    assert "tag" not in imported["meta"] and "security" not in imported["meta"]
+
+
+@pytest.mark.xfail(strict=True, reason="M-3 the content may name the patient as its author/sender")
+async def test_the_content_cannot_make_the_patient_its_author(site):
+    http, provider, platform = site
+    summary = world.discharge_summary()
+    summary["author"] = [{"reference": "urn:uuid:p1"}]
+    bundle = world.message("EPIKRISE", world.GP_HER, world.GP_HER, [summary])
+    bundle["entry"][0]["resource"]["destination"][0]["receiver"]["identifier"]["value"] = (
+        world.GP_HER
+    )
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    (imported,) = await stored(platform, "Composition")
+    assert {"reference": "Patient/kari"} not in imported["author"]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-4 no bound on the resources one message imports; audit names 50"
+)
+async def test_every_resource_a_message_writes_is_audited(site):
+    http, provider, platform = site
+    notes = [world.dialogue(f"del {n}") for n in range(60)]
+    bundle = world.message("DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, notes)
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    written = {f"Communication/{c['id']}" for c in await stored(platform, "Communication")}
+    named = {
+        e["what"]["reference"]
+        for event in await audit_events(platform)
+        if orjson.dumps(event).count(b"message-import")
+        for e in event.get("entity", [])
+        if "reference" in (e.get("what") or {})
+    }
+    assert written <= named
+
+
+# ---- what breaks the consumer, what answers 500 ---------------------------------------------
+
+
+def with_bad_meta() -> dict:
+    """A dialogue whose Communication has ``meta`` as a string: not FHIR, for T99."""
+    note = world.dialogue()
+    note["meta"] = "not an object"
+    return world.message("DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [note])
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-5 malformed content crashes the consumer: retried, dead, no AppRec"
+)
+async def test_malformed_content_is_rejected_with_an_apprec_not_retried(site):
+    http, provider, platform = site
+    bundle = with_bad_meta()
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    status = await status_of(http, provider, "gp", id_of(bundle))
+    assert "receipt" in status, status["state"]
+    codes = [p["valueCoding"]["code"] for p in status["receipt"]["part"] if p["name"] == "status"]
+    assert codes == [rules.REJECTED]
+
+
+async def test_a_poison_message_does_not_hold_back_the_others(site):
+    http, provider, platform = site
+    poison, good = with_bad_meta(), dialogue_to_hospital()
+    for bundle in (poison, good):
+        assert (await send(http, provider, "gp", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    assert (await status_of(http, provider, "gp", id_of(good)))["state"]["valueCode"] == "delivered"
+    assert len(await stored(platform, "Communication")) == 1
+
+
+def header_broken(how: str) -> dict:
+    bundle = dialogue_to_hospital()
+    header = bundle["entry"][0]["resource"]
+    if how == "eventCoding":
+        header["eventCoding"] = ["HENVISNING"]
+    elif how == "destination":
+        header["destination"] = ["urn:her:" + world.HOSPITAL_HER]
+    elif how == "entry":
+        bundle["entry"] = ["MessageHeader"]
+    else:  # an APPREC whose status extension is not an object
+        header["eventCoding"]["code"] = rules.APPREC
+        header["response"] = {"identifier": str(uuid.uuid4()), "extension": ["1"]}
+    return bundle
+
+
+@pytest.mark.xfail(strict=True, reason="M-6 a malformed MessageHeader answers 500, not 400")
+@pytest.mark.parametrize("how", ["eventCoding", "destination", "entry", "apprec-extension"])
+async def test_a_malformed_header_is_a_400(site, how):
+    http, provider, _platform = site
+    no_server_error(await send(http, provider, "gp", header_broken(how)))
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-7 EDI POST /messages with a list as messageTypeIdentificator: 500"
+)
+async def test_edi_post_with_a_list_for_the_type_is_a_400(site):
+    http, provider, _platform = site
+    body = {"contentType": "application/xml", "contentTransferEncoding": "base64",
+            "messageTypeIdentificator": ["DIALOG_NOTAT"]}  # fmt: skip
+    answer = await http.post(
+        "/edi/api/v3/messages", content=orjson.dumps(body), headers=auth(provider, "gp")
+    )
+    no_server_error(answer)
+    assert answer.json()["errorCode"] == 1001
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-8 a FHIR message id has no length limit (XML ids have 200)"
+)
+async def test_a_message_id_longer_than_the_boxes_take_is_refused(site):
+    http, provider, _platform = site
+    bundle = dialogue_to_hospital()
+    bundle["entry"][0]["resource"]["id"] = "x" * 5000
+    answer = await send(http, provider, "gp", bundle)
+    assert answer.status_code == 400  # today 202: stored, relayed, then no box can name it
+
+
+async def test_deeply_nested_json_is_refused_at_the_door(site):
+    http, provider, _platform = site
+    note = world.dialogue()
+    note["_deep"] = "DEEP"
+    raw = orjson.dumps(dialogue_to_hospital(note))
+    raw = raw.replace(b'"DEEP"', b'{"a":' * 600 + b"1" + b"}" * 600)
+    headers = {**auth(provider, "gp"), "content-type": "application/fhir+json"}
+    answer = await http.post("/fhir/$process-message", content=raw, headers=headers)
+    assert answer.status_code == 400
+
+
+# ---- duplicates -----------------------------------------------------------------------------
+
+
+async def test_an_id_is_sent_once_and_a_message_is_answered_once(site):
+    http, provider, platform = site
+    bundle = world.message("DIALOG_NOTAT", world.GP_HER, world.CLINIC_HER, [world.dialogue()])
+    bundle["entry"][0]["resource"]["eventCoding"]["code"] = "HENVISNING"
+    bundle["entry"][2]["resource"] = world.referral()
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    assert (await send(http, provider, "gp", bundle)).status_code == 409
+    await hub_of(platform).settle()
+    receipt = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "message", "valueString": id_of(bundle)},
+            {"name": "status", "valueCode": "1"},
+        ],
+    }
+    first = await post_json(http, provider, "hdoc", "/fhir/$message-receipt", receipt)
+    again = await post_json(http, provider, "hdoc", "/fhir/$message-receipt", receipt)
+    assert (first.status_code, again.status_code) == (202, 409)
+    assert len(await stored(platform, "ServiceRequest")) == 1
+
+
+# ---- audit ----------------------------------------------------------------------------------
+
+
+def about(events: list[dict], subtype: str, who: str) -> list[dict]:
+    return [
+        e for e in events
+        if subtype in orjson.dumps(e.get("subtype")).decode() and who in orjson.dumps(e).decode()
+    ]  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-9 $message read before delivery is audited without its patient"
+)
+async def test_fetching_a_message_is_audited_with_its_patient(site):
+    http, provider, platform = site
+    bundle = dialogue_to_hospital()
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    fetched = await http.get(f"/fhir/$message?id={id_of(bundle)}", headers=auth(provider, "gp"))
+    assert fetched.status_code == 200 and world.KARI in fetched.text
+    (event,) = about(await audit_events(platform), '"$message"', "Gina Lege")
+    assert "Patient/kari" in orjson.dumps(event).decode()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-10 probing another party's message id (404) is not audited"
+)
+async def test_a_stranger_asking_for_a_message_is_audited(site):
+    http, provider, platform = site
+    bundle = dialogue_to_hospital()
+    assert (await send(http, provider, "gp", bundle)).status_code == 202
+    for operation in ("$message", "$message-status"):
+        url = f"/fhir/{operation}?id={id_of(bundle)}"
+        assert (await http.get(url, headers=auth(provider, "stranger"))).status_code == 404
+    events = await audit_events(platform)
+    assert about(events, '"$message"', "Sara Fremmed"), "the stranger's probe left no trace"
