@@ -447,10 +447,12 @@ def test_xhtml_becomes_lines_of_text_without_markup_or_scripts():
 
 def test_an_odd_bundle_gives_what_can_be_read_and_says_what_is_wrong():
     assert content.content_of({"resourceType": "Bundle", "type": "collection"}).problems
-    sparse = world.message("EPIKRISE", world.HOSPITAL_HER, world.GP_HER, [
-        {"resourceType": "Composition", "section": [{"text": {"div": 7}}, {"code": {"coding": [{"code": "x"}]}}]},
+    sections = [{"text": {"div": 7}}, {"code": {"coding": [{"code": "x"}]}}]
+    resources = [
+        {"resourceType": "Composition", "section": sections},
         {"resourceType": "Communication", "payload": [{"contentAttachment": {"size": "big"}}]},
-    ], number=None)  # fmt: skip
+    ]
+    sparse = world.message("EPIKRISE", world.HOSPITAL_HER, world.GP_HER, resources, number=None)
     found = content.content_of(sparse)
     assert found.patient_id == "" and found.sections == []
     assert [(a.title, a.size) for a in found.attachments] == [("", None)]
