@@ -5,6 +5,7 @@ the plain tests are attacks that were checked and held."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import httpx
@@ -21,6 +22,7 @@ from enjournal.security.tokens import TokenVerifier
 from enjournal.server.app import create_app
 from enjournal.services.messaging import rules
 from enjournal.services.messaging.hub import hub_of
+from enjournal.services.messaging.xml import to_xml
 from enjournal.settings import Settings
 from tests import probes
 from tests.services.messaging import world
@@ -56,8 +58,8 @@ def staff() -> list[dict]:
     return out
 
 
-@pytest.fixture
-async def site(store):
+async def open_site(store, settings: Settings):
+    """The world, its staff and a secured server on ``store``: (http, provider, platform)."""
     await world.load(store)
     async with store.transaction() as tx:
         for resource in staff():
@@ -72,14 +74,33 @@ async def site(store):
         limiter=MemoryLimiter(),
     )
     await security.start(store)
-    settings = Settings(database_url="unused", public_url="http://test")
     platform = await open_platform(compose(settings, security=security, serving=True), store)
     app = create_app(settings, platform=platform)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http, provider, platform
+    return httpx.AsyncClient(transport=transport, base_url="http://test"), provider, platform
+
+
+async def close_site(http, platform) -> None:
+    await http.aclose()
     await hub_of(platform).close()
-    await security.stop()
+    await platform.security.stop()
+
+
+@pytest.fixture
+async def site(store):
+    settings = Settings(database_url="unused", public_url="http://test")
+    http, provider, platform = await open_site(store, settings)
+    yield http, provider, platform
+    await close_site(http, platform)
+
+
+@pytest.fixture
+async def small_site(store):
+    """A server whose request limit is 10 kB."""
+    settings = Settings(database_url="unused", public_url="http://test", max_body_bytes=10_000)
+    http, provider, platform = await open_site(store, settings)
+    yield http, provider, platform
+    await close_site(http, platform)
 
 
 def auth(provider, who: str) -> dict:
@@ -358,3 +379,107 @@ async def test_a_stranger_asking_for_a_message_is_audited(site):
         assert (await http.get(url, headers=auth(provider, "stranger"))).status_code == 404
     events = await audit_events(platform)
     assert about(events, '"$message"', "Sara Fremmed"), "the stranger's probe left no trace"
+
+
+# ---- more of what the content can carry -----------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True, reason="M-11 a dialogue imports a Composition: a forged epikrise in the record"
+)
+async def test_a_dialogue_message_cannot_write_a_discharge_summary(site):
+    http, provider, platform = site
+    bundle = world.message(
+        "DIALOG_NOTAT", world.HOSPITAL_HER, world.GP_HER,
+        [world.dialogue(), world.discharge_summary("not sent as an EPIKRISE")],
+    )  # fmt: skip
+    assert (await send(http, provider, "hdoc", bundle)).status_code == 202
+    await hub_of(platform).settle()
+    assert await stored(platform, "Composition") == []
+
+
+# ---- the EDI facade's door ------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="M-12 the EDI facade reads bodies past the request limit")
+async def test_the_edi_facade_keeps_the_request_limit(small_site):
+    http, provider, platform = small_site
+    padding = "<!-- " + "x" * 20_000 + " -->"
+    document = f"<MsgHead>{padding}</MsgHead>".encode()
+    body = {
+        "businessDocument": base64.b64encode(document).decode(),
+        "senderHerId": int(world.GP_HER),
+        "receiverHerIds": [int(world.HOSPITAL_HER)],
+        "contentType": "application/xml",
+        "contentTransferEncoding": "base64",
+        "messageTypeIdentificator": "DIALOG_NOTAT",
+    }
+    answer = await http.post(
+        "/edi/api/v3/messages", content=orjson.dumps(body), headers=auth(provider, "gp")
+    )
+    assert answer.status_code in (400, 413), answer.text  # today 202, and stored
+    listed = await http.get(
+        f"/fhir/$messages?party={world.GP_HER}&box=sent", headers=auth(provider, "gp")
+    )
+    assert listed.json().get("parameter", []) == []
+
+
+async def test_the_fhir_door_keeps_the_request_limit(small_site):
+    http, provider, _platform = small_site
+    note = world.dialogue("x" * 20_000)
+    answer = await send(http, provider, "gp", dialogue_to_hospital(note))
+    assert answer.status_code == 413
+
+
+# ---- XML: envelope against body, entity bombs ------------------------------------------------
+
+
+async def post_xml(http, provider, who: str, document: bytes, **envelope: str):
+    query = "&".join(f"{k}={v}" for k, v in envelope.items())
+    headers = {**auth(provider, who), "content-type": "application/xml"}
+    return await http.post(f"/fhir/$process-message?{query}", content=document, headers=headers)
+
+
+def receipt_codes(status: dict) -> list[str]:
+    """The receipt's status and error codes, e.g. ["2", "E10"]."""
+    found = []
+    for part in status["receipt"]["part"]:
+        if part["name"] == "status":
+            found.append(part["valueCoding"]["code"])
+        elif part["name"] == "error":
+            found += [p["valueCoding"]["code"] for p in part["part"] if p["name"] == "code"]
+    return found
+
+
+async def test_an_xml_body_naming_another_sender_is_rejected_e10(site):
+    http, provider, platform = site
+    forged = world.message(
+        "DIALOG_NOTAT", world.PHARMACY_HER, world.HOSPITAL_HER, [world.dialogue()]
+    )
+    envelope = {"sender": world.GP_HER, "receiver": world.HOSPITAL_HER,
+                "type": "DIALOG_NOTAT", "id": id_of(forged)}  # fmt: skip
+    answer = await post_xml(http, provider, "gp", to_xml(forged), **envelope)
+    assert answer.status_code == 202, answer.text
+    await hub_of(platform).settle()
+    assert await stored(platform, "Communication") == []
+    assert receipt_codes(await status_of(http, provider, "gp", id_of(forged))) == ["2", "E10"]
+
+
+async def test_an_entity_bomb_is_rejected_without_reading_it(site):
+    http, provider, platform = site
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        + b"".join(
+            f'<!ENTITY lol{n} "{("&lol" + str(n - 1) + ";") * 10}">'.encode()
+            if n
+            else b'<!ENTITY lol0 "&lol;&lol;">'
+            for n in range(9)
+        )
+        + b"]><MsgHead>&lol8;</MsgHead>"
+    )
+    message_id = str(uuid.uuid4())
+    envelope = {"sender": world.GP_HER, "receiver": world.HOSPITAL_HER,
+                "type": "DIALOG_NOTAT", "id": message_id}  # fmt: skip
+    assert (await post_xml(http, provider, "gp", bomb, **envelope)).status_code == 202
+    await hub_of(platform).settle()
+    assert receipt_codes(await status_of(http, provider, "gp", message_id))[0] == "2"
