@@ -1,6 +1,6 @@
-"""Refresh the web sites' message catalogues (``make catalogs``): the helsenorge portal's and
-the follow-up centre's (velferdsteknologi), each a web package with its own catalogues;
-``python scripts/update_catalogs.py helsenorge`` does one of them.
+"""Refresh the web sites' message catalogues (``make catalogs``): the helsenorge portal's,
+the follow-up centre's (velferdsteknologi) and the message centre's (messaging), each a web
+package with its own catalogues; ``python scripts/update_catalogs.py helsenorge`` does one of them.
 
 For each, extracts every message of its templates and Python sources (``web/babel.cfg``), and
 of the templates the sites share (``enjournal/web/templates``, rendered with the site's
@@ -22,7 +22,7 @@ from babel.messages.frontend import CommandLineInterface
 from babel.messages.pofile import read_po
 
 SERVICES = Path(__file__).resolve().parent.parent / "enjournal" / "services"
-SITES = {name: SERVICES / name / "web" for name in ("helsenorge", "velferdsteknologi")}
+SITES = {name: SERVICES / name / "web" for name in ("helsenorge", "velferdsteknologi", "messaging")}
 SHARED = SERVICES.parent / "web"  # enjournal.web: templates/ every site falls back to
 LANGUAGES = ("nb", "nn")  # English is the msgid: no catalogue
 

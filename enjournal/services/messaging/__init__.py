@@ -24,4 +24,8 @@ def register(platform) -> list[Job]:
     from enjournal.services.messaging import api, jobs
 
     api.register(platform)
+    if platform.serving:
+        from enjournal.services.messaging.web import routes
+
+        platform.routes.extend(routes(platform))
     return jobs.all_jobs(platform)
