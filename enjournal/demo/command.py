@@ -150,6 +150,8 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  follow-up:  {base}/oppfolging/  (the home-care nurse's follow-up centre: log in with\n"
         "              HelseID, choose the home-care nurse; six patients' home devices report\n"
         "              every 20 s, some beyond their thresholds)\n"
+        f"  messages:   {base}/meldinger/  (the message centre: log in with HelseID as the GP or\n"
+        "              nurse; referrals, discharge summaries, questions and their receipts)\n"
         f"  FHIR API:   {base}/fhir   metadata: {base}/fhir/metadata\n"
         f"  login:      {base}/oidc (embedded OpenID Connect provider for the demo users)\n"
         f"  health:     {base}/health     metrics: {base}/metrics\n"
