@@ -54,7 +54,7 @@ WORKER = (
     "import asyncio, sys\n"
     "from enjournal.services.messaging.worker import worker_command\n"
     "sys.exit(asyncio.run(worker_command(sys.argv[1], sys.argv[2], int(sys.argv[4]), 1, "
-    "queue=sys.argv[3])))\n"
+    "queue=sys.argv[3], consumers=int(sys.argv[5]))))\n"
 )
 
 
@@ -158,17 +158,47 @@ async def broker_baseline(amqp: str, bodies: list[bytes], rate: float, prefetch:
         await consumer.close()
 
 
+def cpu_seconds(worker_pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the workers, this process (the sender), every PostgreSQL and
+    RabbitMQ (beam.smp) process on the machine (other users of them included)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"workers": 0.0, "sender": 0.0, "postgresql": 0.0, "rabbitmq": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        pid, comm = int(text.split(" ", 1)[0]), text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if pid in worker_pids:
+            out["workers"] += used
+        elif pid == os.getpid():
+            out["sender"] += used
+        elif comm.startswith("postgres"):
+            out["postgresql"] += used
+        elif comm.startswith(("beam", "erl")):
+            out["rabbitmq"] += used
+    return out
+
+
+def cpu_ms_per_message(before: dict, after: dict, n: int) -> dict[str, float]:
+    return {k: round((after[k] - before[k]) * 1000 / n, 2) for k in before}
+
+
 # ---- 2 and 3. end to end -----------------------------------------------------------------
 
 
 class Workers:
     """``count`` worker processes (``enjournal messaging worker``) on ``url``."""
 
-    def __init__(self, url: str, transport: str, queue: str, count: int, batch: int, logs):
+    def __init__(
+        self, url: str, transport: str, queue: str, count: int, batch: int, consumers: int, logs
+    ):
         env = {**os.environ, "ENJOURNAL_AUTH": "off", "ENJOURNAL_TERMINOLOGY_CHECK": "off"}
         self.processes = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, url, transport, queue, str(batch)],
+                [sys.executable, "-c", WORKER, url, transport, queue, str(batch), str(consumers)],
                 cwd=ROOT,
                 env=env,
                 stdout=logs,
@@ -210,10 +240,10 @@ async def end_to_end(url: str, transport: str, queue: str, opts, logdir: Path) -
     await world.load(platform.store)
     messages = referrals(opts.messages)
     logs = (logdir / f"workers-{transport.split(':')[0]}.log").open("ab")
-    workers = Workers(url, transport, queue, opts.workers, opts.batch, logs)
+    workers = Workers(url, transport, queue, opts.workers, opts.batch, opts.consumers, logs)
     try:
         if transport.startswith("amqp"):
-            await wait_for_consumers(transport, queue, opts.workers)
+            await wait_for_consumers(transport, queue, opts.workers * opts.consumers)
         else:
             await asyncio.sleep(3)  # the workers start (no sign of it in the database)
         limit = asyncio.Semaphore(opts.senders)
@@ -227,9 +257,13 @@ async def end_to_end(url: str, transport: str, queue: str, opts, logdir: Path) -
         async def send_chunk(chunk) -> None:
             await asyncio.gather(*(send_one(item) for item in chunk))
 
+        pids = [p.pid for p in workers.processes]
+        cpu_before = cpu_seconds(pids)
         sending = await paced(messages, opts.rate, send_chunk)
         await wait_for_receipts(platform, opts.messages)
+        cpu_after = cpu_seconds(pids)
         figures = await ledger_figures(platform)
+        figures["cpu_ms_per_referral"] = cpu_ms_per_message(cpu_before, cpu_after, opts.messages)
         figures["sent_per_second"] = round(opts.messages / sending, 1)
     finally:
         codes = workers.stop()
@@ -311,7 +345,7 @@ def _area(file: str, name: str) -> str:
 
 
 async def profile_worker(
-    url: str, transport_url: str, n: int, batch: int, profiled: bool = True
+    url: str, transport_url: str, n: int, batch: int, consumers: int, profiled: bool = True
 ) -> dict:
     """``n`` referrals queued, then the worker's loop here (under cProfile if ``profiled``)
     until their receipts are in."""
@@ -337,7 +371,7 @@ async def profile_worker(
     started, cpu = time.perf_counter(), time.process_time()
     if profiled:
         profiler.enable()
-    await asyncio.gather(worker.run(hub, stop, batch, 1), until_answered())
+    await asyncio.gather(worker.run(hub, stop, batch, 1, consumers), until_answered())
     profiler.disable()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     _count_statements(statements)
@@ -468,12 +502,28 @@ async def run(opts) -> dict:
     if opts.profile:
         log(f"profile: the worker in this process, {opts.profile} referrals, PostgreSQL + RabbitMQ")
         report["profile"] = await on_postgres(
-            opts, lambda url: profile_worker(url, opts.amqp, opts.profile, opts.batch)
+            opts,
+            lambda url: profile_worker(url, opts.amqp, opts.profile, opts.batch, opts.consumers),
         )
         report["in_process_unprofiled"] = await on_postgres(
-            opts, lambda url: profile_worker(url, opts.amqp, opts.profile, opts.batch, False)
+            opts,
+            lambda url: profile_worker(
+                url, opts.amqp, opts.profile, opts.batch, opts.consumers, False
+            ),
         )
         _show(report, "profile", "in_process_unprofiled")
+    if opts.batched_prototype:
+        from bench import messaging_batched
+
+        messaging_batched.install()  # for the rest of this process
+        log("the batched inbox/ledger prototype (bench/messaging_batched.py), in process")
+        report["in_process_batched_prototype"] = await on_postgres(
+            opts,
+            lambda url: profile_worker(
+                url, opts.amqp, opts.profile or 2000, opts.batch, opts.consumers, False
+            ),
+        )
+        _show(report, "in_process_batched_prototype")
     return report
 
 
@@ -488,8 +538,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=2000.0, help="referrals/s offered")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--batch", type=int, default=100, help="the workers' batch/prefetch")
+    parser.add_argument("--consumers", type=int, default=4, help="batches at once per worker")
     parser.add_argument("--senders", type=int, default=8, help="sending transactions at once")
     parser.add_argument("--profile", type=int, default=2000, help="referrals profiled (0: off)")
+    parser.add_argument(
+        "--batched-prototype", action="store_true", help="also bench/messaging_batched.py"
+    )
     parser.add_argument("--skip-rabbit", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--database", default=PG, help="PostgreSQL (a schema is made in it)")

@@ -10,7 +10,6 @@ the receiver's inbox makes a second delivery harmless."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -27,11 +26,14 @@ async def worker_command(
     *,
     queue: str | None = None,
     lease_seconds: float | None = None,
+    consumers: int = 1,
 ) -> int:
     """The worker on the platform at ``database_url`` (default: the settings') and the
     transport at ``transport_url`` ("database" or amqp://, default: the settings');
     ``queue`` names the transport's queue (a second platform, or a test, on one broker);
-    ``lease_seconds`` is how soon what a dead worker held is taken over."""
+    ``lease_seconds`` is how soon what a dead worker held is taken over; ``consumers``
+    batches are received at once (each on a channel and a database connection of its own:
+    the receiver waits on the database most of the time)."""
     from enjournal.bootstrap import close_platform, compose, open_platform
     from enjournal.security.setup import worker_security
     from enjournal.settings import Settings
@@ -44,7 +46,7 @@ async def worker_command(
     stop = _stop_on_signals()
     published = 0
     try:
-        published = await run(hub, stop, batch, relays)
+        published = await run(hub, stop, batch, relays, consumers)
     except ConnectionError as error:
         print(f"enjournal messaging worker: {error}", file=sys.stderr)
         return 1
@@ -87,32 +89,50 @@ def _named(settings, store, queue: str):
     )
 
 
-async def run(hub, stop: asyncio.Event, batch: int, relays: int) -> int:
+async def run(hub, stop: asyncio.Event, batch: int, relays: int, consumers: int = 1) -> int:
     """The relays and the consumer until ``stop``; how many messages the relays published."""
     from enjournal.services.messaging.relay import Relay
 
     transport = await hub.transport()
+    answered = asyncio.Event()  # a batch was received: its receipts wait in the outbox
+
+    async def handle(envelopes):
+        try:
+            return await hub.receiver.handle(envelopes)
+        finally:
+            answered.set()
+
     loops = [
-        relay_loop(Relay(hub.platform, transport, batch=batch), stop) for _ in range(max(1, relays))
+        relay_loop(Relay(hub.platform, transport, batch=batch), stop, answered)
+        for _ in range(max(1, relays))
     ]
-    consumer = transport.consume(hub.receiver.handle, stop, batch)
-    results = await asyncio.gather(consumer, *loops)
-    return sum(results[1:])
+    receiving = [transport.consume(handle, stop, batch) for _ in range(max(1, consumers))]
+    results = await asyncio.gather(*loops, *receiving)
+    return sum(results[: len(loops)])
 
 
-async def relay_loop(relay, stop: asyncio.Event) -> int:
-    """``relay.run_once`` over and over, pausing briefly when the outbox has nothing due;
-    a failing pass (the database away) is logged and tried again."""
+async def relay_loop(relay, stop: asyncio.Event, answered: asyncio.Event) -> int:
+    """``relay.run_once`` over and over; when the outbox had nothing due, a pause until
+    this process received a batch (its receipts are due), ``stop``, or ``IDLE_SECONDS``
+    (another process's messages).  A failing pass (the database away) is logged and
+    tried again."""
     while not stop.is_set():
+        answered.clear()
         try:
             moved = await relay.run_once()
         except Exception:
             log.exception("relay pass failed; tried again")
             moved = 0
         if not moved:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+            await _first(stop, answered, seconds=IDLE_SECONDS)
     return relay.published
+
+
+async def _first(*events: asyncio.Event, seconds: float) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -7,7 +7,6 @@ after ``max_attempts`` deliveries a message is dead-lettered."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 
@@ -35,6 +34,7 @@ class DatabaseTransport:
     ):
         self.store, self.max_attempts, self.queue = store, max_attempts, queue
         self.backoff_base_ms, self.lease_ms = backoff_base_ms, lease_ms
+        self._published = asyncio.Event()  # wakes this process's idle consumers at once
 
     async def start(self) -> None:
         return None
@@ -46,6 +46,7 @@ class DatabaseTransport:
         rows = [(e.id, e.route, e.content_type, e.body) for e in envelopes]
         async with self.store.transaction() as tx:
             await db.put(tx, self.queue, rows, _now())
+        self._published.set()
 
     async def receive_once(self, handle: Handler, batch: int = 100) -> int:
         async with self.store.transaction() as tx:
@@ -72,12 +73,21 @@ class DatabaseTransport:
 
     async def consume(self, handle: Handler, stop: asyncio.Event, batch: int = 100) -> None:
         while not stop.is_set():
+            self._published.clear()
             if not await self.receive_once(handle, batch):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), IDLE_SECONDS)
+                await _first(stop, self._published, IDLE_SECONDS)
 
     async def stats(self) -> dict[str, float | int | None]:
         async with self.store.transaction(write=False) as tx:
             waiting, dead, oldest = await db.stats(tx, self.queue)
         age = None if oldest is None else max(0.0, (_now() - oldest) / 1000)
         return {"waiting": waiting, "dead": dead, "oldest_age": age}
+
+
+async def _first(a: asyncio.Event, b: asyncio.Event, seconds: float) -> None:
+    """Wait until ``a`` or ``b`` is set, or ``seconds`` passed (another process's publish
+    is seen by polling)."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()

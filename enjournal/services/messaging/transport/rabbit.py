@@ -194,10 +194,14 @@ class RabbitTransport:
             log.exception("messaging: the handler failed on %d messages", len(taken))
             outcomes = ["retry"] * len(taken)
         await asyncio.gather(*(
-            self._settle(m, e, o) for m, e, o in zip(taken, envelopes, outcomes, strict=True)
+            self._settle(e, o) for e, o in zip(envelopes, outcomes, strict=True)
         ))  # fmt: skip
+        # one ack for the batch: its deliveries are the oldest unacked on this channel (a
+        # channel's batches are handled one after another), retries and dead letters
+        # are confirmed in their queues by now
+        await taken[-1].ack(multiple=True)
 
-    async def _settle(self, message: AbstractIncomingMessage, envelope: Envelope, outcome: Outcome):
+    async def _settle(self, envelope: Envelope, outcome: Outcome) -> None:
         delivery = envelope.attempts + 1
         if outcome == "dead" or (outcome == "retry" and delivery >= self.max_attempts):
             reason = f"{outcome} after {delivery} deliveries"
@@ -208,7 +212,6 @@ class RabbitTransport:
             await self._publish_to_queue(
                 await self._retry_queue(delay), _message(envelope, headers)
             )
-        await message.ack()
 
     # -- state ----------------------------------------------------------------------------
 
