@@ -121,7 +121,8 @@ async def claim(tx: Any, now: int, lease_ms: int, limit: int) -> list[Outgoing]:
     lock = " FOR UPDATE SKIP LOCKED" if _conn(tx).dialect == "postgres" else ""
     rows = await _conn(tx).fetch(
         "UPDATE message_outbox SET next_attempt = ? WHERE seq IN (SELECT seq FROM "
-        f"message_outbox WHERE next_attempt <= ? ORDER BY next_attempt, seq LIMIT ?{lock}) "
+        f"message_outbox WHERE next_attempt <= ? AND dead IS NULL ORDER BY next_attempt, seq "
+        f"LIMIT ?{lock}) "
         "RETURNING id, route, content_type, body, created, attempts, seq",
         now + lease_ms, now, limit,
     )  # fmt: skip
@@ -150,6 +151,25 @@ async def postpone(tx: Any, ids: Sequence[str], until: int) -> None:
             f"WHERE id IN ({_marks(len(ids))})",
             until, *ids,
         )  # fmt: skip
+
+
+async def bury(tx: Any, message_id: str, now: int, error: str) -> None:
+    """The transport refused ``message_id`` every time: out of the relay's way, kept with
+    its reason for an operator (``dead_outgoing``)."""
+    await _conn(tx).execute(
+        "UPDATE message_outbox SET attempts = attempts + 1, dead = ?, error = ? WHERE id = ?",
+        now, error[:500], message_id,
+    )  # fmt: skip
+
+
+async def dead_outgoing(tx: Any, limit: int = 100) -> list[tuple]:
+    """The outbox's dead letters: ``(id, route, attempts, dead, error)``."""
+    rows = await _conn(tx).fetch(
+        "SELECT id, route, attempts, dead, error FROM message_outbox WHERE dead IS NOT NULL "
+        "ORDER BY seq LIMIT ?",
+        limit,
+    )
+    return [tuple(r) for r in rows]
 
 
 async def first_seen(tx: Any, message_id: str, now: int) -> bool:
@@ -243,7 +263,7 @@ async def mark_overdue(tx: Any, ids: Sequence[str], now: int) -> None:
 
 async def oldest_unpublished(tx: Any) -> int | None:
     """When the oldest message still in the outbox was written (None: the outbox is empty)."""
-    row = await _conn(tx).fetchrow("SELECT min(created) FROM message_outbox")
+    row = await _conn(tx).fetchrow("SELECT min(created) FROM message_outbox WHERE dead IS NULL")
     return row[0] if row else None
 
 

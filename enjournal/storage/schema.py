@@ -431,7 +431,8 @@ _EXPORT_JOB_KIND = "ALTER TABLE export_jobs ADD COLUMN kind TEXT NOT NULL DEFAUL
 # ``messages`` is the ledger of every message the platform's parties sent or received (the
 # sender's and the receiver's view: published, delivered, read, its receipt); ``message_outbox``
 # holds what is still to be handed to the transport, written in the same transaction as the
-# change that caused it and deleted once the broker confirmed it; ``message_inbox`` holds the
+# change that caused it and deleted once the broker confirmed it (``dead`` set when the
+# transport refused it ``messaging_max_attempts`` times); ``message_inbox`` holds the
 # ids of the messages already processed, so a redelivered message has one effect;
 # ``message_queue`` is the embedded transport (a queue in the database) when no broker is set.
 _MESSAGING = """
@@ -466,9 +467,11 @@ CREATE TABLE message_outbox (
     body {blob} NOT NULL,
     created {int} NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt {int} NOT NULL
+    next_attempt {int} NOT NULL,
+    dead {int},
+    error TEXT
 );
-CREATE INDEX message_outbox_due ON message_outbox (next_attempt, seq);
+CREATE INDEX message_outbox_due ON message_outbox (next_attempt, seq) WHERE dead IS NULL;
 CREATE TABLE message_inbox (
     id TEXT PRIMARY KEY,
     received {int} NOT NULL

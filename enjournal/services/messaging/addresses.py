@@ -12,6 +12,7 @@ are searched with the usual REST API (``Organization?identifier=...``, ``?name=`
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from enjournal.fhir import jsonio
@@ -38,16 +39,26 @@ class Party:
         return self.active and message_type in self.accepts
 
 
-_cache: dict[str, tuple[float, Party | None]] = {}
+_cache: OrderedDict[str, tuple[float, Party | None]] = OrderedDict()
+_CACHE_SIZE = 20_000  # parties kept per worker (the register holds some 30,000)
 
 
 async def find_party(tx, her_id: str, *, fresh: bool = False) -> Party | None:
-    """The party with ``her_id`` (None: unknown), kept for a short while per worker."""
+    """The party with ``her_id`` (None: unknown), kept for a short while per worker; only
+    known parties are kept, and at most ``_CACHE_SIZE`` of them (least recently used out),
+    so asking for made-up HER-ids grows nothing."""
     hit = _cache.get(her_id)
     if hit is not None and not fresh and hit[0] > time.monotonic():
+        _cache.move_to_end(her_id)
         return hit[1]
     party = await _load(tx, her_id)
+    if party is None:
+        _cache.pop(her_id, None)
+        return None
     _cache[her_id] = (time.monotonic() + _CACHE_SECONDS, party)
+    _cache.move_to_end(her_id)
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
     return party
 
 

@@ -112,7 +112,15 @@ class Boxes:
                 return row
             if not receiver_only and await acts_for(tx, principal, row.sender):
                 return row
+            if request.context is not None:  # someone else's message: a refused access
+                request.context.refuse(
+                    "r", _name(request), "not a party of the message", row.patient
+                )
         raise NotFound(f"no message {message_id[:100]} of yours")
+
+
+def _name(request) -> str:
+    return "/".join(request.path)[:60] or "message"
 
 
 def _principal(request):

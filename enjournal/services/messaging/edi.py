@@ -72,6 +72,20 @@ class Facade:
     def __init__(self, platform):
         self.platform = platform
 
+    async def body(self, request) -> bytes:
+        """The request's body, refused past the platform's request limit (as /fhir's)."""
+        limit = self.platform.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise EdiError(413, INVALID, f"the request is larger than {limit} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise EdiError(413, INVALID, f"the request is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def routes(self) -> list[Route]:
         table = [
             ("", self.send, "POST"),
@@ -105,7 +119,7 @@ class Facade:
         return await self.platform.handle(fhir_request, principal)
 
     async def send(self, request: Request) -> Response:
-        order = parse_order(await request.body())
+        order = parse_order(await self.body(request))
         sent: list[dict] = []
         for receiver, id_ in zip(order["receivers"], order["ids"], strict=True):
             params = [("sender", order["sender"]), ("receiver", receiver),
@@ -188,7 +202,7 @@ class Facade:
 
     async def apprec(self, request: Request) -> Response:
         id_ = message_id(request)
-        status, errors = parse_apprec(await request.body())
+        status, errors = parse_apprec(await self.body(request))
         summary = await self.summary(request)
         if summary["type"] == rules.APPREC:
             raise EdiError(400, APPREC_ON_APPREC, "an AppRec is not answered with an AppRec")
@@ -295,7 +309,8 @@ def parse_order(raw: bytes) -> dict:
     body = parse_json(raw)
     if body.get("contentType") != rules.XML or body.get("contentTransferEncoding") != "base64":
         raise EdiError(400, INVALID, "contentType application/xml, contentTransferEncoding base64")
-    if body.get("messageTypeIdentificator") not in rules.CONTENT:
+    kind = body.get("messageTypeIdentificator")
+    if not isinstance(kind, str) or kind not in rules.CONTENT:
         raise EdiError(400, INVALID, "messageTypeIdentificator: " + ", ".join(rules.CONTENT))
     sender = body.get("senderHerId")
     if not valid_her(sender):

@@ -92,6 +92,9 @@ async def check_queue_age(platform, hub, store, now) -> int:
     limit = platform.settings.messaging_queue_age_seconds
     async with store.transaction(write=False) as tx:
         oldest = await db.oldest_unpublished(tx)
+        dead = await db.dead_outgoing(tx, 1)
+    if dead:
+        log.error("messaging: the outbox holds messages the transport refused (dead letters)")
     ages = [now.timestamp() - oldest / 1000] if oldest else []
     stats = await (await hub.transport()).stats()
     if stats.get("oldest_age") is not None:

@@ -36,7 +36,10 @@ from enjournal.services.messaging.transport import Envelope, Outcome
 from enjournal.storage import messaging as db
 
 log = logging.getLogger("enjournal.messaging")
-IMPORTED = ("ServiceRequest", "Composition", "Communication", "DocumentReference")
+IMPORTED = (*rules.CONTENT.values(), rules.ATTACHMENTS)  # check_content allows one type each
+# Errors that malformed content (not the database or the transport) raises while it is read:
+# answered with a T99 receipt, never retried.
+MALFORMED = (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
 HUB = Principal("system", "messaging-hub", "messaging-hub", frozenset(), "Meldingsformidler")
 
 
@@ -165,15 +168,21 @@ class Receiver:
             raise rules.Rejection("E35")
         patient = found[0].id
         party = await find_party(tx, header.receiver)
-        resources = _content(bundle, patient, header, party.reference if party else None)
-        for resource in resources:
-            _validate(resource)
+        try:
+            for resource in rules.resources(bundle):  # as sent: what the sender vouches for
+                if resource.get("resourceType") in IMPORTED:
+                    _validate(resource)
+            resources = _content(bundle, patient, header, party.reference if party else None)
+        except MALFORMED:
+            log.exception("message %s: content not readable", header.id[:100])
+            raise rules.Rejection("T99", "the message's content could not be read") from None
         created: list[str] = []
         for resource in resources:
             try:
                 stored = await tx.create(resource, id_=resource["id"])
-            except FhirError as error:
-                rejection = rules.Rejection("T99", error.message[:500])
+            except (FhirError, *MALFORMED) as error:
+                text = error.message if isinstance(error, FhirError) else "not storable"
+                rejection = rules.Rejection("T99", f"{resource['resourceType']}: {text}"[:500])
                 if created or not alone:
                     raise _Redo(rejection) from None
                 raise rejection from None
@@ -251,14 +260,16 @@ def _ledger_row(header: rules.Envelope, envelope: Envelope, now: int) -> db.Mess
 
 def _content(bundle: dict, patient: str, header: rules.Envelope, receiver: str | None) -> list:
     """The resources to import, with new ids and their references into the record."""
-    entries = [e for e in bundle.get("entry", [])[1:] if isinstance(e, dict)]
+    entries = rules.objects(bundle.get("entry"))[1:]
     resources: list[dict] = [_as_dict(e.get("resource")) for e in entries]
     ids = [uuid.uuid4().hex for _ in entries]
     local: dict[str, str] = {}
     for entry, resource, new_id in zip(entries, resources, ids, strict=True):
         type_, url = resource.get("resourceType"), str(entry.get("fullUrl") or "")
-        target = f"Patient/{patient}" if type_ == "Patient" else f"{type_}/{new_id}"
-        if type_ == "Patient" or type_ in IMPORTED:
+        target = f"{type_}/{new_id}"
+        # the patient is named only as the subject (``_address``): elsewhere (an author, a
+        # sender) a reference to them is dropped, so content cannot pass as the patient's
+        if type_ in IMPORTED:
             if url:
                 local[url] = target
             if resource.get("id"):
@@ -269,7 +280,9 @@ def _content(bundle: dict, patient: str, header: rules.Envelope, receiver: str |
             continue
         copy = _relinked(resource, local)
         copy["id"] = new_id
-        copy.setdefault("meta", {})["source"] = f"urn:her:{header.sender}#{header.id}"[:200]
+        # the sender's tags and security labels are not ours to take (a kjernejournal tag, a
+        # confidentiality label, "the patient's own"): meta says only where it came from
+        copy["meta"] = {"source": f"urn:her:{header.sender}#{header.id}"[:200]}
         _address(copy, receiver, f"Patient/{patient}")
         out.append(copy)
     return out

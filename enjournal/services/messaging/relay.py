@@ -17,6 +17,11 @@ from enjournal.storage import messaging as db
 
 log = logging.getLogger("enjournal.messaging")
 LEASE_MS = 30_000
+GIVE_UP = 3  # refusals in a row, none confirmed: the broker is away, not one message
+
+
+def _envelope(out: db.Outgoing) -> Envelope:
+    return Envelope(out.id, out.route, out.content_type, out.body, out.attempts)
 
 
 class Relay:
@@ -34,22 +39,50 @@ class Relay:
             claimed = await db.claim(tx, now, LEASE_MS, self.batch)
         if not claimed:
             return 0
-        ids = [out.id for out in claimed]
         try:
-            await self.transport.publish(
-                [Envelope(o.id, o.route, o.content_type, o.body, o.attempts) for o in claimed]
-            )
-        except Exception as error:  # the broker is away or refused: keep them, try later
-            log.warning(
-                "relay: %d messages not confirmed (%s); retried", len(ids), type(error).__name__
-            )
+            await self.transport.publish([_envelope(o) for o in claimed])
+            confirmed = [o.id for o in claimed]
+        except Exception as error:  # the broker is away, or refused one of them
+            confirmed = await self._one_by_one(claimed, error, now)
+        if confirmed:
             async with self.platform.store.transaction() as tx:
-                await db.postpone(tx, ids, now + backoff_ms(claimed[0].attempts + 1))
-            return 0
+                await db.published(tx, confirmed, self.now())
+        self.published += len(confirmed)
+        return len(confirmed)
+
+    async def _one_by_one(self, claimed: list[db.Outgoing], error: Exception, now: int):
+        """A refused batch, each message alone: one the broker refuses (too large, say)
+        holds back only itself, and after ``messaging_max_attempts`` tries it is dead-
+        lettered in the outbox; when the broker is away (``GIVE_UP`` refusals in a row) the
+        rest wait for the next pass."""
+        log.warning("relay: a batch of %d not confirmed (%s)", len(claimed), type(error).__name__)
+        confirmed: list[str] = []
+        refused: list[tuple[db.Outgoing, str]] = []
+        for n, out in enumerate(claimed):
+            if len(refused) >= GIVE_UP and not confirmed:
+                refused += [
+                    (o, "not tried: the transport refused the ones before") for o in claimed[n:]
+                ]
+                break
+            try:
+                await self.transport.publish([_envelope(out)])
+                confirmed.append(out.id)
+            except Exception as single:
+                refused.append((out, type(single).__name__))
+        await self._refused(refused, now)
+        return confirmed
+
+    async def _refused(self, refused: list[tuple[db.Outgoing, str]], now: int) -> None:
+        limit = self.platform.settings.messaging_max_attempts
         async with self.platform.store.transaction() as tx:
-            await db.published(tx, ids, self.now())
-        self.published += len(ids)
-        return len(ids)
+            for out, why in refused:
+                if out.attempts + 1 >= limit:
+                    log.error(
+                        "relay: message %s dead-lettered in the outbox: %s", out.id[:100], why
+                    )
+                    await db.bury(tx, out.id, now, f"refused {limit} times: {why}")
+                else:
+                    await db.postpone(tx, [out.id], now + backoff_ms(out.attempts + 1))
 
     async def drain(self) -> int:
         """Passes until the outbox has nothing due."""

@@ -82,26 +82,45 @@ class Envelope:
     errors: list[list[str]] = field(default_factory=list)  # APPREC: [[code, text], ...]
 
 
+def obj(value: object) -> dict:
+    """``value`` if it is a JSON object, else an empty one: a message is read field by field
+    without trusting its shape (any JSON may arrive)."""
+    return value if isinstance(value, dict) else {}
+
+
+def objects(value: object) -> list[dict]:
+    """The JSON objects of ``value`` if it is a list (others left out), else none."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def valid_id(value: object) -> bool:
+    """A message id: 1 to 200 printable characters without spaces (MsgHead's MsgId too)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 200
+        and value.isprintable()
+        and " " not in value
+    )
+
+
 def her_of(reference: object) -> str | None:
     """The HER-id a Reference carries in its identifier (``urn:oid:2.16.578.1.12.4.1.2``)."""
-    if not isinstance(reference, dict):
-        return None
-    ident = reference.get("identifier")
-    if isinstance(ident, dict) and ident.get("system") == OID_HER_ID:
-        value = ident.get("value")
-        return value if isinstance(value, str) and value.isdigit() else None
+    ident = obj(obj(reference).get("identifier"))
+    value = ident.get("value")
+    if ident.get("system") == OID_HER_ID and isinstance(value, str):
+        return value if value.isdigit() and len(value) <= 12 else None
     return None
 
 
 def header_of(bundle: object) -> dict:
     """The MessageHeader of a message Bundle; ValueError saying what is wrong."""
-    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+    if obj(bundle).get("resourceType") != "Bundle":
         raise ValueError("a message is a Bundle")
-    if bundle.get("type") != "message":
+    if obj(bundle).get("type") != "message":
         raise ValueError("the Bundle's type must be 'message'")
-    entries = bundle.get("entry")
-    first = entries[0].get("resource") if isinstance(entries, list) and entries else None
-    if not isinstance(first, dict) or first.get("resourceType") != "MessageHeader":
+    entries = objects(obj(bundle).get("entry"))
+    first = obj(entries[0].get("resource")) if entries else {}
+    if first.get("resourceType") != "MessageHeader":
         raise ValueError("a message Bundle's first entry must be its MessageHeader")
     return first
 
@@ -109,66 +128,68 @@ def header_of(bundle: object) -> dict:
 def envelope_of(bundle: object) -> Envelope:
     """The envelope of a FHIR message; ValueError saying what is missing or wrong."""
     header = header_of(bundle)
-    event = header.get("eventCoding") or {}
-    if event.get("system") != FUNCTION_SYSTEM or event.get("code") not in TYPES:
+    event = obj(header.get("eventCoding"))
+    code = event.get("code")
+    if event.get("system") != FUNCTION_SYSTEM or not isinstance(code, str) or code not in TYPES:
         raise ValueError(
             f"MessageHeader.eventCoding must be a code of {FUNCTION_SYSTEM}: "
             + ", ".join(sorted(TYPES))
         )
     id_ = header.get("id")
-    if not isinstance(id_, str) or not id_:
-        raise ValueError("the MessageHeader needs an id: the message's id")
+    if not valid_id(id_):
+        raise ValueError("the MessageHeader's id is the message's id: 1-200 characters, no spaces")
     sender = her_of(header.get("sender"))
     if sender is None:
         raise ValueError("MessageHeader.sender must carry the sender's HER-id as identifier")
-    receivers = [her_of(d.get("receiver")) for d in header.get("destination") or []]
-    if len(receivers) != 1 or receivers[0] is None:
+    destinations = header.get("destination")
+    one = isinstance(destinations, list) and len(destinations) == 1
+    receiver = her_of(obj(destinations[0]).get("receiver")) if one else None  # type: ignore[index]
+    if receiver is None:
         raise ValueError(
             "a message has one destination whose receiver carries the receiver's HER-id"
         )
-    envelope = Envelope(id_, event["code"], sender, receivers[0])
+    envelope = Envelope(str(id_), code, sender, receiver)
     if envelope.type == APPREC:
-        _receipt_parts(header, envelope, bundle)  # type: ignore[arg-type]  # header_of checked it
+        _receipt_parts(header, envelope, obj(bundle))
     return envelope
 
 
 def _receipt_parts(header: dict, envelope: Envelope, bundle: dict) -> None:
-    response = header.get("response") or {}
+    response = obj(header.get("response"))
     original = response.get("identifier")
-    if not isinstance(original, str) or not original:
+    if not valid_id(original):
         raise ValueError("an APPREC's MessageHeader.response.identifier names the original")
-    envelope.refers = original
-    status = next(
-        (
-            e.get("valueCoding", {}).get("code")
-            for e in response.get("extension") or []
-            if e.get("url") == STATUS_EXTENSION
-        ),
-        None,
-    )
+    envelope.refers = str(original)
+    codes = [
+        obj(e.get("valueCoding")).get("code")
+        for e in objects(response.get("extension"))
+        if e.get("url") == STATUS_EXTENSION
+    ]
+    status = codes[0] if codes and isinstance(codes[0], str) else None
     if status not in STATUS_TEXT:
         raise ValueError(f"an APPREC's status ({STATUS_EXTENSION}) is 1, 2 or 3 ({STATUS_SYSTEM})")
     envelope.status = status
-    envelope.errors = errors_of(_entry(bundle, (response.get("details") or {}).get("reference")))
+    envelope.errors = errors_of(_entry(bundle, obj(response.get("details")).get("reference")))
 
 
 def _entry(bundle: dict, url: object) -> dict | None:
     """The resource of the entry whose fullUrl is ``url``."""
-    for entry in bundle.get("entry") or []:
-        if isinstance(entry, dict) and url and entry.get("fullUrl") == url:
-            return entry.get("resource")
+    for entry in objects(bundle.get("entry")):
+        if url and entry.get("fullUrl") == url:
+            return obj(entry.get("resource"))
     return None
 
 
 def errors_of(outcome: object) -> list[list[str]]:
     """[[code, text], ...] of kodeverk 8221 in an OperationOutcome."""
     found: list[list[str]] = []
-    issues = outcome.get("issue") if isinstance(outcome, dict) else None
-    for issue in issues if isinstance(issues, list) else []:
-        for coding in ((issue or {}).get("details") or {}).get("coding") or []:
-            if coding.get("system") == ERROR_SYSTEM and coding.get("code"):
-                text = (issue.get("details") or {}).get("text") or ERRORS.get(coding["code"], "")
-                found.append([coding["code"], str(text)[:500]])
+    for issue in objects(obj(outcome).get("issue")):
+        details = obj(issue.get("details"))
+        for coding in objects(details.get("coding")):
+            code = coding.get("code")
+            if coding.get("system") == ERROR_SYSTEM and isinstance(code, str) and code:
+                text = details.get("text") or ERRORS.get(code, "")
+                found.append([code[:10], str(text)[:500]])
     return found
 
 
@@ -186,11 +207,8 @@ def check_receipt(status: str, errors: list[list[str]]) -> str | None:
 
 def resources(bundle: dict) -> list[dict]:
     """The resources of a message Bundle after its MessageHeader."""
-    return [
-        e["resource"]
-        for e in bundle.get("entry", [])[1:]
-        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
-    ]
+    entries = objects(bundle.get("entry"))[1:]
+    return [obj(e.get("resource")) for e in entries if isinstance(e.get("resource"), dict)]
 
 
 def patient_number(bundle: dict) -> str:
@@ -200,8 +218,8 @@ def patient_number(bundle: dict) -> str:
     numbers = [
         i.get("value")
         for p in patients
-        for i in p.get("identifier") or []
-        if isinstance(i, dict) and i.get("system") in (OID_FNR, OID_DNR)
+        for i in objects(p.get("identifier"))
+        if i.get("system") in (OID_FNR, OID_DNR)
     ]
     if not numbers or not isinstance(numbers[0], str):
         raise Rejection("E30")
@@ -210,17 +228,43 @@ def patient_number(bundle: dict) -> str:
     return numbers[0]
 
 
+# What each type may carry besides its Patient: its content, and attachments as
+# DocumentReferences; nothing else is imported into the record, so a message of one type
+# cannot write another's content (a referral's care relationship, a discharge summary).
+ATTACHMENTS = "DocumentReference"
+MAX_ATTACHMENTS = 20
+DISCHARGE_SUMMARY = ("http://loinc.org", "18842-5")
+
+
 def check_content(message_type: str, bundle: dict) -> dict:
-    """The focus resource the type requires, present and named by MessageHeader.focus;
-    Rejection T99 naming what is missing."""
+    """The message's one content resource, of the type its message type needs and named by
+    MessageHeader.focus, and nothing but attachments beside it; Rejection T99 saying what
+    is wrong."""
     wanted = CONTENT[message_type]
-    found = [r for r in resources(bundle) if r.get("resourceType") == wanted]
-    if not found:
-        raise Rejection("T99", f"a {message_type} message carries a {wanted}")
-    focus = header_of(bundle).get("focus") or []
-    if not focus:
+    carried = [r for r in resources(bundle) if r.get("resourceType") != "Patient"]
+    found = [r for r in carried if r.get("resourceType") == wanted]
+    if len(found) != 1:
+        raise Rejection("T99", f"a {message_type} message carries one {wanted}")
+    others = {str(r.get("resourceType")) for r in carried} - {wanted, ATTACHMENTS}
+    if others:
+        raise Rejection(
+            "T99", f"a {message_type} message carries no {', '.join(sorted(others))[:200]}"
+        )
+    if len(carried) - 1 > MAX_ATTACHMENTS:
+        raise Rejection("T99", f"a message carries at most {MAX_ATTACHMENTS} attachments")
+    if not objects(header_of(bundle).get("focus")):
         raise Rejection("T99", f"MessageHeader.focus must name the {wanted}")
+    if message_type == "EPIKRISE" and not _coded(found[0].get("type"), DISCHARGE_SUMMARY):
+        raise Rejection(
+            "T99", "an EPIKRISE's Composition.type is LOINC 18842-5 (discharge summary)"
+        )
     return found[0]
+
+
+def _coded(concept: object, wanted: tuple[str, str]) -> bool:
+    return any(
+        (c.get("system"), c.get("code")) == wanted for c in objects(obj(concept).get("coding"))
+    )
 
 
 def receipt_message(

@@ -15,6 +15,7 @@ import uuid
 
 from enjournal.fhir import jsonio
 from enjournal.fhir.errors import Conflict, Forbidden, Invalid, Unprocessable
+from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
 from enjournal.rest.message import FhirResponse, info_outcome
 from enjournal.services.messaging import rules
 from enjournal.services.messaging.addresses import acts_for, find_party
@@ -44,11 +45,29 @@ async def send(tx, principal, envelope: rules.Envelope, content_type: str, body:
         content_type=content_type,
         body=body,
         created=now,
+        patient=await patient_of(tx, content_type, body),
     )
     if not await db.record(tx, message):
         raise Conflict(f"a message with id {envelope.id} was sent already")
     await db.enqueue(tx, db.Outgoing(envelope.id, envelope.receiver, content_type, body, now))
     return message
+
+
+async def patient_of(tx, content_type: str, body: bytes) -> str | None:
+    """The record's id of the patient a message names, if known: so every read of it is
+    audited with its patient, before its import or without one (a rejected message)."""
+    try:
+        if content_type == rules.XML:
+            from enjournal.services.messaging.xml import from_xml
+
+            bundle = from_xml(body)
+        else:
+            bundle = jsonio.loads(body)
+        number = rules.patient_number(rules.obj(bundle))
+    except (rules.Rejection, ValueError):
+        return None
+    found = await tx.by_identifier("Patient", (OID_FNR, OID_DNR), number, limit=1)
+    return found[0].id if found else None
 
 
 class Sending:

@@ -1,7 +1,7 @@
 """An outside reviewer's attacks on messaging, over HTTP with personnel tokens: what a
 sender can make the import write, what breaks the consumer, what answers 500, what goes
-unaudited.  Each finding (M-n) is an ``xfail(strict=True)`` test that passes once fixed;
-the plain tests are attacks that were checked and held."""
+unaudited.  Each finding (M-1..M-14, named in the test's docstring or comments) was an
+``xfail(strict=True)`` test until its class was fixed; the others are attacks that held."""
 
 from __future__ import annotations
 
@@ -152,9 +152,7 @@ def no_server_error(response) -> None:
 # ---- what a sender can make the import write ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-1 a dialogue carrying a ServiceRequest grants a care relationship"
-)
+# M-1 a dialogue carrying a ServiceRequest grants a care relationship (fixed)
 async def test_a_dialogue_message_cannot_smuggle_a_referral(site):
     http, provider, platform = site
     bundle = dialogue_to_hospital(world.referral("not a referral: a dialogue"))
@@ -178,7 +176,7 @@ async def test_a_plain_dialogue_grants_the_receiver_nothing(site):
     assert seen.status_code in (403, 404)
 
 
-@pytest.mark.xfail(strict=True, reason="M-2 the sender's meta.tag and meta.security are imported")
+# M-2 the sender's meta.tag and meta.security are imported (fixed)
 async def test_the_sender_cannot_label_or_tag_what_is_imported(site):
     http, provider, platform = site
     note = world.dialogue()
@@ -194,7 +192,7 @@ async def test_the_sender_cannot_label_or_tag_what_is_imported(site):
     assert "tag" not in imported["meta"] and "security" not in imported["meta"]
 
 
-@pytest.mark.xfail(strict=True, reason="M-3 the content may name the patient as its author/sender")
+# M-3 the content may name the patient as its author/sender (fixed)
 async def test_the_content_cannot_make_the_patient_its_author(site):
     http, provider, platform = site
     summary = world.discharge_summary()
@@ -209,9 +207,7 @@ async def test_the_content_cannot_make_the_patient_its_author(site):
     assert {"reference": "Patient/kari"} not in imported["author"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-4 no bound on the resources one message imports; audit names 50"
-)
+# M-4 no bound on the resources one message imports; audit names 50 (fixed)
 async def test_every_resource_a_message_writes_is_audited(site):
     http, provider, platform = site
     notes = [world.dialogue(f"del {n}") for n in range(60)]
@@ -239,9 +235,7 @@ def with_bad_meta() -> dict:
     return world.message("DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [note])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-5 malformed content crashes the consumer: retried, dead, no AppRec"
-)
+# M-5 malformed content crashes the consumer: retried, dead, no AppRec (fixed)
 async def test_malformed_content_is_rejected_with_an_apprec_not_retried(site):
     http, provider, platform = site
     bundle = with_bad_meta()
@@ -278,16 +272,14 @@ def header_broken(how: str) -> dict:
     return bundle
 
 
-@pytest.mark.xfail(strict=True, reason="M-6 a malformed MessageHeader answers 500, not 400")
+# M-6 a malformed MessageHeader answers 500, not 400 (fixed)
 @pytest.mark.parametrize("how", ["eventCoding", "destination", "entry", "apprec-extension"])
 async def test_a_malformed_header_is_a_400(site, how):
     http, provider, _platform = site
     no_server_error(await send(http, provider, "gp", header_broken(how)))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-7 EDI POST /messages with a list as messageTypeIdentificator: 500"
-)
+# M-7 EDI POST /messages with a list as messageTypeIdentificator: 500 (fixed)
 async def test_edi_post_with_a_list_for_the_type_is_a_400(site):
     http, provider, _platform = site
     body = {"contentType": "application/xml", "contentTransferEncoding": "base64",
@@ -299,9 +291,7 @@ async def test_edi_post_with_a_list_for_the_type_is_a_400(site):
     assert answer.json()["errorCode"] == 1001
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-8 a FHIR message id has no length limit (XML ids have 200)"
-)
+# M-8 a FHIR message id has no length limit (XML ids have 200) (fixed)
 async def test_a_message_id_longer_than_the_boxes_take_is_refused(site):
     http, provider, _platform = site
     bundle = dialogue_to_hospital()
@@ -355,9 +345,7 @@ def about(events: list[dict], subtype: str, who: str) -> list[dict]:
     ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-9 $message read before delivery is audited without its patient"
-)
+# M-9 $message read before delivery is audited without its patient (fixed)
 async def test_fetching_a_message_is_audited_with_its_patient(site):
     http, provider, platform = site
     bundle = dialogue_to_hospital()
@@ -368,9 +356,7 @@ async def test_fetching_a_message_is_audited_with_its_patient(site):
     assert "Patient/kari" in orjson.dumps(event).decode()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-10 probing another party's message id (404) is not audited"
-)
+# M-10 probing another party's message id (404) is not audited (fixed)
 async def test_a_stranger_asking_for_a_message_is_audited(site):
     http, provider, platform = site
     bundle = dialogue_to_hospital()
@@ -385,9 +371,7 @@ async def test_a_stranger_asking_for_a_message_is_audited(site):
 # ---- more of what the content can carry -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-11 a dialogue imports a Composition: a forged epikrise in the record"
-)
+# M-11 a dialogue imports a Composition: a forged epikrise in the record (fixed)
 async def test_a_dialogue_message_cannot_write_a_discharge_summary(site):
     http, provider, platform = site
     bundle = world.message(
@@ -402,7 +386,7 @@ async def test_a_dialogue_message_cannot_write_a_discharge_summary(site):
 # ---- the EDI facade's door ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="M-12 the EDI facade reads bodies past the request limit")
+# M-12 the EDI facade reads bodies past the request limit (fixed)
 async def test_the_edi_facade_keeps_the_request_limit(small_site):
     http, provider, _platform = small_site
     padding = "<!-- " + "x" * 20_000 + " -->"
@@ -502,9 +486,7 @@ class RefusingBroker:
         self.published += [e.id for e in envelopes]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-13 one message the broker refuses holds back its whole relay batch"
-)
+# M-13 one message the broker refuses holds back its whole relay batch (fixed)
 async def test_one_refused_message_does_not_hold_back_the_outbox(site):
     http, provider, platform = site
     poison, good = dialogue_to_hospital(), dialogue_to_hospital()
@@ -515,9 +497,7 @@ async def test_one_refused_message_does_not_hold_back_the_outbox(site):
     assert id_of(good) in broker.published
 
 
-@pytest.mark.xfail(
-    strict=True, reason="M-14 the party cache keeps every HER-id asked for, unbounded"
-)
+# M-14 the party cache keeps every HER-id asked for, unbounded (fixed)
 async def test_asking_for_unknown_parties_does_not_grow_memory_without_bound(site):
     _http, _provider, platform = site
     addresses.forget()

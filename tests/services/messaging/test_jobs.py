@@ -126,3 +126,36 @@ async def test_old_answered_bodies_are_pruned_and_late_duplicates_still_stopped(
     envelope = Envelope(message_id, world.HOSPITAL_HER, rules.FHIR_JSON, orjson.dumps(bundle))
     assert await hub_of(loaded).receiver.handle([envelope]) == ["ack"]
     assert (await client.get("/fhir/ServiceRequest")).json()["total"] == 1
+
+
+class RefusingOne:
+    """A broker that refuses one message every time (RabbitMQ's max message size, say)."""
+
+    def __init__(self, refused: str):
+        self.refused, self.published = refused, []
+
+    async def publish(self, envelopes):
+        if any(e.id == self.refused for e in envelopes):
+            raise RuntimeError("message too large")
+        self.published += [e.id for e in envelopes]
+
+
+async def test_a_message_the_broker_always_refuses_is_dead_lettered_in_the_outbox(loaded, client):
+    poison = await send(
+        client, world.message("DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()])
+    )
+    good = await send(
+        client, world.message("DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()])
+    )
+    broker = RefusingOne(poison)
+    relay = Relay(loaded, broker)
+    start = datetime.now(UTC)
+    for n in range(loaded.settings.messaging_max_attempts):
+        loaded.clock = lambda n=n: start + timedelta(hours=n)  # past each backoff
+        await relay.run_once()
+    assert broker.published == [good]
+    async with loaded.store.transaction(write=False) as tx:
+        dead = await db.dead_outgoing(tx)
+        assert await db.oldest_unpublished(tx) is None  # nothing left waiting
+    assert [(d[0], d[2]) for d in dead] == [(poison, loaded.settings.messaging_max_attempts)]
+    assert "RuntimeError" in dead[0][4]
