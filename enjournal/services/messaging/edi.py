@@ -279,8 +279,8 @@ def body_of(answer: FhirResponse) -> dict:
 
 def message_id(request: Request) -> str:
     id_ = request.path_params["id"]
-    if not id_ or len(id_) > 200:
-        raise EdiError(400, INVALID, "the message id is 1 to 200 characters")
+    if not rules.valid_id(id_):
+        raise EdiError(400, INVALID, "the message id is 1 to 200 letters, digits and ._:-")
     return id_
 
 
@@ -375,7 +375,7 @@ def document_id(document: bytes) -> str | None:
         return None
     found = root.findtext(f"{MSGHEAD}MsgInfo/{MSGHEAD}MsgId")
     text = (found or "").strip()
-    return text if 0 < len(text) <= 200 and text.isprintable() else None
+    return text if rules.valid_id(text) else None
 
 
 def parse_apprec(raw: bytes) -> tuple[str, list[list[str]]]:

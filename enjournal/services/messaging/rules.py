@@ -11,6 +11,7 @@ in the OperationOutcome of ``response.details``.  domain.md section 5 and 10.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -93,14 +94,13 @@ def objects(value: object) -> list[dict]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+
+
 def valid_id(value: object) -> bool:
-    """A message id: 1 to 200 printable characters without spaces (MsgHead's MsgId too)."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= 200
-        and value.isprintable()
-        and " " not in value
-    )
+    """A message id (MsgHead's MsgId too): 1 to 200 letters, digits and ``._:-``, so it is
+    safe in a URL path and a link as it is (a UUID is the usual one)."""
+    return isinstance(value, str) and MESSAGE_ID.fullmatch(value) is not None
 
 
 def her_of(reference: object) -> str | None:
@@ -137,7 +137,9 @@ def envelope_of(bundle: object) -> Envelope:
         )
     id_ = header.get("id")
     if not valid_id(id_):
-        raise ValueError("the MessageHeader's id is the message's id: 1-200 characters, no spaces")
+        raise ValueError(
+            "the MessageHeader's id is the message's id: 1-200 letters, digits and ._:-"
+        )
     sender = her_of(header.get("sender"))
     if sender is None:
         raise ValueError("MessageHeader.sender must carry the sender's HER-id as identifier")

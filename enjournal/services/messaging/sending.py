@@ -125,8 +125,8 @@ def document_envelope(params: list[tuple[str, str]]) -> rules.Envelope:
     if found.get("type") not in rules.CONTENT:
         raise Invalid("type is the message's function (kodeverk 8279): " + ", ".join(rules.CONTENT))
     id_ = found.get("id") or str(uuid.uuid4())
-    if len(id_) > 200 or not id_.isprintable():
-        raise Invalid("id is at most 200 printable characters")
+    if not rules.valid_id(id_):
+        raise Invalid("id is 1 to 200 letters, digits and ._:- (a UUID, say)")
     return rules.Envelope(id_, found["type"], sender, receiver)
 
 

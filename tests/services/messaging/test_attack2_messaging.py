@@ -53,7 +53,7 @@ async def shown(centre, bundle: dict):  # noqa: F811
 # --- the message page: odd content ----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="N-1 a sender's invalid Composition.date 500s the page")
+# N-1 a sender's invalid Composition.date 500s the page (fixed)
 async def test_an_invalid_date_in_a_discharge_summary_does_not_break_its_page(centre):  # noqa: F811
     """content.date goes unchecked into the ``when`` filter (date.fromisoformat raises)."""
     for date in ("2026-99-99", "yesterday at noon"):
@@ -94,7 +94,7 @@ def odd_referral() -> dict:
     return world.message("HENVISNING", world.GP_HER, world.CLINIC_HER, [referral])
 
 
-@pytest.mark.xfail(strict=True, reason="N-2 content.py trusts the content's shape: 500s")
+# N-2 content.py trusts the content's shape: 500s (fixed)
 @pytest.mark.parametrize(
     "bundle",
     [
@@ -113,10 +113,11 @@ async def test_content_of_an_odd_shape_is_shown_partly_not_a_500(centre, bundle)
     message of any JSON shape still reaches the receiver's inbox and its page."""
     page = await shown(centre, bundle())
     assert page.status_code == 200
-    assert "Vanlig tekst" in page.text or "Epikrise" in page.text
+    shown_text = "Vanlig tekst" in page.text or "Epikrise" in page.text
+    assert shown_text or "kunne ikke leses" in page.text  # what is odd is said, not a 500
 
 
-@pytest.mark.xfail(strict=True, reason="N-2 content.py trusts the content's shape: 500s")
+# N-2 content.py trusts the content's shape: 500s (fixed)
 async def test_a_referral_with_notes_as_strings_is_shown(centre):  # noqa: F811
     """The same class in the referral's reader: ``note`` items as strings."""
     message_id = await centre.send("gp", odd_referral())
@@ -148,14 +149,19 @@ async def test_hostile_text_in_every_shown_field_is_escaped(centre):  # noqa: F8
 # --- message ids in links ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="N-3 message ids go unencoded into the centre's links")
-@pytest.mark.parametrize("message_id", ["svar/2026/1", "svar?del=1", "../sendt"])
-async def test_the_inbox_link_opens_the_message_whatever_its_id(centre, message_id):  # noqa: F811
-    """A message id may hold '/', '?', '#', '..' (rules.valid_id); the inbox writes it raw
-    into ``href`` (and the page into its forms' ``action``), so the link leads to another
-    page or another message, and the receiver cannot open or answer this one here."""
+# N-3 message ids went unencoded into the centre's links and the EDI paths (fixed: an id is
+# letters, digits and ._:- only, refused otherwise at sending; links are encoded all the same)
+@pytest.mark.parametrize("message_id", ["svar/2026/1", "svar?del=1", "../sendt", "svar 1"])
+async def test_a_message_id_that_is_not_url_safe_is_refused_at_sending(centre, message_id):  # noqa: F811
     bundle = bundle_of("DIALOG_FORESPORSEL", [world.dialogue("Finn meg")])
     bundle["entry"][0]["resource"]["id"] = message_id
+    with pytest.raises(Exception, match="letters, digits"):
+        await centre.send("hdoc", bundle)
+
+
+async def test_the_inbox_link_opens_the_message(centre):  # noqa: F811
+    bundle = bundle_of("DIALOG_FORESPORSEL", [world.dialogue("Finn meg")])
+    bundle["entry"][0]["resource"]["id"] = "svar.2026:1-a_b"
     await centre.send("hdoc", bundle)
     await centre.settle()
     gp = await centre.as_user("gp")
@@ -165,22 +171,13 @@ async def test_the_inbox_link_opens_the_message_whatever_its_id(centre, message_
     assert page.status_code == 200 and "Finn meg" in page.text
 
 
-@pytest.mark.xfail(strict=True, reason="N-3 (EDI) a message id with '/' cannot be addressed")
-async def test_the_edi_facade_reaches_a_message_whatever_its_id(centre):  # noqa: F811
-    """The same class on the EDI facade: ``/messages/{id}/...`` matches no '/' (an encoded
-    %2F is decoded before routing), so an EDI receiver can neither fetch, read nor answer
-    a message whose sender chose such an id: it goes overdue."""
+async def test_the_edi_facade_refuses_an_id_that_is_not_one(centre):  # noqa: F811
     token = centre.provider.issue_token(USERS["gp"], scopes=SCOPES)
-    for message_id in ("svar-2026-1", "svar/2026/1"):  # the first: the facade is there
-        bundle = bundle_of("DIALOG_FORESPORSEL", [world.dialogue("Finn meg")])
-        bundle["entry"][0]["resource"]["id"] = message_id
-        await centre.send("hdoc", bundle)
-        await centre.settle()
-        answer = await centre.http.get(
-            f"/edi/api/v3/messages/{quote(message_id, safe='')}/business-document",
-            headers={"authorization": f"Bearer {token}"},
-        )
-        assert answer.status_code == 200, (message_id, answer.text)
+    answer = await centre.http.get(
+        f"/edi/api/v3/messages/{quote('svar 1', safe='')}/business-document",
+        headers={"authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 400 and answer.json()["errorCode"] == 1001
 
 
 # --- sessions and forms -----------------------------------------------------------------------
@@ -289,7 +286,7 @@ async def test_consumers_at_once_on_one_queue_take_each_message_once(pg_queue):
 # --- round two, continued -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="N-4 a large narrative costs seconds of CPU per page view")
+# N-4 a large narrative costs seconds of CPU per page view (fixed)
 def test_the_page_reads_a_large_narrative_in_bounded_time():
     """content.text_of_xhtml parses the whole div (up to the 20 MB request limit) on the
     event loop at every view, and only then cuts the text to MAX_TEXT: a sender's 15 MB
@@ -302,7 +299,7 @@ def test_the_page_reads_a_large_narrative_in_bounded_time():
     assert time.perf_counter() - started < 0.25
 
 
-@pytest.mark.xfail(strict=True, reason="N-5 an XML message's id may hold spaces (M-6 sibling)")
+# N-5 an XML message's id may hold spaces (M-6 sibling) (fixed)
 async def test_an_xml_message_id_is_checked_as_a_fhir_ones(centre):  # noqa: F811
     """rules.valid_id refuses spaces (and $process-message with FHIR JSON so), but
     sending.document_envelope (the XML and EDI path) checks only length and printability,

@@ -206,7 +206,8 @@ def readable(body: bytes, media: str) -> dict:
     try:
         return {"content": content.content_of(from_xml(body)), "xml": None}
     except rules.Rejection:
-        return {"content": None, "xml": body.decode("utf-8", "replace")}
+        shown = body[: content.MAX_TEXT * 5].decode("utf-8", "replace")
+        return {"content": None, "xml": shown}
 
 
 async def message_body(view: View, message_id: str) -> tuple[bytes, str]:

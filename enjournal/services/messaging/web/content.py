@@ -6,7 +6,9 @@ the codes.  No I/O; the XHTML of a message is reduced to text here, never shown 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import date
 from html.parser import HTMLParser
 
 from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
@@ -36,6 +38,15 @@ RECEIPTS = {
     rules.PARTLY_OK: N_("OK with an error in a part"),
 }
 MAX_TEXT = 20_000  # characters of one text shown (a section, a note); more is cut
+# A page reads a bounded part of any message, whatever it holds: it may be one its receiver
+# rejected (it is in the inbox all the same), so nothing about its shape or size is trusted.
+MAX_RESOURCES, MAX_ITEMS = 50, 50  # resources read, sections and attachments shown
+MAX_MARKUP = 200_000  # characters of a narrative parsed (its first MAX_TEXT are shown)
+UNREADABLE = N_("Part of the message could not be read and is not shown.")
+MALFORMED = (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
+FHIR_DATE = re.compile(
+    r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])(T[0-2]\d:[0-5]\d(:[0-5]\d(\.\d+)?)?(Z|[+-][01]\d:[0-5]\d))?)?)?"
+)
 
 
 @dataclass
@@ -152,10 +163,30 @@ def content_of(bundle: object) -> Content:
     except ValueError as error:
         found.problems.append(str(error))
         return found
-    kind = str((header.get("eventCoding") or {}).get("code", ""))
-    for resource in rules.resources(bundle):  # type: ignore[arg-type]  # header_of checked it
-        _add(found, kind, resource)
+    kind = str(rules.obj(header.get("eventCoding")).get("code", ""))
+    for resource in rules.resources(bundle)[:MAX_RESOURCES]:  # type: ignore[arg-type]
+        try:
+            _add(found, kind, resource)
+        except MALFORMED:  # a field of a shape FHIR does not allow: shown as far as it goes
+            if UNREADABLE not in found.problems:
+                found.problems.append(UNREADABLE)
+    found.sections, found.attachments = found.sections[:MAX_ITEMS], found.attachments[:MAX_ITEMS]
+    if found.date and not _valid_date(found.date):
+        _section(found, N_("Date"), found.date[:100])
+        found.date = ""
     return found
+
+
+def _valid_date(text: str) -> bool:
+    """A FHIR date or dateTime that names a real day (the page formats it)."""
+    if not FHIR_DATE.fullmatch(text):
+        return False
+    if len(text) >= 10:
+        try:
+            date.fromisoformat(text[:10])
+        except ValueError:
+            return False
+    return True
 
 
 def _add(found: Content, kind: str, resource: dict) -> None:
@@ -282,7 +313,7 @@ class _Text(HTMLParser):
 def text_of_xhtml(div: str) -> str:
     """A narrative's text, without its markup (shown escaped, as text)."""
     parser = _Text()
-    parser.feed(div)
+    parser.feed(div[:MAX_MARKUP])
     parser.close()
     lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
     return "\n".join(line for line in lines if line)
