@@ -11,6 +11,7 @@ receiving.py and storage/messaging.py."""
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 from enjournal.services.messaging import receiving
@@ -19,6 +20,8 @@ from enjournal.storage import messaging as real
 _batch: contextvars.ContextVar[SimpleNamespace | None] = contextvars.ContextVar(
     "batch", default=None
 )
+# the envelopes of the batch in hand: per task (several consumers share one Receiver)
+_envelopes: contextvars.ContextVar[Sequence] = contextvars.ContextVar("envelopes", default=())
 
 
 class _Prefetched:
@@ -65,7 +68,7 @@ def install() -> None:
 
     async def first_of_batch(self, tx, envelope, events, alone):
         if _batch.get() is None or envelope.id not in _batch.get().seen_ids:
-            ids = [e.id for e in self._current]
+            ids = [e.id for e in _envelopes.get()]
             state = await _prefetch(tx, ids, self.now())
             state.seen_ids = set(ids)
             _batch.set(state)
@@ -74,12 +77,12 @@ def install() -> None:
     handle = receiving.Receiver._batch
 
     async def batch(self, envelopes):
-        self._current = envelopes
-        token = _batch.set(None)
+        token, batch_token = _batch.set(None), _envelopes.set(envelopes)
         try:
             return await handle(self, envelopes)
         finally:
             _batch.reset(token)
+            _envelopes.reset(batch_token)
 
     receiving.Receiver._one = first_of_batch  # type: ignore[method-assign]
     receiving.Receiver._batch = batch  # type: ignore[method-assign]

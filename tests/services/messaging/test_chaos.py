@@ -1,10 +1,12 @@
 """Chaos: referrals sent in their own transactions, delivered by ``enjournal messaging worker``
 processes that are killed (kill -9) while relaying and while receiving; a new worker takes
-over.  At the end nothing is lost and nothing has two effects: one ServiceRequest per
-message, every message delivered and answered by exactly one receipt, the inbox holding
-each message and each receipt once, nothing in the dead-letter queue.
+over; on RabbitMQ the broker then drops the last worker's connections mid-stream (its
+robust connection comes back).  At the end nothing is lost and nothing has two effects: one
+ServiceRequest per message, every message delivered and answered by exactly one receipt,
+the inbox holding each message and each receipt once, nothing in the dead-letter queue.
 
-On the embedded default (SQLite, the database queue) and on PostgreSQL with RabbitMQ.  The
+On the embedded default (SQLite, the database queue; 300 referrals) and on PostgreSQL with
+RabbitMQ (1,000 referrals).  The
 workers' leases are short (``lease_seconds``) so a dead worker's claims are taken over in
 seconds, not the production minute."""
 
@@ -46,15 +48,19 @@ WORKER = (
 
 
 class World:
-    def __init__(self, platform, url: str, transport: str, queue: str):
+    def __init__(self, platform, url: str, transport: str, queue: str, n: int):
         self.platform, self.url, self.transport, self.queue = platform, url, transport, queue
+        self.n = n
+        self.started: list[subprocess.Popen] = []
 
     def worker(self, log: Path) -> subprocess.Popen:
         env = {**os.environ, "ENJOURNAL_AUTH": "off", "ENJOURNAL_TERMINOLOGY_CHECK": "off"}
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-c", WORKER, self.url, self.transport, self.queue],
             cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
+        self.started.append(process)
+        return process
 
     async def scalar(self, sql: str) -> int:
         async with self.platform.store.transaction(write=False) as tx:
@@ -83,7 +89,11 @@ async def chaos(request, tmp_path):
     settings = Settings(database_url=url, auth=False, jobs=False, terminology_check=False)
     platform = await build_platform(settings)
     await world.load(platform.store)
-    yield World(platform, url, transport, queue)
+    chaos = World(platform, url, transport, queue, 1000 if rabbit else N)
+    yield chaos
+    for process in chaos.started:  # a failed test leaves none running
+        if process.poll() is None:
+            kill(process)
     await close_platform(platform)
     if rabbit:
         broker = RabbitTransport(AMQP, queue=queue, exchange=queue)
@@ -122,6 +132,7 @@ async def wait_for(chaos: World, done, seconds: float = 120.0) -> dict[str, int]
         if done(progress):
             return progress
         assert time.monotonic() < deadline, f"stuck at {progress}"
+        assert all(p.poll() in (None, -signal.SIGKILL) for p in chaos.started), "a worker died"
         await asyncio.sleep(0.005)
 
 
@@ -131,38 +142,65 @@ def kill(process: subprocess.Popen) -> None:
 
 
 async def test_kill_9_while_relaying_and_receiving_loses_and_duplicates_nothing(chaos, tmp_path):
-    rng = random.Random()
-    log = tmp_path / "workers.log"
-    ids = await send_referrals(chaos.platform, N)
+    n, rng, log = chaos.n, random.Random(), tmp_path / "workers.log"
+    ids = await send_referrals(chaos.platform, n)
     relaying = chaos.worker(log)  # killed while the outbox is still being published
-    await wait_for(chaos, lambda p: p["published"] >= rng.randint(1, N // 10))
+    await wait_for(chaos, lambda p: p["published"] >= rng.randint(1, n // 10))
     kill(relaying)
     at_first = await chaos.progress()
     receiving = chaos.worker(log)  # killed with part of the messages delivered
-    target = rng.randint(N // 3, 2 * N // 3)
+    target = rng.randint(n // 5, n // 3)
     await wait_for(chaos, lambda p: p["delivered"] >= target)
     kill(receiving)
     at_second = await chaos.progress()
     last = chaos.worker(log)
-    await wait_for(chaos, lambda p: p["receipt_at"] >= N and p["outbox"] == 0)
+    at_cut = None
+    if chaos.transport != "database":  # the broker drops the last worker's connections
+        await wait_for(chaos, lambda p: p["delivered"] >= n // 2)
+        at_cut = await cut_connections(chaos)
+    await wait_for(chaos, lambda p: p["receipt_at"] >= n and p["outbox"] == 0)
     await asyncio.sleep(0.5)  # a late duplicate would land now
     last.send_signal(signal.SIGTERM)
     assert last.wait(30) == 0, log.read_text()[-3000:]
-    assert at_first["published"] < N or at_first["outbox"] > 0, (at_first, "killed too late")
-    assert at_second["delivered"] < N, (at_second, "killed too late")
+    assert at_first["published"] < n or at_first["outbox"] > 0, (at_first, "killed too late")
+    assert at_second["delivered"] < n, (at_second, "killed too late")
+    assert at_cut is None or at_cut["delivered"] < n, (at_cut, "cut too late")
     await assert_once_each(chaos, ids)
 
 
+async def cut_connections(chaos: World) -> dict[str, int]:
+    """Close the worker's broker connections from the broker's side (rabbitmqctl), as a
+    network cut would; the progress when they were closed."""
+    listed = await _rabbitmqctl("list_connections", "pid", "client_properties", "-q")
+    lines = listed.decode().splitlines()
+    pids = [line.split("\t", 1)[0] for line in lines if chaos.queue in line]
+    assert pids, "the worker's connections were not found"
+    progress = await chaos.progress()
+    for pid in pids:
+        await _rabbitmqctl("close_connection", pid, "chaos test: connection cut")
+    return progress
+
+
+async def _rabbitmqctl(*args: str) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-500:]
+    return out
+
+
 async def assert_once_each(chaos: World, ids: list[str]) -> None:
-    assert await chaos.scalar("SELECT count(*) FROM resources WHERE type = 'ServiceRequest'") == N
+    n = len(ids)
+    assert await chaos.scalar("SELECT count(*) FROM resources WHERE type = 'ServiceRequest'") == n
     async with chaos.platform.store.transaction(write=False) as tx:
         rows = [await db.get(tx, i) for i in ids]
     assert all(r and r.delivered and r.receipt == rules.OK for r in rows)
     receipts = await chaos.scalar(
         "SELECT count(*) FROM messages WHERE type = 'APPREC' AND delivered IS NOT NULL"
     )
-    assert receipts == N  # one receipt each, each delivered (record() refuses a second)
-    assert await chaos.scalar("SELECT count(*) FROM message_inbox") == 2 * N
+    assert receipts == n  # one receipt each, each delivered (record() refuses a second)
+    assert await chaos.scalar("SELECT count(*) FROM message_inbox") == 2 * n
     assert sorted(await imported_from(chaos)) == sorted(ids)  # one ServiceRequest each
     stats = await dead_letters(chaos)
     assert (stats["waiting"], stats["dead"]) == (0, 0)

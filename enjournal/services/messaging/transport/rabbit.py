@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -69,11 +70,14 @@ class RabbitTransport:
         queue: str = QUEUE,
         exchange: str = EXCHANGE,
         backoff_base_ms: int = 1000,
+        name: str | None = None,
     ):
         self.url, self.max_attempts = url, max_attempts
         self.queue_name, self.exchange_name = queue, exchange
         self.dead_name = f"{queue}.dead"
         self.backoff_base_ms = backoff_base_ms
+        # how the broker's operators (rabbitmqctl list_connections) tell this process
+        self.name = name or f"enjournal {queue} pid {os.getpid()}"
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._publisher: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -84,7 +88,9 @@ class RabbitTransport:
 
     async def start(self) -> None:
         try:
-            self._connection = await aio_pika.connect_robust(self.url)
+            self._connection = await aio_pika.connect_robust(
+                self.url, client_properties={"connection_name": self.name}, reconnect_interval=1
+            )
         except Exception as error:  # aio-pika's message may carry the URL: name the host only
             raise ConnectionError(f"RabbitMQ at {safe_url(self.url)}: {error!s}"[:300]) from None
         self._publisher = await self._connection.channel(
@@ -154,19 +160,32 @@ class RabbitTransport:
         assert self._connection is not None, "start() first"
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=batch)
-        queue = await channel.get_queue(self.queue_name, ensure=False)
+        # declared (passively) on this robust channel, so that its consumer is restored
+        # when the connection comes back
+        queue = await channel.declare_queue(self.queue_name, passive=True)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         tag = await queue.consume(inbox.put)
         try:
             while not stop.is_set():
                 taken = await _gather(inbox, stop, batch)
                 if taken:
-                    await self._handle(handle, taken)
+                    await self._handle_or_leave(handle, taken)
         finally:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
             with contextlib.suppress(Exception):
                 await channel.close()  # what was not acked goes back to the queue
+
+    async def _handle_or_leave(self, handle: Handler, taken: list) -> None:
+        """``_handle``; when the connection was lost meanwhile (the robust connection comes
+        back by itself), the batch is left unacknowledged: the broker delivers it again."""
+        try:
+            await self._handle(handle, taken)
+        except Exception as error:  # the handler's own failures were retried in _handle
+            log.warning(
+                "messaging: %d messages not settled (%s); the broker delivers them again",
+                len(taken), type(error).__name__,
+            )  # fmt: skip
 
     async def receive_once(self, handle: Handler, batch: int = 100) -> int:
         """Up to ``batch`` waiting messages (basic.get) handed to ``handle`` at once."""
