@@ -52,6 +52,8 @@ PG = "postgresql://postgres@127.0.0.1:5432/test"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 WORKER = (
     "import asyncio, sys\n"
+    "if sys.argv[6] == 'uvloop':\n"
+    "    import uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())\n"
     "from enjournal.services.messaging.worker import worker_command\n"
     "sys.exit(asyncio.run(worker_command(sys.argv[1], sys.argv[2], int(sys.argv[4]), 1, "
     "queue=sys.argv[3], consumers=int(sys.argv[5]))))\n"
@@ -195,10 +197,25 @@ class Workers:
     def __init__(
         self, url: str, transport: str, queue: str, count: int, batch: int, consumers: int, logs
     ):
+        loop = (
+            "uvloop"
+            if asyncio.get_event_loop_policy().__class__.__module__.startswith("uvloop")
+            else "asyncio"
+        )
         env = {**os.environ, "ENJOURNAL_AUTH": "off", "ENJOURNAL_TERMINOLOGY_CHECK": "off"}
         self.processes = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, url, transport, queue, str(batch), str(consumers)],
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    url,
+                    transport,
+                    queue,
+                    str(batch),
+                    str(consumers),
+                    loop,
+                ],
                 cwd=ROOT,
                 env=env,
                 stdout=logs,
@@ -544,6 +561,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--batched-prototype", action="store_true", help="also bench/messaging_batched.py"
     )
+    parser.add_argument("--uvloop", action="store_true", help="uvloop's event loop everywhere")
     parser.add_argument("--skip-rabbit", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--database", default=PG, help="PostgreSQL (a schema is made in it)")
@@ -553,6 +571,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
+    if opts.uvloop:  # every process of the run: this one (the sender) and the workers
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     report = asyncio.run(run(opts))
     save_report("messaging", report)
     return 0
