@@ -7,6 +7,7 @@ after ``max_attempts`` deliveries a message is dead-lettered."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from enjournal.services.messaging.rules import backoff_ms
 from enjournal.services.messaging.transport import QUEUE, Envelope, Handler
 from enjournal.storage import message_queue as db
 
+log = logging.getLogger("enjournal.messaging")
 LEASE_MS = 60_000
 IDLE_SECONDS = 0.2
 
@@ -74,7 +76,12 @@ class DatabaseTransport:
     async def consume(self, handle: Handler, stop: asyncio.Event, batch: int = 100) -> None:
         while not stop.is_set():
             self._published.clear()
-            if not await self.receive_once(handle, batch):
+            try:
+                received = await self.receive_once(handle, batch)
+            except Exception:  # the database away: what was taken comes back after its lease
+                log.exception("messaging: the database queue failed; tried again")
+                received = 0
+            if not received:
                 await _first(stop, self._published, IDLE_SECONDS)
 
     async def stats(self) -> dict[str, float | int | None]:
