@@ -68,7 +68,7 @@ def _hub(platform, queue: str | None, lease_seconds: float | None):
     transport = open_transport(platform.settings, platform.store)
     if queue and queue != QUEUE:
         transport = _named(platform.settings, platform.store, queue)
-    if lease_seconds:  # the relay's claim is a module constant (see the report: a setting)
+    if lease_seconds:  # the relay's claim is a module constant of relay.py
         relay.LEASE_MS = int(lease_seconds * 1000)
         if hasattr(transport, "lease_ms"):
             transport.lease_ms = int(lease_seconds * 1000)
