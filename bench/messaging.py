@@ -88,7 +88,7 @@ def referrals(n: int) -> list[tuple]:
     out = []
     for i in range(n):
         bundle = world.message(
-            "HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral(f"henvisning {i}")]
+            "HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral(f"henvisning {i}")]
         )
         out.append((rules.envelope_of(bundle), jsonio.dumps(bundle)))
     return out
@@ -306,7 +306,7 @@ async def wait_for_receipts(platform, n: int, seconds: float = 600) -> None:
 async def _count(platform, where: str) -> int:
     async with platform.store.transaction(write=False) as tx:
         row = await tx._conn.fetchrow(
-            f"SELECT count(*) FROM messages WHERE type = 'HENVISNING' AND {where}"
+            f"SELECT count(*) FROM messages WHERE type = 'HENVIS' AND {where}"
         )
     return int(row[0])
 
@@ -314,7 +314,7 @@ async def _count(platform, where: str) -> int:
 async def ledger_figures(platform) -> dict:
     async with platform.store.transaction(write=False) as tx:
         rows = await tx._conn.fetch(
-            "SELECT created, receipt_at FROM messages WHERE type = 'HENVISNING'"
+            "SELECT created, receipt_at FROM messages WHERE type = 'HENVIS'"
         )
         imported = await tx._conn.fetchrow(
             "SELECT count(*) FROM resources WHERE type = 'ServiceRequest'"

@@ -2,7 +2,7 @@
 organisations receive which messages.
 
 GP offices receive discharge summaries (EPIKRISE), dialogue messages and receipts; health
-trusts and their departments referrals (HENVISNING), dialogue messages and receipts, and
+trusts and their departments referrals (HENVIS), dialogue messages and receipts, and
 each trust has an outpatient clinic ('Poliklinikk', a HealthcareService with its own
 HER-id); pharmacies dialogue messages and receipts.  Each party gets one Endpoint at
 ``urn:her:<HER-id>``; the first trust's answers every message it accepts with an
@@ -26,8 +26,8 @@ APPREC = "APPREC"
 DIALOG = ("DIALOG_HELSEFAGLIG", "DIALOG_FORESPORSEL", "DIALOG_SVAR", "DIALOG_NOTAT")
 RECEIVES = {
     "Legekontor": ("EPIKRISE", *DIALOG, APPREC),
-    "Helseforetak": ("HENVISNING", *DIALOG, APPREC),
-    "Avdeling": ("HENVISNING", *DIALOG, APPREC),
+    "Helseforetak": ("HENVIS", *DIALOG, APPREC),
+    "Avdeling": ("HENVIS", *DIALOG, APPREC),
     "Apotek": (*DIALOG, APPREC),
 }
 # The population's HER-ids lie in 100,000-9,999,999: the clinics' start above them.

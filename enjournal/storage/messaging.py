@@ -31,7 +31,7 @@ class Message:
     """One row of ``messages``; ``body`` is empty when listed (``listing``)."""
 
     id: str
-    type: str  # kodeverk 8279, e.g. HENVISNING, EPIKRISE, DIALOG_FORESPORSEL, APPREC
+    type: str  # kodeverk 8279, e.g. HENVIS, EPIKRISE, DIALOG_FORESPORSEL, APPREC
     sender: str  # HER-id
     receiver: str  # HER-id
     patient: str | None = None  # the Patient's id in the record, once known

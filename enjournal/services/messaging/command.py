@@ -99,6 +99,26 @@ def add_parser(sub) -> None:
     find.add_argument("--name", help="part of the name of an organisation, service or person")
     find.add_argument("--orgnr", help="organisation number: it, its departments and services")
     find.add_argument("--service", help="part of a service's name")
+    worker = commands.add_parser(
+        "worker", help="relay the outbox and receive messages until SIGTERM (run several)"
+    )
+    _database_option(worker)
+    worker.add_argument(
+        "--transport",
+        default=None,
+        help="'database' or amqp://user:password@host:5672/vhost "
+        "(default: $ENJOURNAL_MESSAGING_TRANSPORT, else database)",
+    )
+    worker.add_argument("--batch", type=int, default=100, help="messages per transaction")
+    worker.add_argument("--relays", type=int, default=1, help="relay loops in this process")
+    worker.add_argument("--consumers", type=int, default=4, help="batches received at once")
+    worker.add_argument("--queue", default=None, help="the queue (default enjournal.messages)")
+    worker.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=None,
+        help="how soon what a dead worker held is taken over (default 30 s outbox, 60 s queue)",
+    )
 
 
 def _database_option(parser) -> None:
@@ -110,6 +130,20 @@ def _database_option(parser) -> None:
 def run(args) -> int:
     import asyncio
 
+    if args.messaging_command == "worker":
+        from enjournal.services.messaging.worker import worker_command
+
+        return asyncio.run(
+            worker_command(
+                args.database,
+                args.transport,
+                args.batch,
+                args.relays,
+                queue=args.queue,
+                lease_seconds=args.lease_seconds,
+                consumers=args.consumers,
+            )
+        )
     if args.messaging_command == "load-addresses":
         return asyncio.run(load_addresses_command(args.database, args.path, source=args.source))
     return asyncio.run(

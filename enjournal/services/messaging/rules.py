@@ -28,7 +28,7 @@ FHIR_JSON, XML = "application/fhir+json", "application/xml"
 APPREC = "APPREC"
 # Each message type and the resource its MessageHeader.focus must name.
 CONTENT: dict[str, str] = {
-    "HENVISNING": "ServiceRequest",  # referral
+    "HENVIS": "ServiceRequest",  # referral
     "EPIKRISE": "Composition",  # discharge summary
     "DIALOG_HELSEFAGLIG": "Communication",  # dialogue message: clinical question or note
     "DIALOG_FORESPORSEL": "Communication",  # dialogue message: question

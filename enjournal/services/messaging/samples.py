@@ -91,8 +91,8 @@ async def _plan(tx) -> list[dict] | None:
     if len(numbers) < 4:
         return None
     return [
-        message("HENVISNING", office, trust, [referral("Utredning av hjertebank")], numbers[0]),
-        message("HENVISNING", office, trust, [referral("Vurdering av kneskade")], numbers[1]),
+        message("HENVIS", office, trust, [referral("Utredning av hjertebank")], numbers[0]),
+        message("HENVIS", office, trust, [referral("Vurdering av kneskade")], numbers[1]),
         message(
             "EPIKRISE",
             trust,

@@ -94,7 +94,7 @@ async def send(http, provider, who: str, bundle: dict):
 
 async def test_only_the_party_s_own_people_send_as_it(site):
     http, provider, _ = site
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     refused = await send(http, provider, "stranger", bundle)
     assert refused.status_code == 403 and world.GP_HER in refused.text
     refused = await send(http, provider, "kari", bundle)
@@ -107,7 +107,7 @@ async def test_the_referral_gives_the_hospital_its_care_relationship(site):
     # (no look before the referral: the guard keeps a refusal for its facts cache's 30 s)
     ola = await http.get("/fhir/Observation?subject=Patient/ola", headers=auth(provider, "hdoc"))
     assert ola.status_code == 403 or ola.json().get("total") == 0
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     assert (await send(http, provider, "gp", bundle)).status_code == 202
     await hub_of(platform).settle()
     inbox = await http.get(
@@ -125,7 +125,7 @@ async def test_the_referral_gives_the_hospital_its_care_relationship(site):
 
 async def test_strangers_see_no_box_and_no_message(site):
     http, provider, platform = site
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     assert (await send(http, provider, "gp", bundle)).status_code == 202
     await hub_of(platform).settle()
     message_id = bundle["entry"][0]["resource"]["id"]
@@ -174,7 +174,7 @@ async def test_the_gp_reads_the_discharge_summary_through_the_shared_record(site
 
 async def test_sending_reading_and_importing_are_audited(site):
     http, provider, platform = site
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     assert (await send(http, provider, "stranger", bundle)).status_code == 403
     assert (await send(http, provider, "gp", bundle)).status_code == 202
     await hub_of(platform).settle()

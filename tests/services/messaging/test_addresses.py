@@ -71,10 +71,10 @@ async def test_load_gives_the_parties_what_they_receive(platform):
     office = await _party(platform, GP_OFFICE)
     assert office is not None and office.reference == "Organization/ar-legekontor"
     assert office.receives("EPIKRISE") and office.receives("APPREC")
-    assert not office.receives("HENVISNING")
+    assert not office.receives("HENVIS")
     hospital = await _party(platform, HOSPITAL)
     assert hospital is not None and hospital.automatic_receipt
-    assert hospital.receives("HENVISNING") and not hospital.receives("EPIKRISE")
+    assert hospital.receives("HENVIS") and not hospital.receives("EPIKRISE")
     pharmacy = await _party(platform, PHARMACY)
     assert pharmacy is not None and pharmacy.receives("DIALOG_FORESPORSEL")
     assert not pharmacy.automatic_receipt and not pharmacy.receives("EPIKRISE")
@@ -240,7 +240,7 @@ async def test_the_commands(platform, store_url, capsys):
         [HOSPITAL, "Nordlandssykehuset HF", "Organization"],
         [CLINIC, "Medisinsk poliklinikk", "HealthcareService"],
     ]
-    assert "HENVISNING" in lines[0].split("\t")[3]
+    assert "HENVIS" in lines[0].split("\t")[3]
     assert await find_command(store_url, name="finnes ikke") == 1
     assert await find_command(store_url) == 2
 
@@ -257,12 +257,12 @@ async def test_the_demo_register_loads_and_says_who_receives_what(platform, tmp_
     assert summary is not None and summary.added > 0
     by_id = {r["id"]: addresses.her_id_of(r) for r in register if r["resourceType"] != "Endpoint"}
     office = await _party(platform, by_id["legekontor-0001"])
-    assert office.receives("EPIKRISE") and not office.receives("HENVISNING")
+    assert office.receives("EPIKRISE") and not office.receives("HENVIS")
     pharmacy = await _party(platform, by_id["apotek-0001"])
     assert pharmacy.receives("DIALOG_SVAR") and not pharmacy.receives("EPIKRISE")
     clinics = [id_ for id_ in by_id if id_.endswith("-poliklinikk")]
     clinic = await _party(platform, by_id[clinics[0]])
-    assert clinic.receives("HENVISNING") and clinic.org_nr is not None
+    assert clinic.receives("HENVIS") and clinic.org_nr is not None
     assert sum([(await _party(platform, her)).automatic_receipt for her in by_id.values()]) == 1
 
 

@@ -91,7 +91,7 @@ def odd_summary(shape: str) -> dict:
 def odd_referral() -> dict:
     referral = world.referral("Vanlig tekst")
     referral["note"] = ["Vanlig tekst"]
-    return world.message("HENVISNING", world.GP_HER, world.CLINIC_HER, [referral])
+    return world.message("HENVIS", world.GP_HER, world.CLINIC_HER, [referral])
 
 
 # N-2 content.py trusts the content's shape: 500s (fixed)

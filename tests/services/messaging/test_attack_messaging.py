@@ -158,7 +158,7 @@ async def test_a_dialogue_message_cannot_smuggle_a_referral(site):
     bundle = dialogue_to_hospital(world.referral("not a referral: a dialogue"))
     assert (await send(http, provider, "gp", bundle)).status_code == 202
     await hub_of(platform).settle()
-    # only HENVISNING makes the receiver a referral's performer (and gives it the patient)
+    # only HENVIS makes the receiver a referral's performer (and gives it the patient)
     assert await stored(platform, "ServiceRequest") == []
     seen = await http.get("/fhir/Patient/kari", headers=auth(provider, "hdoc"))
     assert seen.status_code in (403, 404)
@@ -261,7 +261,7 @@ def header_broken(how: str) -> dict:
     bundle = dialogue_to_hospital()
     header = bundle["entry"][0]["resource"]
     if how == "eventCoding":
-        header["eventCoding"] = ["HENVISNING"]
+        header["eventCoding"] = ["HENVIS"]
     elif how == "destination":
         header["destination"] = ["urn:her:" + world.HOSPITAL_HER]
     elif how == "entry":
@@ -317,7 +317,7 @@ async def test_deeply_nested_json_is_refused_at_the_door(site):
 async def test_an_id_is_sent_once_and_a_message_is_answered_once(site):
     http, provider, platform = site
     bundle = world.message("DIALOG_NOTAT", world.GP_HER, world.CLINIC_HER, [world.dialogue()])
-    bundle["entry"][0]["resource"]["eventCoding"]["code"] = "HENVISNING"
+    bundle["entry"][0]["resource"]["eventCoding"]["code"] = "HENVIS"
     bundle["entry"][2]["resource"] = world.referral()
     assert (await send(http, provider, "gp", bundle)).status_code == 202
     assert (await send(http, provider, "gp", bundle)).status_code == 409

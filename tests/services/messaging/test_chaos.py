@@ -71,7 +71,7 @@ class World:
         names = ("published", "delivered", "receipt_at")
         counts = {
             name: await self.scalar(
-                f"SELECT count(*) FROM messages WHERE type = 'HENVISNING' AND {name} IS NOT NULL"
+                f"SELECT count(*) FROM messages WHERE type = 'HENVIS' AND {name} IS NOT NULL"
             )
             for name in names
         }
@@ -109,7 +109,7 @@ async def send_referrals(platform, n: int) -> list[str]:
     ids = []
     for i in range(n):
         bundle = world.message(
-            "HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral(f"henvisning {i}")]
+            "HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral(f"henvisning {i}")]
         )
         envelope = rules.envelope_of(bundle)
         body = rules_body(bundle)

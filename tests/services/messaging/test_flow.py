@@ -43,7 +43,7 @@ def header_id(bundle: dict) -> str:
 
 
 async def test_referral_is_imported_and_answered_automatically(loaded, client):
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     response = await post(client, bundle)
     assert response.status_code == 202, response.text
     assert "$message-status?id=" in response.headers["content-location"]
@@ -104,7 +104,7 @@ async def test_patient_problems_are_rejected_with_their_code(loaded, client, num
 
 
 async def test_content_the_type_needs_is_missing(loaded, client):
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.dialogue()])
     assert (await post(client, bundle)).status_code == 202
     await hub_of(loaded).settle()
     row = await ledger(loaded, header_id(bundle))
@@ -114,7 +114,7 @@ async def test_content_the_type_needs_is_missing(loaded, client):
 async def test_invalid_fhir_content_is_rejected_not_imported(loaded, client):
     bad = world.referral()
     bad["status"] = "not-a-status"
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [bad])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [bad])
     assert (await post(client, bundle)).status_code == 202
     await hub_of(loaded).settle()
     row = await ledger(loaded, header_id(bundle))
@@ -125,9 +125,9 @@ async def test_invalid_fhir_content_is_rejected_not_imported(loaded, client):
 @pytest.mark.parametrize(
     ("receiver", "type_", "why"),
     [
-        ("89999999", "HENVISNING", "not in the address register"),
-        (world.PHARMACY_HER, "HENVISNING", "does not receive HENVISNING"),
-        (world.GP_HER, "HENVISNING", "does not receive HENVISNING"),
+        ("89999999", "HENVIS", "not in the address register"),
+        (world.PHARMACY_HER, "HENVIS", "does not receive HENVIS"),
+        (world.GP_HER, "HENVIS", "does not receive HENVIS"),
     ],
 )
 async def test_receivers_that_cannot_take_it_are_refused_before_sending(
@@ -143,13 +143,13 @@ async def test_receivers_that_cannot_take_it_are_refused_before_sending(
 
 
 async def test_a_message_id_is_sent_once(loaded, client):
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     assert (await post(client, bundle)).status_code == 202
     assert (await post(client, bundle)).status_code == 409
 
 
 async def test_a_redelivered_message_has_one_effect(loaded, client):
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     assert (await post(client, bundle)).status_code == 202
     envelope = Envelope(
         header_id(bundle), world.HOSPITAL_HER, rules.FHIR_JSON, orjson.dumps(bundle)
@@ -164,12 +164,12 @@ async def test_a_redelivered_message_has_one_effect(loaded, client):
 
 
 async def test_a_receipt_is_never_answered_and_only_its_receiver_may_send_it(loaded, client):
-    bundle = world.message("HENVISNING", world.GP_HER, world.CLINIC_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.CLINIC_HER, [world.referral()])
     assert (await post(client, bundle)).status_code == 202
     await hub_of(loaded).settle()
-    original = rules.Envelope(header_id(bundle), "HENVISNING", world.GP_HER, world.CLINIC_HER)
+    original = rules.Envelope(header_id(bundle), "HENVIS", world.GP_HER, world.CLINIC_HER)
     forged = rules.receipt_message(
-        rules.Envelope(original.id, "HENVISNING", world.GP_HER, world.PHARMACY_HER),
+        rules.Envelope(original.id, "HENVIS", world.GP_HER, world.PHARMACY_HER),
         rules.REJECTED, [["X99", "forged"]], "2026-12-03T10:00:00+00:00", "urn:test",
     )  # fmt: skip
     envelope = Envelope(header_id(forged), world.GP_HER, rules.FHIR_JSON, orjson.dumps(forged))

@@ -62,7 +62,7 @@ async def test_a_message_without_receipt_raises_one_alert_to_its_sender(loaded, 
 
 async def test_an_answered_message_is_never_overdue(loaded, client):
     await send(
-        client, world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+        client, world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     )
     await hub_of(loaded).settle()  # the hospital answers automatically
     late = datetime.now(UTC) + timedelta(days=2)
@@ -71,7 +71,7 @@ async def test_an_answered_message_is_never_overdue(loaded, client):
 
 async def test_queue_age_warns_about_an_old_undelivered_message(loaded, client, caplog):
     await send(
-        client, world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+        client, world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     )
     hub = hub_of(loaded)
     now = datetime.now(UTC)
@@ -94,7 +94,7 @@ class Refusing:
 
 async def test_the_relay_keeps_what_the_transport_refuses(loaded, client):
     message_id = await send(
-        client, world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+        client, world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     )
     relay = Relay(loaded, Refusing())
     assert await relay.run_once() == 0
@@ -113,7 +113,7 @@ async def test_the_relay_keeps_what_the_transport_refuses(loaded, client):
 
 
 async def test_old_answered_bodies_are_pruned_and_late_duplicates_still_stopped(loaded, client):
-    bundle = world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     message_id = await send(client, bundle)
     await hub_of(loaded).settle()
     later = int((datetime.now(UTC) + timedelta(days=1)).timestamp() * 1000)

@@ -285,7 +285,7 @@ async def test_a_message_in_xml_is_read_and_shown_as_text(centre):
 
 async def test_a_referral_shows_what_is_asked_for_to_its_receiver(centre):
     bundle = world.message(
-        "HENVISNING", world.GP_HER, world.CLINIC_HER, [world.referral("Vurdering av hofte")]
+        "HENVIS", world.GP_HER, world.CLINIC_HER, [world.referral("Vurdering av hofte")]
     )
     message_id = await centre.send("gp", bundle)
     await centre.settle()
@@ -347,10 +347,10 @@ async def test_a_receipt_that_is_not_ok_needs_a_code_and_sends_nothing_without(c
 
 async def test_sent_messages_show_their_state_and_the_overdue(centre):
     answered = await centre.send(
-        "gp", world.message("HENVISNING", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+        "gp", world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     )  # the hospital's system answers automatically
     waiting = await centre.send(
-        "gp", world.message("HENVISNING", world.GP_HER, world.CLINIC_HER, [world.referral()])
+        "gp", world.message("HENVIS", world.GP_HER, world.CLINIC_HER, [world.referral()])
     )  # the clinic answers by a person: not yet
     await centre.settle()
     gp = await centre.as_user("gp")

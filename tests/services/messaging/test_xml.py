@@ -249,7 +249,7 @@ def test_the_parser_never_expands_entities():
 
 def test_to_xml_refuses_types_it_has_no_form_for():
     bundle = dialog()
-    rules.header_of(bundle)["eventCoding"]["code"] = "HENVISNING"
+    rules.header_of(bundle)["eventCoding"]["code"] = "HENVIS"
     with pytest.raises(ValueError, match="no XML form"):
         to_xml(bundle)
 

@@ -55,8 +55,8 @@ def patient(id_: str, number: str, family: str) -> dict:
 def resources() -> list[dict]:
     return [
         endpoint("ep-gp", GP_HER, ("EPIKRISE", *DIALOG, "APPREC")),
-        endpoint("ep-hospital", HOSPITAL_HER, ("HENVISNING", *DIALOG, "APPREC"), automatic=True),
-        endpoint("ep-clinic", CLINIC_HER, ("HENVISNING", "APPREC")),
+        endpoint("ep-hospital", HOSPITAL_HER, ("HENVIS", *DIALOG, "APPREC"), automatic=True),
+        endpoint("ep-clinic", CLINIC_HER, ("HENVIS", "APPREC")),
         endpoint("ep-pharmacy", PHARMACY_HER, (*DIALOG, "APPREC")),
         organization("gp", "Legekontoret Test", GP_HER, GP_ORG, "ep-gp"),
         organization("hospital", "Sykehuset Test", HOSPITAL_HER, HOSPITAL_ORG, "ep-hospital"),

@@ -18,7 +18,7 @@ from enjournal.web.i18n import N_
 # The message types (kodeverk 8279) by their Norwegian names, the states and receipts: as
 # messages of the catalogues (English msgids, bokmål and nynorsk translations).
 TYPES = {
-    "HENVISNING": N_("Referral"),
+    "HENVIS": N_("Referral"),
     "EPIKRISE": N_("Discharge summary"),
     "DIALOG_HELSEFAGLIG": N_("Dialogue message: clinical"),
     "DIALOG_FORESPORSEL": N_("Dialogue message: question"),
