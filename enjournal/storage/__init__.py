@@ -1,7 +1,12 @@
 """Storage: the repository seam (``repository``), the store (unit of work over FHIR resources)
 with its SQL backends, and the pure-Python memory store."""
 
-from enjournal.storage.base import SearchResult, StoredResource, database_error
+from enjournal.storage.base import (
+    SearchResult,
+    StoredResource,
+    database_error,
+    storage_unavailable,
+)
 from enjournal.storage.memory import MemoryStore, MemoryTransaction
 from enjournal.storage.repository import Repository, RepositoryStore
 from enjournal.storage.store import Store, Transaction, open_store
@@ -17,4 +22,5 @@ __all__ = [
     "Transaction",
     "database_error",
     "open_store",
+    "storage_unavailable",
 ]

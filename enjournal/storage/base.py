@@ -94,6 +94,23 @@ def too_costly() -> Busy:
     return error
 
 
+def storage_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached or is going away (a lost
+    connection, a server shutting down or starting, SQLite busy), not that a statement or
+    its data was wrong: a worker then waits and tries again instead of giving up on the
+    work in hand."""
+    import sqlite3
+
+    import asyncpg
+
+    if isinstance(error, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    if isinstance(error, asyncpg.PostgresError):
+        state = getattr(error, "sqlstate", "") or ""
+        return state.startswith(("08", "57P", "53"))  # connection, shutdown, resources
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+
+
 def database_error(error: BaseException) -> str | None:
     """The database that raised ``error`` ("PostgreSQL", "SQLite"), or None for an error
     that is not a database's own (so a command can name it without importing a driver)."""

@@ -89,8 +89,9 @@ class Boxes:
         tx = repo.trusted
         original = rules.Envelope(row.id, row.type, row.sender, row.receiver)
         receipt_id = await answer(
-            tx, original, row.content_type, status, errors, self.now(), self.platform
-        )
+            tx, original, row.content_type, status, errors, self.now(), self.platform,
+            local=row.published is not None,  # sent from here (another hub's have none)
+        )  # fmt: skip
         if receipt_id is None:
             raise Conflict(f"message {row.id} has been answered already")
         _audit(request, row, "C", "$message-receipt")

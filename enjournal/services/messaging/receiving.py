@@ -19,6 +19,7 @@ the patient's for the GP to read, a dialogue message is a Communication to the r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -34,13 +35,19 @@ from enjournal.services.messaging import rules
 from enjournal.services.messaging.addresses import find_party
 from enjournal.services.messaging.transport import Envelope, Outcome
 from enjournal.storage import messaging as db
+from enjournal.storage import storage_unavailable
 
 log = logging.getLogger("enjournal.messaging")
 IMPORTED = (*rules.CONTENT.values(), rules.ATTACHMENTS)  # check_content allows one type each
 # Errors that malformed content (not the database or the transport) raises while it is read:
 # answered with a T99 receipt, never retried.
+STORAGE_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # seconds: about half a minute in all
 MALFORMED = (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
 HUB = Principal("system", "messaging-hub", "messaging-hub", frozenset(), "Meldingsformidler")
+
+
+class _StorageDown(Exception):
+    """The database cannot be reached: no message is to blame."""
 
 
 class _Redo(Exception):
@@ -66,18 +73,36 @@ class Receiver:
         self.counts[what] = self.counts.get(what, 0) + 1
 
     async def handle(self, batch: list[Envelope]) -> list[Outcome]:
-        """The transport's handler: one transaction for the batch; on any failure each
-        message alone, so one bad message costs only itself a retry."""
+        """The transport's handler.  While the database is away the batch waits here, with
+        a doubling pause (the next messages would fail alike), without using up its
+        deliveries; after ``STORAGE_WAITS`` it goes back to the transport for later."""
+        for pause in (*STORAGE_WAITS, None):
+            try:
+                return await self._handle(batch)
+            except _StorageDown as down:
+                if pause is None:
+                    break
+                log.warning(
+                    "messaging: the database is unavailable (%s); waiting %s s", down, pause
+                )
+                await asyncio.sleep(pause)
+        return ["retry"] * len(batch)
+
+    async def _handle(self, batch: list[Envelope]) -> list[Outcome]:
+        """One transaction for the batch; on any failure each message alone, so one bad
+        message costs only itself a retry."""
         try:
             return await self._batch(batch)
         except _Redo as redo:
             if len(batch) == 1:
                 return [await self._rejected_alone(batch[0], redo.rejection)]
-        except Exception:
+        except Exception as error:
+            if storage_unavailable(error):
+                raise _StorageDown(type(error).__name__) from error
             if len(batch) == 1:
                 log.exception("message %s failed; delivered again later", batch[0].id[:100])
                 return ["retry"]
-        return [(await self.handle([envelope]))[0] for envelope in batch]
+        return [(await self._handle([envelope]))[0] for envelope in batch]
 
     async def _rejected_alone(self, envelope: Envelope, rejection: rules.Rejection) -> Outcome:
         """A message whose import failed half way: rolled back, now only rejected."""
@@ -88,7 +113,10 @@ class Receiver:
             known = await db.get(tx, envelope.id)
             _, header = self._read(envelope, known)
             await db.delivered(tx, known or _ledger_row(header, envelope, now), now)
-            await self._answer(tx, header, envelope.content_type, rules.REJECTED, rejection, now)
+            await self._answer(
+                tx, header, envelope.content_type, rules.REJECTED, rejection, now,
+                local=known is not None,
+            )  # fmt: skip
         return "ack"
 
     async def _batch(self, batch: list[Envelope]) -> list[Outcome]:
@@ -117,7 +145,9 @@ class Receiver:
                 return "dead"
             header = _envelope_of(known)
             await db.delivered(tx, known, now)
-            await self._answer(tx, header, known.content_type, rules.REJECTED, rejection, now)
+            await self._answer(
+                tx, header, known.content_type, rules.REJECTED, rejection, now, local=True
+            )
             return "ack"
         if header.type == rules.APPREC:
             await self._receipt(tx, header, envelope, known, now)
@@ -127,13 +157,18 @@ class Receiver:
         try:
             patient, created = await self._import(tx, header, bundle, alone)
         except rules.Rejection as rejection:
-            await self._answer(tx, header, envelope.content_type, rules.REJECTED, rejection, now)
+            await self._answer(
+                tx, header, envelope.content_type, rules.REJECTED, rejection, now,
+                local=known is not None,
+            )  # fmt: skip
             return "ack"
         await db.set_patient(tx, header.id, patient)
         events.append(_import_event(header, patient, created, now))
         party = await find_party(tx, header.receiver)
         if party is not None and party.automatic_receipt:
-            await self._answer(tx, header, envelope.content_type, rules.OK, None, now)
+            await self._answer(
+                tx, header, envelope.content_type, rules.OK, None, now, local=known is not None
+            )
         self.count("imported")
         return "ack"
 
@@ -203,18 +238,25 @@ class Receiver:
         await db.receipt(tx, original.id, header.id, header.status or "", header.errors, now)
         self.count("receipt")
 
-    async def _answer(self, tx, header, content_type, status, rejection, now: int) -> None:
+    async def _answer(
+        self, tx, header, content_type, status, rejection, now: int, *, local: bool
+    ) -> None:
         """Send the AppRec for ``header`` (never for a receipt)."""
         if header.type == rules.APPREC:
             return
         errors = [[rejection.code, rejection.text]] if rejection else []
-        await answer(tx, header, content_type, status, errors, now, self.platform)
+        await answer(tx, header, content_type, status, errors, now, self.platform, local=local)
         self.count("rejected" if status == rules.REJECTED else "answered")
 
 
-async def answer(tx, original: rules.Envelope, content_type, status, errors, now, platform):
-    """Queue the AppRec for ``original`` in ``tx`` (ledger and outbox); its id, or None if
-    ``original`` has been answered already."""
+async def answer(
+    tx, original: rules.Envelope, content_type, status, errors, now, platform, *, local: bool
+):
+    """The AppRec for ``original``, in ``tx``; its id, or None if ``original`` has been
+    answered already.  To a sender on this platform (``local``: its message was sent here)
+    it is delivered in this same transaction: in the sender's inbox, and the original's
+    status in its ledger, as the hub would do on receiving it.  To another hub's sender it
+    goes into the outbox."""
     iso = platform.clock().isoformat()
     bundle = rules.receipt_message(original, status, errors, iso, platform.settings.fhir_base)
     if content_type == rules.XML:
@@ -233,10 +275,15 @@ async def answer(tx, original: rules.Envelope, content_type, status, errors, now
         content_type=content_type,
         body=body,
         created=now,
+        published=now if local else None,
+        delivered=now if local else None,
     )
     if not await db.record(tx, message):
         return None
-    await db.enqueue(tx, db.Outgoing(receipt.id, receipt.receiver, content_type, body, now))
+    if local:
+        await db.receipt(tx, original.id, receipt.id, status, errors, now)
+    else:
+        await db.enqueue(tx, db.Outgoing(receipt.id, receipt.receiver, content_type, body, now))
     return receipt.id
 
 

@@ -47,6 +47,29 @@ WORKER = (
 )
 
 
+SENDER = (
+    "import asyncio, sys, time\n"
+    "from enjournal.bootstrap import build_platform\n"
+    "from enjournal.fhir import jsonio\n"
+    "from enjournal.services.messaging import rules\n"
+    "from enjournal.services.messaging.sending import send\n"
+    "from enjournal.settings import Settings\n"
+    "from tests.services.messaging import world\n"
+    "async def main(url):\n"
+    "    settings = Settings(database_url=url, auth=False, jobs=False, terminology_check=False)\n"
+    "    platform = await build_platform(settings)\n"
+    "    for i in range(100_000):\n"
+    "        bundle = world.message('HENVIS', world.GP_HER, world.HOSPITAL_HER,\n"
+    "                               [world.referral(f'henvisning {i}')])\n"
+    "        envelope = rules.envelope_of(bundle)\n"
+    "        async with platform.store.transaction() as tx:\n"
+    "            await send(tx, None, envelope, rules.FHIR_JSON, jsonio.dumps(bundle),\n"
+    "                       int(time.time() * 1000))\n"
+    "        print(envelope.id, flush=True)  # committed: the sender's 202\n"
+    "asyncio.run(main(sys.argv[1]))\n"
+)
+
+
 class World:
     def __init__(self, platform, url: str, transport: str, queue: str, n: int):
         self.platform, self.url, self.transport, self.queue = platform, url, transport, queue
@@ -66,6 +89,10 @@ class World:
         async with self.platform.store.transaction(write=False) as tx:
             row = await tx._conn.fetchrow(sql)
         return int(row[0])
+
+    async def rows(self, sql: str) -> list[tuple]:
+        async with self.platform.store.transaction(write=False) as tx:
+            return [tuple(r) for r in await tx._conn.fetch(sql)]
 
     async def progress(self) -> dict[str, int]:
         names = ("published", "delivered", "receipt_at")
@@ -168,6 +195,30 @@ async def test_kill_9_while_relaying_and_receiving_loses_and_duplicates_nothing(
     await assert_once_each(chaos, ids)
 
 
+async def test_kill_9_of_the_sender_leaves_every_committed_message_delivered_once(chaos, tmp_path):
+    """A sender (the server's $process-message, one transaction per message) killed mid-run:
+    every message it committed (each it answered 202 for, and at most the one in flight)
+    is delivered once and answered once; none half-written."""
+    env = {**os.environ, "ENJOURNAL_AUTH": "off"}
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SENDER, chaos.url], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=(tmp_path / "sender.log").open("wb"),
+    )  # fmt: skip
+    chaos.started.append(sender)
+    worker = chaos.worker(tmp_path / "workers.log")
+    target = random.Random().randint(chaos.n // 10, chaos.n // 4)
+    await wait_for(chaos, lambda p: p["published"] >= target)
+    kill(sender)
+    answered = (sender.stdout.read() if sender.stdout else b"").decode().split()
+    ledger = [row[0] for row in await chaos.rows("SELECT id FROM messages WHERE type = 'HENVIS'")]
+    assert set(answered) <= set(ledger) and len(ledger) - len(answered) <= 1
+    await wait_for(chaos, lambda p: p["receipt_at"] >= len(ledger) and p["outbox"] == 0)
+    await asyncio.sleep(0.5)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    await assert_once_each(chaos, ledger)
+
+
 async def cut_connections(chaos: World) -> dict[str, int]:
     """Close the worker's broker connections from the broker's side (rabbitmqctl), as a
     network cut would; the progress when they were closed."""
@@ -200,7 +251,9 @@ async def assert_once_each(chaos: World, ids: list[str]) -> None:
         "SELECT count(*) FROM messages WHERE type = 'APPREC' AND delivered IS NOT NULL"
     )
     assert receipts == n  # one receipt each, each delivered (record() refuses a second)
-    assert await chaos.scalar("SELECT count(*) FROM message_inbox") == 2 * n
+    # the referrals went through the inbox; their receipts, to senders on this platform,
+    # were delivered in the transaction that wrote them (receiving.answer)
+    assert await chaos.scalar("SELECT count(*) FROM message_inbox") == n
     assert sorted(await imported_from(chaos)) == sorted(ids)  # one ServiceRequest each
     stats = await dead_letters(chaos)
     assert (stats["waiting"], stats["dead"]) == (0, 0)

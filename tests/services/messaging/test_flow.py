@@ -236,3 +236,105 @@ async def test_the_demo_traffic_shows_every_state(platform):
     states = sorted((m.type, m.delivered is not None) for m in rows if m)
     assert ("EPIKRISE", True) in states and ("DIALOG_NOTAT", True) in states
     assert not [m for m in rows if m and m.type.startswith("HENVIS")]  # answered: not overdue
+
+
+class Flaky:
+    """The platform's store, unreachable for its first ``down`` transactions (a database
+    restarting): what the receiver does then is under test, not the database."""
+
+    def __init__(self, store, down: int):
+        self.store, self.down = store, down
+
+    def transaction(self, **kwargs):
+        if self.down > 0:
+            self.down -= 1
+            raise ConnectionRefusedError("the database is restarting")
+        return self.store.transaction(**kwargs)
+
+
+async def test_a_database_outage_waits_and_uses_up_no_delivery(loaded, client, monkeypatch):
+    from enjournal.services.messaging import receiving
+
+    monkeypatch.setattr(receiving, "STORAGE_WAITS", (0.01, 0.01, 0.01))
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    assert (await post(client, bundle)).status_code == 202
+    envelope = Envelope(
+        header_id(bundle), world.HOSPITAL_HER, rules.FHIR_JSON, orjson.dumps(bundle)
+    )
+    receiver = receiving.Receiver(loaded)
+    real = loaded.store
+    monkeypatch.setattr(loaded, "store", Flaky(real, down=2))
+    assert await receiver.handle([envelope]) == ["ack"]  # after two failed tries, in place
+    monkeypatch.setattr(loaded, "store", Flaky(real, down=10))
+    assert await receiver.handle([envelope]) == ["retry"]  # still down: back, for later
+    monkeypatch.setattr(loaded, "store", real)
+    assert (await client.get("/fhir/ServiceRequest")).json()["total"] == 1
+
+
+@pytest.fixture
+async def over_rabbitmq(loaded):
+    """The platform's hub on the real RabbitMQ, on a queue and exchange of this test's own."""
+    import os
+    import uuid
+
+    from enjournal.services.messaging.hub import Hub
+    from enjournal.services.messaging.transport.rabbit import RabbitTransport
+
+    name = f"flow.{uuid.uuid4().hex[:10]}"
+    url = os.environ.get("ENJOURNAL_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+    broker = RabbitTransport(url, queue=name, exchange=name)
+    hub = Hub(loaded, broker)
+    loaded._messaging_hub = hub
+    yield hub
+    await broker.drop()
+    await hub.close()
+
+
+@pytest.mark.backends("postgres")
+async def test_every_type_end_to_end_over_rabbitmq(loaded, client, over_rabbitmq):
+    """A referral (answered automatically), a discharge summary and a question (answered by
+    a person: OK, and rejected with E35), a note in XML, each with its receipt."""
+    from enjournal.services.messaging.xml import to_xml
+
+    referral = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    summary = world.message(
+        "EPIKRISE", world.HOSPITAL_HER, world.GP_HER, [world.discharge_summary()]
+    )
+    question = world.message(
+        "DIALOG_FORESPORSEL", world.HOSPITAL_HER, world.GP_HER, [world.dialogue()]
+    )
+    note = world.message(
+        "DIALOG_NOTAT", world.GP_HER, world.HOSPITAL_HER, [world.dialogue("Notat")]
+    )
+    for bundle in (referral, summary, question):
+        assert (await post(client, bundle)).status_code == 202
+    await send_xml(loaded, to_xml(note), header_id(note), "DIALOG_NOTAT", world.HOSPITAL_HER)
+    await over_rabbitmq.settle()
+    for bundle, status in ((summary, "1"), (question, "2")):
+        errors = (
+            []
+            if status == "1"
+            else [{"name": "error", "part": [{"name": "code", "valueCode": "E35"}]}]
+        )
+        parts = [
+            {"name": "message", "valueString": header_id(bundle)},
+            {"name": "status", "valueCode": status},
+            *errors,
+        ]
+        body = {"resourceType": "Parameters", "parameter": parts}
+        answered = await client.post("/fhir/$message-receipt", json=body)
+        assert answered.status_code == 202, answered.text
+    await over_rabbitmq.settle()
+    receipts = {
+        header_id(b): (await ledger(loaded, header_id(b))).receipt
+        for b in (referral, summary, question, note)
+    }
+    assert receipts == {
+        header_id(referral): "1",
+        header_id(summary): "1",
+        header_id(question): "2",
+        header_id(note): "1",
+    }
+    assert (await ledger(loaded, header_id(question))).errors[0][0] == "E35"
+    for type_ in ("ServiceRequest", "Composition", "Communication"):
+        assert (await client.get(f"/fhir/{type_}?subject=Patient/kari")).json()["total"] >= 1
