@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enjournal.fhir import jsonio
 from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_ORGNR
 from enjournal.fhir.search import parse_search
+from enjournal.services.messaging import rules
 from enjournal.services.messaging.rules import FUNCTION_SYSTEM
 
 PARTY_TYPES = ("Organization", "HealthcareService", "PractitionerRole")
@@ -101,7 +102,7 @@ async def _party(tx, her_id: str, resource: dict) -> Party:
         )
     return Party(
         her_id=her_id,
-        name=_name(resource),
+        name=party_name(resource) or str(resource.get("id", "")),
         reference=f"{resource['resourceType']}/{resource['id']}",
         org_nr=await _org_nr(tx, resource),
         accepts=frozenset(accepts),
@@ -110,14 +111,15 @@ async def _party(tx, her_id: str, resource: dict) -> Party:
     )
 
 
-def _name(resource: dict) -> str:
+def party_name(resource: dict) -> str:
+    """A party's name: its own, or its person's or organisation's display ("" if none)."""
     if isinstance(resource.get("name"), str):
         return resource["name"]
     for key in ("practitioner", "organization"):
-        display = (resource.get(key) or {}).get("display")
+        display = rules.obj(resource.get(key)).get("display")
         if display:
-            return display
-    return resource.get("id", "")
+            return str(display)
+    return ""
 
 
 async def _org_nr(tx, resource: dict, depth: int = 0) -> str | None:

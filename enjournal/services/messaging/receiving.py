@@ -33,6 +33,7 @@ from enjournal.security.audit.events import audit_event
 from enjournal.security.principal import Principal
 from enjournal.services.messaging import rules
 from enjournal.services.messaging.addresses import find_party
+from enjournal.services.messaging.sending import ledger_row
 from enjournal.services.messaging.transport import Envelope, Outcome
 from enjournal.storage import messaging as db
 from enjournal.storage import storage_unavailable
@@ -266,18 +267,9 @@ async def answer(
     else:
         content_type, body = rules.FHIR_JSON, jsonio.dumps(bundle)
     receipt = rules.envelope_of(bundle)
-    message = db.Message(
-        id=receipt.id,
-        type=rules.APPREC,
-        sender=receipt.sender,
-        receiver=receipt.receiver,
-        refers=original.id,
-        content_type=content_type,
-        body=body,
-        created=now,
-        published=now if local else None,
-        delivered=now if local else None,
-    )
+    receipt.refers = original.id
+    delivered = now if local else None
+    message = ledger_row(receipt, content_type, body, now, published=delivered, delivered=delivered)
     if not await db.record(tx, message):
         return None
     if local:
@@ -293,16 +285,7 @@ def _envelope_of(row: db.Message) -> rules.Envelope:
 
 def _ledger_row(header: rules.Envelope, envelope: Envelope, now: int) -> db.Message:
     """The ledger row of a message another hub sent (none was written when it was sent)."""
-    return db.Message(
-        id=header.id,
-        type=header.type,
-        sender=header.sender,
-        receiver=header.receiver,
-        refers=header.refers,
-        content_type=envelope.content_type,
-        body=envelope.body,
-        created=now,
-    )
+    return ledger_row(header, envelope.content_type, envelope.body, now)
 
 
 def _content(bundle: dict, patient: str, header: rules.Envelope, receiver: str | None) -> list:

@@ -36,7 +36,17 @@ async def send(tx, principal, envelope: rules.Envelope, content_type: str, body:
         raise Unprocessable(
             f"HER-id {envelope.receiver} ({party.name}) does not receive {envelope.type} messages"
         )
-    message = db.Message(
+    patient = await patient_of(tx, content_type, body)
+    message = ledger_row(envelope, content_type, body, now, patient=patient)
+    if not await db.record(tx, message):
+        raise Conflict(f"a message with id {envelope.id} was sent already")
+    await db.enqueue(tx, db.Outgoing(envelope.id, envelope.receiver, content_type, body, now))
+    return message
+
+
+def ledger_row(envelope: rules.Envelope, content_type: str, body: bytes, now: int, **states):
+    """The ledger's row of a message (``states``: its patient, published, delivered)."""
+    return db.Message(
         id=envelope.id,
         type=envelope.type,
         sender=envelope.sender,
@@ -45,12 +55,8 @@ async def send(tx, principal, envelope: rules.Envelope, content_type: str, body:
         content_type=content_type,
         body=body,
         created=now,
-        patient=await patient_of(tx, content_type, body),
+        **states,
     )
-    if not await db.record(tx, message):
-        raise Conflict(f"a message with id {envelope.id} was sent already")
-    await db.enqueue(tx, db.Outgoing(envelope.id, envelope.receiver, content_type, body, now))
-    return message
 
 
 async def patient_of(tx, content_type: str, body: bytes) -> str | None:

@@ -7,89 +7,22 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import orjson
 import pytest
 
-from enjournal.bootstrap import compose, open_platform
-from enjournal.fhir.norwegian_ids import OID_HPR
-from enjournal.security.keys import generate
-from enjournal.security.provider import DemoUser, Provider, ProviderConfig
-from enjournal.security.ratelimit import MemoryLimiter
-from enjournal.security.setup import Security
-from enjournal.security.tokens import TokenVerifier
-from enjournal.server.app import create_app
 from enjournal.services.messaging.hub import hub_of
-from enjournal.settings import Settings
 from tests import probes
 from tests.services.messaging import world
+from tests.services.messaging.secured import auth, close_site, open_site, send
 
 pytestmark = pytest.mark.backends("sqlite")
-ISSUER = "http://test/oidc"
-USERS = {
-    "gp": DemoUser("gp", "personnel", "Gina Lege", hpr="1000001", profession="LE",
-                   org_nr=world.GP_ORG, her_id=world.GP_HER),
-    "hdoc": DemoUser("hdoc", "personnel", "Hanne Overlege", hpr="1000003", profession="LE",
-                     org_nr=world.HOSPITAL_ORG),
-    "stranger": DemoUser("stranger", "personnel", "Sara Fremmed", hpr="1000009",
-                         profession="LE", org_nr="999999999"),
-    "kari": DemoUser("kari", "citizen", "Kari", pid=world.KARI),
-}  # fmt: skip
-
-
-def staff() -> list[dict]:
-    """The GP and the hospital doctor in the directory; Kari on the GP's list."""
-    out = []
-    for name, hpr, org in (("gp", "1000001", "gp"), ("hdoc", "1000003", "hospital")):
-        out.append(
-            {
-                "resourceType": "Practitioner",
-                "id": name,
-                "identifier": [{"system": OID_HPR, "value": hpr}],
-                "name": [{"family": name}],
-            }
-        )
-        out.append({"resourceType": "PractitionerRole", "id": f"{name}-role",
-                    "practitioner": {"reference": f"Practitioner/{name}"},
-                    "organization": {"reference": f"Organization/{org}"}})  # fmt: skip
-    return out
 
 
 @pytest.fixture
 async def site(store):
-    await world.load(store)
-    async with store.transaction() as tx:
-        for resource in staff():
-            await tx.create(resource, id_=resource["id"])
-        kari = orjson.loads((await tx.read("Patient", "kari")).content)
-        kari["generalPractitioner"] = [{"reference": "Practitioner/gp"}]
-        await tx.update(kari, "kari")
-    provider = Provider(ProviderConfig(issuer=ISSUER, key=generate(), users=list(USERS.values())))
-    security = Security(
-        verifier=TokenVerifier([provider.issuer_config()]),
-        provider=provider,
-        limiter=MemoryLimiter(),
-    )
-    await security.start(store)
-    settings = Settings(database_url="unused", public_url="http://test")
-    platform = await open_platform(compose(settings, security=security, serving=True), store)
-    app = create_app(settings, platform=platform)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as http:
-        yield http, provider, platform
-    await security.stop()
-
-
-def auth(provider, who: str) -> dict:
-    user = USERS[who]
-    scopes = "user/*.cruds" if user.kind == "personnel" else "patient/*.cruds"
-    return {"Authorization": f"Bearer {provider.issue_token(user, scopes=scopes)}"}
-
-
-async def send(http, provider, who: str, bundle: dict):
-    headers = {**auth(provider, who), "content-type": "application/fhir+json"}
-    return await http.post("/fhir/$process-message", content=orjson.dumps(bundle), headers=headers)
+    http, provider, platform = await open_site(store)
+    yield http, provider, platform
+    await close_site(http, platform)
 
 
 async def test_only_the_party_s_own_people_send_as_it(site):

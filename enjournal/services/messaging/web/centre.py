@@ -14,6 +14,7 @@ from starlette.responses import Response
 from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_ORGNR
 from enjournal.rest.message import FhirRequest
 from enjournal.services.messaging import rules
+from enjournal.services.messaging.addresses import party_name
 from enjournal.services.messaging.web import content
 from enjournal.services.messaging.xml import from_xml
 from enjournal.web import FhirError, LoginFailed, Page, Site, SiteConfig, View, entries
@@ -120,17 +121,7 @@ async def _party_name(view: View, her_id: str) -> str:
     for kind in PARTY_TYPES:
         bundle = await view.fhir.get(kind, [("identifier", f"{OID_HER_ID}|{her_id}")])
         for resource in entries(bundle, kind):
-            return _name(resource)
-    return ""
-
-
-def _name(resource: dict) -> str:
-    if isinstance(resource.get("name"), str):
-        return resource["name"]
-    for key in ("practitioner", "organization"):
-        display = (resource.get(key) or {}).get("display")
-        if display:
-            return str(display)
+            return party_name(resource)
     return ""
 
 
