@@ -40,9 +40,9 @@ from enjournal.storage import storage_unavailable
 
 log = logging.getLogger("enjournal.messaging")
 IMPORTED = (*rules.CONTENT.values(), rules.ATTACHMENTS)  # check_content allows one type each
+STORAGE_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # seconds: about half a minute in all
 # Errors that malformed content (not the database or the transport) raises while it is read:
 # answered with a T99 receipt, never retried.
-STORAGE_WAITS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # seconds: about half a minute in all
 MALFORMED = (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
 HUB = Principal("system", "messaging-hub", "messaging-hub", frozenset(), "Meldingsformidler")
 
