@@ -221,11 +221,13 @@ async def listing(
     *,
     sent: bool,
     unread: bool = False,
-    before: int | None = None,
+    before: tuple[int, str | None] | None = None,
     limit: int = 100,
 ) -> list[Message]:
     """A box: the messages ``parties`` sent (``sent``) or received (delivered to them),
-    newest first, without bodies; ``unread`` keeps received ones not yet marked read."""
+    newest first (by time, then id: a page's last row is a cursor no message can slip past,
+    whatever shares its millisecond), without bodies; ``unread`` keeps received ones not yet
+    marked read; ``before`` (created, id) continues after a page."""
     side = "sender" if sent else "receiver"
     where = [f"{side} IN ({_marks(len(parties))})"]
     args: list = list(parties)
@@ -233,12 +235,15 @@ async def listing(
         where.append("delivered IS NOT NULL")
     if unread:
         where.append("read_at IS NULL")
-    if before is not None:
+    if before is not None and before[1] is None:  # a time: what was sent before it
         where.append("created < ?")
-        args.append(before)
+        args.append(before[0])
+    elif before is not None:  # a page's last row: what sorts after it
+        where.append("(created < ? OR (created = ? AND id < ?))")
+        args += [before[0], before[0], before[1]]
     rows = await _conn(tx).fetch(
         f"SELECT {_LIST_COLUMNS} FROM messages WHERE {' AND '.join(where)} "
-        "ORDER BY created DESC LIMIT ?",
+        "ORDER BY created DESC, id DESC LIMIT ?",
         *args, limit,
     )  # fmt: skip
     return [_message(r, body=False) for r in rows]

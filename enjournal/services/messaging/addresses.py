@@ -24,6 +24,7 @@ from enjournal.services.messaging.rules import FUNCTION_SYSTEM
 PARTY_TYPES = ("Organization", "HealthcareService", "PractitionerRole")
 AUTOMATIC_RECEIPT = "http://enjournal.no/fhir/StructureDefinition/automatic-receipt"
 _CACHE_SECONDS = 30.0
+MAX_PEOPLE = 50  # people matched by name whose roles are looked up (one search value)
 
 
 @dataclass(frozen=True)
@@ -222,10 +223,21 @@ async def _by_name(tx, name: str, limit: int) -> dict[str, dict]:
         [("name:contains", name), ("_count", str(limit))],
         parameters=tx.search_parameters,
     )
-    people = [f"Practitioner/{s.id}" for s in (await tx.search(query)).matches]
-    if people:
-        found |= await _search(tx, "PractitionerRole", [("practitioner", ",".join(people))], limit)
+    people = [f"Practitioner/{s.id}" for s in (await tx.search(query)).matches][:MAX_PEOPLE]
+    for chunk in _chunks(people, 1_500):  # one search value holds at most 2,048 characters
+        found |= await _search(tx, "PractitionerRole", [("practitioner", ",".join(chunk))], limit)
     return found
+
+
+def _chunks(values: list[str], most: int) -> list[list[str]]:
+    """``values`` in runs whose comma-joined length is at most ``most``."""
+    runs: list[list[str]] = []
+    for value in values:
+        if runs and len(",".join([*runs[-1], value])) <= most:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return runs
 
 
 async def _by_org_nr(tx, org_nr: str, limit: int) -> dict[str, dict]:

@@ -37,25 +37,27 @@ class Boxes:
 
     async def messages(self, request, repo) -> FhirResponse:
         args = parameters(request, ("party", "box", "unread", "before", "_count"))
-        party = _text(args.get("party"), "party")
+        party = _text(args.get("party"), "party (one HER-id)")
         box = args.get("box") or "inbox"
         if box not in ("inbox", "sent"):
             raise Invalid("box is 'inbox' or 'sent'")
         tx = repo.trusted  # its own access rule decides: acts_for, below
         if not await acts_for(tx, _principal(request), party):
             raise Forbidden(f"this token may not read the messages of HER-id {party}")
+        limit = _count(args.get("_count"))
         rows = await db.listing(
             tx,
             [party],
             sent=box == "sent",
-            unread=str(args.get("unread", "")).lower() == "true",
-            before=_int(args.get("before"), "before"),
-            limit=min(MAX_COUNT, _int(args.get("_count"), "_count") or 100),
+            unread=_flag(args.get("unread"), "unread"),
+            before=_cursor(args.get("before")),
+            limit=limit,
         )
         deadline = self.now() - self.platform.settings.messaging_receipt_seconds * 1000
-        return FhirResponse.of(
-            {"resourceType": "Parameters", "parameter": [_summary(m, deadline) for m in rows]}
-        )
+        found = [_summary(m, deadline) for m in rows]
+        if len(rows) == limit:  # there may be more: the next page starts after the last row
+            found.append({"name": "next", "valueString": f"{rows[-1].created}:{rows[-1].id}"})
+        return FhirResponse.of({"resourceType": "Parameters", "parameter": found})
 
     async def message(self, request, repo) -> FhirResponse:
         row = await self._visible(request, repo)
@@ -71,6 +73,7 @@ class Boxes:
     async def read(self, request, repo) -> FhirResponse:
         row = await self._visible(request, repo, receiver_only=True)
         await db.mark_read(repo.trusted, row.id, self.now())
+        row = await db.get(repo.trusted, row.id) or row  # as it is now: read
         return FhirResponse.of(_status(row, self._deadline()))
 
     async def status(self, request, repo) -> FhirResponse:
@@ -104,7 +107,7 @@ class Boxes:
         """The message named by ``id``, if the caller acts for its receiver (or its sender);
         NotFound otherwise, as for one that does not exist."""
         args = parameters(request, ("id", "message")) if from_body else parameters(request, ("id",))
-        message_id = _text(args.get("message") or args.get("id"), "id")
+        message_id = _text(args.get("message") or args.get("id"), "message" if from_body else "id")
         tx = repo.trusted  # its own access rule decides, here
         row = await db.get(tx, message_id)
         principal = _principal(request)
@@ -134,6 +137,34 @@ def _text(value, name: str) -> str:
     return value.strip()
 
 
+def _count(value) -> int:
+    """``_count``: 1 to MAX_COUNT, 100 when not given."""
+    count = _int(value, "_count")
+    if count is None:
+        return 100
+    if not 1 <= count <= MAX_COUNT:
+        raise Invalid(f"_count is 1 to {MAX_COUNT}")
+    return count
+
+
+def _flag(value, name: str) -> bool:
+    text = str(value or "false").lower()
+    if text not in ("true", "false"):
+        raise Invalid(f"{name} is true or false")
+    return text == "true"
+
+
+def _cursor(value) -> tuple[int, str | None] | None:
+    """``before``: the ``next`` a page ended with (``<ms>:<id>``), or a time in epoch ms."""
+    if value in (None, ""):
+        return None
+    ms, _, after = str(value).partition(":")
+    stamp = _int(ms, "before")
+    if stamp is None or (after and not rules.valid_id(after)):
+        raise Invalid("before is the 'next' of the page before (or a time in epoch ms)")
+    return stamp, after or None
+
+
 def _int(value, name: str) -> int | None:
     if value in (None, ""):
         return None
@@ -144,20 +175,26 @@ def _int(value, name: str) -> int | None:
 
 
 def _receipt_input(request) -> tuple[str, list[list[str]]]:
-    body = request.json()
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise Invalid("$message-receipt takes a Parameters resource")
-    status, errors = "", []
-    for part in body.get("parameter") or []:
-        if part.get("name") == "status":
-            status = str(part.get("valueCode") or part.get("valueString") or "")
-        elif part.get("name") == "error":
-            found = {
-                p.get("name"): p.get("valueCode") or p.get("valueString")
-                for p in part.get("part") or []
-            }
-            errors.append([str(found.get("code") or ""), str(found.get("text") or "")[:500]])
-    return status, [[c, t or rules.ERRORS.get(c, "")] for c, t in errors]
+    """``status`` and ``error`` parts (``code``, ``text``) of a $message-receipt, each value
+    as a code, a string, a Coding (as $message-status shows them) or an integer."""
+    args = parameters(request, ("status", "error"))
+    errors = args.get("error") or []
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        errors = [errors]  # one error: its parts, not a list of them
+    found = []
+    for parts in errors if isinstance(errors, list) else []:
+        named = {p.get("name"): _value(p) for p in parts if isinstance(p, dict)}
+        code = named.get("code", "")
+        found.append([code, named.get("text", "")[:500] or rules.ERRORS.get(code, "")])
+    return _value({"v": args.get("status")}), found
+
+
+def _value(part: dict) -> str:
+    """A part's value as text, whatever its type (valueCode, valueString, valueCoding...)."""
+    value = next((v for k, v in part.items() if k.startswith("value") or k == "v"), "")
+    if isinstance(value, dict):
+        value = value.get("code", "")
+    return "" if value is None or isinstance(value, list | dict) else str(value)
 
 
 def _iso(ms: int | None) -> str | None:

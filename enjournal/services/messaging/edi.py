@@ -163,7 +163,10 @@ class Facade:
         if answer.status != 200:
             raise refusal(answer, NOT_ADDRESSEE)
         media = rules.XML if answer.headers.get("Content-Type") == rules.XML else rules.FHIR_JSON
-        document = base64.b64encode(answer.body or b"").decode("ascii")
+        body = answer.body or b""
+        if media == rules.FHIR_JSON:
+            media, body = as_xml(body)
+        document = base64.b64encode(body).decode("ascii")
         return JSONResponse(
             {
                 "businessDocument": document,
@@ -317,6 +320,7 @@ def parse_order(raw: bytes) -> dict:
         raise EdiError(400, INVALID, "senderHerId is a HER-id")
     receivers = chosen_receivers(body)
     document = decoded(body.get("businessDocument"))
+    agrees_with_document(document, str(sender), receivers[0], kind)
     return {
         "sender": str(sender),
         "receivers": receivers,
@@ -324,6 +328,37 @@ def parse_order(raw: bytes) -> dict:
         "type": body["messageTypeIdentificator"],
         "document": document,
     }
+
+
+def as_xml(body: bytes) -> tuple[str, bytes]:
+    """A FHIR message as the KITH XML a system without FHIR reads, where the platform writes
+    its type (dialogue messages and receipts); else as it is, FHIR JSON."""
+    from enjournal.services.messaging.xml import to_xml
+
+    try:
+        return rules.XML, to_xml(orjson.loads(body))
+    except (rules.Rejection, ValueError, TypeError, KeyError):
+        return rules.FHIR_JSON, body
+
+
+def agrees_with_document(document: bytes, sender: str, receiver: str, kind: str) -> None:
+    """400 when the document's MsgHead names another sender, receiver or type than the
+    request: refused here, before its patient's data goes to a receiver who would only
+    reject it (E10).  A document that cannot be read goes on: its receiver answers it
+    (T01, T02, T10), as the AppRec rules have it."""
+    from enjournal.services.messaging.xml import from_xml
+
+    try:
+        envelope = rules.envelope_of(from_xml(document))
+    except (rules.Rejection, ValueError):
+        return
+    said = (envelope.sender, envelope.receiver, envelope.type)
+    if said != (sender, receiver, kind):
+        raise EdiError(
+            400, INVALID,
+            f"the document's MsgHead names sender {said[0]}, receiver {said[1]} and type "
+            f"{said[2]}; the request says {sender}, {receiver} and {kind}",
+        )  # fmt: skip
 
 
 def chosen_receivers(body: dict) -> list[str]:

@@ -29,9 +29,12 @@ async def send(tx, principal, envelope: rules.Envelope, content_type: str, body:
     """Check ``envelope`` and queue the message: ledger and outbox, in ``tx``."""
     if not await acts_for(tx, principal, envelope.sender):
         raise Forbidden(f"this token may not send as HER-id {envelope.sender}")
-    party = await find_party(tx, envelope.receiver)
+    # read fresh, not from the worker's cache: a party just deactivated takes nothing more
+    party = await find_party(tx, envelope.receiver, fresh=True)
     if party is None:
         raise Unprocessable(f"HER-id {envelope.receiver} is not in the address register (E21)")
+    if not party.active:
+        raise Unprocessable(f"HER-id {envelope.receiver} ({party.name}) is inactive")
     if not party.receives(envelope.type):
         raise Unprocessable(
             f"HER-id {envelope.receiver} ({party.name}) does not receive {envelope.type} messages"
@@ -127,7 +130,10 @@ def document_envelope(params: list[tuple[str, str]]) -> rules.Envelope:
     found = dict(params)
     sender, receiver = found.get("sender", ""), found.get("receiver", "")
     if not (sender.isdigit() and receiver.isdigit() and len(sender) + len(receiver) <= 40):
-        raise Invalid("sender and receiver are the HER-ids of the parties")
+        raise Invalid(
+            "an XML message names its parties in the query: ?sender=<HER-id>&receiver=<HER-id>"
+            "&type=<kodeverk 8279>[&id=<message id>]"
+        )
     if found.get("type") not in rules.CONTENT:
         raise Invalid("type is the message's function (kodeverk 8279): " + ", ".join(rules.CONTENT))
     id_ = found.get("id") or str(uuid.uuid4())

@@ -266,3 +266,39 @@ async def test_a_dialogue_message_round_trip(secured, http):
         f"{ROOT}/messages/{receipt_id}/apprec", json=apprec, headers=auth("hospital")
     )
     refused(on_receipt, 400, 1100)
+
+
+@pytest.mark.parametrize(
+    ("receiver", "kind"),
+    [(world.PHARMACY_HER, "DIALOG_HELSEFAGLIG"), (world.GP_HER, "DIALOG_NOTAT")],
+)
+async def test_a_document_that_names_another_receiver_or_type_is_refused(http, receiver, kind):
+    """Refused at once, before its patient's data goes to a receiver who would reject it."""
+    from enjournal.services.messaging.xml import to_xml
+
+    bundle = world.message(
+        "DIALOG_HELSEFAGLIG", world.HOSPITAL_HER, world.GP_HER, [world.dialogue()]
+    )
+    body = order(to_xml(bundle), world.HOSPITAL_HER, [receiver], messageTypeIdentificator=kind)
+    answer = await post(http, "hospital", body)
+    refused(answer, 400, 1001)
+    assert "the document's MsgHead names" in answer.json()["description"]
+
+
+async def test_a_fhir_dialogue_message_is_fetched_as_xml(secured, http):
+    """A system that does not speak FHIR reads a message sent as FHIR in its XML form."""
+    from enjournal.services.messaging import rules
+    from enjournal.services.messaging.xml import from_xml
+
+    bundle = world.message("DIALOG_NOTAT", world.HOSPITAL_HER, world.GP_HER, [world.dialogue()])
+    message_id = bundle["entry"][0]["resource"]["id"]
+    posted = await http.post(
+        "/fhir/$process-message", content=orjson.dumps(bundle),
+        headers={**auth("hospital"), "content-type": "application/fhir+json"},
+    )  # fmt: skip
+    assert posted.status_code == 202, posted.text
+    await hub_of(secured).settle()
+    fetched = await http.get(f"{ROOT}/messages/{message_id}/business-document", headers=auth("gp"))
+    assert fetched.json()["contentType"] == "application/xml"
+    document = base64.b64decode(fetched.json()["businessDocument"])
+    assert rules.envelope_of(from_xml(document)).id == message_id

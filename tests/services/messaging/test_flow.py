@@ -338,3 +338,69 @@ async def test_every_type_end_to_end_over_rabbitmq(loaded, client, over_rabbitmq
     assert (await ledger(loaded, header_id(question))).errors[0][0] == "E35"
     for type_ in ("ServiceRequest", "Composition", "Communication"):
         assert (await client.get(f"/fhir/{type_}?subject=Patient/kari")).json()["total"] >= 1
+
+
+async def test_a_box_pages_through_messages_of_one_millisecond(loaded, client):
+    """Every message on some page exactly once, whatever shares its millisecond."""
+    from enjournal.services.messaging.sending import send
+
+    async with loaded.store.transaction() as tx:
+        for _ in range(7):
+            bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+            await send(
+                tx, None, rules.envelope_of(bundle), rules.FHIR_JSON, orjson.dumps(bundle), 5
+            )
+    seen, cursor = [], ""
+    for _ in range(5):
+        page = (
+            await client.get(f"/fhir/$messages?party={world.GP_HER}&box=sent&_count=3{cursor}")
+        ).json()
+        rows = [m for m in page["parameter"] if m["name"] == "message"]
+        seen += [p["valueString"] for m in rows for p in m["part"] if p["name"] == "id"]
+        nxt = [m["valueString"] for m in page["parameter"] if m["name"] == "next"]
+        if not nxt:
+            break
+        cursor = f"&before={nxt[0]}"
+    assert len(seen) == 7 == len(set(seen))
+    assert (await client.get(f"/fhir/$messages?party={world.GP_HER}&_count=0")).status_code == 400
+    assert (
+        await client.get(f"/fhir/$messages?party={world.GP_HER}&unread=maybe")
+    ).status_code == 400
+
+
+async def test_a_receipt_takes_its_values_in_any_form_and_read_answers_as_read(loaded, client):
+    bundle = world.message(
+        "EPIKRISE", world.HOSPITAL_HER, world.GP_HER, [world.discharge_summary()]
+    )
+    assert (await post(client, bundle)).status_code == 202
+    await hub_of(loaded).settle()
+    read = (await client.post(f"/fhir/$message-read?id={header_id(bundle)}")).json()
+    assert {"name": "state", "valueCode": "read"} in read["parameter"]
+    coding = {"system": rules.STATUS_SYSTEM, "code": "3"}
+    code = {"system": rules.ERROR_SYSTEM, "code": "E32"}
+    error = {"name": "error", "part": [{"name": "code", "valueCoding": code}]}
+    parts = [
+        {"name": "message", "valueString": header_id(bundle)},
+        {"name": "status", "valueCoding": coding},
+        error,
+    ]
+    body = {"resourceType": "Parameters", "parameter": parts}
+    assert (await client.post("/fhir/$message-receipt", json=body)).status_code == 202
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, header_id(bundle))
+    assert row.receipt == "3" and row.errors and row.errors[0][0] == "E32"
+    missing = {"resourceType": "Parameters", "parameter": [{"name": "status", "valueCode": "1"}]}
+    refused = await client.post("/fhir/$message-receipt", json=missing)
+    assert refused.status_code == 400 and "message" in refused.text
+
+
+async def test_a_party_just_deactivated_takes_nothing_more(loaded, client):
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    assert (await post(client, bundle)).status_code == 202  # the party is now in the cache
+    async with loaded.store.transaction() as tx:
+        hospital = orjson.loads((await tx.read("Organization", "hospital")).content)
+        hospital["active"] = False
+        await tx.update(hospital, "hospital")
+    again = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    refused = await post(client, again)
+    assert refused.status_code == 422 and "inactive" in refused.text
