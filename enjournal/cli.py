@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             "gp",
             "nurse",
             "homecare",
+            "hospital",
             "pharmacist",
             "citizen",
             "parent",

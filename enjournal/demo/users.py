@@ -6,6 +6,9 @@
               encounters).
 - homecare:   the municipal home-care service's nurse (``homecare.py``): follows six older
               patients at home (care relationship: their episodes of care).
+- hospital:   a doctor at the first health trust (``hf-...``, in id order), acting for the trust
+              (its organisation number and HER-id): receives the demo's referrals, which the
+              trust answers automatically, and sends its discharge summaries (messaging).
 - pharmacist: a pharmacist at the first pharmacy (sees prescriptions and dispensations only).
 - citizen:    a patient on the GP's list, logging in as themself.
 - parent:     the helsenorge portal's parent of two children at her address, 5 and 13
@@ -42,6 +45,7 @@ SCOPES = {
     "gp": GP_SCOPES,
     "nurse": GP_SCOPES,
     "homecare": GP_SCOPES,
+    "hospital": GP_SCOPES,
     "pharmacist": PHARMACIST_SCOPES,
     "citizen": CITIZEN_SCOPES,
     **{name: CITIZEN_SCOPES for name in PORTAL_USERS},
@@ -77,6 +81,9 @@ async def demo_users(store: Store) -> list[DemoUser]:
         homecare = await _get(tx, "Practitioner", HOMECARE_NURSE)
         if homecare is not None:  # the home follow-up's nurse (demo/homecare.py)
             users.append(_personnel("homecare", homecare, "SP", HOMECARE_ORG_NR, None))
+        hospital = await _hospital_doctor(tx)
+        if hospital is not None:
+            users.append(hospital)
         pharmacy = await _get(tx, "Organization", "apotek-0001")
         if pharmacy is not None:
             users.append(
@@ -111,6 +118,23 @@ async def demo_users(store: Store) -> list[DemoUser]:
             if portal_patient is not None:
                 users.append(_citizen(handle, portal_patient))
     return users
+
+
+async def _hospital_doctor(tx) -> DemoUser | None:
+    """The first health trust's first doctor, acting for the trust (its number and HER-id)."""
+    for found in await tx.with_id_prefix("Organization", "hf-", limit=50):
+        trust = jsonio.loads(found.content)
+        if (trust.get("type") or [{}])[0].get("text") != "Helseforetak":
+            continue
+        doctors = await tx.with_id_prefix("Practitioner", f"{found.id}-", limit=50)
+        doctor = next((d for d in doctors if "-lege-" in d.id), None)
+        if doctor is None:
+            return None
+        return _personnel(
+            "hospital", jsonio.loads(doctor.content), "LE",
+            _identifier(trust, OID_ORGNR), _identifier(trust, OID_HER_ID),
+        )  # fmt: skip
+    return None
 
 
 def _citizen(handle: str, patient: dict) -> DemoUser:

@@ -9,6 +9,7 @@ import sys
 import httpx
 
 from enjournal.fhir.norwegian_ids import OID_FNR
+from enjournal.security.tokens import HER_ID
 from tests.server.conftest import ServerProcess, free_port
 
 
@@ -16,6 +17,23 @@ def enjournal(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "enjournal.cli", *args], capture_output=True, text=True, timeout=300
     )
+
+
+def token_claims(token: str) -> dict:
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def part(message: dict, name: str):
+    """A message summary's part's value (the type's code for ``type``)."""
+    for p in message["part"]:
+        if p["name"] == name:
+            value = next(v for k, v in p.items() if k.startswith("value") or k == "part")
+            return value["code"] if isinstance(value, dict) else value
+    return None
 
 
 def test_demo_serves_with_security_on_and_tokens_for_each_role(tmp_path, monkeypatch):
@@ -36,7 +54,7 @@ def test_demo_serves_with_security_on_and_tokens_for_each_role(tmp_path, monkeyp
     ).start()
     try:
         tokens = {}
-        for who in ("gp", "nurse", "pharmacist", "citizen", "system"):
+        for who in ("gp", "nurse", "pharmacist", "citizen", "system", "hospital"):
             result = enjournal("token", "--as", who, "--data", str(data), "--public-url", public)
             assert result.returncode == 0, result.stderr
             tokens[who] = result.stdout.strip()
@@ -72,6 +90,16 @@ def test_demo_serves_with_security_on_and_tokens_for_each_role(tmp_path, monkeyp
             if a.get("requestor")
         }
         assert len(readers) >= 3  # the GP, the nurse and the pharmacist
+        # The demo's messages: the trust received the GP office's referrals and answered them
+        # automatically; the office has the trust's discharge summaries waiting for it.
+        trust = token_claims(tokens["hospital"])[HER_ID]
+        inbox = get("hospital", f"$messages?party={trust}&box=inbox").json()["parameter"]
+        referrals = [m for m in inbox if part(m, "type") == "HENVIS"]
+        assert len(referrals) == 2 and all(part(m, "receipt") for m in referrals)
+        office = token_claims(tokens["gp"])[HER_ID]
+        waiting = get("gp", f"$messages?party={office}&box=inbox").json()["parameter"]
+        received = sorted(part(m, "type") for m in waiting)
+        assert received == ["APPREC", "APPREC", "DIALOG_FORESPORSEL", "EPIKRISE", "EPIKRISE"]
     finally:
         server.terminate(10)
     verified = enjournal("audit", "verify", "--database", f"sqlite:///{data}/enjournal.sqlite")
