@@ -529,18 +529,6 @@ async def run(opts) -> dict:
             ),
         )
         _show(report, "profile", "in_process_unprofiled")
-    if opts.batched_prototype:
-        from bench import messaging_batched
-
-        messaging_batched.install()  # for the rest of this process
-        log("the batched inbox/ledger prototype (bench/messaging_batched.py), in process")
-        report["in_process_batched_prototype"] = await on_postgres(
-            opts,
-            lambda url: profile_worker(
-                url, opts.amqp, opts.profile or 2000, opts.batch, opts.consumers, False
-            ),
-        )
-        _show(report, "in_process_batched_prototype")
     return report
 
 
@@ -558,9 +546,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--consumers", type=int, default=4, help="batches at once per worker")
     parser.add_argument("--senders", type=int, default=8, help="sending transactions at once")
     parser.add_argument("--profile", type=int, default=2000, help="referrals profiled (0: off)")
-    parser.add_argument(
-        "--batched-prototype", action="store_true", help="also bench/messaging_batched.py"
-    )
     parser.add_argument("--uvloop", action="store_true", help="uvloop's event loop everywhere")
     parser.add_argument("--skip-rabbit", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")

@@ -172,6 +172,27 @@ async def dead_outgoing(tx: Any, limit: int = 100) -> list[tuple]:
     return [tuple(r) for r in rows]
 
 
+NEW, FOREIGN, DUPLICATE = "new", "foreign", "duplicate"
+
+
+async def take_delivery(tx: Any, message_id: str, now: int) -> tuple[str, Message | None]:
+    """The inbox step, in the transaction of the message's effect, so a redelivery has none:
+    (``NEW``, its ledger row) for a message sent from this platform and not delivered before
+    (marked delivered now: one statement, the common case); (``FOREIGN``, None) for the
+    first delivery of a message another hub sent (its id recorded in ``message_inbox``);
+    (``DUPLICATE``, None) for one delivered before."""
+    row = await _conn(tx).fetchrow(
+        f"UPDATE messages SET delivered = ? WHERE id = ? AND delivered IS NULL "
+        f"RETURNING {_COLUMNS}",
+        now, message_id,
+    )  # fmt: skip
+    if row is not None:
+        return NEW, _message(row)
+    if await _conn(tx).fetchrow("SELECT 1 FROM messages WHERE id = ?", message_id):
+        return DUPLICATE, None  # in the ledger, delivered already
+    return (FOREIGN if await first_seen(tx, message_id, now) else DUPLICATE), None
+
+
 async def first_seen(tx: Any, message_id: str, now: int) -> bool:
     """Record ``message_id`` as processed; False if it was already (a redelivery)."""
     row = await _conn(tx).fetchrow(
@@ -180,17 +201,6 @@ async def first_seen(tx: Any, message_id: str, now: int) -> bool:
         message_id, now,
     )  # fmt: skip
     return row is not None
-
-
-async def delivered(tx: Any, message: Message, now: int) -> None:
-    """``message`` reached its receiver: mark it, or add it if another hub sent it."""
-    row = await _conn(tx).fetchrow(
-        "UPDATE messages SET delivered = ? WHERE id = ? AND delivered IS NULL RETURNING id",
-        now, message.id,
-    )  # fmt: skip
-    if row is None and await get(tx, message.id) is None:
-        message.delivered = now
-        await record(tx, message)
 
 
 async def set_patient(tx: Any, message_id: str, patient: str) -> None:

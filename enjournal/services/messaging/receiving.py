@@ -109,11 +109,12 @@ class Receiver:
         """A message whose import failed half way: rolled back, now only rejected."""
         now = self.now()
         async with self.store.transaction() as tx:
-            if not await db.first_seen(tx, envelope.id, now):
+            state, known = await db.take_delivery(tx, envelope.id, now)
+            if state == db.DUPLICATE:
                 return "ack"
-            known = await db.get(tx, envelope.id)
             _, header = self._read(envelope, known)
-            await db.delivered(tx, known or _ledger_row(header, envelope, now), now)
+            if known is None:
+                await db.record(tx, _foreign_row(header, envelope, now))
             await self._answer(
                 tx, header, envelope.content_type, rules.REJECTED, rejection, now,
                 local=known is not None,
@@ -131,11 +132,8 @@ class Receiver:
 
     async def _one(self, tx, envelope: Envelope, events: list, alone: bool) -> Outcome:
         now = self.now()
-        if not await db.first_seen(tx, envelope.id, now):
-            self.count("duplicate")
-            return "ack"
-        known = await db.get(tx, envelope.id)
-        if known is not None and known.delivered is not None:  # after the inbox was pruned
+        state, known = await db.take_delivery(tx, envelope.id, now)
+        if state == db.DUPLICATE:
             self.count("duplicate")
             return "ack"
         try:
@@ -145,16 +143,15 @@ class Receiver:
                 self.count("unreadable")
                 return "dead"
             header = _envelope_of(known)
-            await db.delivered(tx, known, now)
             await self._answer(
                 tx, header, known.content_type, rules.REJECTED, rejection, now, local=True
             )
             return "ack"
+        if known is None:  # another hub's message: the receiver's ledger row
+            await db.record(tx, _foreign_row(header, envelope, now))
         if header.type == rules.APPREC:
-            await self._receipt(tx, header, envelope, known, now)
+            await self._receipt(tx, header, now)
             return "ack"
-        message = known or _ledger_row(header, envelope, now)
-        await db.delivered(tx, message, now)
         try:
             patient, created = await self._import(tx, header, bundle, alone)
         except rules.Rejection as rejection:
@@ -163,7 +160,8 @@ class Receiver:
                 local=known is not None,
             )  # fmt: skip
             return "ack"
-        await db.set_patient(tx, header.id, patient)
+        if known is None or known.patient != patient:  # usually found when it was sent
+            await db.set_patient(tx, header.id, patient)
         events.append(_import_event(header, patient, created, now))
         party = await find_party(tx, header.receiver)
         if party is not None and party.automatic_receipt:
@@ -225,11 +223,10 @@ class Receiver:
             created.append(f"{stored.type}/{stored.id}")
         return patient, created
 
-    async def _receipt(self, tx, header, envelope: Envelope, known, now: int) -> None:
-        """An APPREC: the original's status in the sender's ledger, and the receipt itself
-        in the sender's inbox.  Only the original's receiver may answer it."""
+    async def _receipt(self, tx, header, now: int) -> None:
+        """An APPREC (in the sender's inbox now): the original's status in the sender's
+        ledger.  Only the original's receiver may answer it."""
         original = await db.get(tx, header.refers or "")
-        await db.delivered(tx, known or _ledger_row(header, envelope, now), now)
         if original is None or (original.receiver, original.sender) != (
             header.sender,
             header.receiver,
@@ -283,9 +280,10 @@ def _envelope_of(row: db.Message) -> rules.Envelope:
     return rules.Envelope(row.id, row.type, row.sender, row.receiver, row.refers)
 
 
-def _ledger_row(header: rules.Envelope, envelope: Envelope, now: int) -> db.Message:
-    """The ledger row of a message another hub sent (none was written when it was sent)."""
-    return ledger_row(header, envelope.content_type, envelope.body, now)
+def _foreign_row(header: rules.Envelope, envelope: Envelope, now: int) -> db.Message:
+    """The ledger row of a message another hub sent (none was written when it was sent),
+    delivered now."""
+    return ledger_row(header, envelope.content_type, envelope.body, now, delivered=now)
 
 
 def _content(bundle: dict, patient: str, header: rules.Envelope, receiver: str | None) -> list:
