@@ -213,6 +213,11 @@ def test_every_platform_has_every_service_and_keeps_its_own_tables():
         "vkp-evaluate-gateway-readings",
         "vkp-missing-measurements",
         "vkp-silent-devices",
+        "messaging-relay",
+        "messaging-deliver",
+        "messaging-overdue",
+        "messaging-queue-age",
+        "messaging-prune",
         "bulk-export",
         "register-kpr-daily-feedback",
     }
