@@ -169,7 +169,8 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  portal:     --as parent (two children), proxy (holds a fullmakt), giver, "
         "confidential\n"
         f'then: curl -H "Authorization: Bearer $TOKEN" "{base}/fhir/Patient?_count=5"\n'
-        "Stop with Ctrl-C.\n"
+        "Stop with Ctrl-C.\n",
+        soft_wrap=True,  # the commands stay whole, to be copied, whatever the width
     )
     from enjournal.cli import main
 

@@ -116,7 +116,7 @@ async def chaos(request, tmp_path):
     settings = Settings(database_url=url, auth=False, jobs=False, terminology_check=False)
     platform = await build_platform(settings)
     await world.load(platform.store)
-    chaos = World(platform, url, transport, queue, 1000 if rabbit else N)
+    chaos = World(platform, url, transport, queue, 2000 if rabbit else N)
     yield chaos
     for process in chaos.started:  # a failed test leaves none running
         if process.poll() is None:
