@@ -249,8 +249,8 @@ async def listing(
         where.append("created < ?")
         args.append(before[0])
     elif before is not None:  # a page's last row: what sorts after it
-        where.append("(created < ? OR (created = ? AND id < ?))")
-        args += [before[0], before[0], before[1]]
+        where.append("(created, id) < (?, ?)")  # a row comparison: an index range
+        args += [before[0], before[1]]
     rows = await _conn(tx).fetch(
         f"SELECT {_LIST_COLUMNS} FROM messages WHERE {' AND '.join(where)} "
         "ORDER BY created DESC, id DESC LIMIT ?",

@@ -435,6 +435,8 @@ _EXPORT_JOB_KIND = "ALTER TABLE export_jobs ADD COLUMN kind TEXT NOT NULL DEFAUL
 # transport refused it ``messaging_max_attempts`` times); ``message_inbox`` holds the
 # ids of the messages already processed, so a redelivered message has one effect;
 # ``message_queue`` is the embedded transport (a queue in the database) when no broker is set.
+# The boxes read a party's newest page by (party, created, id), whatever the party's volume;
+# the queue is taken in ``seq`` order, skipping the few rows waiting for a retry.
 _MESSAGING = """
 CREATE TABLE messages (
     id TEXT PRIMARY KEY,
@@ -455,8 +457,8 @@ CREATE TABLE messages (
     errors TEXT,
     overdue {int}
 );
-CREATE INDEX messages_receiver ON messages (receiver, delivered);
-CREATE INDEX messages_sender ON messages (sender, created);
+CREATE INDEX messages_inbox ON messages (receiver, created, id) WHERE delivered IS NOT NULL;
+CREATE INDEX messages_sender ON messages (sender, created, id);
 CREATE INDEX messages_open ON messages (created) WHERE receipt IS NULL AND type <> 'APPREC';
 CREATE UNIQUE INDEX messages_one_receipt ON messages (refers) WHERE type = 'APPREC';
 CREATE TABLE message_outbox (
@@ -490,7 +492,7 @@ CREATE TABLE message_queue (
     dead {int},
     error TEXT
 );
-CREATE INDEX message_queue_ready ON message_queue (queue, available, seq) WHERE dead IS NULL;
+CREATE INDEX message_queue_ready ON message_queue (queue, seq) WHERE dead IS NULL;
 """
 _MESSAGING_SQLITE = _MESSAGING.format(
     blob="BLOB", int="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT"
