@@ -95,20 +95,12 @@ def too_costly() -> Busy:
 
 
 def storage_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` says the database cannot be reached or is going away (a lost
-    connection, a server shutting down or starting, SQLite busy), not that a statement or
-    its data was wrong: a worker then waits and tries again instead of giving up on the
-    work in hand."""
-    import sqlite3
-
-    import asyncpg
-
-    if isinstance(error, OSError | TimeoutError | asyncpg.InterfaceError):
-        return True
-    if isinstance(error, asyncpg.PostgresError):
-        state = getattr(error, "sqlstate", "") or ""
-        return state.startswith(("08", "57P", "53"))  # connection, shutdown, resources
-    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
+    """Whether ``error`` is the store's "try again later": ``Busy``, which the backends
+    make of a lost connection, a server going away, a locked, full or unreadable database
+    or a deadlock (``storage_error`` in sqlite.py and postgres.py), or a connection refused
+    before any statement.  Not a statement or data that was wrong: a worker waits and tries
+    again instead of giving up on the work in hand."""
+    return isinstance(error, Busy | OSError | TimeoutError)
 
 
 def database_error(error: BaseException) -> str | None:

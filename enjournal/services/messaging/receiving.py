@@ -26,7 +26,7 @@ import uuid
 import orjson
 
 from enjournal.fhir import jsonio
-from enjournal.fhir.errors import FhirError
+from enjournal.fhir.errors import Busy, FhirError
 from enjournal.fhir.norwegian_ids import OID_DNR, OID_FNR
 from enjournal.security.audit import append
 from enjournal.security.audit.events import audit_event
@@ -214,6 +214,8 @@ class Receiver:
         for resource in resources:
             try:
                 stored = await tx.create(resource, id_=resource["id"])
+            except Busy:
+                raise  # the database, not the message: waited out in ``handle``
             except (FhirError, *MALFORMED) as error:
                 text = error.message if isinstance(error, FhirError) else "not storable"
                 rejection = rules.Rejection("T99", f"{resource['resourceType']}: {text}"[:500])

@@ -12,6 +12,7 @@ from enjournal.services.messaging import rules
 from enjournal.services.messaging.hub import hub_of
 from enjournal.services.messaging.transport import Envelope
 from enjournal.storage import messaging as db
+from enjournal.storage.base import unavailable
 from tests.services.messaging import world
 
 pytestmark = pytest.mark.backends("sqlite", "postgres")
@@ -248,11 +249,13 @@ class Flaky:
     def transaction(self, **kwargs):
         if self.down > 0:
             self.down -= 1
-            raise ConnectionRefusedError("the database is restarting")
+            raise unavailable("the connection to the database was lost; try again", 1)
         return self.store.transaction(**kwargs)
 
 
 async def test_a_database_outage_waits_and_uses_up_no_delivery(loaded, client, monkeypatch):
+    """The store's "try again later" (Busy, which the backends make of a lost connection)
+    from opening a transaction."""
     from enjournal.services.messaging import receiving
 
     monkeypatch.setattr(receiving, "STORAGE_WAITS", (0.01, 0.01, 0.01))
@@ -404,3 +407,29 @@ async def test_a_party_just_deactivated_takes_nothing_more(loaded, client):
     again = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
     refused = await post(client, again)
     assert refused.status_code == 422 and "inactive" in refused.text
+
+
+async def test_a_database_lost_in_the_middle_of_an_import_is_no_rejection(
+    loaded, client, monkeypatch
+):
+    """Busy from a write inside the import is the database's, not the message's: the batch
+    waits and goes again; no T99 receipt."""
+    from enjournal.services.messaging import receiving
+    from enjournal.storage.store import Transaction
+
+    monkeypatch.setattr(receiving, "STORAGE_WAITS", (0.01,))
+    bundle = world.message("HENVIS", world.GP_HER, world.HOSPITAL_HER, [world.referral()])
+    assert (await post(client, bundle)).status_code == 202
+    real, failures = Transaction.create, [1]
+
+    async def create(self, resource, **kwargs):
+        if failures:
+            failures.pop()
+            raise unavailable("the connection to the database was lost; try again", 1)
+        return await real(self, resource, **kwargs)
+
+    monkeypatch.setattr(Transaction, "create", create)
+    await hub_of(loaded).settle()
+    row = await ledger(loaded, header_id(bundle))
+    assert row.receipt == rules.OK and not failures
+    assert (await client.get("/fhir/ServiceRequest")).json()["total"] == 1
