@@ -27,7 +27,6 @@ import logging
 import uuid
 
 import orjson
-from lxml import etree
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -39,7 +38,6 @@ log = logging.getLogger("enjournal.messaging.edi")
 
 PREFIX = "/edi"
 ROOT = PREFIX + "/api/v3"
-MSGHEAD = "{http://www.kith.no/xmlstds/msghead/2006-05-24}"
 MAX_RECEIVERS = 50
 INVALID, NOT_FOUND, APPREC_ON_APPREC = 1001, 1010, 1100
 SENDER_NOT_AUTHORISED, NOT_ADDRESSEE, RECEIVER_NOT_AUTHORISED = 1102, 1201, 1202
@@ -320,11 +318,11 @@ def parse_order(raw: bytes) -> dict:
         raise EdiError(400, INVALID, "senderHerId is a HER-id")
     receivers = chosen_receivers(body)
     document = decoded(body.get("businessDocument"))
-    agrees_with_document(document, str(sender), receivers[0], kind)
+    envelope = agrees_with_document(document, str(sender), receivers[0], kind)
     return {
         "sender": str(sender),
         "receivers": receivers,
-        "ids": assigned_ids(document, len(receivers)),
+        "ids": [envelope.id if envelope else document_id(document) or str(uuid.uuid4())],
         "type": body["messageTypeIdentificator"],
         "document": document,
     }
@@ -341,17 +339,19 @@ def as_xml(body: bytes) -> tuple[str, bytes]:
         return rules.FHIR_JSON, body
 
 
-def agrees_with_document(document: bytes, sender: str, receiver: str, kind: str) -> None:
-    """400 when the document's MsgHead names another sender, receiver or type than the
-    request: refused here, before its patient's data goes to a receiver who would only
-    reject it (E10).  A document that cannot be read goes on: its receiver answers it
-    (T01, T02, T10), as the AppRec rules have it."""
+def agrees_with_document(
+    document: bytes, sender: str, receiver: str, kind: str
+) -> rules.Envelope | None:
+    """The document's envelope; 400 when its MsgHead names another sender, receiver or type
+    than the request: refused here, before its patient's data goes to a receiver who would
+    only reject it (E10).  A document that cannot be read goes on (None): its receiver
+    answers it (T01, T02, T10), as the AppRec rules have it."""
     from enjournal.services.messaging.xml import from_xml
 
     try:
         envelope = rules.envelope_of(from_xml(document))
     except (rules.Rejection, ValueError):
-        return
+        return None
     said = (envelope.sender, envelope.receiver, envelope.type)
     if said != (sender, receiver, kind):
         raise EdiError(
@@ -359,6 +359,7 @@ def agrees_with_document(document: bytes, sender: str, receiver: str, kind: str)
             f"the document's MsgHead names sender {said[0]}, receiver {said[1]} and type "
             f"{said[2]}; the request says {sender}, {receiver} and {kind}",
         )  # fmt: skip
+    return envelope
 
 
 def chosen_receivers(body: dict) -> list[str]:
@@ -392,23 +393,16 @@ def decoded(document: object) -> bytes:
         raise EdiError(400, INVALID, "businessDocument is not valid base64") from None
 
 
-def assigned_ids(document: bytes, count: int) -> list[str]:
-    """One id per receiver: the document's own MsgId when it goes to one receiver (its
-    receiver checks that the MsgHead's id is the message's), new ones for copies."""
-    if count == 1:
-        return [document_id(document) or str(uuid.uuid4())]
-    return [str(uuid.uuid4()) for _ in range(count)]
-
-
 def document_id(document: bytes) -> str | None:
-    """MsgHead/MsgInfo/MsgId, if the document is a readable MsgHead (no DTD, no entities,
-    no network); None otherwise: the receiver judges the document."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    """MsgHead/MsgInfo/MsgId of a document that does not validate (its receiver will say
+    why), if it is well-formed XML; None otherwise: its receiver judges it."""
+    from enjournal.services.messaging.xml import names, parsing
+
     try:
-        root = etree.fromstring(document, parser)
-    except etree.XMLSyntaxError:
+        root = parsing.parse(document)
+    except rules.Rejection:
         return None
-    found = root.findtext(f"{MSGHEAD}MsgInfo/{MSGHEAD}MsgId")
+    found = root.findtext(f"{names.q(names.MSGHEAD, 'MsgInfo')}/{names.q(names.MSGHEAD, 'MsgId')}")
     text = (found or "").strip()
     return text if rules.valid_id(text) else None
 

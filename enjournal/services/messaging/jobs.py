@@ -36,9 +36,11 @@ def all_jobs(platform) -> list[Job]:
         async with store.transaction() as tx:
             return await db.prune(tx, int(now.timestamp() * 1000) - keep_ms)
 
-    from enjournal.services.messaging.register_file import addresses_job
+    addresses = None
+    if platform.settings.messaging_addresses:  # the loader (and validation) only then
+        from enjournal.services.messaging.register_file import addresses_job
 
-    addresses = addresses_job(platform)
+        addresses = addresses_job(platform)
     return [
         *([addresses] if addresses else []),
         Job("messaging-relay", 0.5, relay),

@@ -21,7 +21,6 @@ from enjournal.services.messaging import rules
 from enjournal.services.messaging.addresses import acts_for, find_party
 from enjournal.storage import messaging as db
 
-MAX_BODY = 20 * 1024 * 1024  # the platform's request limit; attachments included
 DEFINITION = "http://enjournal.no/fhir/OperationDefinition/"
 
 

@@ -14,9 +14,8 @@ from starlette.responses import Response
 from enjournal.fhir.norwegian_ids import OID_HER_ID, OID_ORGNR
 from enjournal.rest.message import FhirRequest
 from enjournal.services.messaging import rules
-from enjournal.services.messaging.addresses import party_name
+from enjournal.services.messaging.addresses import her_id_of, party_name
 from enjournal.services.messaging.web import content
-from enjournal.services.messaging.xml import from_xml
 from enjournal.web import FhirError, LoginFailed, Page, Site, SiteConfig, View, entries
 from enjournal.web.i18n import N_
 
@@ -100,13 +99,6 @@ def _add_parties(found: dict[str, str], resources: list[dict]) -> None:
         her_id = her_id_of(resource)
         if her_id:
             found[her_id] = found.get(her_id) or str(resource.get("name") or "")
-
-
-def her_id_of(resource: dict) -> str | None:
-    for ident in resource.get("identifier") or []:
-        if ident.get("system") == OID_HER_ID and ident.get("value"):
-            return str(ident["value"])
-    return None
 
 
 async def party_names(view: View, her_ids: set[str], known: dict[str, str]) -> dict[str, str]:
@@ -194,6 +186,8 @@ def readable(body: bytes, media: str) -> dict:
     messaging's hardened reader); ``xml``: the XML as text where the reader refuses it."""
     if media != rules.XML:
         return {"content": content.content_of(_json(body)), "xml": None}
+    from enjournal.services.messaging.xml import from_xml
+
     try:
         return {"content": content.content_of(from_xml(body)), "xml": None}
     except rules.Rejection:

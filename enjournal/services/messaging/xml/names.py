@@ -11,13 +11,11 @@ APPREC_1_0 = "http://www.kith.no/xmlstds/apprec/2004-11-21"
 APPREC_1_1 = "http://www.kith.no/xmlstds/apprec/2012-02-15"
 BASE64 = "http://www.kith.no/xmlstds/base64container"
 DIALOGS = (DIALOG_1_1, DIALOG_1_0)
-APPRECS = (APPREC_1_1, APPREC_1_0)
 
 MSGHEAD_VERSION = "v1.2 2006-05-24"  # MsgInfo/MIGversion is fixed to this by the schema
 APPREC_VERSION = "v1.1 2012-02-15"
 
 # Kodeverk, as the XML's S attribute carries them.
-DOCUMENT_REFERENCE = "2.16.578.1.12.4.1.1.8114"  # Type dokumentreferanse: XML, A (vedlegg)
 ORGANISATION_ID = "2.16.578.1.12.4.1.1.9051"  # ID-typer for organisatoriske enheter: HER
 PERSON_ID = "2.16.578.1.12.4.1.1.8116"  # ID-type for personer: FNR, DNR, HER, HPR
 DIALOG_THEME = "2.16.578.1.12.4.1.1.7322"  # Tema for helsefaglig dialog
