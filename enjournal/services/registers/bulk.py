@@ -293,7 +293,9 @@ async def poll(request, repo, settings, result: bool = False) -> FhirResponse:
         return FhirResponse.of(body, 202, **headers) if body else FhirResponse(202, None, headers)
     if kind.redirect and not result:
         return FhirResponse(303, None, {"Location": result_url(request, job.id)})
-    return kind.answer(request, job)
+    if job.status == db.FAILED:
+        return failed(job)
+    return kind.answer(request, job)  # a finished job
 
 
 async def _own_job(request, tx) -> db.ExportJob:
@@ -313,8 +315,6 @@ async def _own_job(request, tx) -> db.ExportJob:
 
 
 def _bulk_answer(request, job: db.ExportJob) -> FhirResponse:
-    if job.status == db.FAILED:
-        return failed(job)
     return FhirResponse.of(_manifest(request, job), 200, **expires(job))
 
 

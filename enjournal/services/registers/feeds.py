@@ -29,6 +29,7 @@ file set's location on the server, as the command does.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -521,9 +522,9 @@ def _manifest_parameters(manifest: dict) -> dict:
 # ---- the job (``Prefer: respond-async``) ----------------------------------------------------
 
 KIND = "register"
+OCTETS = "application/octet-stream"
 TYPES = {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet",
          ".json": "application/json"}  # fmt: skip
-OCTETS = "application/octet-stream"
 
 
 class _JobProgress(Progress):
@@ -581,16 +582,9 @@ def _job_progress(job) -> str:
 
 def _job_answer(request, job) -> FhirResponse:
     """The finished job: its files' URLs, the identity files apart, and the manifest."""
-    if job.status == exports_db.FAILED:
-        return bulk.failed(job)
-    manifest = json.loads(json.dumps((job.output or {})["manifest"]))
-
-    def located(entry: dict) -> dict:
-        entry["url"] = bulk.file_url(request, job.id, entry["file"])
-        return entry
-
+    manifest = copy.deepcopy((job.output or {})["manifest"])
     for entry in [*manifest["files"], *manifest["identity"], manifest["quality"]]:
-        located(entry)
+        entry["url"] = bulk.file_url(request, job.id, entry["file"])
     parameters = [
         {"name": "exportId", "valueString": job.id},
         {"name": "status", "valueCode": "completed"},
@@ -616,9 +610,7 @@ def _job_files(job) -> dict[str, str]:
     manifest = (job.output or {}).get("manifest") or {}
     entries = [*manifest.get("files", ()), *manifest.get("identity", ())]
     entries += [manifest["quality"]] if "quality" in manifest else []
-    return {
-        e["file"]: TYPES.get(Path(e["file"]).suffix, "application/octet-stream") for e in entries
-    }
+    return {e["file"]: TYPES.get(Path(e["file"]).suffix, OCTETS) for e in entries}
 
 
 def _job_allowed(request, job) -> None:

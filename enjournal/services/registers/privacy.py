@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 import orjson
 
@@ -46,9 +47,13 @@ async def read_policy(tx) -> ExportPolicy:
     decides what an export holds, not the caller's access)."""
     protected = await db.protected_patients(tx, ADDRESS_PROTECTION)
     consents = await db.consents_of_category(tx, CONSENT_SYSTEMS)
-    patients = sorted(export_policy(protected, consents).protected)
-    ids = await tx.identifier_values("Patient", patients, sorted(NATIONAL_IDS)) if patients else {}
-    return export_policy(protected, consents, ids)
+    policy = export_policy(protected, consents)
+    if not policy.protected:
+        return policy
+    ids = await tx.identifier_values("Patient", sorted(policy.protected), sorted(NATIONAL_IDS))
+    # the same policy, knowing the national ids of those it protects (read once: the
+    # Consents are not parsed again)
+    return replace(policy, national_ids={p: frozenset(v) for p, v in ids.items() if v})
 
 
 def view_policy(policy: ExportPolicy) -> ViewPolicy:

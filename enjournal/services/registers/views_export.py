@@ -232,8 +232,6 @@ def _progress(job: db.ExportJob) -> str:
 
 def _answer(request, job: db.ExportJob) -> FhirResponse:
     """The result: what a synchronous call would have answered (the spec)."""
-    if job.status == db.FAILED:
-        return bulk.failed(job)
     output = job.output or {}
     parameters = _status_parameters(job, "completed", bulk.status_url(request, job.id))
     parameters["parameter"] = [p for p in parameters["parameter"] if p["name"] != "location"]
